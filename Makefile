@@ -1,0 +1,37 @@
+# Two entry points (see README): `make demo` and `make test`. Both set up .venv first.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.dlakit-installed
+DEMO_MODEL ?= efficientnet-lite0
+DEMO_TARGET ?= orin
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test test-all lint bench clean
+
+setup: $(STAMP)
+
+# torch is pinned to the CPU build that lies on these machines' disk; an unpinned torch would pull
+# a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0 || $(PY) -m pip install -q torch --index-url https://download.pytorch.org/whl/cpu
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+demo: setup
+	$(VENV)/bin/dlakit check $(DEMO_MODEL) --target $(DEMO_TARGET)
+
+test: setup
+	$(PY) -m pytest -q -n 2 -m "not slow" $(PYTEST_ARGS)
+
+test-all: setup
+	$(PY) -m pytest -q -n 2 $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

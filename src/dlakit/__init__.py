@@ -1,0 +1,3 @@
+"""dlakit: an open toolchain for DLA-class deep-learning accelerators."""
+
+__version__ = "0.1.0"

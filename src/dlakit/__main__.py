@@ -1,0 +1,5 @@
+import sys
+
+from dlakit.cli import main
+
+sys.exit(main())
