@@ -91,9 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
-        import click
-
-        if isinstance(exc, click.ClickException):
+        # Usage errors come from the click that typer vendors; they know how to print themselves.
+        if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):
             exc.show()
             return exc.exit_code
         raise
