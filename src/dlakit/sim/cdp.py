@@ -1,0 +1,5 @@
+"""stub"""
+
+
+def run_cdp(*a):
+    raise NotImplementedError

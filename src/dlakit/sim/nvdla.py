@@ -1,0 +1,187 @@
+"""One simulated NVDLA: register file, memory image, and the operations OP_ENABLE launches.
+
+Programming follows the hardware: write registers (CSB address or unit/register name), then set
+``D_OP_ENABLE`` on every unit of an operation. When the last unit of an operation is enabled the
+operation runs to completion at once, the units' OP_ENABLE clear and their GLB interrupt status
+bits rise (``S_INTR_STATUS``, one bit per unit and group).
+
+Operations: SDP from memory (SDP + SDP_RDMA), convolution (CDMA, CSC, CMAC_A/B, CACC feeding SDP
+on the fly, + SDP_RDMA when SDP reads operands), PDP from memory (PDP + PDP_RDMA), CDP (CDP +
+CDP_RDMA).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from dlakit.errors import DlakitError
+from dlakit.hw import Register, load_register_map
+from dlakit.sim import cdp, conv, pdp, sdp
+from dlakit.sim.lut import LutTables
+from dlakit.sim.memory import Memory
+from dlakit.sim.regs import NotModelled, RegisterFile, UnitView
+from dlakit.targets import load_target
+
+CONV_UNITS = ("CACC", "CMAC_A", "CMAC_B", "CSC", "CDMA")
+# GLB S_INTR_STATUS field stem raised when a unit finishes (CMAC and RDMAs raise none).
+_DONE_FIELDS = {
+    "SDP": "SDP_DONE_STATUS",
+    "CDP": "CDP_DONE_STATUS",
+    "PDP": "PDP_DONE_STATUS",
+    "CACC": "CACC_DONE_STATUS",
+    "CDMA": ("CDMA_DAT_DONE_STATUS", "CDMA_WT_DONE_STATUS"),
+}
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise DlakitError("--device cuda: no CUDA device is available here")
+    return dev
+
+
+class Nvdla:
+    """A register-level NVDLA of one hardware configuration (``nv_small`` ...)."""
+
+    def __init__(
+        self,
+        target: str = "nv_small",
+        device: str | torch.device | None = "cpu",
+        memory: Memory | None = None,
+    ) -> None:
+        tgt = load_target(target)
+        if tgt.kind != "nvdla":
+            raise DlakitError(f"target {target!r} is not an open NVDLA configuration")
+        self.target = tgt
+        self.config: dict[str, Any] = tgt.nvdla
+        self.engines: dict[str, bool] = tgt.engines
+        self.atom = int(self.config["memory_atomic"])
+        self.device = resolve_device(device)
+        self.regmap = load_register_map(self.config["hw_tree"])
+        self.regs = RegisterFile(self.regmap)
+        self.memory = memory if memory is not None else Memory(self.device)
+        self.luts = {"SDP": LutTables(), "CDP": LutTables()}
+        self.enabled: set[tuple[str, int]] = set()
+        self.operations = 0
+
+    # -- CSB access -------------------------------------------------------------------------
+    def write(self, address: int, value: int) -> None:
+        """A CSB register write at byte ``address``."""
+        self._write(self.regmap.at(address), value)
+
+    def write_reg(self, unit: str, reg: str, value: int | None = None, **fields: int | str) -> None:
+        """Write ``unit.reg`` as a whole ``value`` or from named ``fields``."""
+        r = self.regmap.register(unit, reg)
+        self._write(r, r.encode(**fields) if value is None else value)
+
+    def write_named(self, name: str, value: int) -> None:
+        """Write by the trace spelling ``NVDLA_UNIT.REG_0``."""
+        self._write(self.regmap.lookup(name), value)
+
+    def read_reg(self, unit: str, reg: str) -> int:
+        return self._read(self.regmap.register(unit, reg))
+
+    def read_named(self, name: str) -> int:
+        return self._read(self.regmap.lookup(name))
+
+    def view(self, unit: str, group: int = 0) -> UnitView:
+        return self.regs.view(unit, group)
+
+    def _read(self, r: Register) -> int:
+        if r.unit == "CDMA" and r.name == "S_CBUF_FLUSH_STATUS":
+            return 1  # the convolution buffer is always flushed here
+        return self.regs.load(r)
+
+    def _write(self, r: Register, value: int) -> None:
+        if r.unit == "GLB" and r.name == "S_INTR_STATUS":
+            self._glb_status(self._glb_status() & ~value)  # write one to clear
+            return
+        group = self.regs.store(r, value)
+        if r.name == "S_LUT_ACCESS_CFG" and r.unit in self.luts:
+            self.luts[r.unit].select(r.decode(value))
+        elif r.name == "S_LUT_ACCESS_DATA" and r.unit in self.luts:
+            self.luts[r.unit].write(value & 0xFFFF)
+        elif r.name == "D_OP_ENABLE" and value & 1:
+            self.enabled.add((r.unit, group))
+            self._launch(group)
+
+    # -- interrupts ---------------------------------------------------------------------------
+    def _glb_status(self, value: int | None = None) -> int:
+        reg = self.regmap.register("GLB", "S_INTR_STATUS")
+        if value is not None:
+            self.regs.store(reg, value)
+        return self.regs.load(reg)
+
+    def _raise_done(self, unit: str, group: int) -> None:
+        stems = _DONE_FIELDS.get(unit, ())
+        reg = self.regmap.register("GLB", "S_INTR_STATUS")
+        status = self._glb_status()
+        for stem in (stems,) if isinstance(stems, str) else stems:
+            status |= 1 << reg.field(f"{stem}{group}").lsb
+        self._glb_status(status)
+
+    def take_interrupt(self, unit: str) -> bool:
+        """True (and clear it) if ``unit`` has a done interrupt pending in either group."""
+        reg = self.regmap.register("GLB", "S_INTR_STATUS")
+        stems = _DONE_FIELDS.get(unit)
+        if stems is None:
+            raise DlakitError(f"unit {unit} raises no interrupt")
+        status = self._glb_status()
+        for stem in (stems,) if isinstance(stems, str) else stems:
+            for group in (0, 1):
+                bit = 1 << reg.field(f"{stem}{group}").lsb
+                if status & bit:
+                    self._glb_status(status & ~bit)
+                    return True
+        return False
+
+    # -- operations ---------------------------------------------------------------------------
+    def _on(self, unit: str, group: int) -> bool:
+        return (unit, group) in self.enabled
+
+    def _finish(self, units: tuple[str, ...], group: int) -> None:
+        op_en = self.regmap.register  # same name in every unit
+        for unit in units:
+            self.enabled.discard((unit, group))
+            self.regs.store(op_en(unit, "D_OP_ENABLE"), 0, group)
+            self._raise_done(unit, group)
+        self.operations += 1
+
+    def _launch(self, group: int) -> None:
+        v = self.regs.view
+        if self._on("SDP", group):
+            s = v("SDP", group)
+            rdma = v("SDP_RDMA", group)
+            if s.enum("D_FEATURE_MODE_CFG", "FLYING_MODE") == "OFF":
+                if self._on("SDP_RDMA", group):
+                    sdp.run_sdp_from_memory(self.memory, s, rdma, self.engines, self.atom)
+                    self._finish(("SDP", "SDP_RDMA"), group)
+            elif all(self._on(u, group) for u in CONV_UNITS) and (
+                not sdp.needs_rdma(s) or self._on("SDP_RDMA", group)
+            ):
+                self._check_engine("conv", "CDMA.D_OP_ENABLE")
+                conv.run_conv(self, group)
+                used = ("SDP_RDMA",) if self._on("SDP_RDMA", group) else ()
+                self._finish(("SDP", *CONV_UNITS, *used), group)
+        if self._on("PDP", group):
+            p = v("PDP", group)
+            if p.enum("D_OPERATION_MODE_CFG", "FLYING_MODE") != "OFF_FLYING":
+                raise NotModelled("PDP.D_OPERATION_MODE_CFG.FLYING_MODE=ON_FLYING is not modelled")
+            if self._on("PDP_RDMA", group):
+                self._check_engine("pdp", "PDP.D_OP_ENABLE")
+                pdp.run_pdp(self.memory, p, v("PDP_RDMA", group), self.atom)
+                self._finish(("PDP", "PDP_RDMA"), group)
+        if self._on("CDP", group) and self._on("CDP_RDMA", group):
+            self._check_engine("cdp", "CDP.D_OP_ENABLE")
+            cdp.run_cdp(
+                self.memory, v("CDP", group), v("CDP_RDMA", group), self.luts["CDP"], self.atom
+            )
+            self._finish(("CDP", "CDP_RDMA"), group)
+
+    def _check_engine(self, engine: str, where: str) -> None:
+        if not self.engines.get(engine, False):
+            raise NotModelled(f"{where}: target {self.target.name} has no {engine} engine")

@@ -1,0 +1,212 @@
+"""SDP: the single-point post-processor (nvdla.md §5.4), whole cubes at a time.
+
+x (int32 from CACC, or int8 from memory) -> X1 (BS) -> X2 (BN) -> [Y (EW)] -> C -> int8.
+Each X unit: ALU (operand << shift, saturating to 32 bits; MAX/MIN/SUM to 33 bits) -> MUL
+(16-bit operand; PReLU multiplies negatives only) -> truncate (round half away, sat32; applied even
+when MUL is bypassed, but not to PReLU's pass-through) -> ReLU. C: ((x - offset) * scale) >> shift
+rounded, saturated to 17 then 8 bits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from dlakit.sim.arith import saturate, shift_left_sat, shift_right_round
+from dlakit.sim.layout import feature_addresses, load_signed, padded_channels, store_signed
+from dlakit.sim.memory import Memory
+from dlakit.sim.regs import NotModelled, UnitView
+
+# Register-name stems of the X units and the RDMA that feeds each (nvdla.md §1, §3).
+_X_UNITS = (("BS", "BRDMA"), ("BN", "NRDMA"))
+_ALU_OPS = {"MAX": torch.maximum, "MIN": torch.minimum}
+
+
+@dataclass(frozen=True)
+class Cube:
+    base: int
+    channels: int
+    height: int
+    width: int
+    line_stride: int
+    surf_stride: int
+
+
+def _operands(
+    mem: Memory, rdma: UnitView, stem: str, dma: str, shape: tuple[int, int, int], atom: int
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """ALU and MUL operands that the B/N-RDMA fetches, broadcastable to ``shape`` (C, H, W)."""
+    cfg = f"D_{dma}_CFG"
+    if rdma.enum(cfg, f"{dma}_DISABLE") == "YES":
+        return None, None
+    use = rdma.enum(cfg, f"{dma}_DATA_USE")
+    size = 2 if rdma.enum(cfg, f"{dma}_DATA_SIZE") == "TWO_BYTE" else 1
+    mode = rdma.enum(cfg, f"{dma}_DATA_MODE")
+    base = rdma.addr(f"D_{stem}_BASE_ADDR_LOW", f"D_{stem}_BASE_ADDR_HIGH")
+    n = 2 if use == "BOTH" else 1
+    c, h, w = shape
+    dev = mem.device
+    if mode == "PER_KERNEL":
+        addrs = base + torch.arange(c, dtype=torch.int64, device=dev)[:, None, None] * (n * size)
+    else:
+        line = rdma[f"D_{stem}_LINE_STRIDE"]
+        surf = rdma[f"D_{stem}_SURFACE_STRIDE"]
+        addrs = feature_addresses(base, c, h, w, line, surf, atom * n * size, n * size, dev)
+    first = load_signed(mem, addrs, size)
+    second = load_signed(mem, addrs + size, size) if n == 2 else None
+    if use == "ALU":
+        return first, None
+    if use == "MUL":
+        return None, first
+    return first, second
+
+
+def _x_unit(
+    x: torch.Tensor,
+    sdp: UnitView,
+    stem: str,
+    alu_mem: torch.Tensor | None,
+    mul_mem: torch.Tensor | None,
+) -> torch.Tensor:
+    cfg = f"D_DP_{stem}_CFG"
+    if sdp.f(cfg, f"{stem}_BYPASS"):
+        return x
+    if not sdp.f(cfg, f"{stem}_ALU_BYPASS"):
+        shift = sdp.f(f"D_DP_{stem}_ALU_CFG", f"{stem}_ALU_SHIFT_VALUE")
+        if sdp.enum(f"D_DP_{stem}_ALU_CFG", f"{stem}_ALU_SRC") == "MEM":
+            if alu_mem is None:
+                raise NotModelled(f"SDP.D_DP_{stem}_ALU_CFG.{stem}_ALU_SRC=MEM with its RDMA off")
+            op = shift_left_sat(alu_mem, shift, 32)
+        else:
+            op = shift_left_sat(sdp.signed(f"D_DP_{stem}_ALU_SRC_VALUE"), shift, 32)
+        algo = sdp.enum(cfg, f"{stem}_ALU_ALGO")
+        if algo == "SUM":
+            x = x + op
+        elif algo in _ALU_OPS:
+            x = _ALU_OPS[algo](x, torch.as_tensor(op, dtype=torch.int64, device=x.device))
+        else:
+            raise NotModelled(f"SDP.{cfg}.{stem}_ALU_ALGO={algo} is not modelled")
+    shift = sdp.f(f"D_DP_{stem}_MUL_CFG", f"{stem}_MUL_SHIFT_VALUE") & 0x3F
+    if sdp.f(cfg, f"{stem}_MUL_BYPASS"):
+        y = shift_right_round(x, shift, 49, 32)
+    else:
+        if sdp.enum(f"D_DP_{stem}_MUL_CFG", f"{stem}_MUL_SRC") == "MEM":
+            if mul_mem is None:
+                raise NotModelled(f"SDP.D_DP_{stem}_MUL_CFG.{stem}_MUL_SRC=MEM with its RDMA off")
+            scale: torch.Tensor | int = mul_mem
+        else:
+            scale = sdp.signed(f"D_DP_{stem}_MUL_SRC_VALUE")
+        y = shift_right_round(x * scale, shift, 49, 32)
+        if sdp.f(cfg, f"{stem}_MUL_PRELU"):
+            y = torch.where(x >= 0, x, y)
+    if not sdp.f(cfg, f"{stem}_RELU_BYPASS"):
+        y = y.clamp_min(0)
+    return y
+
+
+def convert_out(x: torch.Tensor, sdp: UnitView) -> torch.Tensor:
+    """The C output converter to INT8."""
+    off = sdp.signed("D_CVT_OFFSET")
+    scale = sdp.signed("D_CVT_SCALE")
+    shift = sdp["D_CVT_SHIFT"] & 0x3F
+    t = shift_right_round((x - off) * scale, shift, 49, 17)
+    return saturate(t, 8)
+
+
+def sdp_process(
+    x: torch.Tensor, mem: Memory, sdp: UnitView, rdma: UnitView, engines: dict, atom: int
+) -> torch.Tensor:
+    """int32/int8 cube [C, H, W] in, int8 values out, through X1, X2, Y and C."""
+    shape = tuple(x.shape)
+    for stem, dma in _X_UNITS:
+        if sdp.f(f"D_DP_{stem}_CFG", f"{stem}_BYPASS"):
+            continue
+        alu, mul = _operands(mem, rdma, stem, dma, shape, atom)  # type: ignore[arg-type]
+        x = _x_unit(x, sdp, stem, alu, mul)
+    if not sdp.f("D_DP_EW_CFG", "EW_BYPASS") and engines.get("sdp_ew", False):
+        raise NotModelled("SDP.D_DP_EW_CFG.EW_BYPASS=NO (the Y/EW unit) is not modelled")
+    # A configuration without the Y unit (nv_small) ignores its registers: the traces program
+    # EW fields there and the golden CRCs are those of a pass-through.
+    return convert_out(x, sdp)
+
+
+def output_cube(sdp: UnitView) -> Cube:
+    return Cube(
+        base=sdp.addr("D_DST_BASE_ADDR_LOW", "D_DST_BASE_ADDR_HIGH"),
+        channels=sdp["D_DATA_CUBE_CHANNEL"] + 1,
+        height=sdp["D_DATA_CUBE_HEIGHT"] + 1,
+        width=sdp["D_DATA_CUBE_WIDTH"] + 1,
+        line_stride=sdp["D_DST_LINE_STRIDE"],
+        surf_stride=sdp["D_DST_SURFACE_STRIDE"],
+    )
+
+
+def check_formats(sdp: UnitView) -> None:
+    sdp.require("D_DATA_FORMAT", "OUT_PRECISION", {"INT8"}, "INT8 only on this model")
+    sdp.require("D_FEATURE_MODE_CFG", "OUTPUT_DST", {"MEM"}, "SDP to PDP on-the-fly")
+    sdp.require("D_FEATURE_MODE_CFG", "WINOGRAD", {"OFF"})
+    if sdp.f("D_FEATURE_MODE_CFG", "BATCH_NUMBER"):
+        raise NotModelled("SDP.D_FEATURE_MODE_CFG.BATCH_NUMBER>0 (batches) is not modelled")
+
+
+def write_output(mem: Memory, out: Cube, values: torch.Tensor, atom: int) -> None:
+    addrs = feature_addresses(
+        out.base,
+        values.shape[0],
+        out.height,
+        out.width,
+        out.line_stride,
+        out.surf_stride,
+        atom,
+        device=mem.device,
+    )
+    store_signed(mem, addrs, values, 1)
+
+
+def run_sdp_from_memory(
+    mem: Memory, sdp: UnitView, rdma: UnitView, engines: dict, atom: int
+) -> None:
+    """Off-flying SDP: the M-RDMA reads an INT8 cube, the WDMA writes the result."""
+    check_formats(sdp)
+    rdma.require("D_FEATURE_MODE_CFG", "IN_PRECISION", {"INT8"}, "INT8 only on this model")
+    src = Cube(
+        base=rdma.addr("D_SRC_BASE_ADDR_LOW", "D_SRC_BASE_ADDR_HIGH"),
+        channels=rdma["D_DATA_CUBE_CHANNEL"] + 1,
+        height=rdma["D_DATA_CUBE_HEIGHT"] + 1,
+        width=rdma["D_DATA_CUBE_WIDTH"] + 1,
+        line_stride=rdma["D_SRC_LINE_STRIDE"],
+        surf_stride=rdma["D_SRC_SURFACE_STRIDE"],
+    )
+    c = padded_channels(src.channels, atom)
+    addrs = feature_addresses(
+        src.base,
+        c,
+        src.height,
+        src.width,
+        src.line_stride,
+        src.surf_stride,
+        atom,
+        device=mem.device,
+    )
+    x = load_signed(mem, addrs, 1)
+    write_output(mem, output_cube(sdp), sdp_process(x, mem, sdp, rdma, engines, atom), atom)
+
+
+def needs_rdma(sdp: UnitView) -> bool:
+    """Whether an active X unit takes an operand from memory (so SDP_RDMA takes part)."""
+    for stem, _ in _X_UNITS:
+        cfg = f"D_DP_{stem}_CFG"
+        if sdp.f(cfg, f"{stem}_BYPASS"):
+            continue
+        alu = (
+            not sdp.f(cfg, f"{stem}_ALU_BYPASS")
+            and sdp.enum(f"D_DP_{stem}_ALU_CFG", f"{stem}_ALU_SRC") == "MEM"
+        )
+        mul = (
+            not sdp.f(cfg, f"{stem}_MUL_BYPASS")
+            and sdp.enum(f"D_DP_{stem}_MUL_CFG", f"{stem}_MUL_SRC") == "MEM"
+        )
+        if alu or mul:
+            return True
+    return False
