@@ -1,0 +1,150 @@
+"""Scale tables other tools read: TensorRT's calibration cache and the NVDLA compiler's JSON table.
+
+TensorRT calibration cache (text; what ``IInt8Calibrator::writeCalibrationCache`` writes and
+``readCalibrationCache`` hands back; format per dla_rules.md §1.6 and nvdla/sw
+``umd/utils/calibdata/resnet50.txt``)::
+
+    TRT-8600-EntropyCalibration2
+    input: 3c010a14
+    conv1_out: 3d2c7b3a
+
+One line per tensor: its name, ``": "``, then the big-endian IEEE-754 bits of the float32 scale
+(amax/127) as 8 lowercase hex digits. The header names the calibrator class TensorRT will read the
+cache with; DLA builds need ``EntropyCalibration2``, so that is written whatever method dlakit used.
+Names may hold spaces and colons (``(Unnamed Layer* 0) [Convolution]_output``), so a line splits at
+its last ``": "``.
+
+NVDLA calibration table (JSON; nvdla/sw ``LowPrecision.md``, nvdla.md §9.3): an object keyed by
+tensor (top blob) name, each ``{"scale": s, "min": m, "max": M, "offset": 0}``. The compiler uses
+``scale`` when present; dlakit also writes ``min = -amax`` and ``max = amax`` so a reader that
+prefers min/max gets the same scale, and ``offset`` 0 (symmetric).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+from dlakit.errors import DlakitError
+from dlakit.quant.scales import QMAX, Scales
+
+DEFAULT_TRT_VERSION = 8600
+TRT_ALGORITHM = "EntropyCalibration2"
+_HEADER_RE = re.compile(r"^TRT-(?P<version>\d+)-(?P<algo>[A-Za-z0-9]+)$")
+_HEX_RE = re.compile(r"^[0-9a-fA-F]{1,8}$")
+
+
+def float_to_hex(value: float) -> str:
+    """The big-endian float32 bits of ``value`` as 8 lowercase hex digits (1.0 -> 3f800000)."""
+    return struct.pack(">f", value).hex()
+
+
+def hex_to_float(text: str) -> float:
+    """Inverse of :func:`float_to_hex` (shorter hex is zero-padded on the left)."""
+    return struct.unpack(">f", bytes.fromhex(text.rjust(8, "0")))[0]
+
+
+@dataclass
+class TrtCache:
+    """A parsed TensorRT calibration cache: header fields and the scale of each tensor."""
+
+    version: int
+    algorithm: str
+    scales: dict[str, float]
+
+
+def write_trt_cache(
+    scales: Scales, path: str | Path, trt_version: int = DEFAULT_TRT_VERSION
+) -> Path:
+    """Write the activation scales as a TensorRT calibration cache (see the module docstring)."""
+    lines = [f"TRT-{trt_version}-{TRT_ALGORITHM}"]
+    for name, act in scales.activations.items():
+        if "\n" in name:
+            raise DlakitError(f"tensor name {name!r} holds a newline; a TensorRT cache cannot")
+        lines.append(f"{name}: {float_to_hex(act.scale)}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def read_trt_cache(path: str | Path) -> TrtCache:
+    """Parse a TensorRT calibration cache; DlakitError naming the file and line if malformed."""
+    path = Path(path)
+    text = _read_text(path, "TensorRT calibration cache")
+    lines = text.splitlines()
+    header = _HEADER_RE.match(lines[0].strip()) if lines else None
+    if header is None:
+        first = lines[0][:60] if lines else ""
+        raise DlakitError(
+            f"{path}:1: not a TensorRT calibration cache: header {first!r} is not "
+            f"'TRT-<version>-<calibrator>' (e.g. TRT-8600-EntropyCalibration2)"
+        )
+    scales: dict[str, float] = {}
+    for number, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        name, sep, value = line.rpartition(": ")
+        value = value.strip()
+        if not sep or not name or not _HEX_RE.match(value):
+            raise DlakitError(
+                f"{path}:{number}: expected 'tensor_name: <8 hex digits>', got {line[:80]!r}"
+            )
+        scale = hex_to_float(value)
+        if not math.isfinite(scale) or scale < 0:
+            raise DlakitError(f"{path}:{number}: tensor '{name}' has scale {scale}, not >= 0")
+        scales[name] = scale
+    return TrtCache(int(header["version"]), header["algo"], scales)
+
+
+def write_nvdla_table(scales: Scales, path: str | Path) -> Path:
+    """Write the activation scales as the NVDLA compiler's JSON calibration table."""
+    table = {
+        name: {"scale": act.scale, "min": -act.amax, "max": act.amax, "offset": 0}
+        for name, act in scales.activations.items()
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(table, indent=4) + "\n")
+    return path
+
+
+def read_nvdla_table(path: str | Path) -> dict[str, float]:
+    """Scale per tensor of an NVDLA calibration table (``scale``, else max(|min|,|max|)/127)."""
+    path = Path(path)
+    try:
+        doc = json.loads(_read_text(path, "NVDLA calibration table"))
+    except json.JSONDecodeError as exc:
+        raise DlakitError(f"{path} is not an NVDLA calibration table (not JSON: {exc})") from None
+    if not isinstance(doc, dict):
+        raise DlakitError(f"{path} is not an NVDLA calibration table (not a JSON object)")
+    scales: dict[str, float] = {}
+    for name, entry in doc.items():
+        if not isinstance(entry, dict):
+            raise DlakitError(f"{path}: layer '{name}' is not an object with a 'scale'")
+        try:
+            if entry.get("scale"):
+                scale = float(entry["scale"])
+            else:
+                scale = max(abs(float(entry["min"])), abs(float(entry["max"]))) / QMAX
+        except (KeyError, TypeError, ValueError):
+            raise DlakitError(
+                f"{path}: layer '{name}' has neither a numeric 'scale' nor 'min'/'max'"
+            ) from None
+        if not math.isfinite(scale) or scale < 0:
+            raise DlakitError(f"{path}: layer '{name}' has scale {scale}, not >= 0")
+        scales[name] = scale
+    return scales
+
+
+def _read_text(path: Path, what: str) -> str:
+    if not path.is_file():
+        raise DlakitError(f"{what} not found: {path}")
+    try:
+        return path.read_text()
+    except UnicodeDecodeError:
+        raise DlakitError(f"{path} is not a {what} (not text)") from None

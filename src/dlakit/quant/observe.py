@@ -1,0 +1,173 @@
+"""Run the FP32 model over calibration inputs and summarise every float tensor it computes.
+
+The model runs in onnxruntime with every intermediate float tensor added as a graph output. The
+ranges come in two streamed passes, so the histogram range never has to grow mid-way (which would
+need re-binning and lose resolution):
+
+1. min and max of every tensor over the whole calibration set (this alone serves ``max``);
+2. a histogram of |x| in 2048 bins over ``[0, absmax]`` from pass 1 (for entropy, percentile).
+
+A NaN or infinite value stops the run with a DlakitError naming the tensor and the input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import onnx
+
+from dlakit.errors import DlakitError
+from dlakit.graph.load import LoadedModel
+from dlakit.quant.calibrators import NUM_BINS, RangeHistogram
+
+_FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE}
+
+# One model run: a label for messages (usually the input file) and the feeds by input name.
+Sample = tuple[str, dict[str, np.ndarray]]
+
+
+class InputSource(Protocol):
+    """Calibration inputs: iterable more than once, each item one model run."""
+
+    description: str
+
+    def __len__(self) -> int: ...
+
+    def __iter__(self) -> Iterator[Sample]: ...
+
+
+@dataclass
+class TensorStats:
+    """What the calibration passes learned about one tensor."""
+
+    name: str
+    min: float = np.inf
+    max: float = -np.inf
+    counts: np.ndarray = field(default_factory=lambda: np.zeros(NUM_BINS, dtype=np.int64))
+    zeros: int = 0
+
+    @property
+    def absmax(self) -> float:
+        return float(max(abs(self.min), abs(self.max))) if self.min <= self.max else 0.0
+
+    def histogram(self) -> RangeHistogram:
+        return RangeHistogram(self.counts, self.absmax, self.zeros)
+
+
+def calibration_tensors(loaded: LoadedModel) -> list[str]:
+    """Float tensors that get an activation scale: graph inputs, then node outputs in order."""
+    inits = {t.name for t in loaded.proto.graph.initializer}
+    names: list[str] = []
+    seen: set[str] = set()
+    candidates = [*loaded.input_names, *(o for n in loaded.nodes for o in n.output)]
+    for name in candidates:
+        if (
+            name
+            and name not in seen
+            and name not in inits
+            and loaded.dtypes.get(name) in _FLOAT_TYPES
+        ):
+            names.append(name)
+            seen.add(name)
+    return names
+
+
+class Observer:
+    """An onnxruntime session that returns every calibrated tensor of ``loaded`` on each run."""
+
+    def __init__(self, loaded: LoadedModel) -> None:
+        import onnxruntime as ort
+
+        self.loaded = loaded
+        self.tensors = calibration_tensors(loaded)
+        inputs = set(loaded.input_names)
+        self.outputs = [name for name in self.tensors if name not in inputs]
+        probe = onnx.ModelProto()
+        probe.CopyFrom(loaded.proto)
+        present = {o.name for o in probe.graph.output}
+        for name in self.outputs:
+            if name not in present:
+                probe.graph.output.append(onnx.ValueInfoProto(name=name))
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(
+                probe.SerializeToString(), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:
+            raise DlakitError(f"{loaded.path}: onnxruntime cannot run the model: {exc}") from None
+
+    def run(self, sample: Sample) -> Iterator[tuple[str, np.ndarray]]:
+        """(name, value) of every calibrated tensor for one run, inputs first."""
+        source, feeds = sample
+        self._check_feeds(source, feeds)
+        try:
+            values = self.session.run(self.outputs, feeds)
+        except Exception as exc:
+            raise DlakitError(f"onnxruntime failed on input {source}: {exc}") from None
+        for name in self.tensors:
+            if name in feeds:
+                yield name, feeds[name]
+        yield from zip(self.outputs, values, strict=True)
+
+    def _check_feeds(self, source: str, feeds: dict[str, np.ndarray]) -> None:
+        for name, shape in self.loaded.input_shapes.items():
+            if name not in feeds:
+                raise DlakitError(f"input {source} gives no value for model input '{name}'")
+            if tuple(feeds[name].shape) != tuple(shape):
+                raise DlakitError(
+                    f"input {source}: model input '{name}' needs shape "
+                    f"{'x'.join(map(str, shape))}, the data gives "
+                    f"{'x'.join(map(str, feeds[name].shape))}; check --preprocess"
+                )
+
+
+def _check_finite(name: str, low: float, high: float, source: str) -> None:
+    if not (np.isfinite(low) and np.isfinite(high)):
+        kind = "NaN" if np.isnan(low) or np.isnan(high) else "infinite"
+        raise DlakitError(
+            f"tensor '{name}' has {kind} values on calibration input {source}; "
+            "the FP32 model overflows there (check the input and its preprocessing)"
+        )
+
+
+def observe_ranges(
+    observer: Observer, inputs: InputSource, step: Callable[[], None] | None = None
+) -> dict[str, TensorStats]:
+    """Pass 1: min and max of every calibrated tensor over all inputs."""
+    stats = {name: TensorStats(name) for name in observer.tensors}
+    for sample in inputs:
+        for name, value in observer.run(sample):
+            low, high = float(np.min(value)), float(np.max(value))
+            _check_finite(name, low, high, sample[0])
+            entry = stats[name]
+            entry.min = min(entry.min, low)
+            entry.max = max(entry.max, high)
+        if step:
+            step()
+    if not any(np.isfinite(s.min) for s in stats.values()):
+        raise DlakitError(f"no calibration inputs in {inputs.description}")
+    return stats
+
+
+def observe_histograms(
+    observer: Observer,
+    inputs: InputSource,
+    stats: dict[str, TensorStats],
+    step: Callable[[], None] | None = None,
+) -> None:
+    """Pass 2: fill each tensor's |x| histogram over ``[0, absmax]`` from pass 1."""
+    factors = {n: (NUM_BINS / s.absmax if s.absmax > 0 else 0.0) for n, s in stats.items()}
+    for sample in inputs:
+        for name, value in observer.run(sample):
+            magnitude = np.abs(np.asarray(value, dtype=np.float32)).ravel()
+            # Bin index by one multiply; values at absmax land in the last bin, as in np.histogram.
+            index = (magnitude * np.float32(factors[name])).astype(np.int32)
+            np.minimum(index, NUM_BINS - 1, out=index)
+            stats[name].counts += np.bincount(index, minlength=NUM_BINS)
+            stats[name].zeros += magnitude.size - int(np.count_nonzero(magnitude))
+        if step:
+            step()

@@ -1,0 +1,194 @@
+"""The dlakit scales file: per-tensor activation ranges and per-channel weight ranges of one model.
+
+This JSON file is what ``dlakit calibrate`` writes and what the later INT8 stages (integer
+reference, NVDLA lowering, TensorRT cache export) read::
+
+    {"format": "dlakit-scales", "version": 1,
+     "model": {"name": "mnist-cnn", "graph_sha256": "<hex>"},
+     "method": "entropy", "percentile": null, "num_inputs": 500, "data": "<source description>",
+     "activations": {"<tensor>": {"amax": 2.5, "scale": 0.019685, "min": 0.0, "max": 3.1}},
+     "weights": {"<initializer>": {"axis": 0, "amax": [0.31, 0.27, ...]}}}
+
+Activations are symmetric per tensor: ``scale = amax / 127`` and ``min``/``max`` are the raw
+extremes seen during calibration (``amax`` may be below ``max(|min|, |max|)`` when the method
+clips). Weights are symmetric per output channel along ``axis``; an all-zero channel has amax 0.
+``graph_sha256`` fingerprints the canonical graph (see :func:`graph_sha256`), so a scales file
+made for another model, or for other input shapes, is refused by :meth:`Scales.for_model`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dlakit.errors import DlakitError
+from dlakit.graph.load import LoadedModel
+
+FORMAT = "dlakit-scales"
+VERSION = 1
+QMAX = 127
+
+
+@dataclass
+class ActivationRange:
+    """Symmetric per-tensor range: values in [-amax, amax] map to int8 [-127, 127]."""
+
+    amax: float
+    min: float
+    max: float
+
+    @property
+    def scale(self) -> float:
+        return self.amax / QMAX
+
+
+@dataclass
+class WeightRange:
+    """Symmetric per-channel range of one weight initializer along ``axis``."""
+
+    axis: int
+    amax: list[float]
+
+    @property
+    def scales(self) -> np.ndarray:
+        return np.asarray(self.amax, dtype=np.float64) / QMAX
+
+
+@dataclass
+class Scales:
+    """The contents of a scales file; see the module docstring for the JSON layout."""
+
+    model_name: str
+    graph_sha256: str
+    method: str
+    percentile: float | None
+    num_inputs: int
+    data: str
+    activations: dict[str, ActivationRange] = field(default_factory=dict)
+    weights: dict[str, WeightRange] = field(default_factory=dict)
+
+    def activation_scale(self, name: str) -> float:
+        """The INT8 scale (amax/127) of activation tensor ``name``."""
+        if name not in self.activations:
+            raise DlakitError(
+                f"no activation scale for tensor '{name}' in the scales of {self.model_name}"
+            )
+        return self.activations[name].scale
+
+    def for_model(self, loaded: LoadedModel) -> Scales:
+        """Return self if these scales were made for ``loaded``'s graph, else raise DlakitError."""
+        digest = graph_sha256(loaded)
+        if digest == self.graph_sha256:
+            return self
+        names = set(loaded.shapes)
+        missing = sum(1 for name in self.activations if name not in names)
+        raise DlakitError(
+            f"the scales were made for model '{self.model_name}' (graph {self.graph_sha256[:12]}), "
+            f"not for {loaded.path} (graph {digest[:12]}); {missing} of {len(self.activations)} "
+            "calibrated tensors are not in it. Re-run dlakit calibrate on this model "
+            "(same input shape)"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "model": {"name": self.model_name, "graph_sha256": self.graph_sha256},
+            "method": self.method,
+            "percentile": self.percentile,
+            "num_inputs": self.num_inputs,
+            "data": self.data,
+            "activations": {
+                name: {"amax": r.amax, "scale": r.scale, "min": r.min, "max": r.max}
+                for name, r in self.activations.items()
+            },
+            "weights": {
+                name: {"axis": w.axis, "amax": list(w.amax)} for name, w in self.weights.items()
+            },
+        }
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_json(), indent=1) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Scales:
+        """Read a scales file; DlakitError naming the file and the field if it is malformed."""
+        path = Path(path)
+        if not path.is_file():
+            raise DlakitError(f"scales file not found: {path}")
+        try:
+            doc = json.loads(path.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise DlakitError(f"{path} is not a dlakit scales file (not JSON: {exc})") from None
+        return cls.from_json(doc, str(path))
+
+    @classmethod
+    def from_json(cls, doc: Any, where: str = "<scales>") -> Scales:
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+            raise DlakitError(f'{where} is not a dlakit scales file (no "format": "{FORMAT}")')
+        if doc.get("version") != VERSION:
+            raise DlakitError(
+                f"{where}: scales file version {doc.get('version')!r}; this dlakit reads {VERSION}"
+            )
+        try:
+            model = doc["model"]
+            activations = {
+                str(name): ActivationRange(
+                    amax=_finite(e["amax"], where, name),
+                    min=_finite(e["min"], where, name),
+                    max=_finite(e["max"], where, name),
+                )
+                for name, e in doc["activations"].items()
+            }
+            weights = {
+                str(name): WeightRange(
+                    axis=int(e["axis"]), amax=[_finite(v, where, name) for v in e["amax"]]
+                )
+                for name, e in doc["weights"].items()
+            }
+            percentile = doc.get("percentile")
+            return cls(
+                model_name=str(model["name"]),
+                graph_sha256=str(model["graph_sha256"]),
+                method=str(doc["method"]),
+                percentile=None if percentile is None else float(percentile),
+                num_inputs=int(doc["num_inputs"]),
+                data=str(doc.get("data", "")),
+                activations=activations,
+                weights=weights,
+            )
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            raise DlakitError(
+                f"{where}: malformed scales file ({type(exc).__name__}: {exc})"
+            ) from None
+
+
+def _finite(value: Any, where: str, name: str) -> float:
+    number = float(value)
+    if not math.isfinite(number) or number < -3.4e38 or number > 3.4e38:
+        raise DlakitError(f"{where}: tensor '{name}' has a non-finite range value {value!r}")
+    return number
+
+
+def graph_sha256(loaded: LoadedModel) -> str:
+    """Fingerprint of the canonical graph: every node (name, op, inputs, outputs) in order and
+    every tensor's name and shape. Weight values are left out, so re-exported weights of the same
+    architecture match; names or shapes that differ do not."""
+    digest = hashlib.sha256()
+    for node in loaded.proto.graph.node:
+        digest.update(
+            "\x1f".join([node.name, node.op_type, *node.input, "->", *node.output]).encode()
+        )
+        digest.update(b"\x1e")
+    for name in sorted(loaded.shapes):
+        digest.update(f"{name}:{'x'.join(map(str, loaded.shapes[name]))}\x1e".encode())
+    return digest.hexdigest()
