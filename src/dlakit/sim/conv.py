@@ -1,5 +1,188 @@
-"""stub"""
+"""Direct convolution: CDMA -> CSC -> CMAC -> CACC, fused into one batched integer op.
+
+CDMA reads the INT8 feature cube and the weights (nvdla.md §3 layouts), out-of-bounds taps take
+the low 8 bits of ZERO_PADDING_VALUE (sign-extended); CSC supplies stride, dilation and the output
+size; CMAC/CACC products are summed exactly (im2col + exact GEMM) and CACC rounds, truncates and
+saturates to INT32 before SDP processes the result on the fly. The RTL accumulator saturates at 34
+bits at every step: when the operands could reach that, the sum is replayed in hardware order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from dlakit.sim import sdp
+from dlakit.sim.arith import saturate, shift_right_round, sign_extend
+from dlakit.sim.gemm import exact_float_matmul, int_matmul
+from dlakit.sim.layout import feature_addresses, load_signed, padded_channels
+from dlakit.sim.regs import NotModelled
+
+ACC_BITS = 34
 
 
-def run_conv(nv, group):
-    raise NotImplementedError
+@dataclass(frozen=True)
+class ConvGeometry:
+    stride: tuple[int, int]  # (y, x)
+    dilation: tuple[int, int]
+    pad_top_left: tuple[int, int]
+    out_hw: tuple[int, int]
+    pad_value: int
+
+
+def weight_offsets(k: int, c: int, r: int, s: int, atom_k: int, atom_c: int) -> torch.Tensor:
+    """Byte offset of weight (k, c, r, s) in the DC weight layout: shape [K, C, R, S].
+
+    Kernels in groups of atom_k; inside a group, C-blocks of atom_c channels (last one partial,
+    not filled), then R, S, the group's kernels and the block's channels, all compact.
+    """
+    kk = torch.arange(k, dtype=torch.int64)[:, None, None, None]
+    cc = torch.arange(c, dtype=torch.int64)[None, :, None, None]
+    rr = torch.arange(r, dtype=torch.int64)[None, None, :, None]
+    ss = torch.arange(s, dtype=torch.int64)[None, None, None, :]
+    group, k_in = kk // atom_k, kk % atom_k
+    group_k = torch.clamp(k - group * atom_k, max=atom_k)
+    block, c_in = cc // atom_c, cc % atom_c
+    block_c = torch.clamp(c - block * atom_c, max=atom_c)
+    return (
+        group * atom_k * c * r * s
+        + block * atom_c * r * s * group_k
+        + ((rr * s + ss) * group_k + k_in) * block_c
+        + c_in
+    )
+
+
+def conv_accumulate(
+    x: torch.Tensor, w: torch.Tensor, geo: ConvGeometry, atom_c: int = 8
+) -> torch.Tensor:
+    """CACC accumulator values [K, OH, OW] (int64) of INT8 data [C, H, W] and weights [K, C, R, S].
+
+    Exact: the GEMM runs on float32 in chunks (see ``gemm``); a sum that could reach the 34-bit
+    accumulator's range is recomputed step by step with the hardware's saturation.
+    """
+    k, c, r, s = w.shape
+    h, wd = x.shape[1:]
+    sy, sx = geo.stride
+    dy, dx = geo.dilation
+    top, left = geo.pad_top_left
+    oh, ow = geo.out_hw
+    bottom = max((oh - 1) * sy + (r - 1) * dy + 1 - h - top, 0)
+    right = max((ow - 1) * sx + (s - 1) * dx + 1 - wd - left, 0)
+    exact_float_matmul()
+    xf = F.pad(x.to(torch.float32)[None], (left, right, top, bottom), value=float(geo.pad_value))
+    cols = F.unfold(xf, (r, s), dilation=(dy, dx), stride=(sy, sx))[0]  # [C*R*S, L]
+    full_h = (h + top + bottom - (r - 1) * dy - 1) // sy + 1
+    full_w = (wd + left + right - (s - 1) * dx - 1) // sx + 1
+    wf = w.reshape(k, -1).to(torch.float32)
+    if c * r * s * (1 << 14) < (1 << (ACC_BITS - 1)):
+        acc = int_matmul(wf, cols)
+    else:
+        acc = _saturating_replay(wf.reshape(k, c, r * s), cols.reshape(c, r * s, -1), atom_c)
+    return acc.reshape(k, full_h, full_w)[:, :oh, :ow]
+
+
+def _saturating_replay(w: torch.Tensor, cols: torch.Tensor, atom_c: int) -> torch.Tensor:
+    """Accumulate in CSC order (C-block, then R*S), saturating to 34 bits after each step."""
+    lim = 1 << (ACC_BITS - 1)
+    acc = torch.zeros((w.shape[0], cols.shape[-1]), dtype=torch.int64, device=w.device)
+    for c0 in range(0, w.shape[1], atom_c):
+        for tap in range(w.shape[2]):
+            step = int_matmul(w[:, c0 : c0 + atom_c, tap], cols[c0 : c0 + atom_c, tap])
+            acc = (acc + step).clamp(-lim, lim - 1)
+    return acc
+
+
+def cacc_truncate(acc: torch.Tensor, shift: int) -> torch.Tensor:
+    """CACC output: round half away at ``shift`` bits, saturate to INT32 (RTL CALC_int8).
+
+    The RTL keeps only 16 fraction bits, so for shifts above 16 the lowest bits no longer count
+    towards the sticky bit of a negative value.
+    """
+    if shift == 0:
+        return saturate(acc, 32)
+    floor = acc >> shift
+    guide = (acc >> (shift - 1)) & 1
+    lo = max(shift - 16, 0)
+    width = shift - 1 - lo
+    sticky = (
+        ((acc >> lo) & ((1 << width) - 1)) != 0
+        if width > 0
+        else torch.zeros_like(acc, dtype=torch.bool)
+    )
+    up = (guide == 1) & ((acc >= 0) | sticky)
+    return saturate(floor + up.to(torch.int64), 32)
+
+
+def run_conv(nv, group: int) -> None:  # noqa: ANN001 - Nvdla, kept untyped to avoid an import cycle
+    """The fused convolution operation of one register group, written out by SDP."""
+    cdma, csc, cacc = nv.view("CDMA", group), nv.view("CSC", group), nv.view("CACC", group)
+    s, rdma = nv.view("SDP", group), nv.view("SDP_RDMA", group)
+    cdma.require("D_DATAIN_FORMAT", "DATAIN_FORMAT", {"FEATURE"}, "image input")
+    cdma.require("D_MISC_CFG", "CONV_MODE", {"DIRECT"}, "Winograd")
+    cdma.require("D_MISC_CFG", "IN_PRECISION", {"INT8"}, "INT8 only on this model")
+    cdma.require("D_WEIGHT_FORMAT", "WEIGHT_FORMAT", {"UNCOMPRESSED"})
+    if cdma["D_BATCH_NUMBER"]:
+        raise NotModelled("CDMA.D_BATCH_NUMBER.BATCHES>0 (batched convolution) is not modelled")
+    sdp.check_formats(s)
+    atom = nv.atom
+    atom_c, atom_k = int(nv.config["atomic_c"]), int(nv.config["atomic_k"])
+    mem = nv.memory
+    c = cdma["D_DATAIN_SIZE_1"] + 1
+    h = cdma.f("D_DATAIN_SIZE_0", "DATAIN_HEIGHT") + 1
+    w = cdma.f("D_DATAIN_SIZE_0", "DATAIN_WIDTH") + 1
+    addrs = feature_addresses(
+        cdma.addr("D_DAIN_ADDR_LOW_0", "D_DAIN_ADDR_HIGH_0"),
+        c,
+        h,
+        w,
+        cdma["D_LINE_STRIDE"],
+        cdma["D_SURF_STRIDE"],
+        atom,
+        device=mem.device,
+    )
+    x = _input_convert(load_signed(mem, addrs, 1), cdma)
+    k = cdma["D_WEIGHT_SIZE_1"] + 1
+    r = csc.f("D_WEIGHT_SIZE_EXT_0", "WEIGHT_HEIGHT_EXT") + 1
+    ks = csc.f("D_WEIGHT_SIZE_EXT_0", "WEIGHT_WIDTH_EXT") + 1
+    offsets = weight_offsets(k, c, r, ks, atom_k, atom_c).to(mem.device)
+    weights = load_signed(mem, cdma.addr("D_WEIGHT_ADDR_LOW", "D_WEIGHT_ADDR_HIGH") + offsets, 1)
+    geo = ConvGeometry(
+        stride=(
+            cdma.f("D_CONV_STRIDE", "CONV_Y_STRIDE") + 1,
+            cdma.f("D_CONV_STRIDE", "CONV_X_STRIDE") + 1,
+        ),
+        dilation=(
+            csc.f("D_DILATION_EXT", "Y_DILATION_EXT") + 1,
+            csc.f("D_DILATION_EXT", "X_DILATION_EXT") + 1,
+        ),
+        pad_top_left=(cdma.f("D_ZERO_PADDING", "PAD_TOP"), cdma.f("D_ZERO_PADDING", "PAD_LEFT")),
+        out_hw=(
+            csc.f("D_DATAOUT_SIZE_0", "DATAOUT_HEIGHT") + 1,
+            csc.f("D_DATAOUT_SIZE_0", "DATAOUT_WIDTH") + 1,
+        ),
+        pad_value=sign_extend(cdma["D_ZERO_PADDING_VALUE"], 8),
+    )
+    acc = conv_accumulate(x, weights, geo, atom_c)
+    y = cacc_truncate(acc, cacc["D_CLIP_CFG"] & 0x1F)
+    out = sdp.output_cube(s)
+    kp = padded_channels(out.channels, atom)
+    if kp > y.shape[0]:
+        # Kernels missing from the last group produce zero sums in CMAC.
+        y = torch.cat([y, y.new_zeros((kp - y.shape[0], *y.shape[1:]))])
+    result = sdp.sdp_process(y[:kp, : out.height, : out.width], mem, s, rdma, nv.engines, atom)
+    sdp.write_output(mem, out, result, atom)
+
+
+def _input_convert(x: torch.Tensor, cdma) -> torch.Tensor:  # noqa: ANN001
+    """CDMA input converter (CVT_EN): ((x - offset) * scale) >> truncate, rounded, INT8."""
+    if not cdma.f("D_CVT_CFG", "CVT_EN"):
+        return x
+    t = shift_right_round(
+        (x - cdma.signed("D_CVT_OFFSET")) * cdma.signed("D_CVT_SCALE"),
+        cdma.f("D_CVT_CFG", "CVT_TRUNCATE"),
+        64,
+        17,
+    )
+    return saturate(t, 8)
