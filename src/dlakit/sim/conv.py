@@ -10,6 +10,7 @@ bits at every step: when the operands could reach that, the sum is replayed in h
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -18,7 +19,10 @@ from dlakit.sim import sdp
 from dlakit.sim.arith import saturate, shift_right_round, sign_extend
 from dlakit.sim.gemm import exact_float_matmul, int_matmul
 from dlakit.sim.layout import feature_addresses, load_signed, padded_channels
-from dlakit.sim.regs import NotModelled
+from dlakit.sim.regs import NotModelled, UnitView
+
+if TYPE_CHECKING:
+    from dlakit.sim.nvdla import Nvdla
 
 ACC_BITS = 34
 
@@ -115,7 +119,7 @@ def cacc_truncate(acc: torch.Tensor, shift: int) -> torch.Tensor:
     return saturate(floor + up.to(torch.int64), 32)
 
 
-def run_conv(nv, group: int) -> None:  # noqa: ANN001 - Nvdla, kept untyped to avoid an import cycle
+def run_conv(nv: Nvdla, group: int) -> None:
     """The fused convolution operation of one register group, written out by SDP."""
     cdma, csc, cacc = nv.view("CDMA", group), nv.view("CSC", group), nv.view("CACC", group)
     s, rdma = nv.view("SDP", group), nv.view("SDP_RDMA", group)
@@ -175,7 +179,7 @@ def run_conv(nv, group: int) -> None:  # noqa: ANN001 - Nvdla, kept untyped to a
     sdp.write_output(mem, out, result, atom)
 
 
-def _input_convert(x: torch.Tensor, cdma) -> torch.Tensor:  # noqa: ANN001
+def _input_convert(x: torch.Tensor, cdma: UnitView) -> torch.Tensor:
     """CDMA input converter (CVT_EN): ((x - offset) * scale) >> truncate, rounded, INT8."""
     if not cdma.f("D_CVT_CFG", "CVT_EN"):
         return x
