@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from dlakit.errors import DlakitError
+from dlakit.graph.load import LoadedModel
 from dlakit.quant.observe import Sample
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp"}
@@ -155,3 +156,22 @@ def _npz_inputs(path: Path, input_shape: tuple[int, ...], input_name: str) -> Ar
     return ArrayInputs(
         f"{len(array)} samples in {path}", input_name, tuple(input_shape), array, labels
     )
+
+
+def calibration_inputs(
+    source: str | Path, preprocess: str | None, loaded: LoadedModel, limit: int | None = None
+) -> ArrayInputs | ImageFolderInputs:
+    """The calibration inputs of a one-input model, at most ``limit`` of them."""
+    if len(loaded.input_names) != 1:
+        raise DlakitError(
+            f"{loaded.path} has {len(loaded.input_names)} inputs "
+            f"({', '.join(loaded.input_names)}); calibration takes one-input models"
+        )
+    name = loaded.input_names[0]
+    inputs = load_inputs(source, preprocess, loaded.input_shapes[name], name)
+    if limit is not None:
+        if isinstance(inputs, ArrayInputs):
+            inputs.array = inputs.array[: limit * inputs.input_shape[0]]
+        else:
+            inputs.files = inputs.files[: limit * inputs.input_shape[0]]
+    return inputs
