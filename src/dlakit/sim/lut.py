@@ -1,13 +1,28 @@
-"""The LE/LO lookup tables of SDP and CDP, filled through S_LUT_ACCESS_CFG / S_LUT_ACCESS_DATA."""
+"""LE/LO lookup tables of SDP and CDP (nvdla.md §5.7; cmod ``NV_NVDLA_cdp.cpp lookup_lut_int8``).
+
+The LE table (65 entries) indexes linearly or by log2; the LO table (257 entries) linearly. An
+input inside a table interpolates between two entries with a 16-bit fraction; below or above it
+extrapolates from the first or last entry with a slope (16-bit scale, signed 5-bit shift). The
+hit/underflow/overflow flags of both tables pick the result (priority bits). Intermediates
+saturate to 56 bits, the result to 16 bits; every shift rounds half away from zero.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import torch
+
+from dlakit.sim.arith import saturate, sign_extend
+from dlakit.sim.regs import UnitView
+
 LE_ENTRIES = 65
 LO_ENTRIES = 257
+_INTERP_BITS = 56
 
 
 class LutTables:
-    """Raw 16-bit table contents; one pair shared by both register groups (nvdla.md §5.7)."""
+    """Raw 16-bit table contents; one pair shared by both register groups."""
 
     def __init__(self) -> None:
         self.le = [0] * LE_ENTRIES
@@ -22,5 +37,154 @@ class LutTables:
     def write(self, value: int) -> None:
         table = self.lo if self._table == "LO" else self.le
         if self._addr < len(table):
-            table[self._addr] = value
+            table[self._addr] = value & 0xFFFF
         self._addr += 1
+
+
+@dataclass(frozen=True)
+class Slope:
+    scale: int  # signed 16 bits
+    shift: int  # signed 5 bits: negative shifts go left
+
+
+@dataclass(frozen=True)
+class LutParams:
+    le_exponent: bool
+    le_start: int
+    le_end: int
+    lo_start: int
+    lo_end: int
+    le_index_offset: int  # signed 8 bits (exponent mode)
+    le_index_select: int  # signed 6 bits (linear mode fraction bits)
+    lo_index_select: int
+    le_uflow: Slope
+    le_oflow: Slope
+    lo_uflow: Slope
+    lo_oflow: Slope
+    uflow_lo: bool  # priorities: True selects the LO table
+    oflow_lo: bool
+    hybrid_lo: bool
+
+
+def round_shift(v: torch.Tensor, shift: int, bits: int = _INTERP_BITS) -> torch.Tensor:
+    """``sat_bits(round_half_away(v / 2**shift))`` for a signed ``shift`` (cmod ``convert``)."""
+    lim = 1 << (bits - 1)
+    if shift <= 0:
+        left = -shift
+        v = v.clamp(-(lim >> left) - 1, (lim >> left) + 1) << left
+    else:
+        mag = (v.abs() + (1 << (shift - 1))) >> shift
+        v = torch.where(v < 0, -mag, mag)
+    return v.clamp(-lim, lim - 1)
+
+
+def _linear(
+    x: torch.Tensor, table: torch.Tensor, start: int, end: int, frac: int, under: Slope, over: Slope
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Result, hit, underflow, overflow of a linearly indexed table."""
+    n = table.numel() - 1
+    rel = x - start
+    index = rel << -frac if frac < 0 else rel >> frac
+    uflow = (index < 0) | (rel <= 0)
+    oflow = ~uflow & (index >= n)
+    hit = ~uflow & ~oflow
+    i = index.clamp(0, n - 1)
+    if frac < 0:
+        offset = torch.zeros_like(rel)
+    else:
+        offset = rel & ((1 << frac) - 1)
+        offset = offset >> (frac - 16) if frac > 16 else offset << (16 - frac)
+    r0, r1 = _signed16(table[i]), _signed16(table[i + 1])
+    inside = r0 + round_shift((r1 - r0) * offset, 16)
+    below = table[0] + round_shift((x - start) * under.scale, under.shift)
+    above = table[n] + round_shift((x - end) * over.scale, over.shift)
+    result = torch.where(uflow, below, torch.where(oflow, above, inside))
+    return saturate(result, 16), hit, uflow, oflow
+
+
+def _exponent(
+    x: torch.Tensor, table: torch.Tensor, p: LutParams
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    rel = x - p.le_start
+    positive = rel > 0
+    safe = torch.where(positive, rel, torch.ones_like(rel))
+    log = torch.floor(torch.log2(safe.to(torch.float64))).to(torch.int64)
+    log = log - ((torch.ones_like(log) << log) > safe).to(torch.int64)
+    log = log + ((torch.ones_like(log) << (log + 1)) <= safe).to(torch.int64)
+    log = torch.where(positive, log, torch.zeros_like(log))
+    index = log - p.le_index_offset
+    uflow = (index < 0) | ~positive
+    oflow = ~uflow & (index >= LE_ENTRIES - 1)
+    hit = ~uflow & ~oflow
+    i = index.clamp(0, LE_ENTRIES - 2)
+    pos = (i + p.le_index_offset).clamp(min=0)
+    offset = rel - (torch.ones_like(pos) << pos)
+    offset = torch.where(
+        pos > 16, offset >> (pos - 16).clamp(min=0), offset << (16 - pos).clamp(min=0)
+    )
+    r0, r1 = _signed16(table[i]), _signed16(table[i + 1])
+    inside = r0 + round_shift((r1 - r0) * offset, 16)
+    base = 0 if p.le_index_offset < 0 else 1 << p.le_index_offset
+    below = table[0] + round_shift((x - p.le_start - base) * p.le_uflow.scale, p.le_uflow.shift)
+    above = table[LE_ENTRIES - 1] + round_shift((x - p.le_end) * p.le_oflow.scale, p.le_oflow.shift)
+    result = torch.where(uflow, below, torch.where(oflow, above, inside))
+    return saturate(result, 16), hit, uflow, oflow
+
+
+def _signed16(v: torch.Tensor) -> torch.Tensor:
+    return torch.where(v >= 1 << 15, v - (1 << 16), v)
+
+
+def lookup(x: torch.Tensor, tables: LutTables, p: LutParams) -> torch.Tensor:
+    """The 16-bit LUT output for every element of the int64 tensor ``x``.
+
+    As in the C model, the first/last entry used for out-of-range extrapolation is taken as an
+    unsigned 16-bit number before the final 16-bit saturation.
+    """
+    le = torch.tensor(tables.le, dtype=torch.int64, device=x.device)
+    lo = torch.tensor(tables.lo, dtype=torch.int64, device=x.device)
+    if p.le_exponent:
+        le_out, le_hit, le_u, le_o = _exponent(x, le, p)
+    else:
+        le_out, le_hit, le_u, le_o = _linear(
+            x, le, p.le_start, p.le_end, p.le_index_select, p.le_uflow, p.le_oflow
+        )
+    lo_out, lo_hit, lo_u, lo_o = _linear(
+        x, lo, p.lo_start, p.lo_end, p.lo_index_select, p.lo_uflow, p.lo_oflow
+    )
+    hybrid = lo_out if p.hybrid_lo else le_out
+    pick = torch.where(le_hit ^ lo_hit, torch.where(le_hit, le_out, lo_out), hybrid)
+    pick = torch.where(le_o & lo_o, lo_out if p.oflow_lo else le_out, pick)
+    return torch.where(le_u & lo_u, lo_out if p.uflow_lo else le_out, pick)
+
+
+def params_from(view: UnitView, wide_start: bool) -> LutParams:
+    """Read the S_LUT_* registers; CDP's start/end are 38-bit (LOW + 6-bit HIGH), SDP's 32-bit."""
+
+    def bound(name: str) -> int:
+        if wide_start:
+            return sign_extend((view[f"S_LUT_{name}_HIGH"] << 32) | view[f"S_LUT_{name}_LOW"], 38)
+        return sign_extend(view[f"S_LUT_{name}"], 32)
+
+    def slope(table: str, kind: str) -> Slope:
+        scale = view.f(f"S_LUT_{table}_SLOPE_SCALE", f"LUT_{table}_SLOPE_{kind}_SCALE")
+        shift = view.f(f"S_LUT_{table}_SLOPE_SHIFT", f"LUT_{table}_SLOPE_{kind}_SHIFT")
+        return Slope(sign_extend(scale, 16), sign_extend(shift, 5))
+
+    return LutParams(
+        le_exponent=view.enum("S_LUT_CFG", "LUT_LE_FUNCTION") == "EXPONENT",
+        le_start=bound("LE_START"),
+        le_end=bound("LE_END"),
+        lo_start=bound("LO_START"),
+        lo_end=bound("LO_END"),
+        le_index_offset=sign_extend(view.f("S_LUT_INFO", "LUT_LE_INDEX_OFFSET"), 8),
+        le_index_select=sign_extend(view.f("S_LUT_INFO", "LUT_LE_INDEX_SELECT"), 6),
+        lo_index_select=sign_extend(view.f("S_LUT_INFO", "LUT_LO_INDEX_SELECT"), 6),
+        le_uflow=slope("LE", "UFLOW"),
+        le_oflow=slope("LE", "OFLOW"),
+        lo_uflow=slope("LO", "UFLOW"),
+        lo_oflow=slope("LO", "OFLOW"),
+        uflow_lo=view.enum("S_LUT_CFG", "LUT_UFLOW_PRIORITY") == "LO",
+        oflow_lo=view.enum("S_LUT_CFG", "LUT_OFLOW_PRIORITY") == "LO",
+        hybrid_lo=view.enum("S_LUT_CFG", "LUT_HYBRID_PRIORITY") == "LO",
+    )
