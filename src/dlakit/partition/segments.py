@@ -1,0 +1,238 @@
+"""Group per-node verdicts into DLA loadables and fallback segments.
+
+Rules (each one's reason is recorded on the nodes it moves):
+
+1. Connected DLA nodes merge into one segment unless that would create a cycle through the
+   fallback device (a path leaving the segment and coming back), or mix DLA batch sizes (one
+   batch per loadable, TRT docs).
+2. Islands: a DLA segment fed only by fallback nodes and feeding only fallback nodes moves to the
+   fallback device when its handoffs cost more than it computes (policy.toml).
+3. Loadables per core: beyond the target's limit (16 on Jetson), the smallest DLA segments (by
+   MACs) move to the fallback device.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+
+from dlakit.graph import LoadedModel
+from dlakit.support.checks import dla_batch
+from dlakit.support.verdict import NodeVerdict, Reason
+from dlakit.targets import Target
+
+
+@dataclass
+class Segment:
+    id: int
+    engine: str  # "dla" or "gpu"
+    nodes: list[int]  # node indices in graph order
+    inputs: list[str] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+    macs: int = 0
+
+
+def load_policy() -> dict:
+    return tomllib.loads((resources.files("dlakit.partition") / "policy.toml").read_text())
+
+
+class _Graph:
+    def __init__(self, model: LoadedModel) -> None:
+        nodes = model.nodes
+        self.n = len(nodes)
+        producer = {out: i for i, node in enumerate(nodes) for out in node.output if out}
+        self.succ: list[set[int]] = [set() for _ in nodes]
+        self.pred: list[set[int]] = [set() for _ in nodes]
+        for i, node in enumerate(nodes):
+            for name in node.input:
+                j = producer.get(name)
+                if j is not None and j != i:
+                    self.succ[j].add(i)
+                    self.pred[i].add(j)
+        self.producer = producer
+
+
+def _creates_cycle(graph: _Graph, a: set[int], b: set[int]) -> bool:
+    """Would merging groups a and b close a path that leaves them and comes back?"""
+    union = a | b
+    horizon = max(union)  # graph order is topological: later nodes cannot reach back
+    frontier = [s for n in union for s in graph.succ[n] if s not in union and s <= horizon]
+    seen = set(frontier)
+    while frontier:
+        node = frontier.pop()
+        for nxt in graph.succ[node]:
+            if nxt in union:
+                return True
+            if nxt not in seen and nxt <= horizon:
+                seen.add(nxt)
+                frontier.append(nxt)
+    return False
+
+
+def _group(graph: _Graph, verdicts: list[NodeVerdict], batch: list[int]) -> list[set[int]]:
+    """Greedy merge of connected same-engine nodes, in graph order, refusing cycles."""
+    group_of = list(range(graph.n))
+    members: dict[int, set[int]] = {i: {i} for i in range(graph.n)}
+    for v in range(graph.n):
+        for u in sorted(graph.pred[v]):
+            gu, gv = group_of[u], group_of[v]
+            if gu == gv or verdicts[u].engine != verdicts[v].engine:
+                continue
+            if verdicts[v].engine == "dla" and batch[u] != batch[v]:
+                continue
+            if _creates_cycle(graph, members[gu], members[gv]):
+                continue
+            keep, gone = (gu, gv) if len(members[gu]) >= len(members[gv]) else (gv, gu)
+            for node in members[gone]:
+                group_of[node] = keep
+            members[keep] |= members.pop(gone)
+    return [members[g] for g in sorted(members, key=lambda g: min(members[g]))]
+
+
+def _order(graph: _Graph, groups: list[set[int]]) -> list[set[int]]:
+    """Topological order of the condensed graph (acyclic by construction)."""
+    index = {n: gi for gi, g in enumerate(groups) for n in g}
+    deps = [{index[p] for n in g for p in graph.pred[n]} - {gi} for gi, g in enumerate(groups)]
+    done: set[int] = set()
+    ordered: list[set[int]] = []
+    pending = list(range(len(groups)))
+    while pending:
+        ready = [g for g in pending if deps[g] <= done]
+        ready.sort(key=lambda g: min(groups[g]))
+        first = ready[0]
+        ordered.append(groups[first])
+        done.add(first)
+        pending.remove(first)
+    return ordered
+
+
+def _segments(
+    model: LoadedModel, graph: _Graph, verdicts: list[NodeVerdict], groups: list[set[int]]
+) -> list[Segment]:
+    nodes = model.nodes
+    graph_outputs = set(model.output_names)
+    initializers = set(model.initializers)
+    consumers_of: dict[str, set[int]] = {}
+    for i, node in enumerate(nodes):
+        for name in node.input:
+            if name:
+                consumers_of.setdefault(name, set()).add(i)
+    segments = []
+    for sid, group in enumerate(_order(graph, groups)):
+        ordered = sorted(group)
+        produced = {o for i in ordered for o in nodes[i].output if o}
+        inputs: list[str] = []
+        for i in ordered:
+            for name in nodes[i].input:
+                if (
+                    name
+                    and name not in produced
+                    and name not in initializers
+                    and name not in inputs
+                ):
+                    inputs.append(name)
+        outputs = [
+            o
+            for i in ordered
+            for o in nodes[i].output
+            if o and (o in graph_outputs or consumers_of.get(o, set()) - group)
+        ]
+        segment = Segment(
+            id=sid,
+            engine=verdicts[ordered[0]].engine,
+            nodes=ordered,
+            inputs=inputs,
+            outputs=outputs,
+            macs=sum(verdicts[i].macs for i in ordered),
+        )
+        for i in ordered:
+            verdicts[i].segment = sid
+        segments.append(segment)
+    return segments
+
+
+def _fallback_macs_per_ms(target: Target, policy: dict) -> float:
+    gpu = target.gpu
+    mode = target.power_modes.get(target.raw.get("default_power_mode", ""), {})
+    if gpu and mode:
+        peak = gpu["sms"] * gpu["int8_macs_per_clk_per_sm"] * mode["gpu_mhz"] * 1e6
+        return peak * policy["gpu_efficiency"] / 1e3
+    return policy["host_macs_per_second"] / 1e3
+
+
+def _move_islands(
+    segments: list[Segment], verdicts: list[NodeVerdict], model: LoadedModel, target: Target
+) -> bool:
+    policy = load_policy()
+    engine_of = {o: s.engine for s in segments for o in s.outputs}
+    graph_inputs = set(model.input_names)
+    graph_outputs = set(model.output_names)
+    rate = _fallback_macs_per_ms(target, policy)
+    moved = False
+    for seg in segments:
+        if seg.engine != "dla":
+            continue
+        fed = all(engine_of.get(t) == "gpu" for t in seg.inputs) and not graph_inputs & set(
+            seg.inputs
+        )
+        feeds_back = not graph_outputs & set(seg.outputs)
+        if not (fed and feeds_back):
+            continue
+        handoffs = len(seg.inputs) + len(seg.outputs)
+        cost_ms = handoffs * policy["handoff_ms"]
+        fallback_ms = seg.macs / rate
+        if cost_ms <= fallback_ms:
+            continue
+        reason = Reason(
+            rule="partition.island",
+            message=(
+                f"DLA island of {len(seg.nodes)} node(s), {seg.macs / 1e6:.2f} MMAC, between "
+                f"fallback nodes: {handoffs} handoffs (~{cost_ms:.2f} ms) cost more than "
+                f"computing it there (~{fallback_ms:.3f} ms)"
+            ),
+            source=policy["handoff_source"],
+            attribute="handoffs",
+            value=handoffs,
+            limit=f"handoff cost <= fallback compute ({fallback_ms:.3f} ms)",
+        )
+        for i in seg.nodes:
+            verdicts[i].to_gpu(reason)
+        moved = True
+    return moved
+
+
+def _enforce_loadable_limit(
+    segments: list[Segment], verdicts: list[NodeVerdict], target: Target
+) -> bool:
+    limit = int(target.dla.get("loadables_per_core", 16))
+    dla = [s for s in segments if s.engine == "dla"]
+    if len(dla) <= limit:
+        return False
+    for seg in sorted(dla, key=lambda s: s.macs)[: len(dla) - limit]:
+        reason = Reason(
+            rule="partition.loadables",
+            message=(
+                f"{len(dla)} DLA segments exceed the {limit} loadables a DLA core can hold; "
+                f"the smallest ({seg.macs / 1e6:.2f} MMAC) runs on the fallback device"
+            ),
+            source="TRT docs dla-layer-restrictions: 16 DLA loadables per core (dla_rules.md §2.1)",
+            attribute="DLA segments",
+            value=len(dla),
+            limit=f"<= {limit}",
+        )
+        for i in seg.nodes:
+            verdicts[i].to_gpu(reason)
+    return True
+
+
+def partition(model: LoadedModel, verdicts: list[NodeVerdict], target: Target) -> list[Segment]:
+    """Segments in execution order; updates ``verdicts`` for nodes the rules move."""
+    graph = _Graph(model)
+    batch = [dla_batch(model.shapes.get(n.output[0])) if n.output else 1 for n in model.nodes]
+    while True:  # every move shrinks the DLA side, so this ends
+        segments = _segments(model, graph, verdicts, _group(graph, verdicts, batch))
+        if _move_islands(segments, verdicts, model, target):
+            continue
+        if not _enforce_loadable_limit(segments, verdicts, target):
+            return segments

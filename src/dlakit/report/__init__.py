@@ -1,0 +1,1 @@
+"""Human-readable and machine-readable reports of each stage's results."""
