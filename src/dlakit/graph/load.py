@@ -149,8 +149,10 @@ def _dims(value_info: onnx.ValueInfoProto) -> list[int | str | None]:
         return []
     out: list[int | str | None] = []
     for dim in tensor_type.shape.dim:
-        if dim.HasField("dim_value"):
+        if dim.HasField("dim_value") and dim.dim_value > 0:
             out.append(dim.dim_value)
+        elif dim.HasField("dim_value"):  # some exporters write -1 for a dynamic dim
+            out.append(None)
         elif dim.HasField("dim_param"):
             out.append(dim.dim_param)
         else:
@@ -238,7 +240,12 @@ def canonicalize(
         model = onnx.shape_inference.infer_shapes(model, data_prop=True)
         # Folding only: other optimizer rewrites would rename or replace the user's nodes.
         ir_model = onnx_ir.serde.deserialize_model(model)
-        onnxscript.optimizer.fold_constants(ir_model, output_size_limit=1 << 26)
+        # ConstantOfShape is kept by default; folding it resolves exporters' padding chains.
+        onnxscript.optimizer.fold_constants(
+            ir_model,
+            output_size_limit=1 << 26,
+            should_fold=lambda n: True if n.op_type == "ConstantOfShape" else None,
+        )
         onnxscript.optimizer.remove_unused_nodes(ir_model)
         model = onnx_ir.serde.serialize_model(ir_model)
         del model.graph.value_info[:]
@@ -309,9 +316,7 @@ def _fill_missing_shapes_with_ort(
     """Run the model once with onnxruntime to learn shapes static inference could not."""
     import onnxruntime as ort
 
-    missing = [
-        out for node in model.graph.node for out in node.output if out and out not in shapes
-    ]
+    missing = [out for node in model.graph.node for out in node.output if out and out not in shapes]
     if not missing:
         return
     probe = onnx.ModelProto.FromString(model.SerializeToString())
