@@ -1,0 +1,135 @@
+"""Derive the SDP/PDP register integers of a layer from its float scales.
+
+Follows the NVDLA compiler's factorisation (``nvdla.md`` §5.4, ``LowPrecision.h``): a float
+rescale ``s`` becomes an INT16 multiplier and a right shift, ``shift = 15 - (floor(log2|s|)+1)``,
+``scale = int(|s| * 2^shift)`` with the sign put back, so the multiplier has 15 significant bits.
+Per-channel multipliers share the shift of the largest ``|s|`` because the shift is a per-layer
+register. Shifts must fit their 6-bit fields (< 64); the compiler warns above 31.
+
+Placement chosen for a convolution (accumulator ``acc`` in units ``s_in * s_w[k]``):
+
+* X1: ALU SUM ``bias[k]`` as ``op16[k] << alu_shift`` (accumulator units), MUL ``m[k]``, TRT
+  ``t``: ``y = round((acc + bias) * m >> t)`` is in output units (``s_out``), or in
+  ``s_out / 2^EW_HEADROOM`` when a Y add follows. ReLU (lower clip 0) sits in X1.
+* X2: upper clip (ReLU6/Clip max) as ALU MIN with a register operand, MUL bypassed, TRT 0;
+  omitted when the clip does not bite inside INT8 range.
+* Y: the second tensor of an Add, converted to the X1 output units by the ALU operand converter.
+* C: identity, or ``shift = EW_HEADROOM`` back to output units after a Y add.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from dlakit.errors import DlakitError
+from dlakit.quant.qgraph import EwUnit, OutCvt, SdpChain, XUnit
+
+SHIFT_MAX = 63  # 6-bit shift fields (ALU shift, MUL truncate low 6 bits, C shift, cvt truncate)
+INT16_MAX = 32767
+# Extra fraction bits X1 keeps before a Y add, so both addends are rounded only once, in C.
+EW_HEADROOM = 8
+PDP_KERNEL_MAX = 8
+
+
+def factorize(s: float) -> tuple[int, int]:
+    """One float rescale -> (INT16 multiplier, right shift), the compiler's formula."""
+    scales, shift = factorize_per_channel(np.array([s], dtype=np.float64))
+    return int(scales[0]), shift
+
+
+def factorize_per_channel(s: np.ndarray) -> tuple[np.ndarray, int]:
+    """Per-channel rescales -> (INT16 multipliers, one shared right shift).
+
+    The shift comes from the largest ``|s|``; smaller channels lose low bits, as in the compiler.
+    """
+    s = np.asarray(s, dtype=np.float64)
+    if not np.all(np.isfinite(s)):
+        raise DlakitError("a requantization scale is NaN or infinite (bad scales or weights)")
+    top = float(np.max(np.abs(s))) if s.size else 0.0
+    if top == 0.0:
+        return np.zeros(s.shape, dtype=np.int64), 0
+    shift = 15 - (math.floor(math.log2(top)) + 1)
+    if shift < 0:
+        raise DlakitError(
+            f"requantization scale {top:g} >= 2^15 cannot be an INT16 multiplier with a right "
+            "shift (the output scale is far smaller than the input's)"
+        )
+    if shift > SHIFT_MAX:
+        # Keep the 6-bit field: the multiplier shrinks instead (a tiny scale loses precision).
+        shift = SHIFT_MAX
+    mags = np.floor(np.abs(s) * 2.0**shift).astype(np.int64)
+    mags = np.minimum(mags, INT16_MAX)
+    return np.where(s < 0, -mags, mags), shift
+
+
+def bias_operand(bias: np.ndarray) -> tuple[np.ndarray, int]:
+    """Integer bias (accumulator units) -> (INT16 operands, shared 6-bit ALU left shift).
+
+    The smallest shift that makes every operand fit INT16; operands round half away from zero.
+    """
+    bias = np.asarray(bias, dtype=np.float64)
+    top = float(np.max(np.abs(bias))) if bias.size else 0.0
+    shift = 0
+    while top / 2.0**shift >= INT16_MAX + 0.5 and shift < SHIFT_MAX:
+        shift += 1
+    ops = np.sign(bias) * np.floor(np.abs(bias) / 2.0**shift + 0.5)
+    return np.clip(ops, -INT16_MAX - 1, INT16_MAX).astype(np.int64), shift
+
+
+def _clip_units(value: float, scale: float) -> int:
+    return int(np.sign(value) * np.floor(abs(value) / scale + 0.5))
+
+
+def conv_chain(
+    acc_scale: np.ndarray,
+    bias: np.ndarray | None,
+    out_scale: float,
+    clip: tuple[float | None, float | None] = (None, None),
+    ew_scale: float | None = None,
+    ew_operand: str = "",
+) -> SdpChain:
+    """SDP chain for a layer whose 32-bit input is in units ``acc_scale[k]``.
+
+    ``clip`` is (lower, upper) in real units (None = no clip; only lower 0 is supported, as ReLU),
+    ``ew_scale`` the scale of an INT8 tensor added by the Y unit.
+    """
+    lower, upper = clip
+    if lower is not None and lower != 0.0:
+        raise DlakitError(f"clip lower bound {lower} is not 0 (only ReLU-style clips lower here)")
+    headroom = EW_HEADROOM if ew_scale is not None else 0
+    x_scale = out_scale / 2.0**headroom  # units of the X1 output
+    mul, truncate = factorize_per_channel(np.asarray(acc_scale, dtype=np.float64) / x_scale)
+    x1 = XUnit(mul=mul, truncate=truncate, relu=lower is not None)
+    if bias is not None and np.any(bias != 0):
+        ops, alu_shift = bias_operand(np.asarray(bias, dtype=np.float64) / acc_scale)
+        x1.alu, x1.alu_operand, x1.alu_shift = "sum", ops, alu_shift
+    x2 = None
+    if upper is not None:
+        top = _clip_units(upper, x_scale)
+        if top < 127 * 2**headroom:  # otherwise the INT8 saturation already clips there
+            if top > INT16_MAX:
+                raise DlakitError(f"clip upper bound {upper} does not fit an INT16 ALU operand")
+            x2 = XUnit(alu="min", alu_operand=np.array([top]), truncate=0)
+    y = None
+    out = OutCvt()
+    if ew_scale is not None:
+        cvt_scale, cvt_truncate = factorize(ew_scale / x_scale)
+        y = EwUnit(operand=ew_operand, cvt_offset=0, cvt_scale=cvt_scale, cvt_truncate=cvt_truncate)
+        out = OutCvt(offset=0, scale=1, shift=headroom)
+    return SdpChain(x1=x1, x2=x2, y=y, c=out)
+
+
+def pool_reciprocals(kernel: tuple[int, int]) -> tuple[int, int]:
+    """(RECIP_KERNEL_WIDTH, RECIP_KERNEL_HEIGHT) for an INT8 average pool."""
+    kh, kw = kernel
+    if not (1 <= kh <= PDP_KERNEL_MAX and 1 <= kw <= PDP_KERNEL_MAX):
+        raise DlakitError(f"PDP pooling kernel {kh}x{kw} is outside 1..{PDP_KERNEL_MAX}")
+    return pdp_reciprocal(kw), pdp_reciprocal(kh)
+
+
+def pdp_reciprocal(k: int) -> int:
+    """``floor(2^16 / k)``: reproduces the firmware's INT8 table (``pdp.c recip_kernel_size``:
+    0x10000, 0x8000, 0x5555, 0x4000, 0x3333, 0x2aaa, 0x2492, 0x2000 for k = 1..8)."""
+    return (1 << 16) // k

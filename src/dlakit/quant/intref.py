@@ -1,0 +1,371 @@
+"""The integer reference: executes a :class:`~dlakit.quant.qgraph.QGraph` bit for bit.
+
+Every INT8 layer follows the RTL arithmetic of ``nvdla.md`` §5 (batched torch int64, no
+per-element Python):
+
+* every right shift rounds half away from zero, then saturates; a shift >= the input width
+  gives 0 (§5.0);
+* CACC: 34-bit saturating accumulation, ``CLIP_TRUNCATE`` rounding with the RTL's 16 kept
+  fraction bits, saturation to INT32 (§5.3);
+* SDP X1/X2: ALU (33-bit) -> MUL (49-bit) -> truncate (also when MUL is bypassed) -> ReLU; Y
+  operand converter and ALU; C converter to INT17 then INT8 (§5.4);
+* PDP: max/min over real elements; average with pad values and two rounded reciprocal stages
+  (§5.5).
+
+Convolution sums are computed with float GEMMs over integers, which is exact because every
+partial sum is an integer below 2^24 (float32) or 2^53 (float64): the code picks the type from
+a per-layer bound and refuses layers whose accumulator could exceed 34 bits (where the RTL's
+per-step saturation would make the result depend on the summation order).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import onnx
+import torch
+import torch.nn.functional as F
+
+from dlakit.errors import DlakitError
+from dlakit.quant.qgraph import (
+    EwUnit,
+    OutCvt,
+    QConcat,
+    QConv,
+    QDequantize,
+    QFloat,
+    QGraph,
+    QLayer,
+    QPool,
+    QQuantize,
+    QReshape,
+    QSdp,
+    SdpChain,
+    XUnit,
+)
+
+CACC_WIDTH = 34
+CACC_FRACTION_BITS = 16  # RTL keeps 16 fraction bits when truncating (nvdla.md §5.3)
+
+# ---------------------------------------------------------------- integer primitives (§5.0)
+
+
+def saturate(x: torch.Tensor, bits: int) -> torch.Tensor:
+    """Clamp to the signed range of ``bits``."""
+    return x.clamp(-(1 << (bits - 1)), (1 << (bits - 1)) - 1)
+
+
+def shift_right_round(x: torch.Tensor, shift: int, in_bits: int, out_bits: int) -> torch.Tensor:
+    """RTL ``shiftrightsu``: round half away from zero, saturate; ``shift >= in_bits`` gives 0."""
+    if shift == 0:
+        return saturate(x, out_bits)
+    if shift >= in_bits:
+        return torch.zeros_like(x)
+    # floor((x + 2^(s-1) - [x < 0]) / 2^s) is round-half-away-from-zero of x / 2^s.
+    rounded = (x + ((1 << (shift - 1)) - (x < 0).to(x.dtype))) >> shift
+    return saturate(rounded, out_bits)
+
+
+def shift_left_saturate(x: torch.Tensor, shift: int, out_bits: int) -> torch.Tensor:
+    """RTL ``shiftleftsu``: ``sat(x << shift)`` (computed without int64 overflow)."""
+    limit = 1 << (out_bits - 1)
+    if shift >= out_bits:
+        return torch.where(x > 0, limit - 1, torch.where(x < 0, -limit, 0)).to(x.dtype)
+    return saturate(x.clamp(-limit, limit) << shift, out_bits)
+
+
+def cacc_output(acc: torch.Tensor, truncate: int) -> torch.Tensor:
+    """CACC INT8 delivery: saturate to 34 bits, round by ``truncate`` the RTL way, sat32."""
+    acc = saturate(acc, CACC_WIDTH)
+    if truncate == 0:
+        return saturate(acc, 32)
+    # {acc34, 16'b0} >>> truncate: bits beyond the 16 kept fraction bits are lost (RTL quirk).
+    v = (acc << CACC_FRACTION_BITS) >> truncate
+    data = v >> CACC_FRACTION_BITS
+    guide = (v >> (CACC_FRACTION_BITS - 1)) & 1
+    sticky = (v & ((1 << (CACC_FRACTION_BITS - 1)) - 1)) != 0
+    up = guide.bool() & ((acc >= 0) | sticky)
+    return saturate(data + up.to(acc.dtype), 32)
+
+
+# ---------------------------------------------------------------- SDP (§5.4)
+
+
+def _per_channel(values: np.ndarray, ndim: int) -> torch.Tensor:
+    t = torch.as_tensor(np.asarray(values, dtype=np.int64))
+    return t.reshape((1, -1) + (1,) * (ndim - 2)) if ndim >= 2 else t
+
+
+def x_unit(x: torch.Tensor, unit: XUnit) -> torch.Tensor:
+    """SDP X1/X2 on a 32-bit input (channel axis 1): ALU -> MUL -> TRT -> ReLU."""
+    if unit.alu is not None:
+        if unit.alu_operand is None:
+            raise DlakitError("SDP X ALU enabled without an operand")
+        op = shift_left_saturate(_per_channel(unit.alu_operand, x.ndim), unit.alu_shift, 32)
+        if unit.alu == "sum":
+            x = x + op  # 33 bits, not saturated
+        elif unit.alu == "max":
+            x = torch.maximum(x, op)
+        else:
+            x = torch.minimum(x, op)
+    if unit.mul is not None:
+        product = x * _per_channel(unit.mul, x.ndim)  # 49 bits
+        y = shift_right_round(product, unit.truncate, 49, 32)
+        if unit.prelu:
+            y = torch.where(x >= 0, saturate(x, 32), y)  # PReLU: non-negatives skip MUL and TRT
+    else:
+        y = shift_right_round(x, unit.truncate, 33, 32)  # truncate applies even in bypass
+    if unit.relu:
+        y = y.clamp_min(0)
+    return y
+
+
+def y_unit(x: torch.Tensor, unit: EwUnit, operand: torch.Tensor) -> torch.Tensor:
+    """SDP Y as an elementwise ALU with an INT8 tensor through the ALU operand converter."""
+    op = shift_right_round(
+        (operand.to(torch.int64) - unit.cvt_offset) * unit.cvt_scale, unit.cvt_truncate, 49, 32
+    )
+    if unit.alu == "sum":
+        return saturate(x + op, 32)
+    if unit.alu == "max":
+        return torch.maximum(x, op)
+    return torch.minimum(x, op)
+
+
+def c_unit(x: torch.Tensor, cvt: OutCvt) -> torch.Tensor:
+    """SDP output converter: INT17 then INT8."""
+    t17 = shift_right_round((x - cvt.offset) * cvt.scale, cvt.shift, 49, 17)
+    return saturate(t17, 8)
+
+
+def sdp(x: torch.Tensor, chain: SdpChain, ew: torch.Tensor | None = None) -> torch.Tensor:
+    """The whole SDP chain on a 32-bit input; returns INT8 values (int64 dtype)."""
+    if chain.x1 is not None:
+        x = x_unit(x, chain.x1)
+    if chain.x2 is not None:
+        x = x_unit(x, chain.x2)
+    if chain.y is not None:
+        if ew is None:
+            raise DlakitError("SDP Y unit has no operand tensor")
+        x = y_unit(x, chain.y, ew.reshape(x.shape))
+    return c_unit(x, chain.c)
+
+
+# ---------------------------------------------------------------- conv (§5.1-5.3) and PDP (§5.5)
+
+
+def conv_accumulate(x: torch.Tensor, layer: QConv) -> torch.Tensor:
+    """Exact INT8 convolution sums (int64), with the layer's pad value in padded taps."""
+    w = np.asarray(layer.weight, dtype=np.int64)
+    bound = 128 * int(np.abs(w).reshape(w.shape[0], -1).sum(axis=1).max(initial=0))
+    if bound >= 1 << (CACC_WIDTH - 1):
+        raise DlakitError(
+            f"layer {layer.name}: accumulator bound {bound} reaches 34 bits; the RTL result "
+            "would depend on the summation order"
+        )
+    dtype = torch.float32 if bound < 1 << 24 else torch.float64
+    top, left, bottom, right = layer.pads
+    xf = x.to(dtype)
+    if any(layer.pads):
+        xf = F.pad(xf, (left, right, top, bottom), value=float(layer.pad_value))
+    acc = F.conv2d(
+        xf,
+        torch.as_tensor(w).to(dtype),
+        stride=layer.stride,
+        dilation=layer.dilation,
+        groups=layer.groups,
+    )
+    return acc.to(torch.int64)
+
+
+def pool(x: torch.Tensor, layer: QPool) -> torch.Tensor:
+    """PDP pooling on INT8 values (int64 in, int64 out)."""
+    top, left, bottom, right = layer.pads
+    xf = x.to(torch.float32)  # INT8 values and window sums (<= 64 * 2^18) are exact in FP32
+    if layer.method in ("max", "min"):
+        sign = 1.0 if layer.method == "max" else -1.0
+        padded = F.pad(sign * xf, (left, right, top, bottom), value=-float("inf"))
+        out = sign * F.max_pool2d(padded, layer.kernel, layer.stride)
+        return out.to(torch.int64)
+    padded = F.pad(xf, (left, right, top, bottom), value=0.0)
+    sums = F.avg_pool2d(padded, layer.kernel, layer.stride, divisor_override=1)
+    if any(layer.pads) and layer.pad_value:
+        real = F.pad(torch.ones_like(xf[:1, :1]), (left, right, top, bottom), value=0.0)
+        count = F.avg_pool2d(real, layer.kernel, layer.stride, divisor_override=1)
+        sums = sums + (layer.kernel[0] * layer.kernel[1] - count) * layer.pad_value
+    total = sums.round().to(torch.int64)
+    t = shift_right_round(total * layer.recip_w, 16, 48, 48)
+    return saturate(shift_right_round(t * layer.recip_h, 16, 48, 48), 8)
+
+
+# ---------------------------------------------------------------- the executor
+
+
+def quantize(x: torch.Tensor, scale: float, name: str) -> torch.Tensor:
+    """Float -> INT8: round half away from zero of ``x / scale`` (float64), saturate to INT8."""
+    if not torch.isfinite(x).all():
+        raise DlakitError(f"tensor '{name}' holds NaN or infinite values; cannot quantize it")
+    v = x.to(torch.float64) / scale
+    q = torch.sign(v) * torch.floor(v.abs() + 0.5)
+    return q.clamp(-128, 127).to(torch.int64)
+
+
+def dequantize(q: torch.Tensor, scale: float) -> torch.Tensor:
+    return q.to(torch.float32) * np.float32(scale)
+
+
+class IntReference:
+    """Runs a QGraph on a batch; ``run`` returns the graph outputs as float arrays.
+
+    ``keep`` names tensors to return as well (INT8 tensors are returned dequantized), for
+    per-layer comparisons.
+    """
+
+    def __init__(self, graph: QGraph) -> None:
+        self.graph = graph
+        self._sessions: dict[str, object] = {}
+        self._handlers: dict[type, Callable[[QLayer, dict[str, torch.Tensor]], None]] = {
+            QConv: self._conv,
+            QSdp: self._sdp,
+            QPool: self._pool,
+            QConcat: self._concat,
+            QReshape: self._reshape,
+            QQuantize: self._quantize,
+            QDequantize: self._dequantize,
+            QFloat: self._float,
+        }
+
+    def run(
+        self, feeds: dict[str, np.ndarray], keep: set[str] | None = None
+    ) -> dict[str, np.ndarray]:
+        keep = set(keep or ())
+        missing = [name for name in self.graph.inputs if name not in feeds]
+        if missing:
+            raise DlakitError(f"no data for model input(s): {', '.join(missing)}")
+        values: dict[str, torch.Tensor] = {
+            name: torch.as_tensor(np.ascontiguousarray(feeds[name], dtype=np.float32))
+            for name in self.graph.inputs
+        }
+        last_use = self._last_use(keep)
+        kept: dict[str, np.ndarray] = {}
+        for index, layer in enumerate(self.graph.layers):
+            self._handlers[type(layer)](layer, values)
+            for name in layer.outputs:
+                if name in keep:
+                    kept[name] = self._as_float(name, values[name])
+            for name in [n for n, last in last_use.items() if last == index]:
+                values.pop(name, None)
+        for name in self.graph.outputs:
+            kept[name] = self._as_float(name, values[name])
+        return kept
+
+    def _last_use(self, keep: set[str]) -> dict[str, int]:
+        last: dict[str, int] = {}
+        for index, layer in enumerate(self.graph.layers):
+            for name in layer.inputs:
+                last[name] = index
+        for name in [*self.graph.outputs, *keep]:
+            last.pop(name, None)
+        return last
+
+    def _as_float(self, name: str, value: torch.Tensor) -> np.ndarray:
+        tensor = self.graph.tensors[name]
+        if tensor.precision == "int8":
+            return dequantize(value, tensor.scale or 1.0).numpy()
+        return value.to(torch.float32).numpy()
+
+    def _shape(self, name: str, batch: int) -> tuple[int, ...]:
+        return (batch, *self.graph.tensors[name].shape[1:])
+
+    def _conv(self, layer: QLayer, values: dict[str, torch.Tensor]) -> None:
+        assert isinstance(layer, QConv)
+        x = values[layer.inputs[0]].to(torch.int64)
+        batch = x.shape[0]
+        if x.ndim == 2:
+            x = x.reshape(batch, -1, 1, 1)
+        acc = cacc_output(conv_accumulate(x, layer), layer.cacc_truncate)
+        ew = values[layer.inputs[1]] if layer.sdp.y is not None else None
+        out = sdp(acc, layer.sdp, ew)
+        values[layer.outputs[0]] = out.reshape(self._shape(layer.outputs[0], batch)).to(torch.int8)
+
+    def _sdp(self, layer: QLayer, values: dict[str, torch.Tensor]) -> None:
+        assert isinstance(layer, QSdp)
+        x = values[layer.inputs[0]].to(torch.int64)  # INT8 from memory, sign-extended
+        ew = values[layer.inputs[1]] if layer.sdp.y is not None else None
+        values[layer.outputs[0]] = sdp(x, layer.sdp, ew).to(torch.int8)
+
+    def _pool(self, layer: QLayer, values: dict[str, torch.Tensor]) -> None:
+        assert isinstance(layer, QPool)
+        x = values[layer.inputs[0]].to(torch.int64)
+        out = pool(x, layer)
+        values[layer.outputs[0]] = out.reshape(self._shape(layer.outputs[0], x.shape[0])).to(
+            torch.int8
+        )
+
+    def _concat(self, layer: QLayer, values: dict[str, torch.Tensor]) -> None:
+        assert isinstance(layer, QConcat)
+        values[layer.outputs[0]] = torch.cat([values[n] for n in layer.inputs], dim=layer.axis)
+
+    def _reshape(self, layer: QLayer, values: dict[str, torch.Tensor]) -> None:
+        x = values[layer.inputs[0]]
+        values[layer.outputs[0]] = x.reshape(self._shape(layer.outputs[0], x.shape[0]))
+
+    def _quantize(self, layer: QLayer, values: dict[str, torch.Tensor]) -> None:
+        assert isinstance(layer, QQuantize)
+        x = values[layer.inputs[0]]
+        values[layer.outputs[0]] = quantize(x, layer.scale, layer.inputs[0]).to(torch.int8)
+
+    def _dequantize(self, layer: QLayer, values: dict[str, torch.Tensor]) -> None:
+        assert isinstance(layer, QDequantize)
+        values[layer.outputs[0]] = dequantize(values[layer.inputs[0]], layer.scale)
+
+    def _float(self, layer: QLayer, values: dict[str, torch.Tensor]) -> None:
+        assert isinstance(layer, QFloat)
+        session = self._sessions.get(layer.name)
+        if session is None:
+            session = self._sessions[layer.name] = _node_session(layer)
+        feeds = {}
+        for name in layer.inputs:
+            if name in layer.initializers or not name:
+                continue
+            value = values[name].numpy()
+            if layer.precision == "fp16" and value.dtype == np.float32:
+                value = value.astype(np.float16).astype(np.float32)
+            feeds[name] = value
+        outs = session.run(list(layer.outputs), feeds)  # type: ignore[attr-defined]
+        for name, out in zip(layer.outputs, outs, strict=True):
+            if not np.all(np.isfinite(out)) and out.dtype.kind == "f":
+                raise DlakitError(f"layer {layer.name} produced NaN or infinite values in '{name}'")
+            if layer.precision == "fp16" and out.dtype == np.float32:
+                out = out.astype(np.float16).astype(np.float32)
+            values[name] = torch.as_tensor(out)
+
+
+def _node_session(layer: QFloat):
+    """An onnxruntime session for one node (any batch: input shapes left unspecified)."""
+    import onnxruntime as ort
+
+    inits = []
+    for name, value in layer.initializers.items():
+        if layer.precision == "fp16" and value.dtype == np.float32:
+            value = value.astype(np.float16).astype(np.float32)
+        inits.append(onnx.numpy_helper.from_array(value, name))
+    inputs = [
+        onnx.helper.make_tensor_value_info(n, layer.dtypes.get(n, onnx.TensorProto.FLOAT), None)
+        for n in layer.inputs
+        if n and n not in layer.initializers
+    ]
+    outputs = [
+        onnx.helper.make_tensor_value_info(n, layer.dtypes.get(n, onnx.TensorProto.FLOAT), None)
+        for n in layer.outputs
+    ]
+    graph = onnx.helper.make_graph([layer.node], layer.name, inputs, outputs, inits)
+    model = onnx.helper.make_model(
+        graph, opset_imports=[onnx.helper.make_opsetid("", layer.opset)], ir_version=10
+    )
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    return ort.InferenceSession(
+        model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )

@@ -1,0 +1,621 @@
+"""Lower an ONNX model and its scales to a :class:`~dlakit.quant.qgraph.QGraph`.
+
+Each ONNX node becomes DLA INT8, DLA FP16 or a GPU/host FP32 fallback:
+
+* ``fp16_layers`` named by the user run as DLA FP16 (as TensorRT's ``--layerPrecisions``);
+  on nv_small, which has no FP16, they run FP32 on the host instead.
+* Ops in :data:`INT8_OPS` run INT8 when their attributes fit the hardware (kernel, stride,
+  padding ranges of PDP; equal shapes for elementwise add; a Y unit for Add: nv_full and the
+  Jetson DLAs, not nv_small).
+* Ops in :data:`FP16_OPS` (Sigmoid, Tanh: TensorRT upgrades INT8 Sigmoid/TanH to FP16 on DLA)
+  run DLA FP16 where the SDP has a LUT, else FP32 on the GPU/host.
+* Everything else falls back to FP32. When :mod:`dlakit.support` can say which nodes the target
+  rejects, those fall back too.
+
+Orin and Xavier DLAs are modelled with the nv_full arithmetic (the open RTL is the only public
+definition of the DLA's integer path).
+
+Fusions, in the order the SDP applies them: Conv/Gemm -> [BatchNormalization] -> [Relu|Clip]
+-> [Add of an INT8 tensor computed earlier]. Weights are quantized symmetric per output
+channel (amax/127, rounded half away from zero to [-127, 127]); activations use the scales
+file's per-tensor scale. Pooling, Flatten and Reshape keep their input's scale (PDP has no
+converter), whatever the calibration said for their output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import onnx
+
+from dlakit.errors import DlakitError
+from dlakit.graph.load import LoadedModel
+from dlakit.quant import hwparams
+from dlakit.quant.qgraph import (
+    QConcat,
+    QConv,
+    QDequantize,
+    QFloat,
+    QGraph,
+    QLayer,
+    QPool,
+    QQuantize,
+    QReshape,
+    QSdp,
+    QTensor,
+)
+
+# Local, conservative op lists (until every target's rules come from dlakit.support).
+INT8_OPS = frozenset(
+    {
+        "Conv", "Gemm", "MatMul", "BatchNormalization", "Relu", "Clip", "Add",
+        "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
+        "Concat", "Flatten", "Reshape", "Squeeze", "Unsqueeze", "Identity", "Dropout",
+    }
+)  # fmt: skip
+FP16_OPS = frozenset({"Sigmoid", "Tanh"})
+LAYOUT_OPS = frozenset({"Flatten", "Reshape", "Squeeze", "Unsqueeze", "Identity", "Dropout"})
+WEIGHT_QMAX = 127
+
+
+class ScaleSource(Protocol):
+    def activation_scale(self, name: str) -> float: ...
+
+
+@dataclass
+class _Arith:
+    """What the target's DLA arithmetic offers."""
+
+    name: str
+    has_ew: bool
+    has_lut: bool
+    has_fp16: bool
+
+
+def target_arith(target: str) -> _Arith:
+    """nv_small/nv_full from their engine tables; Jetson DLAs modelled as nv_full."""
+    from dlakit.targets import load_target
+
+    info = load_target(target)
+    if info.kind == "nvdla":
+        engines = info.engines
+        precisions = info.dla.get("precisions", ["int8"])
+        return _Arith(
+            target,
+            bool(engines.get("sdp_ew")),
+            bool(engines.get("sdp_lut")),
+            "fp16" in precisions,
+        )
+    if info.dla_cores == 0:
+        raise DlakitError(f"target '{target}' has no DLA; choose nv_small, nv_full, orin, xavier")
+    return _Arith(target, True, True, True)
+
+
+@dataclass
+class _State:
+    loaded: LoadedModel
+    scales: ScaleSource | Mapping[str, float]
+    arith: _Arith
+    layers: list[QLayer] = field(default_factory=list)
+    tensors: dict[str, QTensor] = field(default_factory=dict)
+    int8_of: dict[str, str] = field(default_factory=dict)  # ONNX tensor -> INT8 QGraph tensor
+    float_of: dict[str, str] = field(default_factory=dict)  # ONNX tensor -> float QGraph tensor
+
+    def scale(self, name: str) -> float:
+        try:
+            if isinstance(self.scales, Mapping):
+                value = float(self.scales[name])
+            else:
+                value = float(self.scales.activation_scale(name))
+        except KeyError:
+            raise DlakitError(
+                f"the scales have no entry for tensor '{name}' of {self.loaded.path}: "
+                "were they made for another model?"
+            ) from None
+        if not np.isfinite(value) or value <= 0:
+            raise DlakitError(f"scale of tensor '{name}' is {value}; it must be positive")
+        return value
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return tuple(self.loaded.shapes.get(name, ()))
+
+    def add_tensor(self, name: str, shape: tuple[int, ...], precision, scale=None) -> str:
+        self.tensors[name] = QTensor(name, shape, precision, scale)
+        return name
+
+    def int8(self, onnx_name: str) -> str:
+        """The INT8 tensor of ``onnx_name``, quantizing its float value if needed."""
+        if onnx_name in self.int8_of:
+            return self.int8_of[onnx_name]
+        src = self.float_of[onnx_name]
+        scale = self.scale(onnx_name)
+        name = self.add_tensor(f"{onnx_name}::int8", self.shape(onnx_name), "int8", scale)
+        self.layers.append(
+            QQuantize(
+                f"quantize:{onnx_name}", [src], [name], engine="gpu", scale=scale, onnx_nodes=[]
+            )
+        )
+        self.int8_of[onnx_name] = name
+        return name
+
+    def float(self, onnx_name: str) -> str:
+        """The float tensor of ``onnx_name``, dequantizing its INT8 value if needed."""
+        if onnx_name in self.float_of:
+            return self.float_of[onnx_name]
+        src = self.int8_of[onnx_name]
+        name = self.add_tensor(f"{onnx_name}::float", self.shape(onnx_name), "fp32")
+        scale = self.tensors[src].scale or 1.0
+        self.layers.append(QDequantize(f"dequantize:{onnx_name}", [src], [name], scale=scale))
+        self.float_of[onnx_name] = name
+        return name
+
+    def available(self, onnx_name: str) -> bool:
+        return onnx_name in self.int8_of or onnx_name in self.float_of
+
+
+def _attrs(node: onnx.NodeProto) -> dict:
+    return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _quantize_weights(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-output-channel symmetric INT8: (int8 weights, float scales)."""
+    flat = np.abs(w.reshape(w.shape[0], -1)).max(axis=1)
+    scales = np.where(flat > 0, flat / WEIGHT_QMAX, 1.0)
+    v = w / scales.reshape((-1,) + (1,) * (w.ndim - 1))
+    q = np.sign(v) * np.floor(np.abs(v) + 0.5)
+    return np.clip(q, -WEIGHT_QMAX, WEIGHT_QMAX).astype(np.int8), scales
+
+
+def _clip_bounds(node: onnx.NodeProto, inits: Mapping[str, np.ndarray]):
+    """(lower, upper) of Relu/Clip; None where unbounded."""
+    if node.op_type == "Relu":
+        return 0.0, None
+    attrs = _attrs(node)
+    lo = attrs.get("min")
+    hi = attrs.get("max")
+    if len(node.input) > 1 and node.input[1]:
+        lo = float(np.asarray(inits[node.input[1]]).reshape(()))
+    if len(node.input) > 2 and node.input[2]:
+        hi = float(np.asarray(inits[node.input[2]]).reshape(()))
+    return lo, hi
+
+
+class _Lowering:
+    def __init__(self, st: _State, decisions: dict[str, str]) -> None:
+        self.st = st
+        self.decisions = decisions
+        self.consumers = st.loaded.consumers()
+        self.producers = st.loaded.producers()
+        self.inits = st.loaded.initializers
+        self.outputs = set(st.loaded.output_names)
+        self.done: set[str] = set()
+
+    # ---- helpers
+    def sole_consumer(self, tensor: str) -> onnx.NodeProto | None:
+        users = self.consumers.get(tensor, [])
+        if len(users) != 1 or tensor in self.outputs:
+            return None
+        user = users[0]
+        return user if self.decisions.get(user.name) == "int8" else None
+
+    def emit_int8(self, layer: QLayer, onnx_out: str, scale: float) -> None:
+        self.st.add_tensor(onnx_out, self.st.shape(onnx_out), "int8", scale)
+        self.st.int8_of[onnx_out] = onnx_out
+        self.st.layers.append(layer)
+
+    # ---- per node
+    def lower(self, node: onnx.NodeProto) -> None:
+        if node.name in self.done:
+            return
+        decision = self.decisions[node.name]
+        if decision == "int8":
+            handler = getattr(self, f"_int8_{node.op_type}", None)
+            if handler is None:
+                raise DlakitError(f"node {node.name}: no INT8 lowering for {node.op_type}")
+            handler(node)
+        else:
+            self.float_node(node, decision)
+
+    def float_node(self, node: onnx.NodeProto, decision: str) -> None:
+        st = self.st
+        inputs = []
+        for name in node.input:
+            if name and name not in self.inits:
+                inputs.append(st.float(name))
+            else:
+                inputs.append(name)
+        renamed = onnx.NodeProto()
+        renamed.CopyFrom(node)
+        del renamed.input[:]
+        renamed.input.extend(inputs)
+        inits = {n: self.inits[n] for n in node.input if n in self.inits}
+        dtypes = {n: st.loaded.dtypes.get(orig, onnx.TensorProto.FLOAT)
+                  for n, orig in zip(inputs, node.input, strict=True) if n}  # fmt: skip
+        for out in node.output:
+            dtypes[out] = st.loaded.dtypes.get(out, onnx.TensorProto.FLOAT)
+            precision = "fp16" if decision == "fp16" else "fp32"
+            st.add_tensor(out, st.shape(out), precision)
+            st.float_of[out] = out
+        engine = "dla" if decision == "fp16" else "gpu"
+        st.layers.append(
+            QFloat(
+                node.name, [n for n in inputs if n], list(node.output), engine=engine,
+                onnx_nodes=[node.name], node=renamed, initializers=inits,
+                precision="fp16" if decision == "fp16" else "fp32", dtypes=dtypes,
+                opset=st.loaded.opset,
+            )
+        )  # fmt: skip
+
+    # ---- convolution-like: Conv, Gemm, MatMul with fused BN / activation / add
+    def _int8_Conv(self, node: onnx.NodeProto) -> None:
+        attrs = _attrs(node)
+        w = np.asarray(self.inits[node.input[1]], dtype=np.float64)
+        b = np.asarray(self.inits[node.input[2]], dtype=np.float64) if len(node.input) > 2 and \
+            node.input[2] else None  # fmt: skip
+        pads = list(attrs.get("pads", [0, 0, 0, 0]))
+        self.conv_like(
+            node, node.input[0], w, b,
+            stride=tuple(attrs.get("strides", [1, 1])),
+            pads=(pads[0], pads[1], pads[2], pads[3]),
+            dilation=tuple(attrs.get("dilations", [1, 1])),
+            groups=int(attrs.get("group", 1)),
+        )  # fmt: skip
+
+    def _int8_Gemm(self, node: onnx.NodeProto) -> None:
+        attrs = _attrs(node)
+        w = np.asarray(self.inits[node.input[1]], dtype=np.float64)
+        if not attrs.get("transB", 0):
+            w = w.T
+        w = w * float(attrs.get("alpha", 1.0))
+        b = None
+        if len(node.input) > 2 and node.input[2]:
+            b = np.broadcast_to(
+                np.asarray(self.inits[node.input[2]], dtype=np.float64).reshape(-1),
+                (w.shape[0],),
+            ) * float(attrs.get("beta", 1.0))
+        self.fc(node, w, b)
+
+    def _int8_MatMul(self, node: onnx.NodeProto) -> None:
+        w = np.asarray(self.inits[node.input[1]], dtype=np.float64).T
+        self.fc(node, w, None)
+
+    def fc(self, node: onnx.NodeProto, w: np.ndarray, b: np.ndarray | None) -> None:
+        """A fully-connected layer is a convolution whose kernel covers its whole input."""
+        src = node.input[0]
+        source = self.fc_source(src)
+        if source is not None:
+            _, c, h, wd = self.st.shape(source)
+            self.conv_like(node, source, w.reshape(w.shape[0], c, h, wd), b)
+        else:
+            self.conv_like(node, src, w.reshape(w.shape[0], w.shape[1], 1, 1), b)
+
+    def fc_source(self, tensor: str) -> str | None:
+        """The 4-D tensor a Flatten/Reshape fed to this FC, when the FC can read it directly."""
+        producer = self.producers.get(tensor)
+        if producer is None or producer.op_type not in ("Flatten", "Reshape"):
+            return None
+        source = producer.input[0]
+        shape = self.st.shape(source)
+        if len(shape) != 4 or not self.st.available(source) or source not in self.st.int8_of:
+            return None
+        return source
+
+    def conv_like(
+        self,
+        node: onnx.NodeProto,
+        src: str,
+        w: np.ndarray,
+        b: np.ndarray | None,
+        stride=(1, 1),
+        pads=(0, 0, 0, 0),
+        dilation=(1, 1),
+        groups: int = 1,
+    ) -> None:
+        st = self.st
+        fused = [node.name]
+        out = node.output[0]
+        nxt = self.sole_consumer(out)
+        if nxt is not None and nxt.op_type == "BatchNormalization":
+            gamma, beta, mean, var = (
+                np.asarray(self.inits[n], dtype=np.float64) for n in nxt.input[1:5]
+            )
+            a = gamma / np.sqrt(var + float(_attrs(nxt).get("epsilon", 1e-5)))
+            w = w * a.reshape(-1, 1, 1, 1)
+            b = (np.zeros(w.shape[0]) if b is None else b) * a + beta - mean * a
+            fused.append(nxt.name)
+            out = nxt.output[0]
+            nxt = self.sole_consumer(out)
+        clip: tuple[float | None, float | None] = (None, None)
+        if nxt is not None and nxt.op_type in ("Relu", "Clip"):
+            lo, hi = _clip_bounds(nxt, self.inits)
+            if lo in (None, 0.0):
+                clip = (lo, hi)
+                fused.append(nxt.name)
+                out = nxt.output[0]
+                nxt = self.sole_consumer(out)
+        ew_src = None
+        if nxt is not None and nxt.op_type == "Add" and self.st.arith.has_ew:
+            other = [n for n in nxt.input if n != out]
+            if (
+                len(other) == 1
+                and st.available(other[0])
+                and st.shape(other[0]) == st.shape(nxt.output[0])
+            ):
+                ew_src = other[0]
+                fused.append(nxt.name)
+                out = nxt.output[0]
+        x = st.int8(src)
+        s_in = st.tensors[x].scale or 1.0
+        wq, s_w = _quantize_weights(w)
+        s_out = st.scale(out)
+        ew_name, ew_scale = "", None
+        inputs = [x]
+        if ew_src is not None:
+            ew_name = st.int8(ew_src)
+            ew_scale = st.tensors[ew_name].scale
+            inputs.append(ew_name)
+        chain = hwparams.conv_chain(s_in * s_w, b, s_out, clip, ew_scale, ew_name)
+        self.done.update(fused)
+        layer = QConv(
+            node.name, inputs, [out], onnx_nodes=fused, weight=wq,
+            stride=(int(stride[0]), int(stride[1])), pads=tuple(int(p) for p in pads),
+            dilation=(int(dilation[0]), int(dilation[1])), groups=groups, sdp=chain,
+        )  # fmt: skip
+        self.emit_int8(layer, out, s_out)
+
+    # ---- standalone SDP ops
+    def _int8_BatchNormalization(self, node: onnx.NodeProto) -> None:
+        gamma, beta, mean, var = (np.asarray(self.inits[n], np.float64) for n in node.input[1:5])
+        a = gamma / np.sqrt(var + float(_attrs(node).get("epsilon", 1e-5)))
+        x = self.st.int8(node.input[0])
+        s_in = self.st.tensors[x].scale or 1.0
+        s_out = self.st.scale(node.output[0])
+        chain = hwparams.conv_chain(a * s_in, beta - mean * a, s_out)
+        self.emit_int8(QSdp(node.name, [x], [node.output[0]], onnx_nodes=[node.name], sdp=chain),
+                       node.output[0], s_out)  # fmt: skip
+
+    def _int8_Relu(self, node: onnx.NodeProto) -> None:
+        self.activation(node)
+
+    def _int8_Clip(self, node: onnx.NodeProto) -> None:
+        self.activation(node)
+
+    def activation(self, node: onnx.NodeProto) -> None:
+        x = self.st.int8(node.input[0])
+        s_in = self.st.tensors[x].scale or 1.0
+        s_out = self.st.scale(node.output[0])
+        chain = hwparams.conv_chain(np.array([s_in]), None, s_out, _clip_bounds(node, self.inits))
+        self.emit_int8(QSdp(node.name, [x], [node.output[0]], onnx_nodes=[node.name], sdp=chain),
+                       node.output[0], s_out)  # fmt: skip
+
+    def _int8_Add(self, node: onnx.NodeProto) -> None:
+        a = self.st.int8(node.input[0])
+        b = self.st.int8(node.input[1])
+        s_out = self.st.scale(node.output[0])
+        chain = hwparams.conv_chain(
+            np.array([self.st.tensors[a].scale]), None, s_out, (None, None),
+            self.st.tensors[b].scale, b,
+        )  # fmt: skip
+        self.emit_int8(QSdp(node.name, [a, b], [node.output[0]], onnx_nodes=[node.name],
+                            sdp=chain), node.output[0], s_out)  # fmt: skip
+
+    # ---- PDP
+    def _int8_MaxPool(self, node: onnx.NodeProto) -> None:
+        self.pool(node, "max")
+
+    def _int8_AveragePool(self, node: onnx.NodeProto) -> None:
+        self.pool(node, "avg")
+
+    def _int8_GlobalAveragePool(self, node: onnx.NodeProto) -> None:
+        self.pool(node, "avg")
+
+    def _int8_GlobalMaxPool(self, node: onnx.NodeProto) -> None:
+        self.pool(node, "max")
+
+    def pool(self, node: onnx.NodeProto, method: str) -> None:
+        x = self.st.int8(node.input[0])
+        scale = self.st.tensors[x].scale or 1.0
+        kernel, stride, pads = _pool_geometry(node, self.st.shape(node.input[0]))
+        recip_w, recip_h = hwparams.pool_reciprocals(kernel)
+        layer = QPool(
+            node.name, [x], [node.output[0]], onnx_nodes=[node.name], method=method,  # type: ignore[arg-type]
+            kernel=kernel, stride=stride, pads=pads, pad_value=0, recip_w=recip_w, recip_h=recip_h,
+        )  # fmt: skip
+        self.emit_int8(layer, node.output[0], scale)
+
+    # ---- layout
+    def _int8_Concat(self, node: onnx.NodeProto) -> None:
+        st = self.st
+        out = node.output[0]
+        s_out = st.scale(out)
+        inputs = []
+        for name in node.input:
+            x = st.int8(name)
+            if st.tensors[x].scale != s_out:
+                requant = st.add_tensor(f"{name}::requant", st.shape(name), "int8", s_out)
+                chain = hwparams.conv_chain(np.array([st.tensors[x].scale]), None, s_out)
+                st.layers.append(QSdp(f"requant:{name}", [x], [requant], sdp=chain))
+                x = requant
+            inputs.append(x)
+        axis = int(_attrs(node).get("axis", 1))
+        rank = len(st.shape(out))
+        self.emit_int8(QConcat(node.name, inputs, [out], onnx_nodes=[node.name],
+                               axis=axis % rank), out, s_out)  # fmt: skip
+
+    def layout(self, node: onnx.NodeProto) -> None:
+        st = self.st
+        src, out = node.input[0], node.output[0]
+        if self.skip_for_fc(out):
+            self.done.add(node.name)
+            return
+        shape = st.shape(out)
+        if src in st.int8_of:
+            x = st.int8_of[src]
+            scale = st.tensors[x].scale
+            st.add_tensor(out, shape, "int8", scale)
+            st.int8_of[out] = out
+        else:
+            x = st.float_of[src]
+            st.add_tensor(out, shape, st.tensors[x].precision)
+            st.float_of[out] = out
+        st.layers.append(QReshape(node.name, [x], [out], onnx_nodes=[node.name], shape=shape))
+
+    def skip_for_fc(self, out: str) -> bool:
+        """A Flatten/Reshape read only by FC layers that take its 4-D input directly."""
+        users = self.consumers.get(out, [])
+        if not users or out in self.outputs:
+            return False
+        return all(
+            u.op_type in ("Gemm", "MatMul")
+            and self.decisions.get(u.name) == "int8"
+            and u.input[0] == out
+            and len(self.st.shape(self.producers[out].input[0])) == 4
+            and self.producers[out].input[0] in self.st.int8_of
+            for u in users
+        )
+
+    _int8_Flatten = layout
+    _int8_Reshape = layout
+    _int8_Squeeze = layout
+    _int8_Unsqueeze = layout
+    _int8_Identity = layout
+    _int8_Dropout = layout
+
+
+def _pool_geometry(node: onnx.NodeProto, in_shape: tuple[int, ...]):
+    attrs = _attrs(node)
+    if node.op_type.startswith("Global"):
+        return (in_shape[2], in_shape[3]), (1, 1), (0, 0, 0, 0)
+    kernel = tuple(int(k) for k in attrs["kernel_shape"])
+    stride = tuple(int(s) for s in attrs.get("strides", [1, 1]))
+    p = [int(v) for v in attrs.get("pads", [0, 0, 0, 0])]
+    return kernel, stride, (p[0], p[1], p[2], p[3])
+
+
+def int8_fits(node: onnx.NodeProto, loaded: LoadedModel, arith: _Arith) -> str | None:
+    """Why ``node`` cannot run INT8 on this DLA arithmetic (None when it can)."""
+    inits = loaded.initializers
+    shapes = loaded.shapes
+    attrs = _attrs(node)
+    op = node.op_type
+    if op == "Conv":
+        if node.input[1] not in inits or len(attrs.get("kernel_shape", [1, 1])) != 2:
+            return "needs constant 2-D weights"
+        if attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
+            return "auto_pad is not folded into pads"
+    elif op == "Gemm":
+        if node.input[1] not in inits or attrs.get("transA", 0):
+            return "needs constant B and no transA"
+        if len(node.input) > 2 and node.input[2] and node.input[2] not in inits:
+            return "needs a constant C"
+    elif op == "MatMul":
+        if node.input[1] not in inits or len(shapes.get(node.input[0], ())) != 2:
+            return "needs a 2-D input and constant weights"
+    elif op == "BatchNormalization":
+        if any(n not in inits for n in node.input[1:5]):
+            return "needs constant statistics"
+    elif op == "Clip":
+        lo, _ = _clip_bounds(node, inits)
+        if lo not in (None, 0.0):
+            return "lower clip bound is not 0"
+    elif op == "Add":
+        if not arith.has_ew:
+            return f"{arith.name} has no SDP elementwise (EW) unit"
+        if any(n in inits for n in node.input) or len({shapes.get(n) for n in node.input}) != 1:
+            return "needs two activation inputs of the same shape"
+    elif op in ("MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"):
+        return _pool_fits(node, shapes.get(node.input[0], ()))
+    elif op == "Concat":
+        rank = len(shapes.get(node.output[0], ()))
+        if rank == 0 or int(attrs.get("axis", 1)) % rank != 1:
+            return "concatenates along a non-channel axis"
+    elif op in LAYOUT_OPS:
+        a, b = shapes.get(node.input[0], ()), shapes.get(node.output[0], ())
+        if not a or not b or a[0] != b[0]:
+            return "reshapes across the batch dimension"
+    for name in [*node.input, *node.output]:
+        if name and name not in inits and not shapes.get(name):
+            return f"tensor '{name}' has no static shape"
+    return None
+
+
+def _pool_fits(node: onnx.NodeProto, in_shape: tuple[int, ...]) -> str | None:
+    if len(in_shape) != 4:
+        return "not a 2-D pooling"
+    attrs = _attrs(node)
+    kernel, stride, pads = _pool_geometry(node, in_shape)
+    if not all(1 <= k <= 8 for k in kernel):
+        return f"kernel {kernel} outside PDP's 1..8"
+    if not all(1 <= s <= 16 for s in stride):
+        return f"stride {stride} outside 1..16"
+    if not all(0 <= p <= 7 for p in pads):
+        return f"pads {pads} outside 0..7"
+    if attrs.get("ceil_mode", 0) or any(d != 1 for d in attrs.get("dilations", [1, 1])):
+        return "ceil_mode or dilation"
+    if node.op_type == "AveragePool" and any(pads) and not attrs.get("count_include_pad", 0):
+        return "average pooling that excludes padding (PDP divides by the full kernel)"
+    if len(node.output) > 1 and node.output[1]:
+        return "MaxPool indices output"
+    return None
+
+
+def decide(
+    loaded: LoadedModel,
+    arith: _Arith,
+    fp16_layers: Iterable[str] = (),
+    gpu_layers: Iterable[str] = (),
+) -> dict[str, str]:
+    """Per node: ``int8``, ``fp16`` (DLA) or ``fp32`` (GPU/host)."""
+    names = {n.name for n in loaded.nodes}
+    fp16 = set(fp16_layers)
+    gpu = set(gpu_layers)
+    unknown = (fp16 | gpu) - names
+    if unknown:
+        raise DlakitError(f"--fp16-layers/--gpu-layers name unknown node(s): {sorted(unknown)}")
+    decisions = {}
+    for node in loaded.nodes:
+        if node.name in gpu:
+            decisions[node.name] = "fp32"
+        elif node.name in fp16:
+            decisions[node.name] = "fp16" if arith.has_fp16 else "fp32"
+        elif node.op_type in INT8_OPS and int8_fits(node, loaded, arith) is None:
+            decisions[node.name] = "int8"
+        elif node.op_type in FP16_OPS and arith.has_lut and arith.has_fp16:
+            decisions[node.name] = "fp16"
+        else:
+            decisions[node.name] = "fp32"
+    return decisions
+
+
+def quantize_model(
+    loaded: LoadedModel,
+    scales: ScaleSource | Mapping[str, float],
+    target: str = "nv_full",
+    fp16_layers: Iterable[str] = (),
+    gpu_layers: Iterable[str] = (),
+) -> QGraph:
+    """Lower ``loaded`` with ``scales`` for ``target`` into a QGraph (see the module docstring)."""
+    arith = target_arith(target)
+    decisions = decide(loaded, arith, fp16_layers, gpu_layers)
+    st = _State(loaded, scales, arith)
+    for name in loaded.input_names:
+        st.add_tensor(name, tuple(loaded.input_shapes[name]), "fp32")
+        st.float_of[name] = name
+    lowering = _Lowering(st, decisions)
+    for node in loaded.nodes:
+        lowering.lower(node)
+    for name in loaded.output_names:
+        if not st.available(name):
+            raise DlakitError(f"model output '{name}' was not produced by the lowering")
+    return QGraph(
+        model_name=loaded.path.stem,
+        target=target,
+        layers=st.layers,
+        tensors=st.tensors,
+        inputs=list(loaded.input_names),
+        outputs=list(loaded.output_names),
+        quant_of=dict(st.int8_of),
+    )

@@ -1,0 +1,267 @@
+"""The quantized graph: a model's layers lowered to hardware-shaped integer layers.
+
+A :class:`QGraph` is what the INT8 reference (:mod:`dlakit.quant.intref`) executes and what the
+NVDLA compiler lowers to registers. Every number the hardware needs is explicit here as an
+integer with the width of its register field, so the compiler copies values and never derives
+them again; the reference and the compiled artifact must then agree byte for byte.
+
+Conventions used by every layer:
+
+* Tensors are NCHW (ONNX order); a 2-D ``(N, C)`` tensor is the cube ``C x 1 x 1``. Shapes in
+  :class:`QTensor` are the model's shapes at batch 1; the reference runs any batch.
+* INT8 tensors are symmetric: real value = ``int8 * scale``, zero point 0.
+* "Channel" operands are numpy arrays of shape ``(K,)``; a register (per-layer) operand is
+  shape ``(1,)`` and is broadcast over channels.
+* All right shifts round half away from zero and then saturate (``nvdla.md`` §5.0).
+
+Where a layer's SDP chain puts each job (see :mod:`dlakit.quant.hwparams` for the derivation):
+
+* X1 (BS): ALU SUM adds the bias (INT16 operand << ALU shift) in accumulator units, MUL applies
+  the per-channel requantization multiplier, TRT shifts right, ReLU is the lower clip at 0.
+* X2 (BN): only for an upper clip (ReLU6 / Clip): ALU MIN with a register operand; MUL bypassed
+  with truncate 0 (the truncate applies even when MUL is bypassed).
+* Y (EW): an elementwise add of a second INT8 tensor through the ALU operand converter.
+* C: output converter to INT8 (identity when no Y unit is used).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import onnx
+
+Engine = Literal["dla", "gpu"]
+Precision = Literal["int8", "fp16", "fp32"]
+
+
+@dataclass
+class QTensor:
+    """A tensor of the quantized graph.
+
+    ``precision`` is how the tensor is stored: ``int8`` (with ``scale``), ``fp16`` or ``fp32``.
+    ``shape`` is the ONNX shape at batch 1.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    precision: Precision
+    scale: float | None = None
+
+
+@dataclass
+class XUnit:
+    """SDP X1 (BS) or X2 (BN) sub-unit: ALU -> MUL -> TRT -> ReLU (``nvdla.md`` §5.4).
+
+    * ``alu``: ``"sum"``, ``"max"``, ``"min"`` or None (bypass). Its operand is
+      ``sat32(alu_operand << alu_shift)``; ``alu_operand`` is INT16, ``(1,)`` = register
+      ``D_DP_*_ALU_SRC_VALUE``, ``(K,)`` = per-channel from the B/N-RDMA. ``alu_shift`` is the
+      6-bit ``*_ALU_SHIFT_VALUE``. The ALU result is 33 bits, not saturated.
+    * ``mul``: INT16 multiplier(s) or None (bypass); product is 49 bits. ``prelu``: non-negative
+      inputs pass unmultiplied and untruncated.
+    * ``truncate``: ``*_MUL_SHIFT_VALUE`` (0..63), applied even when MUL is bypassed; result
+      saturates to INT32.
+    * ``relu``: ``max(y, 0)`` unless bypassed.
+
+    When both ALU and MUL operands are per-channel, the RDMA reads them interleaved (ALU first).
+    """
+
+    alu: Literal["sum", "max", "min"] | None = None
+    alu_operand: np.ndarray | None = None
+    alu_shift: int = 0
+    mul: np.ndarray | None = None
+    prelu: bool = False
+    truncate: int = 0
+    relu: bool = False
+
+
+@dataclass
+class EwUnit:
+    """SDP Y (EW) sub-unit used as an elementwise ALU with a second INT8 tensor (nv_full only).
+
+    The operand tensor ``operand`` (INT8, same shape as the layer output) is read by the E-RDMA and
+    passes the ALU operand converter:
+    ``op32 = sat32(round((x - cvt_offset) * cvt_scale >> cvt_truncate))`` (offset 32-bit, scale
+    INT16, truncate 6-bit). Then ``sat32(y ALU op32)``; MUL and LUT are bypassed.
+    """
+
+    operand: str
+    cvt_offset: int
+    cvt_scale: int
+    cvt_truncate: int
+    alu: Literal["sum", "max", "min"] = "sum"
+
+
+@dataclass
+class OutCvt:
+    """SDP C output converter: ``sat8(sat17(round((x - offset) * scale >> shift)))``.
+
+    ``offset`` is 32-bit (``D_CVT_OFFSET``), ``scale`` INT16 (``D_CVT_SCALE``), ``shift`` 6-bit
+    (``D_CVT_SHIFT``). Output precision is always INT8 here.
+    """
+
+    offset: int = 0
+    scale: int = 1
+    shift: int = 0
+
+
+@dataclass
+class SdpChain:
+    """The SDP path of one layer: X1 -> X2 -> Y -> C; a None unit is bypassed."""
+
+    x1: XUnit | None = None
+    x2: XUnit | None = None
+    y: EwUnit | None = None
+    c: OutCvt = field(default_factory=OutCvt)
+
+
+@dataclass
+class QLayer:
+    """Base of every layer: a name (the ONNX node it came from), its engine and tensors."""
+
+    name: str
+    inputs: list[str]
+    outputs: list[str]
+    engine: Engine = "dla"
+    onnx_nodes: list[str] = field(default_factory=list)  # ONNX nodes fused into this layer
+
+
+@dataclass
+class QConv(QLayer):
+    """Direct convolution (CDMA/CSC/CMAC/CACC) followed by an SDP chain, INT8 in and out.
+
+    * ``weight``: INT8 ``(K, C/groups, R, S)``, symmetric per output channel.
+    * ``stride`` (h, w), ``pads`` (top, left, bottom, right), ``dilation`` (h, w), ``groups``.
+    * ``pad_value``: INT8 value of out-of-bounds taps (``D_ZERO_PADDING_VALUE`` low byte); 0 for
+      symmetric data.
+    * ``cacc_truncate``: ``CACC.D_CLIP_CFG.CLIP_TRUNCATE`` (0, as the NVDLA compiler sets). The
+      accumulator is 34-bit saturating; its result is rounded by ``cacc_truncate`` and saturated
+      to INT32 before X1.
+    * ``sdp``: the post-processing chain; its Y operand, if any, is ``inputs[1]``.
+
+    Fully-connected layers are convolutions whose kernel covers the whole input (``R x S = H x W``).
+    """
+
+    weight: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 1, 1), np.int8))
+    stride: tuple[int, int] = (1, 1)
+    pads: tuple[int, int, int, int] = (0, 0, 0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+    pad_value: int = 0
+    cacc_truncate: int = 0
+    sdp: SdpChain = field(default_factory=SdpChain)
+
+
+@dataclass
+class QSdp(QLayer):
+    """A standalone SDP pass reading ``inputs[0]`` (INT8, sign-extended to 32 bits) from memory.
+
+    Used for requantizing activations, standalone ReLU/Clip and elementwise add (Y operand =
+    ``inputs[1]``).
+    """
+
+    sdp: SdpChain = field(default_factory=SdpChain)
+
+
+@dataclass
+class QPool(QLayer):
+    """PDP pooling, INT8 in and out with the same scale (PDP has no converter).
+
+    * ``method``: ``"max"``, ``"min"`` or ``"avg"``; ``kernel`` (h, w) 1..8, ``stride`` 1..16,
+      ``pads`` (top, left, bottom, right) 0..7.
+    * Max/min ignore padded positions. Average sums the window with ``pad_value`` (19-bit
+      ``PAD_VALUE_1X``) for each padded position (firmware programs ``PAD_VALUE_nX = n*1X``),
+      then ``t = round(sum * recip_w / 2^16)``, ``out = sat8(round(t * recip_h / 2^16))``, with
+      the 17-bit ``RECIP_KERNEL_WIDTH/HEIGHT``: the divisor is always ``kh * kw``.
+    """
+
+    method: Literal["max", "min", "avg"] = "max"
+    kernel: tuple[int, int] = (1, 1)
+    stride: tuple[int, int] = (1, 1)
+    pads: tuple[int, int, int, int] = (0, 0, 0, 0)
+    pad_value: int = 0
+    recip_w: int = 0x10000
+    recip_h: int = 0x10000
+
+
+@dataclass
+class QConcat(QLayer):
+    """Channel concatenation: a memory layout (producers write into one buffer); every input
+    has the output's scale (the lowering inserts requantizing :class:`QSdp` layers otherwise)."""
+
+    axis: int = 1
+
+
+@dataclass
+class QReshape(QLayer):
+    """Flatten/Reshape/Squeeze: a layout no-op; ``shape`` is the ONNX output shape at batch 1."""
+
+    shape: tuple[int, ...] = ()
+
+
+@dataclass
+class QQuantize(QLayer):
+    """Float -> INT8 at a DLA segment's input: ``sat8(round_half_away(x / scale))``.
+
+    Saturation is to the full INT8 range [-128, 127], as the SDP output converter does.
+    """
+
+    scale: float = 1.0
+
+
+@dataclass
+class QDequantize(QLayer):
+    """INT8 -> float at a DLA segment's output: ``x * scale`` (exact in FP32)."""
+
+    scale: float = 1.0
+
+
+@dataclass
+class QFloat(QLayer):
+    """One ONNX node run in floating point: a GPU/host fallback (``precision="fp32"``) or a DLA
+    FP16 layer (``precision="fp16"``: inputs, weights and output rounded to FP16; the reference
+    computes in FP32 between those roundings, so it is not a bit-exact model of the FP16 path)."""
+
+    node: onnx.NodeProto = field(default_factory=onnx.NodeProto)
+    initializers: dict[str, np.ndarray] = field(default_factory=dict)
+    precision: Precision = "fp32"
+    dtypes: dict[str, int] = field(default_factory=dict)  # ONNX element types of the node's I/O
+    opset: int = 17  # the model's default-domain opset
+
+
+@dataclass
+class QGraph:
+    """Layers in execution order plus every tensor they name.
+
+    ``inputs``/``outputs`` are the model's float tensors; ``quant_of`` maps an ONNX tensor name
+    to the INT8 tensor holding its quantized value (for per-layer comparisons).
+    """
+
+    model_name: str
+    target: str
+    layers: list[QLayer]
+    tensors: dict[str, QTensor]
+    inputs: list[str]
+    outputs: list[str]
+    quant_of: dict[str, str] = field(default_factory=dict)
+
+    def summary(self) -> list[tuple[str, str, str, str]]:
+        """(layer, kind, engine/precision, output) rows for a table."""
+        rows = []
+        for layer in self.layers:
+            kind = type(layer).__name__
+            prec = layer.precision if isinstance(layer, QFloat) else "int8"
+            rows.append((layer.name, kind, f"{layer.engine}/{prec}", ",".join(layer.outputs)))
+        return rows
+
+    def count(self) -> dict[str, int]:
+        """Number of layers per (engine, precision): how much of the model is DLA INT8."""
+        counts: dict[str, int] = {}
+        for layer in self.layers:
+            if isinstance(layer, QQuantize | QDequantize | QReshape):
+                continue
+            prec = layer.precision if isinstance(layer, QFloat) else "int8"
+            key = f"{layer.engine}-{prec}"
+            counts[key] = counts.get(key, 0) + 1
+        return counts
