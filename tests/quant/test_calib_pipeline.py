@@ -8,6 +8,7 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+from PIL import Image
 
 from dlakit.cli import main
 from dlakit.errors import DlakitError
@@ -151,19 +152,38 @@ def test_infinite_input_is_refused(toy, tmp_path):
 
 def test_wrong_input_shape_is_an_error(toy, tmp_path):
     np.savez(tmp_path / "rgb.npz", x=np.zeros((4, 3, 32, 32), np.float32))
-    with pytest.raises(DlakitError, match=r"do not fit model input 'x' \(1x2x4x4\)"):
+    with pytest.raises(
+        DlakitError, match=r"rgb\.npz: .*3x32x32 do not match the model input 2x4x4"
+    ):
         calibration_inputs(tmp_path / "rgb.npz", None, load_model(toy))
 
 
 def test_empty_folder_is_an_error(toy, tmp_path):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(DlakitError, match="holds no images"):
+    with pytest.raises(DlakitError, match="no image files"):
         calibration_inputs(tmp_path / "empty", None, load_model(toy))
 
 
 def test_missing_data_is_an_error(toy, tmp_path):
-    with pytest.raises(DlakitError, match="not found"):
+    with pytest.raises(DlakitError, match=r"nowhere.* is neither a data set"):
         calibration_inputs(tmp_path / "nowhere", None, load_model(toy))
+
+
+@pytest.mark.parametrize(("preset", "match"), [("mnist", "2 channels"), ("imagenet", "channels")])
+def test_preprocess_that_does_not_fit_the_model_is_an_error(toy, tmp_path, preset, match):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(folder / "a.png")
+    with pytest.raises(DlakitError, match=match):
+        calibration_inputs(folder, preset, load_model(toy))
+
+
+def test_images_without_preprocess_is_an_error(toy, tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(folder / "a.png")
+    with pytest.raises(DlakitError, match="preprocess"):
+        calibration_inputs(folder, None, load_model(toy))
 
 
 def test_cli_writes_all_three_files(toy, samples, tmp_path, capsys):
