@@ -175,7 +175,7 @@ def run_conv(nv: Nvdla, group: int) -> None:
     if kp > y.shape[0]:
         # Kernels missing from the last group produce zero sums in CMAC.
         y = torch.cat([y, y.new_zeros((kp - y.shape[0], *y.shape[1:]))])
-    result = sdp.sdp_process(y[:kp, : out.height, : out.width], mem, s, rdma, nv.engines, atom)
+    result = sdp.sdp_process(y[:kp, : out.height, : out.width], mem, s, rdma, nv.luts["SDP"], atom)
     sdp.write_output(mem, out, result, atom)
 
 

@@ -159,7 +159,12 @@ def lookup(x: torch.Tensor, tables: LutTables, p: LutParams) -> torch.Tensor:
 
 
 def params_from(view: UnitView, wide_start: bool) -> LutParams:
-    """Read the S_LUT_* registers; CDP's start/end are 38-bit (LOW + 6-bit HIGH), SDP's 32-bit."""
+    """Read the S_LUT_* registers of CDP (``wide_start``) or SDP.
+
+    CDP's start/end are 38 bits (LOW + 6-bit HIGH) and its C model reads the index selects as
+    6-bit signed numbers; SDP's bounds are 32 bits and its selects 8-bit signed.
+    """
+    sel_bits = 6 if wide_start else 8
 
     def bound(name: str) -> int:
         if wide_start:
@@ -178,8 +183,8 @@ def params_from(view: UnitView, wide_start: bool) -> LutParams:
         lo_start=bound("LO_START"),
         lo_end=bound("LO_END"),
         le_index_offset=sign_extend(view.f("S_LUT_INFO", "LUT_LE_INDEX_OFFSET"), 8),
-        le_index_select=sign_extend(view.f("S_LUT_INFO", "LUT_LE_INDEX_SELECT"), 6),
-        lo_index_select=sign_extend(view.f("S_LUT_INFO", "LUT_LO_INDEX_SELECT"), 6),
+        le_index_select=sign_extend(view.f("S_LUT_INFO", "LUT_LE_INDEX_SELECT"), sel_bits),
+        lo_index_select=sign_extend(view.f("S_LUT_INFO", "LUT_LO_INDEX_SELECT"), sel_bits),
         le_uflow=slope("LE", "UFLOW"),
         le_oflow=slope("LE", "OFLOW"),
         lo_uflow=slope("LO", "UFLOW"),
@@ -188,3 +193,101 @@ def params_from(view: UnitView, wide_start: bool) -> LutParams:
         oflow_lo=view.enum("S_LUT_CFG", "LUT_OFLOW_PRIORITY") == "LO",
         hybrid_lo=view.enum("S_LUT_CFG", "LUT_HYBRID_PRIORITY") == "LO",
     )
+
+
+def _sdp_linear(
+    x: torch.Tensor, start: int, select: int, depth: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Index, 35-bit fraction, underflow, overflow of a linear table (cmod ``sdp_y_idx``)."""
+    uflow = x <= start
+    rel = (x - start).clamp(min=0)
+    index = rel << -select if select < 0 else rel >> select
+    oflow = ~uflow & (index >= depth - 1)
+    if select < 0:
+        frac = torch.zeros_like(rel)
+    else:
+        frac = rel & ((1 << select) - 1)
+        frac = frac >> (select - _SDP_FRAC) if select > _SDP_FRAC else frac << (_SDP_FRAC - select)
+    index = torch.where(uflow, 0, torch.where(oflow, depth - 1, index))
+    return index, frac, uflow, oflow
+
+
+def _sdp_exponent(
+    x: torch.Tensor, start: int, offset: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    positive = x > start
+    rel = torch.where(positive, x - start, torch.ones_like(x))
+    log = _floor_log2(rel)
+    frac = (rel - (torch.ones_like(log) << log)) << (_SDP_FRAC - log)
+    uflow = ~positive | (log < offset)
+    index = log - offset
+    oflow = ~uflow & (index >= LE_ENTRIES - 1)
+    index = torch.where(uflow, 0, torch.where(oflow, LE_ENTRIES - 1, index))
+    return index, torch.where(uflow | oflow, 0, frac), uflow, oflow
+
+
+def _floor_log2(v: torch.Tensor) -> torch.Tensor:
+    """floor(log2(v)) of positive int64 values, exact (float64 only seeds the estimate)."""
+    log = torch.floor(torch.log2(v.to(torch.float64))).to(torch.int64)
+    log = log - ((torch.ones_like(log) << log) > v).to(torch.int64)
+    return log + ((torch.ones_like(log) << (log + 1)) <= v).to(torch.int64)
+
+
+_SDP_FRAC = 35
+
+
+def sdp_lookup(x: torch.Tensor, tables: LutTables, p: LutParams) -> torch.Tensor:
+    """SDP Y-unit LUT (cmod ``sdp_y_idx`` + ``sdp_y_inp``): int32 in, int32 out.
+
+    Inside a table: ``round((y0 * (2**35 - f) + y1 * f) / 2**35)``; outside: ``y0 + round((x -
+    start_or_end - bias) * scale / 2**shift)`` with the table's first or last entry as y0.
+    """
+    le = _signed16(torch.tensor(tables.le, dtype=torch.int64, device=x.device))
+    lo = _signed16(torch.tensor(tables.lo, dtype=torch.int64, device=x.device))
+    if p.le_exponent:
+        le_i, le_f, le_u, le_o = _sdp_exponent(x, p.le_start, p.le_index_offset)
+    else:
+        le_i, le_f, le_u, le_o = _sdp_linear(x, p.le_start, p.le_index_select, LE_ENTRIES)
+    lo_i, lo_f, lo_u, lo_o = _sdp_linear(x, p.lo_start, p.lo_index_select, LO_ENTRIES)
+    le_hit, lo_hit = ~(le_u | le_o), ~(lo_u | lo_o)
+    use_lo = torch.where(
+        le_u & lo_u,
+        p.uflow_lo,
+        torch.where(
+            le_o & lo_o,
+            p.oflow_lo,
+            torch.where(le_hit == lo_hit, p.hybrid_lo, lo_hit),
+        ),
+    )
+    index = torch.where(use_lo, lo_i, le_i)
+    frac = torch.where(use_lo, lo_f, le_f)
+    uflow = torch.where(use_lo, lo_u, le_u)
+    oflow = torch.where(use_lo, lo_o, le_o)
+    y0 = torch.where(use_lo, lo[index], le[index])
+    nxt = (index + 1).clamp(max=LE_ENTRIES - 1)
+    y1 = torch.where(use_lo, lo[(index + 1).clamp(max=LO_ENTRIES - 1)], le[nxt])
+    full = 1 << _SDP_FRAC
+    inside = shift_right_round_exact(y0 * (full - frac) + y1 * frac, _SDP_FRAC)
+    # Out of range: extrapolate from the edge entry with that table's slope.
+    exp_bias = 1 << p.le_index_offset if (p.le_exponent and p.le_index_offset > 0) else 0
+    results = [inside]
+    masks = [~(uflow | oflow)]
+    for table_lo, flow, slope, edge, bias in (
+        (False, le_u, p.le_uflow, p.le_start, exp_bias),
+        (False, le_o, p.le_oflow, p.le_end, 0),
+        (True, lo_u, p.lo_uflow, p.lo_start, 0),
+        (True, lo_o, p.lo_oflow, p.lo_end, 0),
+    ):
+        c = round_shift((x - (edge + bias)) * slope.scale, slope.shift, 32)
+        results.append(saturate(y0 + c, 32))
+        masks.append(flow & (use_lo == table_lo))
+    out = torch.zeros_like(x)
+    for mask, value in zip(masks, results, strict=True):
+        out = torch.where(mask, value, out)
+    return saturate(out, 32)
+
+
+def shift_right_round_exact(v: torch.Tensor, shift: int) -> torch.Tensor:
+    """Round half away from zero of ``v / 2**shift`` (no saturation); |v| < 2**62."""
+    mag = (v.abs() + (1 << (shift - 1))) >> shift
+    return torch.where(v < 0, -mag, mag)

@@ -158,7 +158,7 @@ class Nvdla:
             rdma = v("SDP_RDMA", group)
             if s.enum("D_FEATURE_MODE_CFG", "FLYING_MODE") == "OFF":
                 if self._on("SDP_RDMA", group):
-                    sdp.run_sdp_from_memory(self.memory, s, rdma, self.engines, self.atom)
+                    sdp.run_sdp_from_memory(self.memory, s, rdma, self.luts["SDP"], self.atom)
                     self._finish(("SDP", "SDP_RDMA"), group)
             elif all(self._on(u, group) for u in CONV_UNITS) and (
                 not sdp.needs_rdma(s) or self._on("SDP_RDMA", group)

@@ -13,8 +13,10 @@ from dataclasses import dataclass
 
 import torch
 
+from dlakit.sim import lut
 from dlakit.sim.arith import saturate, shift_left_sat, shift_right_round
 from dlakit.sim.layout import feature_addresses, load_signed, padded_channels, store_signed
+from dlakit.sim.lut import LutTables
 from dlakit.sim.memory import Memory
 from dlakit.sim.regs import NotModelled, UnitView
 
@@ -115,7 +117,7 @@ def convert_out(x: torch.Tensor, sdp: UnitView) -> torch.Tensor:
 
 
 def sdp_process(
-    x: torch.Tensor, mem: Memory, sdp: UnitView, rdma: UnitView, engines: dict, atom: int
+    x: torch.Tensor, mem: Memory, sdp: UnitView, rdma: UnitView, lut_tables: LutTables, atom: int
 ) -> torch.Tensor:
     """int32/int8 cube [C, H, W] in, int8 values out, through X1, X2, Y and C."""
     shape = tuple(x.shape)
@@ -124,11 +126,55 @@ def sdp_process(
             continue
         alu, mul = _operands(mem, rdma, stem, dma, shape, atom)  # type: ignore[arg-type]
         x = _x_unit(x, sdp, stem, alu, mul)
-    if not sdp.f("D_DP_EW_CFG", "EW_BYPASS") and engines.get("sdp_ew", False):
-        raise NotModelled("SDP.D_DP_EW_CFG.EW_BYPASS=NO (the Y/EW unit) is not modelled")
-    # A configuration without the Y unit (nv_small) ignores its registers: the traces program
-    # EW fields there and the golden CRCs are those of a pass-through.
+    if not sdp.f("D_DP_EW_CFG", "EW_BYPASS"):
+        # nv_small's spec has no Y unit, yet its official sdp_*_ew_* traces program it and their
+        # golden CRCs include its LUT: the model runs Y whenever it is programmed.
+        alu, mul = _operands(mem, rdma, "EW", "ERDMA", shape, atom)  # type: ignore[arg-type]
+        x = _y_unit(x, sdp, lut_tables, alu, mul)
     return convert_out(x, sdp)
+
+
+def _y_operand(sdp: UnitView, kind: str, mem_value: torch.Tensor | None) -> torch.Tensor | int:
+    """Y ALU/MUL operand: the 32-bit register, or the E-RDMA value through its converter."""
+    cfg = f"D_DP_EW_{kind}_CFG"
+    if sdp.enum(cfg, f"EW_{kind}_SRC") == "REG":
+        return sdp.signed(f"D_DP_EW_{kind}_SRC_VALUE")
+    if mem_value is None:
+        raise NotModelled(f"SDP.{cfg}.EW_{kind}_SRC=MEM with the E-RDMA disabled")
+    if sdp.f(cfg, f"EW_{kind}_CVT_BYPASS"):
+        return mem_value
+    off = sdp.signed(f"D_DP_EW_{kind}_CVT_OFFSET_VALUE")
+    scale = sdp.signed(f"D_DP_EW_{kind}_CVT_SCALE_VALUE")
+    shift = sdp[f"D_DP_EW_{kind}_CVT_TRUNCATE_VALUE"] & 0x3F
+    return shift_right_round((mem_value - off) * scale, shift, 49, 32)
+
+
+def _y_unit(
+    x: torch.Tensor,
+    sdp: UnitView,
+    tables: LutTables,
+    alu_mem: torch.Tensor | None,
+    mul_mem: torch.Tensor | None,
+) -> torch.Tensor:
+    """Y (EW): MUL (64-bit product, 10-bit truncate) -> ALU (saturating to 32) -> LUT."""
+    cfg = "D_DP_EW_CFG"
+    if not sdp.f(cfg, "EW_MUL_BYPASS"):
+        op = _y_operand(sdp, "MUL", mul_mem)
+        shift = min(sdp["D_DP_EW_TRUNCATE_VALUE"] & 0x3FF, 63)
+        y = shift_right_round(x * op, shift, 64, 32)
+        x = torch.where(x >= 0, x, y) if sdp.f(cfg, "EW_MUL_PRELU") else y
+    if not sdp.f(cfg, "EW_ALU_BYPASS"):
+        op = _y_operand(sdp, "ALU", alu_mem)
+        algo = sdp.enum(cfg, "EW_ALU_ALGO")
+        if algo == "SUM":
+            x = saturate(x + op, 32)
+        elif algo in _ALU_OPS:
+            x = _ALU_OPS[algo](x, torch.as_tensor(op, dtype=torch.int64, device=x.device))
+        else:
+            raise NotModelled(f"SDP.{cfg}.EW_ALU_ALGO={algo} (comparison mode) is not modelled")
+    if not sdp.f(cfg, "EW_LUT_BYPASS"):
+        x = lut.sdp_lookup(x, tables, lut.params_from(sdp, wide_start=False))
+    return x
 
 
 def output_cube(sdp: UnitView) -> Cube:
@@ -165,7 +211,7 @@ def write_output(mem: Memory, out: Cube, values: torch.Tensor, atom: int) -> Non
 
 
 def run_sdp_from_memory(
-    mem: Memory, sdp: UnitView, rdma: UnitView, engines: dict, atom: int
+    mem: Memory, sdp: UnitView, rdma: UnitView, lut_tables: LutTables, atom: int
 ) -> None:
     """Off-flying SDP: the M-RDMA reads an INT8 cube, the WDMA writes the result."""
     check_formats(sdp)
@@ -190,7 +236,7 @@ def run_sdp_from_memory(
         device=mem.device,
     )
     x = load_signed(mem, addrs, 1)
-    write_output(mem, output_cube(sdp), sdp_process(x, mem, sdp, rdma, engines, atom), atom)
+    write_output(mem, output_cube(sdp), sdp_process(x, mem, sdp, rdma, lut_tables, atom), atom)
 
 
 def needs_rdma(sdp: UnitView) -> bool:
