@@ -32,6 +32,8 @@ def resolve_model_path(model: str) -> tuple[Path, dict[str, tuple[int, ...]]]:
     path = Path(model)
     if path.exists():
         return path, {}
+    if path.suffix or "/" in model:  # meant as a file, not a zoo name
+        raise DlakitError(f"model file not found: {model}")
     try:
         from dlakit import zoo
     except ImportError:

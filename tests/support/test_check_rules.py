@@ -1,0 +1,162 @@
+"""Verdicts and reasons on hand-built single-op models, against the rule sources."""
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from dlakit.errors import TargetError
+from dlakit.graph import load_model, save_model
+from dlakit.support import check_model
+from dlakit.targets import load_target
+
+
+def build(tmp_path, nodes, inputs, outputs, inits=(), opset=17, name="m.onnx"):
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in inputs],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in outputs],
+        initializer=[numpy_helper.from_array(np.asarray(v, np.float32), k) for k, v in inits],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=10)
+    return load_model(save_model(model, tmp_path / name))
+
+
+def conv_model(tmp_path, k, pad=0, stride=1, c=8):
+    w = np.random.default_rng(0).normal(size=(c, 3, k, k))
+    node = helper.make_node(
+        "Conv",
+        ["x", "w"],
+        ["y"],
+        name="conv",
+        kernel_shape=[k, k],
+        pads=[pad] * 4,
+        strides=[stride] * 2,
+    )
+    return build(tmp_path, [node], [("x", [1, 3, 40, 40])], ["y"], [("w", w)])
+
+
+def verdict(result, name):
+    return next(v for v in result.nodes if v.name == name)
+
+
+def test_conv_within_limits_runs_on_dla(tmp_path):
+    result = check_model(conv_model(tmp_path, 3, pad=1), load_target("orin"))
+    v = verdict(result, "conv")
+    assert v.engine == "dla" and v.reasons == [] and v.hw_engine == "conv"
+    assert v.macs == 8 * 40 * 40 * 3 * 3 * 3
+
+
+def test_conv_kernel_above_32_names_attribute_value_limit_and_source(tmp_path):
+    result = check_model(conv_model(tmp_path, 33), load_target("orin"), trt="8.6")
+    v = verdict(result, "conv")
+    assert v.engine == "gpu"
+    reason = next(r for r in v.reasons if r.rule == "conv.kernel")
+    assert reason.attribute == "kernel_shape" and reason.value == [33, 33]
+    assert reason.limit == "[1, 32]" and "dla_rules.md" in reason.source
+
+
+def test_conv_kernel_limit_was_16_before_trt_7_1(tmp_path):
+    model = conv_model(tmp_path, 17)
+    assert verdict(check_model(model, load_target("orin"), trt="8.6"), "conv").engine == "dla"
+
+
+def test_conv_stride_and_pad_limits(tmp_path):
+    v = verdict(check_model(conv_model(tmp_path, 9, stride=9), load_target("orin")), "conv")
+    assert "conv.stride" in [r.rule for r in v.reasons]
+    v = verdict(check_model(conv_model(tmp_path, 3, pad=3), load_target("orin")), "conv")
+    assert "conv.pad_lt_kernel" in [r.rule for r in v.reasons]
+
+
+def pool_model(tmp_path, op, k, pad, **attrs):
+    node = helper.make_node(
+        op, ["x"], ["y"], name="pool", kernel_shape=[k, k], pads=[pad] * 4, **attrs
+    )
+    return build(tmp_path, [node], [("x", [1, 8, 20, 20])], ["y"])
+
+
+def test_maxpool_window_over_8_is_flagged_with_its_fix(tmp_path):
+    v = verdict(check_model(pool_model(tmp_path, "MaxPool", 9, 4), load_target("orin")), "pool")
+    reason = next(r for r in v.reasons if r.rule == "pool.window")
+    assert v.engine == "gpu" and reason.value == [9, 9] and reason.fix == "maxpool-cascade"
+
+
+def test_xavier_refuses_exclusive_average_padding_orin_accepts_it(tmp_path):
+    model = pool_model(tmp_path, "AveragePool", 3, 1, count_include_pad=0)
+    assert verdict(check_model(model, load_target("orin")), "pool").engine == "dla"
+    v = verdict(check_model(model, load_target("xavier")), "pool")
+    assert [r.rule for r in v.reasons] == ["pool.exclusive_pad"]
+
+
+def unary_model(tmp_path, op, shape=(1, 8, 4, 4), **attrs):
+    node = helper.make_node(op, ["x"], ["y"], name="op", **attrs)
+    return build(tmp_path, [node], [("x", list(shape))], ["y"])
+
+
+def test_sigmoid_needs_the_lut_nv_small_lacks_it(tmp_path):
+    model = unary_model(tmp_path, "Sigmoid")
+    v = verdict(check_model(model, load_target("nv_small")), "op")
+    assert v.engine == "gpu" and v.reasons[0].rule == "engine.absent"
+    assert v.reasons[0].value == "sdp_lut"
+    assert verdict(check_model(model, load_target("nv_full")), "op").engine == "dla"
+    on_orin = verdict(check_model(model, load_target("orin")), "op")
+    assert on_orin.engine == "dla" and on_orin.precision == "fp16"
+
+
+def test_softmax_is_orin_only(tmp_path):
+    model = unary_model(tmp_path, "Softmax", axis=1)
+    assert verdict(check_model(model, load_target("orin")), "op").engine == "dla"
+    v = verdict(check_model(model, load_target("xavier")), "op")
+    assert [r.rule for r in v.reasons] == ["softmax.xavier"]
+
+
+def binary_model(tmp_path, op):
+    node = helper.make_node(op, ["a", "b"], ["y"], name="op")
+    return build(tmp_path, [node], [("a", [1, 8, 4, 4]), ("b", [1, 8, 4, 4])], ["y"])
+
+
+def test_div_reaches_the_dla_in_trt_8_6_12(tmp_path):
+    model = binary_model(tmp_path, "Div")
+    v = verdict(check_model(model, load_target("orin"), trt="8.6"), "op")
+    assert v.engine == "gpu" and v.reasons[0].rule == "op.version"
+    assert verdict(check_model(model, load_target("orin"), trt="8.6.12"), "op").engine == "dla"
+
+
+def test_elementwise_of_two_tensors_needs_sdp_ew(tmp_path):
+    model = binary_model(tmp_path, "Add")
+    v = verdict(check_model(model, load_target("nv_small")), "op")
+    assert v.engine == "gpu" and v.reasons[0].value == "sdp_ew"
+    assert verdict(check_model(model, load_target("nv_full")), "op").engine == "dla"
+
+
+def test_unlisted_op_falls_back_with_the_matrix_as_source(tmp_path):
+    v = verdict(check_model(unary_model(tmp_path, "Exp"), load_target("orin")), "op")
+    assert v.engine == "gpu" and "RFE" in v.reasons[0].message
+
+
+def test_trt_versions_without_dla_are_refused(tmp_path):
+    model = unary_model(tmp_path, "Relu")
+    with pytest.raises(TargetError, match="no DLA"):
+        check_model(model, load_target("orin"), trt="11.2")
+    with pytest.raises(TargetError, match="Xavier"):
+        check_model(model, load_target("xavier"), trt="10.7")
+    with pytest.raises(TargetError, match="not a TensorRT version"):
+        check_model(model, load_target("orin"), trt="eight")
+
+
+def test_dims_above_8192_fall_back(tmp_path):
+    v = verdict(
+        check_model(unary_model(tmp_path, "Relu", (1, 1, 1, 9000)), load_target("orin")), "op"
+    )
+    assert [r.rule for r in v.reasons] == ["general.dims"]
+
+
+def test_json_has_the_documented_fields(tmp_path):
+    doc = check_model(conv_model(tmp_path, 33), load_target("orin")).to_json()
+    assert doc["schema"] == "dlakit.check" and doc["schema_version"] == 1
+    node = doc["nodes"][0]
+    assert {"name", "op", "engine", "reasons"} <= node.keys()
+    assert {"rule", "message", "source"} <= node["reasons"][0].keys()
+    assert {"segments", "summary"} <= doc.keys()
+    onnx.checker.check_model(load_model(tmp_path / "m.onnx").proto)

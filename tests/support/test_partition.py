@@ -1,0 +1,111 @@
+"""Partitioning rules, and the --emit round trip: segments run in plan order match the model."""
+
+import numpy as np
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+from dlakit.graph import load_model, save_model
+from dlakit.partition.emit import emit, run_plan
+from dlakit.support import check_model
+from dlakit.targets import load_target
+
+RNG = np.random.default_rng(0)
+
+
+def conv(name, src, dst, c_in, c_out, k=3):
+    w = RNG.normal(size=(c_out, c_in, k, k)).astype(np.float32) * 0.2
+    node = helper.make_node(
+        "Conv", [src, f"{name}_w"], [dst], name=name, kernel_shape=[k, k], pads=[k // 2] * 4
+    )
+    return node, numpy_helper.from_array(w, f"{name}_w")
+
+
+def save(tmp_path, nodes, inits, shape=(1, 4, 16, 16), outputs=("y",)):
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))],
+        [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outputs],
+        initializer=inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10)
+    return save_model(model, tmp_path / "m.onnx")
+
+
+def ort_run(path, x):
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {"x": x})
+
+
+def test_diamond_through_the_fallback_device_never_forms_a_cycle(tmp_path):
+    # a -> b (Softplus: no DLA layer) -> d ; a -> c -> d: a, c, d cannot be one segment
+    a, wa = conv("a", "x", "ta", 4, 8)
+    b = helper.make_node("Softplus", ["ta"], ["tb"], name="b")
+    c, wc = conv("c", "ta", "tc", 8, 8)
+    d = helper.make_node("Mul", ["tb", "tc"], ["td"], name="d")
+    e, we = conv("e", "td", "y", 8, 4)
+    path = save(tmp_path, [a, b, c, d, e], [wa, wc, we])
+    model = load_model(path)
+    result = check_model(model, load_target("nv_full"))
+    seg_of = {v.name: v.segment for v in result.nodes}
+    assert next(v for v in result.nodes if v.name == "b").engine == "gpu"
+    assert seg_of["a"] == seg_of["c"] and seg_of["d"] == seg_of["e"]
+    assert len({seg_of["a"], seg_of["b"], seg_of["d"]}) == 3
+    x = RNG.normal(size=(1, 4, 16, 16)).astype(np.float32)
+    plan = emit(model, result.segments, tmp_path / "emit", "nv_full")
+    np.testing.assert_allclose(
+        run_plan(plan, {"x": x})["y"], ort_run(path, x)[0], rtol=1e-5, atol=1e-5
+    )
+
+
+def test_segments_on_nv_small_split_at_the_lut_and_run_in_order(tmp_path):
+    a, wa = conv("a", "x", "ta", 4, 8)
+    b = helper.make_node("Sigmoid", ["ta"], ["tb"], name="b")
+    c, wc = conv("c", "tb", "y", 8, 4)
+    path = save(tmp_path, [a, b, c], [wa, wc])
+    model = load_model(path)
+    result = check_model(model, load_target("nv_small"))
+    assert [s.engine for s in result.segments] == ["dla", "gpu", "dla"]
+    assert result.summary["transitions"] == 2 and result.summary["dla_segments"] == 2
+    x = RNG.normal(size=(1, 4, 16, 16)).astype(np.float32)
+    plan = emit(model, result.segments, tmp_path / "emit", "nv_small")
+    assert len(list((tmp_path / "emit").glob("segment_*.onnx"))) == 3
+    np.testing.assert_allclose(
+        run_plan(plan, {"x": x})["y"], ort_run(path, x)[0], rtol=1e-5, atol=1e-5
+    )
+
+
+def test_tiny_island_between_fallback_nodes_moves_with_its_reason(tmp_path):
+    big = helper.make_node(
+        "Conv", ["x", "wb"], ["t1"], name="big", kernel_shape=[33, 33], pads=[16] * 4
+    )
+    relu = helper.make_node("Relu", ["t1"], ["t2"], name="relu")
+    big2 = helper.make_node(
+        "Conv", ["t2", "wb2"], ["y"], name="big2", kernel_shape=[33, 33], pads=[16] * 4
+    )
+    inits = [
+        numpy_helper.from_array(RNG.normal(size=(4, 4, 33, 33)).astype(np.float32), "wb"),
+        numpy_helper.from_array(RNG.normal(size=(4, 4, 33, 33)).astype(np.float32), "wb2"),
+    ]
+    result = check_model(load_model(save(tmp_path, [big, relu, big2], inits)), load_target("orin"))
+    relu_v = next(v for v in result.nodes if v.name == "relu")
+    assert relu_v.engine == "gpu"
+    assert relu_v.reasons[0].rule == "partition.island" and "handoff" in relu_v.reasons[0].message
+    assert result.summary["dla_segments"] == 0
+
+
+def test_more_dla_segments_than_loadables_move_the_smallest(tmp_path):
+    nodes, inits, src = [], [], "x"
+    for i in range(20):  # 20 DLA convs, each large enough to be worth its handoffs, between GPU ops
+        node, w = conv(f"c{i}", src, f"t{i}", 64 if i else 4, 64 if i < 19 else 4, k=3)
+        nodes.append(node)
+        inits.append(w)
+        exp = helper.make_node("Softplus", [f"t{i}"], [f"u{i}" if i < 19 else "y"], name=f"s{i}")
+        nodes.append(exp)
+        src = f"u{i}"
+    model = load_model(save(tmp_path, nodes, inits, shape=(1, 4, 256, 256)))
+    result = check_model(model, load_target("orin"))
+    assert result.summary["dla_segments"] <= 16
+    moved = [v for v in result.nodes if any(r.rule == "partition.loadables" for r in v.reasons)]
+    # c19 (64->4) is a cheap island and moves first; of the 19 left, the 3 smallest move
+    assert sorted({v.name for v in moved}) == ["c0", "c1", "c2"]
