@@ -1,0 +1,288 @@
+"""``fix_model``: run the rewrite passes to a fixed point, re-canonicalize, verify with onnxruntime.
+
+Each round runs every pass once over the graph (in ``PASSES`` order); rounds repeat until one
+changes nothing. After each pass that changed something the graph is topologically sorted,
+unused initializers are dropped and shapes re-inferred, so the next pass sees a valid model.
+Every pass's result is compared with the original by :mod:`dlakit.rewrite.verify`; a rewrite
+that breaks it is found by bisection, undone, and refused with the measured error as its reason
+(float rounding can matter: PP-OCRv4's detector has a BatchNorm with variance 1e8 whose folding
+moves the output by 2e-5). The final, re-canonicalized model is checked once more.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+import onnx
+
+from dlakit.errors import DlakitError
+from dlakit.graph import LoadedModel
+from dlakit.graph.load import canonicalize
+from dlakit.rewrite.base import Change, Graph, Refusal, Rewrite, RewritePass, label
+from dlakit.rewrite.depth_to_space import DepthToSpaceToConvTransposePass
+from dlakit.rewrite.flatten_to_reshape import FlattenToReshapePass
+from dlakit.rewrite.fold_batchnorm import FoldBatchNormPass
+from dlakit.rewrite.fold_pad import FoldPadPass
+from dlakit.rewrite.gather_to_conv import GatherToConvPass
+from dlakit.rewrite.gemm_to_conv import GemmToConvPass
+from dlakit.rewrite.global_pool_to_avgpool import GlobalPoolToAveragePoolPass
+from dlakit.rewrite.hard_sigmoid import HardSigmoidPass
+from dlakit.rewrite.hard_swish import HardSwishPass
+from dlakit.rewrite.pin_shapes import pinned_inputs
+from dlakit.rewrite.resize_sizes_to_scales import ResizeSizesToScalesPass
+from dlakit.rewrite.space_to_depth import SpaceToDepthToConvPass
+from dlakit.rewrite.split_maxpool import SplitMaxPoolPass
+from dlakit.rewrite.strided_slice_to_conv import StridedSliceToConvPass
+from dlakit.rewrite.verify import (
+    TOLERANCE,
+    Verification,
+    VerifyInputs,
+    compare,
+    random_inputs,
+    run_model,
+)
+from dlakit.targets import Target
+
+# Order matters only for what a pass sees: Flatten becomes Reshape before Gemm looks for the 4-D
+# source, Pads fold before pools and convs are rewritten, BatchNorm folds before anything else
+# touches its Conv.
+PASSES: tuple[type[RewritePass], ...] = (
+    FlattenToReshapePass,
+    FoldPadPass,
+    FoldBatchNormPass,
+    GlobalPoolToAveragePoolPass,
+    GemmToConvPass,
+    SplitMaxPoolPass,
+    ResizeSizesToScalesPass,
+    DepthToSpaceToConvTransposePass,
+    SpaceToDepthToConvPass,
+    GatherToConvPass,
+    StridedSliceToConvPass,
+    HardSigmoidPass,
+    HardSwishPass,
+)
+MAX_ROUNDS = 8
+
+
+@dataclass
+class FixResult:
+    """What ``fix`` did: the rewrites applied, the ones refused, the new model, its check."""
+
+    model: onnx.ModelProto
+    rewrites: list[Rewrite]
+    refusals: list[Refusal]
+    verification: Verification
+    nodes_before: int
+    nodes_after: int
+    limits: dict[str, Any] = field(default_factory=dict)
+
+
+def rewrite_limits(target: Target) -> dict[str, Any]:
+    """The per-layer limits for the target's rule set, with the target's own overrides."""
+    text = (resources.files("dlakit.rewrite") / "limits.toml").read_text()
+    table = tomllib.loads(text)
+    limits = dict(table.get(target.rule_set, table["trt"]))
+    limits.update(target.raw.get("rewrite_limits", {}))
+    return limits
+
+
+def fix_model(
+    loaded: LoadedModel, target: Target, verify_inputs: VerifyInputs | None = None
+) -> FixResult:
+    """Rewrite ``loaded`` for ``target`` and check the result against it with onnxruntime."""
+    limits = rewrite_limits(target)
+    passes = [cls(limits) for cls in PASSES]
+    inputs = verify_inputs or random_inputs(loaded.proto, loaded.input_shapes)
+    reference = run_model(loaded.proto, inputs)
+
+    def check(model: onnx.ModelProto) -> Verification:
+        return compare(reference, run_model(model, inputs), inputs.source)
+
+    model, rewrites, refusals = rewrite(loaded.proto, passes, check)
+    model = canonicalize(model, loaded.input_shapes, loaded.path)
+    verification = check(model)
+    if not verification.ok:
+        raise DlakitError(
+            f"re-canonicalizing the rewritten model changed its function: max relative error "
+            f"{verification.max_rel_error:.3g} on '{verification.worst_output}' "
+            f"({inputs.source}); the model was not written"
+        )
+    return FixResult(
+        model=model,
+        rewrites=pinned_inputs(loaded) + rewrites,
+        refusals=refusals,
+        verification=verification,
+        nodes_before=len(loaded.proto.graph.node),
+        nodes_after=len(model.graph.node),
+        limits=limits,
+    )
+
+
+Check = Callable[[onnx.ModelProto], Verification]
+
+
+@dataclass
+class _Candidate:
+    change: Change
+    record: Rewrite
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        return tuple(sorted(n.name for n in self.change.remove))
+
+
+def rewrite(
+    model: onnx.ModelProto, passes: list[RewritePass], check: Check | None = None
+) -> tuple[onnx.ModelProto, list[Rewrite], list[Refusal]]:
+    """Run ``passes`` to a fixed point on a copy of ``model``; the refusals are the last round's.
+
+    With ``check``, each pass's result is verified; rewrites that break it (found by bisection)
+    are undone and refused from then on, with the measured error as the reason.
+    """
+    model = _tidy(onnx.ModelProto.FromString(model.SerializeToString()))
+    applied: list[Rewrite] = []
+    blocked: dict[tuple[str, ...], str] = {}
+    for _ in range(MAX_ROUNDS):
+        refusals: list[Refusal] = []
+        changed = False
+        for rewrite_pass in passes:
+            candidates, refused = _match(model, rewrite_pass, blocked)
+            refusals += refused
+            if not candidates:
+                continue
+            result = _apply(model, candidates)
+            if check is not None:
+                failing = _failing(model, candidates, check)
+                for bad, error in failing:
+                    reason = (
+                        f"undone: output moved by {error:.3g} (> {TOLERANCE:g}) vs the original"
+                    )
+                    blocked[bad.key] = reason
+                    refusals.append(
+                        Refusal(
+                            rewrite_pass.name,
+                            bad.change.remove[0].name,
+                            bad.change.remove[0].op_type,
+                            reason,
+                        )
+                    )
+                bad_keys = {bad.key for bad, _ in failing}
+                candidates = [c for c in candidates if c.key not in bad_keys]
+                if failing:
+                    result = _apply(model, candidates) if candidates else model
+            if candidates:
+                model = result
+                applied += [c.record for c in candidates]
+                changed = True
+        if not changed:
+            return model, applied, refusals
+    raise DlakitError(f"rewrites did not settle after {MAX_ROUNDS} rounds (a pass undoes another)")
+
+
+def _match(
+    model: onnx.ModelProto, rewrite_pass: RewritePass, blocked: dict[tuple[str, ...], str]
+) -> tuple[list[_Candidate], list[Refusal]]:
+    """Every non-overlapping match of one pass over the graph, and its refusals."""
+    graph = Graph(model)
+    candidates: list[_Candidate] = []
+    refused: list[Refusal] = []
+    gone: set[str] = set()
+    for node in list(model.graph.node):
+        if node.op_type not in rewrite_pass.op_types or node.domain not in ("", "ai.onnx"):
+            continue
+        if node.name in gone:
+            continue
+        result = rewrite_pass.match(graph, node)
+        if isinstance(result, Refusal):
+            refused.append(result)
+        elif isinstance(result, Change):
+            candidate = _Candidate(
+                result,
+                Rewrite(
+                    rewrite_pass.name,
+                    tuple(label(n) for n in result.remove),
+                    tuple(label(n) for n in result.add),
+                    result.description,
+                ),
+            )
+            if candidate.key in blocked:
+                refused.append(rewrite_pass.refuse(node, blocked[candidate.key]))
+                continue
+            if any(r.name in gone for r in result.remove):
+                continue  # overlaps a change already taken; the next round sees it again
+            gone.update(candidate.key)
+            candidates.append(candidate)
+    return candidates, refused
+
+
+def _apply(model: onnx.ModelProto, candidates: list[_Candidate]) -> onnx.ModelProto:
+    """A copy of ``model`` with the candidates' changes made, sorted and shape-inferred."""
+    out = onnx.ModelProto.FromString(model.SerializeToString())
+    gone = {name for c in candidates for name in c.key}
+    kept = [n for n in out.graph.node if n.name not in gone]
+    del out.graph.node[:]
+    out.graph.node.extend(kept)
+    for candidate in candidates:
+        out.graph.node.extend(candidate.change.add)
+        out.graph.initializer.extend(candidate.change.initializers)
+    return _tidy(out)
+
+
+def _failing(
+    model: onnx.ModelProto, candidates: list[_Candidate], check: Check
+) -> list[tuple[_Candidate, float]]:
+    """The candidates whose rewrite breaks the check, by bisection (empty when all pass)."""
+    result = check(_apply(model, candidates))
+    if result.ok:
+        return []
+    if len(candidates) == 1:
+        return [(candidates[0], result.max_rel_error)]
+    half = len(candidates) // 2
+    found = _failing(model, candidates[:half], check) + _failing(model, candidates[half:], check)
+    # Each half passes alone but not together: refuse them all rather than guess.
+    return found or [(c, result.max_rel_error) for c in candidates]
+
+
+def _tidy(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Topological order, no orphan nodes or initializers, fresh shapes."""
+    graph = model.graph
+    wanted = {o.name for o in graph.output}
+    producers = {out: node for node in graph.node for out in node.output if out}
+    ordered: list[onnx.NodeProto] = []
+    placed: set[str] = set()
+
+    def visit(node: onnx.NodeProto) -> None:
+        stack = [(node, False)]
+        while stack:
+            current, expanded = stack.pop()
+            if current.name in placed:
+                continue
+            if expanded:
+                placed.add(current.name)
+                ordered.append(current)
+                continue
+            stack.append((current, True))
+            for name in reversed(current.input):
+                source = producers.get(name)
+                if source is not None and source.name not in placed:
+                    stack.append((source, False))
+
+    # Only nodes that lead to a graph output are kept: a replaced chain leaves its feeders unread.
+    for name in wanted:
+        if name in producers:
+            visit(producers[name])
+    used = {name for node in ordered for name in node.input} | wanted
+    kept_inits = [t for t in graph.initializer if t.name in used]
+    del graph.node[:]
+    graph.node.extend(ordered)
+    del graph.initializer[:]
+    graph.initializer.extend(kept_inits)
+    del graph.value_info[:]
+    try:
+        return onnx.shape_inference.infer_shapes(model, data_prop=True)
+    except Exception as exc:  # a pass built an invalid node: that is a dlakit bug, say which
+        raise DlakitError(f"rewritten model fails shape inference: {exc}") from exc

@@ -1,0 +1,115 @@
+"""GemmToConvPass: ``Gemm(X, W, C)`` / ``MatMul(X, W)`` with constant W -> 1x1 ``Conv``.
+
+``Y[N, M] = alpha * X[N, K] @ op(W) + beta * C`` becomes
+``Reshape(Conv(X4, W'[M, K, 1, 1], B'[M]), [N, M])`` with ``W' = alpha * op(W)^T`` and
+``B' = beta * C``. ``X4`` is the ``[N, K, 1, 1]`` tensor that a Reshape/Flatten turned into X when
+there is one (the pooled features of a classifier head); otherwise X is reshaped to it.
+A MatMul whose only reader is ``Add(_, bias)`` with a constant ``[M]`` bias takes the bias along.
+Conditions: X is 2-D, W is a 2-D constant, ``transA = 0``, C (if any) a constant that broadcasts
+to ``[M]``; a MatMul with a 2-D X only (batched MatMul is not a 1x1 convolution).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from dlakit.rewrite.base import Change, Graph, Refusal, RewritePass, attrs, label
+
+
+class GemmToConvPass(RewritePass):
+    """Gemm(X, W, C) | Add(MatMul(X, W), C) -> Reshape(Conv1x1(X[N,K,1,1], W^T, C), [N, M])"""
+
+    name = "gemm-to-conv"
+    op_types = ("Gemm", "MatMul")
+
+    def match(self, graph: Graph, node: onnx.NodeProto) -> Change | Refusal | None:
+        x_shape = graph.shape(node.input[0])
+        weight = graph.const(node.input[1])
+        if weight is None:
+            return self.refuse(
+                node, "the weight input is not a constant (DLA needs it at build time)"
+            )
+        if x_shape is None or len(x_shape) != 2 or weight.ndim != 2:
+            return self.refuse(node, f"input rank {len(x_shape or ())} is not a 2-D [N, K] matrix")
+        remove, out_name, bias = [node], node.output[0], None
+        if node.op_type == "Gemm":
+            a = attrs(node)
+            if a.get("transA", 0):
+                return self.refuse(node, "transA = 1 (X would need a transpose)")
+            if a.get("transB", 0):
+                weight = weight.T
+            weight = weight * np.asarray(a.get("alpha", 1.0), weight.dtype)
+            if len(node.input) > 2 and node.input[2]:
+                c = graph.const(node.input[2])
+                if c is None:
+                    return self.refuse(node, "the C input is not a constant")
+                bias = c * np.asarray(a.get("beta", 1.0), c.dtype)
+        else:
+            add = graph.only_consumer(node.output[0])
+            if add is not None and add.op_type == "Add":
+                other = add.input[1] if add.input[0] == node.output[0] else add.input[0]
+                c = graph.const(other)
+                if c is not None and c.shape in ((weight.shape[1],), (1, weight.shape[1])):
+                    bias, out_name = c, add.output[0]
+                    remove.append(add)
+        m = weight.shape[1]
+        if bias is not None:
+            if bias.shape not in ((), (1,), (m,), (1, 1), (1, m)):
+                return self.refuse(node, f"bias of shape {bias.shape} does not broadcast to [{m}]")
+            bias = np.broadcast_to(bias.reshape(-1), (m,)).astype(weight.dtype)
+        n = x_shape[0]
+        x4, feeder = self._four_d_source(graph, node.input[0], x_shape)
+        new_nodes: list[onnx.NodeProto] = []
+        inits = []
+        base = node.name
+        if x4 is None:
+            shape4 = graph.initializer(f"{base}.shape4", np.array([n, x_shape[1], 1, 1], np.int64))
+            inits.append(shape4)
+            x4 = graph.fresh(f"{base}.x4")
+            new_nodes.append(
+                helper.make_node(
+                    "Reshape", [node.input[0], shape4.name], [x4], name=graph.fresh(f"{base}/to4d")
+                )
+            )
+        w_init = graph.initializer(f"{base}.weight1x1", weight.T.reshape(m, -1, 1, 1))
+        inits.append(w_init)
+        conv_inputs = [x4, w_init.name]
+        if bias is not None:
+            b_init = graph.initializer(f"{base}.bias1x1", bias)
+            inits.append(b_init)
+            conv_inputs.append(b_init.name)
+        y4 = graph.fresh(f"{base}.y4")
+        new_nodes.append(
+            helper.make_node(
+                "Conv", conv_inputs, [y4], name=graph.fresh(f"{base}/conv1x1"), kernel_shape=[1, 1]
+            )
+        )
+        shape2 = graph.initializer(f"{base}.shape2", np.array([n, m], np.int64))
+        inits.append(shape2)
+        new_nodes.append(
+            helper.make_node(
+                "Reshape", [y4, shape2.name], [out_name], name=graph.fresh(f"{base}/to2d")
+            )
+        )
+        how = f"reads {feeder}'s 4-D input" if feeder else "with a Reshape to [N, K, 1, 1]"
+        return Change(
+            remove=remove,
+            add=new_nodes,
+            initializers=inits,
+            description=f"{' + '.join(label(r) for r in remove)} as a 1x1 Conv ({m} out), {how}",
+        )
+
+    @staticmethod
+    def _four_d_source(
+        graph: Graph, name: str, x_shape: tuple[int, ...]
+    ) -> tuple[str | None, str | None]:
+        """The [N, K, 1, 1] tensor that a Reshape/Flatten turned into X, if X is made that way."""
+        feeder = graph.producer.get(name)
+        if feeder is None or feeder.op_type not in ("Reshape", "Flatten"):
+            return None, None
+        src_shape = graph.shape(feeder.input[0])
+        if src_shape == (x_shape[0], x_shape[1], 1, 1):
+            return feeder.input[0], feeder.name
+        return None, None
