@@ -17,8 +17,8 @@ import torch.nn.functional as F
 
 from dlakit.sim import sdp
 from dlakit.sim.arith import saturate, shift_right_round, sign_extend
-from dlakit.sim.gemm import exact_float_matmul, int_matmul
-from dlakit.sim.layout import feature_addresses, load_signed, padded_channels
+from dlakit.sim.gemm import exact_float_matmul, im2col, int_matmul, use_int8_gemm
+from dlakit.sim.layout import feature_addresses, load_signed, padded_channels, weight_offsets
 from dlakit.sim.regs import NotModelled, UnitView
 
 if TYPE_CHECKING:
@@ -34,28 +34,6 @@ class ConvGeometry:
     pad_top_left: tuple[int, int]
     out_hw: tuple[int, int]
     pad_value: int
-
-
-def weight_offsets(k: int, c: int, r: int, s: int, atom_k: int, atom_c: int) -> torch.Tensor:
-    """Byte offset of weight (k, c, r, s) in the DC weight layout: shape [K, C, R, S].
-
-    Kernels in groups of atom_k; inside a group, C-blocks of atom_c channels (last one partial,
-    not filled), then R, S, the group's kernels and the block's channels, all compact.
-    """
-    kk = torch.arange(k, dtype=torch.int64)[:, None, None, None]
-    cc = torch.arange(c, dtype=torch.int64)[None, :, None, None]
-    rr = torch.arange(r, dtype=torch.int64)[None, None, :, None]
-    ss = torch.arange(s, dtype=torch.int64)[None, None, None, :]
-    group, k_in = kk // atom_k, kk % atom_k
-    group_k = torch.clamp(k - group * atom_k, max=atom_k)
-    block, c_in = cc // atom_c, cc % atom_c
-    block_c = torch.clamp(c - block * atom_c, max=atom_c)
-    return (
-        group * atom_k * c * r * s
-        + block * atom_c * r * s * group_k
-        + ((rr * s + ss) * group_k + k_in) * block_c
-        + c_in
-    )
 
 
 def conv_accumulate(
@@ -74,27 +52,42 @@ def conv_accumulate(
     oh, ow = geo.out_hw
     bottom = max((oh - 1) * sy + (r - 1) * dy + 1 - h - top, 0)
     right = max((ow - 1) * sx + (s - 1) * dx + 1 - wd - left, 0)
-    exact_float_matmul()
-    xf = F.pad(x.to(torch.float32)[None], (left, right, top, bottom), value=float(geo.pad_value))
-    cols = F.unfold(xf, (r, s), dilation=(dy, dx), stride=(sy, sx))[0]  # [C*R*S, L]
-    full_h = (h + top + bottom - (r - 1) * dy - 1) // sy + 1
-    full_w = (wd + left + right - (s - 1) * dx - 1) // sx + 1
-    wf = w.reshape(k, -1).to(torch.float32)
-    if c * r * s * (1 << 14) < (1 << (ACC_BITS - 1)):
-        acc = int_matmul(wf, cols)
+    terms = c * r * s
+    dtype = torch.int8 if use_int8_gemm(x.device, terms) else torch.float32
+    if dtype == torch.float32:
+        exact_float_matmul()
+    padded = F.pad(x.to(dtype)[None], (left, right, top, bottom), value=geo.pad_value)[0]
+    cols = im2col(padded, (r, s), (sy, sx), (dy, dx), (oh, ow))
+    wm = w.reshape(k, terms).to(dtype)
+    if terms * (1 << 14) < (1 << (ACC_BITS - 1)):
+        acc = int_matmul(wm, cols)
     else:
-        acc = _saturating_replay(wf.reshape(k, c, r * s), cols.reshape(c, r * s, -1), atom_c)
-    return acc.reshape(k, full_h, full_w)[:, :oh, :ow]
+        acc = _saturating_replay(wm.reshape(k, c, r * s), cols.reshape(c, r * s, -1), atom_c)
+    return acc.reshape(k, oh, ow)
 
 
 def _saturating_replay(w: torch.Tensor, cols: torch.Tensor, atom_c: int) -> torch.Tensor:
-    """Accumulate in CSC order (C-block, then R*S), saturating to 34 bits after each step."""
+    """Accumulate in CSC order (C-block, then R*S), saturating to 34 bits after each step.
+
+    The partial sum of every step comes from one batched GEMM; the clamped running sum is only
+    walked step by step when an exact prefix sum actually leaves the 34-bit range.
+    """
+    k, c, taps = w.shape
+    blocks = -(-c // atom_c)
+    pad = blocks * atom_c - c
+    w = F.pad(w, (0, 0, 0, pad)).reshape(k, blocks, atom_c, taps).permute(1, 3, 0, 2)
+    cols = F.pad(cols, (0, 0, 0, 0, 0, pad)).reshape(blocks, atom_c, taps, -1).permute(0, 2, 1, 3)
+    w = w.reshape(blocks * taps, k, atom_c)
+    cols = cols.reshape(blocks * taps, atom_c, -1)
+    # At most atom_c products per step: exact in float32.
+    steps = torch.bmm(w.float(), cols.float()).to(torch.int64)
     lim = 1 << (ACC_BITS - 1)
-    acc = torch.zeros((w.shape[0], cols.shape[-1]), dtype=torch.int64, device=w.device)
-    for c0 in range(0, w.shape[1], atom_c):
-        for tap in range(w.shape[2]):
-            step = int_matmul(w[:, c0 : c0 + atom_c, tap], cols[c0 : c0 + atom_c, tap])
-            acc = (acc + step).clamp(-lim, lim - 1)
+    prefix = steps.cumsum(0)
+    if int(prefix.abs().max()) < lim:
+        return prefix[-1]
+    acc = torch.zeros_like(steps[0])
+    for step in steps:
+        acc = (acc + step).clamp(-lim, lim - 1)
     return acc
 
 

@@ -51,3 +51,90 @@ def store_signed(mem: Memory, addrs: torch.Tensor, values: torch.Tensor, elem_by
 
 def padded_channels(channels: int, atom: int) -> int:
     return -(-channels // atom) * atom
+
+
+def weight_offsets(k: int, c: int, r: int, s: int, atom_k: int, atom_c: int) -> torch.Tensor:
+    """Byte offset of weight (k, c, r, s) in the DC weight layout: shape [K, C, R, S].
+
+    Kernels in groups of atom_k; inside a group, C-blocks of atom_c channels (last one partial,
+    not filled), then R, S, the group's kernels and the block's channels, all compact.
+    """
+    kk = torch.arange(k, dtype=torch.int64)[:, None, None, None]
+    cc = torch.arange(c, dtype=torch.int64)[None, :, None, None]
+    rr = torch.arange(r, dtype=torch.int64)[None, None, :, None]
+    ss = torch.arange(s, dtype=torch.int64)[None, None, None, :]
+    group, k_in = kk // atom_k, kk % atom_k
+    group_k = torch.clamp(k - group * atom_k, max=atom_k)
+    block, c_in = cc // atom_c, cc % atom_c
+    block_c = torch.clamp(c - block * atom_c, max=atom_c)
+    return (
+        group * atom_k * c * r * s
+        + block * atom_c * r * s * group_k
+        + ((rr * s + ss) * group_k + k_in) * block_c
+        + c_in
+    )
+
+
+def packed_strides(height: int, width: int, atom: int = 8) -> tuple[int, int]:
+    """Line and surface strides of a compact feature cube."""
+    return width * atom, height * width * atom
+
+
+def write_feature(
+    mem: Memory,
+    base: int,
+    cube: torch.Tensor,
+    line_stride: int | None = None,
+    surf_stride: int | None = None,
+    atom: int = 8,
+) -> None:
+    """Store an INT8 cube [C, H, W] in the feature layout (compact strides by default).
+
+    Channels past C up to the atom are written as 0, as a compiler lays them out.
+    """
+    c, h, w = cube.shape
+    dl, ds = packed_strides(h, w, atom)
+    line_stride = dl if line_stride is None else line_stride
+    surf_stride = ds if surf_stride is None else surf_stride
+    cp = padded_channels(c, atom)
+    full = torch.zeros((cp, h, w), dtype=torch.int64, device=mem.device)
+    full[:c] = torch.as_tensor(cube, device=mem.device).to(torch.int64)
+    addrs = feature_addresses(base, cp, h, w, line_stride, surf_stride, atom, device=mem.device)
+    mem.alloc_covering(int(addrs.min()), int(addrs.max()) + 1)
+    store_signed(mem, addrs, full, 1)
+
+
+def read_feature(
+    mem: Memory,
+    base: int,
+    shape: tuple[int, int, int],
+    line_stride: int | None = None,
+    surf_stride: int | None = None,
+    atom: int = 8,
+) -> torch.Tensor:
+    """Load an INT8 cube [C, H, W] (int64 values) from the feature layout."""
+    c, h, w = shape
+    dl, ds = packed_strides(h, w, atom)
+    addrs = feature_addresses(
+        base,
+        c,
+        h,
+        w,
+        dl if line_stride is None else line_stride,
+        ds if surf_stride is None else surf_stride,
+        atom,
+        device=mem.device,
+    )
+    return load_signed(mem, addrs, 1)
+
+
+def pack_weights(weights: torch.Tensor, atom_k: int = 8, atom_c: int = 8) -> bytes:
+    """INT8 weights [K, C, R, S] as direct-convolution weight bytes, padded to 128 bytes."""
+    k, c, r, s = weights.shape
+    offsets = weight_offsets(k, c, r, s, atom_k, atom_c).reshape(-1)
+    size = -(-(k * c * r * s) // 128) * 128
+    buf = torch.zeros(size, dtype=torch.uint8)
+    buf[offsets] = (
+        torch.as_tensor(weights).reshape(-1).to(torch.int64).bitwise_and(0xFF).to(torch.uint8)
+    )
+    return buf.numpy().tobytes()

@@ -25,8 +25,11 @@ class Memory:
     def regions(self) -> list[tuple[int, int]]:
         return [(b, int(d.numel())) for b, d in zip(self._bases, self._data, strict=True)]
 
-    def alloc(self, base: int, size: int, fill: int = 0) -> None:
-        """Make ``[base, base+size)`` addressable and set it to ``fill`` (merging neighbours)."""
+    def alloc(self, base: int, size: int, fill: int = 0, keep: bool = False) -> None:
+        """Make ``[base, base+size)`` addressable and set it to ``fill`` (merging neighbours).
+
+        With ``keep`` the bytes of regions it overlaps keep their values.
+        """
         if size <= 0:
             return
         lo, hi = base, base + size
@@ -40,14 +43,24 @@ class Memory:
         new_lo = min([lo] + [b for b, _ in merged])
         new_hi = max([hi] + [b + d.numel() for b, d in merged])
         buf = torch.zeros(new_hi - new_lo, dtype=torch.uint8, device=self.device)
+        if keep:
+            buf[lo - new_lo : hi - new_lo] = fill
         for b, d in merged:
             buf[b - new_lo : b - new_lo + d.numel()] = d
-        buf[lo - new_lo : hi - new_lo] = fill
+        if not keep:
+            buf[lo - new_lo : hi - new_lo] = fill
         keep_b.append(new_lo)
         keep_d.append(buf)
         order = sorted(range(len(keep_b)), key=keep_b.__getitem__)
         self._bases = [keep_b[i] for i in order]
         self._data = [keep_d[i] for i in order]
+
+    def alloc_covering(self, lo: int, hi: int) -> None:
+        """Make ``[lo, hi)`` addressable, keeping any contents already there."""
+        try:
+            self._region(lo, hi)
+        except DlakitError:
+            self.alloc(lo, hi - lo, keep=True)
 
     def _region(self, lo: int, hi: int) -> tuple[int, torch.Tensor]:
         i = bisect.bisect_right(self._bases, lo) - 1
