@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from dlakit.rewrite.base import Change, Graph, Refusal, RewritePass, attrs, label
+from dlakit.rewrite.base import Change, Graph, Refusal, RewritePass, attrs
 
 
 def one_hot_blocks(channels: int, block: int, crd: bool) -> np.ndarray:
@@ -65,6 +65,6 @@ class DepthToSpaceToConvTransposePass(RewritePass):
             remove=[node],
             add=[new],
             initializers=[weight],
-            description=f"{label(node)} ({'CRD' if crd else 'DCR'}, block {block}) as a one-hot "
+            description=f"{'CRD' if crd else 'DCR'}, block {block}: a one-hot "
             f"ConvTranspose {block}x{block} stride {block}",
         )

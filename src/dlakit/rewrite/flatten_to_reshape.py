@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from dlakit.rewrite.base import Change, Graph, Refusal, RewritePass, attrs, label
+from dlakit.rewrite.base import Change, Graph, Refusal, RewritePass, attrs
 
 
 class FlattenToReshapePass(RewritePass):
@@ -36,5 +36,5 @@ class FlattenToReshapePass(RewritePass):
             remove=[node],
             add=[new],
             initializers=[init],
-            description=f"{label(node)} as Reshape to {target}",
+            description=f"Reshape to {target}",
         )

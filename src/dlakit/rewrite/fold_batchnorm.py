@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from dlakit.rewrite.base import Change, Graph, Refusal, RewritePass, attrs, label
+from dlakit.rewrite.base import Change, Graph, Refusal, RewritePass, attrs
 
 
 class FoldBatchNormPass(RewritePass):
@@ -56,5 +56,5 @@ class FoldBatchNormPass(RewritePass):
             remove=[conv, node],
             add=[fused],
             initializers=[w_init, b_init],
-            description=f"folded {label(node)} into the weights and bias of {conv.name}",
+            description=f"scale and shift folded into the weights and bias of {conv.name}",
         )

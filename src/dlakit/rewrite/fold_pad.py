@@ -20,7 +20,7 @@ import math
 import onnx
 from onnx import helper
 
-from dlakit.rewrite.base import Change, Graph, Refusal, RewritePass, attrs, label
+from dlakit.rewrite.base import Change, Graph, Refusal, RewritePass, attrs
 
 
 class FoldPadPass(RewritePass):
@@ -86,7 +86,7 @@ class FoldPadPass(RewritePass):
         return Change(
             remove=[node, user],
             add=[new],
-            description=f"{label(node)} {spatial} folded into {label(user)}: pads {summed}",
+            description=f"pad {spatial} folded into {user.op_type} {user.name}: pads {summed}",
         )
 
     def _pads(self, graph: Graph, node: onnx.NodeProto) -> tuple[list[int], float] | str:

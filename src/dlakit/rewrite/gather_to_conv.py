@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from dlakit.rewrite.base import Change, Graph, Refusal, RewritePass, attrs, label
+from dlakit.rewrite.base import Change, Graph, Refusal, RewritePass, attrs
 
 
 class GatherToConvPass(RewritePass):
@@ -52,5 +52,5 @@ class GatherToConvPass(RewritePass):
             remove=[node],
             add=[new],
             initializers=[init],
-            description=f"{label(node)} of {len(picks)}/{channels} channels as a one-hot 1x1 Conv",
+            description=f"{len(picks)} of {channels} channels picked by a one-hot 1x1 Conv",
         )

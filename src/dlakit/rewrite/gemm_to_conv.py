@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from dlakit.rewrite.base import Change, Graph, Refusal, RewritePass, attrs, label
+from dlakit.rewrite.base import Change, Graph, Refusal, RewritePass, attrs
 
 
 class GemmToConvPass(RewritePass):
@@ -93,12 +93,13 @@ class GemmToConvPass(RewritePass):
                 "Reshape", [y4, shape2.name], [out_name], name=graph.fresh(f"{base}/to2d")
             )
         )
+        bias_from = " (bias from the Add)" if len(remove) > 1 else ""
         how = f"reads {feeder}'s 4-D input" if feeder else "with a Reshape to [N, K, 1, 1]"
         return Change(
             remove=remove,
             add=new_nodes,
             initializers=inits,
-            description=f"{' + '.join(label(r) for r in remove)} as a 1x1 Conv ({m} out), {how}",
+            description=f"1x1 Conv with {m} outputs{bias_from}, {how}",
         )
 
     @staticmethod

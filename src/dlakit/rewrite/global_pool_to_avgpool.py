@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from dlakit.rewrite.base import Change, Graph, Refusal, RewritePass, attrs, label
+from dlakit.rewrite.base import Change, Graph, Refusal, RewritePass, attrs
 
 
 def window_factors(size: int, limit: int) -> list[int] | None:
@@ -100,5 +100,5 @@ class GlobalPoolToAveragePoolPass(RewritePass):
             remove=[node],
             add=new_nodes,
             initializers=inits,
-            description=f"{label(node)} over {h}x{w} as AveragePool {windows}",
+            description=f"mean over {h}x{w} as AveragePool {windows}",
         )

@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from dlakit.rewrite.base import Change, Graph, Refusal, RewritePass, attrs, label
+from dlakit.rewrite.base import Change, Graph, Refusal, RewritePass, attrs
 
 
 def hard_sigmoid_nodes(
@@ -57,5 +57,5 @@ class HardSigmoidPass(RewritePass):
             remove=[node],
             add=nodes,
             initializers=inits,
-            description=f"{label(node)} as Mul {alpha:.6g}, Add {beta:.6g}, Clip [0, 1]",
+            description=f"Mul {alpha:.6g}, Add {beta:.6g}, Clip [0, 1]",
         )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import onnx
 from onnx import helper
 
-from dlakit.rewrite.base import Change, Graph, Refusal, RewritePass, label
+from dlakit.rewrite.base import Change, Graph, Refusal, RewritePass
 from dlakit.rewrite.hard_sigmoid import hard_sigmoid_nodes
 
 
@@ -35,5 +35,5 @@ class HardSwishPass(RewritePass):
             remove=[node],
             add=nodes,
             initializers=inits,
-            description=f"{label(node)} as x * Clip(x/6 + 0.5, 0, 1) (Mul, Add, Clip, Mul)",
+            description="x * Clip(x/6 + 0.5, 0, 1): Mul, Add, Clip, Mul",
         )

@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from dlakit.rewrite.base import Change, Graph, Refusal, RewritePass, attrs, label
+from dlakit.rewrite.base import Change, Graph, Refusal, RewritePass, attrs
 
 
 class ResizeSizesToScalesPass(RewritePass):
@@ -56,5 +56,5 @@ class ResizeSizesToScalesPass(RewritePass):
             remove=[node],
             add=[new],
             initializers=inits,
-            description=f"{label(node)} output sizes {list(sizes)} as scales {factors}",
+            description=f"output sizes {list(sizes)} as scales {factors}",
         )

@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from dlakit.rewrite.base import Change, Graph, Refusal, RewritePass, attrs, label
+from dlakit.rewrite.base import Change, Graph, Refusal, RewritePass, attrs
 
 
 def one_hot_gather(channels: int, block: int) -> np.ndarray:
@@ -57,5 +57,5 @@ class SpaceToDepthToConvPass(RewritePass):
             remove=[node],
             add=[new],
             initializers=[weight],
-            description=f"{label(node)} (block {block}) as a one-hot Conv, k = s = {block}",
+            description=f"block {block}: a one-hot Conv, kernel = stride = {block}",
         )

@@ -18,7 +18,7 @@ import math
 import onnx
 from onnx import helper
 
-from dlakit.rewrite.base import Change, Graph, Refusal, RewritePass, attrs, label
+from dlakit.rewrite.base import Change, Graph, Refusal, RewritePass, attrs
 
 Window = tuple[int, int, int]  # (kernel, pad_begin, pad_end) along one axis
 
@@ -111,7 +111,7 @@ class SplitMaxPoolPass(RewritePass):
         return Change(
             remove=[node],
             add=new_nodes,
-            description=f"{label(node)} {window} as MaxPool {' then '.join(sizes)}{source}",
+            description=f"{window} window as MaxPool {' then '.join(sizes)}{source}",
         )
 
     def _best_sibling(

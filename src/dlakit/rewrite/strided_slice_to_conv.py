@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from dlakit.rewrite.base import Change, Graph, Refusal, RewritePass, label
+from dlakit.rewrite.base import Change, Graph, Refusal, RewritePass
 
 
 class StridedSliceToConvPass(RewritePass):
@@ -77,6 +77,6 @@ class StridedSliceToConvPass(RewritePass):
             remove=[node],
             add=[new],
             initializers=[init],
-            description=f"{label(node)} offset {offset} step {stride} as a depthwise one-hot Conv "
+            description=f"offset {offset} step {stride}: a depthwise one-hot Conv "
             f"{kernel[0]}x{kernel[1]} stride {stride[0]}x{stride[1]}",
         )
