@@ -160,8 +160,12 @@ def py_pool_avg(x: np.ndarray, layer: QPool) -> np.ndarray:
 
 @pytest.mark.parametrize(
     "kernel,stride,pads,pad_value",
-    [((3, 3), (1, 1), (1, 1, 1, 1), 0), ((3, 2), (2, 1), (1, 0, 2, 1), -5), ((7, 7), (1, 1), (0,) * 4, 0)],
-)  # fmt: skip
+    [
+        ((3, 3), (1, 1), (1, 1, 1, 1), 0),
+        ((3, 2), (2, 1), (1, 0, 2, 1), -5),
+        ((7, 7), (1, 1), (0,) * 4, 0),
+    ],
+)
 def test_pdp_average_follows_reciprocal_rule(kernel, stride, pads, pad_value):
     rng = np.random.default_rng(1)
     x = rng.integers(-128, 128, (2, 3, 7, 7))
