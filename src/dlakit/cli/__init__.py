@@ -1,41 +1,95 @@
 """The ``dlakit`` command: one verb per pipeline stage.
 
-Each verb lives in its own module ``dlakit.cli.<verb>`` exposing ``register(app)``. A verb whose
-module fails to import is still listed, and running it prints the import error, so one broken
-stage never takes the whole CLI down.
+Each verb lives in its own module ``dlakit.cli.<verb>`` exposing ``register(app)``. Modules are
+imported only when their verb runs (the simulator pulls in torch, which alone takes seconds), so
+``dlakit check`` stays quick. A verb whose module fails to import still runs, and prints the import
+error, so one broken stage never takes the whole CLI down.
 """
+
+from __future__ import annotations
 
 import importlib
 import sys
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
 from dlakit import __version__
 from dlakit.errors import DlakitError
 
-VERBS = (
-    "check",
-    "fix",
-    "zoo",
-    "calibrate",
-    "accuracy",
-    "compile",
-    "inspect",
-    "run",
-    "trace",
-    "profile",
-    "plan",
-)
+# Verb -> one-line help shown by `dlakit --help` without importing the verb's module.
+VERBS = {
+    "check": "Which nodes run on the DLA, why not the rest, and the DLA/GPU segments.",
+    "fix": "Rewrite the graph (function-preserving) so more of it runs on the DLA.",
+    "zoo": "List and fetch the real models and data sets dlakit tests on.",
+    "calibrate": "INT8 calibration on real inputs: scales, TensorRT cache, NVDLA table.",
+    "accuracy": "FP32 vs DLA-INT8 accuracy on real data, per output and per layer.",
+    "compile": "Compile DLA segments to NVDLA hardware layers (.dla artifact).",
+    "inspect": "List the hardware operations, tiling and memory of a .dla artifact.",
+    "run": "Run a .dla artifact on the simulator (DLA) and PyTorch (GPU segments).",
+    "trace": "Run official NVDLA register-level trace tests on the simulator.",
+    "profile": "Per-layer DLA/GPU performance model: latency, throughput, utilization.",
+    "plan": "Schedule models across the GPU and the DLAs.",
+}
+
+err_console = Console(stderr=True)
+
+
+def _load_verb(verb: str) -> typer.Typer | None:
+    """A Typer app holding just this verb, or None when the stage is not built."""
+    module_name = f"dlakit.cli.{verb}"
+    holder = typer.Typer(add_completion=False)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name == module_name:
+            return None
+        _register_broken(holder, verb, exc)
+        return holder
+    except Exception as exc:  # a broken stage must not hide the others
+        _register_broken(holder, verb, exc)
+        return holder
+    module.register(holder)
+    return holder
+
+
+def _register_broken(holder: typer.Typer, verb: str, exc: BaseException) -> None:
+    @holder.command(verb, help=f"(unavailable: {exc})")
+    def _broken() -> None:
+        raise DlakitError(f"'{verb}' is unavailable: {type(exc).__name__}: {exc}")
+
+
+class LazyVerbs(TyperGroup):
+    """Imports a verb's module the first time the verb is looked up."""
+
+    def list_commands(self, ctx):  # type: ignore[no-untyped-def]
+        return list(VERBS)
+
+    def get_command(self, ctx, cmd_name):  # type: ignore[no-untyped-def]
+        if cmd_name not in VERBS:
+            return None
+        holder = _load_verb(cmd_name)
+        if holder is None:
+            return None
+        group = typer.main.get_group(holder)
+        return group.commands.get(cmd_name)
+
+    def format_commands(self, ctx, formatter):  # type: ignore[no-untyped-def]
+        rows = [(verb, text) for verb, text in VERBS.items()]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
 
 app = typer.Typer(
     name="dlakit",
+    cls=LazyVerbs,
     help="Check, fix, calibrate, compile, simulate, profile and plan ONNX models for DLAs.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
-err_console = Console(stderr=True)
 
 
 def _version(value: bool) -> None:
@@ -49,31 +103,6 @@ def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True),
 ) -> None:
     """dlakit: which layers run on the DLA, why not the rest, and how fast."""
-
-
-def _register_verbs() -> None:
-    for verb in VERBS:
-        module_name = f"dlakit.cli.{verb.replace('-', '_')}"
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name == module_name:
-                continue  # stage not built yet
-            _register_broken(verb, exc)
-            continue
-        except Exception as exc:  # a broken stage must not hide the others
-            _register_broken(verb, exc)
-            continue
-        module.register(app)
-
-
-def _register_broken(verb: str, exc: BaseException) -> None:
-    @app.command(verb, help=f"(unavailable: {exc})")
-    def _broken() -> None:
-        raise DlakitError(f"'{verb}' is unavailable: {type(exc).__name__}: {exc}")
-
-
-_register_verbs()
 
 
 def main(argv: list[str] | None = None) -> int:
