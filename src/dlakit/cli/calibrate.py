@@ -15,6 +15,10 @@ from dlakit.errors import DlakitError
 from dlakit.quant.calibrators import METHODS
 
 console = Console()
+# Clipping more than this share of a tensor's values is worth a warning: a Gaussian clipped by
+# entropy loses ~0.01-0.1%, while a tensor with a dominant spike (a constant background) can lose
+# 20% when KL keeps the spike sharp, and INT8 accuracy collapses (docs/calibrate.md).
+CLIP_WARNING = 0.01
 
 
 def _resolve(model: str) -> tuple[Path, str | None]:
@@ -135,6 +139,21 @@ def calibrate_command(
     table.add_row("inputs/s", f"{run.inputs_per_second:.1f}")
     table.add_row("wrote", "\n".join(str(p) for p in written))
     console.print(table)
+    _warn_clipping(run.clipped, method)
+
+
+def _warn_clipping(clipped: dict[str, float], method: str) -> None:
+    heavy = sorted(((v, n) for n, v in clipped.items() if v > CLIP_WARNING), reverse=True)
+    if not heavy:
+        return
+    worst = ", ".join(f"'{n}' {v:.1%}" for v, n in heavy[:3])
+    hint = " (try --method percentile)" if method == "entropy" else ""
+    console.print(
+        f"[yellow]warning:[/] {method} clipped more than {CLIP_WARNING:.0%} of the values of "
+        f"{len(heavy)} tensor(s): {worst}; INT8 accuracy may drop{hint}",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from dlakit.errors import DlakitError
 from dlakit.graph.load import LoadedModel
-from dlakit.quant.calibrators import METHODS, compute_amax
+from dlakit.quant.calibrators import METHODS, clipped_fraction, compute_amax
 from dlakit.quant.observe import InputSource, Observer, observe_histograms, observe_ranges
 from dlakit.quant.scales import ActivationRange, Scales, graph_sha256
 from dlakit.quant.weights import weight_ranges
@@ -26,6 +26,7 @@ class CalibrationRun:
     runs: int  # model runs per pass
     passes: int
     seconds: dict[str, float] = field(default_factory=dict)  # per phase: ranges, histograms, amax
+    clipped: dict[str, float] = field(default_factory=dict)  # share of values beyond amax
 
     @property
     def total_seconds(self) -> float:
@@ -73,8 +74,10 @@ def calibrate(
 
     start = time.perf_counter()
     activations = {}
+    clipped = {}
     for name, entry in stats.items():
         amax = compute_amax(entry.histogram(), method, percentile)
+        clipped[name] = clipped_fraction(entry.histogram(), amax) if method != "max" else 0.0
         if amax <= 0:
             # A tensor that was always 0 (or mostly 0 at this percentile): any positive scale
             # represents its values; keep the observed extremes, or 1.0 if there are none.
@@ -93,4 +96,4 @@ def calibrate(
         activations=activations,
         weights=weights,
     )
-    return CalibrationRun(scales=scales, runs=runs, passes=passes, seconds=seconds)
+    return CalibrationRun(scales, runs, passes, seconds, clipped)

@@ -141,6 +141,16 @@ def entropy_amax(hist: RangeHistogram) -> float:
     return float(min((best + 0.5) * hist.bin_width, hist.absmax))
 
 
+def clipped_fraction(hist: RangeHistogram, amax: float) -> float:
+    """Share of all values whose |x| exceeds ``amax`` (to bin resolution): what clipping costs."""
+    counts = np.asarray(hist.counts, dtype=np.float64)
+    total = counts.sum()
+    if total <= 0 or hist.absmax <= 0 or amax >= hist.absmax:
+        return 0.0
+    first_clipped = int(np.ceil(amax / hist.bin_width))
+    return float(counts[first_clipped:].sum() / total)
+
+
 def compute_amax(hist: RangeHistogram, method: str, percentile: float | None = None) -> float:
     """amax of one tensor by ``method`` (one of :data:`METHODS`)."""
     if method == "max":

@@ -51,12 +51,17 @@ def calibration_inputs(
         )
     name = loaded.input_names[0]
     shape = tuple(loaded.input_shapes[name])
-    data = load_labelled(source, preprocess, shape, None if limit is None else limit * shape[0])
-    images = np.asarray(data.images)
+    data = load_labelled(source, preprocess, shape)
+    images, names = np.asarray(data.images), list(data.names)
+    wanted = len(images) if limit is None else min(len(images), limit * shape[0])
+    if wanted < len(images):
+        # Evenly spaced, not the first ones: data sets such as opencv-digits are sorted by class.
+        pick = np.linspace(0, len(images) - 1, wanted).round().astype(int)
+        images, names = images[pick], [names[i] for i in pick]
     if len(images) < shape[0]:
         raise DlakitError(
             f"{source} holds {len(images)} inputs, fewer than one batch of {shape[0]}"
         )
     used = len(images) - len(images) % shape[0]
     description = f"{used} inputs from {source}" + (f" ({preprocess})" if preprocess else "")
-    return ArrayInputs(description, name, shape, images, list(data.names))
+    return ArrayInputs(description, name, shape, images, names)
