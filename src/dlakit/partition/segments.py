@@ -152,13 +152,13 @@ def _segments(
     return segments
 
 
-def _fallback_macs_per_ms(target: Target, policy: dict) -> float:
-    gpu = target.gpu
-    mode = target.power_modes.get(target.raw.get("default_power_mode", ""), {})
-    if gpu and mode:
-        peak = gpu["sms"] * gpu["int8_macs_per_clk_per_sm"] * mode["gpu_mhz"] * 1e6
-        return peak * policy["gpu_efficiency"] / 1e3
-    return policy["host_macs_per_second"] / 1e3
+def _dla_macs_per_ms(target: Target, policy: dict) -> float:
+    """The DLA's peak INT8 MACs per millisecond at the target's default clock."""
+    if target.nvdla:
+        per_clk = target.nvdla["atomic_c"] * target.nvdla["atomic_k"]
+        return per_clk * policy["nvdla_clock_mhz"] * 1e3
+    mode = target.power_modes[target.raw["default_power_mode"]]
+    return target.dla["int8_macs_per_clk"] * mode["dla_mhz"] * 1e3
 
 
 def _move_islands(
@@ -168,7 +168,8 @@ def _move_islands(
     engine_of = {o: s.engine for s in segments for o in s.outputs}
     graph_inputs = set(model.input_names)
     graph_outputs = set(model.output_names)
-    rate = _fallback_macs_per_ms(target, policy)
+    rate = _dla_macs_per_ms(target, policy)
+    total_macs = max(sum(v.macs for v in verdicts), 1)
     moved = False
     for seg in segments:
         if seg.engine != "dla":
@@ -181,20 +182,22 @@ def _move_islands(
             continue
         handoffs = len(seg.inputs) + len(seg.outputs)
         cost_ms = handoffs * policy["handoff_ms"]
-        fallback_ms = seg.macs / rate
-        if cost_ms <= fallback_ms:
+        dla_ms = seg.macs / rate
+        share = seg.macs / total_macs
+        if cost_ms <= dla_ms or share > policy["island_max_fraction"]:
             continue
         reason = Reason(
             rule="partition.island",
             message=(
-                f"DLA island of {len(seg.nodes)} node(s), {seg.macs / 1e6:.2f} MMAC, between "
-                f"fallback nodes: {handoffs} handoffs (~{cost_ms:.2f} ms) cost more than "
-                f"computing it there (~{fallback_ms:.3f} ms)"
+                f"DLA island of {len(seg.nodes)} node(s) ({seg.macs / 1e6:.2f} MMAC, "
+                f"{100 * share:.1f}% of the model) between fallback nodes: its {handoffs} "
+                f"handoffs (~{cost_ms:.2f} ms) cost more than its DLA compute (~{dla_ms:.3f} ms)"
             ),
             source=policy["handoff_source"],
             attribute="handoffs",
             value=handoffs,
-            limit=f"handoff cost <= fallback compute ({fallback_ms:.3f} ms)",
+            limit=f"DLA compute > handoff cost, or > {100 * policy['island_max_fraction']:g}% "
+            "of the model's MACs",
         )
         for i in seg.nodes:
             verdicts[i].to_gpu(reason)

@@ -50,7 +50,7 @@ def render(result: CheckResult, console: Console, fallback_only: bool = False) -
     device = "GPU" if result.fallback_device == "gpu" else "CPU"
     rules = result.rule_set + (f" (TensorRT {result.trt_version})" if result.trt_version else "")
     title = f"{result.model.path.name} on {result.target.name} — rules: {rules}"
-    table = Table(title=title, show_lines=True, expand=False)
+    table = Table(title=title, expand=False)
     table.add_column("#", justify="right", style="dim")
     table.add_column("node", overflow="fold", max_width=34)
     table.add_column("op")
@@ -66,7 +66,14 @@ def render(result: CheckResult, console: Console, fallback_only: bool = False) -
         else:
             where = Text(device, style="bold red")
         table.add_row(
-            str(index), v.name, v.op, where, str(v.segment), _fmt_macs(v.macs), _reasons_cell(v)
+            str(index),
+            v.name,
+            v.op,
+            where,
+            str(v.segment),
+            _fmt_macs(v.macs),
+            _reasons_cell(v),
+            end_section=bool(v.reasons),  # a rule under each multi-line reason keeps them apart
         )
     console.print(table)
     console.print(_segments_table(result))
