@@ -6,9 +6,9 @@ MaxPool2, FC 1568→10: 20,490 parameters, only DLA-native ops. Inputs are norma
 
 Usage: ``.venv/bin/python scripts/train_fmnist.py [--epochs 4] [--threads 1] [--out PATH]``
 
-Recorded run (2026-11-22, Intel Xeon host shared by several jobs, 1 torch thread, 4 epochs of
+Recorded run (2026-11-22, AMD EPYC, 2 cores shared by several jobs, 1 torch thread, 4 epochs of
 the 60,000 training images, Adam lr 2e-3 then 5e-4 for the last epoch, batch 128, seed 0):
-see the RESULT line at the end of ``docs/zoo.md``; the test accuracy is re-checked on all 10,000
+RESULT: 20490 params, 4 epochs, 105 s, test 0.9050. The accuracy is re-checked on all 10,000
 test images through ONNX Runtime by tests/zoo/test_zoo_accuracy.py.
 """
 

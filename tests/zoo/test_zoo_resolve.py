@@ -91,3 +91,18 @@ def test_ddddocr_detector_is_static_416() -> None:
     pools = [n for n in onnx.load(path).graph.node if n.op_type == "MaxPool"]
     kernels = sorted(a.ints[0] for n in pools for a in n.attribute if a.name == "kernel_shape")
     assert kernels == [5, 9, 13]  # the SPP windows the DLA cannot run (limit 8)
+
+
+def test_random_weight_architectures_are_listed() -> None:
+    arch = pytest.importorskip("dlakit.zoo.arch", reason="dlakit.zoo.arch not written yet")
+    for name, spec in arch.ARCHS.items():
+        entry = get_entry(name)
+        assert entry.kind == "arch" and entry.input_shape == tuple(spec.default_input)
+        assert entry.preprocess is None
+
+
+def test_an_architecture_resolves_to_a_static_onnx_file() -> None:
+    pytest.importorskip("dlakit.zoo.arch", reason="dlakit.zoo.arch not written yet")
+    path = resolve_model("mobilenetv1")
+    dims = onnx.load(path).graph.input[0].type.tensor_type.shape.dim
+    assert tuple(d.dim_value for d in dims) == get_entry("mobilenetv1").input_shape
