@@ -36,9 +36,19 @@ class Cube:
 
 
 def _operands(
-    mem: Memory, rdma: UnitView, stem: str, dma: str, shape: tuple[int, int, int], atom: int
+    mem: Memory,
+    rdma: UnitView,
+    stem: str,
+    dma: str,
+    shape: tuple[int, int, int],
+    channels: int,
+    atom: int,
 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """ALU and MUL operands that the B/N-RDMA fetches, broadcastable to ``shape`` (C, H, W)."""
+    """ALU and MUL operands that the B/N/E-RDMA fetches, broadcastable to ``shape`` (C, H, W).
+
+    Per-kernel operands exist for the ``channels`` real channels only (1x1xC, compact); the
+    atom's padding channels get 0. Per-element operands are a cube like the data, atoms included.
+    """
     cfg = f"D_{dma}_CFG"
     if rdma.enum(cfg, f"{dma}_DISABLE") == "YES":
         return None, None
@@ -50,13 +60,18 @@ def _operands(
     c, h, w = shape
     dev = mem.device
     if mode == "PER_KERNEL":
-        addrs = base + torch.arange(c, dtype=torch.int64, device=dev)[:, None, None] * (n * size)
+        idx = torch.arange(c, dtype=torch.int64, device=dev)[:, None, None]
+        addrs = base + idx.clamp(max=channels - 1) * (n * size)
     else:
         line = rdma[f"D_{stem}_LINE_STRIDE"]
         surf = rdma[f"D_{stem}_SURFACE_STRIDE"]
         addrs = feature_addresses(base, c, h, w, line, surf, atom * n * size, n * size, dev)
     first = load_signed(mem, addrs, size)
     second = load_signed(mem, addrs + size, size) if n == 2 else None
+    if mode == "PER_KERNEL" and channels < c:
+        real = idx < channels
+        first = torch.where(real, first, 0)
+        second = None if second is None else torch.where(real, second, 0)
     if use == "ALU":
         return first, None
     if use == "MUL":
@@ -121,15 +136,16 @@ def sdp_process(
 ) -> torch.Tensor:
     """int32/int8 cube [C, H, W] in, int8 values out, through X1, X2, Y and C."""
     shape = tuple(x.shape)
+    channels = sdp["D_DATA_CUBE_CHANNEL"] + 1
     for stem, dma in _X_UNITS:
         if sdp.f(f"D_DP_{stem}_CFG", f"{stem}_BYPASS"):
             continue
-        alu, mul = _operands(mem, rdma, stem, dma, shape, atom)  # type: ignore[arg-type]
+        alu, mul = _operands(mem, rdma, stem, dma, shape, channels, atom)  # type: ignore[arg-type]
         x = _x_unit(x, sdp, stem, alu, mul)
     if not sdp.f("D_DP_EW_CFG", "EW_BYPASS"):
         # nv_small's spec has no Y unit, yet its official sdp_*_ew_* traces program it and their
         # golden CRCs include its LUT: the model runs Y whenever it is programmed.
-        alu, mul = _operands(mem, rdma, "EW", "ERDMA", shape, atom)  # type: ignore[arg-type]
+        alu, mul = _operands(mem, rdma, "EW", "ERDMA", shape, channels, atom)  # type: ignore[arg-type]
         x = _y_unit(x, sdp, lut_tables, alu, mul)
     return convert_out(x, sdp)
 

@@ -1,0 +1,88 @@
+"""Plain numpy int64 references of the NVDLA INT8 arithmetic, written from nvdla.md §5.
+
+Independent of dlakit.sim: explicit loops and numpy slicing, no torch, no shared helpers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def rnd(v: np.ndarray, shift: int) -> np.ndarray:
+    """Round half away from zero of v / 2**shift."""
+    v = np.asarray(v, dtype=np.int64)
+    if shift == 0:
+        return v
+    return np.sign(v) * ((np.abs(v) + (1 << (shift - 1))) >> shift)
+
+
+def sat(v: np.ndarray, bits: int) -> np.ndarray:
+    return np.clip(v, -(1 << (bits - 1)), (1 << (bits - 1)) - 1)
+
+
+def conv(x, w, stride, dilation, pads, pad_value):
+    """Direct convolution sums [K, OH, OW]; pads = (left, right, top, bottom)."""
+    c, h, wd = x.shape
+    k, _, r, s = w.shape
+    left, right, top, bottom = pads
+    xp = np.full((c, h + top + bottom, wd + left + right), pad_value, dtype=np.int64)
+    xp[:, top : top + h, left : left + wd] = x
+    oh = (h + top + bottom - (r - 1) * dilation[0] - 1) // stride[0] + 1
+    ow = (wd + left + right - (s - 1) * dilation[1] - 1) // stride[1] + 1
+    out = np.zeros((k, oh, ow), dtype=np.int64)
+    for i in range(r):
+        for j in range(s):
+            y0, x0 = i * dilation[0], j * dilation[1]
+            patch = xp[
+                :,
+                y0 : y0 + (oh - 1) * stride[0] + 1 : stride[0],
+                x0 : x0 + (ow - 1) * stride[1] + 1 : stride[1],
+            ]
+            out += np.einsum("kc,chw->khw", w[:, :, i, j].astype(np.int64), patch)
+    return out
+
+
+def cacc(acc, truncate):
+    return sat(rnd(acc, truncate), 32)
+
+
+def cvt_out(x, offset, scale, shift):
+    return sat(sat(rnd((x - offset) * scale, shift), 17), 8)
+
+
+def x_unit(x, alu=None, alu_algo="SUM", alu_shift=0, mul=None, prelu=False, shift=0, relu=False):
+    """One SDP X unit; ``alu``/``mul`` None means bypassed."""
+    x = np.asarray(x, dtype=np.int64)
+    if alu is not None:
+        op = sat(np.asarray(alu, dtype=np.int64) << alu_shift, 32)
+        x = {"SUM": x + op, "MAX": np.maximum(x, op), "MIN": np.minimum(x, op)}[alu_algo]
+    if mul is None:
+        y = sat(rnd(x, shift), 32)
+    else:
+        y = sat(rnd(x * np.asarray(mul, dtype=np.int64), shift), 32)
+        if prelu:
+            y = np.where(x >= 0, x, y)
+    return np.maximum(y, 0) if relu else y
+
+
+def pool(x, method, kernel, stride, pads, out_hw, pad_value=0, recip=(0x10000, 0x10000)):
+    """PDP over [C, H, W]; pads = (left, right, top, bottom); explicit window loops."""
+    c, h, w = x.shape
+    kh, kw = kernel
+    left, _, top, _ = pads
+    out = np.zeros((c, *out_hw), dtype=np.int64)
+    for oy in range(out_hw[0]):
+        for ox in range(out_hw[1]):
+            y0, x0 = oy * stride[0] - top, ox * stride[1] - left
+            ys = [y for y in range(y0, y0 + kh) if 0 <= y < h]
+            xs = [xx for xx in range(x0, x0 + kw) if 0 <= xx < w]
+            win = x[:, ys][:, :, xs].reshape(c, -1)
+            if method == "MAX":
+                out[:, oy, ox] = win.max(axis=1)
+            elif method == "MIN":
+                out[:, oy, ox] = win.min(axis=1)
+            else:
+                total = win.sum(axis=1) + (kh * kw - win.shape[1]) * pad_value
+                t = rnd(total * recip[0], 16)
+                out[:, oy, ox] = sat(rnd(t * recip[1], 16), 8)
+    return out
