@@ -40,8 +40,8 @@ def pool(
     # float64 holds every INT8 window sum exactly; pooling kernels want floating point.
     xf = x.to(torch.float64)[None]
     if method in ("MAX", "MIN"):
-        fill = -_FAR if method == "MAX" else _FAR
-        padded = F.pad(xf if method == "MAX" else -xf, (left, right, top, bottom), value=fill)
+        # MIN is a MAX of the negated cube; padded taps are -FAR so they never win.
+        padded = F.pad(xf if method == "MAX" else -xf, (left, right, top, bottom), value=-_FAR)
         y = F.max_pool2d(padded, (kh, kw), (sy, sx))[0, :, :out_h, :out_w]
         return (y if method == "MAX" else -y).to(torch.int64)
     padded = F.pad(xf, (left, right, top, bottom))
