@@ -79,7 +79,7 @@ def pool_model(tmp_path, op, k, pad, **attrs):
 def test_maxpool_window_over_8_is_flagged_with_its_fix(tmp_path):
     v = verdict(check_model(pool_model(tmp_path, "MaxPool", 9, 4), load_target("orin")), "pool")
     reason = next(r for r in v.reasons if r.rule == "pool.window")
-    assert v.engine == "gpu" and reason.value == [9, 9] and reason.fix == "maxpool-cascade"
+    assert v.engine == "gpu" and reason.value == [9, 9] and reason.fix == "split-maxpool"
 
 
 def test_xavier_refuses_exclusive_average_padding_orin_accepts_it(tmp_path):
@@ -160,3 +160,15 @@ def test_json_has_the_documented_fields(tmp_path):
     assert {"rule", "message", "source"} <= node["reasons"][0].keys()
     assert {"segments", "summary"} <= doc.keys()
     onnx.checker.check_model(load_model(tmp_path / "m.onnx").proto)
+
+
+def test_every_fix_named_by_a_rule_is_a_rewrite_pass():
+    from dlakit.rewrite import PASSES
+    from dlakit.support.rules import load_rule_set
+
+    names = {p.name for p in PASSES}
+    for rule_set in ("trt", "nvdla"):
+        for op, entry in load_rule_set(rule_set).ops.items():
+            fixes = [entry.get("fix")] + [c.get("fix") for c in entry.get("checks", [])]
+            for fix in filter(None, fixes):
+                assert fix in names, f"{rule_set}:{op} names unknown rewrite {fix}"

@@ -66,7 +66,7 @@ def test_ddddocr_spp_pools_break_the_window_rule():
     assert flagged == {9, 13}
     assert all(v.engine == "dla" for v in pools if windows[v.name] == 5)
     fix = {r.fix for v in pools for r in v.reasons if r.rule == "pool.window"}
-    assert fix == {"maxpool-cascade"}
+    assert fix == {"split-maxpool"}
 
 
 @pytest.mark.network
