@@ -86,3 +86,61 @@ def pool(x, method, kernel, stride, pads, out_hw, pad_value=0, recip=(0x10000, 0
                 t = rnd(total * recip[0], 16)
                 out[:, oy, ox] = sat(rnd(t * recip[1], 16), 8)
     return out
+
+
+def _rnd_signed(v: int, shift: int) -> int:
+    """v / 2**shift, round half away; a negative shift multiplies."""
+    if shift <= 0:
+        return v << -shift
+    q = (abs(v) + (1 << (shift - 1))) >> shift
+    return -q if v < 0 else q
+
+
+def _clamp(v: int, bits: int) -> int:
+    return max(-(1 << (bits - 1)), min((1 << (bits - 1)) - 1, v))
+
+
+def cdp_lut(s: int, le: list[int], lo: list[int], p: dict) -> int:
+    """One CDP LUT lookup (linear LE and LO tables) of the C model, in Python ints."""
+
+    def s16(v):
+        return v - 65536 if v >= 32768 else v
+
+    def table(tab, start, end, sel, n, under, over):
+        rel = s - start
+        idx = rel >> sel
+        if idx < 0 or rel <= 0:
+            return "u", _clamp(
+                tab[0] + _clamp(_rnd_signed((s - start) * under[0], under[1]), 56), 16
+            )
+        if idx >= n:
+            return "o", _clamp(tab[n] + _clamp(_rnd_signed((s - end) * over[0], over[1]), 56), 16)
+        frac = (rel % (1 << sel)) << (16 - sel)
+        y0, y1 = s16(tab[idx]), s16(tab[idx + 1])
+        return "h", _clamp(y0 + _clamp(_rnd_signed((y1 - y0) * frac, 16), 56), 16)
+
+    le_flag, le_v = table(le, p["le_start"], p["le_end"], p["le_sel"], 64, p["le_u"], p["le_o"])
+    lo_flag, lo_v = table(lo, p["lo_start"], p["lo_end"], p["lo_sel"], 256, p["lo_u"], p["lo_o"])
+    if le_flag == lo_flag == "u":
+        return lo_v if p["uflow_lo"] else le_v
+    if le_flag == lo_flag == "o":
+        return lo_v if p["oflow_lo"] else le_v
+    if (le_flag == "h") != (lo_flag == "h"):
+        return le_v if le_flag == "h" else lo_v
+    return lo_v if p["hybrid_lo"] else le_v
+
+
+def cdp(x, offset, scale, shifter, size, le, lo, p, out_offset, out_scale, out_shift):
+    """CDP LRN of an INT8 cube [C, H, W] (channels past C count 0)."""
+    c = x.shape[0]
+    x9 = sat(rnd((np.asarray(x, dtype=np.int64) - offset) * scale, shifter), 9)
+    half = size // 2
+    out = np.zeros_like(x9)
+    for idx in np.ndindex(*x9.shape):
+        ch = idx[0]
+        total = sum(
+            int(x9[j, idx[1], idx[2]]) ** 2 for j in range(max(0, ch - half), min(c, ch + half + 1))
+        )
+        y = cdp_lut(total, le, lo, p) * int(x9[idx])
+        out[idx] = _clamp(_rnd_signed((y - out_offset) * out_scale, out_shift), 8)
+    return out

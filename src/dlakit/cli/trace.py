@@ -47,11 +47,12 @@ def run(
         _report(result, verbose)
         results.append(result)
     passed = sum(r.passed for r in results)
-    if len(results) > 1 or verbose:
+    if path.is_dir() or verbose:
         total = sum(r.seconds for r in results)
         console.print(f"{passed} passed, {len(results) - passed} failed ({total:.1f} s on {dev})")
     if passed != len(results):
-        raise typer.Exit(1)
+        # Not typer.Exit: dlakit.cli.main drops the code click returns for it (see notes/requests).
+        raise SystemExit(1)
 
 
 @trace_app.command("list")
