@@ -15,6 +15,9 @@ def test_hard_sigmoid_as_mul_add_clip(apply_pass, build_model):
             build_model([node], [("x", [1, 4, 8, 8])], ["y"], opset=opset), HardSigmoidPass
         )
         assert done.ops == {"Mul": 1, "Add": 1, "Clip": 1} and done.error <= 1e-6
+    dims = {t.name: list(t.dims) for t in done.model.graph.initializer}
+    clip = done.nodes("Clip")[0]
+    assert [dims[name] for name in clip.input[1:]] == [[], []]  # ONNX wants scalar bounds
 
 
 def test_hard_swish_as_gate_and_product(apply_pass, build_model):

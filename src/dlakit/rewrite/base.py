@@ -102,7 +102,8 @@ class Graph:
         return name
 
     def initializer(self, base: str, value: np.ndarray) -> onnx.TensorProto:
-        return numpy_helper.from_array(np.ascontiguousarray(value), self.fresh(base))
+        # copy(order="C"), not ascontiguousarray, which would turn a scalar into shape [1]
+        return numpy_helper.from_array(np.asarray(value).copy(order="C"), self.fresh(base))
 
 
 def attrs(node: onnx.NodeProto) -> dict[str, Any]:
