@@ -1,7 +1,8 @@
 """Per-layer cost: DLA cycle model and GPU roofline.
 
-DLA layer time = fixed overhead + max(compute, DRAM) + unhidden input fetch, i.e. compute and
-DRAM traffic overlap fully inside a layer (double-buffered CBUF) and layers run one after another.
+DLA layer time = fixed overhead + CBUF fill + max(MAC compute, DRAM traffic): the MACs and the
+DRAM traffic overlap fully inside a layer (double-buffered CBUF), the input fetch that starts a
+layer does not, and layers run one after another.
 """
 
 from __future__ import annotations
@@ -21,19 +22,25 @@ class LayerCost:
     engine: str
     macs: int  # per image
     dram_bytes: int  # per image
-    compute_s: float
-    memory_s: float
+    compute_s: float  # MAC array (or the engine's element rate)
+    memory_s: float  # DRAM traffic at the achievable bandwidth
     overhead_s: float
     time_s: float
     peak_macs_per_s: float
+    fill_s: float = 0.0  # conv input fetch into the CBUF not hidden behind the MACs
 
     @property
     def bound(self) -> str:
+        """The largest term: compute, memory (DRAM), fill (CBUF input fetch) or overhead."""
         if self.time_s == 0:
             return "free"
-        if self.overhead_s >= max(self.compute_s, self.memory_s):
-            return "overhead"
-        return "compute" if self.compute_s >= self.memory_s else "memory"
+        terms = {
+            "compute": self.compute_s,
+            "memory": self.memory_s,
+            "fill": self.fill_s,
+            "overhead": self.overhead_s,
+        }
+        return max(terms, key=terms.__getitem__)
 
     @property
     def utilization(self) -> float:
@@ -82,13 +89,6 @@ def conv_dram_bytes(layer: HwLayer, hw: DlaConfig, in_sram: set[str]) -> int:
     bpe = hw.bytes_per_elem
     inp = layer.in_elems * bpe
     wts = layer.weights * bpe
-    if (
-        hw.sparse
-        and bpe == 1
-        and layer.in_shape
-        and layer.in_shape[0] // max(1, layer.groups) > (SPARSE_MIN_CHANNELS)
-    ):
-        wts = wts // 2
     cbuf = hw.cbuf_bytes
     in_reads, w_reads = 1, 1
     if inp + wts > cbuf:
@@ -150,7 +150,7 @@ def dla_layer_cost(layer: HwLayer, hw: DlaConfig, params: Params, in_sram: set[s
     overhead = params.layer_overhead_us * 1e-6
     time = overhead + max(compute, memory) + feed_s
     return LayerCost(
-        layer, "dla", layer.macs, traffic, compute + feed_s, memory, overhead, time, peak
+        layer, "dla", layer.macs, traffic, compute, memory, overhead, time, peak, feed_s
     )
 
 

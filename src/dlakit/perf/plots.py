@@ -6,7 +6,12 @@ from pathlib import Path
 
 from dlakit.perf.model import Profile
 
-BOUND_COLORS = {"compute": "tab:blue", "memory": "tab:red", "overhead": "tab:gray"}
+BOUND_COLORS = {
+    "compute": "tab:blue",
+    "memory": "tab:red",
+    "fill": "tab:orange",
+    "overhead": "tab:gray",
+}
 
 
 def write_plots(profile: Profile, out_dir: Path) -> list[Path]:
@@ -58,7 +63,11 @@ def write_plots(profile: Profile, out_dir: Path) -> list[Path]:
             for c in costs
         ],
     )
-    ax.set_xlabel("hardware layer (in order; green: GPU)")
+    ax.set_xlabel(
+        "hardware layer, in order (blue compute, red DRAM, orange CBUF fill, gray overhead, "
+        "green GPU)",
+        fontsize=8,
+    )
     ax.set_ylabel("time per image (µs)")
     ax.set_title(f"Per-layer time: {title}", fontsize=9)
     fig.tight_layout()

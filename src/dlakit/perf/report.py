@@ -52,6 +52,7 @@ def layer_rows(profile: Profile) -> list[dict[str, Any]]:
                 "time_us": cost.time_s * 1e6,
                 "compute_us": cost.compute_s * 1e6,
                 "memory_us": cost.memory_s * 1e6,
+                "fill_us": cost.fill_s * 1e6,
                 "overhead_us": cost.overhead_s * 1e6,
                 "utilization": cost.utilization,
             }
