@@ -1,0 +1,429 @@
+"""Compile a quantized graph into hardware operations, host segments and a memory plan.
+
+Input: a :class:`~dlakit.quant.qgraph.QGraph` (every register value already explicit). Output:
+a :class:`Compiled` plan that :mod:`dlakit.nvdla.artifact` writes and :mod:`dlakit.nvdla.runner`
+executes. Per layer:
+
+* :class:`QConv` -> one direct-convolution operation per CBUF tile (:mod:`.tiling`) with its
+  SDP chain on the fly (bias, BatchNorm, ReLU/clip, PReLU, EW add). Grouped convolutions run in
+  channel blocks: each block holds as many whole groups as make its input and output channels
+  start on a surface, with block-diagonal (zero) kernels inside the block, so a depthwise layer
+  costs ``memory_atomic`` times its MACs, as on the hardware.
+* :class:`QSdp` -> an SDP pass from memory; :class:`QPool` -> a PDP pass from memory.
+* :class:`QConcat` -> no operation: its inputs are placed in the output surface.
+* :class:`QReshape` -> no operation when the feature layout does not change, else a host op.
+* :class:`QQuantize`, :class:`QDequantize`, :class:`QFloat` -> host (GPU/CPU) segments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import onnx
+
+from dlakit.errors import DlakitError
+from dlakit.hw import load_register_map
+from dlakit.nvdla import program
+from dlakit.nvdla.config import HwConfig
+from dlakit.nvdla.images import pack_operands, pack_weights
+from dlakit.nvdla.memplan import Buffer, align, place
+from dlakit.nvdla.surface import (
+    Surface,
+    channel_view,
+    cube_of,
+    packed_bytes,
+    packed_surface,
+    row_view,
+)
+from dlakit.nvdla.tiling import ConvShape, plan_tiles
+from dlakit.quant.qgraph import (
+    QConcat,
+    QConv,
+    QGraph,
+    QLayer,
+    QPool,
+    QReshape,
+    QSdp,
+    SdpChain,
+)
+
+ACT_BASE = 0x8000_0000  # activations first, constants after them
+_DLA_TYPES = (QConv, QSdp, QPool, QConcat)
+
+
+@dataclass
+class HwOp:
+    """One hardware operation and the register writes that launch it."""
+
+    name: str
+    kind: str  # conv | sdp | pdp
+    layer: str
+    onnx_nodes: list[str]
+    inputs: list[str]
+    outputs: list[str]
+    info: dict[str, Any]  # shapes and tiling, for inspect
+    writes: list[program.Write]
+
+
+@dataclass
+class Segment:
+    kind: str  # dla | host
+    name: str
+    layers: list[str]
+    inputs: list[str]
+    outputs: list[str]
+    ops: list[HwOp] = field(default_factory=list)
+    model: onnx.ModelProto | None = None
+
+
+@dataclass
+class TensorInfo:
+    shape: tuple[int, ...]
+    precision: str
+    scale: float | None
+    surface: Surface | None = None
+
+
+@dataclass
+class Compiled:
+    model: str
+    cfg: HwConfig
+    inputs: list[str]
+    outputs: list[str]
+    tensors: dict[str, TensorInfo]
+    segments: list[Segment]
+    constants: bytes
+    const_base: int
+    act_base: int
+    act_bytes: int
+    stats: dict[str, Any]
+
+    @property
+    def peak_bytes(self) -> int:
+        return len(self.constants) + self.act_bytes
+
+
+class _Constants:
+    def __init__(self, base: int) -> None:
+        self.base = base
+        self.data = bytearray()
+        self.index: dict[bytes, int] = {}
+
+    def add(self, blob: bytes) -> int:
+        if blob in self.index:
+            return self.index[blob]
+        offset = align(len(self.data), 128)
+        self.data.extend(b"\0" * (offset - len(self.data)))
+        self.data.extend(blob)
+        self.index[blob] = self.base + offset
+        return self.base + offset
+
+
+def _is_layout_noop(layer: QReshape, graph: QGraph) -> bool:
+    a, b = graph.tensors[layer.inputs[0]], graph.tensors[layer.outputs[0]]
+    if a.precision != "int8":
+        return False
+    try:
+        return cube_of(a.shape, a.name) == cube_of(b.shape, b.name)
+    except DlakitError:
+        return False
+
+
+def _engine_of(layer: QLayer, graph: QGraph) -> str:
+    if isinstance(layer, _DLA_TYPES):
+        return "dla"
+    if isinstance(layer, QReshape) and _is_layout_noop(layer, graph):
+        return "dla"
+    return "host"
+
+
+class _Compiler:
+    def __init__(self, graph: QGraph, cfg: HwConfig) -> None:
+        self.g = graph
+        self.cfg = cfg
+        self.regmap = load_register_map(cfg.hw_tree)
+        self.engines = [_engine_of(layer, graph) for layer in graph.layers]
+        self.alias: dict[str, tuple[str, int]] = {}  # tensor -> (parent tensor, channel offset)
+        self.surfaces: dict[str, Surface] = {}
+        self.consts = _Constants(ACT_BASE)
+        self.tiling = {"layers": 0, "split_layers": 0, "operations": 0, "max_tiles": 0}
+
+    # ---- which tensors live in DLA memory, and where
+    def dla_tensors(self) -> set[str]:
+        names: set[str] = set()
+        for layer, engine in zip(self.g.layers, self.engines, strict=True):
+            if engine == "dla":
+                names.update(layer.inputs)
+                names.update(layer.outputs)
+        return names
+
+    def root(self, name: str) -> tuple[str, int]:
+        offset = 0
+        while name in self.alias:
+            name, c0 = self.alias[name]
+            offset += c0
+        return name, offset
+
+    def build_aliases(self) -> None:
+        for layer, engine in zip(self.g.layers, self.engines, strict=True):
+            if engine != "dla":
+                continue
+            if isinstance(layer, QReshape):
+                self.alias[layer.outputs[0]] = (layer.inputs[0], 0)
+            elif isinstance(layer, QConcat):
+                c0 = 0
+                for name in layer.inputs:
+                    if name in self.alias or name in self.g.inputs:
+                        raise DlakitError(
+                            f"layer {layer.name}: input '{name}' is already placed elsewhere; "
+                            "a tensor can be placed in one concatenation only"
+                        )
+                    self.alias[name] = (layer.outputs[0], c0)
+                    c0 += cube_of(self.g.tensors[name].shape, name)[0]
+
+    def plan_memory(self, names: set[str]) -> int:
+        atom = self.cfg.atom
+        end = len(self.g.layers)
+        life: dict[str, list[int]] = {}
+        for index, layer in enumerate(self.g.layers):
+            for name in layer.outputs:
+                if name in names:
+                    span = life.setdefault(self.root(name)[0], [index, index])
+                    span[0] = min(span[0], index)
+            for name in layer.inputs:
+                if name in names:
+                    r = self.root(name)[0]
+                    span = life.setdefault(r, [index, index])
+                    span[0], span[1] = min(span[0], index), max(span[1], index)
+        for name in self.g.outputs:
+            if name in names:
+                life[self.root(name)[0]][1] = end
+        buffers = {
+            r: Buffer(r, packed_bytes(cube_of(self.g.tensors[r].shape, r), atom), a, b)
+            for r, (a, b) in life.items()
+        }
+        peak = place(list(buffers.values()))
+        for name in names:
+            r, c0 = self.root(name)
+            parent = packed_surface(
+                ACT_BASE + buffers[r].offset, cube_of(self.g.tensors[r].shape, r), atom
+            )
+            c = cube_of(self.g.tensors[name].shape, name)[0]
+            self.surfaces[name] = channel_view(parent, c0, c, atom) if c0 or r != name else parent
+        return peak
+
+    # ---- operations
+    def operand_images(self, chain: SdpChain, channels: int) -> program.Operands:
+        addrs: dict[str, int | None] = {}
+        for key, unit in (("bs", chain.x1), ("bn", chain.x2)):
+            alu_mem, mul_mem = program.x_uses_memory(unit)
+            if unit is None or not (alu_mem or mul_mem):
+                addrs[key] = None
+                continue
+            cols = [c for c, use in ((unit.alu_operand, alu_mem), (unit.mul, mul_mem)) if use]
+            padded = -(-channels // self.cfg.atom) * self.cfg.atom
+            blob = pack_operands(
+                np.asarray(cols[0]), np.asarray(cols[1]) if len(cols) > 1 else None, padded
+            )
+            addrs[key] = self.consts.add(blob)
+        return program.Operands(bs=addrs["bs"], bn=addrs["bn"])
+
+    def check_engines(self, layer: QLayer) -> None:
+        chain = getattr(layer, "sdp", None)
+        need = []
+        if chain is not None and chain.y is not None:
+            need.append("sdp_ew")
+        if isinstance(layer, QPool):
+            need.append("pdp")
+        for engine in need:
+            if not self.cfg.engines.get(engine):
+                raise DlakitError(
+                    f"layer {layer.name} needs {engine}, which {self.cfg.target} lacks"
+                )
+
+    def conv_ops(self, layer: QConv) -> list[HwOp]:
+        atom, cfg = self.cfg.atom, self.cfg
+        src_all = self.surfaces[layer.inputs[0]]
+        dst_all = self.surfaces[layer.outputs[0]]
+        ew_all = self.surfaces[layer.inputs[1]] if layer.sdp.y is not None else None
+        w = np.asarray(layer.weight, dtype=np.int8)
+        k_total, cg, r, s = w.shape
+        c, h, wd = src_all.channels, src_all.height, src_all.width
+        if w.shape[1] * layer.groups != c:
+            raise DlakitError(
+                f"layer {layer.name}: weights {list(w.shape)} do not match {c} channels"
+            )
+        kg = k_total // layer.groups
+        n = 1  # groups per block: the fewest that start input and output on a surface
+        while n < layer.groups and ((n * cg) % atom or (n * kg) % atom):
+            n += 1
+        operands = self.operand_images(layer.sdp, k_total)
+        ops: list[HwOp] = []
+        blocks = range(0, layer.groups, n)
+        left, right = layer.pads[1], layer.pads[3]
+        for b0 in blocks:
+            gn = min(n, layer.groups - b0)
+            cin0, cin, k0, kn = b0 * cg, gn * cg, b0 * kg, gn * kg
+            wb = np.zeros((kn, cin, r, s), dtype=np.int8)
+            for gi in range(gn):  # block-diagonal: group gi sees only its own channels
+                wb[gi * kg : (gi + 1) * kg, gi * cg : (gi + 1) * cg] = w[
+                    k0 + gi * kg : k0 + (gi + 1) * kg
+                ]
+            shape = ConvShape(cin, h, wd, kn, r, s, layer.stride, layer.dilation, layer.pads,
+                              dst_all.height, dst_all.width)  # fmt: skip
+            tiles = plan_tiles(shape, cfg, layer.name)
+            images: dict[int, tuple[int, int]] = {}
+            for t in tiles:
+                if t.k0 not in images:
+                    blob = pack_weights(wb[t.k0 : t.k0 + t.kernels], cfg.atomic_k, cfg.atomic_c)
+                    images[t.k0] = (self.consts.add(blob), len(blob))
+                waddr, wsize = images[t.k0]
+                kabs = k0 + t.k0
+                src = row_view(channel_view(src_all, cin0, cin, atom), t.ih0, t.in_rows)
+                dst = row_view(channel_view(dst_all, kabs, t.kernels, atom), t.oh0, t.out_rows)
+                ew = None
+                if ew_all is not None:
+                    ew = row_view(channel_view(ew_all, kabs, t.kernels, atom), t.oh0, t.out_rows)
+                ops_at = program.Operands(
+                    bs=None if operands.bs is None else operands.bs + kabs * _stride(layer.sdp.x1),
+                    bn=None if operands.bn is None else operands.bn + kabs * _stride(layer.sdp.x2),
+                )
+                writes = program.conv_program(
+                    self.regmap, layer, t, src, dst, waddr, wsize, (r, s), layer.dilation,
+                    (left, right), ops_at, ew, atom,
+                )  # fmt: skip
+                info = {
+                    "in": [cin, t.in_rows, wd],
+                    "out": [t.kernels, t.out_rows, dst.width],
+                    "kernel": [r, s],
+                    "stride": list(layer.stride),
+                    "groups": layer.groups,
+                    "tile": {
+                        "channels_from": cin0,
+                        "kernels_from": kabs,
+                        "rows_from": t.oh0,
+                        "input_rows_from": t.ih0,
+                        "pad_top": t.pad_top,
+                        "pad_bottom": t.pad_bottom,
+                        "data_banks": t.data_banks,
+                        "weight_banks": t.weight_banks,
+                        "entry_per_slice": t.entries,
+                    },
+                }
+                ops.append(HwOp(f"{layer.name}#{len(ops)}", "conv", layer.name, layer.onnx_nodes,
+                                list(layer.inputs), list(layer.outputs), info, writes))  # fmt: skip
+        self.tiling["layers"] += 1
+        self.tiling["operations"] += len(ops)
+        self.tiling["max_tiles"] = max(self.tiling["max_tiles"], len(ops))
+        if len(ops) > len(blocks):
+            self.tiling["split_layers"] += 1
+        for op in ops:
+            op.info["tile"]["of"] = len(ops)
+        return ops
+
+    def sdp_op(self, layer: QSdp) -> HwOp:
+        src, dst = self.surfaces[layer.inputs[0]], self.surfaces[layer.outputs[0]]
+        ew = self.surfaces[layer.inputs[1]] if layer.sdp.y is not None else None
+        operands = self.operand_images(layer.sdp, dst.channels)
+        writes = program.sdp_program(self.regmap, layer.name, layer.sdp, src, dst, operands, ew)
+        info = {"in": [src.channels, src.height, src.width], "out": [dst.channels, dst.height,
+                dst.width]}  # fmt: skip
+        return HwOp(layer.name, "sdp", layer.name, layer.onnx_nodes, list(layer.inputs),
+                    list(layer.outputs), info, writes)  # fmt: skip
+
+    def pdp_op(self, layer: QPool) -> HwOp:
+        src, dst = self.surfaces[layer.inputs[0]], self.surfaces[layer.outputs[0]]
+        writes = program.pdp_program(self.regmap, layer, src, dst)
+        info = {
+            "in": [src.channels, src.height, src.width],
+            "out": [dst.channels, dst.height, dst.width],
+            "kernel": list(layer.kernel),
+            "stride": list(layer.stride),
+            "method": layer.method,
+        }
+        return HwOp(layer.name, "pdp", layer.name, layer.onnx_nodes, list(layer.inputs),
+                    list(layer.outputs), info, writes)  # fmt: skip
+
+    # ---- segments
+    def segments(self) -> list[Segment]:
+        from dlakit.gpu.segment import host_segment_model
+
+        runs: list[tuple[str, list[int]]] = []
+        for index, engine in enumerate(self.engines):
+            if runs and runs[-1][0] == engine:
+                runs[-1][1].append(index)
+            else:
+                runs.append((engine, [index]))
+        consumers: dict[str, list[int]] = {}
+        for index, layer in enumerate(self.g.layers):
+            for name in layer.inputs:
+                consumers.setdefault(name, []).append(index)
+        segments = []
+        for number, (engine, indices) in enumerate(runs):
+            layers = [self.g.layers[i] for i in indices]
+            made = {n for layer in layers for n in layer.outputs}
+            inside = set(indices)
+            inputs = _unique(n for layer in layers for n in layer.inputs if n not in made)
+            outputs = [
+                n
+                for layer in layers
+                for n in layer.outputs
+                if n in self.g.outputs or any(i not in inside for i in consumers.get(n, []))
+            ]
+            seg = Segment(engine, f"{engine}{number}", [x.name for x in layers], inputs, outputs)
+            if engine == "host":
+                seg.model = host_segment_model(self.g, layers, inputs, outputs, seg.name)
+            else:
+                for layer in layers:
+                    self.check_engines(layer)
+                    if isinstance(layer, QConv):
+                        seg.ops += self.conv_ops(layer)
+                    elif isinstance(layer, QSdp):
+                        seg.ops.append(self.sdp_op(layer))
+                    elif isinstance(layer, QPool):
+                        seg.ops.append(self.pdp_op(layer))
+            segments.append(seg)
+        return segments
+
+
+def _stride(unit) -> int:
+    """Bytes per channel of an X unit's operand table."""
+    alu_mem, mul_mem = program.x_uses_memory(unit)
+    return 2 * (int(alu_mem) + int(mul_mem))
+
+
+def _unique(names) -> list[str]:
+    return list(dict.fromkeys(names))
+
+
+def compile_graph(graph: QGraph, cfg: HwConfig) -> Compiled:
+    """Lower ``graph`` for ``cfg``: hardware operations, host segments and the memory plan."""
+    c = _Compiler(graph, cfg)
+    if "dla" not in c.engines:
+        raise DlakitError(
+            f"model {graph.model_name}: no layer runs on the {cfg.target} DLA "
+            "(every layer falls back); nothing to compile"
+        )
+    c.build_aliases()
+    names = c.dla_tensors()
+    act_bytes = c.plan_memory(names)
+    c.consts = _Constants(align(ACT_BASE + act_bytes, 1 << 16))
+    segments = c.segments()
+    tensors = {
+        name: TensorInfo(t.shape, t.precision, t.scale, c.surfaces.get(name))
+        for name, t in graph.tensors.items()
+    }
+    ops = [op for s in segments for op in s.ops]
+    stats = {
+        "hardware_ops": len(ops),
+        "ops_by_kind": {k: sum(op.kind == k for op in ops) for k in ("conv", "sdp", "pdp")},
+        "dla_segments": sum(s.kind == "dla" for s in segments),
+        "host_segments": sum(s.kind == "host" for s in segments),
+        "tiling": dict(c.tiling),
+        "register_writes": sum(len(op.writes) for op in ops),
+    }
+    return Compiled(graph.model_name, cfg, list(graph.inputs), list(graph.outputs), tensors,
+                    segments, bytes(c.consts.data), c.consts.base, ACT_BASE, act_bytes,
+                    stats)  # fmt: skip

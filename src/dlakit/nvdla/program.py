@@ -1,0 +1,407 @@
+"""Register programs: the CSB writes that set up and launch one hardware operation.
+
+Each builder returns ``[(unit, register, value)]`` in the order a driver writes them: the
+operation's ``D_`` registers, then ``D_OP_ENABLE`` of every unit taking part, the data consumer
+last (SDP before CACC/CMAC/CSC/CDMA; PDP_RDMA before PDP). Every functional register is written
+for every operation (bypasses included), so no value leaks from the previous operation. Field
+values come from :class:`dlakit.hw.RegisterMap`, the map the simulator decodes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from dlakit.errors import DlakitError
+from dlakit.hw import RegisterMap
+from dlakit.nvdla.surface import Surface
+from dlakit.nvdla.tiling import Tile
+from dlakit.quant.qgraph import EwUnit, QConv, QPool, SdpChain, XUnit
+
+Write = tuple[str, str, int]
+
+
+@dataclass
+class Program:
+    regmap: RegisterMap
+    where: str  # the layer, for error messages
+    writes: list[Write] = field(default_factory=list)
+
+    def w(self, unit: str, reg: str, **fields: int | str) -> None:
+        r = self.regmap.register(unit, reg)
+        try:
+            value = r.encode(**fields)
+        except DlakitError as exc:
+            raise DlakitError(f"layer {self.where}: {exc}") from None
+        self.writes.append((unit, reg, value))
+
+    def addr(self, unit: str, low: str, high: str, address: int) -> None:
+        self.writes.append((unit, low, address & 0xFFFFFFFF))
+        self.writes.append((unit, high, address >> 32))
+
+    def enable(self, *units: str) -> None:
+        for unit in units:
+            self.w(unit, "D_OP_ENABLE", OP_EN="ENABLE")
+
+
+@dataclass(frozen=True)
+class Operands:
+    """Where the B/N-RDMA reads an X unit's per-channel operands (None: registers only)."""
+
+    bs: int | None = None
+    bn: int | None = None
+
+
+def per_channel(values: np.ndarray | None) -> bool:
+    return values is not None and np.asarray(values).size > 1
+
+
+def x_uses_memory(unit: XUnit | None) -> tuple[bool, bool]:
+    if unit is None:
+        return False, False
+    return (unit.alu is not None and per_channel(unit.alu_operand)), (
+        unit.mul is not None and per_channel(unit.mul)
+    )
+
+
+def _x_unit(p: Program, stem: str, unit: XUnit | None) -> None:
+    if unit is None:
+        p.w("SDP", f"D_DP_{stem}_CFG", **{f"{stem}_BYPASS": "YES"})
+        return
+    alu_mem, mul_mem = x_uses_memory(unit)
+    p.w(
+        "SDP",
+        f"D_DP_{stem}_CFG",
+        **{
+            f"{stem}_BYPASS": "NO",
+            f"{stem}_ALU_BYPASS": "YES" if unit.alu is None else "NO",
+            f"{stem}_ALU_ALGO": (unit.alu or "sum").upper(),
+            f"{stem}_MUL_BYPASS": "YES" if unit.mul is None else "NO",
+            f"{stem}_MUL_PRELU": "YES" if unit.prelu else "NO",
+            f"{stem}_RELU_BYPASS": "NO" if unit.relu else "YES",
+        },
+    )
+    p.w(
+        "SDP",
+        f"D_DP_{stem}_ALU_CFG",
+        **{
+            f"{stem}_ALU_SRC": "MEM" if alu_mem else "REG",
+            f"{stem}_ALU_SHIFT_VALUE": unit.alu_shift,
+        },
+    )
+    alu_reg = 0 if unit.alu is None or alu_mem else int(np.asarray(unit.alu_operand).reshape(-1)[0])
+    p.w("SDP", f"D_DP_{stem}_ALU_SRC_VALUE", **{f"{stem}_ALU_OPERAND": alu_reg})
+    p.w(
+        "SDP",
+        f"D_DP_{stem}_MUL_CFG",
+        **{
+            f"{stem}_MUL_SRC": "MEM" if mul_mem else "REG",
+            f"{stem}_MUL_SHIFT_VALUE": unit.truncate,
+        },
+    )
+    mul_reg = 1 if unit.mul is None or mul_mem else int(np.asarray(unit.mul).reshape(-1)[0])
+    p.w("SDP", f"D_DP_{stem}_MUL_SRC_VALUE", **{f"{stem}_MUL_OPERAND": mul_reg})
+
+
+def _x_rdma(p: Program, dma: str, stem: str, unit: XUnit | None, address: int | None) -> bool:
+    alu_mem, mul_mem = x_uses_memory(unit)
+    if not (alu_mem or mul_mem) or address is None:
+        p.w("SDP_RDMA", f"D_{dma}_CFG", **{f"{dma}_DISABLE": "YES"})
+        return False
+    use = "BOTH" if alu_mem and mul_mem else ("ALU" if alu_mem else "MUL")
+    p.w(
+        "SDP_RDMA",
+        f"D_{dma}_CFG",
+        **{
+            f"{dma}_DISABLE": "NO",
+            f"{dma}_DATA_USE": use,
+            f"{dma}_DATA_SIZE": "TWO_BYTE",
+            f"{dma}_DATA_MODE": "PER_KERNEL",
+            f"{dma}_RAM_TYPE": "MC",
+        },
+    )
+    p.addr("SDP_RDMA", f"D_{stem}_BASE_ADDR_LOW", f"D_{stem}_BASE_ADDR_HIGH", address)
+    return True
+
+
+def _y_unit(p: Program, unit: EwUnit | None, ew: Surface | None) -> bool:
+    if unit is None or ew is None:
+        p.w("SDP", "D_DP_EW_CFG", EW_BYPASS="YES")
+        p.w("SDP_RDMA", "D_ERDMA_CFG", ERDMA_DISABLE="YES")
+        return False
+    p.w(
+        "SDP",
+        "D_DP_EW_CFG",
+        EW_BYPASS="NO",
+        EW_ALU_BYPASS="NO",
+        EW_ALU_ALGO=unit.alu.upper(),
+        EW_MUL_BYPASS="YES",
+        EW_LUT_BYPASS="YES",
+    )
+    p.w("SDP", "D_DP_EW_ALU_CFG", EW_ALU_SRC="MEM", EW_ALU_CVT_BYPASS="NO")
+    p.w("SDP", "D_DP_EW_ALU_CVT_OFFSET_VALUE", EW_ALU_CVT_OFFSET=unit.cvt_offset)
+    p.w("SDP", "D_DP_EW_ALU_CVT_SCALE_VALUE", EW_ALU_CVT_SCALE=unit.cvt_scale)
+    p.w("SDP", "D_DP_EW_ALU_CVT_TRUNCATE_VALUE", EW_ALU_CVT_TRUNCATE=unit.cvt_truncate)
+    p.w("SDP", "D_DP_EW_MUL_CFG", EW_MUL_SRC="REG", EW_MUL_CVT_BYPASS="YES")
+    p.w(
+        "SDP_RDMA",
+        "D_ERDMA_CFG",
+        ERDMA_DISABLE="NO",
+        ERDMA_DATA_USE="ALU",
+        ERDMA_DATA_SIZE="ONE_BYTE",
+        ERDMA_DATA_MODE="PER_ELEMENT",
+        ERDMA_RAM_TYPE="MC",
+    )
+    p.addr("SDP_RDMA", "D_EW_BASE_ADDR_LOW", "D_EW_BASE_ADDR_HIGH", ew.address)
+    p.w("SDP_RDMA", "D_EW_LINE_STRIDE", EW_LINE_STRIDE=ew.line_stride)
+    p.w("SDP_RDMA", "D_EW_SURFACE_STRIDE", EW_SURFACE_STRIDE=ew.surf_stride)
+    return True
+
+
+def _cube(p: Program, unit: str, s: Surface) -> None:
+    p.w(unit, "D_DATA_CUBE_WIDTH", WIDTH=s.width - 1)
+    p.w(unit, "D_DATA_CUBE_HEIGHT", HEIGHT=s.height - 1)
+    p.w(unit, "D_DATA_CUBE_CHANNEL", CHANNEL=s.channels - 1)
+
+
+def _sdp(
+    p: Program,
+    chain: SdpChain,
+    out: Surface,
+    operands: Operands,
+    ew: Surface | None,
+    flying: bool,
+) -> bool:
+    """SDP and SDP_RDMA registers of a chain; True when SDP_RDMA takes part."""
+    _cube(p, "SDP_RDMA", out)
+    _cube(p, "SDP", out)
+    p.addr("SDP", "D_DST_BASE_ADDR_LOW", "D_DST_BASE_ADDR_HIGH", out.address)
+    p.w("SDP", "D_DST_LINE_STRIDE", DST_LINE_STRIDE=out.line_stride)
+    p.w("SDP", "D_DST_SURFACE_STRIDE", DST_SURFACE_STRIDE=out.surf_stride)
+    p.w("SDP", "D_DST_DMA_CFG", DST_RAM_TYPE="MC")
+    p.w("SDP", "D_DATA_FORMAT", PROC_PRECISION="INT8", OUT_PRECISION="INT8")
+    mode = "ON" if flying else "OFF"
+    p.w("SDP", "D_FEATURE_MODE_CFG", FLYING_MODE=mode, OUTPUT_DST="MEM", WINOGRAD="OFF")
+    p.w(
+        "SDP_RDMA",
+        "D_FEATURE_MODE_CFG",
+        FLYING_MODE=mode,
+        WINOGRAD="OFF",
+        IN_PRECISION="INT8",
+        PROC_PRECISION="INT8",
+        OUT_PRECISION="INT8",
+    )
+    _x_unit(p, "BS", chain.x1)
+    _x_unit(p, "BN", chain.x2)
+    rdma = _x_rdma(p, "BRDMA", "BS", chain.x1, operands.bs)
+    rdma |= _x_rdma(p, "NRDMA", "BN", chain.x2, operands.bn)
+    rdma |= _y_unit(p, chain.y, ew)
+    p.w("SDP", "D_CVT_OFFSET", CVT_OFFSET=chain.c.offset)
+    p.w("SDP", "D_CVT_SCALE", CVT_SCALE=chain.c.scale)
+    p.w("SDP", "D_CVT_SHIFT", CVT_SHIFT=chain.c.shift)
+    return rdma
+
+
+def conv_program(
+    regmap: RegisterMap,
+    layer: QConv,
+    tile: Tile,
+    src: Surface,
+    dst: Surface,
+    weights: int,
+    weight_size: int,
+    kernel: tuple[int, int],
+    dilation: tuple[int, int],
+    pads_lr: tuple[int, int],
+    operands: Operands,
+    ew: Surface | None,
+    atom: int,
+) -> list[Write]:
+    """One tile of a direct convolution with its SDP chain on the fly.
+
+    ``src`` is the tile's input rows (all channels of the block), ``dst`` its output rows and
+    kernels; ``weights`` the address of the tile's packed kernels.
+    """
+    p = Program(regmap, layer.name)
+    c, h, w = src.channels, src.height, src.width
+    r, s = kernel
+    left, right = pads_lr
+    bytes_per_kernel = c * r * s
+    for unit in ("CDMA", "CSC"):
+        p.w(
+            unit,
+            "D_MISC_CFG",
+            CONV_MODE="DIRECT",
+            IN_PRECISION="INT8",
+            PROC_PRECISION="INT8",
+            DATA_REUSE="DISABLE",
+            WEIGHT_REUSE="DISABLE",
+            SKIP_DATA_RLS="DISABLE",
+            SKIP_WEIGHT_RLS="DISABLE",
+        )
+        p.w(unit, "D_DATAIN_FORMAT", DATAIN_FORMAT="FEATURE")
+        p.w(unit, "D_BATCH_NUMBER", BATCHES=0)
+        p.w(unit, "D_ENTRY_PER_SLICE", ENTRIES=tile.entries - 1)
+        p.w(unit, "D_WEIGHT_FORMAT", WEIGHT_FORMAT="UNCOMPRESSED")
+        p.w(unit, "D_ZERO_PADDING_VALUE", PAD_VALUE=layer.pad_value & 0xFFFF)
+        p.w(unit, "D_BANK", DATA_BANK=tile.data_banks - 1, WEIGHT_BANK=tile.weight_banks - 1)
+    p.w("CDMA", "D_DATAIN_SIZE_0", DATAIN_WIDTH=w - 1, DATAIN_HEIGHT=h - 1)
+    p.w("CDMA", "D_DATAIN_SIZE_1", DATAIN_CHANNEL=c - 1)
+    p.w("CDMA", "D_DATAIN_SIZE_EXT_0", DATAIN_WIDTH_EXT=w - 1, DATAIN_HEIGHT_EXT=h - 1)
+    p.w("CDMA", "D_PIXEL_OFFSET", PIXEL_X_OFFSET=0, PIXEL_Y_OFFSET=0)
+    p.w("CDMA", "D_DAIN_RAM_TYPE", DATAIN_RAM_TYPE="MCIF")
+    p.addr("CDMA", "D_DAIN_ADDR_LOW_0", "D_DAIN_ADDR_HIGH_0", src.address)
+    p.w("CDMA", "D_LINE_STRIDE", LINE_STRIDE=src.line_stride)
+    p.w("CDMA", "D_SURF_STRIDE", SURF_STRIDE=src.surf_stride)
+    p.w(
+        "CDMA",
+        "D_DAIN_MAP",
+        LINE_PACKED=_bool(src.line_stride == w * atom),
+        SURF_PACKED=_bool(src.surf_stride == h * src.line_stride),
+    )
+    p.w("CDMA", "D_BATCH_STRIDE", BATCH_STRIDE=0)
+    p.w("CDMA", "D_FETCH_GRAIN", GRAINS=0)
+    p.w("CDMA", "D_WEIGHT_SIZE_0", BYTE_PER_KERNEL=bytes_per_kernel - 1)
+    p.w("CDMA", "D_WEIGHT_SIZE_1", WEIGHT_KERNEL=tile.kernels - 1)
+    p.w("CDMA", "D_WEIGHT_RAM_TYPE", WEIGHT_RAM_TYPE="MCIF")
+    p.addr("CDMA", "D_WEIGHT_ADDR_LOW", "D_WEIGHT_ADDR_HIGH", weights)
+    p.w("CDMA", "D_WEIGHT_BYTES", WEIGHT_BYTES=weight_size)
+    p.w("CDMA", "D_MEAN_FORMAT", MEAN_FORMAT="DISABLE")
+    p.w("CDMA", "D_CVT_CFG", CVT_EN="DISABLE", CVT_TRUNCATE=0)
+    p.w("CDMA", "D_CVT_OFFSET", CVT_OFFSET=0)
+    p.w("CDMA", "D_CVT_SCALE", CVT_SCALE=1)
+    sy, sx = layer.stride
+    p.w("CDMA", "D_CONV_STRIDE", CONV_X_STRIDE=sx - 1, CONV_Y_STRIDE=sy - 1)
+    p.w(
+        "CDMA",
+        "D_ZERO_PADDING",
+        PAD_LEFT=left,
+        PAD_RIGHT=right,
+        PAD_TOP=tile.pad_top,
+        PAD_BOTTOM=tile.pad_bottom,
+    )
+    p.w("CDMA", "D_NAN_FLUSH_TO_ZERO", NAN_TO_ZERO="DISABLE")
+    p.w("CSC", "D_DATAIN_SIZE_EXT_0", DATAIN_WIDTH_EXT=w - 1, DATAIN_HEIGHT_EXT=h - 1)
+    p.w("CSC", "D_DATAIN_SIZE_EXT_1", DATAIN_CHANNEL_EXT=c - 1)
+    p.w("CSC", "D_POST_Y_EXTENSION", Y_EXTENSION=0)
+    p.w("CSC", "D_WEIGHT_SIZE_EXT_0", WEIGHT_WIDTH_EXT=s - 1, WEIGHT_HEIGHT_EXT=r - 1)
+    p.w("CSC", "D_WEIGHT_SIZE_EXT_1", WEIGHT_CHANNEL_EXT=c - 1, WEIGHT_KERNEL=tile.kernels - 1)
+    p.w("CSC", "D_WEIGHT_BYTES", WEIGHT_BYTES=weight_size)
+    p.w("CSC", "D_WMB_BYTES", WMB_BYTES=0)
+    p.w("CSC", "D_DATAOUT_SIZE_0", DATAOUT_WIDTH=dst.width - 1, DATAOUT_HEIGHT=dst.height - 1)
+    p.w("CSC", "D_DATAOUT_SIZE_1", DATAOUT_CHANNEL=dst.channels - 1)
+    p.w("CSC", "D_ATOMICS", ATOMICS=dst.width * dst.height - 1)
+    p.w("CSC", "D_RELEASE", RLS_SLICES=h - 1)
+    p.w("CSC", "D_CONV_STRIDE_EXT", CONV_X_STRIDE_EXT=sx - 1, CONV_Y_STRIDE_EXT=sy - 1)
+    p.w("CSC", "D_DILATION_EXT", X_DILATION_EXT=dilation[1] - 1, Y_DILATION_EXT=dilation[0] - 1)
+    p.w("CSC", "D_ZERO_PADDING", PAD_LEFT=left, PAD_TOP=tile.pad_top)
+    p.w("CSC", "D_PRA_CFG", PRA_TRUNCATE=0)
+    for unit in ("CMAC_A", "CMAC_B"):
+        p.w(unit, "D_MISC_CFG", CONV_MODE="DIRECT", PROC_PRECISION="INT8")
+    p.w("CACC", "D_MISC_CFG", CONV_MODE="DIRECT", PROC_PRECISION="INT8")
+    p.w("CACC", "D_DATAOUT_SIZE_0", DATAOUT_WIDTH=dst.width - 1, DATAOUT_HEIGHT=dst.height - 1)
+    p.w("CACC", "D_DATAOUT_SIZE_1", DATAOUT_CHANNEL=dst.channels - 1)
+    p.w("CACC", "D_DATAOUT_ADDR", DATAOUT_ADDR=dst.address & 0xFFFFFFFF)
+    p.w("CACC", "D_BATCH_NUMBER", BATCHES=0)
+    p.w("CACC", "D_LINE_STRIDE", LINE_STRIDE=dst.line_stride)
+    p.w("CACC", "D_SURF_STRIDE", SURF_STRIDE=dst.surf_stride)
+    p.w(
+        "CACC",
+        "D_DATAOUT_MAP",
+        LINE_PACKED=_bool(dst.line_stride == dst.width * atom),
+        SURF_PACKED=_bool(dst.surf_stride == dst.height * dst.line_stride),
+    )
+    p.w("CACC", "D_CLIP_CFG", CLIP_TRUNCATE=layer.cacc_truncate)
+    rdma = _sdp(p, layer.sdp, dst, operands, ew, flying=True)
+    units = ("SDP_RDMA",) if rdma else ()
+    p.enable(*units, "SDP", "CACC", "CMAC_A", "CMAC_B", "CSC", "CDMA")
+    return p.writes
+
+
+def _bool(value: bool) -> str:
+    return "TRUE" if value else "FALSE"
+
+
+def sdp_program(
+    regmap: RegisterMap,
+    name: str,
+    chain: SdpChain,
+    src: Surface,
+    dst: Surface,
+    operands: Operands,
+    ew: Surface | None,
+) -> list[Write]:
+    """A standalone SDP pass from memory to memory."""
+    p = Program(regmap, name)
+    _sdp(p, chain, dst, operands, ew, flying=False)  # the M-RDMA reads src: RDMA always runs
+    p.addr("SDP_RDMA", "D_SRC_BASE_ADDR_LOW", "D_SRC_BASE_ADDR_HIGH", src.address)
+    p.w("SDP_RDMA", "D_SRC_LINE_STRIDE", SRC_LINE_STRIDE=src.line_stride)
+    p.w("SDP_RDMA", "D_SRC_SURFACE_STRIDE", SRC_SURFACE_STRIDE=src.surf_stride)
+    p.w("SDP_RDMA", "D_SRC_DMA_CFG", SRC_RAM_TYPE="MC")
+    p.enable("SDP_RDMA", "SDP")
+    return p.writes
+
+
+_POOL_METHOD = {
+    "max": "POOLING_METHOD_MAX",
+    "min": "POOLING_METHOD_MIN",
+    "avg": "POOLING_METHOD_AVERAGE",
+}
+
+
+def pdp_program(regmap: RegisterMap, layer: QPool, src: Surface, dst: Surface) -> list[Write]:
+    """PDP pooling from memory (off-flying)."""
+    p = Program(regmap, layer.name)
+    top, left, bottom, right = layer.pads
+    kh, kw = layer.kernel
+    sy, sx = layer.stride
+    for unit in ("PDP_RDMA", "PDP"):
+        p.w(unit, "D_DATA_CUBE_IN_WIDTH", CUBE_IN_WIDTH=src.width - 1)
+        p.w(unit, "D_DATA_CUBE_IN_HEIGHT", CUBE_IN_HEIGHT=src.height - 1)
+        p.w(unit, "D_DATA_CUBE_IN_CHANNEL", CUBE_IN_CHANNEL=src.channels - 1)
+        p.w(unit, "D_DATA_FORMAT", INPUT_DATA="INT8")
+        p.addr(unit, "D_SRC_BASE_ADDR_LOW", "D_SRC_BASE_ADDR_HIGH", src.address)
+        p.w(unit, "D_SRC_LINE_STRIDE", SRC_LINE_STRIDE=src.line_stride)
+        p.w(unit, "D_SRC_SURFACE_STRIDE", SRC_SURFACE_STRIDE=src.surf_stride)
+        p.w(unit, "D_PARTIAL_WIDTH_IN", PARTIAL_WIDTH_IN_FIRST=0, PARTIAL_WIDTH_IN_LAST=0,
+            PARTIAL_WIDTH_IN_MID=0)  # fmt: skip
+    p.w("PDP_RDMA", "D_FLYING_MODE", FLYING_MODE="OFF_FLYING")
+    p.w("PDP_RDMA", "D_SRC_RAM_CFG", SRC_RAM_TYPE="MC")
+    p.w("PDP_RDMA", "D_OPERATION_MODE_CFG", SPLIT_NUM=0)
+    p.w("PDP_RDMA", "D_POOLING_KERNEL_CFG", KERNEL_WIDTH=kw - 1, KERNEL_STRIDE_WIDTH=sx - 1)
+    p.w("PDP_RDMA", "D_POOLING_PADDING_CFG", PAD_WIDTH=left)
+    p.w("PDP", "D_DATA_CUBE_OUT_WIDTH", CUBE_OUT_WIDTH=dst.width - 1)
+    p.w("PDP", "D_DATA_CUBE_OUT_HEIGHT", CUBE_OUT_HEIGHT=dst.height - 1)
+    p.w("PDP", "D_DATA_CUBE_OUT_CHANNEL", CUBE_OUT_CHANNEL=dst.channels - 1)
+    p.w(
+        "PDP",
+        "D_OPERATION_MODE_CFG",
+        POOLING_METHOD=_POOL_METHOD[layer.method],
+        FLYING_MODE="OFF_FLYING",
+        SPLIT_NUM=0,
+    )
+    p.w("PDP", "D_NAN_FLUSH_TO_ZERO", NAN_TO_ZERO="DISABLE")
+    p.w("PDP", "D_PARTIAL_WIDTH_OUT", PARTIAL_WIDTH_OUT_FIRST=0, PARTIAL_WIDTH_OUT_LAST=0,
+        PARTIAL_WIDTH_OUT_MID=0)  # fmt: skip
+    p.w(
+        "PDP",
+        "D_POOLING_KERNEL_CFG",
+        KERNEL_WIDTH=kw - 1,
+        KERNEL_HEIGHT=kh - 1,
+        KERNEL_STRIDE_WIDTH=sx - 1,
+        KERNEL_STRIDE_HEIGHT=sy - 1,
+    )
+    p.w("PDP", "D_RECIP_KERNEL_WIDTH", RECIP_KERNEL_WIDTH=layer.recip_w)
+    p.w("PDP", "D_RECIP_KERNEL_HEIGHT", RECIP_KERNEL_HEIGHT=layer.recip_h)
+    p.w("PDP", "D_POOLING_PADDING_CFG", PAD_LEFT=left, PAD_TOP=top, PAD_RIGHT=right,
+        PAD_BOTTOM=bottom)  # fmt: skip
+    for n in range(1, 8):
+        # The firmware programs PAD_VALUE_nX = n * PAD_VALUE_1X (qgraph.QPool).
+        p.w("PDP", f"D_POOLING_PADDING_VALUE_{n}_CFG", **{f"PAD_VALUE_{n}X": n * layer.pad_value})
+    p.addr("PDP", "D_DST_BASE_ADDR_LOW", "D_DST_BASE_ADDR_HIGH", dst.address)
+    p.w("PDP", "D_DST_LINE_STRIDE", DST_LINE_STRIDE=dst.line_stride)
+    p.w("PDP", "D_DST_SURFACE_STRIDE", DST_SURFACE_STRIDE=dst.surf_stride)
+    p.w("PDP", "D_DST_RAM_CFG", DST_RAM_TYPE="MC")
+    p.enable("PDP_RDMA", "PDP")
+    return p.writes

@@ -1,0 +1,176 @@
+"""Execute a compiled model: DLA segments on the register-level simulator, host segments in
+PyTorch (or onnxruntime), in plan order.
+
+The simulator is programmed only through the register writes stored per hardware operation, the
+same path a trace takes (:class:`dlakit.sim.Nvdla`). Host code moves tensors in and out of the
+simulated memory at segment boundaries, as a driver copies input and output tensors. The
+simulator runs one image at a time (``BATCH_NUMBER`` is not modelled), so a batch loops.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from dlakit.errors import DlakitError
+from dlakit.nvdla.plan import Compiled, Segment
+from dlakit.sim.layout import read_feature, write_feature
+from dlakit.sim.nvdla import Nvdla, resolve_device
+
+HOST_ENGINES = ("torch", "ort")
+
+
+@dataclass
+class RunStats:
+    images: int = 0
+    seconds: float = 0.0
+    dla_seconds: float = 0.0
+    host_seconds: float = 0.0
+    operations: int = 0
+    kept: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+class _OrtSegment:
+    def __init__(self, seg: Segment) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        # Node by node, as the integer reference runs its fallback layers.
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        assert seg.model is not None
+        self.session = ort.InferenceSession(
+            seg.model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+        )
+        self.outputs = list(seg.outputs)
+
+    def run(self, feeds: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        outs = self.session.run(self.outputs, {k: v.cpu().numpy() for k, v in feeds.items()})
+        return {k: torch.as_tensor(v) for k, v in zip(self.outputs, outs, strict=True)}
+
+
+class Runner:
+    """A compiled model loaded into a simulated NVDLA and its host segments, ready to run."""
+
+    def __init__(
+        self, comp: Compiled, device: str | None = "cpu", host_engine: str = "torch"
+    ) -> None:
+        from dlakit.gpu.torch_exec import TorchGraph
+
+        if host_engine not in HOST_ENGINES:
+            raise DlakitError(f"--host-engine {host_engine!r}: choose {' or '.join(HOST_ENGINES)}")
+        self.comp = comp
+        self.device = resolve_device(device)
+        self.nv = Nvdla(comp.cfg.target, self.device)
+        self.atom = comp.cfg.atom
+        mem = self.nv.memory
+        mem.alloc(comp.act_base, max(comp.act_bytes, 1))
+        if comp.constants:
+            mem.alloc(comp.const_base, len(comp.constants))
+            mem.write(comp.const_base, comp.constants)
+        regmap = self.nv.regmap
+        self.programs: list[list[list[tuple[int, int]]]] = []
+        self.hosts: list[object | None] = []
+        for seg in comp.segments:
+            self.programs.append(
+                [[(regmap.register(u, r).address, v) for u, r, v in op.writes] for op in seg.ops]
+            )
+            if seg.kind == "host":
+                assert seg.model is not None
+                self.hosts.append(
+                    TorchGraph(seg.model, self.device)
+                    if host_engine == "torch"
+                    else _OrtSegment(seg)
+                )
+            else:
+                self.hosts.append(None)
+
+    # ---- moving tensors between host and simulated memory
+    def _read(self, name: str) -> torch.Tensor:
+        info = self.comp.tensors[name]
+        s = info.surface
+        assert s is not None
+        cube = read_feature(self.nv.memory, s.address, (s.channels, s.height, s.width),
+                            s.line_stride, s.surf_stride, self.atom)  # fmt: skip
+        return cube.to(torch.int8).reshape((1, *info.shape[1:]))
+
+    def _write(self, name: str, value: torch.Tensor) -> None:
+        s = self.comp.tensors[name].surface
+        assert s is not None
+        cube = value.reshape(s.channels, s.height, s.width).to(torch.int64)
+        write_feature(self.nv.memory, s.address, cube, s.line_stride, s.surf_stride, self.atom)
+
+    def _value(self, name: str, values: dict[str, torch.Tensor]) -> torch.Tensor:
+        if name not in values:
+            values[name] = self._read(name)
+        return values[name]
+
+    # ---- execution
+    def run_one(self, feeds: dict[str, np.ndarray], stats: RunStats, keep: set[str]) -> dict:
+        values: dict[str, torch.Tensor] = {
+            k: torch.as_tensor(np.ascontiguousarray(v, dtype=np.float32), device=self.device)
+            for k, v in feeds.items()
+        }
+        for index, seg in enumerate(self.comp.segments):
+            t0 = time.perf_counter()
+            if seg.kind == "dla":
+                for name in seg.inputs:
+                    if name in values and self.comp.tensors[name].surface is not None:
+                        self._write(name, values[name])
+                last_of = {op.layer: i for i, op in enumerate(seg.ops)}
+                for i, (op, prog) in enumerate(zip(seg.ops, self.programs[index], strict=True)):
+                    before = self.nv.operations
+                    for address, value in prog:
+                        self.nv.write(address, value)
+                    if self.nv.operations != before + 1:
+                        raise DlakitError(f"hardware operation {op.name} did not launch")
+                    if last_of[op.layer] == i:
+                        for name in op.outputs:
+                            values.pop(name, None)  # now in DLA memory
+                            if name in keep:
+                                stats.kept.setdefault(name, []).append(self._read(name).cpu())
+                stats.operations += len(seg.ops)
+                for name in seg.outputs:
+                    values[name] = self._read(name)
+                stats.dla_seconds += time.perf_counter() - t0
+            else:
+                feeds_t = {n: self._value(n, values) for n in seg.inputs}
+                outs = self.hosts[index].run(feeds_t)  # type: ignore[union-attr]
+                for name, value in outs.items():
+                    values[name] = value
+                    if self.comp.tensors[name].surface is not None:
+                        self._write(name, value)
+                    if name in keep:
+                        stats.kept.setdefault(name, []).append(value.cpu())
+                stats.host_seconds += time.perf_counter() - t0
+        result = {}
+        for name in self.comp.outputs:
+            value = self._value(name, values)
+            info = self.comp.tensors[name]
+            if info.precision == "int8":
+                value = value.to(torch.float32) * np.float32(info.scale or 1.0)
+            result[name] = value.cpu().numpy()
+        return result
+
+    def run(
+        self, feeds: dict[str, np.ndarray], keep: set[str] | None = None
+    ) -> tuple[dict[str, np.ndarray], RunStats]:
+        """Outputs for a batch (float32, INT8 outputs dequantized) and the run's statistics."""
+        missing = [n for n in self.comp.inputs if n not in feeds]
+        if missing:
+            raise DlakitError(f"no data for model input(s): {', '.join(missing)}")
+        batch = len(next(iter(feeds.values())))
+        stats = RunStats()
+        outs: dict[str, list[np.ndarray]] = {}
+        t0 = time.perf_counter()
+        for i in range(batch):
+            one = self.run_one({k: v[i : i + 1] for k, v in feeds.items()}, stats, keep or set())
+            for k, v in one.items():
+                outs.setdefault(k, []).append(v)
+        stats.seconds = time.perf_counter() - t0
+        stats.images = batch
+        stats.kept = {k: torch.cat(v).numpy() for k, v in stats.kept.items()}  # type: ignore[arg-type]
+        return {k: np.concatenate(v) for k, v in outs.items()}, stats
