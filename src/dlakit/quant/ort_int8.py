@@ -14,6 +14,7 @@ import numpy as np
 
 from dlakit.errors import DlakitError
 from dlakit.graph.load import LoadedModel, save_model
+from dlakit.quant.qgraph import QConv, QGraph
 
 METHODS = {"entropy": "Entropy", "max": "MinMax", "percentile": "Percentile"}
 
@@ -75,3 +76,76 @@ def run_ort_int8(model: bytes, loaded: LoadedModel, x: np.ndarray) -> dict[str, 
         ):
             parts[n].append(value)
     return {n: np.concatenate(v) for n, v in parts.items()}
+
+
+def fake_quant(loaded: LoadedModel, graph: QGraph) -> tuple[bytes, dict[str, str]]:
+    """The model with generic float fake-quantization at the QGraph's own INT8 points.
+
+    Every tensor the QGraph holds in INT8 gets onnxruntime QuantizeLinear/DequantizeLinear with
+    the same scale (zero point 0), and the weights of every INT8 convolution are rounded per
+    output channel. The arithmetic is onnxruntime's float emulation, independent of the integer
+    reference, so the two should agree up to the hardware's multiplier and rounding details.
+    Returns the model and a map from each output to the fake-quantized tensor to read.
+    """
+    import onnx
+    from onnx import helper, numpy_helper
+
+    proto = onnx.ModelProto.FromString(loaded.proto.SerializeToString())
+    scales = {
+        name: graph.tensors[q].scale for name, q in graph.quant_of.items() if graph.tensors[q].scale
+    }
+    int8_nodes = {n for layer in graph.layers if isinstance(layer, QConv) for n in layer.onnx_nodes}
+    inits = {t.name: t for t in proto.graph.initializer}
+    extra = []
+
+    def qdq(name: str) -> list[onnx.NodeProto]:
+        extra.append(numpy_helper.from_array(np.array(scales[name], np.float32), f"{name}__s"))
+        extra.append(numpy_helper.from_array(np.array(0, np.int8), f"{name}__z"))
+        return [
+            helper.make_node("QuantizeLinear", [name, f"{name}__s", f"{name}__z"], [f"{name}__q"]),
+            helper.make_node(
+                "DequantizeLinear", [f"{name}__q", f"{name}__s", f"{name}__z"], [f"{name}__dq"]
+            ),
+        ]
+
+    nodes = [n for name in loaded.input_names if name in scales for n in qdq(name)]
+    for node in proto.graph.node:
+        copy = onnx.NodeProto()
+        copy.CopyFrom(node)
+        for i, name in enumerate(copy.input):
+            if name in scales:
+                copy.input[i] = f"{name}__dq"
+        if node.name in int8_nodes and node.op_type in ("Conv", "Gemm", "MatMul"):
+            axis = 1 if node.op_type == "MatMul" or (
+                node.op_type == "Gemm" and not _attr(node, "transB", 0)
+            ) else 0  # fmt: skip
+            weight = inits[node.input[1]]
+            weight.CopyFrom(numpy_helper.from_array(
+                _round_per_channel(numpy_helper.to_array(weight), axis), weight.name
+            ))  # fmt: skip
+        nodes.append(copy)
+        nodes.extend(n for out in node.output if out in scales for n in qdq(out))
+    del proto.graph.node[:]
+    proto.graph.node.extend(nodes)
+    proto.graph.initializer.extend(extra)
+    outputs = {name: f"{name}__dq" if name in scales else name for name in loaded.output_names}
+    del proto.graph.output[:]
+    proto.graph.output.extend(onnx.ValueInfoProto(name=n) for n in outputs.values())
+    return proto.SerializeToString(), outputs
+
+
+def _attr(node, name: str, default):
+    import onnx
+
+    for a in node.attribute:
+        if a.name == name:
+            return onnx.helper.get_attribute_value(a)
+    return default
+
+
+def _round_per_channel(w: np.ndarray, axis: int) -> np.ndarray:
+    moved = np.moveaxis(w.astype(np.float64), axis, 0)
+    amax = np.abs(moved.reshape(len(moved), -1)).max(axis=1)
+    scale = np.where(amax > 0, amax / 127, 1.0).reshape((-1,) + (1,) * (moved.ndim - 1))
+    rounded = np.clip(np.round(moved / scale), -127, 127) * scale
+    return np.moveaxis(rounded, 0, axis).astype(w.dtype)
