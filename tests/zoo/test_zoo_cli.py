@@ -33,6 +33,6 @@ def test_fetch_errors(capsys: pytest.CaptureFixture[str]) -> None:
 @pytest.mark.network
 def test_fetch_prints_the_onnx_path(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["zoo", "fetch", "mnist-cnn"]) == 0
-    assert "mnist-cnn.onnx" in capsys.readouterr().out
+    assert "mnist-cnn-1x1x28x28-v1.onnx" in capsys.readouterr().out
     assert main(["zoo", "data", "fetch", "foolbox-mnist"]) == 0
     assert "foolbox-mnist:all: 20 labelled images" in capsys.readouterr().out

@@ -20,10 +20,15 @@ __all__ = ["ZooEntry", "entries", "fetch", "get_entry", "resolve_model"]
 
 
 def fetch(name: str, force: bool = False) -> Path:
-    """The cached ONNX file of zoo model ``name``, building it first if needed (or if ``force``)."""
+    """The cached ONNX file of zoo model ``name``, building it first if needed (or if ``force``;
+    random-weight architectures are built once by dlakit.zoo.arch and ``force`` leaves them)."""
     from dlakit.zoo.export import build_onnx
 
     entry = get_entry(name)
+    if entry.kind == "arch":
+        from dlakit.zoo import arch  # its own cache; export_onnx writes it once
+
+        return arch.export_onnx(name)
     if force or not entry.is_cached:
         build_onnx(entry, entry.onnx_path)
     return entry.onnx_path

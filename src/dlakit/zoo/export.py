@@ -35,7 +35,7 @@ OPSET = 17
 
 
 def build_onnx(entry: "ZooEntry", dest: Path) -> Path:
-    """Write ``entry``'s ONNX model to ``dest`` (atomically) and return ``dest``."""
+    """Write the ONNX model of a pretrained ``entry`` to ``dest`` (atomically); return ``dest``."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".export-") as tmp:
         out = Path(tmp) / dest.name
@@ -43,10 +43,6 @@ def build_onnx(entry: "ZooEntry", dest: Path) -> Path:
             _export_torch(torch_model(entry), entry.input_shape, out)
         elif entry.kind == "onnx":
             _pin_onnx(_wheel_member(entry), entry.input_shape, out)
-        elif entry.kind == "arch":
-            from dlakit.zoo import arch  # another stage's module: imported only when needed
-
-            arch.export_onnx(entry.name, out, entry.input_shape)
         else:
             raise DlakitError(f"zoo entry {entry.name!r} has an unknown kind {entry.kind!r}")
         os.replace(out, dest)
@@ -71,13 +67,16 @@ def torch_model(entry: "ZooEntry") -> "nn.Module":
 
 
 def _architecture(entry: "ZooEntry") -> "nn.Module":
-    if entry.arch_wheel:
+    if entry.arch_wheel and entry.arch_factory:
         # The architecture ships as pure-Python code in its own pinned wheel.
-        root = sources.extract(entry.arch_wheel, "efficientnet_lite_pytorch/")
+        module_name, _, attribute = entry.arch_factory.partition(":")
+        root = sources.extract(entry.arch_wheel, module_name + "/")
         if str(root) not in sys.path:
             sys.path.insert(0, str(root))
-        module = importlib.import_module("efficientnet_lite_pytorch")
-        return module.EfficientNet.from_name(entry.arch)
+        factory = importlib.import_module(module_name)
+        for part in attribute.split("."):
+            factory = getattr(factory, part)
+        return factory(entry.arch)
     from dlakit.zoo.nets import NETS
 
     return NETS[entry.arch]()

@@ -14,6 +14,8 @@ from dlakit.errors import DlakitError
 from dlakit.paths import cache_dir
 from dlakit.zoo import sources
 
+EXPORT_VERSION = 1  # bump when dlakit.zoo.export changes what it writes
+
 
 @dataclass(frozen=True)
 class ZooEntry:
@@ -35,6 +37,7 @@ class ZooEntry:
     member: str | None = None
     arch: str | None = None
     arch_wheel: str | None = None
+    arch_factory: str | None = None
 
     @property
     def source(self) -> str:
@@ -47,8 +50,17 @@ class ZooEntry:
 
     @property
     def onnx_path(self) -> Path:
-        """Where the fetched ONNX file lives in the cache."""
-        return cache_dir() / "models" / f"{self.name}.onnx"
+        """Where the fetched ONNX file lives in the cache.
+
+        The name carries the input shape and the export version, so a changed exporter or shape
+        never serves a stale file. Architectures live in dlakit.zoo.arch's own cache.
+        """
+        shape = "x".join(map(str, self.input_shape))
+        if self.kind == "arch":
+            from dlakit.zoo.arch.export import cache_path
+
+            return cache_path(self.name, self.input_shape)
+        return cache_dir() / "models" / f"{self.name}-{shape}-v{EXPORT_VERSION}.onnx"
 
     @property
     def is_cached(self) -> bool:
