@@ -20,6 +20,15 @@ def test_fashion_mnist_splits() -> None:
 
 
 @network
+def test_fashion_mnist_matches_foolbox_copy() -> None:
+    """foolbox ships the first 20 Fashion-MNIST test images as PNGs: an independent decoding."""
+    images, labels, _ = load_dataset("fashion-mnist", limit=20)
+    copy, copy_labels, _ = load_dataset("foolbox-fashion-mnist")
+    np.testing.assert_array_equal(images, copy)
+    np.testing.assert_array_equal(labels, copy_labels)
+
+
+@network
 def test_opencv_digits_are_labelled_by_row_block() -> None:
     images, labels, _ = load_dataset("opencv-digits")
     assert images.shape == (5000, 28, 28)
