@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -167,7 +168,9 @@ def _export(spec: ArchSpec, shape: tuple[int, ...], dest: Path) -> None:
     example = torch.zeros(1, 3, *trace_hw)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_suffix(f".{os.getpid()}.{hashlib.sha1(str(dest).encode()).hexdigest()[:6]}")
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # The legacy exporter is deliberate (DLA-friendly ops); its deprecation notice is noise.
+        warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(
             model,
             (example,),
