@@ -53,9 +53,7 @@ class HwConfig:
 def hw_config(target: str) -> HwConfig:
     tgt = load_target(target)
     if tgt.kind != "nvdla":
-        raise DlakitError(
-            f"--target {target}: compiling needs an open NVDLA (nv_small or nv_full)"
-        )
+        raise DlakitError(f"--target {target}: compiling needs an open NVDLA (nv_small or nv_full)")
     n = tgt.nvdla
     return HwConfig(
         target=tgt.name,

@@ -99,6 +99,7 @@ class Compiled:
     act_base: int
     act_bytes: int
     stats: dict[str, Any]
+    preprocess: str | None = None  # the model's input preset, when known (zoo models)
 
     @property
     def peak_bytes(self) -> int:

@@ -1,0 +1,29 @@
+"""One call from an ONNX model and its scales to a compiled plan."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+
+from dlakit.graph.load import LoadedModel
+from dlakit.nvdla.config import hw_config
+from dlakit.nvdla.plan import Compiled, compile_graph
+from dlakit.quant.lower import ScaleSource, quantize_model
+
+
+def compile_model(
+    loaded: LoadedModel,
+    scales: ScaleSource | Mapping[str, float],
+    target: str,
+    fp16_layers: Iterable[str] = (),
+    gpu_layers: Iterable[str] = (),
+    preprocess: str | None = None,
+) -> Compiled:
+    """Quantize ``loaded`` with ``scales`` (the integer reference's lowering), then compile it."""
+    t0 = time.perf_counter()
+    cfg = hw_config(target)  # refuse a non-NVDLA target before any work
+    graph = quantize_model(loaded, scales, target, fp16_layers, gpu_layers)
+    comp = compile_graph(graph, cfg)
+    comp.preprocess = preprocess
+    comp.stats["compile_seconds"] = round(time.perf_counter() - t0, 3)
+    return comp

@@ -1,0 +1,182 @@
+"""The ``.dla`` artifact: a zip holding a compiled model (format ``dlakit-nvdla``, see
+``docs/artifact.md``).
+
+* ``manifest.json``: format name and version, target and hardware configuration, model inputs
+  and outputs, every tensor (shape, precision, scale, surface), the memory plan, and the
+  segments in plan order; a DLA segment lists its hardware operations with shapes, tiling and
+  register writes (``"UNIT.REGISTER=0x0000abcd"``, in write order), a host segment names its
+  ONNX file.
+* ``constants.bin``: the constant memory image (weights, SDP operand tables), loaded at
+  ``memory.constants.base``.
+* ``host/<segment>.onnx``: the host (GPU/CPU) segments.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zipfile
+from pathlib import Path
+
+import onnx
+
+from dlakit.errors import DlakitError
+from dlakit.nvdla.config import HwConfig
+from dlakit.nvdla.plan import Compiled, HwOp, Segment, TensorInfo
+from dlakit.nvdla.surface import Surface
+
+FORMAT = "dlakit-nvdla"
+VERSION = 1
+
+
+def _write_text(unit: str, reg: str, value: int) -> str:
+    return f"{unit}.{reg}=0x{value:08x}"
+
+
+def _parse_write(text: str) -> tuple[str, str, int]:
+    target, _, value = text.partition("=")
+    unit, _, reg = target.partition(".")
+    return unit, reg, int(value, 16)
+
+
+def manifest(comp: Compiled) -> dict:
+    segments = []
+    for seg in comp.segments:
+        doc = {
+            "kind": seg.kind,
+            "name": seg.name,
+            "layers": seg.layers,
+            "inputs": seg.inputs,
+            "outputs": seg.outputs,
+        }
+        if seg.kind == "host":
+            doc["onnx"] = f"host/{seg.name}.onnx"
+        else:
+            doc["ops"] = [
+                {
+                    "name": op.name,
+                    "kind": op.kind,
+                    "layer": op.layer,
+                    "onnx_nodes": op.onnx_nodes,
+                    "inputs": op.inputs,
+                    "outputs": op.outputs,
+                    **op.info,
+                    "registers": [_write_text(*w) for w in op.writes],
+                }
+                for op in seg.ops
+            ]
+        segments.append(doc)
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "model": comp.model,
+        "target": comp.cfg.target,
+        "hw": comp.cfg.to_json(),
+        "preprocess": comp.preprocess,
+        "inputs": comp.inputs,
+        "outputs": comp.outputs,
+        "memory": {
+            "activations": {"base": comp.act_base, "size": comp.act_bytes},
+            "constants": {
+                "base": comp.const_base,
+                "size": len(comp.constants),
+                "file": "constants.bin",
+                "sha256": hashlib.sha256(comp.constants).hexdigest(),
+            },
+            "peak_bytes": comp.peak_bytes,
+        },
+        "stats": comp.stats,
+        "tensors": {
+            name: {
+                "shape": list(t.shape),
+                "precision": t.precision,
+                "scale": t.scale,
+                "surface": None if t.surface is None else t.surface.to_json(),
+            }
+            for name, t in comp.tensors.items()
+        },
+        "segments": segments,
+    }
+
+
+def write_artifact(comp: Compiled, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("manifest.json", json.dumps(manifest(comp), indent=1))
+        z.writestr("constants.bin", comp.constants)
+        for seg in comp.segments:
+            if seg.kind == "host" and seg.model is not None:
+                z.writestr(f"host/{seg.name}.onnx", seg.model.SerializeToString())
+    return path
+
+
+def read_manifest(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise DlakitError(f"artifact not found: {path}")
+    try:
+        with zipfile.ZipFile(path) as z:
+            doc = json.loads(z.read("manifest.json"))
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError) as exc:
+        raise DlakitError(f"{path} is not a dlakit .dla artifact ({exc})") from None
+    if doc.get("format") != FORMAT:
+        raise DlakitError(f"{path}: format {doc.get('format')!r}, expected {FORMAT!r}")
+    if doc.get("version") != VERSION:
+        raise DlakitError(
+            f"{path}: {FORMAT} version {doc.get('version')}; this dlakit reads version {VERSION}"
+        )
+    return doc
+
+
+def read_artifact(path: str | Path) -> Compiled:
+    doc = read_manifest(path)
+    hw = doc["hw"]
+    cfg = HwConfig(
+        target=hw["target"],
+        hw_tree=hw["hw_tree"],
+        atom=hw["memory_atomic"],
+        atomic_c=hw["atomic_c"],
+        atomic_k=hw["atomic_k"],
+        cbuf_banks=hw["cbuf_banks"],
+        bank_width=hw["cbuf_bank_width"],
+        bank_depth=hw["cbuf_bank_depth"],
+        engines=hw["engines"],
+    )
+    with zipfile.ZipFile(path) as z:
+        constants = z.read(doc["memory"]["constants"]["file"])
+        if hashlib.sha256(constants).hexdigest() != doc["memory"]["constants"]["sha256"]:
+            raise DlakitError(f"{path}: constants.bin does not match its checksum")
+        segments = []
+        for s in doc["segments"]:
+            seg = Segment(s["kind"], s["name"], s["layers"], s["inputs"], s["outputs"])
+            if seg.kind == "host":
+                seg.model = onnx.load_from_string(z.read(s["onnx"]))
+            else:
+                for o in s["ops"]:
+                    info = {
+                        k: v
+                        for k, v in o.items()
+                        if k not in ("name", "kind", "layer", "onnx_nodes", "inputs", "outputs",
+                                     "registers")
+                    }  # fmt: skip
+                    seg.ops.append(
+                        HwOp(o["name"], o["kind"], o["layer"], o["onnx_nodes"], o["inputs"],
+                             o["outputs"], info, [_parse_write(w) for w in o["registers"]])
+                    )  # fmt: skip
+            segments.append(seg)
+    tensors = {
+        name: TensorInfo(
+            tuple(t["shape"]),
+            t["precision"],
+            t["scale"],
+            None if t["surface"] is None else Surface.from_json(t["surface"]),
+        )
+        for name, t in doc["tensors"].items()
+    }
+    mem = doc["memory"]
+    return Compiled(
+        doc["model"], cfg, doc["inputs"], doc["outputs"], tensors, segments, constants,
+        mem["constants"]["base"], mem["activations"]["base"], mem["activations"]["size"],
+        doc["stats"], doc.get("preprocess"),
+    )  # fmt: skip
