@@ -81,3 +81,10 @@ def test_scale_one_keeps_raw_pixels() -> None:
     image = np.arange(12, dtype=np.uint8).reshape(2, 2, 3)
     got = Preprocess(scale=1.0).apply(image)
     np.testing.assert_array_equal(got, image.transpose(2, 0, 1).astype(np.float32))
+
+
+def test_images_must_be_uint8_with_1_3_or_4_channels() -> None:
+    with pytest.raises(DlakitError, match=r"HxW or HxWx1/3/4, not \(4, 4, 2\)"):
+        Preprocess().apply(np.zeros((4, 4, 2), np.uint8))
+    with pytest.raises(DlakitError, match="must be uint8"):
+        Preprocess().apply(np.zeros((4, 4), np.float32))

@@ -48,6 +48,8 @@ def load_labelled(
     if prep is not None:
         prep.check(tuple(input_shape))
     raw = _raw(source, limit)
+    if len(raw.names) == 0:
+        raise DlakitError(f"{source}: no inputs to load")
     if isinstance(raw.images, np.ndarray) and raw.images.dtype != np.uint8:
         return Dataset(_as_given(raw.images, source, input_shape), raw.labels, raw.names)
     if prep is None:

@@ -75,6 +75,10 @@ class Preprocess:
 
     def apply(self, image: np.ndarray) -> np.ndarray:
         """One uint8 H×W or H×W×C image → float32 C×H×W (or H×W×C for ``layout=nhwc``)."""
+        if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
+            raise DlakitError(f"an image must be HxW or HxWx1/3/4, not {image.shape}")
+        if image.dtype != np.uint8:
+            raise DlakitError(f"images must be uint8 (0..255), not {image.dtype}")
         img = Image.fromarray(image if image.ndim == 2 or image.shape[2] != 1 else image[..., 0])
         img = img.convert("L" if self.order == "gray" else "RGB")
         if isinstance(self.resize, tuple):
