@@ -58,9 +58,10 @@ def test_fix_model_rewrites_a_mobile_head_and_verifies_it(tmp_path, build_model)
         "hard-sigmoid",
         "global-pool-to-avgpool",
         "gemm-to-conv",
+        "broadcast-by-resize",
     }
     ops = {n.op_type for n in result.model.graph.node}
-    assert ops == {"Conv", "Mul", "Add", "Clip", "AveragePool", "Reshape"}
+    assert ops == {"Conv", "Mul", "Add", "Clip", "AveragePool", "Reshape", "Resize"}
     assert result.verification.ok and result.verification.source.startswith("random normal")
     # independent check on other inputs than the driver's
     inputs = random_inputs(loaded.proto, loaded.input_shapes, seed=7)

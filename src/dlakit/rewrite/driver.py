@@ -23,7 +23,9 @@ from dlakit.errors import DlakitError
 from dlakit.graph import LoadedModel
 from dlakit.graph.load import canonicalize
 from dlakit.rewrite.base import Change, Graph, Refusal, Rewrite, RewritePass, label
+from dlakit.rewrite.broadcast_by_resize import BroadcastByResizePass
 from dlakit.rewrite.depth_to_space import DepthToSpaceToConvTransposePass
+from dlakit.rewrite.div_to_mul import DivToMulPass
 from dlakit.rewrite.flatten_to_reshape import FlattenToReshapePass
 from dlakit.rewrite.fold_batchnorm import FoldBatchNormPass
 from dlakit.rewrite.fold_pad import FoldPadPass
@@ -64,6 +66,8 @@ PASSES: tuple[type[RewritePass], ...] = (
     StridedSliceToConvPass,
     HardSigmoidPass,
     HardSwishPass,
+    DivToMulPass,
+    BroadcastByResizePass,
 )
 MAX_ROUNDS = 8
 
