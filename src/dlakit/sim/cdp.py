@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from dlakit.sim import lut
 from dlakit.sim.arith import shift_right_round, sign_extend
-from dlakit.sim.layout import feature_addresses, load_signed, padded_channels, store_signed
+from dlakit.sim.layout import padded_channels, read_cube, write_cube
 from dlakit.sim.memory import Memory
 from dlakit.sim.regs import UnitView
 
@@ -46,28 +46,24 @@ def run_cdp(mem: Memory, cdp: UnitView, rdma: UnitView, tables: lut.LutTables, a
     h = rdma["D_DATA_CUBE_HEIGHT"] + 1
     w = rdma["D_DATA_CUBE_WIDTH"] + 1
     cp = padded_channels(c, atom)
-    src = feature_addresses(
+    x = read_cube(
+        mem,
         rdma.addr("D_SRC_BASE_ADDR_LOW", "D_SRC_BASE_ADDR_HIGH"),
-        c,
+        cp,
         h,
         w,
         rdma["D_SRC_LINE_STRIDE"],
         rdma["D_SRC_SURFACE_STRIDE"],
         atom,
-        device=mem.device,
     )
-    x = load_signed(mem, src, 1)
     # Channels past C hold the input offset in the hardware, so they convert to 0.
-    x = torch.cat([x, x.new_full((cp - c, h, w), sign_extend(cdp["D_DATIN_OFFSET"], 8))])
+    x[c:] = sign_extend(cdp["D_DATIN_OFFSET"], 8)
     y = normalize(x, cdp, tables)
-    dst = feature_addresses(
+    write_cube(
+        mem,
         cdp.addr("D_DST_BASE_ADDR_LOW", "D_DST_BASE_ADDR_HIGH"),
-        cp,
-        h,
-        w,
+        y,
         cdp["D_DST_LINE_STRIDE"],
         cdp["D_DST_SURFACE_STRIDE"],
         atom,
-        device=mem.device,
     )
-    store_signed(mem, dst, y, 1)

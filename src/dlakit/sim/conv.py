@@ -9,6 +9,7 @@ bits at every step: when the operands could reach that, the sum is replayed in h
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -18,7 +19,7 @@ import torch.nn.functional as F
 from dlakit.sim import sdp
 from dlakit.sim.arith import saturate, shift_right_round, sign_extend
 from dlakit.sim.gemm import exact_float_matmul, im2col, int_matmul, use_int8_gemm
-from dlakit.sim.layout import feature_addresses, load_signed, padded_channels, weight_offsets
+from dlakit.sim.layout import padded_channels, read_cube, weight_offsets
 from dlakit.sim.regs import NotModelled, UnitView
 
 if TYPE_CHECKING:
@@ -79,7 +80,8 @@ def _saturating_replay(w: torch.Tensor, cols: torch.Tensor, atom_c: int) -> torc
     cols = F.pad(cols, (0, 0, 0, 0, 0, pad)).reshape(blocks, atom_c, taps, -1).permute(0, 2, 1, 3)
     w = w.reshape(blocks * taps, k, atom_c)
     cols = cols.reshape(blocks * taps, atom_c, -1)
-    # At most atom_c products per step: exact in float32.
+    # At most atom_c products per step: exact in float32 (TF32 off).
+    exact_float_matmul()
     steps = torch.bmm(w.float(), cols.float()).to(torch.int64)
     lim = 1 << (ACC_BITS - 1)
     prefix = steps.cumsum(0)
@@ -112,6 +114,13 @@ def cacc_truncate(acc: torch.Tensor, shift: int) -> torch.Tensor:
     return saturate(floor + up.to(torch.int64), 32)
 
 
+@functools.lru_cache(maxsize=16)
+def _weight_offsets(
+    k: int, c: int, r: int, s: int, atom_k: int, atom_c: int, device: torch.device
+) -> torch.Tensor:
+    return weight_offsets(k, c, r, s, atom_k, atom_c).to(device)
+
+
 def run_conv(nv: Nvdla, group: int) -> None:
     """The fused convolution operation of one register group, written out by SDP."""
     cdma, csc, cacc = nv.view("CDMA", group), nv.view("CSC", group), nv.view("CACC", group)
@@ -129,22 +138,24 @@ def run_conv(nv: Nvdla, group: int) -> None:
     c = cdma["D_DATAIN_SIZE_1"] + 1
     h = cdma.f("D_DATAIN_SIZE_0", "DATAIN_HEIGHT") + 1
     w = cdma.f("D_DATAIN_SIZE_0", "DATAIN_WIDTH") + 1
-    addrs = feature_addresses(
+    x = read_cube(
+        mem,
         cdma.addr("D_DAIN_ADDR_LOW_0", "D_DAIN_ADDR_HIGH_0"),
-        c,
+        padded_channels(c, atom),
         h,
         w,
         cdma["D_LINE_STRIDE"],
         cdma["D_SURF_STRIDE"],
         atom,
-        device=mem.device,
     )
-    x = _input_convert(load_signed(mem, addrs, 1), cdma)
+    x = _input_convert(x[:c], cdma)
     k = cdma["D_WEIGHT_SIZE_1"] + 1
     r = csc.f("D_WEIGHT_SIZE_EXT_0", "WEIGHT_HEIGHT_EXT") + 1
     ks = csc.f("D_WEIGHT_SIZE_EXT_0", "WEIGHT_WIDTH_EXT") + 1
-    offsets = weight_offsets(k, c, r, ks, atom_k, atom_c).to(mem.device)
-    weights = load_signed(mem, cdma.addr("D_WEIGHT_ADDR_LOW", "D_WEIGHT_ADDR_HIGH") + offsets, 1)
+    offsets = _weight_offsets(k, c, r, ks, atom_k, atom_c, mem.device)
+    w_base = cdma.addr("D_WEIGHT_ADDR_LOW", "D_WEIGHT_ADDR_HIGH")
+    w_bytes = mem.gather(w_base + offsets, (w_base, w_base + k * c * r * ks))
+    weights = w_bytes.view(torch.int8).to(torch.int64)
     geo = ConvGeometry(
         stride=(
             cdma.f("D_CONV_STRIDE", "CONV_Y_STRIDE") + 1,

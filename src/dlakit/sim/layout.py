@@ -37,6 +37,8 @@ def feature_addresses(
 
 def load_signed(mem: Memory, addrs: torch.Tensor, elem_bytes: int) -> torch.Tensor:
     """Little-endian signed integers of ``elem_bytes`` bytes at ``addrs`` (as int64)."""
+    if elem_bytes == 1:
+        return mem.gather(addrs).view(torch.int8).to(torch.int64)
     value = torch.zeros(addrs.shape, dtype=torch.int64, device=addrs.device)
     for i in range(elem_bytes):
         value |= mem.gather(addrs + i).to(torch.int64) << (8 * i)
@@ -47,6 +49,45 @@ def load_signed(mem: Memory, addrs: torch.Tensor, elem_bytes: int) -> torch.Tens
 def store_signed(mem: Memory, addrs: torch.Tensor, values: torch.Tensor, elem_bytes: int) -> None:
     for i in range(elem_bytes):
         mem.scatter(addrs + i, (values >> (8 * i)) & 0xFF)
+
+
+def _cube_view(
+    mem: Memory, base: int, channels: int, height: int, width: int, line: int, surf: int, atom: int
+) -> torch.Tensor | None:
+    """The cube's bytes as a [C/atom, H, W, atom] strided view (None: not one plain region)."""
+    if channels % atom or line < width * atom or surf < height * line:
+        return None
+    return mem.strided(base, (channels // atom, height, width, atom), (surf, line, atom, 1))
+
+
+def read_cube(
+    mem: Memory, base: int, channels: int, height: int, width: int, line: int, surf: int, atom: int
+) -> torch.Tensor:
+    """INT8 feature cube [C, H, W] as int64 (C a multiple of the atom)."""
+    view = _cube_view(mem, base, channels, height, width, line, surf, atom)
+    if view is None:
+        addrs = feature_addresses(
+            base, channels, height, width, line, surf, atom, device=mem.device
+        )
+        return load_signed(mem, addrs, 1)
+    cube = view.view(torch.int8).permute(0, 3, 1, 2).reshape(channels, height, width)
+    return cube.to(torch.int64)
+
+
+def write_cube(
+    mem: Memory, base: int, values: torch.Tensor, line: int, surf: int, atom: int
+) -> None:
+    """Store int values [C, H, W] (already in INT8 range, C a multiple of the atom)."""
+    channels, height, width = values.shape
+    view = _cube_view(mem, base, channels, height, width, line, surf, atom)
+    if view is None:
+        addrs = feature_addresses(
+            base, channels, height, width, line, surf, atom, device=mem.device
+        )
+        store_signed(mem, addrs, values, 1)
+        return
+    data = values.to(torch.int8).reshape(channels // atom, atom, height, width).permute(0, 2, 3, 1)
+    view.view(torch.int8).copy_(data)
 
 
 def padded_channels(channels: int, atom: int) -> int:

@@ -87,11 +87,27 @@ class Memory:
         b, d = self._region(addr, addr + size)
         return d[addr - b : addr - b + size].cpu().numpy().tobytes()
 
-    def gather(self, addrs: torch.Tensor) -> torch.Tensor:
-        """uint8 values at the absolute addresses ``addrs`` (any shape, int64)."""
+    def strided(
+        self, base: int, shape: tuple[int, ...], strides: tuple[int, ...]
+    ) -> torch.Tensor | None:
+        """A uint8 view of the bytes at ``base + sum(i * stride)``, or None if not in one region."""
+        if not shape or min(shape) <= 0:
+            return None
+        extent = sum((n - 1) * st for n, st in zip(shape, strides, strict=True)) + 1
+        try:
+            b, d = self._region(base, base + extent)
+        except DlakitError:
+            return None
+        return d.as_strided(shape, strides, storage_offset=d.storage_offset() + base - b)
+
+    def gather(self, addrs: torch.Tensor, bounds: tuple[int, int] | None = None) -> torch.Tensor:
+        """uint8 values at the absolute addresses ``addrs`` (any shape, int64).
+
+        ``bounds`` = (lowest, highest + 1) address when the caller knows them (saves two passes).
+        """
         if addrs.numel() == 0:
             return torch.zeros(addrs.shape, dtype=torch.uint8, device=self.device)
-        lo, hi = int(addrs.min()), int(addrs.max()) + 1
+        lo, hi = bounds if bounds else (int(addrs.min()), int(addrs.max()) + 1)
         b, d = self._region(lo, hi)
         return d[addrs - b]
 

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from dlakit.sim.arith import saturate, shift_right_round
-from dlakit.sim.layout import feature_addresses, load_signed, padded_channels, store_signed
+from dlakit.sim.layout import padded_channels, read_cube, write_cube
 from dlakit.sim.memory import Memory
 from dlakit.sim.regs import NotModelled, UnitView
 
@@ -81,7 +81,8 @@ def run_pdp(mem: Memory, pdp: UnitView, rdma: UnitView, atom: int) -> None:
     h = rdma["D_DATA_CUBE_IN_HEIGHT"] + 1
     w = rdma["D_DATA_CUBE_IN_WIDTH"] + 1
     cp = padded_channels(c, atom)
-    src = feature_addresses(
+    x = read_cube(
+        mem,
         rdma.addr("D_SRC_BASE_ADDR_LOW", "D_SRC_BASE_ADDR_HIGH"),
         cp,
         h,
@@ -89,9 +90,7 @@ def run_pdp(mem: Memory, pdp: UnitView, rdma: UnitView, atom: int) -> None:
         rdma["D_SRC_LINE_STRIDE"],
         rdma["D_SRC_SURFACE_STRIDE"],
         atom,
-        device=mem.device,
     )
-    x = load_signed(mem, src, 1)
     k = "D_POOLING_KERNEL_CFG"
     p = "D_POOLING_PADDING_CFG"
     pad_value = pdp.signed("D_POOLING_PADDING_VALUE_1_CFG")
@@ -114,14 +113,11 @@ def run_pdp(mem: Memory, pdp: UnitView, rdma: UnitView, atom: int) -> None:
         pad_value=pad_value,
         recip=(pdp["D_RECIP_KERNEL_WIDTH"], pdp["D_RECIP_KERNEL_HEIGHT"]),
     )
-    dst = feature_addresses(
+    write_cube(
+        mem,
         pdp.addr("D_DST_BASE_ADDR_LOW", "D_DST_BASE_ADDR_HIGH"),
-        cp,
-        out_h,
-        out_w,
+        y,
         pdp["D_DST_LINE_STRIDE"],
         pdp["D_DST_SURFACE_STRIDE"],
         atom,
-        device=mem.device,
     )
-    store_signed(mem, dst, y, 1)

@@ -15,7 +15,13 @@ import torch
 
 from dlakit.sim import lut
 from dlakit.sim.arith import saturate, shift_left_sat, shift_right_round
-from dlakit.sim.layout import feature_addresses, load_signed, padded_channels, store_signed
+from dlakit.sim.layout import (
+    feature_addresses,
+    load_signed,
+    padded_channels,
+    read_cube,
+    write_cube,
+)
 from dlakit.sim.lut import LutTables
 from dlakit.sim.memory import Memory
 from dlakit.sim.regs import NotModelled, UnitView
@@ -213,17 +219,7 @@ def check_formats(sdp: UnitView) -> None:
 
 
 def write_output(mem: Memory, out: Cube, values: torch.Tensor, atom: int) -> None:
-    addrs = feature_addresses(
-        out.base,
-        values.shape[0],
-        out.height,
-        out.width,
-        out.line_stride,
-        out.surf_stride,
-        atom,
-        device=mem.device,
-    )
-    store_signed(mem, addrs, values, 1)
+    write_cube(mem, out.base, values, out.line_stride, out.surf_stride, atom)
 
 
 def run_sdp_from_memory(
@@ -241,17 +237,7 @@ def run_sdp_from_memory(
         surf_stride=rdma["D_SRC_SURFACE_STRIDE"],
     )
     c = padded_channels(src.channels, atom)
-    addrs = feature_addresses(
-        src.base,
-        c,
-        src.height,
-        src.width,
-        src.line_stride,
-        src.surf_stride,
-        atom,
-        device=mem.device,
-    )
-    x = load_signed(mem, addrs, 1)
+    x = read_cube(mem, src.base, c, src.height, src.width, src.line_stride, src.surf_stride, atom)
     write_output(mem, output_cube(sdp), sdp_process(x, mem, sdp, rdma, lut_tables, atom), atom)
 
 

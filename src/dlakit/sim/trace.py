@@ -117,14 +117,15 @@ def run_trace(cfg: Path, device: str | None = "cpu", target: str = "nv_small") -
     try:
         nv = Nvdla(target, device=device)
         for cmd in parse_cfg(cfg):
-            _execute(nv, cfg, cmd, result)
+            execute(nv, cfg, cmd, result)
     except DlakitError as exc:
         result.error = str(exc)
     result.seconds = time.perf_counter() - start
     return result
 
 
-def _execute(nv: Nvdla, cfg: Path, cmd: Command, result: TraceResult) -> None:
+def execute(nv: Nvdla, cfg: Path, cmd: Command, result: TraceResult) -> None:
+    """Run one trace command on ``nv``; ``check_crc`` results are appended to ``result``."""
     a = cmd.args
     where = f"{cfg.name}:{cmd.line}"
     if cmd.name == "mem_init":
