@@ -1,9 +1,8 @@
 """Compiled models run on the simulator give the integer reference's bytes (the oracle)."""
 
 import numpy as np
-from onnx import helper
-
 from nvdla_cases import check_bitexact, compile_case, conv_model, zoo_case
+from onnx import helper
 
 RNG = np.random.default_rng(5)
 
