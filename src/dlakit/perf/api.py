@@ -58,6 +58,12 @@ def profile_model(
     gpu = gpu_config(tgt, power_mode) if tgt.gpu else None
     params = load_params()
     costs = cost_layers(layers, model, hw, gpu, params)
+    on_cpu = [c for c in costs if c.engine == "cpu"]
+    if on_cpu:
+        notes.append(
+            f"{len(on_cpu)} layer(s) fall back to the host CPU ({on_cpu[0].layer.label}, ...): "
+            "not modeled, counted as 0"
+        )
     mode = hw.power_mode if hw else (gpu.power_mode if gpu else "default")
     return Profile(
         model_version=model_version(),

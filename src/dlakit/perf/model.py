@@ -114,9 +114,8 @@ def cost_layers(
         elif gpu is not None:
             costs.append(gpu_layer_cost(layer, gpu))
         else:
-            raise DlakitError(
-                f"node '{layer.name}' ({layer.label}) falls back to a GPU; the target models none"
-            )
+            # Open-NVDLA boards fall back to the host CPU, which dlakit does not model.
+            costs.append(LayerCost(layer, "cpu", layer.macs, 0, 0.0, 0.0, 0.0, 0.0, 0.0))
     return costs
 
 

@@ -114,8 +114,8 @@ def render(profile: Profile, totals: dict[str, Any], console: Console) -> None:
     ):
         table.add_column(col, justify=justify, overflow="fold")
     for row in layer_rows(profile):
-        if row["time_us"] == 0:
-            continue
+        if row["time_us"] == 0 and row["engine"] != "cpu":
+            continue  # views and in-place concatenations
         name = _short(row["name"])
         table.add_row(
             str(row["index"]),
