@@ -32,9 +32,10 @@ def best(fn, runs: int) -> float:
 
 
 def cpu_name() -> str:
-    for line in open("/proc/cpuinfo"):
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
+    with open("/proc/cpuinfo") as info:
+        for line in info:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
     return platform.processor()
 
 
@@ -45,7 +46,8 @@ def main() -> None:
     target = load_target("orin")
     print(f"# {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {cpu_name()}, {platform.python_version()}")
     print(
-        "| model | input | nodes | hw layers | load s | check s | fuse s | cost s | profile s | total s |"
+        "| model | input | nodes | hw layers | load s | check s | fuse s | cost s | profile s "
+        "| total s |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for name in MODELS:
