@@ -42,6 +42,19 @@ def test_matmul_and_bias_add_as_one_conv(apply_pass, build_model):
     assert done.error <= 1e-5
 
 
+def test_gemm_on_a_flattened_map_as_a_full_map_conv(apply_pass, build_model):
+    nodes = [
+        helper.make_node("Reshape", ["x", "shape"], ["f"], name="flat"),
+        helper.make_node("Gemm", ["f", "w"], ["y"], name="fc"),
+    ]
+    inits = [("shape", np.array([1, -1], np.int64)), ("w", f32(8 * 3 * 5, 6))]
+    done = apply_pass(build_model(nodes, [("x", [1, 8, 3, 5])], ["y"], inits), GemmToConvPass)
+    conv = done.nodes("Conv")[0]
+    kernel = next(helper.get_attribute_value(a) for a in conv.attribute if a.name == "kernel_shape")
+    assert conv.input[0] == "x" and kernel == [3, 5]
+    assert done.ops == {"Conv": 1, "Reshape": 1} and done.error <= 1e-5
+
+
 def test_gemm_to_conv_refuses_non_constant_weights(apply_pass, build_model):
     node = helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")
     done = apply_pass(build_model([node], [("x", [1, 8]), ("w", [8, 4])], ["y"]), GemmToConvPass)

@@ -1,9 +1,11 @@
-"""GemmToConvPass: ``Gemm(X, W, C)`` / ``MatMul(X, W)`` with constant W -> 1x1 ``Conv``.
+"""GemmToConvPass: ``Gemm(X, W, C)`` / ``MatMul(X, W)`` with constant W -> ``Conv``.
 
 ``Y[N, M] = alpha * X[N, K] @ op(W) + beta * C`` becomes
-``Reshape(Conv(X4, W'[M, K, 1, 1], B'[M]), [N, M])`` with ``W' = alpha * op(W)^T`` and
-``B' = beta * C``. ``X4`` is the ``[N, K, 1, 1]`` tensor that a Reshape/Flatten turned into X when
-there is one (the pooled features of a classifier head); otherwise X is reshaped to it.
+``Reshape(Conv(X4, W'[M, C, H, W], B'[M]), [N, M])`` with ``W' = alpha * op(W)^T`` reshaped and
+``B' = beta * C``. ``X4`` is the ``[N, C, H, W]`` tensor (``C*H*W = K``) that a Reshape/Flatten
+turned into X when there is one: the pooled features of a classifier head (1x1 Conv), or a
+flattened feature map (a Conv whose kernel is the whole H x W map, since NCHW flattening is
+C-major). Otherwise X is reshaped to ``[N, K, 1, 1]`` for a 1x1 Conv.
 A MatMul whose only reader is ``Add(_, bias)`` with a constant ``[M]`` bias takes the bias along.
 Conditions: X is 2-D, W is a 2-D constant, ``transA = 0``, C (if any) a constant that broadcasts
 to ``[M]``; a MatMul with a 2-D X only (batched MatMul is not a 1x1 convolution).
@@ -19,7 +21,7 @@ from dlakit.rewrite.base import Change, Graph, Refusal, RewritePass, attrs
 
 
 class GemmToConvPass(RewritePass):
-    """Gemm(X, W, C) | Add(MatMul(X, W), C) -> Reshape(Conv1x1(X[N,K,1,1], W^T, C), [N, M])"""
+    """Gemm(X, W, C) | Add(MatMul(X, W), C) -> Reshape(Conv(X4[N,C,H,W], W^T, C), [N, M])"""
 
     name = "gemm-to-conv"
     op_types = ("Gemm", "MatMul")
@@ -60,7 +62,7 @@ class GemmToConvPass(RewritePass):
                 return self.refuse(node, f"bias of shape {bias.shape} does not broadcast to [{m}]")
             bias = np.broadcast_to(bias.reshape(-1), (m,)).astype(weight.dtype)
         n = x_shape[0]
-        x4, feeder = self._four_d_source(graph, node.input[0], x_shape)
+        x4, feeder, kernel = self._four_d_source(graph, node.input[0], x_shape)
         new_nodes: list[onnx.NodeProto] = []
         inits = []
         base = node.name
@@ -73,17 +75,18 @@ class GemmToConvPass(RewritePass):
                     "Reshape", [node.input[0], shape4.name], [x4], name=graph.fresh(f"{base}/to4d")
                 )
             )
-        w_init = graph.initializer(f"{base}.weight1x1", weight.T.reshape(m, -1, 1, 1))
+        # NCHW flattening is C-major, so row k of W is weight (c, h, w) of a full-map kernel
+        w_init = graph.initializer(f"{base}.weight_conv", weight.T.reshape(m, -1, *kernel))
         inits.append(w_init)
         conv_inputs = [x4, w_init.name]
         if bias is not None:
-            b_init = graph.initializer(f"{base}.bias1x1", bias)
+            b_init = graph.initializer(f"{base}.bias_conv", bias)
             inits.append(b_init)
             conv_inputs.append(b_init.name)
         y4 = graph.fresh(f"{base}.y4")
         new_nodes.append(
             helper.make_node(
-                "Conv", conv_inputs, [y4], name=graph.fresh(f"{base}/conv1x1"), kernel_shape=[1, 1]
+                "Conv", conv_inputs, [y4], name=graph.fresh(f"{base}/conv"), kernel_shape=kernel
             )
         )
         shape2 = graph.initializer(f"{base}.shape2", np.array([n, m], np.int64))
@@ -94,23 +97,31 @@ class GemmToConvPass(RewritePass):
             )
         )
         bias_from = " (bias from the Add)" if len(remove) > 1 else ""
-        how = f"reads {feeder}'s 4-D input" if feeder else "with a Reshape to [N, K, 1, 1]"
+        how = f"reads {feeder}'s 4-D input" if feeder else "after a Reshape to [N, K, 1, 1]"
+        size = "x".join(map(str, kernel))
         return Change(
             remove=remove,
             add=new_nodes,
             initializers=inits,
-            description=f"1x1 Conv with {m} outputs{bias_from}, {how}",
+            description=f"{size} Conv with {m} outputs{bias_from}, {how}",
         )
 
-    @staticmethod
     def _four_d_source(
-        graph: Graph, name: str, x_shape: tuple[int, ...]
-    ) -> tuple[str | None, str | None]:
-        """The [N, K, 1, 1] tensor that a Reshape/Flatten turned into X, if X is made that way."""
+        self, graph: Graph, name: str, x_shape: tuple[int, ...]
+    ) -> tuple[str | None, str | None, list[int]]:
+        """The [N, C, H, W] tensor that a Reshape/Flatten turned into X, and the conv kernel [H, W].
+
+        A classifier head flattens [N, C, 1, 1] (a 1x1 Conv follows) or [N, C, H, W] (a Conv whose
+        kernel covers the whole map follows, within the conv kernel limit).
+        """
         feeder = graph.producer.get(name)
         if feeder is None or feeder.op_type not in ("Reshape", "Flatten"):
-            return None, None
-        src_shape = graph.shape(feeder.input[0])
-        if src_shape == (x_shape[0], x_shape[1], 1, 1):
-            return feeder.input[0], feeder.name
-        return None, None
+            return None, None, [1, 1]
+        src = graph.shape(feeder.input[0])
+        if src is None or len(src) != 4 or src[0] != x_shape[0]:
+            return None, None, [1, 1]
+        if src[1] * src[2] * src[3] != x_shape[1]:
+            return None, None, [1, 1]
+        if max(src[2:]) > int(self.limits["conv_kernel_max"]):
+            return None, None, [1, 1]
+        return feeder.input[0], feeder.name, [src[2], src[3]]
