@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import platform
 import time
+import zlib
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -146,6 +147,11 @@ def resnet_layer(device: torch.device) -> Nvdla:
     return nv
 
 
+def output_crc(nv: Nvdla) -> int:
+    """CRC-32 of the ResNet layer's output surfaces (to compare devices)."""
+    return zlib.crc32(nv.memory.read(0xA000_0000, 64 * 56 * 56))
+
+
 def machine(device: torch.device) -> str:
     cpu = next(
         (
@@ -165,13 +171,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     name, nv = largest_trace(device)
-    rows = [
-        _measure(f"trace {name}", nv, device),
-        _measure("ResNet-50 layer", resnet_layer(device), device),
-    ]
+    layer = resnet_layer(device)
+    rows = [_measure(f"trace {name}", nv, device), _measure("ResNet-50 layer", layer, device)]
+    if device.type != "cpu" and output_crc(layer) != output_crc(resnet_layer(torch.device("cpu"))):
+        raise SystemExit(f"ResNet layer output on {device} differs from the CPU result")
     lines = [
         f"### {device.type.upper()}: {machine(device)} ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC)",
         "",
