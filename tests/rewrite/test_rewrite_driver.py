@@ -118,3 +118,11 @@ def test_limits_come_from_the_rule_set_and_the_target_overrides_them(build_model
     fixed, _, _ = rewrite(onnx.shape_inference.infer_shapes(model), passes)
     windows = [a.ints[0] for n in fixed.graph.node for a in n.attribute if a.name == "kernel_shape"]
     assert windows == [4, 4, 3]
+
+
+def test_fix_is_a_fixed_point(tmp_path, build_model):
+    path = save_model(mobile_head(build_model), tmp_path / "head.onnx")
+    first = fix_model(load_model(path, parse_input_shapes(["x:1x3x14x14"])), load_target("orin"))
+    again_path = save_model(first.model, tmp_path / "fixed.onnx")
+    second = fix_model(load_model(again_path), load_target("orin"))
+    assert second.rewrites == [] and second.nodes_after == first.nodes_after
