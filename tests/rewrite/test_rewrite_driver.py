@@ -112,8 +112,9 @@ def test_limits_come_from_the_rule_set_and_the_target_overrides_them(build_model
         orin.description,
         {**orin.raw, "rewrite_limits": {"pool_window_max": 4}},
     )
-    node = helper.make_node("MaxPool", ["x"], ["y"], name="pool", kernel_shape=[9, 9], pads=[4] * 4)
-    model = build_model([node], [("x", [1, 2, 12, 12])], ["y"])
+    node = helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[9, 9], pads=[4] * 4)  # unnamed
+    relu = helper.make_node("Relu", ["y"], ["z"])
+    model = build_model([node, relu], [("x", [1, 2, 12, 12])], ["z"])
     passes = [SplitMaxPoolPass(rewrite_limits(narrow))]
     fixed, _, _ = rewrite(onnx.shape_inference.infer_shapes(model), passes)
     windows = [a.ints[0] for n in fixed.graph.node for a in n.attribute if a.name == "kernel_shape"]

@@ -147,7 +147,9 @@ def rewrite(
     With ``check``, each pass's result is verified; rewrites that break it (found by bisection)
     are undone and refused from then on, with the measured error as the reason.
     """
-    model = _tidy(onnx.ModelProto.FromString(model.SerializeToString()))
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    _name_nodes(model)
+    model = _tidy(model)
     applied: list[Rewrite] = []
     blocked: dict[tuple[str, ...], str] = {}
     for _ in range(MAX_ROUNDS):
@@ -249,6 +251,17 @@ def _failing(
     found = _failing(model, candidates[:half], check) + _failing(model, candidates[half:], check)
     # Each half passes alone but not together: refuse them all rather than guess.
     return found or [(c, result.max_rel_error) for c in candidates]
+
+
+def _name_nodes(model: onnx.ModelProto) -> None:
+    """Unique node names, since changes are applied by name (a bare proto may have none)."""
+    seen: set[str] = set()
+    for index, node in enumerate(model.graph.node):
+        name = node.name or f"{node.op_type}_{index}"
+        while name in seen:
+            name = f"{name}_{index}"
+        node.name = name
+        seen.add(name)
 
 
 def _tidy(model: onnx.ModelProto) -> onnx.ModelProto:
