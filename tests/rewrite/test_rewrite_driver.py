@@ -119,6 +119,7 @@ def test_limits_come_from_the_rule_set_and_the_target_overrides_them(build_model
     fixed, _, _ = rewrite(onnx.shape_inference.infer_shapes(model), passes)
     windows = [a.ints[0] for n in fixed.graph.node for a in n.attribute if a.name == "kernel_shape"]
     assert windows == [4, 4, 3]
+    assert [n.op_type for n in fixed.graph.node] == ["MaxPool"] * 3 + ["Relu"]
 
 
 def test_fix_is_a_fixed_point(tmp_path, build_model):
