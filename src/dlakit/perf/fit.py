@@ -107,11 +107,13 @@ def write_params(p: Params, value: float, path: Path) -> None:
         "",
     ]
     for name, value_ in asdict(p).items():
+        at_bound = name in BOUNDED and value_ > 1 - 1e-3
         lines += [
             f"[params.{name}]",
-            f"value = {value_:.6g}",
+            f"value = {1.0 if at_bound else value_:.6g}",
             f'unit = "{units.get(name, "")}"',
             f'meaning = "{notes.get(name, "")}"',
+            *(["at_bound = true  # the fit pushed it to its upper bound of 1"] if at_bound else []),
             "",
         ]
     path.write_text("\n".join(lines))

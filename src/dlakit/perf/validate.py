@@ -80,6 +80,7 @@ def render_validation(points: list[Point], rows: list[LayerPoint], console: Cons
     params = perf_data("params.toml")
     fitted = ", ".join(
         f"{name} = {entry['value']:.4g} {entry.get('unit', '')}".rstrip()
+        + (" (at its bound)" if entry.get("at_bound") else "")
         for name, entry in params["params"].items()
     )
     console.print(f"fitted parameters ({params.get('fit', {}).get('date', '?')}): {fitted}")
