@@ -40,7 +40,12 @@ def use_int8_gemm(device: torch.device, terms: int) -> bool:
 def int_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``a @ b`` for integer tensors with |entries| <= 128 (int8 or float32); int64 result."""
     if a.dtype == torch.int8:
-        return _int8_matmul(a, b)
+        try:
+            return _int8_matmul(a, b)
+        except RuntimeError:
+            # cuBLASLt refuses some INT8 shapes: the float32 path is exact too, only slower.
+            exact_float_matmul()
+            a, b = a.float(), b.float()
     n = a.shape[-1]
     if n <= CHUNK:
         return torch.matmul(a, b).to(torch.int64)
@@ -53,10 +58,10 @@ def int_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def _int8_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """INT8 tensor-core GEMM; pads to its shape rules (M > 16, K and N multiples of 8)."""
+    """INT8 tensor-core GEMM, zero-padded to the shapes cuBLASLt takes (multiples of 32)."""
     m, k = a.shape
     n = b.shape[1]
-    mp, kp, np_ = max(m, 17), -(-k // 8) * 8, -(-n // 8) * 8
+    mp, kp, np_ = max(-(-m // 32) * 32, 32), -(-k // 32) * 32, -(-n // 32) * 32
     if (mp, kp) != (m, k):
         a = torch.nn.functional.pad(a, (0, kp - k, 0, mp - m))
     if (kp, np_) != (k, n):
