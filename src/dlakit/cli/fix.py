@@ -30,6 +30,9 @@ def fix(
     preprocess: str | None = typer.Option(
         None, "--preprocess", help="Preprocess for --data images (default: the zoo model's preset)."
     ),
+    count: int = typer.Option(
+        2, "--count", min=1, help="How many real inputs to verify on (each is one onnxruntime run)."
+    ),
     random_data: bool = typer.Option(
         False, "--random", help="Verify on seeded random normal inputs instead of real data."
     ),
@@ -43,7 +46,9 @@ def fix(
     console = Console()
     tgt = load_target(target)
     loaded = load_cli_model(model, input_shape)
-    inputs = None if random_data else _verify_inputs(loaded, model, data, preprocess, console)
+    inputs = (
+        None if random_data else _verify_inputs(loaded, model, data, preprocess, count, console)
+    )
     result = fix_model(loaded, tgt, inputs)
     _render(result, console)
     if output.resolve() == Path(loaded.path).resolve():
@@ -54,7 +59,12 @@ def fix(
 
 
 def _verify_inputs(
-    loaded: LoadedModel, model: str, data: str | None, preprocess: str | None, console: Console
+    loaded: LoadedModel,
+    model: str,
+    data: str | None,
+    preprocess: str | None,
+    count: int,
+    console: Console,
 ) -> VerifyInputs | None:
     """Real inputs when a source or a zoo preset gives them; None (random) otherwise, said aloud."""
     from dlakit.rewrite.inputs import real_inputs
@@ -70,7 +80,7 @@ def _verify_inputs(
         console.print("verifying on random normal inputs (no --data and no zoo preset)")
         return None
     try:
-        return real_inputs(loaded, data, preprocess)
+        return real_inputs(loaded, data, preprocess, limit=count)
     except DlakitError as exc:
         if data is not None:
             raise
