@@ -40,8 +40,12 @@ def _to_x(p: Params) -> np.ndarray:
     return np.array(out)
 
 
-def objective(p: Params) -> float:
-    thr = [pt for pt in throughput_points(p, ["MAXN", "30W"]) if pt.measured]
+def objective(p: Params, leave_out: str | None = None) -> float:
+    thr = [
+        pt
+        for pt in throughput_points(p, ["MAXN", "30W"])
+        if pt.measured and pt.network != leave_out
+    ]
     lay = layerwise_points(p)
     e1 = [math.log(pt.predicted / pt.measured) ** 2 for pt in thr]
     e2 = [math.log(lp.predicted_ms / lp.measured_ms) ** 2 for lp in lay]
@@ -81,12 +85,27 @@ def nelder_mead(f, x0: np.ndarray, steps: float = 0.5, iters: int = 400, tol: fl
     return simplex[i], values[i]
 
 
-def fit(start: Params | None = None) -> tuple[Params, float]:
-    x, value = nelder_mead(lambda x: objective(_to_params(x)), _to_x(start or load_params()))
+def fit(start: Params | None = None, leave_out: str | None = None) -> tuple[Params, float]:
+    x, value = nelder_mead(
+        lambda x: objective(_to_params(x), leave_out), _to_x(start or load_params())
+    )
     return _to_params(x), value
 
 
-def write_params(p: Params, value: float, path: Path) -> None:
+def leave_one_network_out(start: Params) -> list[float]:
+    """Refit without each network in turn and predict it: errors on networks the fit never saw."""
+    errors = []
+    for network in sorted({pt.network for pt in throughput_points(start, ["MAXN"])}):
+        p, _ = fit(start, leave_out=network)
+        errors += [
+            pt.error
+            for pt in throughput_points(p, ["MAXN", "30W"])
+            if pt.network == network and pt.error is not None
+        ]
+    return errors
+
+
+def write_params(p: Params, value: float, path: Path, loo: list[float]) -> None:
     thr = [pt for pt in throughput_points(p, ["MAXN", "30W"]) if pt.measured]
     lay = layerwise_points(p)
     old = perf_data("params.toml")
@@ -104,6 +123,8 @@ def write_params(p: Params, value: float, path: Path) -> None:
         f"throughput_mape = {mape([pt.error for pt in thr if pt.error is not None]):.4f}",
         f"layerwise_mape = {mape([lp.error for lp in lay]):.4f}",
         f"layerwise_max_abs_error = {max(abs(lp.error) for lp in lay):.4f}",
+        "# Each network refitted out of the set and then predicted (12 points):",
+        f"leave_one_network_out_mape = {mape(loo):.4f}",
         "",
     ]
     for name, value_ in asdict(p).items():
@@ -121,8 +142,9 @@ def write_params(p: Params, value: float, path: Path) -> None:
 
 def main() -> int:
     p, value = fit()
+    loo = leave_one_network_out(p)
     path = Path(str(resources.files("dlakit.perf") / "data" / "params.toml"))
-    write_params(p, value, path)
+    write_params(p, value, path, loo)
     print(path.read_text())
     return 0
 

@@ -83,4 +83,10 @@ def render_validation(points: list[Point], rows: list[LayerPoint], console: Cons
         + (" (at its bound)" if entry.get("at_bound") else "")
         for name, entry in params["params"].items()
     )
-    console.print(f"fitted parameters ({params.get('fit', {}).get('date', '?')}): {fitted}")
+    fit = params.get("fit", {})
+    console.print(f"fitted parameters ({fit.get('date', '?')}): {fitted}")
+    if "leave_one_network_out_mape" in fit:
+        console.print(
+            "leave-one-network-out (each network refitted out of the set, then predicted): "
+            f"MAPE {fit['leave_one_network_out_mape']:.1%}"
+        )
