@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from importlib import resources
 
 from dlakit.errors import DlakitError
@@ -24,16 +24,20 @@ class Field:
     msb: int
     enums: dict[str, int]
 
-    @property
+    @cached_property
     def width(self) -> int:
         return self.msb - self.lsb + 1
 
-    @property
+    @cached_property
     def mask(self) -> int:
         return ((1 << self.width) - 1) << self.lsb
 
+    @cached_property
+    def _low_mask(self) -> int:
+        return (1 << self.width) - 1
+
     def get(self, value: int) -> int:
-        return (value >> self.lsb) & ((1 << self.width) - 1)
+        return (value >> self.lsb) & self._low_mask
 
 
 @dataclass(frozen=True)
@@ -46,7 +50,7 @@ class Register:
     reset: int
     read_only: tuple[str, ...]
 
-    @property
+    @cached_property
     def per_group(self) -> bool:
         """``D_`` registers exist once per ping-pong group; ``S_`` registers are shared."""
         return self.name.startswith("D_")

@@ -133,7 +133,12 @@ def convert_out(x: torch.Tensor, sdp: UnitView) -> torch.Tensor:
     off = sdp.signed("D_CVT_OFFSET")
     scale = sdp.signed("D_CVT_SCALE")
     shift = sdp["D_CVT_SHIFT"] & 0x3F
-    t = shift_right_round((x - off) * scale, shift, 49, 17)
+    # Skipping an identity offset or scale saves whole-cube passes, not arithmetic.
+    if off:
+        x = x - off
+    if scale != 1:
+        x = x * scale
+    t = shift_right_round(x, shift, 49, 17)
     return saturate(t, 8)
 
 
