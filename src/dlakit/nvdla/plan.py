@@ -10,7 +10,8 @@ executes. Per layer:
   start on a surface, with block-diagonal (zero) kernels inside the block, so a depthwise layer
   costs ``memory_atomic`` times its MACs, as on the hardware.
 * :class:`QSdp` -> an SDP pass from memory; :class:`QPool` -> a PDP pass from memory.
-* :class:`QConcat` -> no operation: its inputs are placed in the output surface.
+* :class:`QConcat` -> no operation: its inputs are placed in the output surface (a host op when
+  an input other than the last does not end on a surface: its padding would overlap the next).
 * :class:`QReshape` -> no operation when the feature layout does not change, else a host op.
 * :class:`QQuantize`, :class:`QDequantize`, :class:`QFloat` -> host (GPU/CPU) segments.
 """
@@ -132,7 +133,14 @@ def _is_layout_noop(layer: QReshape, graph: QGraph) -> bool:
         return False
 
 
-def _engine_of(layer: QLayer, graph: QGraph) -> str:
+def _concat_aligned(layer: QConcat, graph: QGraph, atom: int) -> bool:
+    """Every input but the last must end on a surface, or its padding would overwrite the next."""
+    return all(cube_of(graph.tensors[n].shape, n)[0] % atom == 0 for n in layer.inputs[:-1])
+
+
+def _engine_of(layer: QLayer, graph: QGraph, atom: int) -> str:
+    if isinstance(layer, QConcat):
+        return "dla" if _concat_aligned(layer, graph, atom) else "host"
     if isinstance(layer, _DLA_TYPES):
         return "dla"
     if isinstance(layer, QReshape) and _is_layout_noop(layer, graph):
@@ -145,7 +153,7 @@ class _Compiler:
         self.g = graph
         self.cfg = cfg
         self.regmap = load_register_map(cfg.hw_tree)
-        self.engines = [_engine_of(layer, graph) for layer in graph.layers]
+        self.engines = [_engine_of(layer, graph, cfg.atom) for layer in graph.layers]
         self.alias: dict[str, tuple[str, int]] = {}  # tensor -> (parent tensor, channel offset)
         self.surfaces: dict[str, Surface] = {}
         self.consts = _Constants(ACT_BASE)

@@ -36,9 +36,23 @@ class Program:
             raise DlakitError(f"layer {self.where}: {exc}") from None
         self.writes.append((unit, reg, value))
 
+    def value(self, unit: str, reg: str, value: int) -> None:
+        """A whole-register value (address, stride, byte count): the field may start above bit 0
+        (v1 keeps 32-byte aligned addresses in bits 31:5), so the value must fit its mask."""
+        r = self.regmap.register(unit, reg)
+        mask = 0
+        for f in r.fields.values():
+            mask |= f.mask
+        if value & ~mask or value >> 32:
+            raise DlakitError(
+                f"layer {self.where}: {unit}.{reg} = 0x{value:x} does not fit its field "
+                f"(mask 0x{mask:x}: misaligned or too large)"
+            )
+        self.writes.append((unit, reg, value))
+
     def addr(self, unit: str, low: str, high: str, address: int) -> None:
-        self.writes.append((unit, low, address & 0xFFFFFFFF))
-        self.writes.append((unit, high, address >> 32))
+        self.value(unit, low, address & 0xFFFFFFFF)
+        self.value(unit, high, address >> 32)
 
     def enable(self, *units: str) -> None:
         for unit in units:
@@ -154,8 +168,8 @@ def _y_unit(p: Program, unit: EwUnit | None, ew: Surface | None) -> bool:
         ERDMA_RAM_TYPE="MC",
     )
     p.addr("SDP_RDMA", "D_EW_BASE_ADDR_LOW", "D_EW_BASE_ADDR_HIGH", ew.address)
-    p.w("SDP_RDMA", "D_EW_LINE_STRIDE", EW_LINE_STRIDE=ew.line_stride)
-    p.w("SDP_RDMA", "D_EW_SURFACE_STRIDE", EW_SURFACE_STRIDE=ew.surf_stride)
+    p.value("SDP_RDMA", "D_EW_LINE_STRIDE", ew.line_stride)
+    p.value("SDP_RDMA", "D_EW_SURFACE_STRIDE", ew.surf_stride)
     return True
 
 
@@ -177,8 +191,8 @@ def _sdp(
     _cube(p, "SDP_RDMA", out)
     _cube(p, "SDP", out)
     p.addr("SDP", "D_DST_BASE_ADDR_LOW", "D_DST_BASE_ADDR_HIGH", out.address)
-    p.w("SDP", "D_DST_LINE_STRIDE", DST_LINE_STRIDE=out.line_stride)
-    p.w("SDP", "D_DST_SURFACE_STRIDE", DST_SURFACE_STRIDE=out.surf_stride)
+    p.value("SDP", "D_DST_LINE_STRIDE", out.line_stride)
+    p.value("SDP", "D_DST_SURFACE_STRIDE", out.surf_stride)
     p.w("SDP", "D_DST_DMA_CFG", DST_RAM_TYPE="MC")
     p.w("SDP", "D_DATA_FORMAT", PROC_PRECISION="INT8", OUT_PRECISION="INT8")
     mode = "ON" if flying else "OFF"
@@ -252,21 +266,21 @@ def conv_program(
     p.w("CDMA", "D_PIXEL_OFFSET", PIXEL_X_OFFSET=0, PIXEL_Y_OFFSET=0)
     p.w("CDMA", "D_DAIN_RAM_TYPE", DATAIN_RAM_TYPE="MCIF")
     p.addr("CDMA", "D_DAIN_ADDR_LOW_0", "D_DAIN_ADDR_HIGH_0", src.address)
-    p.w("CDMA", "D_LINE_STRIDE", LINE_STRIDE=src.line_stride)
-    p.w("CDMA", "D_SURF_STRIDE", SURF_STRIDE=src.surf_stride)
+    p.value("CDMA", "D_LINE_STRIDE", src.line_stride)
+    p.value("CDMA", "D_SURF_STRIDE", src.surf_stride)
     p.w(
         "CDMA",
         "D_DAIN_MAP",
         LINE_PACKED=_bool(src.line_stride == w * atom),
         SURF_PACKED=_bool(src.surf_stride == h * src.line_stride),
     )
-    p.w("CDMA", "D_BATCH_STRIDE", BATCH_STRIDE=0)
+    p.value("CDMA", "D_BATCH_STRIDE", 0)
     p.w("CDMA", "D_FETCH_GRAIN", GRAINS=0)
     p.w("CDMA", "D_WEIGHT_SIZE_0", BYTE_PER_KERNEL=bytes_per_kernel - 1)
     p.w("CDMA", "D_WEIGHT_SIZE_1", WEIGHT_KERNEL=tile.kernels - 1)
     p.w("CDMA", "D_WEIGHT_RAM_TYPE", WEIGHT_RAM_TYPE="MCIF")
     p.addr("CDMA", "D_WEIGHT_ADDR_LOW", "D_WEIGHT_ADDR_HIGH", weights)
-    p.w("CDMA", "D_WEIGHT_BYTES", WEIGHT_BYTES=weight_size)
+    p.value("CDMA", "D_WEIGHT_BYTES", weight_size)
     p.w("CDMA", "D_MEAN_FORMAT", MEAN_FORMAT="DISABLE")
     p.w("CDMA", "D_CVT_CFG", CVT_EN="DISABLE", CVT_TRUNCATE=0)
     p.w("CDMA", "D_CVT_OFFSET", CVT_OFFSET=0)
@@ -287,8 +301,8 @@ def conv_program(
     p.w("CSC", "D_POST_Y_EXTENSION", Y_EXTENSION=0)
     p.w("CSC", "D_WEIGHT_SIZE_EXT_0", WEIGHT_WIDTH_EXT=s - 1, WEIGHT_HEIGHT_EXT=r - 1)
     p.w("CSC", "D_WEIGHT_SIZE_EXT_1", WEIGHT_CHANNEL_EXT=c - 1, WEIGHT_KERNEL=tile.kernels - 1)
-    p.w("CSC", "D_WEIGHT_BYTES", WEIGHT_BYTES=weight_size)
-    p.w("CSC", "D_WMB_BYTES", WMB_BYTES=0)
+    p.value("CSC", "D_WEIGHT_BYTES", weight_size)
+    p.value("CSC", "D_WMB_BYTES", 0)
     p.w("CSC", "D_DATAOUT_SIZE_0", DATAOUT_WIDTH=dst.width - 1, DATAOUT_HEIGHT=dst.height - 1)
     p.w("CSC", "D_DATAOUT_SIZE_1", DATAOUT_CHANNEL=dst.channels - 1)
     p.w("CSC", "D_ATOMICS", ATOMICS=dst.width * dst.height - 1)
@@ -302,10 +316,10 @@ def conv_program(
     p.w("CACC", "D_MISC_CFG", CONV_MODE="DIRECT", PROC_PRECISION="INT8")
     p.w("CACC", "D_DATAOUT_SIZE_0", DATAOUT_WIDTH=dst.width - 1, DATAOUT_HEIGHT=dst.height - 1)
     p.w("CACC", "D_DATAOUT_SIZE_1", DATAOUT_CHANNEL=dst.channels - 1)
-    p.w("CACC", "D_DATAOUT_ADDR", DATAOUT_ADDR=dst.address & 0xFFFFFFFF)
+    p.value("CACC", "D_DATAOUT_ADDR", dst.address & 0xFFFFFFFF)
     p.w("CACC", "D_BATCH_NUMBER", BATCHES=0)
-    p.w("CACC", "D_LINE_STRIDE", LINE_STRIDE=dst.line_stride)
-    p.w("CACC", "D_SURF_STRIDE", SURF_STRIDE=dst.surf_stride)
+    p.value("CACC", "D_LINE_STRIDE", dst.line_stride)
+    p.value("CACC", "D_SURF_STRIDE", dst.surf_stride)
     p.w(
         "CACC",
         "D_DATAOUT_MAP",
@@ -336,8 +350,8 @@ def sdp_program(
     p = Program(regmap, name)
     _sdp(p, chain, dst, operands, ew, flying=False)  # the M-RDMA reads src: RDMA always runs
     p.addr("SDP_RDMA", "D_SRC_BASE_ADDR_LOW", "D_SRC_BASE_ADDR_HIGH", src.address)
-    p.w("SDP_RDMA", "D_SRC_LINE_STRIDE", SRC_LINE_STRIDE=src.line_stride)
-    p.w("SDP_RDMA", "D_SRC_SURFACE_STRIDE", SRC_SURFACE_STRIDE=src.surf_stride)
+    p.value("SDP_RDMA", "D_SRC_LINE_STRIDE", src.line_stride)
+    p.value("SDP_RDMA", "D_SRC_SURFACE_STRIDE", src.surf_stride)
     p.w("SDP_RDMA", "D_SRC_DMA_CFG", SRC_RAM_TYPE="MC")
     p.enable("SDP_RDMA", "SDP")
     return p.writes
@@ -362,8 +376,8 @@ def pdp_program(regmap: RegisterMap, layer: QPool, src: Surface, dst: Surface) -
         p.w(unit, "D_DATA_CUBE_IN_CHANNEL", CUBE_IN_CHANNEL=src.channels - 1)
         p.w(unit, "D_DATA_FORMAT", INPUT_DATA="INT8")
         p.addr(unit, "D_SRC_BASE_ADDR_LOW", "D_SRC_BASE_ADDR_HIGH", src.address)
-        p.w(unit, "D_SRC_LINE_STRIDE", SRC_LINE_STRIDE=src.line_stride)
-        p.w(unit, "D_SRC_SURFACE_STRIDE", SRC_SURFACE_STRIDE=src.surf_stride)
+        p.value(unit, "D_SRC_LINE_STRIDE", src.line_stride)
+        p.value(unit, "D_SRC_SURFACE_STRIDE", src.surf_stride)
         p.w(unit, "D_PARTIAL_WIDTH_IN", PARTIAL_WIDTH_IN_FIRST=0, PARTIAL_WIDTH_IN_LAST=0,
             PARTIAL_WIDTH_IN_MID=0)  # fmt: skip
     p.w("PDP_RDMA", "D_FLYING_MODE", FLYING_MODE="OFF_FLYING")
@@ -400,8 +414,8 @@ def pdp_program(regmap: RegisterMap, layer: QPool, src: Surface, dst: Surface) -
         # The firmware programs PAD_VALUE_nX = n * PAD_VALUE_1X (qgraph.QPool).
         p.w("PDP", f"D_POOLING_PADDING_VALUE_{n}_CFG", **{f"PAD_VALUE_{n}X": n * layer.pad_value})
     p.addr("PDP", "D_DST_BASE_ADDR_LOW", "D_DST_BASE_ADDR_HIGH", dst.address)
-    p.w("PDP", "D_DST_LINE_STRIDE", DST_LINE_STRIDE=dst.line_stride)
-    p.w("PDP", "D_DST_SURFACE_STRIDE", DST_SURFACE_STRIDE=dst.surf_stride)
+    p.value("PDP", "D_DST_LINE_STRIDE", dst.line_stride)
+    p.value("PDP", "D_DST_SURFACE_STRIDE", dst.surf_stride)
     p.w("PDP", "D_DST_RAM_CFG", DST_RAM_TYPE="MC")
     p.enable("PDP_RDMA", "PDP")
     return p.writes
