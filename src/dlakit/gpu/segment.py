@@ -81,6 +81,7 @@ def host_segment_model(
     """The ONNX model of ``layers`` (in order) reading ``inputs`` and producing ``outputs``."""
     nodes: list[onnx.NodeProto] = []
     inits: list[onnx.TensorProto] = []
+    shared: dict[str, np.ndarray] = {}  # fallback constants, once each
     opset = OPSET
     for layer in layers:
         if isinstance(layer, QQuantize):
@@ -94,13 +95,15 @@ def host_segment_model(
                                           axis=layer.axis))  # fmt: skip
         elif isinstance(layer, QFloat):
             nodes.append(layer.node)
-            inits += [
-                numpy_helper.from_array(np.asarray(v), k) for k, v in layer.initializers.items()
-            ]
+            shared.update(layer.initializers)
             opset = max(opset, layer.opset)
         else:
             raise DlakitError(f"layer {layer.name} ({type(layer).__name__}) cannot run on the host")
-    batch_shape = lambda n: ["N", *graph.tensors[n].shape[1:]]  # noqa: E731
+    inits += [numpy_helper.from_array(np.asarray(v), k) for k, v in shared.items()]
+
+    def batch_shape(name: str) -> list:
+        return ["N", *graph.tensors[name].shape[1:]]
+
     g = helper.make_graph(
         nodes,
         name,

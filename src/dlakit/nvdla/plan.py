@@ -42,6 +42,7 @@ from dlakit.nvdla.tiling import ConvShape, plan_tiles
 from dlakit.quant.qgraph import (
     QConcat,
     QConv,
+    QFloat,
     QGraph,
     QLayer,
     QPool,
@@ -373,6 +374,7 @@ class _Compiler:
         for number, (engine, indices) in enumerate(runs):
             layers = [self.g.layers[i] for i in indices]
             made = {n for layer in layers for n in layer.outputs}
+            made |= {k for layer in layers if isinstance(layer, QFloat) for k in layer.initializers}
             inside = set(indices)
             inputs = _unique(n for layer in layers for n in layer.inputs if n not in made)
             outputs = [
