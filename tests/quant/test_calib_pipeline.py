@@ -237,3 +237,31 @@ def test_onnx_model_is_untouched(toy, samples):
     calibrate(loaded, calibration_inputs(samples, None, loaded), "max")
     assert toy.read_bytes() == before
     assert len(onnx.load(str(toy)).graph.output) == 1
+
+
+@pytest.mark.parametrize("suffix", [".trtcache", ".nvdla.json"])
+def test_cli_imports_a_cache_or_table_back_into_scales(toy, samples, tmp_path, suffix):
+    out = tmp_path / "toy.scales.json"
+    assert main(["calibrate", str(toy), "-d", str(samples), "-m", "max", "-o", str(out)]) == 0
+    imported = tmp_path / "imported.scales.json"
+    args = ["calibrate", str(toy), "--from-cache", str(tmp_path / f"toy{suffix}")]
+    assert main([*args, "-o", str(imported)]) == 0
+    original, back = Scales.load(out), Scales.load(imported).for_model(load_model(toy))
+    assert back.method == "imported" and back.weights == original.weights
+    for name, act in original.activations.items():
+        want = float(np.float32(act.scale)) if suffix == ".trtcache" else act.scale
+        assert back.activation_scale(name) == pytest.approx(want, rel=1e-15)
+
+
+def test_cli_import_of_a_cache_missing_tensors_is_an_error(toy, tmp_path, capsys):
+    cache = tmp_path / "partial.trtcache"
+    cache.write_text("TRT-8600-EntropyCalibration2\nx: 3f800000\n")
+    args = ["calibrate", str(toy), "--from-cache", str(cache), "-o", str(tmp_path / "s.json")]
+    assert main(args) == 2
+    assert "no scale for 5 of the 6 tensors" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra", [[], ["-d", "x.npz", "--from-cache", "c.trtcache"]])
+def test_cli_needs_exactly_one_of_data_and_from_cache(toy, tmp_path, capsys, extra):
+    assert main(["calibrate", str(toy), "-o", str(tmp_path / "s.json"), *extra]) == 2
+    assert "--data" in capsys.readouterr().err

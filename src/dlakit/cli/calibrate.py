@@ -5,6 +5,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -13,6 +14,10 @@ from rich.table import Table
 
 from dlakit.errors import DlakitError
 from dlakit.quant.calibrators import METHODS
+
+if TYPE_CHECKING:
+    from dlakit.quant.calibrate import CalibrationRun
+    from dlakit.quant.scales import Scales
 
 console = Console()
 # Clipping more than this share of a tensor's values is worth a warning: a Gaussian clipped by
@@ -52,8 +57,8 @@ def _progress_hook(progress: Progress) -> Callable[[str, int], Callable[[], None
 
 def calibrate_command(
     model: str = typer.Argument(..., help="ONNX file or zoo model name (e.g. mnist-cnn)."),
-    data: str = typer.Option(
-        ..., "--data", "-d", help="Calibration inputs: a folder of images, an .npz, or a data set."
+    data: str | None = typer.Option(
+        None, "--data", "-d", help="Calibration inputs: a folder of images, an .npz, or a data set."
     ),
     preprocess: str | None = typer.Option(
         None,
@@ -85,22 +90,45 @@ def calibrate_command(
     trt_version: int = typer.Option(
         8600, "--trt-version", help="TensorRT version in the cache header (TRT-<ver>-...)."
     ),
+    from_cache: Path | None = typer.Option(
+        None,
+        "--from-cache",
+        help="Instead of calibrating, import a TensorRT cache or NVDLA table into a scales file.",
+    ),
 ) -> None:
     """Calibrate activation scales (entropy, percentile or max) on real inputs and write them."""
     from dlakit.graph import load_model, parse_input_shapes
     from dlakit.quant.calibrate import calibrate
-    from dlakit.quant.formats import write_nvdla_table, write_trt_cache
+    from dlakit.quant.formats import (
+        read_scale_table,
+        scales_from_table,
+        write_nvdla_table,
+        write_trt_cache,
+    )
     from dlakit.quant.inputs import calibration_inputs
 
+    if (data is None) == (from_cache is None):
+        raise DlakitError(
+            "give calibration inputs with --data, or scales to import with --from-cache"
+        )
     if method not in METHODS:
         raise DlakitError(f"--method {method!r}: choose one of {', '.join(METHODS)}")
     if limit is not None and limit < 0:
         raise DlakitError(f"--limit {limit}: must be >= 0")
     path, preset = _resolve(model)
     loaded = load_model(path, parse_input_shapes(input_shape))
-    inputs = calibration_inputs(data, preprocess or preset, loaded, limit or None)
     output = output or Path(f"{Path(model).stem}.scales.json")
+    if from_cache is not None:
+        scales = scales_from_table(loaded, read_scale_table(from_cache), str(from_cache))
+        written = [scales.save(output)]
+        if trt_cache:
+            written.append(write_trt_cache(scales, trt_cache, trt_version))
+        if nvdla_table:
+            written.append(write_nvdla_table(scales, nvdla_table))
+        _summary(path.name, scales, written, None)
+        return
 
+    inputs = calibration_inputs(data, preprocess or preset, loaded, limit or None)
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -123,23 +151,27 @@ def calibrate_command(
         write_trt_cache(scales, trt_cache or _companion(output, ".trtcache"), trt_version)
     )
     written.append(write_nvdla_table(scales, nvdla_table or _companion(output, ".nvdla.json")))
+    _summary(path.name, scales, written, run)
+    _warn_clipping(run.clipped, method)
 
+
+def _summary(model: str, scales: Scales, written: list[Path], run: CalibrationRun | None) -> None:
     values = [a.scale for a in scales.activations.values()]
-    table = Table(title=f"calibration of {path.name}", show_header=False)
+    table = Table(title=f"calibration of {model}", show_header=False)
     table.add_row("data", scales.data)
-    table.add_row("method", method + (f" ({scales.percentile}%)" if scales.percentile else ""))
+    percent = f" ({scales.percentile}%)" if scales.percentile else ""
+    table.add_row("method", scales.method + percent)
     table.add_row("tensors calibrated", f"{len(values)} activations, {len(scales.weights)} weights")
     table.add_row(
         "scale min / median / max",
         f"{min(values):.4g} / {statistics.median(values):.4g} / {max(values):.4g}",
     )
-    table.add_row(
-        "time", f"{run.total_seconds:.2f} s ({run.passes} pass(es) over {run.runs} inputs)"
-    )
-    table.add_row("inputs/s", f"{run.inputs_per_second:.1f}")
+    if run is not None:
+        passes = f"{run.passes} pass(es) over {run.runs} inputs"
+        table.add_row("time", f"{run.total_seconds:.2f} s ({passes})")
+        table.add_row("inputs/s", f"{run.inputs_per_second:.1f}")
     table.add_row("wrote", "\n".join(str(p) for p in written))
     console.print(table)
-    _warn_clipping(run.clipped, method)
 
 
 def _warn_clipping(clipped: dict[str, float], method: str) -> None:

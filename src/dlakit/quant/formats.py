@@ -30,7 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dlakit.errors import DlakitError
-from dlakit.quant.scales import QMAX, Scales
+from dlakit.graph.load import LoadedModel
+from dlakit.quant.observe import calibration_tensors
+from dlakit.quant.scales import QMAX, ActivationRange, Scales, graph_sha256
+from dlakit.quant.weights import weight_ranges
 
 DEFAULT_TRT_VERSION = 8600
 TRT_ALGORITHM = "EntropyCalibration2"
@@ -141,6 +144,15 @@ def read_nvdla_table(path: str | Path) -> dict[str, float]:
     return scales
 
 
+def read_scale_table(path: str | Path) -> dict[str, float]:
+    """Per-tensor scales from a TensorRT cache or an NVDLA table (a JSON object)."""
+    path = Path(path)
+    text = _read_text(path, "calibration cache or table")
+    if text.lstrip().startswith("{"):
+        return read_nvdla_table(path)
+    return read_trt_cache(path).scales
+
+
 def _read_text(path: Path, what: str) -> str:
     if not path.is_file():
         raise DlakitError(f"{what} not found: {path}")
@@ -148,3 +160,33 @@ def _read_text(path: Path, what: str) -> str:
         return path.read_text()
     except UnicodeDecodeError:
         raise DlakitError(f"{path} is not a {what} (not text)") from None
+
+
+def scales_from_table(loaded: LoadedModel, table: dict[str, float], source: str) -> Scales:
+    """A scales file for ``loaded`` from imported per-tensor scales (a TensorRT cache or an NVDLA
+    table): amax = scale * 127, min/max unknown so set to -amax/amax, weights measured from the
+    model. Names the model does not calibrate are ignored; a model tensor the table lacks is an
+    error, since every INT8 stage needs them all."""
+    wanted = calibration_tensors(loaded)
+    missing = [name for name in wanted if name not in table]
+    if missing:
+        raise DlakitError(
+            f"{source} has no scale for {len(missing)} of the {len(wanted)} tensors of "
+            f"{loaded.path} (first: '{missing[0]}'); was it made for this model?"
+        )
+    activations = {
+        name: ActivationRange(
+            amax=table[name] * QMAX, min=-table[name] * QMAX, max=table[name] * QMAX
+        )
+        for name in wanted
+    }
+    return Scales(
+        model_name=loaded.path.stem,
+        graph_sha256=graph_sha256(loaded),
+        method="imported",
+        percentile=None,
+        num_inputs=0,
+        data=f"imported from {source}",
+        activations=activations,
+        weights=weight_ranges(loaded),
+    )
