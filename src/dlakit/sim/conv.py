@@ -57,7 +57,9 @@ def conv_accumulate(
     dtype = torch.int8 if use_int8_gemm(x.device, terms) else torch.float32
     if dtype == torch.float32:
         exact_float_matmul()
-    padded = F.pad(x.to(dtype)[None], (left, right, top, bottom), value=geo.pad_value)[0]
+    padded = x.to(dtype)
+    if left or right or top or bottom:
+        padded = F.pad(padded[None], (left, right, top, bottom), value=geo.pad_value)[0]
     cols = im2col(padded, (r, s), (sy, sx), (dy, dx), (oh, ow))
     wm = w.reshape(k, terms).to(dtype)
     if terms * (1 << 14) < (1 << (ACC_BITS - 1)):
@@ -147,6 +149,7 @@ def run_conv(nv: Nvdla, group: int) -> None:
         cdma["D_LINE_STRIDE"],
         cdma["D_SURF_STRIDE"],
         atom,
+        torch.int8,  # the GEMM takes INT8 (or float32) operands: no int64 round trip
     )
     x = _input_convert(x[:c], cdma)
     k = cdma["D_WEIGHT_SIZE_1"] + 1
@@ -155,7 +158,7 @@ def run_conv(nv: Nvdla, group: int) -> None:
     offsets = _weight_offsets(k, c, r, ks, atom_k, atom_c, mem.device)
     w_base = cdma.addr("D_WEIGHT_ADDR_LOW", "D_WEIGHT_ADDR_HIGH")
     w_bytes = mem.gather(w_base + offsets, (w_base, w_base + k * c * r * ks))
-    weights = w_bytes.view(torch.int8).to(torch.int64)
+    weights = w_bytes.view(torch.int8).reshape(k, c, r, ks)
     geo = ConvGeometry(
         stride=(
             cdma.f("D_CONV_STRIDE", "CONV_Y_STRIDE") + 1,
@@ -173,7 +176,9 @@ def run_conv(nv: Nvdla, group: int) -> None:
         pad_value=sign_extend(cdma["D_ZERO_PADDING_VALUE"], 8),
     )
     acc = conv_accumulate(x, weights, geo, atom_c)
-    y = cacc_truncate(acc, cacc["D_CLIP_CFG"] & 0x1F)
+    clip = cacc["D_CLIP_CFG"] & 0x1F
+    # Without a truncate, sums that cannot leave INT32 need no saturation pass.
+    y = acc if clip == 0 and c * r * ks * (1 << 14) < (1 << 31) else cacc_truncate(acc, clip)
     out = sdp.output_cube(s)
     kp = padded_channels(out.channels, atom)
     if kp > y.shape[0]:
@@ -187,6 +192,7 @@ def _input_convert(x: torch.Tensor, cdma: UnitView) -> torch.Tensor:
     """CDMA input converter (CVT_EN): ((x - offset) * scale) >> truncate, rounded, INT8."""
     if not cdma.f("D_CVT_CFG", "CVT_EN"):
         return x
+    x = x.to(torch.int64)
     t = shift_right_round(
         (x - cdma.signed("D_CVT_OFFSET")) * cdma.signed("D_CVT_SCALE"),
         cdma.f("D_CVT_CFG", "CVT_TRUNCATE"),

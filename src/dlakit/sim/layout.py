@@ -61,17 +61,25 @@ def _cube_view(
 
 
 def read_cube(
-    mem: Memory, base: int, channels: int, height: int, width: int, line: int, surf: int, atom: int
+    mem: Memory,
+    base: int,
+    channels: int,
+    height: int,
+    width: int,
+    line: int,
+    surf: int,
+    atom: int,
+    dtype: torch.dtype = torch.int64,
 ) -> torch.Tensor:
-    """INT8 feature cube [C, H, W] as int64 (C a multiple of the atom)."""
+    """INT8 feature cube [C, H, W] as ``dtype`` (C a multiple of the atom)."""
     view = _cube_view(mem, base, channels, height, width, line, surf, atom)
     if view is None:
         addrs = feature_addresses(
             base, channels, height, width, line, surf, atom, device=mem.device
         )
-        return load_signed(mem, addrs, 1)
+        return load_signed(mem, addrs, 1).to(dtype)
     cube = view.view(torch.int8).permute(0, 3, 1, 2).reshape(channels, height, width)
-    return cube.to(torch.int64)
+    return cube.to(dtype)
 
 
 def write_cube(
