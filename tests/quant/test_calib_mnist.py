@@ -18,6 +18,7 @@ from dlakit.cli import main
 from dlakit.data import load_labelled
 from dlakit.graph import load_model, save_model
 from dlakit.quant.formats import read_nvdla_table, read_trt_cache
+from dlakit.quant.inputs import calibration_inputs
 from dlakit.quant.scales import Scales
 from dlakit.zoo import get_entry, resolve_model
 
@@ -194,3 +195,12 @@ def test_clipping_methods_stay_within_max(calibrated):
     for method in ("entropy", "percentile"):
         for name, act in scales["max"].activations.items():
             assert 0 < scales[method].activations[name].amax <= act.amax * (1 + 1e-9)
+
+
+def test_limit_samples_a_named_data_set_evenly():
+    loaded = load_model(resolve_model("mnist-cnn"))
+    inputs = calibration_inputs("opencv-digits", "mnist", loaded, limit=20)
+    assert len(inputs) == 20
+    # digits.png is sorted by class (500 each): an even sample holds every digit twice.
+    rows = [int(name.split("[")[1].split(",")[0]) for name in inputs.names]
+    assert sorted({row // 5 for row in rows}) == list(range(10))

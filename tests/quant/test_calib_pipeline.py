@@ -265,3 +265,9 @@ def test_cli_import_of_a_cache_missing_tensors_is_an_error(toy, tmp_path, capsys
 def test_cli_needs_exactly_one_of_data_and_from_cache(toy, tmp_path, capsys, extra):
     assert main(["calibrate", str(toy), "-o", str(tmp_path / "s.json"), *extra]) == 2
     assert "--data" in capsys.readouterr().err
+
+
+def test_limit_takes_the_first_inputs_of_an_npz(toy, samples):
+    inputs = calibration_inputs(samples, None, load_model(toy), limit=5)
+    assert len(inputs) == 5
+    np.testing.assert_array_equal(inputs.array, np.load(samples)["x"][:5])

@@ -42,7 +42,7 @@ def calibration_inputs(
     source: str | Path, preprocess: str | None, loaded: LoadedModel, limit: int | None = None
 ) -> ArrayInputs:
     """At most ``limit`` model runs of inputs from ``source`` for one-input model ``loaded``."""
-    from dlakit.data import load_labelled
+    from dlakit.data import datasets, load_labelled
 
     if len(loaded.input_names) != 1:
         raise DlakitError(
@@ -51,11 +51,13 @@ def calibration_inputs(
         )
     name = loaded.input_names[0]
     shape = tuple(loaded.input_shapes[name])
-    data = load_labelled(source, preprocess, shape)
+    wanted = None if limit is None else limit * shape[0]
+    # A named data set is loaded whole and sampled evenly (some, like opencv-digits, are sorted
+    # by class); a folder or .npz is the user's own pick, so only its first inputs are read.
+    named = str(source).partition(":")[0] in datasets()
+    data = load_labelled(source, preprocess, shape, None if named else wanted)
     images, names = np.asarray(data.images), list(data.names)
-    wanted = len(images) if limit is None else min(len(images), limit * shape[0])
-    if wanted < len(images):
-        # Evenly spaced, not the first ones: data sets such as opencv-digits are sorted by class.
+    if wanted is not None and wanted < len(images):
         pick = np.linspace(0, len(images) - 1, wanted).round().astype(int)
         images, names = images[pick], [names[i] for i in pick]
     if len(images) < shape[0]:
