@@ -160,3 +160,19 @@ def test_a_model_with_dynamic_shapes_is_refused(tmp_path, capsys):
     assert "dynamic shape" in capsys.readouterr().err
     with pytest.raises(DlakitError):
         load_model(path)
+
+
+def test_gpu_roofline_falls_with_gpu_clock_and_caps_at_bandwidth(models):
+    from dlakit.perf.cost import gpu_layer_cost
+    from dlakit.perf.hw import gpu_config
+
+    target = load_target("orin")
+    conv = next(x for x in build_layers(models["math"]) if x.kind == "conv")
+    fast = gpu_layer_cost(conv, gpu_config(target, "MAXN"))
+    slow = gpu_layer_cost(conv, gpu_config(target, "15W"))
+    assert fast.bound == "compute" and slow.time_s > 2 * fast.time_s
+    heavy = next(x for x in build_layers(models["memory"]) if x.kind == "conv")
+    base = gpu_config(target, "MAXN")
+    assert gpu_layer_cost(heavy, base).bound == "memory"
+    wider = replace(base, sms=4 * base.sms)
+    assert gpu_layer_cost(heavy, wider).time_s == pytest.approx(gpu_layer_cost(heavy, base).time_s)
