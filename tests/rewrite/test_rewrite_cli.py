@@ -62,3 +62,10 @@ def test_fix_verifies_on_given_npz_inputs(build_model, tmp_path, capsys):
     code = main(["fix", str(source), "-o", out, "--data", str(data), "--count", "3"])
     text = capsys.readouterr().out
     assert code == 0 and "3 run(s)" in text and "inputs.npz (3 inputs" in text
+
+
+def test_fix_with_nothing_to_rewrite_says_so(build_model, tmp_path, capsys):
+    relu = helper.make_node("Relu", ["x"], ["y"], name="relu")
+    source = save_model(build_model([relu], [("x", [1, 3, 4, 4])], ["y"]), tmp_path / "r.onnx")
+    code = main(["fix", str(source), "-o", str(tmp_path / "o.onnx"), "--random"])
+    assert code == 0 and "no rewrite applied" in capsys.readouterr().out

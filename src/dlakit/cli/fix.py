@@ -103,6 +103,11 @@ def _render(result: FixResult, console: Console) -> None:
             refused.add_row(f.pass_name, f.node, f.op_type, f.reason)
         console.print(refused)
     v = result.verification
+    if v.runs == 0:
+        console.print(
+            f"no rewrite applied: the model is written as loaded; nodes {result.nodes_after}"
+        )
+        return
     console.print(
         f"verified with onnxruntime: max relative error {v.max_rel_error:.3g} "
         f"on '{v.worst_output}' "
