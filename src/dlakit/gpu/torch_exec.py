@@ -142,6 +142,50 @@ def _unsqueeze(x, a):
     return [y]
 
 
+def _slice(x, a):
+    y = x[0]
+    starts, ends = _ints(x[1]), _ints(x[2])
+    axes = _ints(x[3]) if len(x) > 3 and x[3] is not None else list(range(len(starts)))
+    steps = _ints(x[4]) if len(x) > 4 and x[4] is not None else [1] * len(starts)
+    index = [slice(None)] * y.ndim
+    for st, en, ax, sp in zip(starts, ends, axes, steps, strict=True):
+        if sp <= 0:
+            raise DlakitError("Slice with a non-positive step is not supported by the torch runner")
+        index[ax % y.ndim] = slice(st, min(en, y.shape[ax]), sp)
+    return [y[tuple(index)]]
+
+
+def _split(x, a):
+    axis = a.get("axis", 0)
+    sizes = _ints(x[1]) if len(x) > 1 and x[1] is not None else a.get("split")
+    if not sizes:
+        n = a["num_outputs"]
+        sizes = [-(-x[0].shape[axis] // n)] * n
+    return list(torch.split(x[0], list(sizes), dim=axis))
+
+
+def _resize(x, a):
+    mode = a.get("mode", b"nearest")
+    mode = mode.decode() if isinstance(mode, bytes) else mode
+    sizes = _ints(x[3]) if len(x) > 3 and x[3] is not None else None
+    size = tuple(sizes[2:]) if sizes else None
+    scales = None if size else tuple(float(v) for v in x[2].reshape(-1).tolist()[2:])
+    ctm = a.get("coordinate_transformation_mode", b"half_pixel")
+    ctm = ctm.decode() if isinstance(ctm, bytes) else ctm
+    if (
+        mode == "nearest"
+        and ctm == "asymmetric"
+        and a.get("nearest_mode", b"floor") in (b"floor", "floor")
+    ):
+        return [F.interpolate(x[0], size=size, scale_factor=scales, mode="nearest")]
+    if mode == "linear" and ctm in ("half_pixel", "pytorch_half_pixel", "align_corners"):
+        return [F.interpolate(x[0], size=size, scale_factor=scales, mode="bilinear",
+                              align_corners=ctm == "align_corners")]  # fmt: skip
+    raise DlakitError(
+        f"Resize mode={mode} coordinate_transformation_mode={ctm}: not in the torch runner"
+    )
+
+
 def _cast(x, a):
     return [x[0].to(_TORCH_DTYPES[a["to"]])]
 
@@ -178,6 +222,9 @@ OPS: dict[str, Op] = {
     "Transpose": lambda x, a: [x[0].permute(*(a.get("perm") or range(x[0].ndim - 1, -1, -1)))],
     "Concat": lambda x, a: [torch.cat([t for t in x if t is not None], dim=a["axis"])],
     "Squeeze": _squeeze,
+    "Slice": _slice,
+    "Split": _split,
+    "Resize": _resize,
     "Unsqueeze": _unsqueeze,
     "Conv": _conv,
     "MaxPool": _pool("max"),

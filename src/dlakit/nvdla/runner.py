@@ -121,6 +121,7 @@ class Runner:
                     if name in values and self.comp.tensors[name].surface is not None:
                         self._write(name, values[name])
                 last_of = {op.layer: i for i, op in enumerate(seg.ops)}
+                captured: set[str] = set()
                 for i, (op, prog) in enumerate(zip(seg.ops, self.programs[index], strict=True)):
                     before = self.nv.operations
                     for address, value in prog:
@@ -128,13 +129,15 @@ class Runner:
                     if self.nv.operations != before + 1:
                         raise DlakitError(f"hardware operation {op.name} did not launch")
                     if last_of[op.layer] == i:
-                        for name in op.outputs:
-                            values.pop(name, None)  # now in DLA memory
-                            if name in keep:
-                                stats.kept.setdefault(name, []).append(self._read(name).cpu())
+                        # Read kept tensors now: a later operation may reuse their bytes.
+                        for name in keep.intersection(op.outputs) - captured:
+                            stats.kept.setdefault(name, []).append(self._read(name).cpu())
+                            captured.add(name)
                 stats.operations += len(seg.ops)
                 for name in seg.outputs:
-                    values[name] = self._read(name)
+                    values[name] = self._read(name)  # now in DLA memory: the host copy is stale
+                    if name in keep and name not in captured:
+                        stats.kept.setdefault(name, []).append(values[name].cpu())
                 stats.dla_seconds += time.perf_counter() - t0
             else:
                 feeds_t = {n: self._value(n, values) for n in seg.inputs}
