@@ -224,20 +224,27 @@ def _first_line(exc: BaseException) -> str:
 
 
 def canonicalize(
-    model: onnx.ModelProto, input_shapes: dict[str, tuple[int, ...]], path: Path | str = "<model>"
+    model: onnx.ModelProto,
+    input_shapes: dict[str, tuple[int, ...]],
+    path: Path | str = "<model>",
+    copy: bool = True,
 ) -> onnx.ModelProto:
-    """Pin shapes, fold constants and shape subgraphs, and infer shapes (returns a new model)."""
+    """Pin shapes, fold constants and shape subgraphs, and infer shapes.
+
+    Returns a new model; ``copy=False`` lets a caller that owns ``model`` skip the deep copy.
+    """
     import onnx_ir
     import onnxscript.optimizer
 
-    model = onnx.ModelProto.FromString(model.SerializeToString())
+    if copy:
+        model = onnx.ModelProto.FromString(model.SerializeToString())
     pin_input_shapes(model, input_shapes, path)
     for out in model.graph.output:  # stale dynamic output shapes would block inference
         out.type.tensor_type.ClearField("shape")
     del model.graph.value_info[:]
     _constants_to_initializers(model)
     try:
-        model = onnx.shape_inference.infer_shapes(model, data_prop=True)
+        _infer_shapes(model)
         # Folding only: other optimizer rewrites would rename or replace the user's nodes.
         ir_model = onnx_ir.serde.deserialize_model(model)
         # ConstantOfShape is kept by default; folding it resolves exporters' padding chains.
@@ -248,14 +255,46 @@ def canonicalize(
         )
         onnxscript.optimizer.remove_unused_nodes(ir_model)
         model = onnx_ir.serde.serialize_model(ir_model)
-        del model.graph.value_info[:]
-        model = onnx.shape_inference.infer_shapes(model, data_prop=True)
+        _infer_shapes(model)
     except Exception as exc:
         raise ModelError(f"{path}: shape inference failed: {_first_line(exc)}") from None
     _name_nodes(model)
     if model.ir_version > MAX_IR_VERSION:
         model.ir_version = MAX_IR_VERSION
     return model
+
+
+# Constants up to this size stay visible to shape inference: data propagation reads small ones
+# (shape vectors, pads, axes). Larger ones are weights, whose dims are all inference needs.
+_SHAPE_CONSTANT_BYTES = 4096
+
+
+def _infer_shapes(model: onnx.ModelProto) -> None:
+    """Fill ``value_info`` and output types in place, without serializing the weights.
+
+    ONNX shape inference copies the whole model through C++; for a 150 MB detector that is most
+    of the load time. Weights enter the copy as typed graph inputs instead of initializers.
+    """
+    light = onnx.ModelProto()
+    light.ir_version = model.ir_version
+    light.opset_import.extend(model.opset_import)
+    light.functions.extend(model.functions)
+    graph = light.graph
+    graph.node.extend(model.graph.node)
+    graph.input.extend(model.graph.input)
+    graph.output.extend(model.graph.output)
+    for tensor in model.graph.initializer:
+        if tensor.ByteSize() <= _SHAPE_CONSTANT_BYTES:  # ByteSize does not copy the payload
+            graph.initializer.append(tensor)
+        else:
+            graph.input.append(
+                onnx.helper.make_tensor_value_info(tensor.name, tensor.data_type, list(tensor.dims))
+            )
+    inferred = onnx.shape_inference.infer_shapes(light, data_prop=True)
+    del model.graph.value_info[:]
+    model.graph.value_info.extend(inferred.graph.value_info)
+    for out, typed in zip(model.graph.output, inferred.graph.output, strict=True):
+        out.type.CopyFrom(typed.type)
 
 
 def _constants_to_initializers(model: onnx.ModelProto) -> None:
@@ -352,7 +391,7 @@ def load_model(
     path = Path(path)
     raw = read_onnx(path)
     check_ops(raw, path)
-    proto = canonicalize(raw, dict(input_shapes or {}), path)
+    proto = canonicalize(raw, dict(input_shapes or {}), path, copy=False)
     pinned = {
         i.name: tuple(d.dim_value for d in i.type.tensor_type.shape.dim)
         for i in proto.graph.input
