@@ -68,21 +68,33 @@ def inspect_command(
     console.print(head)
     if not ops:
         return
-    t = Table()
-    for col in ("#", "segment", "operation", "kind", "in CxHxW", "out CxHxW", "kernel", "tiling",
-                "writes"):  # fmt: skip
-        t.add_column(col)
+    # Plain aligned lines: long layer names stay whole, and the listing greps and diffs well.
+    cols = (
+        "#",
+        "segment",
+        "kind",
+        "in CxHxW",
+        "out CxHxW",
+        "kernel",
+        "writes",
+        "operation",
+        "tiling",
+    )
+    rows = [cols]
     n = 0
     for seg in doc["segments"]:
         if seg["kind"] == "host":
-            t.add_row("", seg["name"], ", ".join(seg["layers"])[:60], "host", "", "", "", "", "")
+            rows.append(("", seg["name"], "host", "", "", "", "", ", ".join(seg["layers"]), ""))
             continue
         for op in seg["ops"]:
-            t.add_row(str(n), seg["name"], op["name"], op["kind"], _shape(op.get("in")),
-                      _shape(op.get("out")), _shape(op.get("kernel")), _tile(op),
-                      str(len(op["registers"])))  # fmt: skip
+            rows.append((str(n), seg["name"], op["kind"], _shape(op.get("in")),
+                         _shape(op.get("out")), _shape(op.get("kernel")),
+                         str(len(op["registers"])), op["name"], _tile(op)))  # fmt: skip
             n += 1
-    console.print(t)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(cols) - 2)]
+    for r in rows:
+        head = "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=False))
+        console.print(f"{head}  {r[-2]}  {r[-1]}".rstrip(), highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -21,8 +21,8 @@ def cube_of(shape: tuple[int, ...], name: str) -> tuple[int, int, int]:
 
 @dataclass(frozen=True)
 class Surface:
-    """A packed feature cube at ``address``; ``channel_offset`` > 0 marks a view into a larger
-    cube (a concatenation input), which shares the parent's strides."""
+    """A feature cube at ``address`` with its strides; a view into a larger cube (a tile, a
+    concatenation input) keeps the parent's strides."""
 
     address: int
     channels: int
