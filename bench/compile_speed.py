@@ -10,8 +10,9 @@ top-1 of FP32, the integer reference and the compiled artifact on N labelled EVA
 how many outputs are byte-equal to the integer reference.
 
 ``--e2e MODEL --images N``: run the compiled model on N real images on the simulator (CPU, and
-CUDA when present), check every output byte against the integer reference, and time
-onnxruntime FP32 on the same CPU in the same run for the ratio.
+CUDA when present), check every output byte against the integer reference, top-1 when the
+inputs have labels, and time onnxruntime FP32 on the same CPU in the same run for the ratio
+(``--model-file``, ``--inputs x.npz``, ``--scales`` let it run where the zoo cannot be fetched).
 
 Usage: .venv/bin/python bench/compile_speed.py [--models a,b] [--targets nv_small]
        [--e2e mobilenetv2 --images 8 --devices cpu,cuda]
@@ -90,22 +91,36 @@ def compile_row(name: str, target: str) -> str:
     )
 
 
-def e2e(name: str, target: str, images: int, devices: list[str]) -> list[str]:
+def e2e(args) -> list[str]:
+    """Throughput and byte-exactness of the compiled model on each device, and top-1 when the
+    inputs carry labels; onnxruntime FP32 on this CPU in the same run for the ratio."""
     import onnxruntime as ort
     import torch
 
     from dlakit.nvdla import compile_model
     from dlakit.nvdla.runner import Runner
-    from dlakit.quant.accuracy import agreement, float_run
+    from dlakit.quant.accuracy import agreement, float_run, topk_accuracy
     from dlakit.quant.intref import IntReference
     from dlakit.quant.lower import quantize_model
+    from dlakit.quant.scales import Scales
 
-    loaded = load_model(resolve_model(name))
-    x = inputs(name, loaded, images)
-    scales = max_scales(loaded, x[:4])
-    comp = compile_model(loaded, scales, target)
+    t_start = time.perf_counter()
+    name = args.e2e
+    loaded = load_model(args.model_file or resolve_model(name))
+    labels = None
+    if args.inputs:
+        data = np.load(args.inputs)
+        x = data["x"][: args.images].astype(np.float32)
+        labels = data["y"][: args.images] if "y" in data else None
+    else:
+        x = inputs(name, loaded, args.images)
+    if args.scales:
+        scales = Scales.load(args.scales).for_model(loaded)
+        how = f"scales {Path(args.scales).name}"
+    else:
+        scales = max_scales(loaded, x[:4])
+        how = "max scales of 4 inputs"
     inp, out = loaded.input_names[0], loaded.output_names[0]
-    ref = IntReference(quantize_model(loaded, scales, target)).run({inp: x})[out]
     fp32 = float_run(loaded, x)[out]
     session = ort.InferenceSession(loaded.proto.SerializeToString(),
                                    providers=["CPUExecutionProvider"])  # fmt: skip
@@ -114,22 +129,39 @@ def e2e(name: str, target: str, images: int, devices: list[str]) -> list[str]:
     for i in range(len(x)):
         session.run(None, {inp: x[i : i + 1]})
     ort_ips = len(x) / (time.perf_counter() - t0)
-    rows = [f"onnxruntime FP32, CPU, batch 1: **{ort_ips:.1f} images/s**"]
-    for device in devices:
-        if device == "cuda" and not torch.cuda.is_available():
-            continue
-        runner = Runner(comp, device)
-        runner.run({inp: x[:1]})  # warm-up
-        y, stats = runner.run({inp: x})
-        exact = np.array_equal(y[out], ref)
-        ips = stats.images / stats.seconds
-        rows.append(
-            f"simulated {target} INT8 on {device}: **{ips:.3f} images/s** "
-            f"({ips / ort_ips:.5f} x onnxruntime FP32 CPU; DLA {stats.dla_seconds:.1f} s, host "
-            f"{stats.host_seconds:.1f} s for {stats.images} images, {stats.operations} hardware "
-            f"operations); outputs byte-exact vs the integer reference: {exact}; top-1 agreement "
-            f"with FP32: {100 * agreement(fp32, y[out]):.0f}%"
-        )
+    rows = [f"{name}: onnxruntime FP32 on {cpu_name()}, batch 1: **{ort_ips:.1f} images/s**"]
+    if labels is not None:
+        rows.append(f"{name}: FP32 top-1 on {len(x)} labelled inputs: "
+                    f"{100 * topk_accuracy(fp32, labels):.1f}%")  # fmt: skip
+    for target in args.targets.split(","):
+        t0 = time.perf_counter()
+        comp = compile_model(loaded, scales, target)
+        seconds = time.perf_counter() - t0
+        ref = IntReference(quantize_model(loaded, scales, target)).run({inp: x})[out]
+        for device in args.devices.split(","):
+            if device == "cuda" and not torch.cuda.is_available():
+                continue
+            if time.perf_counter() - t_start > args.budget:
+                rows.append(f"{name} {target} {device}: skipped (time budget)")
+                continue
+            runner = Runner(comp, device)
+            runner.run({inp: x[:1]})  # warm-up
+            y, stats = runner.run({inp: x})
+            same = int(sum(np.array_equal(a, b) for a, b in zip(y[out], ref, strict=True)))
+            ips = stats.images / stats.seconds
+            top1 = "" if labels is None else (
+                f"; top-1 intref {100 * topk_accuracy(ref, labels):.1f}%, compiled "
+                f"{100 * topk_accuracy(y[out], labels):.1f}%"
+            )  # fmt: skip
+            rows.append(
+                f"{name} {target} INT8 ({how}; compiled in {seconds:.2f} s, "
+                f"{comp.stats['hardware_ops']} hardware ops) on {device}: **{ips:.3f} images/s** "
+                f"= {ips / ort_ips:.5f} x onnxruntime FP32 CPU (DLA {stats.dla_seconds:.1f} s, "
+                f"host {stats.host_seconds:.1f} s for {stats.images} images); outputs "
+                f"byte-equal to the integer reference: {same}/{len(x)}; top-1 agreement with FP32 "
+                f"{100 * agreement(fp32, y[out]):.1f}%{top1}"
+            )
+            print(rows[-1], flush=True)
     return rows
 
 
@@ -170,6 +202,10 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=4)
     ap.add_argument("--devices", default="cpu,cuda")
     ap.add_argument("--accuracy", default=None, help="model@calib-data@eval-data")
+    ap.add_argument("--model-file", default=None, help="--e2e: the ONNX file (else the zoo's)")
+    ap.add_argument("--inputs", default=None, help="--e2e: .npz with x (and y labels)")
+    ap.add_argument("--scales", default=None, help="--e2e: scales file (else max of 4 inputs)")
+    ap.add_argument("--budget", type=float, default=1e9, help="--e2e: stop starting runs after s")
     args = ap.parse_args()
     print(f"Machine: {cpu_name()}, {platform.machine()}, date {time.strftime('%Y-%m-%d')}\n")
     if args.accuracy:
@@ -182,8 +218,8 @@ def main() -> None:
             print(accuracy(name, target, calib, evaluate, args.images, args.devices.split(",")[0]))
         return
     if args.e2e:
-        for row in e2e(args.e2e, args.targets.split(",")[0], args.images, args.devices.split(",")):
-            print(f"- {args.e2e}: {row}")
+        rows = e2e(args)
+        print("\n".join(f"- {row}" for row in rows))
         return
     print("| model | target | compile s | hw ops | convs split by CBUF | segments DLA+host | "
           "peak MiB | memory |")  # fmt: skip
