@@ -95,3 +95,36 @@ def test_int8_within_one_point_full(case):
     loaded, scales, x, y = _setup(*case, calib_n=1000, eval_n=None)
     report = acc.evaluate(loaded, quantize_model(loaded, scales, "nv_small"), x, y)
     assert abs(report.fp32_top1 - report.int8_top1) <= 0.01, report
+
+
+def _photos(model, n_calib, n_eval):
+    """Calibrate on scikit-image photos, evaluate on foolbox's labelled ImageNet photos."""
+    loaded = load_model(zoo.resolve_model(model))
+    preset = zoo.get_entry(model).preprocess
+    inputs = inputs_mod.calibration_inputs("skimage-photos", preset, loaded, n_calib)
+    scales = calibrate_mod.calibrate(loaded, inputs, "percentile").scales
+    ds = data.load_labelled("foolbox-imagenet", preset, loaded.input_shapes[loaded.input_names[0]])
+    x = np.asarray(ds.images[:n_eval], dtype=np.float32)
+    return loaded, scales, x, np.asarray(ds.labels[:n_eval], dtype=np.int64)
+
+
+def test_mobilenetv2_reference_no_worse_than_fake_quant():
+    """A real residual network (EW adds, ReLU6, depthwise layers spanning 2^10 in weight scale):
+    the hardware arithmetic loses no more than generic fake-quant at the same INT8 points."""
+    loaded, scales, x, _ = _photos("mobilenetv2", 12, 6)
+    graph = quantize_model(loaded, scales, "nv_full")
+    assert set(graph.count()) == {"dla-int8"}
+    assert sum(1 for layer in graph.layers if getattr(layer, "sdp", None) and layer.sdp.y) == 10
+    int8 = acc.int8_run(graph, loaded.input_names[0], x)[loaded.output_names[0]]
+    fq = _fake_quant_outputs(loaded, graph, x)
+    fp32 = acc.float_run(loaded, x)[loaded.output_names[0]]
+    assert acc.sqnr_db(fp32, int8) >= acc.sqnr_db(fp32, fq) - 1.5
+    assert acc.cosine(fp32, int8) > 0.9
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["mobilenetv2", "efficientnet-lite0"])
+def test_photo_models_top1_full(model):
+    loaded, scales, x, y = _photos(model, 22, 20)
+    report = acc.evaluate(loaded, quantize_model(loaded, scales, "nv_full"), x, y)
+    assert report.agreement >= 0.8 and report.fp32_top1 - report.int8_top1 <= 0.15, report

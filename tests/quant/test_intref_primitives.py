@@ -198,3 +198,19 @@ def test_bias_operand_fits_int16_with_smallest_shift():
     ops, shift = hwparams.bias_operand(np.array([1e6, -3.0, 40000.0]))
     assert shift == 5 and np.abs(ops).max() <= 32767
     assert ops[0] == round(1e6 / 32) and ops[1] == 0
+
+
+def test_two_stage_requant_keeps_small_channels_precise():
+    """Scales spanning 2^12: X2 per-channel exponents keep every channel within ~1 LSB of the
+    exact product, where one shared shift would leave the smallest channel ~6 bits."""
+    rescale = np.array([3e-4, 1e-5, 7e-8, 2.5e-4])
+    chain = hwparams.conv_chain(rescale, None, 1.0)
+    assert chain.x2 is not None and chain.x2.mul is not None
+    assert np.abs(chain.x1.mul).min() >= 2**14  # every channel has its own 15-bit mantissa
+    rng = np.random.default_rng(5)
+    acc = rng.integers(-(2**28), 2**28, (64, 4, 1, 1))
+    got = intref.sdp(torch.as_tensor(acc), chain).numpy()
+    exact = np.clip(acc * rescale.reshape(1, 4, 1, 1), -128, 127)
+    assert np.abs(got - exact).max() <= 1.0
+    want = [[py_sdp(int(v), c, chain) for c, v in enumerate(row[:, 0, 0])] for row in acc]
+    assert np.array_equal(got[:, :, 0, 0], np.array(want))

@@ -12,7 +12,13 @@ Placement chosen for a convolution (accumulator ``acc`` in units ``s_in * s_w[k]
   ``t``: ``y = round((acc + bias) * m >> t)`` is in output units (``s_out``), or in
   ``s_out / 2^EW_HEADROOM`` when a Y add follows. ReLU (lower clip 0) sits in X1.
 * X2: upper clip (ReLU6/Clip max) as ALU MIN with a register operand, MUL bypassed, TRT 0;
-  omitted when the clip does not bite inside INT8 range.
+  omitted when the clip does not bite inside INT8 range (the usual case: a calibrated ReLU6
+  output has amax <= 6).
+* X2 otherwise, where the shared shift would leave some channel's multiplier with fewer than
+  ``MIN_MUL_BITS`` significant bits (depthwise layers span 2^10 in scale): per-channel
+  exponents. X1 uses each channel's own 15-bit mantissa with the largest channel's shift, X2
+  multiplies by the per-channel power of two ``2^(D - e_k)`` and shifts by ``D``. This departs
+  from the NVDLA compiler (which accepts the loss) but uses only what the registers offer.
 * Y: the second tensor of an Add, converted to the X1 output units by the ALU operand converter.
 * C: identity, or ``shift = EW_HEADROOM`` back to output units after a Y add.
 """
@@ -31,6 +37,9 @@ INT16_MAX = 32767
 # Extra fraction bits X1 keeps before a Y add, so both addends are rounded only once, in C.
 EW_HEADROOM = 8
 PDP_KERNEL_MAX = 8
+# Below this many significant bits in a per-channel multiplier, X2 takes per-channel exponents.
+MIN_MUL_BITS = 12
+MAX_OCTAVES = 14  # 2^14 is the largest power of two an INT16 multiplier holds
 
 
 def factorize(s: float) -> tuple[int, int]:
@@ -99,19 +108,21 @@ def conv_chain(
     if lower is not None and lower != 0.0:
         raise DlakitError(f"clip lower bound {lower} is not 0 (only ReLU-style clips lower here)")
     headroom = EW_HEADROOM if ew_scale is not None else 0
-    x_scale = out_scale / 2.0**headroom  # units of the X1 output
-    mul, truncate = factorize_per_channel(np.asarray(acc_scale, dtype=np.float64) / x_scale)
+    x_scale = out_scale / 2.0**headroom  # units of the X1 (or X2) output
+    rescale = np.asarray(acc_scale, dtype=np.float64) / x_scale
+    mul, truncate = factorize_per_channel(rescale)
     x1 = XUnit(mul=mul, truncate=truncate, relu=lower is not None)
     if bias is not None and np.any(bias != 0):
         ops, alu_shift = bias_operand(np.asarray(bias, dtype=np.float64) / acc_scale)
         x1.alu, x1.alu_operand, x1.alu_shift = "sum", ops, alu_shift
     x2 = None
-    if upper is not None:
-        top = _clip_units(upper, x_scale)
-        if top < 127 * 2**headroom:  # otherwise the INT8 saturation already clips there
-            if top > INT16_MAX:
-                raise DlakitError(f"clip upper bound {upper} does not fit an INT16 ALU operand")
-            x2 = XUnit(alu="min", alu_operand=np.array([top]), truncate=0)
+    top = None if upper is None else _clip_units(upper, x_scale)
+    if top is not None and top < 127 * 2**headroom:  # else INT8 saturation clips there already
+        if top > INT16_MAX:
+            raise DlakitError(f"clip upper bound {upper} does not fit an INT16 ALU operand")
+        x2 = XUnit(alu="min", alu_operand=np.array([top]), truncate=0)
+    elif _imprecise(mul):
+        x1.mul, x1.truncate, x2 = _two_stage(rescale)
     y = None
     out = OutCvt()
     if ew_scale is not None:
@@ -119,6 +130,33 @@ def conv_chain(
         y = EwUnit(operand=ew_operand, cvt_offset=0, cvt_scale=cvt_scale, cvt_truncate=cvt_truncate)
         out = OutCvt(offset=0, scale=1, shift=headroom)
     return SdpChain(x1=x1, x2=x2, y=y, c=out)
+
+
+def _imprecise(mul: np.ndarray) -> bool:
+    """True when the shared shift leaves a non-zero multiplier with < MIN_MUL_BITS bits."""
+    nonzero = np.abs(mul[mul != 0])
+    return bool(nonzero.size) and int(nonzero.min()) < 1 << (MIN_MUL_BITS - 1)
+
+
+def _two_stage(rescale: np.ndarray) -> tuple[np.ndarray, int, XUnit]:
+    """Per-channel exponents through X2: X1 multiplies by each channel's own 15-bit mantissa
+    (shift of the largest channel), X2 by a per-channel power of two ``2^(D - e_k)`` and shifts
+    by ``D``; ``e_k`` (<= 14) is how many octaves channel k sits below the largest one."""
+    mags = np.abs(rescale)
+    live = mags > 0
+    own = np.zeros(rescale.shape, dtype=np.int64)  # each channel's compiler-formula shift
+    own[live] = 15 - (np.floor(np.log2(mags[live])).astype(np.int64) + 1)
+    base = int(own[live].min())
+    octaves = np.where(live, own - base, 0)
+    depth = int(min(octaves.max(), MAX_OCTAVES))
+    exps = np.minimum(octaves, depth)
+    if base + depth > SHIFT_MAX or base < 0:
+        mul, shift = factorize_per_channel(rescale)
+        return mul, shift, XUnit(mul=np.ones(1, dtype=np.int64), truncate=0)
+    m1 = np.minimum(np.floor(mags * 2.0 ** (base + exps)).astype(np.int64), INT16_MAX)
+    m1 = np.where(rescale < 0, -m1, m1)
+    p = (np.int64(1) << (depth - exps)).astype(np.int64)
+    return m1, base, XUnit(mul=p, truncate=depth)
 
 
 def pool_reciprocals(kernel: tuple[int, int]) -> tuple[int, int]:

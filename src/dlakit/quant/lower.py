@@ -17,7 +17,8 @@ definition of the DLA's integer path).
 
 Fusions, in the order the SDP applies them: Conv/Gemm -> [BatchNormalization] -> [Relu|Clip]
 -> [Add of an INT8 tensor computed earlier]. Weights are quantized symmetric per output
-channel (amax/127, rounded half away from zero to [-127, 127]); activations use the scales
+channel (amax/127, at least 1/256 of the layer's largest, rounded half away from zero to
+[-127, 127]); activations use the scales
 file's per-tensor scale. Pooling, Flatten and Reshape keep their input's scale (PDP has no
 converter), whatever the calibration said for their output.
 """
@@ -59,6 +60,7 @@ INT8_OPS = frozenset(
 FP16_OPS = frozenset({"Sigmoid", "Tanh"})
 LAYOUT_OPS = frozenset({"Flatten", "Reshape", "Squeeze", "Unsqueeze", "Identity", "Dropout"})
 WEIGHT_QMAX = 127
+WEIGHT_SCALE_SPAN = 256  # largest / smallest per-channel weight scale of one layer
 
 
 class ScaleSource(Protocol):
@@ -161,8 +163,15 @@ def _attrs(node: onnx.NodeProto) -> dict:
 
 
 def _quantize_weights(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-output-channel symmetric INT8: (int8 weights, float scales)."""
+    """Per-output-channel symmetric INT8: (int8 weights, float scales).
+
+    A channel's scale is at least the largest channel's divided by WEIGHT_SCALE_SPAN: bias and
+    requantization share one shift per layer (ALU shift, truncate), so a near-dead channel with
+    a tiny scale would otherwise force a shift that rounds every other channel's bias away.
+    """
     flat = np.abs(w.reshape(w.shape[0], -1)).max(axis=1)
+    floor = flat.max(initial=0.0) / WEIGHT_SCALE_SPAN
+    flat = np.maximum(flat, floor)
     scales = np.where(flat > 0, flat / WEIGHT_QMAX, 1.0)
     v = w / scales.reshape((-1,) + (1,) * (w.ndim - 1))
     q = np.sign(v) * np.floor(np.abs(v) + 0.5)

