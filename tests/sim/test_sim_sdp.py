@@ -118,7 +118,9 @@ def test_per_channel_operands_from_memory(use, size):
     alu = rng.integers(-lim, lim, shape[0])
     mul = rng.integers(-lim, lim, shape[0])
     pairs = {"ALU": [alu], "MUL": [mul], "BOTH": [alu, mul]}[use]
-    data = np.stack(pairs, axis=1).reshape(-1)  # interleaved ALU, MUL per channel
+    # Interleaved ALU, MUL per channel; the RDMA reads the padded channel count (24 here).
+    data = np.stack(pairs, axis=1).reshape(-1)
+    data = np.concatenate([data, np.zeros(len(pairs) * 5, dtype=data.dtype)])
     nv = Nvdla("nv_small")
     write_feature(nv.memory, SRC, torch.from_numpy(x))
     nv.memory.write(OPS, data.astype(f"<i{size}").tobytes())
@@ -148,3 +150,61 @@ def test_output_saturates_to_int8_and_int17():
     got = read_feature(nv.memory, DST, x.shape).numpy()
     np.testing.assert_array_equal(got, [[[127, -128, 127, -128]]])
     np.testing.assert_array_equal(got, ref.cvt_out(x, -5, 32767, 0))
+
+
+@pytest.mark.parametrize(("use", "size"), [("BOTH", 2), ("MUL", 2), ("ALU", 1)])
+def test_per_element_operands_from_memory(use, size):
+    rng = np.random.default_rng(11)
+    c, h, w = 11, 3, 2
+    x = rng.integers(-128, 128, (c, h, w))
+    lim = 1 << (8 * size - 1)
+    alu = rng.integers(-lim, lim, (c, h, w))
+    mul = rng.integers(-lim, lim, (c, h, w))
+    comps = {"ALU": [alu], "MUL": [mul], "BOTH": [alu, mul]}[use]
+    n = len(comps)
+    # Operand cube as the C model reads it: surfaces of 8 channels, each (h, w) position holds
+    # 8 elements of n components of `size` bytes, ALU component first.
+    cp = 16
+    line, surf = w * 8 * n * size, h * w * 8 * n * size
+    buf = np.zeros(surf * cp // 8, dtype=np.uint8)
+    for ch in range(c):
+        for y in range(h):
+            for xx in range(w):
+                for i, comp in enumerate(comps):
+                    off = (
+                        (ch // 8) * surf + y * line + xx * 8 * n * size + ((ch % 8) * n + i) * size
+                    )
+                    buf[off : off + size] = np.frombuffer(
+                        int(comp[ch, y, xx]).to_bytes(size, "little", signed=True), np.uint8
+                    )
+    nv = Nvdla("nv_small")
+    write_feature(nv.memory, SRC, torch.from_numpy(x))
+    nv.memory.write(OPS, buf.tobytes())
+    nv.write_reg("SDP_RDMA", "D_BS_LINE_STRIDE", line)
+    nv.write_reg("SDP_RDMA", "D_BS_SURFACE_STRIDE", surf)
+    cfg = _x_cfg("BS", "MIN", 2, 0, 0, 7, False, False, src="MEM")
+    if use == "ALU":
+        cfg["D_DP_BS_CFG"]["BS_MUL_BYPASS"] = "YES"
+    if use == "MUL":
+        cfg["D_DP_BS_CFG"]["BS_ALU_BYPASS"] = "YES"
+    brdma = {
+        "BRDMA_DISABLE": "NO",
+        "BRDMA_DATA_USE": use,
+        "BRDMA_DATA_MODE": "PER_ELEMENT",
+        "BRDMA_DATA_SIZE": "ONE_BYTE" if size == 1 else "TWO_BYTE",
+    }
+    _program(nv, (c, h, w), bs=cfg, brdma=brdma)
+    expected = ref.cvt_out(
+        ref.x_unit(
+            x,
+            alu=alu if use != "MUL" else None,
+            alu_algo="MIN",
+            alu_shift=2,
+            mul=mul if use != "ALU" else None,
+            shift=7,
+        ),
+        0,
+        1,
+        0,
+    )
+    np.testing.assert_array_equal(read_feature(nv.memory, DST, (c, h, w)).numpy(), expected)

@@ -47,13 +47,13 @@ def _operands(
     stem: str,
     dma: str,
     shape: tuple[int, int, int],
-    channels: int,
     atom: int,
 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """ALU and MUL operands that the B/N/E-RDMA fetches, broadcastable to ``shape`` (C, H, W).
 
-    Per-kernel operands exist for the ``channels`` real channels only (1x1xC, compact); the
-    atom's padding channels get 0. Per-element operands are a cube like the data, atoms included.
+    As in the C model (``NV_NVDLA_sdp.cpp``): per kernel, one compact 1x1xC' vector of the padded
+    channel count; per element, a cube whose atom holds 8 elements of ``n * size`` bytes. With
+    DATA_USE = BOTH each element is the ALU operand followed by the MUL operand.
     """
     cfg = f"D_{dma}_CFG"
     if rdma.enum(cfg, f"{dma}_DISABLE") == "YES":
@@ -66,18 +66,13 @@ def _operands(
     c, h, w = shape
     dev = mem.device
     if mode == "PER_KERNEL":
-        idx = torch.arange(c, dtype=torch.int64, device=dev)[:, None, None]
-        addrs = base + idx.clamp(max=channels - 1) * (n * size)
+        addrs = base + torch.arange(c, dtype=torch.int64, device=dev)[:, None, None] * (n * size)
     else:
         line = rdma[f"D_{stem}_LINE_STRIDE"]
         surf = rdma[f"D_{stem}_SURFACE_STRIDE"]
         addrs = feature_addresses(base, c, h, w, line, surf, atom * n * size, n * size, dev)
     first = load_signed(mem, addrs, size)
     second = load_signed(mem, addrs + size, size) if n == 2 else None
-    if mode == "PER_KERNEL" and channels < c:
-        real = idx < channels
-        first = torch.where(real, first, 0)
-        second = None if second is None else torch.where(real, second, 0)
     if use == "ALU":
         return first, None
     if use == "MUL":
@@ -147,16 +142,15 @@ def sdp_process(
 ) -> torch.Tensor:
     """int32/int8 cube [C, H, W] in, int8 values out, through X1, X2, Y and C."""
     shape = tuple(x.shape)
-    channels = sdp["D_DATA_CUBE_CHANNEL"] + 1
     for stem, dma in _X_UNITS:
         if sdp.f(f"D_DP_{stem}_CFG", f"{stem}_BYPASS"):
             continue
-        alu, mul = _operands(mem, rdma, stem, dma, shape, channels, atom)  # type: ignore[arg-type]
+        alu, mul = _operands(mem, rdma, stem, dma, shape, atom)  # type: ignore[arg-type]
         x = _x_unit(x, sdp, stem, alu, mul)
     if not sdp.f("D_DP_EW_CFG", "EW_BYPASS"):
         # nv_small's spec has no Y unit, yet its official sdp_*_ew_* traces program it and their
         # golden CRCs include its LUT: the model runs Y whenever it is programmed.
-        alu, mul = _operands(mem, rdma, "EW", "ERDMA", shape, channels, atom)  # type: ignore[arg-type]
+        alu, mul = _operands(mem, rdma, "EW", "ERDMA", shape, atom)  # type: ignore[arg-type]
         x = _y_unit(x, sdp, lut_tables, alu, mul)
     return convert_out(x, sdp)
 
