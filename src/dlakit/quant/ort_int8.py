@@ -59,12 +59,21 @@ def quantize_ort(loaded: LoadedModel, calib: np.ndarray, method: str = "entropy"
         return dst.read_bytes()
 
 
-def run_ort_int8(model: bytes, loaded: LoadedModel, x: np.ndarray) -> dict[str, np.ndarray]:
-    """Outputs of the ORT-quantized model on ``x``."""
+def run_ort_int8(
+    model: bytes, loaded: LoadedModel, x: np.ndarray, kernels: bool = True
+) -> dict[str, np.ndarray]:
+    """Outputs of the ORT-quantized model on ``x``.
+
+    ``kernels=True`` runs it as onnxruntime does by default (Q/DQ pairs fused into its INT8
+    CPU kernels); ``False`` disables graph optimizations, so Q/DQ run as float emulation and
+    only onnxruntime's quantization recipe (its calibration and scales) is measured.
+    """
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = 2
+    if not kernels:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
     name = loaded.input_names[0]
     step = loaded.input_shapes[name][0]
