@@ -13,7 +13,8 @@ def _w(*shape):
 
 
 def _features_model(path):
-    """Conv+BN+ReLU6, depthwise s2, grouped 1x1, max/avg pool, dilated conv, concat, GAP, FC."""
+    """Conv+BN+ReLU6, depthwise s2, grouped 1x1, max pool, standalone BN (SDP with per-channel
+    operands from memory), avg pool with padding, dilated conv, concat, GAP, FC."""
     mk = helper.make_node
     nodes = [
         mk("Conv", ["x", "w1", "b1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
@@ -23,7 +24,8 @@ def _features_model(path):
         mk("Relu", ["dw"], ["r2"], name="relu2"),
         mk("Conv", ["r2", "wg", "bg"], ["gc"], name="grouped", group=2),
         mk("MaxPool", ["gc"], ["mp"], name="maxpool", kernel_shape=[2, 2], strides=[2, 2]),
-        mk("AveragePool", ["mp"], ["ap"], name="avgpool", kernel_shape=[3, 3], pads=[1, 1, 1, 1],
+        mk("BatchNormalization", ["mp", "g2", "be2", "m2", "v2"], ["bn2"], name="bn2"),
+        mk("AveragePool", ["bn2"], ["ap"], name="avgpool", kernel_shape=[3, 3], pads=[1, 1, 1, 1],
            count_include_pad=1),
         mk("Conv", ["ap", "wdil"], ["dil"], name="dilated", dilations=[2, 2], pads=[2, 2, 2, 2]),
         mk("Relu", ["dil"], ["r3"], name="relu3"),
@@ -36,7 +38,8 @@ def _features_model(path):
         "w1": _w(16, 3, 3, 3), "b1": _w(16), "g": 1 + 0.1 * _w(16), "be": _w(16), "m": _w(16),
         "v": 1 + np.abs(_w(16)), "zero": np.array(0.0), "six": np.array(6.0),
         "wd": _w(16, 1, 3, 3), "wg": _w(24, 8, 1, 1), "bg": _w(24), "wdil": _w(16, 24, 3, 3),
-        "wf": _w(10, 40), "bf": _w(10),
+        "wf": _w(10, 40), "bf": _w(10), "g2": 1 + 0.1 * _w(24), "be2": _w(24), "m2": _w(24),
+        "v2": 1 + np.abs(_w(24)),
     }  # fmt: skip
     return conv_model(path, nodes, inits, (1, 3, 20, 20), "y", (1, 10))
 
@@ -45,7 +48,9 @@ def test_every_layer_kind_is_byte_exact_on_nv_small(tmp_path):
     x = RNG.normal(size=(2, 3, 20, 20)).astype(np.float32)
     _, graph, comp = compile_case(_features_model(tmp_path / "f.onnx"), x)
     kinds = comp.stats["ops_by_kind"]
-    assert kinds["conv"] >= 5 and kinds["pdp"] == 3 and kinds["sdp"] >= 1  # requant for concat
+    assert kinds["conv"] >= 5 and kinds["pdp"] == 3 and kinds["sdp"] >= 2  # BN, concat requant
+    bn = next(op for s in comp.segments for op in s.ops if op.layer == "bn2")
+    assert any(w[1] == "D_BS_BASE_ADDR_LOW" for w in bn.writes)  # operands from memory
     assert comp.stats["dla_segments"] == 1
     check_bitexact(graph, comp, x)
 
