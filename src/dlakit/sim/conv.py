@@ -123,7 +123,7 @@ def _weight_offsets(
     return weight_offsets(k, c, r, s, atom_k, atom_c).to(device)
 
 
-def run_conv(nv: Nvdla, group: int) -> None:
+def run_conv(nv: Nvdla, group: int, pdp_view: UnitView | None = None) -> None:
     """The fused convolution operation of one register group, written out by SDP."""
     cdma, csc, cacc = nv.view("CDMA", group), nv.view("CSC", group), nv.view("CACC", group)
     s, rdma = nv.view("SDP", group), nv.view("SDP_RDMA", group)
@@ -185,7 +185,7 @@ def run_conv(nv: Nvdla, group: int) -> None:
         # Kernels missing from the last group produce zero sums in CMAC.
         y = torch.cat([y, y.new_zeros((kp - y.shape[0], *y.shape[1:]))])
     result = sdp.sdp_process(y[:kp, : out.height, : out.width], mem, s, rdma, nv.luts["SDP"], atom)
-    sdp.write_output(mem, out, result, atom)
+    sdp.deliver(mem, s, result, atom, pdp_view)
 
 
 def _input_convert(x: torch.Tensor, cdma: UnitView) -> torch.Tensor:

@@ -154,24 +154,13 @@ class Nvdla:
     def _launch(self, group: int) -> None:
         v = self.regs.view
         if self._on("SDP", group):
-            s = v("SDP", group)
-            rdma = v("SDP_RDMA", group)
-            if s.enum("D_FEATURE_MODE_CFG", "FLYING_MODE") == "OFF":
-                if self._on("SDP_RDMA", group):
-                    sdp.run_sdp_from_memory(self.memory, s, rdma, self.luts["SDP"], self.atom)
-                    self._finish(("SDP", "SDP_RDMA"), group)
-            elif all(self._on(u, group) for u in CONV_UNITS) and (
-                not sdp.needs_rdma(s) or self._on("SDP_RDMA", group)
-            ):
-                self._check_engine("conv", "CDMA.D_OP_ENABLE")
-                conv.run_conv(self, group)
-                used = ("SDP_RDMA",) if self._on("SDP_RDMA", group) else ()
-                self._finish(("SDP", *CONV_UNITS, *used), group)
+            self._launch_sdp(group)
         if self._on("PDP", group):
             p = v("PDP", group)
-            if p.enum("D_OPERATION_MODE_CFG", "FLYING_MODE") != "OFF_FLYING":
-                raise NotModelled("PDP.D_OPERATION_MODE_CFG.FLYING_MODE=ON_FLYING is not modelled")
-            if self._on("PDP_RDMA", group):
+            # On the fly, PDP runs as part of the SDP operation that feeds it.
+            if p.enum("D_OPERATION_MODE_CFG", "FLYING_MODE") == "OFF_FLYING" and self._on(
+                "PDP_RDMA", group
+            ):
                 self._check_engine("pdp", "PDP.D_OP_ENABLE")
                 pdp.run_pdp(self.memory, p, v("PDP_RDMA", group), self.atom)
                 self._finish(("PDP", "PDP_RDMA"), group)
@@ -181,6 +170,35 @@ class Nvdla:
                 self.memory, v("CDP", group), v("CDP_RDMA", group), self.luts["CDP"], self.atom
             )
             self._finish(("CDP", "CDP_RDMA"), group)
+
+    def _launch_sdp(self, group: int) -> None:
+        """SDP from memory or after the convolution pipe, optionally into PDP on the fly."""
+        s = self.regs.view("SDP", group)
+        rdma = self.regs.view("SDP_RDMA", group)
+        tail: tuple[str, ...] = ()
+        pdp_view = None
+        if sdp.to_pdp(s):
+            if not self._on("PDP", group):
+                return
+            pdp_view = self.regs.view("PDP", group)
+            if pdp_view.enum("D_OPERATION_MODE_CFG", "FLYING_MODE") != "ON_FLYING":
+                raise NotModelled(
+                    "SDP.D_FEATURE_MODE_CFG.OUTPUT_DST=PDP with "
+                    "PDP.D_OPERATION_MODE_CFG.FLYING_MODE=OFF_FLYING is inconsistent"
+                )
+            self._check_engine("pdp", "PDP.D_OP_ENABLE")
+            tail = ("PDP",)
+        if s.enum("D_FEATURE_MODE_CFG", "FLYING_MODE") == "OFF":
+            if self._on("SDP_RDMA", group):
+                sdp.run_sdp_from_memory(self.memory, s, rdma, self.luts["SDP"], self.atom, pdp_view)
+                self._finish(("SDP", "SDP_RDMA", *tail), group)
+        elif all(self._on(u, group) for u in CONV_UNITS) and (
+            not sdp.needs_rdma(s) or self._on("SDP_RDMA", group)
+        ):
+            self._check_engine("conv", "CDMA.D_OP_ENABLE")
+            conv.run_conv(self, group, pdp_view)
+            used = ("SDP_RDMA",) if self._on("SDP_RDMA", group) else ()
+            self._finish(("SDP", *CONV_UNITS, *used, *tail), group)
 
     def _check_engine(self, engine: str, where: str) -> None:
         if not self.engines.get(engine, False):

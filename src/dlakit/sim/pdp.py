@@ -73,24 +73,29 @@ def _check_pad_values(pdp: UnitView, pad1: int) -> None:
 def run_pdp(mem: Memory, pdp: UnitView, rdma: UnitView, atom: int) -> None:
     """Off-flying pooling: the source cube comes from the PDP_RDMA registers."""
     rdma.require("D_DATA_FORMAT", "INPUT_DATA", {"INT8"}, "INT8 only on this model")
-    pdp.require("D_DATA_FORMAT", "INPUT_DATA", {"INT8"}, "INT8 only on this model")
-    method = pdp.enum("D_OPERATION_MODE_CFG", "POOLING_METHOD").removeprefix("POOLING_METHOD_")
-    if method not in ("MAX", "MIN", "AVERAGE"):
-        pdp.require("D_OPERATION_MODE_CFG", "POOLING_METHOD", set())
     c = rdma["D_DATA_CUBE_IN_CHANNEL"] + 1
     h = rdma["D_DATA_CUBE_IN_HEIGHT"] + 1
     w = rdma["D_DATA_CUBE_IN_WIDTH"] + 1
-    cp = padded_channels(c, atom)
     x = read_cube(
         mem,
         rdma.addr("D_SRC_BASE_ADDR_LOW", "D_SRC_BASE_ADDR_HIGH"),
-        cp,
+        padded_channels(c, atom),
         h,
         w,
         rdma["D_SRC_LINE_STRIDE"],
         rdma["D_SRC_SURFACE_STRIDE"],
         atom,
     )
+    pool_and_write(mem, pdp, x, atom)
+
+
+def pool_and_write(mem: Memory, pdp: UnitView, x: torch.Tensor, atom: int) -> None:
+    """Pool an INT8 cube [C', H, W] with the PDP registers and write it (also on the fly,
+    where ``x`` is SDP's output)."""
+    pdp.require("D_DATA_FORMAT", "INPUT_DATA", {"INT8"}, "INT8 only on this model")
+    method = pdp.enum("D_OPERATION_MODE_CFG", "POOLING_METHOD").removeprefix("POOLING_METHOD_")
+    if method not in ("MAX", "MIN", "AVERAGE"):
+        pdp.require("D_OPERATION_MODE_CFG", "POOLING_METHOD", set())
     k = "D_POOLING_KERNEL_CFG"
     p = "D_POOLING_PADDING_CFG"
     pad_value = pdp.signed("D_POOLING_PADDING_VALUE_1_CFG")

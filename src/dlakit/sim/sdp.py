@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from dlakit.sim import lut
+from dlakit.sim import lut, pdp
 from dlakit.sim.arith import saturate, shift_left_sat, shift_right_round
 from dlakit.sim.layout import (
     feature_addresses,
@@ -211,10 +211,24 @@ def output_cube(sdp: UnitView) -> Cube:
 
 def check_formats(sdp: UnitView) -> None:
     sdp.require("D_DATA_FORMAT", "OUT_PRECISION", {"INT8"}, "INT8 only on this model")
-    sdp.require("D_FEATURE_MODE_CFG", "OUTPUT_DST", {"MEM"}, "SDP to PDP on-the-fly")
     sdp.require("D_FEATURE_MODE_CFG", "WINOGRAD", {"OFF"})
     if sdp.f("D_FEATURE_MODE_CFG", "BATCH_NUMBER"):
         raise NotModelled("SDP.D_FEATURE_MODE_CFG.BATCH_NUMBER>0 (batches) is not modelled")
+
+
+def to_pdp(sdp: UnitView) -> bool:
+    """Whether SDP hands its output to PDP on the fly instead of writing it."""
+    return sdp.enum("D_FEATURE_MODE_CFG", "OUTPUT_DST") == "PDP"
+
+
+def deliver(
+    mem: Memory, sdp: UnitView, values: torch.Tensor, atom: int, pdp_view: UnitView | None
+) -> None:
+    """SDP's WDMA write, or the on-the-fly hand-over to PDP (which pools and writes)."""
+    if pdp_view is not None:
+        pdp.pool_and_write(mem, pdp_view, values, atom)
+    else:
+        write_output(mem, output_cube(sdp), values, atom)
 
 
 def write_output(mem: Memory, out: Cube, values: torch.Tensor, atom: int) -> None:
@@ -222,7 +236,12 @@ def write_output(mem: Memory, out: Cube, values: torch.Tensor, atom: int) -> Non
 
 
 def run_sdp_from_memory(
-    mem: Memory, sdp: UnitView, rdma: UnitView, lut_tables: LutTables, atom: int
+    mem: Memory,
+    sdp: UnitView,
+    rdma: UnitView,
+    lut_tables: LutTables,
+    atom: int,
+    pdp_view: UnitView | None = None,
 ) -> None:
     """Off-flying SDP: the M-RDMA reads an INT8 cube, the WDMA writes the result."""
     check_formats(sdp)
@@ -237,7 +256,7 @@ def run_sdp_from_memory(
     )
     c = padded_channels(src.channels, atom)
     x = read_cube(mem, src.base, c, src.height, src.width, src.line_stride, src.surf_stride, atom)
-    write_output(mem, output_cube(sdp), sdp_process(x, mem, sdp, rdma, lut_tables, atom), atom)
+    deliver(mem, sdp, sdp_process(x, mem, sdp, rdma, lut_tables, atom), atom, pdp_view)
 
 
 def needs_rdma(sdp: UnitView) -> bool:
