@@ -5,8 +5,8 @@ changes nothing. After each pass that changed something the graph is topological
 unused initializers are dropped and shapes re-inferred, so the next pass sees a valid model.
 Every pass's result is compared with the original by :mod:`dlakit.rewrite.verify`; a rewrite
 that breaks it is found by bisection, undone, and refused with the measured error as its reason
-(float rounding can matter: PP-OCRv4's detector has a BatchNorm with variance 1e8 whose folding
-moves the output by 2e-5). The final, re-canonicalized model is checked once more.
+(rounding can matter: a deep network may amplify the 1e-7 change of a BatchNorm fold past 1e-5).
+The final, re-canonicalized model is checked once more.
 """
 
 from __future__ import annotations
