@@ -167,25 +167,18 @@ def rewrite(
             if not candidates:
                 continue
             result = _apply(model, candidates)
-            if check is not None:
-                failing = _failing(model, candidates, check)
+            if check is not None and not (verdict := check(result)).ok:
+                failing = _failing(model, candidates, check, verdict.max_rel_error)
                 for bad, error in failing:
                     reason = (
                         f"undone: output moved by {error:.3g} (> {TOLERANCE:g}) vs the original"
                     )
                     blocked[bad.key] = reason
-                    refusals.append(
-                        Refusal(
-                            rewrite_pass.name,
-                            bad.change.remove[0].name,
-                            bad.change.remove[0].op_type,
-                            reason,
-                        )
-                    )
+                    first = bad.change.remove[0]
+                    refusals.append(Refusal(rewrite_pass.name, first.name, first.op_type, reason))
                 bad_keys = {bad.key for bad, _ in failing}
                 candidates = [c for c in candidates if c.key not in bad_keys]
-                if failing:
-                    result = _apply(model, candidates) if candidates else model
+                result = _apply(model, candidates) if candidates else model
             if candidates:
                 model = result
                 applied += [c.record for c in candidates]
@@ -245,18 +238,18 @@ def _apply(model: onnx.ModelProto, candidates: list[_Candidate]) -> onnx.ModelPr
 
 
 def _failing(
-    model: onnx.ModelProto, candidates: list[_Candidate], check: Check
+    model: onnx.ModelProto, candidates: list[_Candidate], check: Check, error: float
 ) -> list[tuple[_Candidate, float]]:
-    """The candidates whose rewrite breaks the check, by bisection (empty when all pass)."""
-    result = check(_apply(model, candidates))
-    if result.ok:
-        return []
+    """The candidates that break the check, by bisection; together they moved the output by
+    ``error``. Halves that each pass alone but fail together are all refused, not guessed at."""
     if len(candidates) == 1:
-        return [(candidates[0], result.max_rel_error)]
-    half = len(candidates) // 2
-    found = _failing(model, candidates[:half], check) + _failing(model, candidates[half:], check)
-    # Each half passes alone but not together: refuse them all rather than guess.
-    return found or [(c, result.max_rel_error) for c in candidates]
+        return [(candidates[0], error)]
+    found = []
+    for half in (candidates[: len(candidates) // 2], candidates[len(candidates) // 2 :]):
+        verdict = check(_apply(model, half))
+        if not verdict.ok:
+            found += _failing(model, half, check, verdict.max_rel_error)
+    return found or [(c, error) for c in candidates]
 
 
 def _name_nodes(model: onnx.ModelProto) -> None:
