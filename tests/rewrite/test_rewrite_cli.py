@@ -1,5 +1,7 @@
 """`dlakit fix` end to end on a small file, and bad input ending in one clear line and exit 2."""
 
+import json
+
 import numpy as np
 import onnx
 from onnx import helper
@@ -20,11 +22,29 @@ def hardswish_pool(build_model, tmp_path, batch="batch"):
 def test_fix_writes_a_verified_model(build_model, tmp_path, capsys):
     source = hardswish_pool(build_model, tmp_path)
     out = tmp_path / "out.onnx"
-    code = main(["fix", str(source), "-o", str(out), "--input-shape", "x:1x3x12x12"])
+    report = tmp_path / "fix.json"
+    args = [
+        "fix",
+        str(source),
+        "-o",
+        str(out),
+        "--input-shape",
+        "x:1x3x12x12",
+        "--json",
+        str(report),
+    ]
+    code = main(args)
     text = capsys.readouterr().out
     assert code == 0 and out.is_file()
     assert "random normal" in text and "verified with onnxruntime" in text
     assert "split-maxpool" in text and "hard-swish" in text and "pin-input-shapes" in text
+    data = json.loads(report.read_text())
+    assert data["schema"] == "dlakit.fix" and data["verification"]["max_rel_error"] <= 1e-5
+    assert {r["pass"] for r in data["rewrites"]} == {
+        "pin-input-shapes",
+        "split-maxpool",
+        "hard-swish",
+    }
     ops = [n.op_type for n in onnx.load(str(out)).graph.node]
     assert "HardSwish" not in ops and ops.count("MaxPool") == 2
     x = np.random.default_rng(0).standard_normal((1, 3, 12, 12)).astype(np.float32)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import typer
@@ -33,6 +34,9 @@ def fix(
     count: int = typer.Option(
         2, "--count", min=1, help="How many real inputs to verify on (each is one onnxruntime run)."
     ),
+    json_path: Path | None = typer.Option(
+        None, "--json", help="Also write the report as JSON (schema dlakit.fix v1, docs/fix.md)."
+    ),
     random_data: bool = typer.Option(
         False, "--random", help="Verify on seeded random normal inputs instead of real data."
     ),
@@ -54,6 +58,8 @@ def fix(
     if output.resolve() == Path(loaded.path).resolve():
         raise DlakitError(f"--output {output} would overwrite the input model")
     save_model(result.model, output)
+    if json_path:
+        json_path.write_text(json.dumps(result.to_json(), indent=1))
     _coverage(loaded, output, tgt, trt, console)
     console.print(f"wrote {output}", highlight=False, soft_wrap=True)
 

@@ -84,6 +84,36 @@ class FixResult:
     nodes_after: int
     limits: dict[str, Any] = field(default_factory=dict)
 
+    def to_json(self) -> dict[str, Any]:
+        """The report as plain data (schema ``dlakit.fix`` v1, see docs/fix.md)."""
+        v = self.verification
+        return {
+            "schema": "dlakit.fix",
+            "schema_version": 1,
+            "nodes": {"before": self.nodes_before, "after": self.nodes_after},
+            "rewrites": [
+                {
+                    "pass": r.pass_name,
+                    "before": list(r.before),
+                    "after": list(r.after),
+                    "description": r.description,
+                }
+                for r in self.rewrites
+            ],
+            "refusals": [
+                {"pass": f.pass_name, "node": f.node, "op": f.op_type, "reason": f.reason}
+                for f in self.refusals
+            ],
+            "verification": {
+                "max_rel_error": v.max_rel_error,
+                "worst_output": v.worst_output,
+                "runs": v.runs,
+                "inputs": v.source,
+                "tolerance": TOLERANCE,
+            },
+            "limits": self.limits,
+        }
+
 
 def rewrite_limits(target: Target) -> dict[str, Any]:
     """The per-layer limits for the target's rule set, with the target's own overrides."""
