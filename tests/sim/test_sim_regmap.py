@@ -58,3 +58,36 @@ def test_errors_name_the_problem(regmap):
         regmap.encode("SDP", "D_DP_BS_CFG", BS_BYPASS=2)
     with pytest.raises(DlakitError, match="unknown register"):
         regmap.lookup("NVDLA_SDP.D_NOT_A_REG_0")
+
+
+def test_v1_map_bases_match_opendla_initial():
+    # Source: nvdla/sw kmd/firmware/include/opendla_initial.h (nvdla.md §2).
+    v1 = load_register_map("v1")
+    expected = {
+        "GLB": 0x0,
+        "MCIF": 0x2000,
+        "CVIF": 0x3000,
+        "BDMA": 0x4000,
+        "CDMA": 0x5000,
+        "CSC": 0x6000,
+        "CMAC_A": 0x7000,
+        "CMAC_B": 0x8000,
+        "CACC": 0x9000,
+        "SDP_RDMA": 0xA000,
+        "SDP": 0xB000,
+        "PDP_RDMA": 0xC000,
+        "PDP": 0xD000,
+        "CDP_RDMA": 0xE000,
+        "CDP": 0xF000,
+        "RBK": 0x10000,
+    }
+    assert v1.bases == expected
+    # v1 addresses are 32-byte aligned: the stride field starts at bit 5.
+    assert v1.register("CDMA", "D_LINE_STRIDE").field("LINE_STRIDE").lsb == 5
+
+
+def test_simulator_refuses_unmodelled_hw_tree():
+    from dlakit.sim import Nvdla
+
+    with pytest.raises(DlakitError, match="hw tree v1"):
+        Nvdla("nv_full")

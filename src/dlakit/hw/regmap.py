@@ -154,7 +154,7 @@ def load_register_map(hw_tree: str = "v2") -> RegisterMap:
     """The register map of hardware tree ``v2`` (nvdla/hw master: nv_small ...)."""
     path = resources.files("dlakit.hw") / "data" / f"nvdla_{hw_tree}_regs.toml"
     if not path.is_file():
-        raise DlakitError(f"no register map for NVDLA hw tree {hw_tree!r} (known: v2)")
+        raise DlakitError(f"no register map for NVDLA hw tree {hw_tree!r} (known: v1, v2)")
     raw = tomllib.loads(path.read_text())
     bases: dict[str, int] = {}
     registers: dict[str, dict[str, Register]] = {}

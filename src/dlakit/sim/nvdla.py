@@ -25,6 +25,8 @@ from dlakit.sim.regs import NotModelled, RegisterFile, UnitView
 from dlakit.targets import load_target
 
 CONV_UNITS = ("CACC", "CMAC_A", "CMAC_B", "CSC", "CDMA")
+# Hardware trees whose datapath is modelled and checked against official traces.
+SIMULATED_TREES = ("v2",)
 # GLB S_INTR_STATUS field stem raised when a unit finishes (CMAC and RDMAs raise none).
 _DONE_FIELDS = {
     "SDP": "SDP_DONE_STATUS",
@@ -56,6 +58,12 @@ class Nvdla:
         tgt = load_target(target)
         if tgt.kind != "nvdla":
             raise DlakitError(f"target {target!r} is not an open NVDLA configuration")
+        if tgt.nvdla.get("hw_tree") not in SIMULATED_TREES:
+            raise NotModelled(
+                f"target {target} (NVDLA hw tree {tgt.nvdla.get('hw_tree')}) is not modelled: the "
+                f"simulator covers hw tree {', '.join(SIMULATED_TREES)} (nv_small); the register "
+                "map of every tree is available from dlakit.hw.load_register_map"
+            )
         self.target = tgt
         self.config: dict[str, Any] = tgt.nvdla
         self.engines: dict[str, bool] = tgt.engines
