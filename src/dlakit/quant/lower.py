@@ -9,8 +9,8 @@ Each ONNX node becomes DLA INT8, DLA FP16 or a GPU/host FP32 fallback:
   Jetson DLAs, not nv_small).
 * Ops in :data:`FP16_OPS` (Sigmoid, Tanh: TensorRT upgrades INT8 Sigmoid/TanH to FP16 on DLA)
   run DLA FP16 where the SDP has a LUT, else FP32 on the GPU/host.
-* Everything else falls back to FP32. When :mod:`dlakit.support` can say which nodes the target
-  rejects, those fall back too.
+* Everything else falls back to FP32, and so do the nodes :mod:`dlakit.support` rejects for the
+  target (its rules and partitioning); its FP16 upgrades run DLA FP16.
 
 Orin and Xavier DLAs are modelled with the nv_full arithmetic (the open RTL is the only public
 definition of the DLA's integer path).
@@ -36,6 +36,7 @@ from dlakit.errors import DlakitError
 from dlakit.graph.load import LoadedModel
 from dlakit.quant import hwparams
 from dlakit.quant.qgraph import (
+    Engine,
     QConcat,
     QConv,
     QDequantize,
@@ -49,7 +50,7 @@ from dlakit.quant.qgraph import (
     QTensor,
 )
 
-# Local, conservative op lists (until every target's rules come from dlakit.support).
+# What this lowering can express in INT8 (dlakit.support decides what the target allows).
 INT8_OPS = frozenset(
     {
         "Conv", "Gemm", "MatMul", "BatchNormalization", "Relu", "Clip", "Add",
@@ -225,6 +226,8 @@ class _Lowering:
             if handler is None:
                 raise DlakitError(f"node {node.name}: no INT8 lowering for {node.op_type}")
             handler(node)
+        elif node.op_type in LAYOUT_OPS and int8_fits(node, self.st.loaded, self.st.arith) is None:
+            self.layout(node, engine="gpu")  # a batch-safe reshape, whichever engine runs it
         else:
             self.float_node(node, decision)
 
@@ -305,6 +308,8 @@ class _Lowering:
         """The 4-D tensor a Flatten/Reshape fed to this FC, when the FC can read it directly."""
         producer = self.producers.get(tensor)
         if producer is None or producer.op_type not in ("Flatten", "Reshape"):
+            return None
+        if self.decisions.get(producer.name) != "int8":
             return None
         source = producer.input[0]
         shape = self.st.shape(source)
@@ -454,10 +459,10 @@ class _Lowering:
         self.emit_int8(QConcat(node.name, inputs, [out], onnx_nodes=[node.name],
                                axis=axis % rank), out, s_out)  # fmt: skip
 
-    def layout(self, node: onnx.NodeProto) -> None:
+    def layout(self, node: onnx.NodeProto, engine: Engine = "dla") -> None:
         st = self.st
         src, out = node.input[0], node.output[0]
-        if self.skip_for_fc(out):
+        if engine == "dla" and self.skip_for_fc(out):
             self.done.add(node.name)
             return
         shape = st.shape(out)
@@ -470,7 +475,9 @@ class _Lowering:
             x = st.float_of[src]
             st.add_tensor(out, shape, st.tensors[x].precision)
             st.float_of[out] = out
-        st.layers.append(QReshape(node.name, [x], [out], onnx_nodes=[node.name], shape=shape))
+        st.layers.append(
+            QReshape(node.name, [x], [out], engine=engine, onnx_nodes=[node.name], shape=shape)
+        )
 
     def skip_for_fc(self, out: str) -> bool:
         """A Flatten/Reshape read only by FC layers that take its 4-D input directly."""
@@ -571,13 +578,29 @@ def _pool_fits(node: onnx.NodeProto, in_shape: tuple[int, ...]) -> str | None:
     return None
 
 
+def support_verdicts(
+    loaded: LoadedModel, target: str, trt: str | None
+) -> dict[str, tuple[str, str]]:
+    """Per node (engine, precision) from :func:`dlakit.support.check_model` for ``target``."""
+    from dlakit.support import check_model
+    from dlakit.targets import load_target
+
+    result = check_model(loaded, load_target(target), trt)
+    return {v.name: (v.engine, v.precision or "int8") for v in result.nodes}
+
+
 def decide(
     loaded: LoadedModel,
     arith: _Arith,
     fp16_layers: Iterable[str] = (),
     gpu_layers: Iterable[str] = (),
+    verdicts: Mapping[str, tuple[str, str]] | None = None,
 ) -> dict[str, str]:
-    """Per node: ``int8``, ``fp16`` (DLA) or ``fp32`` (GPU/host)."""
+    """Per node: ``int8``, ``fp16`` (DLA) or ``fp32`` (GPU/host).
+
+    ``verdicts`` (from :func:`support_verdicts`) send the nodes the target's rules reject to the
+    fallback and mark the DLA's FP16 upgrades; INT8 also needs a lowering here.
+    """
     names = {n.name for n in loaded.nodes}
     fp16 = set(fp16_layers)
     gpu = set(gpu_layers)
@@ -586,9 +609,10 @@ def decide(
         raise DlakitError(f"--fp16-layers/--gpu-layers name unknown node(s): {sorted(unknown)}")
     decisions = {}
     for node in loaded.nodes:
-        if node.name in gpu:
+        engine, precision = (verdicts or {}).get(node.name, ("dla", "int8"))
+        if node.name in gpu or engine != "dla":
             decisions[node.name] = "fp32"
-        elif node.name in fp16:
+        elif node.name in fp16 or precision == "fp16":
             decisions[node.name] = "fp16" if arith.has_fp16 else "fp32"
         elif node.op_type in INT8_OPS and int8_fits(node, loaded, arith) is None:
             decisions[node.name] = "int8"
@@ -605,10 +629,17 @@ def quantize_model(
     target: str = "nv_full",
     fp16_layers: Iterable[str] = (),
     gpu_layers: Iterable[str] = (),
+    trt: str | None = None,
+    use_support: bool = True,
 ) -> QGraph:
-    """Lower ``loaded`` with ``scales`` for ``target`` into a QGraph (see the module docstring)."""
+    """Lower ``loaded`` with ``scales`` for ``target`` into a QGraph (see the module docstring).
+
+    ``use_support`` applies the target's rules (:mod:`dlakit.support`, TensorRT version
+    ``trt`` for Jetson targets); without it only the local op list decides.
+    """
     arith = target_arith(target)
-    decisions = decide(loaded, arith, fp16_layers, gpu_layers)
+    verdicts = support_verdicts(loaded, target, trt) if use_support else None
+    decisions = decide(loaded, arith, fp16_layers, gpu_layers, verdicts)
     st = _State(loaded, scales, arith)
     for name in loaded.input_names:
         st.add_tensor(name, tuple(loaded.input_shapes[name]), "fp32")
