@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from dlakit.cli._common import INPUT_SHAPE_OPT, MODEL_ARG, TARGET_OPT, load_cli_model
+from dlakit.cli._common import INPUT_SHAPE_OPT, MODEL_ARG, TARGET_OPT, TRT_OPT, load_cli_model
 from dlakit.errors import DlakitError
 
 console = Console()
@@ -59,6 +59,7 @@ def accuracy_command(
     ),
     limit: int | None = typer.Option(None, "--limit", "-n", help="Use at most this many inputs."),
     target: str = TARGET_OPT,
+    trt: str | None = TRT_OPT,
     fp16_layers: list[str] | None = typer.Option(
         None, "--fp16-layers", help="ONNX node names to keep in FP16 (comma separated)."
     ),
@@ -90,7 +91,7 @@ def accuracy_command(
     y = _labels(labels, len(x)) if labels else None
     if y is None and ds.labels is not None and all(v is not None for v in ds.labels):
         y = np.asarray(ds.labels, dtype=np.int64)
-    graph = quantize_model(loaded, table, target, fp16_layers=_split(fp16_layers))
+    graph = quantize_model(loaded, table, target, fp16_layers=_split(fp16_layers), trt=trt)
     with console.status(f"running FP32 and INT8 on {len(x)} inputs"):
         report = acc.evaluate(loaded, graph, x, y, per_layer_inputs if per_layer else 0)
     doc = report.to_json()
