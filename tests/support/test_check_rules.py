@@ -169,6 +169,7 @@ def test_every_fix_named_by_a_rule_is_a_rewrite_pass():
     names = {p.name for p in PASSES}
     for rule_set in ("trt", "nvdla"):
         for op, entry in load_rule_set(rule_set).ops.items():
-            fixes = [entry.get("fix")] + [c.get("fix") for c in entry.get("checks", [])]
+            fixes = [entry.get("fix"), entry.get("since_fix")]
+            fixes += [c.get("fix") for c in entry.get("checks", [])]
             for fix in filter(None, fixes):
                 assert fix in names, f"{rule_set}:{op} names unknown rewrite {fix}"

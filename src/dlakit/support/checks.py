@@ -223,9 +223,9 @@ def clip_bounds(view: NodeView, p: dict[str, Any]) -> Violation | None:
     low = view.attrs.get("min")
     high = view.attrs.get("max")
     if low is None and view.is_const(1):
-        low = float(view.const(1))  # type: ignore[arg-type]
+        low = float(np.ravel(view.const(1))[0])  # some exporters write shape [1], not a scalar
     if high is None and view.is_const(2):
-        high = float(view.const(2))  # type: ignore[arg-type]
+        high = float(np.ravel(view.const(2))[0])
     if (len(view.node.input) > 1 and view.node.input[1] and not view.is_const(1)) or (
         len(view.node.input) > 2 and view.node.input[2] and not view.is_const(2)
     ):

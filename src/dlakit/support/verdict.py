@@ -150,6 +150,7 @@ def _trt_verdict(view: NodeView, verdict: NodeVerdict, ctx: RuleContext) -> None
                 attribute="TensorRT version",
                 value=".".join(map(str, ctx.version)),
                 limit=f">= {since}",
+                fix=entry.get("since_fix"),
             )
         )
         return
