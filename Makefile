@@ -30,8 +30,8 @@ test-all: setup
 	$(PY) -m pytest -q -n 2 $(PYTEST_ARGS)
 
 lint: setup
-	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/ruff check src tests bench scripts
+	$(VENV)/bin/ruff format --check src tests bench scripts
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
