@@ -65,8 +65,13 @@ def x_unit(x, alu=None, alu_algo="SUM", alu_shift=0, mul=None, prelu=False, shif
     return np.maximum(y, 0) if relu else y
 
 
-def pool(x, method, kernel, stride, pads, out_hw, pad_value=0, recip=(0x10000, 0x10000)):
-    """PDP over [C, H, W]; pads = (left, right, top, bottom); explicit window loops."""
+def pool(x, method, kernel, stride, pads, out_hw, pad_table=(0,) * 7, recip=(0x10000, 0x10000)):
+    """PDP over [C, H, W]; pads = (left, right, top, bottom); explicit window loops.
+
+    Average: every real row of the window adds pad_table[n-1] for n padded columns on each side;
+    n padded rows on each side add kernel_w * pad_table[n-1] (C model PDP line/column passes).
+    """
+    table = (0, *pad_table)
     c, h, w = x.shape
     kh, kw = kernel
     left, _, top, _ = pads
@@ -82,7 +87,15 @@ def pool(x, method, kernel, stride, pads, out_hw, pad_value=0, recip=(0x10000, 0
             elif method == "MIN":
                 out[:, oy, ox] = win.min(axis=1)
             else:
-                total = win.sum(axis=1) + (kh * kw - win.shape[1]) * pad_value
+                n_left = sum(1 for xx in range(x0, x0 + kw) if xx < 0)
+                n_right = sum(1 for xx in range(x0, x0 + kw) if xx >= w)
+                n_top = sum(1 for y in range(y0, y0 + kh) if y < 0)
+                n_bottom = sum(1 for y in range(y0, y0 + kh) if y >= h)
+                total = (
+                    win.sum(axis=1)
+                    + len(ys) * (table[n_left] + table[n_right])
+                    + kw * (table[n_top] + table[n_bottom])
+                )
                 t = rnd(total * recip[0], 16)
                 out[:, oy, ox] = sat(rnd(t * recip[1], 16), 8)
     return out

@@ -5,7 +5,6 @@ import pytest
 import sim_reference as ref
 import torch
 
-from dlakit.errors import DlakitError
 from dlakit.sim.layout import packed_strides, read_feature, write_feature
 from dlakit.sim.nvdla import Nvdla
 
@@ -61,8 +60,9 @@ def _pool(x, method, kernel, stride, pads, pad_value=0, pad_table=None):
     wr("PDP", "D_RECIP_KERNEL_WIDTH", RECIP_KERNEL_WIDTH=RECIP[kernel[1]])
     wr("PDP", "D_RECIP_KERNEL_HEIGHT", RECIP_KERNEL_HEIGHT=RECIP[kernel[0]])
     table = pad_table or [(n + 1) * pad_value for n in range(7)]
+    widths = (19,) * 7
     for n, value in enumerate(table, start=1):
-        wr("PDP", f"D_POOLING_PADDING_VALUE_{n}_CFG", **{f"PAD_VALUE_{n}X": value})
+        wr("PDP", f"D_POOLING_PADDING_VALUE_{n}_CFG", value & ((1 << widths[n - 1]) - 1))
     wr("PDP", "D_DST_BASE_ADDR_LOW", DST)
     wr("PDP", "D_DST_LINE_STRIDE", oline)
     wr("PDP", "D_DST_SURFACE_STRIDE", osurf)
@@ -93,21 +93,36 @@ def test_random_pooling(seed):
     pad_value = int(rng.integers(-128, 128))
     got, out_hw = _pool(x, method, kernel, stride, pads, pad_value)
     recip = (RECIP[kernel[1]], RECIP[kernel[0]])
-    np.testing.assert_array_equal(
-        got, ref.pool(x, method, kernel, stride, pads, out_hw, pad_value, recip)
-    )
+    table = tuple((n + 1) * pad_value for n in range(7))
+    expected = ref.pool(x, method, kernel, stride, pads, out_hw, table, recip)
+    np.testing.assert_array_equal(got, expected)
 
 
 def test_average_of_extremes_stays_in_int8():
     x = np.full((8, 3, 3), 127)
     x[4:] = -128
     got, out_hw = _pool(x, "AVERAGE", (3, 3), (1, 1), (1, 1, 1, 1), pad_value=127)
-    expected = ref.pool(x, "AVERAGE", (3, 3), (1, 1), (1, 1, 1, 1), out_hw, 127, (0x5555, 0x5555))
+    table = tuple((n + 1) * 127 for n in range(7))
+    expected = ref.pool(x, "AVERAGE", (3, 3), (1, 1), (1, 1, 1, 1), out_hw, table, (0x5555, 0x5555))
     np.testing.assert_array_equal(got, expected)
     assert got.max() == 127 and got.min() == -128
 
 
-def test_non_proportional_padding_values_are_refused_by_name():
-    x = np.zeros((8, 4, 4), dtype=np.int64)
-    with pytest.raises(DlakitError, match=r"PDP\.D_POOLING_PADDING_VALUE_2_CFG\.PAD_VALUE_2X"):
-        _pool(x, "AVERAGE", (3, 3), (1, 1), (1, 1, 1, 1), pad_table=[1, 5, 3, 4, 5, 6, 7])
+@pytest.mark.parametrize("seed", range(3))
+def test_any_padding_value_table(seed):
+    # The table entries are independent registers (the C model keeps 8..11 bits of them).
+    rng = np.random.default_rng(100 + seed)
+    kernel = (int(rng.integers(2, 9)), int(rng.integers(2, 9)))
+    pads = (
+        int(rng.integers(0, kernel[1])),
+        int(rng.integers(0, kernel[1])),
+        int(rng.integers(0, kernel[0])),
+        int(rng.integers(0, kernel[0])),
+    )
+    shape = (9, kernel[0] + int(rng.integers(0, 4)), kernel[1] + int(rng.integers(0, 4)))
+    x = rng.integers(-128, 128, shape)
+    table = [int(rng.integers(-(1 << (b - 1)), 1 << (b - 1))) for b in (8, 9, 10, 10, 11, 11, 11)]
+    got, out_hw = _pool(x, "AVERAGE", kernel, (1, 2), pads, pad_table=table)
+    recip = (RECIP[kernel[1]], RECIP[kernel[0]])
+    expected = ref.pool(x, "AVERAGE", kernel, (1, 2), pads, out_hw, tuple(table), recip)
+    np.testing.assert_array_equal(got, expected)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
+from dlakit.errors import DlakitError
 from dlakit.sim import sdp
 from dlakit.sim.arith import saturate, shift_right_round, sign_extend
 from dlakit.sim.gemm import exact_float_matmul, im2col, int_matmul, use_int8_gemm
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from dlakit.sim.nvdla import Nvdla
 
 ACC_BITS = 34
+_MAX_PAD = 63  # CDMA PAD_RIGHT / PAD_BOTTOM are 6 bits
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,11 @@ def conv_accumulate(
     oh, ow = geo.out_hw
     bottom = max((oh - 1) * sy + (r - 1) * dy + 1 - h - top, 0)
     right = max((ow - 1) * sx + (s - 1) * dx + 1 - wd - left, 0)
+    if max(right, bottom) > _MAX_PAD:
+        raise DlakitError(
+            f"CSC.D_DATAOUT_SIZE_0: {ow}x{oh} outputs need {right} right / {bottom} bottom "
+            f"padding of a {wd}x{h} input (CDMA pads at most {_MAX_PAD})"
+        )
     terms = c * r * s
     dtype = torch.int8 if use_int8_gemm(x.device, terms) else torch.float32
     if dtype == torch.float32:

@@ -1,8 +1,9 @@
 """PDP: max / min / average pooling of a cube read from memory (nvdla.md §5.5).
 
-Max and min see real input elements only. Average adds, for every padded tap of the window, the
-programmed padding value, then divides by the kernel area with two reciprocal multiplies (width,
-then height), each rounded half away from zero at 16 fraction bits. Split-width mode cuts the
+Max and min see real input elements only. Average adds the programmed padding values for the
+padded taps of the window (a table indexed by how many taps a row or column lacks, see ``pool``),
+then divides by the kernel area with two reciprocal multiplies (width, then height), each rounded
+half away from zero at 16 fraction bits. Split-width mode cuts the
 same pooling into column strips for the line buffer; the arithmetic does not change.
 """
 
@@ -11,11 +12,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from dlakit.sim.arith import saturate, shift_right_round
+from dlakit.errors import DlakitError
+from dlakit.sim.arith import saturate, shift_right_round, sign_extend
 from dlakit.sim.layout import padded_channels, read_cube, write_cube
 from dlakit.sim.memory import Memory
-from dlakit.sim.regs import NotModelled, UnitView
+from dlakit.sim.regs import UnitView
 
+_MAX_PAD = 7  # PAD_* fields are 3 bits
 _FAR = float(1 << 40)  # beyond any INT8 value: padded taps never win a max or a min
 
 
@@ -26,10 +29,16 @@ def pool(
     stride: tuple[int, int],
     pads: tuple[int, int, int, int],
     out_hw: tuple[int, int],
-    pad_value: int = 0,
+    pad_table: tuple[int, ...] = (0,) * 7,
     recip: tuple[int, int] = (0x10000, 0x10000),
 ) -> torch.Tensor:
-    """Pool an integer cube [C, H, W]; ``pads`` = (left, right, top, bottom); int64 out."""
+    """Pool an integer cube [C, H, W]; ``pads`` = (left, right, top, bottom); int64 out.
+
+    Average: each real row of a window adds ``pad_table[n-1]`` for the n padded columns on
+    either side, and n padded rows on either side add ``kernel_w * pad_table[n-1]`` (cmod
+    ``LineOperation`` / ``PoolingStage0Calc``); with ``pad_table[i] = (i+1) * p`` this is the
+    inclusive ``p`` per padded tap.
+    """
     kh, kw = kernel
     sy, sx = stride
     left, _, top, _ = pads
@@ -37,6 +46,11 @@ def pool(
     h, w = x.shape[1:]
     right = max((out_w - 1) * sx + kw - w - left, 0)
     bottom = max((out_h - 1) * sy + kh - h - top, 0)
+    if max(right, bottom) > _MAX_PAD:
+        raise DlakitError(
+            f"PDP.D_DATA_CUBE_OUT_WIDTH/HEIGHT: {out_w}x{out_h} outputs need {right} right / "
+            f"{bottom} bottom padding of a {w}x{h} input (the hardware pads at most {_MAX_PAD})"
+        )
     # float64 holds every INT8 window sum exactly; pooling kernels want floating point.
     xf = x.to(torch.float64)[None]
     if method in ("MAX", "MIN"):
@@ -45,29 +59,50 @@ def pool(
         y = F.max_pool2d(padded, (kh, kw), (sy, sx))[0, :, :out_h, :out_w]
         return (y if method == "MAX" else -y).to(torch.int64)
     padded = F.pad(xf, (left, right, top, bottom))
-    window_sum = F.avg_pool2d(padded, (kh, kw), (sy, sx), divisor_override=1)[0]
-    ones = F.pad(torch.ones_like(xf[:, :1]), (left, right, top, bottom))
-    real = F.avg_pool2d(ones, (kh, kw), (sy, sx), divisor_override=1)[0]
-    total = window_sum + (kh * kw - real) * pad_value
-    total = total[:, :out_h, :out_w].to(torch.int64)
+    window = F.avg_pool2d(padded, (kh, kw), (sy, sx), divisor_override=1)[0, :, :out_h, :out_w]
+    total = window.to(torch.int64) + _padding_sums(
+        (h, w), kernel, stride, (left, top), out_hw, pad_table, x.device
+    )
     t = shift_right_round(total * recip[0], 16, 64, 64)
     return saturate(shift_right_round(t * recip[1], 16, 64, 64), 8)
 
 
-def _check_pad_values(pdp: UnitView, pad1: int) -> None:
-    """The model adds ``n * PAD_VALUE_1`` for n padded taps; other tables are not modelled."""
-    if not any(
-        pdp.f("D_POOLING_PADDING_CFG", f)
-        for f in ("PAD_LEFT", "PAD_RIGHT", "PAD_TOP", "PAD_BOTTOM")
-    ):
-        return
-    for n in range(2, 8):
-        reg = f"D_POOLING_PADDING_VALUE_{n}_CFG"
-        if pdp.signed(reg) != n * pad1:
-            raise NotModelled(
-                f"PDP.{reg}.PAD_VALUE_{n}X={pdp.signed(reg)} is not {n} x PAD_VALUE_1X "
-                "(only proportional padding values are modelled)"
-            )
+def _padding_sums(
+    in_hw: tuple[int, int],
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    left_top: tuple[int, int],
+    out_hw: tuple[int, int],
+    pad_table: tuple[int, ...],
+    device: torch.device,
+) -> torch.Tensor:
+    """What the padding adds to each window's sum, [OH, OW] (broadcast over channels)."""
+    table = torch.tensor((0, *pad_table), dtype=torch.int64, device=device)
+
+    def sides(n_out: int, step: int, k: int, before: int, size: int) -> tuple[torch.Tensor, ...]:
+        start = torch.arange(n_out, dtype=torch.int64, device=device) * step - before
+        lo = (-start).clamp(0, k)  # padded positions before the input
+        hi = (start + k - size).clamp(0, k)  # ... and after it
+        return lo, hi, k - lo - hi
+
+    (h, w), (kh, kw) = in_hw, kernel
+    top_n, bottom_n, real_rows = sides(out_hw[0], stride[0], kh, left_top[1], h)
+    left_n, right_n, _ = sides(out_hw[1], stride[1], kw, left_top[0], w)
+    per_row = table[left_n.clamp(max=7)] + table[right_n.clamp(max=7)]
+    rows = table[top_n.clamp(max=7)] + table[bottom_n.clamp(max=7)]
+    return real_rows[:, None] * per_row[None, :] + kw * rows[:, None]
+
+
+# Bits of PAD_VALUE_1X .. 7X that the C model keeps for INT8 data (sign bits 7, 8, 9, 9, 10...).
+_PAD_BITS = (8, 9, 10, 10, 11, 11, 11)
+
+
+def pad_table(pdp: UnitView) -> tuple[int, ...]:
+    """PAD_VALUE_1X .. 7X: what n = 1..7 padded taps of a window row or column add."""
+    return tuple(
+        sign_extend(pdp[f"D_POOLING_PADDING_VALUE_{n}_CFG"], bits)
+        for n, bits in enumerate(_PAD_BITS, start=1)
+    )
 
 
 def run_pdp(mem: Memory, pdp: UnitView, rdma: UnitView, atom: int) -> None:
@@ -98,9 +133,6 @@ def pool_and_write(mem: Memory, pdp: UnitView, x: torch.Tensor, atom: int) -> No
         pdp.require("D_OPERATION_MODE_CFG", "POOLING_METHOD", set())
     k = "D_POOLING_KERNEL_CFG"
     p = "D_POOLING_PADDING_CFG"
-    pad_value = pdp.signed("D_POOLING_PADDING_VALUE_1_CFG")
-    if method == "AVERAGE":
-        _check_pad_values(pdp, pad_value)
     out_h = pdp["D_DATA_CUBE_OUT_HEIGHT"] + 1
     out_w = pdp["D_DATA_CUBE_OUT_WIDTH"] + 1
     y = pool(
@@ -115,7 +147,7 @@ def pool_and_write(mem: Memory, pdp: UnitView, x: torch.Tensor, atom: int) -> No
             pdp.f(p, "PAD_BOTTOM"),
         ),
         out_hw=(out_h, out_w),
-        pad_value=pad_value,
+        pad_table=pad_table(pdp),
         recip=(pdp["D_RECIP_KERNEL_WIDTH"], pdp["D_RECIP_KERNEL_HEIGHT"]),
     )
     write_cube(
