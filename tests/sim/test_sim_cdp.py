@@ -97,6 +97,6 @@ def test_lrn_with_linear_tables(seed):
     wr("CDP", "D_OP_ENABLE", OP_EN="ENABLE")
     wr("CDP_RDMA", "D_OP_ENABLE", OP_EN="ENABLE")
     assert nv.take_interrupt("CDP")
-    got = read_feature(nv.memory, DST, (c, h, w)).numpy()
+    got = read_feature(nv.memory, DST, (c, h, w)).cpu().numpy()
     expected = ref.cdp(x, offset, scale, shifter, size, le, lo, p, *out)
     np.testing.assert_array_equal(got, expected)

@@ -19,7 +19,7 @@ def _run(spec: ConvSpec, x: np.ndarray, w: np.ndarray) -> np.ndarray:
     nv.memory.write(WT, pack_weights(torch.from_numpy(w)))
     program_conv(nv, spec)
     assert nv.take_interrupt("SDP") and nv.read_reg("CDMA", "D_OP_ENABLE") == 0
-    return read_feature(nv.memory, OUT, (w.shape[0], *spec.out_hw)).numpy()
+    return read_feature(nv.memory, OUT, (w.shape[0], *spec.out_hw)).cpu().numpy()
 
 
 @pytest.mark.parametrize("seed", range(6))

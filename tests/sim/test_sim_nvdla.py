@@ -96,5 +96,5 @@ def test_conv_into_pdp_on_the_fly_matches_reference():
     assert nv.take_interrupt("PDP") and nv.take_interrupt("SDP")
     conv = ref.cvt_out(ref.cacc(ref.conv(x, wt, (1, 1), (1, 1), (1, 1, 1, 1), 0), 6), 0, 1, 0)
     expected = ref.pool(conv, "MAX", (2, 2), (2, 2), (0, 0, 0, 0), (h // 2, w // 2))
-    got = read_feature(nv.memory, 0x40000, (k, h // 2, w // 2)).numpy()
+    got = read_feature(nv.memory, 0x40000, (k, h // 2, w // 2)).cpu().numpy()
     np.testing.assert_array_equal(got, expected)

@@ -69,7 +69,7 @@ def _pool(x, method, kernel, stride, pads, pad_value=0, pad_table=None):
     wr("PDP", "D_OP_ENABLE", OP_EN="ENABLE")
     wr("PDP_RDMA", "D_OP_ENABLE", OP_EN="ENABLE")
     assert nv.take_interrupt("PDP")
-    return read_feature(nv.memory, DST, (c, oh, ow)).numpy(), (oh, ow)
+    return read_feature(nv.memory, DST, (c, oh, ow)).cpu().numpy(), (oh, ow)
 
 
 @pytest.mark.parametrize("seed", range(9))

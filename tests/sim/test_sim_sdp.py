@@ -105,7 +105,7 @@ def test_register_operands_x1_x2_and_converter(seed):
     y = x
     for u in units:
         y = ref.x_unit(y, **u)
-    got = read_feature(nv.memory, DST, shape).numpy()
+    got = read_feature(nv.memory, DST, shape).cpu().numpy()
     np.testing.assert_array_equal(got, ref.cvt_out(y, *cvt))
 
 
@@ -139,7 +139,7 @@ def test_per_channel_operands_from_memory(use, size):
     a = alu[:, None, None] if use != "MUL" else None
     m = mul[:, None, None] if use != "ALU" else None
     expected = ref.cvt_out(ref.x_unit(x, alu=a, alu_shift=3, mul=m, shift=5), 0, 1, 0)
-    np.testing.assert_array_equal(read_feature(nv.memory, DST, shape).numpy(), expected)
+    np.testing.assert_array_equal(read_feature(nv.memory, DST, shape).cpu().numpy(), expected)
 
 
 def test_output_saturates_to_int8_and_int17():
@@ -147,7 +147,7 @@ def test_output_saturates_to_int8_and_int17():
     nv = Nvdla("nv_small")
     write_feature(nv.memory, SRC, torch.from_numpy(x))
     _program(nv, x.shape, cvt=(-5, 32767, 0))
-    got = read_feature(nv.memory, DST, x.shape).numpy()
+    got = read_feature(nv.memory, DST, x.shape).cpu().numpy()
     np.testing.assert_array_equal(got, [[[127, -128, 127, -128]]])
     np.testing.assert_array_equal(got, ref.cvt_out(x, -5, 32767, 0))
 
@@ -207,4 +207,4 @@ def test_per_element_operands_from_memory(use, size):
         1,
         0,
     )
-    np.testing.assert_array_equal(read_feature(nv.memory, DST, (c, h, w)).numpy(), expected)
+    np.testing.assert_array_equal(read_feature(nv.memory, DST, (c, h, w)).cpu().numpy(), expected)
