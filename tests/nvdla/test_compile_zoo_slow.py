@@ -15,29 +15,20 @@ def test_imagenet_models_nv_small(model):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("engine", ["torch", "ort"])
-def test_yolov8n_host_heavy_nv_small(engine):
-    """73 host segments (SiLU, Resize, Split, Slice, Concat) between 72 DLA segments."""
+def test_yolov8n_host_heavy_nv_small():
+    """Many host segments (fallback convs, SiLU, Resize, Split, Slice, Concat) between DLA ones:
+    the onnxruntime host engine mirrors the reference node by node, so the model output is
+    byte-exact; with the torch engine the DLA segments are byte-exact on the reference's inputs."""
     import numpy as np
-    from nvdla_cases import max_scales, segment_outputs
+    from nvdla_cases import compile_case
 
     from dlakit.graph import load_model
-    from dlakit.nvdla import compile_graph, hw_config
-    from dlakit.nvdla.runner import Runner
-    from dlakit.quant.intref import IntReference
-    from dlakit.quant.lower import quantize_model
     from dlakit.zoo import resolve_model
 
-    loaded = load_model(resolve_model("yolov8n"))
-    shape = loaded.input_shapes[loaded.input_names[0]]
+    path = resolve_model("yolov8n")
+    shape = load_model(path).input_shapes["images"]
     x = np.random.default_rng(0).normal(size=(1, *shape[1:])).astype(np.float32)
-    graph = quantize_model(loaded, max_scales(loaded, x), "nv_small")
-    comp = compile_graph(graph, hw_config("nv_small"))
-    keep = set(segment_outputs(comp))
-    ref = IntReference(graph).run({graph.inputs[0]: x}, keep=keep)
-    out, stats = Runner(comp, "cpu", engine).run({graph.inputs[0]: x}, keep=keep)
-    for name in graph.outputs:
-        assert np.array_equal(out[name], ref[name])
-    for name in keep:
-        mine = stats.kept[name].astype(np.float32) * np.float32(graph.tensors[name].scale)
-        assert np.array_equal(mine, ref[name].reshape(mine.shape)), name
+    _, graph, comp = compile_case(path, x)
+    assert comp.stats["host_segments"] > 5
+    assert check_bitexact(graph, comp, x, engine="ort") > 0
+    check_bitexact(graph, comp, x, engine="torch", isolate=True)

@@ -34,22 +34,44 @@ class RunStats:
 
 
 class _OrtSegment:
+    """A host segment node by node, one onnxruntime session per node with default options and
+    one thread: how the integer reference runs fallback layers, so the floats match its bits."""
+
     def __init__(self, seg: Segment) -> None:
+        import onnx
         import onnxruntime as ort
 
+        assert seg.model is not None
+        model = onnx.shape_inference.infer_shapes(seg.model)
+        g = model.graph
+        types = {v.name: v.type.tensor_type.elem_type for v in [*g.input, *g.output, *g.value_info]}
+        inits = {t.name: t for t in g.initializer}
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
-        # Node by node, as the integer reference runs its fallback layers.
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        assert seg.model is not None
-        self.session = ort.InferenceSession(
-            seg.model.SerializeToString(), options, providers=["CPUExecutionProvider"]
-        )
+        self.steps = []
+        for node in g.node:
+            used = [n for n in node.input if n and n not in inits]
+            graph = onnx.helper.make_graph(
+                [node],
+                node.name or node.op_type,
+                [onnx.helper.make_tensor_value_info(n, types[n], None) for n in used],
+                [onnx.helper.make_tensor_value_info(n, types[n], None) for n in node.output],
+                [inits[n] for n in node.input if n in inits],
+            )
+            one = onnx.helper.make_model(graph, opset_imports=model.opset_import, ir_version=10)
+            session = ort.InferenceSession(
+                one.SerializeToString(), options, providers=["CPUExecutionProvider"]
+            )
+            self.steps.append((session, used, list(node.output)))
         self.outputs = list(seg.outputs)
 
     def run(self, feeds: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        outs = self.session.run(self.outputs, {k: v.cpu().numpy() for k, v in feeds.items()})
-        return {k: torch.as_tensor(v) for k, v in zip(self.outputs, outs, strict=True)}
+        values = {k: v.cpu().numpy() for k, v in feeds.items()}
+        for session, used, outs in self.steps:
+            for name, value in zip(outs, session.run(outs, {n: values[n] for n in used}),
+                                   strict=True):  # fmt: skip
+                values[name] = value
+        return {k: torch.as_tensor(values[k]) for k in self.outputs}
 
 
 class Runner:
@@ -109,7 +131,21 @@ class Runner:
         return values[name]
 
     # ---- execution
-    def run_one(self, feeds: dict[str, np.ndarray], stats: RunStats, keep: set[str]) -> dict:
+    def _given(self, name: str, value: np.ndarray) -> torch.Tensor:
+        """A host value supplied from outside: INT8 tensors arrive dequantized (value * scale)."""
+        info = self.comp.tensors[name]
+        t = torch.as_tensor(np.ascontiguousarray(value), device=self.device)
+        if info.precision == "int8":
+            return torch.round(t.to(torch.float64) / (info.scale or 1.0)).to(torch.int8)
+        return t
+
+    def run_one(
+        self,
+        feeds: dict[str, np.ndarray],
+        stats: RunStats,
+        keep: set[str],
+        given: dict[str, np.ndarray] | None = None,
+    ) -> dict:
         values: dict[str, torch.Tensor] = {
             k: torch.as_tensor(np.ascontiguousarray(v, dtype=np.float32), device=self.device)
             for k, v in feeds.items()
@@ -140,8 +176,11 @@ class Runner:
                         stats.kept.setdefault(name, []).append(values[name].cpu())
                 stats.dla_seconds += time.perf_counter() - t0
             else:
-                feeds_t = {n: self._value(n, values) for n in seg.inputs}
-                outs = self.hosts[index].run(feeds_t)  # type: ignore[union-attr]
+                if given is not None:
+                    outs = {n: self._given(n, given[n]) for n in seg.outputs}
+                else:
+                    feeds_t = {n: self._value(n, values) for n in seg.inputs}
+                    outs = self.hosts[index].run(feeds_t)  # type: ignore[union-attr]
                 for name, value in outs.items():
                     values[name] = value
                     if self.comp.tensors[name].surface is not None:
@@ -158,10 +197,21 @@ class Runner:
             result[name] = value.cpu().numpy()
         return result
 
+    def host_outputs(self) -> set[str]:
+        return {n for seg in self.comp.segments if seg.kind == "host" for n in seg.outputs}
+
     def run(
-        self, feeds: dict[str, np.ndarray], keep: set[str] | None = None
+        self,
+        feeds: dict[str, np.ndarray],
+        keep: set[str] | None = None,
+        host_values: dict[str, np.ndarray] | None = None,
     ) -> tuple[dict[str, np.ndarray], RunStats]:
-        """Outputs for a batch (float32, INT8 outputs dequantized) and the run's statistics."""
+        """Outputs for a batch (float32, INT8 outputs dequantized) and the run's statistics.
+
+        ``host_values`` (batch-first, INT8 tensors dequantized, e.g. the integer reference's kept
+        tensors) replaces every host segment's outputs: the DLA segments then see exactly those
+        inputs, which isolates them from host floating-point differences.
+        """
         missing = [n for n in self.comp.inputs if n not in feeds]
         if missing:
             raise DlakitError(f"no data for model input(s): {', '.join(missing)}")
@@ -170,7 +220,11 @@ class Runner:
         outs: dict[str, list[np.ndarray]] = {}
         t0 = time.perf_counter()
         for i in range(batch):
-            one = self.run_one({k: v[i : i + 1] for k, v in feeds.items()}, stats, keep or set())
+            given = (
+                None if host_values is None else {k: v[i : i + 1] for k, v in host_values.items()}
+            )
+            one = self.run_one({k: v[i : i + 1] for k, v in feeds.items()}, stats, keep or set(),
+                               given)  # fmt: skip
             for k, v in one.items():
                 outs.setdefault(k, []).append(v)
         stats.seconds = time.perf_counter() - t0
