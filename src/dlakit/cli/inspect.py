@@ -77,6 +77,8 @@ def inspect_command(
         "out CxHxW",
         "kernel",
         "writes",
+        "src",
+        "dst",
         "operation",
         "tiling",
     )
@@ -84,12 +86,14 @@ def inspect_command(
     n = 0
     for seg in doc["segments"]:
         if seg["kind"] == "host":
-            rows.append(("", seg["name"], "host", "", "", "", "", ", ".join(seg["layers"]), ""))
+            rows.append(("", seg["name"], "host", "", "", "", "", "", "", ", ".join(seg["layers"]),
+                         ""))  # fmt: skip
             continue
         for op in seg["ops"]:
             rows.append((str(n), seg["name"], op["kind"], _shape(op.get("in")),
                          _shape(op.get("out")), _shape(op.get("kernel")),
-                         str(len(op["registers"])), op["name"], _tile(op)))  # fmt: skip
+                         str(len(op["registers"])), op.get("memory", {}).get("src", ""),
+                         op.get("memory", {}).get("dst", ""), op["name"], _tile(op)))  # fmt: skip
             n += 1
     widths = [max(len(r[i]) for r in rows) for i in range(len(cols) - 2)]
     for r in rows:

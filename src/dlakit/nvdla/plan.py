@@ -310,6 +310,7 @@ class _Compiler:
                     "kernel": [r, s],
                     "stride": list(layer.stride),
                     "groups": layer.groups,
+                    "memory": _memory(src, dst, waddr, wsize),
                     "tile": {
                         "channels_from": cin0,
                         "kernels_from": kabs,
@@ -338,8 +339,11 @@ class _Compiler:
         ew = self.surfaces[layer.inputs[1]] if layer.sdp.y is not None else None
         operands = self.operand_images(layer.sdp, dst.channels)
         writes = program.sdp_program(self.regmap, layer.name, layer.sdp, src, dst, operands, ew)
-        info = {"in": [src.channels, src.height, src.width], "out": [dst.channels, dst.height,
-                dst.width]}  # fmt: skip
+        info = {
+            "in": [src.channels, src.height, src.width],
+            "out": [dst.channels, dst.height, dst.width],
+            "memory": _memory(src, dst),
+        }
         return HwOp(layer.name, "sdp", layer.name, layer.onnx_nodes, list(layer.inputs),
                     list(layer.outputs), info, writes)  # fmt: skip
 
@@ -352,6 +356,7 @@ class _Compiler:
             "kernel": list(layer.kernel),
             "stride": list(layer.stride),
             "method": layer.method,
+            "memory": _memory(src, dst),
         }
         return HwOp(layer.name, "pdp", layer.name, layer.onnx_nodes, list(layer.inputs),
                     list(layer.outputs), info, writes)  # fmt: skip
@@ -397,6 +402,14 @@ class _Compiler:
                         seg.ops.append(self.pdp_op(layer))
             segments.append(seg)
         return segments
+
+
+def _memory(src: Surface, dst: Surface, weights: int | None = None, size: int = 0) -> dict:
+    """Where an operation reads and writes (first byte addresses), for inspect."""
+    doc = {"src": f"0x{src.address:x}", "dst": f"0x{dst.address:x}"}
+    if weights is not None:
+        doc["weights"] = f"0x{weights:x}+{size}"
+    return doc
 
 
 def _stride(unit) -> int:
