@@ -106,3 +106,24 @@ def test_not_an_nvdla_target(fmnist, tmp_path, capsys):
     rc = main(["compile", "fmnist-cnn", "-t", "orin", "-s", str(scales), "-o",
                str(tmp_path / "x.dla")])  # fmt: skip
     assert rc == 2 and "nv_small or nv_full" in capsys.readouterr().err
+
+
+def test_inspect_json_and_unknown_operation(fmnist, capsys):
+    _, _, art = fmnist
+    capsys.readouterr()
+    assert main(["inspect", str(art), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    ops = [op for s in doc["segments"] for op in s.get("ops", [])]
+    assert ops and all(isinstance(op["registers"], int) for op in ops)  # counts, not the writes
+    assert main(["inspect", str(art), "--registers", "no-such-op"]) == 2
+    assert "no operation named" in capsys.readouterr().err
+
+
+def test_run_on_cuda_without_a_gpu_is_refused(fmnist, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is present")
+    _, _, art = fmnist
+    assert main(["run", str(art), "-i", "fashion-mnist", "-n", "1", "--device", "cuda"]) == 2
+    assert "no CUDA device" in capsys.readouterr().err
