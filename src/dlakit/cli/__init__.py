@@ -108,7 +108,8 @@ def _root(
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app, turning user errors into one clear line and exit code 2."""
     try:
-        app(args=argv, prog_name="dlakit", standalone_mode=False)
+        # Outside standalone mode click returns a command's typer.Exit code instead of raising it.
+        rc = app(args=argv, prog_name="dlakit", standalone_mode=False)
     except DlakitError as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         return 2
@@ -125,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             exc.show()
             return exc.exit_code
         raise
-    return 0
+    return rc if isinstance(rc, int) else 0
 
 
 if __name__ == "__main__":

@@ -51,8 +51,7 @@ def run(
         total = sum(r.seconds for r in results)
         console.print(f"{passed} passed, {len(results) - passed} failed ({total:.1f} s on {dev})")
     if passed != len(results):
-        # Not typer.Exit: dlakit.cli.main drops the code click returns for it (see notes/requests).
-        raise SystemExit(1)
+        raise typer.Exit(1)
 
 
 @trace_app.command("list")
