@@ -86,8 +86,9 @@ def test_v1_map_bases_match_opendla_initial():
     assert v1.register("CDMA", "D_LINE_STRIDE").field("LINE_STRIDE").lsb == 5
 
 
-def test_simulator_refuses_unmodelled_hw_tree():
+def test_simulator_builds_nv_full_on_the_v1_map_and_refuses_jetson_targets():
     from dlakit.sim import Nvdla
 
-    with pytest.raises(DlakitError, match="hw tree v1"):
-        Nvdla("nv_full")
+    assert Nvdla("nv_full").atom == 32
+    with pytest.raises(DlakitError, match="not an open NVDLA configuration"):
+        Nvdla("orin")

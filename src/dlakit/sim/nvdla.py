@@ -25,8 +25,10 @@ from dlakit.sim.regs import NotModelled, RegisterFile, UnitView
 from dlakit.targets import load_target
 
 CONV_UNITS = ("CACC", "CMAC_A", "CMAC_B", "CSC", "CDMA")
-# Hardware trees whose datapath is modelled and checked against official traces.
-SIMULATED_TREES = ("v2",)
+# Hardware trees whose INT8 datapath is modelled: v2 (nv_small) is checked against the official
+# traces; v1 (nv_full) shares the arithmetic and is checked byte for byte against the integer
+# reference on compiled models (no v1 traces are at hand).
+SIMULATED_TREES = ("v1", "v2")
 # GLB S_INTR_STATUS field stem raised when a unit finishes (CMAC and RDMAs raise none).
 _DONE_FIELDS = {
     "SDP": "SDP_DONE_STATUS",
@@ -61,7 +63,7 @@ class Nvdla:
         if tgt.nvdla.get("hw_tree") not in SIMULATED_TREES:
             raise NotModelled(
                 f"target {target} (NVDLA hw tree {tgt.nvdla.get('hw_tree')}) is not modelled: the "
-                f"simulator covers hw tree {', '.join(SIMULATED_TREES)} (nv_small); the register "
+                f"simulator covers hw trees {', '.join(SIMULATED_TREES)}; the register "
                 "map of every tree is available from dlakit.hw.load_register_map"
             )
         self.target = tgt
