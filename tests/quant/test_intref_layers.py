@@ -185,3 +185,46 @@ def test_fp16_layers_and_bad_input(residual):
     bad[0, 0, 0, 0] = np.nan
     with pytest.raises(DlakitError, match="NaN"):
         IntReference(quantize_model(loaded, scales, "nv_full")).run({"x": bad})
+
+
+def test_standalone_sdp_ops_and_concat(tmp_path):
+    """BatchNorm and ReLU not after a conv become SDP passes; Concat inputs are requantized."""
+    rng = np.random.default_rng(11)
+    f = np.float32
+    inits = [
+        numpy_helper.from_array(rng.normal(0, 0.4, (4, 3, 3, 3)).astype(f), "w1"),
+        numpy_helper.from_array(rng.uniform(0.5, 2, 4).astype(f), "g"),
+        numpy_helper.from_array(rng.normal(0, 0.3, 4).astype(f), "beta"),
+        numpy_helper.from_array(rng.normal(0, 0.3, 4).astype(f), "mean"),
+        numpy_helper.from_array(rng.uniform(0.5, 2, 4).astype(f), "var"),
+        numpy_helper.from_array(rng.normal(0, 0.4, (5, 3, 1, 1)).astype(f), "w2"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1], name="conv1"),
+        helper.make_node("MaxPool", ["c1"], ["p1"], kernel_shape=[2, 2], strides=[2, 2],
+                         name="pool1"),
+        helper.make_node("BatchNormalization", ["p1", "g", "beta", "mean", "var"], ["n1"],
+                         name="bn"),
+        helper.make_node("Relu", ["n1"], ["r1"], name="relu"),
+        helper.make_node("AveragePool", ["x"], ["p2"], kernel_shape=[2, 2], strides=[2, 2],
+                         name="pool2"),
+        helper.make_node("Conv", ["p2", "w2"], ["c2"], name="conv2"),
+        helper.make_node("Concat", ["r1", "c2"], ["y"], axis=1, name="cat"),
+    ]  # fmt: skip
+    graph = helper.make_graph(
+        nodes, "sdp_ops",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 9, 4, 4])], inits,
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=10)
+    loaded = load_model(save_model(model, tmp_path / "sdp.onnx"))
+    x = rng.normal(0, 1, (8, 3, 8, 8)).astype(np.float32)
+    ref = _all_outputs(loaded, x)
+    scales = {n: float(np.abs(v).max()) / 127 for n, v in ref.items()}
+    scales["x"] = float(np.abs(x).max()) / 127
+    q = quantize_model(loaded, scales, "nv_full", use_support=False)
+    kinds = {layer.name: type(layer).__name__ for layer in q.layers}
+    assert kinds["bn"] == "QSdp" and kinds["relu"] == "QSdp" and kinds["cat"] == "QConcat"
+    assert any(name.startswith("requant:") for name in kinds)
+    out = IntReference(q).run({"x": x})["y"]
+    assert np.abs(out - ref["y"]).max() < 0.05 * np.abs(ref["y"]).max()
