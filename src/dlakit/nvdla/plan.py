@@ -159,6 +159,7 @@ class _Compiler:
         self.surfaces: dict[str, Surface] = {}
         self.consts = _Constants(ACT_BASE)
         self.tiling = {"layers": 0, "split_layers": 0, "operations": 0, "max_tiles": 0}
+        self.fused: dict[str, QPool] = {}  # conv layer -> the pooling it feeds on the fly
 
     # ---- which tensors live in DLA memory, and where
     def dla_tensors(self) -> set[str]:
@@ -167,7 +168,59 @@ class _Compiler:
             if engine == "dla":
                 names.update(layer.inputs)
                 names.update(layer.outputs)
-        return names
+        return names - {self.g.layers[i].outputs[0] for i in self.fused_conv_indices()}
+
+    def fused_conv_indices(self) -> list[int]:
+        return [i for i, layer in enumerate(self.g.layers) if layer.name in self.fused]
+
+    # ---- SDP -> PDP on the fly
+    def block_ranges(self, layer: QConv) -> list[tuple[int, int, int, int, int]]:
+        """(first input channel, channels, first kernel, kernels, groups) of each block: the
+        fewest whole groups whose input and output channels start on a surface."""
+        k_total, cg = layer.weight.shape[:2]
+        kg = k_total // layer.groups
+        atom = self.cfg.atom
+        n = 1
+        while n < layer.groups and ((n * cg) % atom or (n * kg) % atom):
+            n += 1
+        return [
+            (b0 * cg, min(n, layer.groups - b0) * cg, b0 * kg, min(n, layer.groups - b0) * kg,
+             min(n, layer.groups - b0))
+            for b0 in range(0, layer.groups, n)
+        ]  # fmt: skip
+
+    def conv_shape(self, layer: QConv, cin: int, kn: int) -> ConvShape:
+        _, h, w = cube_of(self.g.tensors[layer.inputs[0]].shape, layer.inputs[0])
+        _, oh, ow = cube_of(self.g.tensors[layer.outputs[0]].shape, layer.outputs[0])
+        r, s = layer.weight.shape[2:]
+        return ConvShape(cin, h, w, kn, r, s, layer.stride, layer.dilation, layer.pads, oh, ow)
+
+    def find_fusions(self) -> None:
+        """A convolution whose only reader is a pooling layer of the same DLA segment hands its
+        result to PDP on the fly (SDP OUTPUT_DST=PDP), unless CBUF splits it by rows (a pooling
+        window would straddle two operations)."""
+        users: dict[str, list[int]] = {}
+        for index, layer in enumerate(self.g.layers):
+            for name in layer.inputs:
+                users.setdefault(name, []).append(index)
+        for i, layer in enumerate(self.g.layers):
+            if not isinstance(layer, QConv) or self.engines[i] != "dla":
+                continue
+            out = layer.outputs[0]
+            readers = users.get(out, [])
+            if len(readers) != 1 or out in self.g.outputs:
+                continue
+            j = readers[0]
+            pool = self.g.layers[j]
+            if not isinstance(pool, QPool) or any(e != "dla" for e in self.engines[i : j + 1]):
+                continue
+            rows_split = any(
+                t.out_rows != self.conv_shape(layer, cin, kn).out_h
+                for _, cin, _, kn, _ in self.block_ranges(layer)
+                for t in plan_tiles(self.conv_shape(layer, cin, kn), self.cfg, layer.name)
+            )
+            if not rows_split:
+                self.fused[layer.name] = pool
 
     def root(self, name: str) -> tuple[str, int]:
         offset = 0
@@ -210,6 +263,11 @@ class _Compiler:
         for name in self.g.outputs:
             if name in names:
                 life[self.root(name)[0]][1] = end
+        for i in self.fused_conv_indices():
+            # A pooling fed on the fly is written while its convolution runs.
+            pooled = self.fused[self.g.layers[i].name].outputs[0]
+            span = life[self.root(pooled)[0]]
+            span[0] = min(span[0], i)
         buffers = {
             r: Buffer(r, packed_bytes(cube_of(self.g.tensors[r].shape, r), atom), a, b)
             for r, (a, b) in life.items()
@@ -256,34 +314,34 @@ class _Compiler:
     def conv_ops(self, layer: QConv) -> list[HwOp]:
         atom, cfg = self.cfg.atom, self.cfg
         src_all = self.surfaces[layer.inputs[0]]
-        dst_all = self.surfaces[layer.outputs[0]]
+        pool = self.fused.get(layer.name)
+        if pool is not None:
+            # The conv output exists only inside the pipe: dims for the registers, no bytes.
+            pool_all = self.surfaces[pool.outputs[0]]
+            cube = cube_of(self.g.tensors[layer.outputs[0]].shape, layer.outputs[0])
+            dst_all = packed_surface(pool_all.address, cube, atom)
+        else:
+            dst_all = self.surfaces[layer.outputs[0]]
         ew_all = self.surfaces[layer.inputs[1]] if layer.sdp.y is not None else None
         w = np.asarray(layer.weight, dtype=np.int8)
         k_total, cg, r, s = w.shape
-        c, h, wd = src_all.channels, src_all.height, src_all.width
+        c, wd = src_all.channels, src_all.width
         if w.shape[1] * layer.groups != c:
             raise DlakitError(
                 f"layer {layer.name}: weights {list(w.shape)} do not match {c} channels"
             )
         kg = k_total // layer.groups
-        n = 1  # groups per block: the fewest that start input and output on a surface
-        while n < layer.groups and ((n * cg) % atom or (n * kg) % atom):
-            n += 1
         operands = self.operand_images(layer.sdp, k_total)
         ops: list[HwOp] = []
-        blocks = range(0, layer.groups, n)
+        blocks = self.block_ranges(layer)
         left, right = layer.pads[1], layer.pads[3]
-        for b0 in blocks:
-            gn = min(n, layer.groups - b0)
-            cin0, cin, k0, kn = b0 * cg, gn * cg, b0 * kg, gn * kg
+        for cin0, cin, k0, kn, gn in blocks:
             wb = np.zeros((kn, cin, r, s), dtype=np.int8)
             for gi in range(gn):  # block-diagonal: group gi sees only its own channels
                 wb[gi * kg : (gi + 1) * kg, gi * cg : (gi + 1) * cg] = w[
                     k0 + gi * kg : k0 + (gi + 1) * kg
                 ]
-            shape = ConvShape(cin, h, wd, kn, r, s, layer.stride, layer.dilation, layer.pads,
-                              dst_all.height, dst_all.width)  # fmt: skip
-            tiles = plan_tiles(shape, cfg, layer.name)
+            tiles = plan_tiles(self.conv_shape(layer, cin, kn), cfg, layer.name)
             images: dict[int, tuple[int, int]] = {}
             for t in tiles:
                 if t.k0 not in images:
@@ -300,9 +358,12 @@ class _Compiler:
                     bs=None if operands.bs is None else operands.bs + kabs * _stride(layer.sdp.x1),
                     bn=None if operands.bn is None else operands.bn + kabs * _stride(layer.sdp.x2),
                 )
+                pooled = None
+                if pool is not None:
+                    pooled = (pool, channel_view(pool_all, kabs, t.kernels, atom))
                 writes = program.conv_program(
                     self.regmap, layer, t, src, dst, waddr, wsize, (r, s), layer.dilation,
-                    (left, right), ops_at, ew, atom,
+                    (left, right), ops_at, ew, atom, pooled,
                 )  # fmt: skip
                 info = {
                     "in": [cin, t.in_rows, wd],
@@ -310,7 +371,7 @@ class _Compiler:
                     "kernel": [r, s],
                     "stride": list(layer.stride),
                     "groups": layer.groups,
-                    "memory": _memory(src, dst, waddr, wsize),
+                    "memory": _memory(src, dst if pooled is None else pooled[1], waddr, wsize),
                     "tile": {
                         "channels_from": cin0,
                         "kernels_from": kabs,
@@ -323,8 +384,18 @@ class _Compiler:
                         "entry_per_slice": t.entries,
                     },
                 }
-                ops.append(HwOp(f"{layer.name}#{len(ops)}", "conv", layer.name, layer.onnx_nodes,
-                                list(layer.inputs), list(layer.outputs), info, writes))  # fmt: skip
+                outputs = list(layer.outputs)
+                if pool is not None:
+                    info["pool"] = {
+                        "layer": pool.name,
+                        "method": pool.method,
+                        "kernel": list(pool.kernel),
+                        "stride": list(pool.stride),
+                    }
+                    outputs = list(pool.outputs)
+                ops.append(HwOp(f"{layer.name}#{len(ops)}", "conv", layer.name,
+                                layer.onnx_nodes + (pool.onnx_nodes if pool else []),
+                                list(layer.inputs), outputs, info, writes))  # fmt: skip
         self.tiling["layers"] += 1
         self.tiling["operations"] += len(ops)
         self.tiling["max_tiles"] = max(self.tiling["max_tiles"], len(ops))
@@ -389,6 +460,7 @@ class _Compiler:
                 if n in self.g.outputs or any(i not in inside for i in consumers.get(n, []))
             ]
             seg = Segment(engine, f"{engine}{number}", [x.name for x in layers], inputs, outputs)
+            pooled_on_the_fly = {p.name for p in self.fused.values()}
             if engine == "host":
                 seg.model = host_segment_model(self.g, layers, inputs, outputs, seg.name)
             else:
@@ -398,7 +470,7 @@ class _Compiler:
                         seg.ops += self.conv_ops(layer)
                     elif isinstance(layer, QSdp):
                         seg.ops.append(self.sdp_op(layer))
-                    elif isinstance(layer, QPool):
+                    elif isinstance(layer, QPool) and layer.name not in pooled_on_the_fly:
                         seg.ops.append(self.pdp_op(layer))
             segments.append(seg)
         return segments
@@ -431,6 +503,7 @@ def compile_graph(graph: QGraph, cfg: HwConfig) -> Compiled:
             "(every layer falls back); nothing to compile"
         )
     c.build_aliases()
+    c.find_fusions()
     names = c.dla_tensors()
     act_bytes = c.plan_memory(names)
     c.consts = _Constants(align(ACT_BASE + act_bytes, 1 << 16))
@@ -447,6 +520,7 @@ def compile_graph(graph: QGraph, cfg: HwConfig) -> Compiled:
         "host_segments": sum(s.kind == "host" for s in segments),
         "tiling": dict(c.tiling),
         "register_writes": sum(len(op.writes) for op in ops),
+        "pools_on_the_fly": len(c.fused),
     }
     return Compiled(graph.model_name, cfg, list(graph.inputs), list(graph.outputs), tensors,
                     segments, bytes(c.consts.data), c.consts.base, ACT_BASE, act_bytes,

@@ -186,6 +186,7 @@ def _sdp(
     operands: Operands,
     ew: Surface | None,
     flying: bool,
+    to_pdp: bool = False,
 ) -> bool:
     """SDP and SDP_RDMA registers of a chain; True when SDP_RDMA takes part."""
     _cube(p, "SDP_RDMA", out)
@@ -196,7 +197,8 @@ def _sdp(
     p.w("SDP", "D_DST_DMA_CFG", DST_RAM_TYPE="MC")
     p.w("SDP", "D_DATA_FORMAT", PROC_PRECISION="INT8", OUT_PRECISION="INT8")
     mode = "ON" if flying else "OFF"
-    p.w("SDP", "D_FEATURE_MODE_CFG", FLYING_MODE=mode, OUTPUT_DST="MEM", WINOGRAD="OFF")
+    p.w("SDP", "D_FEATURE_MODE_CFG", FLYING_MODE=mode, OUTPUT_DST="PDP" if to_pdp else "MEM",
+        WINOGRAD="OFF")  # fmt: skip
     p.w(
         "SDP_RDMA",
         "D_FEATURE_MODE_CFG",
@@ -231,11 +233,14 @@ def conv_program(
     operands: Operands,
     ew: Surface | None,
     atom: int,
+    pool: tuple[QPool, Surface] | None = None,
 ) -> list[Write]:
     """One tile of a direct convolution with its SDP chain on the fly.
 
     ``src`` is the tile's input rows (all channels of the block), ``dst`` its output rows and
-    kernels; ``weights`` the address of the tile's packed kernels.
+    kernels; ``weights`` the address of the tile's packed kernels. With ``pool`` (the pooling
+    layer and the tile's part of its output) SDP hands its result to PDP on the fly and the
+    convolution's own output never reaches memory.
     """
     p = Program(regmap, layer.name)
     c, h, w = src.channels, src.height, src.width
@@ -327,8 +332,11 @@ def conv_program(
         SURF_PACKED=_bool(dst.surf_stride == dst.height * dst.line_stride),
     )
     p.w("CACC", "D_CLIP_CFG", CLIP_TRUNCATE=layer.cacc_truncate)
-    rdma = _sdp(p, layer.sdp, dst, operands, ew, flying=True)
+    rdma = _sdp(p, layer.sdp, dst, operands, ew, flying=True, to_pdp=pool is not None)
     units = ("SDP_RDMA",) if rdma else ()
+    if pool is not None:
+        _pdp(p, pool[0], dst, pool[1], flying=True)
+        units = ("PDP", *units)  # the consumer is armed before its producer
     p.enable(*units, "SDP", "CACC", "CMAC_A", "CMAC_B", "CSC", "CDMA")
     return p.writes
 
@@ -364,27 +372,21 @@ _POOL_METHOD = {
 }
 
 
-def pdp_program(regmap: RegisterMap, layer: QPool, src: Surface, dst: Surface) -> list[Write]:
-    """PDP pooling from memory (off-flying)."""
-    p = Program(regmap, layer.name)
+def _pdp(p: Program, layer: QPool, src: Surface, dst: Surface, flying: bool) -> None:
+    """PDP registers; ``src`` is the input cube (its address only matters from memory)."""
     top, left, bottom, right = layer.pads
     kh, kw = layer.kernel
     sy, sx = layer.stride
-    for unit in ("PDP_RDMA", "PDP"):
-        p.w(unit, "D_DATA_CUBE_IN_WIDTH", CUBE_IN_WIDTH=src.width - 1)
-        p.w(unit, "D_DATA_CUBE_IN_HEIGHT", CUBE_IN_HEIGHT=src.height - 1)
-        p.w(unit, "D_DATA_CUBE_IN_CHANNEL", CUBE_IN_CHANNEL=src.channels - 1)
-        p.w(unit, "D_DATA_FORMAT", INPUT_DATA="INT8")
-        p.addr(unit, "D_SRC_BASE_ADDR_LOW", "D_SRC_BASE_ADDR_HIGH", src.address)
-        p.value(unit, "D_SRC_LINE_STRIDE", src.line_stride)
-        p.value(unit, "D_SRC_SURFACE_STRIDE", src.surf_stride)
-        p.w(unit, "D_PARTIAL_WIDTH_IN", PARTIAL_WIDTH_IN_FIRST=0, PARTIAL_WIDTH_IN_LAST=0,
-            PARTIAL_WIDTH_IN_MID=0)  # fmt: skip
-    p.w("PDP_RDMA", "D_FLYING_MODE", FLYING_MODE="OFF_FLYING")
-    p.w("PDP_RDMA", "D_SRC_RAM_CFG", SRC_RAM_TYPE="MC")
-    p.w("PDP_RDMA", "D_OPERATION_MODE_CFG", SPLIT_NUM=0)
-    p.w("PDP_RDMA", "D_POOLING_KERNEL_CFG", KERNEL_WIDTH=kw - 1, KERNEL_STRIDE_WIDTH=sx - 1)
-    p.w("PDP_RDMA", "D_POOLING_PADDING_CFG", PAD_WIDTH=left)
+    p.w("PDP", "D_DATA_CUBE_IN_WIDTH", CUBE_IN_WIDTH=src.width - 1)
+    p.w("PDP", "D_DATA_CUBE_IN_HEIGHT", CUBE_IN_HEIGHT=src.height - 1)
+    p.w("PDP", "D_DATA_CUBE_IN_CHANNEL", CUBE_IN_CHANNEL=src.channels - 1)
+    p.w("PDP", "D_DATA_FORMAT", INPUT_DATA="INT8")
+    p.w("PDP", "D_PARTIAL_WIDTH_IN", PARTIAL_WIDTH_IN_FIRST=0, PARTIAL_WIDTH_IN_LAST=0,
+        PARTIAL_WIDTH_IN_MID=0)  # fmt: skip
+    if not flying:
+        p.addr("PDP", "D_SRC_BASE_ADDR_LOW", "D_SRC_BASE_ADDR_HIGH", src.address)
+        p.value("PDP", "D_SRC_LINE_STRIDE", src.line_stride)
+        p.value("PDP", "D_SRC_SURFACE_STRIDE", src.surf_stride)
     p.w("PDP", "D_DATA_CUBE_OUT_WIDTH", CUBE_OUT_WIDTH=dst.width - 1)
     p.w("PDP", "D_DATA_CUBE_OUT_HEIGHT", CUBE_OUT_HEIGHT=dst.height - 1)
     p.w("PDP", "D_DATA_CUBE_OUT_CHANNEL", CUBE_OUT_CHANNEL=dst.channels - 1)
@@ -392,7 +394,7 @@ def pdp_program(regmap: RegisterMap, layer: QPool, src: Surface, dst: Surface) -
         "PDP",
         "D_OPERATION_MODE_CFG",
         POOLING_METHOD=_POOL_METHOD[layer.method],
-        FLYING_MODE="OFF_FLYING",
+        FLYING_MODE="ON_FLYING" if flying else "OFF_FLYING",
         SPLIT_NUM=0,
     )
     p.w("PDP", "D_NAN_FLUSH_TO_ZERO", NAN_TO_ZERO="DISABLE")
@@ -417,5 +419,26 @@ def pdp_program(regmap: RegisterMap, layer: QPool, src: Surface, dst: Surface) -
     p.value("PDP", "D_DST_LINE_STRIDE", dst.line_stride)
     p.value("PDP", "D_DST_SURFACE_STRIDE", dst.surf_stride)
     p.w("PDP", "D_DST_RAM_CFG", DST_RAM_TYPE="MC")
+
+
+def pdp_program(regmap: RegisterMap, layer: QPool, src: Surface, dst: Surface) -> list[Write]:
+    """PDP pooling from memory (off-flying): PDP_RDMA reads the source."""
+    p = Program(regmap, layer.name)
+    kw, sx, left = layer.kernel[1], layer.stride[1], layer.pads[1]
+    p.w("PDP_RDMA", "D_DATA_CUBE_IN_WIDTH", CUBE_IN_WIDTH=src.width - 1)
+    p.w("PDP_RDMA", "D_DATA_CUBE_IN_HEIGHT", CUBE_IN_HEIGHT=src.height - 1)
+    p.w("PDP_RDMA", "D_DATA_CUBE_IN_CHANNEL", CUBE_IN_CHANNEL=src.channels - 1)
+    p.w("PDP_RDMA", "D_DATA_FORMAT", INPUT_DATA="INT8")
+    p.addr("PDP_RDMA", "D_SRC_BASE_ADDR_LOW", "D_SRC_BASE_ADDR_HIGH", src.address)
+    p.value("PDP_RDMA", "D_SRC_LINE_STRIDE", src.line_stride)
+    p.value("PDP_RDMA", "D_SRC_SURFACE_STRIDE", src.surf_stride)
+    p.w("PDP_RDMA", "D_PARTIAL_WIDTH_IN", PARTIAL_WIDTH_IN_FIRST=0, PARTIAL_WIDTH_IN_LAST=0,
+        PARTIAL_WIDTH_IN_MID=0)  # fmt: skip
+    p.w("PDP_RDMA", "D_FLYING_MODE", FLYING_MODE="OFF_FLYING")
+    p.w("PDP_RDMA", "D_SRC_RAM_CFG", SRC_RAM_TYPE="MC")
+    p.w("PDP_RDMA", "D_OPERATION_MODE_CFG", SPLIT_NUM=0)
+    p.w("PDP_RDMA", "D_POOLING_KERNEL_CFG", KERNEL_WIDTH=kw - 1, KERNEL_STRIDE_WIDTH=sx - 1)
+    p.w("PDP_RDMA", "D_POOLING_PADDING_CFG", PAD_WIDTH=left)
+    _pdp(p, layer, src, dst, flying=False)
     p.enable("PDP_RDMA", "PDP")
     return p.writes
