@@ -136,10 +136,10 @@ class _State:
         src = self.float_of[onnx_name]
         scale = self.scale(onnx_name)
         name = self.add_tensor(f"{onnx_name}::int8", self.shape(onnx_name), "int8", scale)
+        # An FP16 tensor of the DLA converts on the DLA; model inputs and GPU tensors on the GPU.
+        engine = "dla" if self.tensors[src].precision == "fp16" else "gpu"
         self.layers.append(
-            QQuantize(
-                f"quantize:{onnx_name}", [src], [name], engine="gpu", scale=scale, onnx_nodes=[]
-            )
+            QQuantize(f"quantize:{onnx_name}", [src], [name], engine=engine, scale=scale)
         )
         self.int8_of[onnx_name] = name
         return name
