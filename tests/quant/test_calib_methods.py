@@ -5,8 +5,11 @@ import pytest
 
 from dlakit.errors import DlakitError
 from dlakit.quant.calibrators import (
+    EMPTY_BIN_EPS,
     NUM_BINS,
     NUM_LEVELS,
+    SIGNED_BINS,
+    SIGNED_LEVELS,
     RangeHistogram,
     compute_amax,
     entropy_amax,
@@ -17,25 +20,34 @@ from dlakit.quant.calibrators import (
 
 def _hist(x: np.ndarray) -> RangeHistogram:
     magnitude = np.abs(x)
-    counts, _ = np.histogram(magnitude, bins=NUM_BINS, range=(0, magnitude.max()))
+    absmax = float(magnitude.max())
+    counts, _ = np.histogram(magnitude, bins=NUM_BINS, range=(0, absmax))
+    signed, _ = np.histogram(x, bins=SIGNED_BINS, range=(-absmax, absmax))
     zeros = int(np.count_nonzero(magnitude == 0))
-    return RangeHistogram(counts, float(magnitude.max()), zeros)
+    return RangeHistogram(counts, absmax, zeros, signed)
 
 
-def _literal_kl(counts: np.ndarray, i: int) -> float:
-    """KL(P||Q) for candidate i written out bin by bin, as the TensorRT description reads."""
-    h = counts.astype(np.float64)
-    reference = h[:i].copy()
-    reference[i - 1] += h[i:].sum()
-    sliced = h[:i]
-    level = (np.arange(i) * NUM_LEVELS) // i
-    level_sum = np.bincount(level, weights=sliced, minlength=NUM_LEVELS)
-    level_nonempty = np.bincount(level, weights=(sliced > 0), minlength=NUM_LEVELS)
-    candidate = np.zeros(i)
-    nonempty = sliced > 0
-    candidate[nonempty] = level_sum[level[nonempty]] / level_nonempty[level[nonempty]]
-    if reference[i - 1] > 0 and candidate[i - 1] == 0:
-        candidate[i - 1] = 1e-4
+def _literal_kl(signed: np.ndarray, i: int) -> float:
+    """KL(P||Q) for half-width i written out bin by bin and level by level (MXNet/TVM's loop)."""
+    h = signed.astype(np.float64)
+    centre = len(h) // 2
+    lo, hi = centre - i, centre + i + 1
+    window = h[lo:hi]
+    reference = window.copy()
+    reference[0] += h[:lo].sum()
+    reference[-1] += h[hi:].sum()
+    n = hi - lo
+    per_level = n // SIGNED_LEVELS
+    candidate = np.zeros(n)
+    for level in range(SIGNED_LEVELS):
+        a = level * per_level
+        b = n if level == SIGNED_LEVELS - 1 else a + per_level
+        nonempty = window[a:b] > 0
+        if nonempty.any():
+            candidate[a:b][nonempty] = window[a:b].sum() / nonempty.sum()
+    for edge in (0, -1):
+        if reference[edge] > 0 and candidate[edge] == 0:
+            candidate[edge] = EMPTY_BIN_EPS
     p = reference / reference.sum()
     q = candidate / candidate.sum()
     used = p > 0
@@ -68,22 +80,24 @@ def test_percentile_out_of_range_is_an_error(gaussian_with_outliers):
 
 def test_entropy_kl_equals_the_literal_computation_for_every_candidate():
     rng = np.random.default_rng(1)
-    x = np.concatenate([rng.normal(size=100_000), rng.uniform(-30, 30, size=30)])
-    counts = _hist(x).counts.copy()
-    counts[5:9] = 0  # empty bins inside the body and a gap in the tail exercise the edge cases
-    counts[1500:1600] = 0
+    x = np.concatenate([rng.normal(size=100_000), rng.uniform(-30, 10, size=30)])
+    counts = _hist(x).signed.copy()
+    counts[2050:2054] = 0  # empty bins inside the body and gaps in the tails exercise the edges
+    counts[3500:3600] = 0
+    counts[100:400] = 0
     cands, kl = entropy_divergences(counts)
-    assert cands[0] == NUM_LEVELS and cands[-1] == NUM_BINS
+    assert cands[0] == NUM_LEVELS and cands[-1] == NUM_BINS - 1
     literal = np.array([_literal_kl(counts, int(i)) for i in cands])
     np.testing.assert_allclose(kl, literal, rtol=1e-9, atol=1e-12)
 
 
-def test_entropy_threshold_is_the_argmin_bin_plus_half(gaussian_with_outliers):
+def test_entropy_threshold_is_the_window_edge_of_the_argmin(gaussian_with_outliers):
     hist = _hist(gaussian_with_outliers)
-    cands, _ = entropy_divergences(hist.counts)
-    literal = [_literal_kl(hist.counts, int(i)) for i in cands]
+    cands, _ = entropy_divergences(hist.signed)
+    literal = [_literal_kl(hist.signed, int(i)) for i in cands]
     best = cands[int(np.argmin(literal))]
-    assert entropy_amax(hist) == pytest.approx((best + 0.5) * hist.bin_width)
+    width = 2 * hist.absmax / SIGNED_BINS
+    assert entropy_amax(hist) == pytest.approx((best + 0.5) * width)
 
 
 def test_entropy_clips_gaussian_outliers_well_below_their_max(gaussian_with_outliers):
@@ -96,14 +110,25 @@ def test_entropy_keeps_the_full_range_of_a_uniform_distribution():
     assert entropy_amax(_hist(x)) > 0.95
 
 
-def test_entropy_ignores_the_zero_spike_of_a_relu():
-    x = np.random.default_rng(3).normal(size=400_000)
-    relu = np.maximum(x, 0)
-    positive = _hist(x[x > 0])
-    with_zeros = _hist(relu)
-    assert with_zeros.zeros > 150_000
-    assert entropy_amax(with_zeros) == pytest.approx(entropy_amax(positive), rel=0.02)
-    assert entropy_amax(with_zeros) > 2.5
+def test_entropy_keeps_most_of_a_relu_despite_its_zero_spike():
+    relu = np.maximum(np.random.default_rng(3).normal(size=400_000), 0)
+    hist = _hist(relu)
+    assert hist.zeros > 150_000
+    assert entropy_amax(hist) > 2.0  # sigma 1: the spike at 0 must not collapse the range
+
+
+def test_entropy_is_not_pulled_to_a_background_spike_of_the_other_sign():
+    # MNIST after normalisation: ~80% of pixels at -0.42, strokes spread up to 2.8. Folding to
+    # |x| would clip just past 0.42 and cut every stroke.
+    rng = np.random.default_rng(4)
+    x = np.concatenate([np.full(320_000, -0.4242), rng.uniform(-0.42, 2.82, size=80_000)])
+    assert entropy_amax(_hist(x)) > 2.0
+
+
+def test_entropy_needs_the_signed_histogram(gaussian_with_outliers):
+    hist = _hist(gaussian_with_outliers)
+    with pytest.raises(DlakitError, match="signed"):
+        entropy_amax(RangeHistogram(hist.counts, hist.absmax, hist.zeros))
 
 
 def test_unknown_method_is_an_error(gaussian_with_outliers):
@@ -112,6 +137,6 @@ def test_unknown_method_is_an_error(gaussian_with_outliers):
 
 
 def test_empty_histogram_gives_zero():
-    empty = RangeHistogram(np.zeros(NUM_BINS), 0.0)
+    empty = RangeHistogram(np.zeros(NUM_BINS), 0.0, 0, np.zeros(SIGNED_BINS))
     assert entropy_amax(empty) == 0.0
     assert percentile_amax(empty, 99.0) == 0.0

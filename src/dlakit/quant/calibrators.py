@@ -1,18 +1,27 @@
-"""Activation range (amax) from an |x| histogram: entropy (KL), percentile, max.
+"""Activation range (amax) from histograms: entropy (KL), percentile, max.
 
 Every method works on the same summary of a tensor, a :class:`RangeHistogram`: counts of |x| in
-``NUM_BINS`` equal bins over ``[0, absmax]``, where ``absmax`` is the largest |x| seen over the
-whole calibration set. The INT8 scale is then ``amax / 127`` (symmetric, zero point 0), as
-TensorRT and the NVDLA compiler use it.
+``NUM_BINS`` equal bins over ``[0, absmax]`` (percentile, clipping statistics) and counts of x in
+``SIGNED_BINS`` = 2 x 2048 - 1 equal bins over ``[-absmax, absmax]``, zero in the centre bin
+(entropy), where ``absmax`` is the largest |x| seen over the whole calibration set. The INT8
+scale is then ``amax / 127`` (symmetric, zero point 0), as TensorRT and the NVDLA compiler use it.
 
-Entropy follows TensorRT's EntropyCalibrator2 as NVIDIA described it (Migacz, "8-bit Inference with
-TensorRT", GTC 2017): for each candidate bin count ``i`` in 128..2048, the reference distribution P
-is ``hist[:i]`` with every count beyond it added to the last bin, and the candidate Q is
-``hist[:i]`` merged into 128 levels and spread back evenly over the non-empty bins of each level.
-The ``i`` with the smallest KL(P||Q) gives ``threshold = (i + 0.5) * bin_width``.
+Entropy is the KL-divergence search NVIDIA described for TensorRT's calibrator (Migacz, "8-bit
+Inference with TensorRT", GTC 2017), on the signed histogram as MXNet's and TVM's calibrators
+implement it: for each candidate half-width ``i`` in 128..2047 bins, the reference P is the
+window of ``2i + 1`` bins around zero with the counts beyond it added to its first (negative
+outliers) and last (positive outliers) bin, and the candidate Q is the window merged into the
+255 INT8 levels and spread back evenly over each level's non-empty bins. The ``i`` with the
+smallest KL(P||Q) gives ``threshold = (i + 0.5) * bin_width``.
 
-The KL is computed in closed form per level with prefix sums, so all 1921 candidates cost
-O(1921 x 128) instead of O(1921 x 2048) (see :func:`entropy_amax`).
+Why signed: folding to |x| puts a tensor's positive outliers in the same last bin as a spike of
+negative values of the same magnitude. A constant image background (MNIST's -0.42 after
+normalisation) is such a spike: on |x| the search then clips just past it, cutting every
+stroke, and INT8 MNIST falls from 94.6% to 33% (measured); on the signed histogram the
+outliers stay on their own side and the threshold covers the strokes.
+
+The KL is computed in closed form per level with prefix sums, so all 1920 candidates cost
+O(1920 x 255) instead of O(1920 x 4095) (see :func:`entropy_divergences`).
 """
 
 from __future__ import annotations
@@ -24,9 +33,11 @@ import numpy as np
 from dlakit.errors import DlakitError
 
 NUM_BINS = 2048
-NUM_LEVELS = 128  # INT8 magnitudes 0..127
-# P can hold counts where Q has none only in the last bin (the clipped outliers when that bin of
-# the histogram is empty); Q gets this tiny count there so the KL stays finite but large.
+NUM_LEVELS = 128  # INT8 magnitudes 0..127: the smallest half-width the entropy search tries
+SIGNED_BINS = 2 * NUM_BINS - 1
+SIGNED_LEVELS = 255  # INT8 values -127..127
+# P holds counts where Q has none only in a window's edge bins (the clipped outliers when that
+# bin of the histogram is empty); Q gets this tiny count there so the KL stays finite but large.
 EMPTY_BIN_EPS = 1e-4
 METHODS = ("entropy", "percentile", "max")
 
@@ -38,6 +49,7 @@ class RangeHistogram:
     counts: np.ndarray
     absmax: float
     zeros: int = 0  # how many of counts[0] are exact zeros
+    signed: np.ndarray | None = None  # counts of x in SIGNED_BINS bins over [-absmax, absmax]
 
     @property
     def bin_width(self) -> float:
@@ -67,78 +79,77 @@ def percentile_amax(hist: RangeHistogram, percentile: float) -> float:
     return float(min((index + fraction) * hist.bin_width, hist.absmax))
 
 
-def entropy_divergences(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """KL(P||Q) for every candidate bin count ``i`` in 128..len(counts); returns (i, kl).
+def _xlogx(v: np.ndarray) -> np.ndarray:
+    return np.where(v > 0, v * np.log(np.where(v > 0, v, 1.0)), 0.0)
 
-    With N the total count, M = sum(hist[:i]) and level g spanning bins [S_g, S_g+1) with sum G_g
-    over n_g non-empty bins, Q_b = G_g / n_g on non-empty bins, and
 
-        N * KL = sum_b P_b log P_b - sum_b P_b log Q_b + N log(M / N)
+def entropy_divergences(signed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """KL(P||Q) for every candidate half-width ``i`` in 128..2047; returns (i, kl).
 
-    Both sums are prefix sums over bins or sums over 128 levels, except for the last bin, where P
-    also holds the outliers and is handled on its own.
+    With N the total count, M the window's count, level l holding G_l over k_l non-empty bins
+    (Q_b = G_l / k_l there) and L, R the outliers left and right of the window:
+
+        N * KL = sum_b P_b log P_b - sum_l G_l log(G_l / k_l) - L log Q_first - R log Q_last
+                 + N log(M / N)
+
+    where P equals the histogram inside the window except its two edge bins, which also hold
+    L and R. Every sum is a difference of prefix sums.
     """
-    h = np.asarray(counts, dtype=np.float64)
-    nbins = len(h)
+    h = np.asarray(signed, dtype=np.float64)
     total = h.sum()
-    cands = np.arange(NUM_LEVELS, nbins + 1)
+    centre = len(h) // 2
+    half = np.arange(NUM_LEVELS, centre + 1)
     if total <= 0:
-        return cands, np.full(len(cands), np.inf)
+        return half, np.full(len(half), np.inf)
+    start, stop = centre - half, centre + half + 1
+    per_level = (stop - start) // SIGNED_LEVELS
 
     cum = np.concatenate(([0.0], np.cumsum(h)))
     cum_nonempty = np.concatenate(([0], np.cumsum(h > 0)))
-    hlogh = np.where(h > 0, h * np.log(np.where(h > 0, h, 1.0)), 0.0)
-    cum_hlogh = np.concatenate(([0.0], np.cumsum(hlogh)))
+    cum_hlogh = np.concatenate(([0.0], np.cumsum(_xlogx(h))))
 
-    # Level g of candidate i covers bins [ceil(g*i/128), ceil((g+1)*i/128)).
-    edges = -((-np.arange(NUM_LEVELS + 1)[None, :] * cands[:, None]) // NUM_LEVELS)
-    level_sum = cum[edges[:, 1:]] - cum[edges[:, :-1]]
-    level_nonempty = cum_nonempty[edges[:, 1:]] - cum_nonempty[edges[:, :-1]]
-    safe_n = np.maximum(level_nonempty, 1)
-    level_q = level_sum / safe_n
-    level_term = np.where(
+    lo = start[:, None] + np.arange(SIGNED_LEVELS)[None, :] * per_level[:, None]
+    hi = lo + per_level[:, None]
+    hi[:, -1] = stop  # the last level takes the remainder, as MXNet/TVM do
+    level_sum = cum[hi] - cum[lo]
+    level_q = level_sum / np.maximum(cum_nonempty[hi] - cum_nonempty[lo], 1)
+    plogq_levels = np.where(
         level_sum > 0, level_sum * np.log(np.where(level_q > 0, level_q, 1.0)), 0.0
-    )
+    ).sum(axis=1)
 
-    last = cands - 1
-    h_last = h[last]
-    outliers = total - cum[cands]
-    p_last = h_last + outliers
-    q_last_level = level_q[:, -1]
-    q_last = np.where(h_last > 0, q_last_level, EMPTY_BIN_EPS)
-    mass_q = cum[cands] + np.where((h_last == 0) & (outliers > 0), EMPTY_BIN_EPS, 0.0)
+    left, right = cum[start], total - cum[stop]
+    h_first, h_last = h[start], h[stop - 1]
+    q_first = np.where(h_first > 0, level_q[:, 0], EMPTY_BIN_EPS)
+    q_last = np.where(h_last > 0, level_q[:, -1], EMPTY_BIN_EPS)
+    mass_q = cum[stop] - cum[start]
+    mass_q = mass_q + np.where((h_first == 0) & (left > 0), EMPTY_BIN_EPS, 0.0)
+    mass_q = mass_q + np.where((h_last == 0) & (right > 0), EMPTY_BIN_EPS, 0.0)
 
-    # Bins before the last: sum h log h minus sum over levels of G log(G/n), less the last bin's
-    # own share of level 127 (the last bin always falls in level 127).
-    first_plogp = cum_hlogh[last]
-    first_plogq = level_term.sum(axis=1) - np.where(
-        h_last > 0, h_last * np.log(np.where(q_last_level > 0, q_last_level, 1.0)), 0.0
+    plogp = (
+        cum_hlogh[stop]
+        - cum_hlogh[start]
+        - _xlogx(h_first)
+        - _xlogx(h_last)
+        + _xlogx(h_first + left)
+        + _xlogx(h_last + right)
     )
-    last_term = np.where(
-        p_last > 0,
-        p_last * (np.log(np.where(p_last > 0, p_last, 1.0)) - np.log(q_last)),
-        0.0,
-    )
+    plogq = plogq_levels + left * np.log(q_first) + right * np.log(q_last)
     with np.errstate(divide="ignore"):
-        kl = (first_plogp - first_plogq + last_term) / total + np.log(mass_q / total)
-    kl = np.where(cum[cands] > 0, kl, np.inf)
-    return cands, kl
+        kl = (plogp - plogq) / total + np.log(mass_q / total)
+    kl = np.where(cum[stop] - cum[start] > 0, kl, np.inf)
+    return half, kl
 
 
 def entropy_amax(hist: RangeHistogram) -> float:
-    """TensorRT-style entropy threshold: the clip point whose 128-level Q best matches P.
-
-    Exact zeros are left out of the histogram: they quantize exactly at any threshold, and after a
-    ReLU their spike in bin 0 (often half of all values) would dominate the KL and always pick
-    the smallest candidate (pytorch-quantization flattens bin 0 for the same reason).
-    """
-    counts = np.array(hist.counts, dtype=np.float64)
-    counts[0] -= hist.zeros
-    if hist.absmax <= 0 or counts.sum() <= 0:
+    """The clip point whose 255-level Q best matches P on the signed histogram."""
+    if hist.signed is None:
+        raise DlakitError("entropy calibration needs the signed histogram of the tensor")
+    if hist.absmax <= 0 or np.sum(hist.signed) <= 0:
         return 0.0
-    cands, kl = entropy_divergences(counts)
-    best = int(cands[int(np.argmin(kl))])
-    return float(min((best + 0.5) * hist.bin_width, hist.absmax))
+    half, kl = entropy_divergences(hist.signed)
+    best = int(half[int(np.argmin(kl))])
+    width = 2.0 * hist.absmax / len(hist.signed)
+    return float(min((best + 0.5) * width, hist.absmax))
 
 
 def clipped_fraction(hist: RangeHistogram, amax: float) -> float:

@@ -21,7 +21,7 @@ import onnx
 
 from dlakit.errors import DlakitError
 from dlakit.graph.load import LoadedModel
-from dlakit.quant.calibrators import NUM_BINS, RangeHistogram
+from dlakit.quant.calibrators import NUM_BINS, SIGNED_BINS, RangeHistogram
 
 _FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE}
 
@@ -47,6 +47,7 @@ class TensorStats:
     min: float = np.inf
     max: float = -np.inf
     counts: np.ndarray = field(default_factory=lambda: np.zeros(NUM_BINS, dtype=np.int64))
+    signed: np.ndarray = field(default_factory=lambda: np.zeros(SIGNED_BINS, dtype=np.int64))
     zeros: int = 0
 
     @property
@@ -54,7 +55,7 @@ class TensorStats:
         return float(max(abs(self.min), abs(self.max))) if self.min <= self.max else 0.0
 
     def histogram(self) -> RangeHistogram:
-        return RangeHistogram(self.counts, self.absmax, self.zeros)
+        return RangeHistogram(self.counts, self.absmax, self.zeros, self.signed)
 
 
 def calibration_tensors(loaded: LoadedModel) -> list[str]:
@@ -159,11 +160,18 @@ def observe_histograms(
     stats: dict[str, TensorStats],
     step: Callable[[], None] | None = None,
 ) -> None:
-    """Pass 2: fill each tensor's |x| histogram over ``[0, absmax]`` from pass 1."""
+    """Pass 2: fill each tensor's |x| and signed histograms over its range from pass 1."""
     factors = {n: (NUM_BINS / s.absmax if s.absmax > 0 else 0.0) for n, s in stats.items()}
+    # Signed bins over [-absmax, absmax]: x = 0 falls in the centre bin, SIGNED_BINS // 2.
+    signed_factors = {n: f * SIGNED_BINS / (2 * NUM_BINS) for n, f in factors.items()}
     for sample in inputs:
         for name, value in observer.run(sample):
-            magnitude = np.abs(np.asarray(value, dtype=np.float32)).ravel()
+            flat = np.asarray(value, dtype=np.float32).ravel()
+            shifted = (flat + np.float32(stats[name].absmax)) * np.float32(signed_factors[name])
+            signed_index = shifted.astype(np.intp)
+            np.clip(signed_index, 0, SIGNED_BINS - 1, out=signed_index)
+            stats[name].signed += np.bincount(signed_index, minlength=SIGNED_BINS)
+            magnitude = np.abs(flat)
             stats[name].zeros += magnitude.size - int(np.count_nonzero(magnitude))
             # Bin index by one in-place multiply; values at absmax land in the last bin, as in
             # np.histogram. intp indices spare bincount a conversion copy.
