@@ -76,7 +76,10 @@ def test_a_row_too_wide_for_the_cbuf_is_refused():
         plan_tiles(_shape(4096, 4, 64, 8), SMALL, "wide")
 
 
-@pytest.mark.parametrize(("k", "c", "r", "s"), [(25, 55, 5, 5), (8, 8, 1, 1), (41, 3, 2, 3)])
+@pytest.mark.parametrize(
+    ("k", "c", "r", "s"),
+    [(25, 55, 5, 5), (8, 8, 1, 1), (41, 3, 2, 3), (5, 3, 1, 1), (64, 16, 3, 3)],
+)
 def test_weight_image_matches_the_simulators_layout(k, c, r, s):
     """The compiler's packer (numpy loops) against the simulator's address formula (checked on
     the official dc traces)."""

@@ -14,19 +14,28 @@ import numpy as np
 WEIGHT_ALIGN = 128
 
 
+def _group_bytes(w: np.ndarray, atomic_c: int) -> np.ndarray:
+    """Kernel groups (G, gk, C, R, S) -> (G, bytes): full channel blocks, then the partial one,
+    each ordered R -> S -> kernel -> channel."""
+    g, gk, c, r, s = w.shape
+    full = c - c % atomic_c
+    blocks = w[:, :, :full].reshape(g, gk, full // atomic_c, atomic_c, r, s)
+    parts = [blocks.transpose(0, 2, 4, 5, 1, 3).reshape(g, gk * full * r * s)]
+    if full < c:
+        parts.append(w[:, :, full:].transpose(0, 3, 4, 1, 2).reshape(g, gk * (c - full) * r * s))
+    return np.concatenate(parts, axis=1)
+
+
 def pack_weights(w: np.ndarray, atomic_k: int, atomic_c: int) -> bytes:
     """INT8 weights (K, C, R, S) as the CDMA reads them."""
     k, c, r, s = w.shape
     out = np.zeros(-(-(k * c * r * s) // WEIGHT_ALIGN) * WEIGHT_ALIGN, dtype=np.int8)
-    pos = 0
-    for k0 in range(0, k, atomic_k):
-        group = w[k0 : k0 + atomic_k]  # (gk, C, R, S)
-        for c0 in range(0, c, atomic_c):
-            block = group[:, c0 : c0 + atomic_c]  # (gk, bc, R, S)
-            # order R -> S -> kernel -> channel
-            flat = np.ascontiguousarray(block.transpose(2, 3, 0, 1)).reshape(-1)
-            out[pos : pos + flat.size] = flat
-            pos += flat.size
+    whole = k - k % atomic_k
+    head = _group_bytes(w[:whole].reshape(whole // atomic_k, atomic_k, c, r, s), atomic_c)
+    out[: head.size] = head.reshape(-1)
+    if whole < k:  # the last, partial kernel group
+        tail = _group_bytes(w[whole:][None], atomic_c).reshape(-1)
+        out[head.size : head.size + tail.size] = tail
     return out.tobytes()
 
 
