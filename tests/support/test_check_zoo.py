@@ -85,3 +85,52 @@ def test_mnist_cnn_runs_wholly_on_the_orin_dla():
     result = check_model(loaded("mnist-cnn"), load_target("orin"))
     assert result.summary["nodes_on_dla"] == result.summary["nodes"]
     assert result.summary["dla_segments"] == 1 and result.summary["transitions"] == 0
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_fix_preserves_function_and_never_loses_dla_nodes(name, tmp_path):
+    from dlakit.graph import save_model
+    from dlakit.rewrite import TOLERANCE, fix_model
+    from dlakit.rewrite.inputs import real_inputs
+
+    model = loaded(name)
+    target = load_target("orin")
+    before = check_model(model, target).summary["nodes_on_dla"]
+    preset = entries()[name].preprocess  # real photos where the model has a preset, as the CLI
+    fixed = fix_model(model, target, real_inputs(model, None, preset) if preset else None)
+    assert fixed.verification.max_rel_error <= TOLERANCE
+    after_model = load_model(save_model(fixed.model, tmp_path / "fixed.onnx"))
+    after = check_model(after_model, target).summary
+    assert after["nodes_on_dla"] >= before
+    # Fallback nodes left after fix are only those no rewrite applies to.
+    assert after["fixable_nodes"] == 0 or not fixed.rewrites
+
+
+@pytest.mark.network
+def test_efficientnet_lite0_after_fix_runs_wholly_on_the_orin_dla(tmp_path):
+    from dlakit.graph import save_model
+    from dlakit.rewrite import fix_model
+
+    target = load_target("orin")
+    fixed = fix_model(loaded("efficientnet-lite0"), target)
+    result = check_model(
+        load_model(save_model(fixed.model, tmp_path / "f.onnx")), target, trt="8.6"
+    )
+    off = [v.op for v in result.nodes if v.engine == "gpu"]
+    assert set(off) <= {"Reshape", "Flatten"} and len(off) <= 1
+    assert result.summary["dla_segments"] == 1
+
+
+@pytest.mark.network
+def test_ddddocr_spp_pools_move_onto_the_dla_after_fix(tmp_path):
+    from dlakit.graph import save_model
+    from dlakit.rewrite import fix_model
+
+    target = load_target("orin")
+    fixed = fix_model(loaded("ddddocr-det"), target)
+    result = check_model(
+        load_model(save_model(fixed.model, tmp_path / "f.onnx")), target, trt="8.6"
+    )
+    pools = [v for v in result.nodes if v.op == "MaxPool"]
+    assert pools and all(v.engine == "dla" for v in pools)
+    assert "split-maxpool" in {r.pass_name for r in fixed.rewrites}
