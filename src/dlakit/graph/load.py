@@ -233,9 +233,6 @@ def canonicalize(
 
     Returns a new model; ``copy=False`` lets a caller that owns ``model`` skip the deep copy.
     """
-    import onnx_ir
-    import onnxscript.optimizer
-
     if copy:
         model = onnx.ModelProto.FromString(model.SerializeToString())
     pin_input_shapes(model, input_shapes, path)
@@ -243,19 +240,24 @@ def canonicalize(
         out.type.tensor_type.ClearField("shape")
     del model.graph.value_info[:]
     _constants_to_initializers(model)
+    _alias_constant_identities(model)
     try:
         _infer_shapes(model)
-        # Folding only: other optimizer rewrites would rename or replace the user's nodes.
-        ir_model = onnx_ir.serde.deserialize_model(model)
-        # ConstantOfShape is kept by default; folding it resolves exporters' padding chains.
-        onnxscript.optimizer.fold_constants(
-            ir_model,
-            output_size_limit=1 << 26,
-            should_fold=lambda n: True if n.op_type == "ConstantOfShape" else None,
-        )
-        onnxscript.optimizer.remove_unused_nodes(ir_model)
-        model = onnx_ir.serde.serialize_model(ir_model)
-        _infer_shapes(model)
+        if _has_foldable_nodes(model):  # importing onnxscript alone costs ~0.7 s
+            import onnx_ir
+            import onnxscript.optimizer
+
+            # Folding only: other optimizer rewrites would rename or replace the user's nodes.
+            ir_model = onnx_ir.serde.deserialize_model(model)
+            # ConstantOfShape is kept by default; folding it resolves exporters' padding chains.
+            onnxscript.optimizer.fold_constants(
+                ir_model,
+                output_size_limit=1 << 26,
+                should_fold=lambda n: True if n.op_type == "ConstantOfShape" else None,
+            )
+            onnxscript.optimizer.remove_unused_nodes(ir_model)
+            model = onnx_ir.serde.serialize_model(ir_model)
+            _infer_shapes(model)
     except Exception as exc:
         raise ModelError(f"{path}: shape inference failed: {_first_line(exc)}") from None
     _name_nodes(model)
@@ -295,6 +297,48 @@ def _infer_shapes(model: onnx.ModelProto) -> None:
     model.graph.value_info.extend(inferred.graph.value_info)
     for out, typed in zip(model.graph.output, inferred.graph.output, strict=True):
         out.type.CopyFrom(typed.type)
+
+
+def _alias_constant_identities(model: onnx.ModelProto) -> None:
+    """Identity of a weight (torch's export of shared parameters) becomes the weight itself.
+
+    Cheap here, and it often leaves nothing for the constant folder, whose import and model
+    round trip cost more than a second on large models.
+    """
+    constants = {t.name for t in model.graph.initializer}
+    outputs = {o.name for o in model.graph.output}
+    alias = {}
+    keep = []
+    for node in model.graph.node:
+        if (
+            node.op_type == "Identity"
+            and not node.domain
+            and node.input[0] in constants
+            and node.output[0] not in outputs
+        ):
+            alias[node.output[0]] = node.input[0]
+        else:
+            keep.append(node)
+    if not alias:
+        return
+    for node in keep:
+        for i, name in enumerate(node.input):
+            if name in alias:
+                node.input[i] = alias[name]
+    del model.graph.node[:]
+    model.graph.node.extend(keep)
+
+
+_SHAPE_OPS = {"Shape", "Size", "ConstantOfShape"}
+
+
+def _has_foldable_nodes(model: onnx.ModelProto) -> bool:
+    """Any node computing from constants alone, or from shapes (which are static by now)?"""
+    constants = {t.name for t in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type in _SHAPE_OPS or all(not n or n in constants for n in node.input):
+            return True
+    return False
 
 
 def _constants_to_initializers(model: onnx.ModelProto) -> None:
