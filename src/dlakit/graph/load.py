@@ -260,7 +260,7 @@ def canonicalize(
             _infer_shapes(model)
     except Exception as exc:
         raise ModelError(f"{path}: shape inference failed: {_first_line(exc)}") from None
-    _name_nodes(model)
+    name_nodes(model)
     if model.ir_version > MAX_IR_VERSION:
         model.ir_version = MAX_IR_VERSION
     return model
@@ -359,7 +359,7 @@ def _constants_to_initializers(model: onnx.ModelProto) -> None:
         model.graph.node.extend(keep)
 
 
-def _name_nodes(model: onnx.ModelProto) -> None:
+def name_nodes(model: onnx.ModelProto) -> None:
     """Give unnamed nodes stable names, since every report refers to nodes by name."""
     seen: set[str] = set()
     for index, node in enumerate(model.graph.node):

@@ -21,7 +21,7 @@ import onnx
 
 from dlakit.errors import DlakitError
 from dlakit.graph import LoadedModel
-from dlakit.graph.load import canonicalize
+from dlakit.graph.load import canonicalize, name_nodes
 from dlakit.rewrite.base import Change, Graph, Refusal, Rewrite, RewritePass, label
 from dlakit.rewrite.broadcast_by_resize import BroadcastByResizePass
 from dlakit.rewrite.depth_to_space import DepthToSpaceToConvTransposePass
@@ -184,7 +184,7 @@ def rewrite(
     are undone and refused from then on, with the measured error as the reason.
     """
     model = onnx.ModelProto.FromString(model.SerializeToString())
-    _name_nodes(model)
+    name_nodes(model)
     model = _tidy(model)
     applied: list[Rewrite] = []
     blocked: dict[tuple[str, ...], str] = {}
@@ -280,17 +280,6 @@ def _failing(
         if not verdict.ok:
             found += _failing(model, half, check, verdict.max_rel_error)
     return found or [(c, error) for c in candidates]
-
-
-def _name_nodes(model: onnx.ModelProto) -> None:
-    """Unique node names, since changes are applied by name (a bare proto may have none)."""
-    seen: set[str] = set()
-    for index, node in enumerate(model.graph.node):
-        name = node.name or f"{node.op_type}_{index}"
-        while name in seen:
-            name = f"{name}_{index}"
-        node.name = name
-        seen.add(name)
 
 
 def _tidy(model: onnx.ModelProto) -> onnx.ModelProto:
