@@ -20,8 +20,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
+# Check the default model, rewrite it for the DLA, and check the result again.
 demo: setup
 	$(VENV)/bin/dlakit check $(DEMO_MODEL) --target $(DEMO_TARGET)
+	$(VENV)/bin/dlakit fix $(DEMO_MODEL) --target $(DEMO_TARGET) -o out/$(DEMO_MODEL).dla-ready.onnx
+	$(VENV)/bin/dlakit check out/$(DEMO_MODEL).dla-ready.onnx --target $(DEMO_TARGET) --fallback-only
 
 test: setup
 	$(PY) -m pytest -q -n 2 -m "not slow" $(PYTEST_ARGS)

@@ -75,7 +75,10 @@ def render(result: CheckResult, console: Console, fallback_only: bool = False) -
             _reasons_cell(v),
             end_section=bool(v.reasons),  # a rule under each multi-line reason keeps them apart
         )
-    console.print(table)
+    if fallback_only and all(v.engine == "dla" for v in result.nodes):
+        console.print(f"[green]{title}: every node runs on the DLA[/]")
+    else:
+        console.print(table)
     console.print(_segments_table(result))
     console.print(_summary_panel(result, device))
 
