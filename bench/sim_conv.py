@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from dlakit.paths import shared_dir
-from dlakit.sim.conv import ConvGeometry, cacc_truncate, conv_accumulate
+from dlakit.sim.conv import ConvGeometry, cacc_truncate, conv_accumulate, conv_geometry
 from dlakit.sim.layout import pack_weights, write_feature
 from dlakit.sim.nvdla import CONV_UNITS, Nvdla
 from dlakit.sim.program import ConvSpec, program_conv
@@ -63,22 +63,7 @@ def _conv_params(nv: Nvdla) -> tuple[tuple[int, int, int], tuple[int, int, int, 
     k = cdma["D_WEIGHT_SIZE_1"] + 1
     r = csc.f("D_WEIGHT_SIZE_EXT_0", "WEIGHT_HEIGHT_EXT") + 1
     s = csc.f("D_WEIGHT_SIZE_EXT_0", "WEIGHT_WIDTH_EXT") + 1
-    geo = ConvGeometry(
-        stride=(
-            cdma.f("D_CONV_STRIDE", "CONV_Y_STRIDE") + 1,
-            cdma.f("D_CONV_STRIDE", "CONV_X_STRIDE") + 1,
-        ),
-        dilation=(
-            csc.f("D_DILATION_EXT", "Y_DILATION_EXT") + 1,
-            csc.f("D_DILATION_EXT", "X_DILATION_EXT") + 1,
-        ),
-        pad_top_left=(cdma.f("D_ZERO_PADDING", "PAD_TOP"), cdma.f("D_ZERO_PADDING", "PAD_LEFT")),
-        out_hw=(
-            csc.f("D_DATAOUT_SIZE_0", "DATAOUT_HEIGHT") + 1,
-            csc.f("D_DATAOUT_SIZE_0", "DATAOUT_WIDTH") + 1,
-        ),
-        pad_value=0,
-    )
+    geo = conv_geometry(cdma, csc)
     return (c, h, w), (k, c, r, s), geo
 
 

@@ -130,6 +130,26 @@ def _weight_offsets(
     return weight_offsets(k, c, r, s, atom_k, atom_c).to(device)
 
 
+def conv_geometry(cdma: UnitView, csc: UnitView) -> ConvGeometry:
+    """Stride, dilation, padding, output size and pad value as CDMA and CSC are programmed."""
+    return ConvGeometry(
+        stride=(
+            cdma.f("D_CONV_STRIDE", "CONV_Y_STRIDE") + 1,
+            cdma.f("D_CONV_STRIDE", "CONV_X_STRIDE") + 1,
+        ),
+        dilation=(
+            csc.f("D_DILATION_EXT", "Y_DILATION_EXT") + 1,
+            csc.f("D_DILATION_EXT", "X_DILATION_EXT") + 1,
+        ),
+        pad_top_left=(cdma.f("D_ZERO_PADDING", "PAD_TOP"), cdma.f("D_ZERO_PADDING", "PAD_LEFT")),
+        out_hw=(
+            csc.f("D_DATAOUT_SIZE_0", "DATAOUT_HEIGHT") + 1,
+            csc.f("D_DATAOUT_SIZE_0", "DATAOUT_WIDTH") + 1,
+        ),
+        pad_value=sign_extend(cdma["D_ZERO_PADDING_VALUE"], 8),
+    )
+
+
 def run_conv(nv: Nvdla, group: int, pdp_view: UnitView | None = None) -> None:
     """The fused convolution operation of one register group, written out by SDP."""
     cdma, csc, cacc = nv.view("CDMA", group), nv.view("CSC", group), nv.view("CACC", group)
@@ -166,22 +186,7 @@ def run_conv(nv: Nvdla, group: int, pdp_view: UnitView | None = None) -> None:
     w_base = cdma.addr("D_WEIGHT_ADDR_LOW", "D_WEIGHT_ADDR_HIGH")
     w_bytes = mem.gather(w_base + offsets, (w_base, w_base + k * c * r * ks))
     weights = w_bytes.view(torch.int8).reshape(k, c, r, ks)
-    geo = ConvGeometry(
-        stride=(
-            cdma.f("D_CONV_STRIDE", "CONV_Y_STRIDE") + 1,
-            cdma.f("D_CONV_STRIDE", "CONV_X_STRIDE") + 1,
-        ),
-        dilation=(
-            csc.f("D_DILATION_EXT", "Y_DILATION_EXT") + 1,
-            csc.f("D_DILATION_EXT", "X_DILATION_EXT") + 1,
-        ),
-        pad_top_left=(cdma.f("D_ZERO_PADDING", "PAD_TOP"), cdma.f("D_ZERO_PADDING", "PAD_LEFT")),
-        out_hw=(
-            csc.f("D_DATAOUT_SIZE_0", "DATAOUT_HEIGHT") + 1,
-            csc.f("D_DATAOUT_SIZE_0", "DATAOUT_WIDTH") + 1,
-        ),
-        pad_value=sign_extend(cdma["D_ZERO_PADDING_VALUE"], 8),
-    )
+    geo = conv_geometry(cdma, csc)
     acc = conv_accumulate(x, weights, geo, atom_c)
     clip = cacc["D_CLIP_CFG"] & 0x1F
     # Without a truncate, sums that cannot leave INT32 need no saturation pass.
