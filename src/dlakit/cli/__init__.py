@@ -30,7 +30,6 @@ VERBS = {
     "run": "Run a .dla artifact on the simulator (DLA) and PyTorch (GPU segments).",
     "trace": "Run official NVDLA register-level trace tests on the simulator.",
     "profile": "Per-layer DLA/GPU performance model: latency, throughput, utilization.",
-    "plan": "Schedule models across the GPU and the DLAs.",
 }
 
 err_console = Console(stderr=True)
