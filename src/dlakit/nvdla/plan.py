@@ -9,7 +9,8 @@ executes. Per layer:
   channel blocks: each block holds as many whole groups as make its input and output channels
   start on a surface, with block-diagonal (zero) kernels inside the block, so a depthwise layer
   costs ``memory_atomic`` times its MACs, as on the hardware.
-* :class:`QSdp` -> an SDP pass from memory; :class:`QPool` -> a PDP pass from memory.
+* :class:`QSdp` -> an SDP pass from memory; :class:`QPool` -> a PDP pass from memory;
+  :class:`QLrn` -> a CDP pass from memory (its LUT written before it).
 * :class:`QConcat` -> no operation: its inputs are placed in the output surface (a host op when
   an input other than the last does not end on a surface: its padding would overlap the next).
 * :class:`QReshape` -> no operation when the feature layout does not change, else a host op.
@@ -45,6 +46,7 @@ from dlakit.quant.qgraph import (
     QFloat,
     QGraph,
     QLayer,
+    QLrn,
     QPool,
     QReshape,
     QSdp,
@@ -52,7 +54,7 @@ from dlakit.quant.qgraph import (
 )
 
 ACT_BASE = 0x8000_0000  # activations first, constants after them
-_DLA_TYPES = (QConv, QSdp, QPool, QConcat)
+_DLA_TYPES = (QConv, QSdp, QPool, QConcat, QLrn)
 
 
 @dataclass
@@ -60,7 +62,7 @@ class HwOp:
     """One hardware operation and the register writes that launch it."""
 
     name: str
-    kind: str  # conv | sdp | pdp
+    kind: str  # conv | sdp | pdp | cdp
     layer: str
     onnx_nodes: list[str]
     inputs: list[str]
@@ -305,6 +307,8 @@ class _Compiler:
             need.append("sdp_ew")
         if isinstance(layer, QPool):
             need.append("pdp")
+        if isinstance(layer, QLrn):
+            need.append("cdp")
         for engine in need:
             if not self.cfg.engines.get(engine):
                 raise DlakitError(
@@ -432,6 +436,18 @@ class _Compiler:
         return HwOp(layer.name, "pdp", layer.name, layer.onnx_nodes, list(layer.inputs),
                     list(layer.outputs), info, writes)  # fmt: skip
 
+    def cdp_op(self, layer: QLrn) -> HwOp:
+        src, dst = self.surfaces[layer.inputs[0]], self.surfaces[layer.outputs[0]]
+        writes = program.cdp_program(self.regmap, layer, src, dst)
+        info = {
+            "in": [src.channels, src.height, src.width],
+            "out": [dst.channels, dst.height, dst.width],
+            "size": layer.size,
+            "memory": _memory(src, dst),
+        }
+        return HwOp(layer.name, "cdp", layer.name, layer.onnx_nodes, list(layer.inputs),
+                    list(layer.outputs), info, writes)  # fmt: skip
+
     # ---- segments
     def segments(self) -> list[Segment]:
         from dlakit.gpu.segment import host_segment_model
@@ -472,6 +488,8 @@ class _Compiler:
                         seg.ops.append(self.sdp_op(layer))
                     elif isinstance(layer, QPool) and layer.name not in pooled_on_the_fly:
                         seg.ops.append(self.pdp_op(layer))
+                    elif isinstance(layer, QLrn):
+                        seg.ops.append(self.cdp_op(layer))
             segments.append(seg)
         return segments
 
@@ -515,7 +533,7 @@ def compile_graph(graph: QGraph, cfg: HwConfig) -> Compiled:
     ops = [op for s in segments for op in s.ops]
     stats = {
         "hardware_ops": len(ops),
-        "ops_by_kind": {k: sum(op.kind == k for op in ops) for k in ("conv", "sdp", "pdp")},
+        "ops_by_kind": {k: sum(op.kind == k for op in ops) for k in ("conv", "sdp", "pdp", "cdp")},
         "dla_segments": sum(s.kind == "dla" for s in segments),
         "host_segments": sum(s.kind == "host" for s in segments),
         "tiling": dict(c.tiling),

@@ -17,7 +17,7 @@ from dlakit.errors import DlakitError
 from dlakit.hw import RegisterMap
 from dlakit.nvdla.surface import Surface
 from dlakit.nvdla.tiling import Tile
-from dlakit.quant.qgraph import EwUnit, QConv, QPool, SdpChain, XUnit
+from dlakit.quant.qgraph import EwUnit, QConv, QLrn, QPool, SdpChain, XUnit
 
 Write = tuple[str, str, int]
 
@@ -441,4 +441,71 @@ def pdp_program(regmap: RegisterMap, layer: QPool, src: Surface, dst: Surface) -
     p.w("PDP_RDMA", "D_POOLING_PADDING_CFG", PAD_WIDTH=left)
     _pdp(p, layer, src, dst, flying=False)
     p.enable("PDP_RDMA", "PDP")
+    return p.writes
+
+
+def _lut_bound(p: Program, name: str, value: int) -> None:
+    """A 38-bit CDP LUT bound: 32 low bits, 6 high bits (two's complement)."""
+    raw = value & ((1 << 38) - 1)
+    p.writes.append(("CDP", f"S_LUT_{name}_LOW", raw & 0xFFFFFFFF))
+    p.writes.append(("CDP", f"S_LUT_{name}_HIGH", raw >> 32))
+
+
+def _lut(p: Program, layer: QLrn) -> None:
+    """Both CDP tables (streamed through S_LUT_ACCESS_DATA) and their index/slope registers."""
+    for table_id, table in ((0, layer.le), (1, layer.lo)):
+        p.w("CDP", "S_LUT_ACCESS_CFG", LUT_ADDR=0, LUT_TABLE_ID=table_id, LUT_ACCESS_TYPE=1)
+        for v in np.asarray(table.entries, dtype=np.int64):
+            p.writes.append(("CDP", "S_LUT_ACCESS_DATA", int(v) & 0xFFFF))
+    p.w(
+        "CDP",
+        "S_LUT_CFG",
+        LUT_LE_FUNCTION=1,  # LINEAR
+        LUT_UFLOW_PRIORITY=int(layer.uflow_lo),  # 1 = LO
+        LUT_OFLOW_PRIORITY=int(layer.oflow_lo),
+        LUT_HYBRID_PRIORITY=int(layer.hybrid_lo),
+    )
+    p.w("CDP", "S_LUT_INFO", LUT_LE_INDEX_OFFSET=0,
+        LUT_LE_INDEX_SELECT=layer.le.index_select & 0xFF,
+        LUT_LO_INDEX_SELECT=layer.lo.index_select & 0xFF)  # fmt: skip
+    for stem, t in (("LE", layer.le), ("LO", layer.lo)):
+        _lut_bound(p, f"{stem}_START", t.start)
+        _lut_bound(p, f"{stem}_END", t.end)
+        p.w("CDP", f"S_LUT_{stem}_SLOPE_SCALE",
+            **{f"LUT_{stem}_SLOPE_UFLOW_SCALE": t.uflow_scale & 0xFFFF,
+               f"LUT_{stem}_SLOPE_OFLOW_SCALE": t.oflow_scale & 0xFFFF})  # fmt: skip
+        p.w("CDP", f"S_LUT_{stem}_SLOPE_SHIFT",
+            **{f"LUT_{stem}_SLOPE_UFLOW_SHIFT": t.uflow_shift & 0x1F,
+               f"LUT_{stem}_SLOPE_OFLOW_SHIFT": t.oflow_shift & 0x1F})  # fmt: skip
+
+
+def cdp_program(regmap: RegisterMap, layer: QLrn, src: Surface, dst: Surface) -> list[Write]:
+    """LRN on CDP from memory to memory: CDP_RDMA reads the source, the LUT is written first."""
+    p = Program(regmap, layer.name)
+    _lut(p, layer)
+    p.w("CDP_RDMA", "D_DATA_CUBE_WIDTH", WIDTH=src.width - 1)
+    p.w("CDP_RDMA", "D_DATA_CUBE_HEIGHT", HEIGHT=src.height - 1)
+    p.w("CDP_RDMA", "D_DATA_CUBE_CHANNEL", CHANNEL=src.channels - 1)
+    p.w("CDP_RDMA", "D_DATA_FORMAT", INPUT_DATA=0)  # INT8
+    p.w("CDP_RDMA", "D_OPERATION_MODE", OPERATION_MODE=0)
+    p.w("CDP_RDMA", "D_SRC_COMPRESSION_EN", SRC_COMPRESSION_EN=0)
+    p.w("CDP_RDMA", "D_SRC_DMA_CFG", SRC_RAM_TYPE=1)  # MC
+    p.addr("CDP_RDMA", "D_SRC_BASE_ADDR_LOW", "D_SRC_BASE_ADDR_HIGH", src.address)
+    p.value("CDP_RDMA", "D_SRC_LINE_STRIDE", src.line_stride)
+    p.value("CDP_RDMA", "D_SRC_SURFACE_STRIDE", src.surf_stride)
+    p.w("CDP", "D_DATA_FORMAT", INPUT_DATA_TYPE=0)  # INT8
+    p.w("CDP", "D_FUNC_BYPASS", SQSUM_BYPASS=0, MUL_BYPASS=int(layer.mul_bypass))
+    p.w("CDP", "D_LRN_CFG", NORMALZ_LEN=layer.normalz_len)
+    p.w("CDP", "D_DATIN_OFFSET", DATIN_OFFSET=layer.in_offset & 0xFFFF)
+    p.w("CDP", "D_DATIN_SCALE", DATIN_SCALE=layer.in_scale & 0xFFFF)
+    p.w("CDP", "D_DATIN_SHIFTER", DATIN_SHIFTER=layer.in_shift)
+    p.w("CDP", "D_DATOUT_OFFSET", DATOUT_OFFSET=layer.out_offset & 0xFFFFFFFF)
+    p.w("CDP", "D_DATOUT_SCALE", DATOUT_SCALE=layer.out_scale & 0xFFFF)
+    p.w("CDP", "D_DATOUT_SHIFTER", DATOUT_SHIFTER=layer.out_shift)
+    p.w("CDP", "D_NAN_FLUSH_TO_ZERO", NAN_TO_ZERO=0)
+    p.addr("CDP", "D_DST_BASE_ADDR_LOW", "D_DST_BASE_ADDR_HIGH", dst.address)
+    p.value("CDP", "D_DST_LINE_STRIDE", dst.line_stride)
+    p.value("CDP", "D_DST_SURFACE_STRIDE", dst.surf_stride)
+    p.w("CDP", "D_DST_DMA_CFG", DST_RAM_TYPE=1)  # MC
+    p.enable("CDP", "CDP_RDMA")  # the consumer is armed before its reader
     return p.writes

@@ -30,7 +30,7 @@ import math
 import numpy as np
 
 from dlakit.errors import DlakitError
-from dlakit.quant.qgraph import EwUnit, OutCvt, SdpChain, XUnit
+from dlakit.quant.qgraph import EwUnit, LutTable, OutCvt, SdpChain, XUnit
 
 SHIFT_MAX = 63  # 6-bit shift fields (ALU shift, MUL truncate low 6 bits, C shift, cvt truncate)
 INT16_MAX = 32767
@@ -171,3 +171,55 @@ def pdp_reciprocal(k: int) -> int:
     """``floor(2^16 / k)``: reproduces the firmware's INT8 table (``pdp.c recip_kernel_size``:
     0x10000, 0x8000, 0x5555, 0x4000, 0x3333, 0x2aaa, 0x2492, 0x2000 for k = 1..8)."""
     return (1 << 16) // k
+
+
+LRN_SIZES = (3, 5, 7, 9)
+LE_ENTRIES = 65
+LO_ENTRIES = 257
+
+
+def lrn_params(
+    size: int, alpha: float, beta: float, bias: float, s_in: float, s_out: float
+) -> dict:
+    """CDP registers of ONNX ``LRN`` (``y = x / (bias + alpha/size * sum x^2)^beta``).
+
+    Derivation: the input converter is the identity, so ``x9`` is the INT8 input ``q`` and the
+    integer square sum ``s = sum q^2`` (at most ``size * 128^2 < 2^18``) stands for
+    ``sum x^2 = s_in^2 * s``. The LUT holds ``f(s) = (bias + alpha/size * s_in^2 * s)^-beta``
+    scaled by ``2^F``, the largest power of two keeping ``f(0) * 2^F`` in INT16. The LO table is
+    linear from 0 with step ``2^k``, the smallest step whose 256 intervals cover every ``s``; the
+    LE table (linear, step ``2^(k+2)``) covers the same range and every priority picks LO, so LE
+    is never the answer. Then ``y = lut * q`` is ``x * f`` in units ``s_in / 2^F``, and the
+    output converter rescales by ``s_in / (2^F * s_out)`` (INT16 multiplier, right shift).
+
+    Error against float, in output units before rounding to INT8: the entries are rounded
+    (``2^-(F+1)`` relative to ``f(0)``), linear interpolation of the convex ``f`` over a step
+    ``h`` overshoots by at most ``h^2/8 * max f''`` with
+    ``f'' = beta (beta+1) a^2 (bias + a s)^(-beta-2)``, ``a = alpha/size * s_in^2``, and the
+    output multiplier has 15 significant bits.
+    """
+    if size not in LRN_SIZES:
+        raise DlakitError(f"LRN size {size} is not one CDP offers ({LRN_SIZES})")
+    if bias <= 0 or alpha < 0 or s_in <= 0 or s_out <= 0:
+        raise DlakitError(f"LRN needs bias > 0 and alpha >= 0 (bias {bias:g}, alpha {alpha:g})")
+    top = size * 128 * 128
+    k = max(0, math.ceil(math.log2(top / (LO_ENTRIES - 1))))
+    a = alpha / size * s_in * s_in
+    fmax = bias**-beta if beta >= 0 else (bias + a * top) ** -beta
+    frac = min(30, math.floor(math.log2(INT16_MAX / fmax)))
+
+    def table(n: int, step: int) -> np.ndarray:
+        s = np.arange(n, dtype=np.float64) * step
+        vals = np.round((bias + a * s) ** -beta * 2.0**frac)
+        return np.clip(vals, 0, INT16_MAX).astype(np.int16)
+
+    end = (LO_ENTRIES - 1) << k
+    mult, shift = factorize(s_in / (2.0**frac * s_out))
+    return {
+        "size": size,
+        "normalz_len": (size - 3) // 2,
+        "le": LutTable(table(LE_ENTRIES, 4 << k), 0, end, k + 2),
+        "lo": LutTable(table(LO_ENTRIES, 1 << k), 0, end, k),
+        "out_scale": mult,
+        "out_shift": shift,
+    }

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from dlakit.errors import DlakitError
 from dlakit.quant.qgraph import (
     EwUnit,
+    LutTable,
     OutCvt,
     QConcat,
     QConv,
@@ -37,6 +38,7 @@ from dlakit.quant.qgraph import (
     QFloat,
     QGraph,
     QLayer,
+    QLrn,
     QPool,
     QQuantize,
     QReshape,
@@ -199,6 +201,58 @@ def pool(x: torch.Tensor, layer: QPool) -> torch.Tensor:
     return saturate(shift_right_round(t * layer.recip_h, 16, 48, 48), 8)
 
 
+def _round_shift(v: torch.Tensor, shift: int) -> torch.Tensor:
+    """Round half away from zero of ``v / 2**shift``; a negative ``shift`` shifts left."""
+    if shift <= 0:
+        return v << -shift
+    mag = (v.abs() + (1 << (shift - 1))) >> shift
+    return torch.where(v < 0, -mag, mag)
+
+
+def lut_linear(s: torch.Tensor, t: LutTable) -> tuple[torch.Tensor, ...]:
+    """Value, hit, underflow, overflow of a linearly indexed LUT (``nvdla.md`` §5.7)."""
+    entries = torch.as_tensor(np.asarray(t.entries, dtype=np.int64))
+    last = entries.numel() - 1
+    rel = s - t.start
+    k = t.index_select
+    index = rel << -k if k < 0 else rel >> k
+    under = rel <= 0
+    over = ~under & (index >= last)
+    hit = ~under & ~over
+    i = index.clamp(0, last - 1)
+    if k <= 0:
+        frac = torch.zeros_like(rel)
+    else:
+        frac = rel & ((1 << k) - 1)
+        frac = frac >> (k - 16) if k > 16 else frac << (16 - k)  # a 16-bit fraction
+    y0, y1 = entries[i], entries[i + 1]
+    inside = y0 + _round_shift((y1 - y0) * frac, 16)
+    # The edge entry of an extrapolation is read as an unsigned 16-bit number.
+    first, final = int(entries[0]) & 0xFFFF, int(entries[last]) & 0xFFFF
+    below = first + _round_shift((s - t.start) * t.uflow_scale, t.uflow_shift)
+    above = final + _round_shift((s - t.end) * t.oflow_scale, t.oflow_shift)
+    value = torch.where(under, below, torch.where(over, above, inside))
+    return value, hit, under, over
+
+
+def lrn(x: torch.Tensor, layer: QLrn) -> torch.Tensor:
+    """CDP local response normalisation on INT8 values [N, C, H, W] (int64 in, int64 out)."""
+    x9 = shift_right_round((x - layer.in_offset) * layer.in_scale, layer.in_shift, 25, 9)
+    half = layer.normalz_len + 1
+    sq = F.pad(x9 * x9, (0, 0, 0, 0, half, half))
+    s = sum(sq[:, j : j + x.shape[1]] for j in range(2 * half + 1))
+    le, le_hit, le_u, le_o = lut_linear(s, layer.le)
+    lo, lo_hit, lo_u, lo_o = lut_linear(s, layer.lo)
+    hybrid = lo if layer.hybrid_lo else le
+    value = torch.where(le_hit != lo_hit, torch.where(le_hit, le, lo), hybrid)
+    value = torch.where(le_o & lo_o, lo if layer.oflow_lo else le, value)
+    value = torch.where(le_u & lo_u, lo if layer.uflow_lo else le, value)
+    y = saturate(value, 16)
+    if not layer.mul_bypass:
+        y = y * x9
+    return shift_right_round((y - layer.out_offset) * layer.out_scale, layer.out_shift, 42, 8)
+
+
 # ---------------------------------------------------------------- the executor
 
 
@@ -229,6 +283,7 @@ class IntReference:
             QConv: self._conv,
             QSdp: self._sdp,
             QPool: self._pool,
+            QLrn: self._lrn,
             QConcat: self._concat,
             QReshape: self._reshape,
             QQuantize: self._quantize,
@@ -300,6 +355,12 @@ class IntReference:
         x = values[layer.inputs[0]].to(torch.int64)
         out = pool(x, layer)
         values[layer.outputs[0]] = out.reshape(self._shape(layer.outputs[0], x.shape[0])).to(
+            torch.int8
+        )
+
+    def _lrn(self, layer: QLayer, values: dict[str, torch.Tensor]) -> None:
+        assert isinstance(layer, QLrn)
+        values[layer.outputs[0]] = lrn(values[layer.inputs[0]].to(torch.int64), layer).to(
             torch.int8
         )
 

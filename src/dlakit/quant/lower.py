@@ -43,6 +43,7 @@ from dlakit.quant.qgraph import (
     QFloat,
     QGraph,
     QLayer,
+    QLrn,
     QPool,
     QQuantize,
     QReshape,
@@ -55,7 +56,7 @@ INT8_OPS = frozenset(
     {
         "Conv", "Gemm", "MatMul", "BatchNormalization", "Relu", "Clip", "Add",
         "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
-        "Concat", "Flatten", "Reshape", "Squeeze", "Unsqueeze", "Identity", "Dropout",
+        "Concat", "Flatten", "Reshape", "Squeeze", "Unsqueeze", "Identity", "Dropout", "LRN",
     }
 )  # fmt: skip
 FP16_OPS = frozenset({"Sigmoid", "Tanh"})
@@ -76,6 +77,7 @@ class _Arith:
     has_ew: bool
     has_lut: bool
     has_fp16: bool
+    has_cdp: bool = False
 
 
 def target_arith(target: str) -> _Arith:
@@ -91,6 +93,7 @@ def target_arith(target: str) -> _Arith:
             bool(engines.get("sdp_ew")),
             bool(engines.get("sdp_lut")),
             "fp16" in precisions,
+            bool(engines.get("cdp")),
         )
     if info.dla_cores == 0:
         raise DlakitError(f"target '{target}' has no DLA; choose nv_small, nv_full, orin, xavier")
@@ -440,6 +443,17 @@ class _Lowering:
         )  # fmt: skip
         self.emit_int8(layer, node.output[0], scale)
 
+    def _int8_LRN(self, node: onnx.NodeProto) -> None:
+        x = self.st.int8(node.input[0])
+        attrs = _attrs(node)
+        s_out = self.st.scale(node.output[0])
+        params = hwparams.lrn_params(
+            int(attrs["size"]), float(attrs.get("alpha", 1e-4)), float(attrs.get("beta", 0.75)),
+            float(attrs.get("bias", 1.0)), self.st.tensors[x].scale or 1.0, s_out,
+        )  # fmt: skip
+        layer = QLrn(node.name, [x], [node.output[0]], onnx_nodes=[node.name], **params)
+        self.emit_int8(layer, node.output[0], s_out)
+
     # ---- layout
     def _int8_Concat(self, node: onnx.NodeProto) -> None:
         st = self.st
@@ -544,6 +558,13 @@ def int8_fits(node: onnx.NodeProto, loaded: LoadedModel, arith: _Arith) -> str |
             return "needs two activation inputs of the same shape"
     elif op in ("MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"):
         return _pool_fits(node, shapes.get(node.input[0], ()))
+    elif op == "LRN":
+        if not arith.has_cdp:
+            return f"{arith.name} has no CDP unit"
+        if int(attrs.get("size", 0)) not in hwparams.LRN_SIZES:
+            return f"size {attrs.get('size')} is not one of CDP's {hwparams.LRN_SIZES}"
+        if len(shapes.get(node.input[0], ())) != 4:
+            return "needs a 4-D input"
     elif op == "Concat":
         rank = len(shapes.get(node.output[0], ()))
         if rank == 0 or int(attrs.get("axis", 1)) % rank != 1:

@@ -186,6 +186,57 @@ class QPool(QLayer):
 
 
 @dataclass
+class LutTable:
+    """One linearly indexed CDP lookup table (``nvdla.md`` §5.7): LE has 65 entries, LO 257.
+
+    ``entries`` are INT16. An input ``s`` with ``0 < s - start`` and index
+    ``(s - start) >> index_select`` below the last entry interpolates between two entries with a
+    16-bit fraction; at or below ``start`` it extrapolates from the first entry,
+    ``entries[0] + ((s - start) * uflow_scale >> uflow_shift)``, past the table from the last one
+    with ``end`` and the overflow slope (slope scale INT16, shift signed 5-bit, negative = left).
+    """
+
+    entries: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int16))
+    start: int = 0
+    end: int = 0
+    index_select: int = 0
+    uflow_scale: int = 0
+    uflow_shift: int = 0
+    oflow_scale: int = 0
+    oflow_shift: int = 0
+
+
+@dataclass
+class QLrn(QLayer):
+    """ONNX LRN across channels on CDP (``nvdla.md`` §5.6), INT8 in and out.
+
+    * input converter: ``x9 = sat9(round((x - in_offset) * in_scale >> in_shift))``;
+    * ``s`` = sum of ``x9**2`` over the ``2 * normalz_len + 3`` channels centred on each channel
+      (channels outside the cube count 0);
+    * ``lut(s)`` from the LE (``le``, linear index mode here) and LO (``lo``) tables: both hit or
+      a mixed miss -> ``hybrid_lo``, both underflow -> ``uflow_lo``, both overflow -> ``oflow_lo``
+      (True picks LO), saturated to INT16;
+    * ``y = lut * x9`` unless ``mul_bypass``;
+    * output converter: ``sat8(round((y - out_offset) * out_scale >> out_shift))``.
+    """
+
+    size: int = 5
+    normalz_len: int = 1
+    in_offset: int = 0
+    in_scale: int = 1
+    in_shift: int = 0
+    le: LutTable = field(default_factory=LutTable)
+    lo: LutTable = field(default_factory=LutTable)
+    uflow_lo: bool = True
+    oflow_lo: bool = True
+    hybrid_lo: bool = True
+    mul_bypass: bool = False
+    out_offset: int = 0
+    out_scale: int = 1
+    out_shift: int = 0
+
+
+@dataclass
 class QConcat(QLayer):
     """Channel concatenation: a memory layout (producers write into one buffer); every input
     has the output's scale (the lowering inserts requantizing :class:`QSdp` layers otherwise)."""
