@@ -35,6 +35,7 @@ def _lrn_model(path, size, alpha=1e-4, beta=0.75, bias=1.0, channels=20):
     [
         ("nv_small", 3, 1e-4, 1.0),
         ("nv_small", 5, 1e-4, 1.0),
+        ("nv_small", 7, 1e-2, 1.0),
         ("nv_small", 9, 5e-2, 2.0),
         ("nv_full", 3, 1e-4, 1.0),
         ("nv_full", 5, 1e-4, 1.0),

@@ -218,6 +218,9 @@ class QLrn(QLayer):
       (True picks LO), saturated to INT16;
     * ``y = lut * x9`` unless ``mul_bypass``;
     * output converter: ``sat8(round((y - out_offset) * out_scale >> out_shift))``.
+
+    The hardware clamps LUT intermediates to 56 bits; the reference does not, which is exact for
+    every table :func:`dlakit.quant.hwparams.lrn_params` makes (products stay below 2^40).
     """
 
     size: int = 5
