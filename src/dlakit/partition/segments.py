@@ -50,7 +50,6 @@ class _Graph:
                 if j is not None and j != i:
                     self.succ[j].add(i)
                     self.pred[i].add(j)
-        self.producer = producer
 
 
 def _creates_cycle(graph: _Graph, a: set[int], b: set[int]) -> bool:
