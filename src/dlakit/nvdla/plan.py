@@ -414,24 +414,17 @@ class _Compiler:
         ew = self.surfaces[layer.inputs[1]] if layer.sdp.y is not None else None
         operands = self.operand_images(layer.sdp, dst.channels)
         writes = program.sdp_program(self.regmap, layer.name, layer.sdp, src, dst, operands, ew)
-        info = {
-            "in": [src.channels, src.height, src.width],
-            "out": [dst.channels, dst.height, dst.width],
-            "memory": _memory(src, dst),
-        }
+        info = _io_info(src, dst)
         return HwOp(layer.name, "sdp", layer.name, layer.onnx_nodes, list(layer.inputs),
                     list(layer.outputs), info, writes)  # fmt: skip
 
     def pdp_op(self, layer: QPool) -> HwOp:
         src, dst = self.surfaces[layer.inputs[0]], self.surfaces[layer.outputs[0]]
         writes = program.pdp_program(self.regmap, layer, src, dst)
-        info = {
-            "in": [src.channels, src.height, src.width],
-            "out": [dst.channels, dst.height, dst.width],
+        info = _io_info(src, dst) | {
             "kernel": list(layer.kernel),
             "stride": list(layer.stride),
             "method": layer.method,
-            "memory": _memory(src, dst),
         }
         return HwOp(layer.name, "pdp", layer.name, layer.onnx_nodes, list(layer.inputs),
                     list(layer.outputs), info, writes)  # fmt: skip
@@ -439,12 +432,7 @@ class _Compiler:
     def cdp_op(self, layer: QLrn) -> HwOp:
         src, dst = self.surfaces[layer.inputs[0]], self.surfaces[layer.outputs[0]]
         writes = program.cdp_program(self.regmap, layer, src, dst)
-        info = {
-            "in": [src.channels, src.height, src.width],
-            "out": [dst.channels, dst.height, dst.width],
-            "size": layer.size,
-            "memory": _memory(src, dst),
-        }
+        info = _io_info(src, dst) | {"size": layer.size}
         return HwOp(layer.name, "cdp", layer.name, layer.onnx_nodes, list(layer.inputs),
                     list(layer.outputs), info, writes)  # fmt: skip
 
@@ -492,6 +480,15 @@ class _Compiler:
                         seg.ops.append(self.cdp_op(layer))
             segments.append(seg)
         return segments
+
+
+def _io_info(src: Surface, dst: Surface) -> dict:
+    """Shapes and addresses of a one-input operation, for inspect."""
+    return {
+        "in": [src.channels, src.height, src.width],
+        "out": [dst.channels, dst.height, dst.width],
+        "memory": _memory(src, dst),
+    }
 
 
 def _memory(src: Surface, dst: Surface, weights: int | None = None, size: int = 0) -> dict:
