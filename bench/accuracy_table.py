@@ -22,13 +22,13 @@ import time
 
 import numpy as np
 
+from dlakit.accuracy import compare as acc
+from dlakit.accuracy.ort_int8 import quantize_ort, run_ort_int8
 from dlakit.data import load_dataset, load_labelled, preset
 from dlakit.graph import load_model
-from dlakit.quant import accuracy as acc
+from dlakit.lower.lowering import quantize_model
 from dlakit.quant.calibrate import calibrate
 from dlakit.quant.inputs import ArrayInputs
-from dlakit.quant.lower import quantize_model
-from dlakit.quant.ort_int8 import quantize_ort, run_ort_int8
 from dlakit.zoo import get_entry, resolve_model
 
 SMALL = {

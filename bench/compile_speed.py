@@ -53,7 +53,7 @@ def inputs(name: str, loaded, n: int) -> np.ndarray:
 
 
 def max_scales(loaded, x: np.ndarray) -> dict[str, float]:
-    from dlakit.quant.accuracy import float_run
+    from dlakit.accuracy.compare import float_run
 
     names = [t for t in loaded.shapes if t not in loaded.initializers]
     values = float_run(loaded, x, extra=names)
@@ -85,7 +85,7 @@ def compile_row(name: str, target: str) -> str:
     return (
         f"| {name} | {target} | {statistics.median(times):.2f} | {st['hardware_ops']} | "
         f"{til['split_layers']}/{til['layers']} (max {til['max_tiles']}) | "
-        f"{st['dla_segments']}+{st['host_segments']} | {comp.peak_bytes / 2**20:.2f} | "
+        f"{st['dla_segments']}+{st['fallback_segments']} | {comp.peak_bytes / 2**20:.2f} | "
         f"constants {len(comp.constants) / 2**20:.2f} MiB, activations "
         f"{comp.act_bytes / 2**20:.2f} MiB |"
     )
@@ -97,12 +97,12 @@ def e2e(args) -> list[str]:
     import onnxruntime as ort
     import torch
 
+    from dlakit.accuracy.compare import agreement, float_run, topk_accuracy
+    from dlakit.lower.intref import IntReference
+    from dlakit.lower.lowering import quantize_model
     from dlakit.nvdla import compile_model
-    from dlakit.nvdla.runner import Runner
-    from dlakit.quant.accuracy import agreement, float_run, topk_accuracy
-    from dlakit.quant.intref import IntReference
-    from dlakit.quant.lower import quantize_model
     from dlakit.quant.scales import Scales
+    from dlakit.run.runner import Runner
 
     t_start = time.perf_counter()
     name = args.e2e
@@ -157,7 +157,7 @@ def e2e(args) -> list[str]:
                 f"{name} {target} INT8 ({how}; compiled in {seconds:.2f} s, "
                 f"{comp.stats['hardware_ops']} hardware ops) on {device}: **{ips:.3f} images/s** "
                 f"= {ips / ort_ips:.5f} x onnxruntime FP32 CPU (DLA {stats.dla_seconds:.1f} s, "
-                f"host {stats.host_seconds:.1f} s for {stats.images} images); outputs "
+                f"host {stats.fallback_seconds:.1f} s for {stats.images} images); outputs "
                 f"byte-equal to the integer reference: {same}/{len(x)}; top-1 agreement with FP32 "
                 f"{100 * agreement(fp32, y[out]):.1f}%{top1}"
             )
@@ -167,14 +167,14 @@ def e2e(args) -> list[str]:
 
 def accuracy(name: str, target: str, calib: str, evaluate: str, images: int, device: str) -> str:
     """Top-1 of FP32, the integer reference and the compiled artifact on the same images."""
+    from dlakit.accuracy.compare import agreement, float_run, topk_accuracy
     from dlakit.data import load_labelled
+    from dlakit.lower.intref import IntReference
+    from dlakit.lower.lowering import quantize_model
     from dlakit.nvdla import compile_model
-    from dlakit.nvdla.runner import Runner
-    from dlakit.quant.accuracy import agreement, float_run, topk_accuracy
     from dlakit.quant.calibrate import calibrate
     from dlakit.quant.inputs import calibration_inputs
-    from dlakit.quant.intref import IntReference
-    from dlakit.quant.lower import quantize_model
+    from dlakit.run.runner import Runner
 
     loaded = load_model(resolve_model(name))
     prep = get_entry(name).preprocess

@@ -15,10 +15,10 @@ from collections import Counter
 from datetime import date
 
 from dlakit.graph import load_model, save_model
+from dlakit.partition import check_model
 from dlakit.paths import cache_dir
 from dlakit.rewrite import fix_model
 from dlakit.rewrite.inputs import real_inputs
-from dlakit.support import check_model
 from dlakit.targets import load_target
 from dlakit.zoo import entries, fetch
 

@@ -1,5 +1,5 @@
 """Helpers for the compiler tests: build, calibrate, lower, compile, and compare the simulator's
-bytes with the integer reference (the oracle, ``dlakit.quant.intref``)."""
+bytes with the integer reference (the oracle, ``dlakit.lower.intref``)."""
 
 from __future__ import annotations
 
@@ -11,17 +11,17 @@ from onnx import TensorProto, helper, numpy_helper
 
 from dlakit.errors import DlakitError
 from dlakit.graph import load_model, save_model
-from dlakit.nvdla import compile_graph, hw_config
-from dlakit.nvdla.plan import Compiled
-from dlakit.nvdla.runner import Runner
-from dlakit.quant.intref import IntReference
-from dlakit.quant.lower import quantize_model
-from dlakit.quant.qgraph import QGraph
+from dlakit.lower.intref import IntReference
+from dlakit.lower.lowering import quantize_model
+from dlakit.lower.qgraph import QGraph
+from dlakit.nvdla import compile_graph, nvdla_target
+from dlakit.nvdla.compiler import Compiled
+from dlakit.run.runner import Runner
 
 
 def max_scales(loaded, x: np.ndarray) -> dict[str, float]:
     """Per-tensor max calibration with onnxruntime (every float tensor of the model)."""
-    from dlakit.quant.accuracy import float_run
+    from dlakit.accuracy.compare import float_run
 
     names = [n for n in loaded.shapes if n not in loaded.initializers]
     values = float_run(loaded, x, extra=names)
@@ -36,16 +36,16 @@ def check_bitexact(
     graph: QGraph, comp: Compiled, x: np.ndarray, engine: str = "torch", isolate: bool = False
 ) -> int:
     """Assert the simulator's outputs equal the integer reference's byte for byte; returns the
-    number of DLA segment outputs compared. With ``isolate`` the host segments' outputs are the
+    number of DLA segment outputs compared. With ``isolate`` the fallback segments' outputs are the
     reference's own, so only the DLA segments are under test (host floats may differ in the
     last bit between backends); the model outputs are then not compared."""
     name = graph.inputs[0]
     keep = set(segment_outputs(comp))
     runner = Runner(comp, "cpu", engine)
-    host = runner.host_outputs() if isolate else set()
+    host = runner.fallback_outputs() if isolate else set()
     ref = IntReference(graph).run({name: x}, keep=keep | host)
     given = {k: ref[k] for k in host} if isolate else None
-    out, stats = runner.run({name: x}, keep=keep, host_values=given)
+    out, stats = runner.run({name: x}, keep=keep, fallback_values=given)
     for k in graph.outputs if not isolate else []:
         assert np.array_equal(out[k], ref[k]), f"model output {k} differs"
     for k in keep:
@@ -59,7 +59,7 @@ def check_bitexact(
 def compile_case(path: Path, x: np.ndarray, target: str = "nv_small"):
     loaded = load_model(path)
     graph = quantize_model(loaded, max_scales(loaded, x), target)
-    return loaded, graph, compile_graph(graph, hw_config(target))
+    return loaded, graph, compile_graph(graph, nvdla_target(target))
 
 
 def zoo_case(name: str, data: str, n: int, target: str):
@@ -76,7 +76,7 @@ def zoo_case(name: str, data: str, n: int, target: str):
     except DlakitError as exc:
         pytest.skip(f"{name} or {data} unavailable: {exc}")
     graph = quantize_model(loaded, max_scales(loaded, x), target)
-    return loaded, graph, compile_graph(graph, hw_config(target)), x
+    return loaded, graph, compile_graph(graph, nvdla_target(target)), x
 
 
 def conv_model(path: Path, nodes, inits: dict[str, np.ndarray], in_shape, out_name: str, out_shape):

@@ -11,7 +11,7 @@ from onnx import helper
 from dlakit.errors import DlakitError
 from dlakit.nvdla import read_artifact, write_artifact
 from dlakit.nvdla.artifact import FORMAT, VERSION, read_manifest
-from dlakit.nvdla.runner import Runner
+from dlakit.run.runner import Runner
 
 
 @pytest.fixture
@@ -43,7 +43,7 @@ def test_round_trip_runs_identically(compiled):
     with zipfile.ZipFile(art) as z:
         names = set(z.namelist())
     assert {"manifest.json", "constants.bin"} <= names
-    assert any(n.startswith("host/") and n.endswith(".onnx") for n in names)
+    assert any(n.startswith("fallback/") and n.endswith(".onnx") for n in names)
 
 
 def test_manifest_states_format_memory_and_registers(compiled):

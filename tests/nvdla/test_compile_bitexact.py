@@ -86,7 +86,7 @@ def test_cbuf_tiling_by_rows_and_kernels_is_byte_exact(tmp_path):
         for op in s.ops:
             if op.kind == "conv":
                 t = op.info["tile"]
-                assert t["data_banks"] + t["weight_banks"] <= comp.cfg.cbuf_banks
+                assert t["data_banks"] + t["weight_banks"] <= comp.target.nvdla.cbuf_banks
     check_bitexact(graph, comp, x)
 
 
@@ -109,7 +109,7 @@ def _residual_model(tmp_path, channels: int):
 def test_residual_add_falls_back_on_nv_small_and_stays_exact(tmp_path):
     path, x = _residual_model(tmp_path, 8)
     _, graph, comp = compile_case(path, x)
-    assert [s.kind for s in comp.segments] == ["host", "dla", "host", "dla"]
+    assert [s.kind for s in comp.segments] == ["fallback", "dla", "fallback", "dla"]
     check_bitexact(graph, comp, x)
 
 
@@ -127,7 +127,7 @@ def test_fmnist_cnn_real_images_nv_small():
 def test_nv_full_fuses_the_residual_add_into_the_sdp_y_unit(tmp_path):
     path, x = _residual_model(tmp_path, 40)
     _, graph, comp = compile_case(path, x, "nv_full")
-    assert [s.kind for s in comp.segments] == ["host", "dla"]  # the add runs on the DLA
+    assert [s.kind for s in comp.segments] == ["fallback", "dla"]  # the add runs on the DLA
     writes = {w[1] for s in comp.segments for op in s.ops for w in op.writes}
     assert "D_EW_BASE_ADDR_LOW" in writes
     check_bitexact(graph, comp, x)
@@ -150,9 +150,9 @@ def test_small_cnns_real_images_nv_full(model, data):
 
 @pytest.mark.gpu
 def test_cuda_run_is_byte_exact(tmp_path):
-    """Simulator and host segments on CUDA give the same bytes as on the CPU reference."""
-    from dlakit.nvdla.runner import Runner
-    from dlakit.quant.intref import IntReference
+    """Simulator and fallback segments on CUDA give the same bytes as on the CPU reference."""
+    from dlakit.lower.intref import IntReference
+    from dlakit.run.runner import Runner
 
     x = RNG.normal(size=(2, 16, 64, 64)).astype(np.float32)
     _, graph, comp = compile_case(_big_model(tmp_path / "big.onnx"), x)

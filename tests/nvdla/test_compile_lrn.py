@@ -1,12 +1,14 @@
 """LRN compiled to one CDP operation: the simulator's bytes equal the integer reference's."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 from nvdla_cases import check_bitexact, compile_case, conv_model
 from onnx import helper
 
 from dlakit.errors import DlakitError
-from dlakit.nvdla import compile_graph, hw_config
+from dlakit.nvdla import compile_graph, nvdla_target
 from dlakit.nvdla.artifact import read_artifact, write_artifact
 
 RNG = np.random.default_rng(3)
@@ -59,7 +61,7 @@ def test_lrn_is_byte_exact(tmp_path, target, size, alpha, bias):
 def test_lrn_needs_cdp(tmp_path):
     x = RNG.normal(size=(1, 3, 9, 7)).astype(np.float32)
     _, graph, _ = compile_case(_lrn_model(tmp_path / "m.onnx", 5), x)
-    cfg = hw_config("nv_small")
-    cfg.engines["cdp"] = False
+    small = nvdla_target("nv_small")
+    no_cdp = dataclasses.replace(small.nvdla, engines={**small.nvdla.engines, "cdp": False})
     with pytest.raises(DlakitError, match="needs cdp"):
-        compile_graph(graph, cfg)
+        compile_graph(graph, dataclasses.replace(small, nvdla=no_cdp))

@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 
 from dlakit.errors import DlakitError
-from dlakit.nvdla import hw_config
 from dlakit.nvdla.images import pack_operands, pack_weights
-from dlakit.nvdla.tiling import ConvShape, entry_per_slice, plan_tiles
+from dlakit.nvdla.tiling import ConvShape, entry_per_slice, split_tiles
 from dlakit.sim.layout import weight_offsets
+from dlakit.targets import load_target
 
-SMALL = hw_config("nv_small")
-FULL = hw_config("nv_full")
+SMALL = load_target("nv_small").nvdla
+FULL = load_target("nv_full").nvdla
 
 
 def _shape(c, h, w, k, r=3, stride=1, pad=1, dil=1):
@@ -49,7 +49,7 @@ def test_entry_per_slice(cfg, channels, width, entries):
     ],
 )
 def test_tiles_cover_the_output_once_and_read_the_right_rows(shape):
-    tiles = plan_tiles(shape, SMALL, "t")
+    tiles = split_tiles(shape, load_target("nv_small"), "t")
     seen = np.zeros((shape.kernels, shape.out_h), dtype=int)
     for t in tiles:
         assert t.data_banks + t.weight_banks <= SMALL.cbuf_banks
@@ -68,12 +68,12 @@ def test_tiles_cover_the_output_once_and_read_the_right_rows(shape):
 
 
 def test_a_layer_that_fits_is_one_operation():
-    assert len(plan_tiles(_shape(16, 20, 20, 16), SMALL, "t")) == 1
+    assert len(split_tiles(_shape(16, 20, 20, 16), load_target("nv_small"), "t")) == 1
 
 
 def test_a_row_too_wide_for_the_cbuf_is_refused():
     with pytest.raises(DlakitError, match="does not fit the nv_small convolution buffer"):
-        plan_tiles(_shape(4096, 4, 64, 8), SMALL, "wide")
+        split_tiles(_shape(4096, 4, 64, 8), load_target("nv_small"), "wide")
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,7 @@
 """fix_model end to end: pinned shapes, verification, undoing a wrong rewrite, limits as data."""
 
+import dataclasses
+
 import numpy as np
 import onnx
 from onnx import helper
@@ -10,7 +12,7 @@ from dlakit.rewrite.base import Change, RewritePass
 from dlakit.rewrite.driver import rewrite
 from dlakit.rewrite.split_maxpool import SplitMaxPoolPass
 from dlakit.rewrite.verify import compare, random_inputs, run_model
-from dlakit.targets import Target, load_target
+from dlakit.targets import load_target
 
 RNG = np.random.default_rng(3)
 
@@ -106,12 +108,7 @@ def test_limits_come_from_the_rule_set_and_the_target_overrides_them(build_model
     assert rewrite_limits(load_target("orin"))["pool_window_max"] == 8
     assert rewrite_limits(load_target("nv_small"))["pool_window_max"] == 8
     orin = load_target("orin")
-    narrow = Target(
-        orin.name,
-        orin.kind,
-        orin.description,
-        {**orin.raw, "rewrite_limits": {"pool_window_max": 4}},
-    )
+    narrow = dataclasses.replace(orin, rewrite_limits={"pool_window_max": 4})
     node = helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[9, 9], pads=[4] * 4)  # unnamed
     relu = helper.make_node("Relu", ["y"], ["z"])
     model = build_model([node, relu], [("x", [1, 2, 12, 12])], ["z"])

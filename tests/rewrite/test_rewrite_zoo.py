@@ -9,9 +9,9 @@
 import pytest
 
 from dlakit.graph import load_model, save_model
+from dlakit.partition import check_model
 from dlakit.rewrite import fix_model
 from dlakit.rewrite.inputs import real_inputs
-from dlakit.support import check_model
 from dlakit.targets import load_target
 
 pytestmark = pytest.mark.network

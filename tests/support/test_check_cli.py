@@ -62,8 +62,8 @@ def test_check_prints_table_and_writes_json_and_segments(tmp_path, capsys):
     assert code == 0
     assert "engine.absent" in out and "Summary" in out
     doc = json.loads((tmp_path / "r.json").read_text())
-    assert [n["engine"] for n in doc["nodes"]] == ["dla", "gpu"]
-    assert (tmp_path / "seg" / "plan.json").is_file()
+    assert [n["engine"] for n in doc["nodes"]] == ["dla", "fallback"]
+    assert (tmp_path / "seg" / "segments.json").is_file()
 
 
 def test_dynamic_input_is_pinned_with_input_shape(tmp_path, capsys):

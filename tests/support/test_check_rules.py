@@ -7,7 +7,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from dlakit.errors import TargetError
 from dlakit.graph import load_model, save_model
-from dlakit.support import check_model
+from dlakit.partition import check_model
 from dlakit.targets import load_target
 
 
@@ -51,7 +51,7 @@ def test_conv_within_limits_runs_on_dla(tmp_path):
 def test_conv_kernel_above_32_names_attribute_value_limit_and_source(tmp_path):
     result = check_model(conv_model(tmp_path, 33), load_target("orin"), trt="8.6")
     v = verdict(result, "conv")
-    assert v.engine == "gpu"
+    assert v.engine == "fallback"
     reason = next(r for r in v.reasons if r.rule == "conv.kernel")
     assert reason.attribute == "kernel_shape" and reason.value == [33, 33]
     assert reason.limit == "[1, 32]" and "dla_rules.md" in reason.source
@@ -79,7 +79,7 @@ def pool_model(tmp_path, op, k, pad, **attrs):
 def test_maxpool_window_over_8_is_flagged_with_its_fix(tmp_path):
     v = verdict(check_model(pool_model(tmp_path, "MaxPool", 9, 4), load_target("orin")), "pool")
     reason = next(r for r in v.reasons if r.rule == "pool.window")
-    assert v.engine == "gpu" and reason.value == [9, 9] and reason.fix == "split-maxpool"
+    assert v.engine == "fallback" and reason.value == [9, 9] and reason.fix == "split-maxpool"
 
 
 def test_xavier_refuses_exclusive_average_padding_orin_accepts_it(tmp_path):
@@ -97,7 +97,7 @@ def unary_model(tmp_path, op, shape=(1, 8, 4, 4), **attrs):
 def test_sigmoid_needs_the_lut_nv_small_lacks_it(tmp_path):
     model = unary_model(tmp_path, "Sigmoid")
     v = verdict(check_model(model, load_target("nv_small")), "op")
-    assert v.engine == "gpu" and v.reasons[0].rule == "engine.absent"
+    assert v.engine == "fallback" and v.reasons[0].rule == "engine.absent"
     assert v.reasons[0].value == "sdp_lut"
     assert verdict(check_model(model, load_target("nv_full")), "op").engine == "dla"
     on_orin = verdict(check_model(model, load_target("orin")), "op")
@@ -119,20 +119,20 @@ def binary_model(tmp_path, op):
 def test_div_reaches_the_dla_in_trt_8_6_12(tmp_path):
     model = binary_model(tmp_path, "Div")
     v = verdict(check_model(model, load_target("orin"), trt="8.6"), "op")
-    assert v.engine == "gpu" and v.reasons[0].rule == "op.version"
+    assert v.engine == "fallback" and v.reasons[0].rule == "op.version"
     assert verdict(check_model(model, load_target("orin"), trt="8.6.12"), "op").engine == "dla"
 
 
 def test_elementwise_of_two_tensors_needs_sdp_ew(tmp_path):
     model = binary_model(tmp_path, "Add")
     v = verdict(check_model(model, load_target("nv_small")), "op")
-    assert v.engine == "gpu" and v.reasons[0].value == "sdp_ew"
+    assert v.engine == "fallback" and v.reasons[0].value == "sdp_ew"
     assert verdict(check_model(model, load_target("nv_full")), "op").engine == "dla"
 
 
 def test_unlisted_op_falls_back_with_the_matrix_as_source(tmp_path):
     v = verdict(check_model(unary_model(tmp_path, "Exp"), load_target("orin")), "op")
-    assert v.engine == "gpu" and "RFE" in v.reasons[0].message
+    assert v.engine == "fallback" and "RFE" in v.reasons[0].message
 
 
 def test_trt_versions_without_dla_are_refused(tmp_path):
@@ -154,7 +154,7 @@ def test_dims_above_8192_fall_back(tmp_path):
 
 def test_json_has_the_documented_fields(tmp_path):
     doc = check_model(conv_model(tmp_path, 33), load_target("orin")).to_json()
-    assert doc["schema"] == "dlakit.check" and doc["schema_version"] == 1
+    assert doc["schema"] == "dlakit.check" and doc["schema_version"] == 2
     node = doc["nodes"][0]
     assert {"name", "op", "engine", "reasons"} <= node.keys()
     assert {"rule", "message", "source"} <= node["reasons"][0].keys()

@@ -1,6 +1,6 @@
 """`check` and `--emit` on every zoo model, with the verdicts the sources state.
 
-Every model: the check runs, its JSON follows the schema, and the emitted segments, run in plan
+Every model: the check runs, its JSON follows the schema, and the emitted segments, run in
 order with onnxruntime, reproduce the original model's outputs.
 """
 
@@ -9,8 +9,8 @@ import onnxruntime as ort
 import pytest
 
 from dlakit.graph import load_model
-from dlakit.partition.emit import emit, run_plan
-from dlakit.support import check_model
+from dlakit.partition import check_model
+from dlakit.partition.emit import emit, run_segments
 from dlakit.targets import load_target
 from dlakit.zoo import entries, fetch
 
@@ -40,15 +40,15 @@ def test_check_and_emit_reproduce_the_model(name, tmp_path):
     result = check_model(model, load_target("orin"))
     doc = result.to_json()
     assert len(doc["nodes"]) == len(model.nodes)
-    assert all(n["engine"] in ("dla", "gpu") for n in doc["nodes"])
-    assert all(n["reasons"] for n in doc["nodes"] if n["engine"] == "gpu")
+    assert all(n["engine"] in ("dla", "fallback") for n in doc["nodes"])
+    assert all(n["reasons"] for n in doc["nodes"] if n["engine"] == "fallback")
     assert sum(len(s["nodes"]) for s in doc["segments"]) == len(model.nodes)
     rng = np.random.default_rng(0)
     feeds = {
         n: rng.normal(size=model.input_shapes[n]).astype(np.float32) for n in model.input_names
     }
-    plan = emit(model, result.segments, tmp_path, "orin")
-    got = run_plan(plan, feeds)
+    manifest = emit(model, result.segments, tmp_path, "orin")
+    got = run_segments(manifest, feeds)
     want = ort_outputs(model, feeds)
     for key, value in want.items():
         np.testing.assert_allclose(got[key], value, rtol=1e-5, atol=1e-5)
@@ -73,7 +73,7 @@ def test_ddddocr_spp_pools_break_the_window_rule():
 def test_nv_small_rejects_what_needs_the_lut():
     result = check_model(loaded("yolov8n"), load_target("nv_small"))
     sigmoids = [v for v in result.nodes if v.op == "Sigmoid"]
-    assert sigmoids and all(v.engine == "gpu" for v in sigmoids)
+    assert sigmoids and all(v.engine == "fallback" for v in sigmoids)
     assert all(
         v.reasons[0].rule == "engine.absent" and v.reasons[0].value == "sdp_lut" for v in sigmoids
     )
@@ -116,7 +116,7 @@ def test_efficientnet_lite0_after_fix_runs_wholly_on_the_orin_dla(tmp_path):
     result = check_model(
         load_model(save_model(fixed.model, tmp_path / "f.onnx")), target, trt="8.6"
     )
-    off = [v.op for v in result.nodes if v.engine == "gpu"]
+    off = [v.op for v in result.nodes if v.engine == "fallback"]
     assert set(off) <= {"Reshape", "Flatten"} and len(off) <= 1
     assert result.summary["dla_segments"] == 1
 

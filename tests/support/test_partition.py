@@ -1,12 +1,12 @@
-"""Partitioning rules, and the --emit round trip: segments run in plan order match the model."""
+"""Partitioning rules, and the --emit round trip: segments run in order match the model."""
 
 import numpy as np
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 from dlakit.graph import load_model, save_model
-from dlakit.partition.emit import emit, run_plan
-from dlakit.support import check_model
+from dlakit.partition import check_model
+from dlakit.partition.emit import emit, run_segments
 from dlakit.targets import load_target
 
 RNG = np.random.default_rng(0)
@@ -48,13 +48,13 @@ def test_diamond_through_the_fallback_device_never_forms_a_cycle(tmp_path):
     model = load_model(path)
     result = check_model(model, load_target("nv_full"))
     seg_of = {v.name: v.segment for v in result.nodes}
-    assert next(v for v in result.nodes if v.name == "b").engine == "gpu"
+    assert next(v for v in result.nodes if v.name == "b").engine == "fallback"
     assert seg_of["a"] == seg_of["c"] and seg_of["d"] == seg_of["e"]
     assert len({seg_of["a"], seg_of["b"], seg_of["d"]}) == 3
     x = RNG.normal(size=(1, 4, 16, 16)).astype(np.float32)
-    plan = emit(model, result.segments, tmp_path / "emit", "nv_full")
+    manifest = emit(model, result.segments, tmp_path / "emit", "nv_full")
     np.testing.assert_allclose(
-        run_plan(plan, {"x": x})["y"], ort_run(path, x)[0], rtol=1e-5, atol=1e-5
+        run_segments(manifest, {"x": x})["y"], ort_run(path, x)[0], rtol=1e-5, atol=1e-5
     )
 
 
@@ -65,13 +65,13 @@ def test_segments_on_nv_small_split_at_the_lut_and_run_in_order(tmp_path):
     path = save(tmp_path, [a, b, c], [wa, wc])
     model = load_model(path)
     result = check_model(model, load_target("nv_small"))
-    assert [s.engine for s in result.segments] == ["dla", "gpu", "dla"]
+    assert [s.engine for s in result.segments] == ["dla", "fallback", "dla"]
     assert result.summary["transitions"] == 2 and result.summary["dla_segments"] == 2
     x = RNG.normal(size=(1, 4, 16, 16)).astype(np.float32)
-    plan = emit(model, result.segments, tmp_path / "emit", "nv_small")
+    manifest = emit(model, result.segments, tmp_path / "emit", "nv_small")
     assert len(list((tmp_path / "emit").glob("segment_*.onnx"))) == 3
     np.testing.assert_allclose(
-        run_plan(plan, {"x": x})["y"], ort_run(path, x)[0], rtol=1e-5, atol=1e-5
+        run_segments(manifest, {"x": x})["y"], ort_run(path, x)[0], rtol=1e-5, atol=1e-5
     )
 
 
@@ -89,7 +89,7 @@ def test_tiny_island_between_fallback_nodes_moves_with_its_reason(tmp_path):
     ]
     result = check_model(load_model(save(tmp_path, [big, relu, big2], inits)), load_target("orin"))
     relu_v = next(v for v in result.nodes if v.name == "relu")
-    assert relu_v.engine == "gpu"
+    assert relu_v.engine == "fallback"
     assert relu_v.reasons[0].rule == "partition.island" and "handoff" in relu_v.reasons[0].message
     assert result.summary["dla_segments"] == 0
 

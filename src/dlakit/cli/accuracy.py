@@ -77,9 +77,9 @@ def accuracy_command(
     input_shape: list[str] | None = INPUT_SHAPE_OPT,
 ) -> None:
     """Compare FP32 with DLA-INT8 (the bit-exact integer reference) on the same inputs."""
+    from dlakit.accuracy import compare as acc
     from dlakit.data import load_labelled
-    from dlakit.quant import accuracy as acc
-    from dlakit.quant.lower import quantize_model
+    from dlakit.lower.lowering import quantize_model
     from dlakit.quant.scales import Scales
 
     loaded = load_cli_model(model, input_shape)
@@ -113,7 +113,7 @@ def accuracy_command(
         ", ".join(f"{k} {v}" for k, v in sorted(report.engines.items())),
     )
     if ort_calib:
-        from dlakit.quant.ort_int8 import quantize_ort, run_ort_int8
+        from dlakit.accuracy.ort_int8 import quantize_ort, run_ort_int8
 
         calib = np.asarray(load_labelled(ort_calib, prep, shape, 500).images, dtype=np.float32)
         with console.status("onnxruntime static INT8 (peer)"):

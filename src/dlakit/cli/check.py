@@ -8,9 +8,9 @@ import typer
 from rich.console import Console
 
 from dlakit.cli._common import INPUT_SHAPE_OPT, MODEL_ARG, TARGET_OPT, TRT_OPT, load_cli_model
+from dlakit.partition import check_model
 from dlakit.partition.emit import emit
 from dlakit.report.check_report import render, write_json
-from dlakit.support import check_model
 from dlakit.targets import load_target
 
 
@@ -23,7 +23,7 @@ def check(
         None, "--json", help="Write the result as JSON (schema dlakit.check v1, see docs/check.md)."
     ),
     emit_dir: Path | None = typer.Option(
-        None, "--emit", help="Write one ONNX file per segment and plan.json into this folder."
+        None, "--emit", help="Write one ONNX file per segment and segments.json into this folder."
     ),
     fallback_only: bool = typer.Option(
         False, "--fallback-only", help="List only the nodes that do not run on the DLA."
@@ -42,8 +42,10 @@ def check(
         write_json(result, json_path)
         console.print(f"JSON written to {json_path}")
     if emit_dir:
-        plan = emit(loaded, result.segments, emit_dir, tgt.name)
-        console.print(f"{len(result.segments)} segment files and {plan.name} written to {emit_dir}")
+        manifest = emit(loaded, result.segments, emit_dir, tgt.name)
+        console.print(
+            f"{len(result.segments)} segment files and {manifest.name} written to {emit_dir}"
+        )
 
 
 def register(app: typer.Typer) -> None:

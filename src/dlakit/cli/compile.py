@@ -43,10 +43,10 @@ def compile_command(
     input_shape: list[str] | None = INPUT_SHAPE_OPT,
 ) -> None:
     """Compile the DLA segments to NVDLA hardware operations (INT8), the rest to host ONNX."""
-    from dlakit.nvdla import compile_model, hw_config, write_artifact
+    from dlakit.nvdla import compile_model, nvdla_target, write_artifact
     from dlakit.quant.scales import Scales
 
-    hw_config(target)
+    nvdla_target(target)
     loaded = load_cli_model(model, input_shape)
     table = Scales.load(scales).for_model(loaded)
     with console.status(f"compiling {Path(model).stem} for {target}"):
@@ -56,7 +56,7 @@ def compile_command(
         path = write_artifact(comp, output)
     st = comp.stats
     t = Table(title=f"{Path(model).stem} -> {path} ({target})", show_header=False)
-    t.add_row("segments", f"{st['dla_segments']} DLA, {st['host_segments']} host")
+    t.add_row("segments", f"{st['dla_segments']} DLA, {st['fallback_segments']} host")
     kinds = ", ".join(f"{v} {k}" for k, v in st["ops_by_kind"].items() if v)
     t.add_row("hardware operations", f"{st['hardware_ops']} ({kinds})")
     til = st["tiling"]

@@ -128,7 +128,7 @@ def _coverage(
     loaded: LoadedModel, output: Path, target: Target, trt: str | None, console: Console
 ) -> None:
     """DLA node counts before and after, by dlakit.support's verdicts."""
-    from dlakit.support import check_model
+    from dlakit.partition import check_model
 
     before = check_model(loaded, target, trt=trt).summary
     after = check_model(load_model(output, loaded.input_shapes), target, trt=trt).summary

@@ -57,7 +57,7 @@ def inspect_command(
     head.add_row("model / target", f"{doc['model']} / {doc['target']}")
     head.add_row("inputs", ", ".join(doc["inputs"]))
     head.add_row("outputs", ", ".join(doc["outputs"]))
-    head.add_row("segments", f"{st['dla_segments']} DLA, {st['host_segments']} host")
+    head.add_row("segments", f"{st['dla_segments']} DLA, {st['fallback_segments']} host")
     head.add_row("hardware operations", str(st["hardware_ops"]))
     head.add_row(
         "memory",
@@ -85,8 +85,9 @@ def inspect_command(
     rows = [cols]
     n = 0
     for seg in doc["segments"]:
-        if seg["kind"] == "host":
-            rows.append(("", seg["name"], "host", "", "", "", "", "", "", ", ".join(seg["layers"]),
+        if seg["kind"] == "fallback":
+            rows.append(("", seg["name"], "fallback", "", "", "", "", "", "",
+                         ", ".join(seg["layers"]),
                          ""))  # fmt: skip
             continue
         for op in seg["ops"]:

@@ -1,4 +1,4 @@
-"""``dlakit run``: execute a ``.dla`` artifact (simulator + host segments) on real inputs."""
+"""``dlakit run``: execute a ``.dla`` artifact (simulator + fallback segments) on real inputs."""
 
 from __future__ import annotations
 
@@ -39,8 +39,8 @@ def run_command(
         ..., "--input", "-i", help="Inputs: .npy, .npz, image folder or data set name[:split]."
     ),
     device: str = typer.Option("cpu", "--device", help="Simulator and host device: cpu or cuda."),
-    host_engine: str = typer.Option(
-        "torch", "--host-engine", help="Host segments in torch (any device) or ort (CPU)."
+    fallback_engine: str = typer.Option(
+        "torch", "--fallback-engine", help="Fallback segments in torch (any device) or ort (CPU)."
     ),
     preprocess: str | None = typer.Option(
         None, "--preprocess", "-p", help="Preset or spec; default: the artifact's."
@@ -51,24 +51,24 @@ def run_command(
         None, "--compare", help="FP32 model (ONNX or zoo name) to compare against, as accuracy."
     ),
 ) -> None:
-    """Run DLA segments on the simulator and host segments in PyTorch, in plan order."""
+    """Run DLA segments on the simulator and fallback segments in PyTorch, in dependency order."""
     from dlakit.nvdla import read_artifact
-    from dlakit.nvdla.runner import Runner
+    from dlakit.run.runner import Runner
 
     comp = read_artifact(artifact)
     if len(comp.inputs) != 1:
         raise DlakitError(f"{artifact}: {len(comp.inputs)} inputs; dlakit run feeds one")
     name = comp.inputs[0]
     x, labels = _inputs(input, preprocess or comp.preprocess, comp.tensors[name].shape, limit)
-    runner = Runner(comp, device, host_engine)
-    with console.status(f"running {len(x)} input(s) on the simulated {comp.cfg.target}"):
+    runner = Runner(comp, device, fallback_engine)
+    with console.status(f"running {len(x)} input(s) on the simulated {comp.target.name}"):
         outs, stats = runner.run({name: x})
     t = Table(
         title=f"{artifact.name} on {input} ({len(x)} inputs, {runner.device})", show_header=False
     )
     t.add_row("hardware operations run", f"{stats.operations:,}")
     t.add_row("time", f"{stats.seconds:.2f} s (DLA {stats.dla_seconds:.2f} s, host "
-              f"{stats.host_seconds:.2f} s)")  # fmt: skip
+              f"{stats.fallback_seconds:.2f} s)")  # fmt: skip
     t.add_row("images/s", f"{stats.images / stats.seconds:.2f}")
     if compare:
         _compare(t, compare, x, labels, outs, comp.outputs)
@@ -79,8 +79,8 @@ def run_command(
 
 
 def _compare(t: Table, model: str, x, labels, outs, names) -> None:
+    from dlakit.accuracy import compare as acc
     from dlakit.cli._common import load_cli_model
-    from dlakit.quant import accuracy as acc
 
     loaded = load_cli_model(model, None)
     ref = acc.float_run(loaded, x)

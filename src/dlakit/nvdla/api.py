@@ -1,4 +1,4 @@
-"""One call from an ONNX model and its scales to a compiled plan."""
+"""One call from an ONNX model and its scales to a compiled model."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import time
 from collections.abc import Iterable, Mapping
 
 from dlakit.graph.load import LoadedModel
-from dlakit.nvdla.config import hw_config
-from dlakit.nvdla.plan import Compiled, compile_graph
-from dlakit.quant.lower import ScaleSource, quantize_model
+from dlakit.lower.lowering import ScaleSource, quantize_model
+from dlakit.nvdla.compiler import Compiled, compile_graph
+from dlakit.nvdla.config import nvdla_target
 
 
 def compile_model(
@@ -21,9 +21,9 @@ def compile_model(
 ) -> Compiled:
     """Quantize ``loaded`` with ``scales`` (the integer reference's lowering), then compile it."""
     t0 = time.perf_counter()
-    cfg = hw_config(target)  # refuse a non-NVDLA target before any work
+    tgt = nvdla_target(target)  # refuse a non-NVDLA target before any work
     graph = quantize_model(loaded, scales, target, fp16_layers, gpu_layers)
-    comp = compile_graph(graph, cfg)
+    comp = compile_graph(graph, tgt)
     comp.preprocess = preprocess
     comp.stats["compile_seconds"] = round(time.perf_counter() - t0, 3)
     return comp

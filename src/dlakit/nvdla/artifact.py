@@ -2,17 +2,18 @@
 ``docs/artifact.md``).
 
 * ``manifest.json``: format name and version, target and hardware configuration, model inputs
-  and outputs, every tensor (shape, precision, scale, surface), the memory plan, and the
-  segments in plan order; a DLA segment lists its hardware operations with shapes, tiling and
-  register writes (``"UNIT.REGISTER=0x0000abcd"``, in write order), a host segment names its
+  and outputs, every tensor (shape, precision, scale, surface), the memory allocation, and the
+  segments in dependency order; a DLA segment lists its hardware operations with shapes, tiling and
+  register writes (``"UNIT.REGISTER=0x0000abcd"``, in write order), a fallback segment names its
   ONNX file.
 * ``constants.bin``: the constant memory image (weights, SDP operand tables), loaded at
   ``memory.constants.base``.
-* ``host/<segment>.onnx``: the host (GPU/CPU) segments.
+* ``fallback/<segment>.onnx``: the fallback (GPU/CPU) segments.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import zipfile
@@ -21,12 +22,13 @@ from pathlib import Path
 import onnx
 
 from dlakit.errors import DlakitError
-from dlakit.nvdla.config import HwConfig
-from dlakit.nvdla.plan import Compiled, HwOp, Segment, TensorInfo
+from dlakit.nvdla.compiler import Compiled, HwOp, Segment, TensorInfo
+from dlakit.nvdla.config import nvdla_target
 from dlakit.nvdla.surface import Surface
+from dlakit.targets import NvdlaSpec
 
 FORMAT = "dlakit-nvdla"
-VERSION = 1
+VERSION = 2  # 2: fallback segments (was host), the full [nvdla] section under hw
 
 
 def _write_text(unit: str, reg: str, value: int) -> str:
@@ -49,8 +51,8 @@ def manifest(comp: Compiled) -> dict:
             "inputs": seg.inputs,
             "outputs": seg.outputs,
         }
-        if seg.kind == "host":
-            doc["onnx"] = f"host/{seg.name}.onnx"
+        if seg.kind == "fallback":
+            doc["onnx"] = f"fallback/{seg.name}.onnx"
         else:
             doc["ops"] = [
                 {
@@ -70,8 +72,8 @@ def manifest(comp: Compiled) -> dict:
         "format": FORMAT,
         "version": VERSION,
         "model": comp.model,
-        "target": comp.cfg.target,
-        "hw": comp.cfg.to_json(),
+        "target": comp.target.name,
+        "hw": comp.target.nvdla.to_json(),
         "preprocess": comp.preprocess,
         "inputs": comp.inputs,
         "outputs": comp.outputs,
@@ -106,8 +108,8 @@ def write_artifact(comp: Compiled, path: str | Path) -> Path:
         z.writestr("manifest.json", json.dumps(manifest(comp), indent=1))
         z.writestr("constants.bin", comp.constants)
         for seg in comp.segments:
-            if seg.kind == "host" and seg.model is not None:
-                z.writestr(f"host/{seg.name}.onnx", seg.model.SerializeToString())
+            if seg.kind == "fallback" and seg.model is not None:
+                z.writestr(f"fallback/{seg.name}.onnx", seg.model.SerializeToString())
     return path
 
 
@@ -131,17 +133,10 @@ def read_manifest(path: str | Path) -> dict:
 
 def read_artifact(path: str | Path) -> Compiled:
     doc = read_manifest(path)
-    hw = doc["hw"]
-    cfg = HwConfig(
-        target=hw["target"],
-        hw_tree=hw["hw_tree"],
-        atom=hw["memory_atomic"],
-        atomic_c=hw["atomic_c"],
-        atomic_k=hw["atomic_k"],
-        cbuf_banks=hw["cbuf_banks"],
-        bank_width=hw["cbuf_bank_width"],
-        bank_depth=hw["cbuf_bank_depth"],
-        engines=hw["engines"],
+    # The hardware the artifact was compiled for travels with it; the target supplies the rest.
+    target = dataclasses.replace(
+        nvdla_target(doc["target"]),
+        nvdla=NvdlaSpec.from_json(doc["hw"], f"{path}: manifest hw"),
     )
     with zipfile.ZipFile(path) as z:
         constants = z.read(doc["memory"]["constants"]["file"])
@@ -150,7 +145,7 @@ def read_artifact(path: str | Path) -> Compiled:
         segments = []
         for s in doc["segments"]:
             seg = Segment(s["kind"], s["name"], s["layers"], s["inputs"], s["outputs"])
-            if seg.kind == "host":
+            if seg.kind == "fallback":
                 seg.model = onnx.load_from_string(z.read(s["onnx"]))
             else:
                 for o in s["ops"]:
@@ -176,7 +171,7 @@ def read_artifact(path: str | Path) -> Compiled:
     }
     mem = doc["memory"]
     return Compiled(
-        doc["model"], cfg, doc["inputs"], doc["outputs"], tensors, segments, constants,
+        doc["model"], target, doc["inputs"], doc["outputs"], tensors, segments, constants,
         mem["constants"]["base"], mem["activations"]["base"], mem["activations"]["size"],
         doc["stats"], doc.get("preprocess"),
     )  # fmt: skip

@@ -15,9 +15,9 @@ import numpy as np
 
 from dlakit.errors import DlakitError
 from dlakit.hw import RegisterMap
+from dlakit.lower.qgraph import EwUnit, QConv, QLrn, QPool, SdpChain, XUnit
 from dlakit.nvdla.surface import Surface
 from dlakit.nvdla.tiling import Tile
-from dlakit.quant.qgraph import EwUnit, QConv, QLrn, QPool, SdpChain, XUnit
 
 Write = tuple[str, str, int]
 

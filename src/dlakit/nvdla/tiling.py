@@ -16,8 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dlakit.errors import DlakitError
-from dlakit.nvdla.config import HwConfig
 from dlakit.nvdla.images import WEIGHT_ALIGN
+from dlakit.targets import NvdlaSpec, Target
 
 
 @dataclass(frozen=True)
@@ -52,10 +52,10 @@ class Tile:
     entries: int  # entry_per_slice
 
 
-def entry_per_slice(channels: int, width: int, cfg: HwConfig) -> int:
+def entry_per_slice(channels: int, width: int, cfg: NvdlaSpec) -> int:
     """CBUF entries of one input row: whole entries of atoms, then the leftover atoms."""
-    per_entry = max(cfg.bank_width // cfg.atom, 1)
-    atoms = -(-channels // cfg.atom)
+    per_entry = max(cfg.cbuf_bank_width // cfg.memory_atomic, 1)
+    atoms = -(-channels // cfg.memory_atomic)
     whole, rest = divmod(atoms, per_entry)
     if rest == 0:
         partial = 0
@@ -71,7 +71,7 @@ def weight_bytes(kernels: int, shape: ConvShape) -> int:
     return -(-raw // WEIGHT_ALIGN) * WEIGHT_ALIGN
 
 
-def _banks(nbytes: int, cfg: HwConfig) -> int:
+def _banks(nbytes: int, cfg: NvdlaSpec) -> int:
     return max(-(-nbytes // cfg.bank_bytes), 1)
 
 
@@ -87,8 +87,11 @@ def _row_window(oh0: int, rows: int, shape: ConvShape) -> tuple[int, int, int, i
     return lo, max(hi - lo, 0), lo - start, end - hi
 
 
-def plan_tiles(shape: ConvShape, cfg: HwConfig, name: str) -> list[Tile]:
-    """The tiles of one convolution (one tile when it fits)."""
+def split_tiles(shape: ConvShape, target: Target, name: str) -> list[Tile]:
+    """The tiles of one convolution on ``target``'s CBUF (one tile when it fits)."""
+    cfg = target.nvdla
+    if cfg is None:
+        raise DlakitError(f"target {target.name} has no convolution buffer to tile for")
     entries = entry_per_slice(shape.channels, shape.width, cfg)
     q = cfg.k_quantum
     candidates = sorted({shape.kernels, *range(q, shape.kernels, q)}, reverse=True)
@@ -98,7 +101,7 @@ def plan_tiles(shape: ConvShape, cfg: HwConfig, name: str) -> list[Tile]:
         free = cfg.cbuf_banks - wb
         if free < 1:
             continue
-        max_rows = free * cfg.bank_depth // entries
+        max_rows = free * cfg.cbuf_bank_depth // entries
         if min(shape.height, _rows_for(1, shape)) > max_rows:
             continue
         if min(shape.height, _rows_for(shape.out_h, shape)) <= max_rows:
@@ -112,7 +115,7 @@ def plan_tiles(shape: ConvShape, cfg: HwConfig, name: str) -> list[Tile]:
         raise DlakitError(
             f"layer {name}: one input row ({shape.channels} channels x {shape.width}) with "
             f"{min(q, shape.kernels)} kernels of {shape.r}x{shape.s}x{shape.channels} does not fit "
-            f"the {cfg.target} convolution buffer ({cfg.cbuf_banks} banks x "
+            f"the {target.name} convolution buffer ({cfg.cbuf_banks} banks x "
             f"{cfg.bank_bytes} bytes)"
         )
     _, kc, oh = best
@@ -123,6 +126,6 @@ def plan_tiles(shape: ConvShape, cfg: HwConfig, name: str) -> list[Tile]:
         for oh0 in range(0, shape.out_h, oh):
             rows = min(oh, shape.out_h - oh0)
             ih0, in_rows, top, bottom = _row_window(oh0, rows, shape)
-            db = _banks(entries * cfg.bank_width * in_rows, cfg)
+            db = _banks(entries * cfg.cbuf_bank_width * in_rows, cfg)
             tiles.append(Tile(k0, kn, oh0, rows, ih0, in_rows, top, bottom, db, wb, entries))
     return tiles

@@ -1,10 +1,10 @@
-"""Write segments as standalone ONNX files plus a plan, and run such a plan with onnxruntime.
+"""Write segments as standalone ONNX files plus a manifest, and run them with onnxruntime.
 
-Plan file (``plan.json``, schema ``dlakit.plan`` version 1)::
+Manifest (``segments.json``, schema ``dlakit.segments`` version 1)::
 
-    {"schema": "dlakit.plan", "schema_version": 1, "model": str, "target": str,
+    {"schema": "dlakit.segments", "schema_version": 1, "model": str, "target": str,
      "inputs": [names], "outputs": [names],
-     "segments": [{"id", "engine": "dla"|"gpu", "file", "inputs": [names], "outputs": [names],
+     "segments": [{"id", "engine": "dla"|"fallback", "file", "inputs": [names], "outputs": [names],
                    "nodes": [names], "macs"}]}
 
 Segments are listed in an order that respects their dependencies; running them in that order,
@@ -24,8 +24,8 @@ from dlakit.errors import DlakitError
 from dlakit.graph import LoadedModel, save_model
 from dlakit.partition.segments import Segment
 
-PLAN_SCHEMA = "dlakit.plan"
-PLAN_VERSION = 1
+SEGMENTS_SCHEMA = "dlakit.segments"
+SEGMENTS_VERSION = 1
 
 
 def _value_info(model: LoadedModel, name: str) -> onnx.ValueInfoProto:
@@ -51,7 +51,7 @@ def segment_model(model: LoadedModel, segment: Segment) -> onnx.ModelProto:
 
 
 def emit(model: LoadedModel, segments: list[Segment], out_dir: Path, target: str) -> Path:
-    """Write one ONNX file per segment and ``plan.json``; returns the plan path."""
+    """Write one ONNX file per segment and ``segments.json``; returns the manifest path."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     entries = []
@@ -69,36 +69,38 @@ def emit(model: LoadedModel, segments: list[Segment], out_dir: Path, target: str
                 "macs": seg.macs,
             }
         )
-    plan = {
-        "schema": PLAN_SCHEMA,
-        "schema_version": PLAN_VERSION,
+    manifest = {
+        "schema": SEGMENTS_SCHEMA,
+        "schema_version": SEGMENTS_VERSION,
         "model": str(model.path),
         "target": target,
         "inputs": model.input_names,
         "outputs": model.output_names,
         "segments": entries,
     }
-    path = out_dir / "plan.json"
-    path.write_text(json.dumps(plan, indent=2) + "\n")
+    path = out_dir / "segments.json"
+    path.write_text(json.dumps(manifest, indent=2) + "\n")
     return path
 
 
-def run_plan(plan_path: Path, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Execute a plan's segments in order with onnxruntime (the functional check of --emit)."""
+def run_segments(manifest_path: Path, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Execute emitted segments in order with onnxruntime (the functional check of --emit)."""
     import onnxruntime as ort
 
-    plan_path = Path(plan_path)
-    plan = json.loads(plan_path.read_text())
-    if plan.get("schema") != PLAN_SCHEMA:
-        raise DlakitError(f"{plan_path} is not a dlakit plan (schema {plan.get('schema')!r})")
+    manifest_path = Path(manifest_path)
+    manifest = json.loads(manifest_path.read_text())
+    if manifest.get("schema") != SEGMENTS_SCHEMA:
+        raise DlakitError(
+            f"{manifest_path} is not a dlakit segments manifest (schema {manifest.get('schema')!r})"
+        )
     tensors = dict(feeds)
-    for seg in plan["segments"]:
+    for seg in manifest["segments"]:
         session = ort.InferenceSession(
-            str(plan_path.parent / seg["file"]), providers=["CPUExecutionProvider"]
+            str(manifest_path.parent / seg["file"]), providers=["CPUExecutionProvider"]
         )
         missing = [n for n in seg["inputs"] if n not in tensors]
         if missing:
             raise DlakitError(f"segment {seg['id']} needs {missing[0]}, which no earlier step made")
         results = session.run(seg["outputs"], {n: tensors[n] for n in seg["inputs"]})
         tensors.update(zip(seg["outputs"], results, strict=True))
-    return {name: tensors[name] for name in plan["outputs"]}
+    return {name: tensors[name] for name in manifest["outputs"]}

@@ -19,14 +19,14 @@ from importlib import resources
 
 from dlakit.graph import LoadedModel
 from dlakit.support.checks import dla_batch
-from dlakit.support.verdict import NodeVerdict, Reason
+from dlakit.support.verdict import Engine, NodeVerdict, Reason
 from dlakit.targets import Target
 
 
 @dataclass
 class Segment:
     id: int
-    engine: str  # "dla" or "gpu"
+    engine: Engine
     nodes: list[int]  # node indices in graph order
     inputs: list[str] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
@@ -152,12 +152,12 @@ def _segments(
 
 
 def _dla_macs_per_ms(target: Target, policy: dict) -> float:
-    """The DLA's peak INT8 MACs per millisecond at the target's default clock."""
+    """The DLA's peak INT8 MACs per millisecond at the target's default power mode."""
     if target.nvdla:
-        per_clk = target.nvdla["atomic_c"] * target.nvdla["atomic_k"]
-        return per_clk * policy["nvdla_clock_mhz"] * 1e3
-    mode = target.power_modes[target.raw["default_power_mode"]]
-    return target.dla["int8_macs_per_clk"] * mode["dla_mhz"] * 1e3
+        per_clk = target.nvdla.atomic_c * target.nvdla.atomic_k
+    else:
+        per_clk = target.dla.int8_macs_per_clk or 0
+    return per_clk * target.power_mode().dla_mhz * 1e3
 
 
 def _move_islands(
@@ -173,7 +173,7 @@ def _move_islands(
     for seg in segments:
         if seg.engine != "dla":
             continue
-        fed = all(engine_of.get(t) == "gpu" for t in seg.inputs) and not graph_inputs & set(
+        fed = all(engine_of.get(t) == "fallback" for t in seg.inputs) and not graph_inputs & set(
             seg.inputs
         )
         feeds_back = not graph_outputs & set(seg.outputs)
@@ -199,7 +199,7 @@ def _move_islands(
             "of the model's MACs",
         )
         for i in seg.nodes:
-            verdicts[i].to_gpu(reason)
+            verdicts[i].to_fallback(reason)
         moved = True
     return moved
 
@@ -207,7 +207,7 @@ def _move_islands(
 def _enforce_loadable_limit(
     segments: list[Segment], verdicts: list[NodeVerdict], target: Target
 ) -> bool:
-    limit = int(target.dla.get("loadables_per_core", 16))
+    limit = target.dla.loadables_per_core
     dla = [s for s in segments if s.engine == "dla"]
     if len(dla) <= limit:
         return False
@@ -224,7 +224,7 @@ def _enforce_loadable_limit(
             limit=f"<= {limit}",
         )
         for i in seg.nodes:
-            verdicts[i].to_gpu(reason)
+            verdicts[i].to_fallback(reason)
     return True
 
 

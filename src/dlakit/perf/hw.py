@@ -87,17 +87,6 @@ def model_version() -> str:
     return str(perf_data("params.toml")["model_version"])
 
 
-def power_mode_facts(target: Target, power_mode: str | None) -> tuple[str, dict[str, Any]]:
-    """The power mode's clocks and bandwidth; NVDLA targets use the assumed open-NVDLA point."""
-    modes = target.power_modes or perf_data("defaults.toml")["nvdla_operating_point"]
-    mode = power_mode or target.raw.get("default_power_mode") or next(iter(modes))
-    if mode not in modes:
-        raise TargetError(
-            f"target '{target.name}' has no power mode '{mode}' (it has: {', '.join(modes)})"
-        )
-    return mode, modes[mode]
-
-
 def dla_config(
     target: Target,
     power_mode: str | None = None,
@@ -108,38 +97,39 @@ def dla_config(
     sram_bytes: int | None = None,
     clock_mhz: float | None = None,
 ) -> DlaConfig:
+    """One DLA core of ``target`` at ``power_mode``, with ``cores`` sharing the DRAM."""
     dla = target.dla
-    if target.dla_cores == 0:
+    if dla.cores == 0:
         raise TargetError(f"target '{target.name}' has no DLA")
-    if cores < 1 or cores > target.dla_cores:
-        raise TargetError(
-            f"--cores {cores}: target '{target.name}' has {target.dla_cores} DLA core(s)"
-        )
-    if precision not in dla.get("precisions", []):
+    if cores < 1 or cores > dla.cores:
+        raise TargetError(f"--cores {cores}: target '{target.name}' has {dla.cores} DLA core(s)")
+    if precision not in dla.precisions:
         raise TargetError(f"target '{target.name}' DLA does not run {precision}")
-    if sparse and not dla.get("sparse_int8", False):
+    if sparse and not dla.sparse_int8:
         raise TargetError(f"--sparse: target '{target.name}' has no structured-sparsity support")
-    mode, facts = power_mode_facts(target, power_mode)
+    mode = target.power_mode(power_mode)
     nvdla = target.nvdla
     if nvdla:
-        atomic_c, atomic_k = int(nvdla["atomic_c"]), int(nvdla["atomic_k"])
+        atomic_c, atomic_k = nvdla.atomic_c, nvdla.atomic_k
         macs = atomic_c * atomic_k
         if precision == "fp16":
             atomic_k //= 2
             macs //= 2
-        cbuf = int(nvdla["cbuf_banks"] * nvdla["cbuf_bank_width"] * nvdla["cbuf_bank_depth"])
-        sram = int(dla.get("sram_bytes", 0)) if nvdla.get("secondary_memif") else 0
+        cbuf = nvdla.cbuf_bytes
+        sram = dla.sram_bytes if nvdla.secondary_memif else 0
     else:
-        atomic_c, atomic_k = int(dla["atomic_c"]), int(dla["atomic_k"])
-        macs = int(dla[f"{precision}_macs_per_clk"])
-        cbuf = int(dla["cbuf_bytes"])
-        sram = int(dla.get("managed_sram_default", 0))
+        if dla.atomic_c is None or dla.atomic_k is None or dla.cbuf_bytes is None:
+            raise TargetError(f"target '{target.name}' [dla] lacks atomic_c/atomic_k/cbuf_bytes")
+        atomic_c, atomic_k = dla.atomic_c, dla.atomic_k
+        macs = int(getattr(dla, f"{precision}_macs_per_clk") or 0)
+        cbuf = dla.cbuf_bytes
+        sram = dla.managed_sram_default
     ratios = perf_data("defaults.toml")["engine_ratios"]
     return DlaConfig(
         target=target.name,
-        power_mode=mode,
-        clock_mhz=float(clock_mhz or facts["dla_mhz"]),
-        dram_gbps=float(facts["dram_gbps"]),
+        power_mode=mode.name,
+        clock_mhz=float(clock_mhz or mode.dla_mhz),
+        dram_gbps=mode.dram_gbps,
         macs_per_clk=macs,
         atomic_c=atomic_c,
         atomic_k=min(atomic_k, max(1, macs // atomic_c)),
@@ -154,20 +144,23 @@ def dla_config(
 
 
 def gpu_config(target: Target, power_mode: str | None, precision: str = "fp16") -> GpuConfig:
+    """``target``'s GPU at ``power_mode``."""
     gpu = target.gpu
-    if not gpu:
+    if gpu is None:
         raise TargetError(f"target '{target.name}' has no modeled GPU")
-    mode, facts = power_mode_facts(target, power_mode)
+    mode = target.power_mode(power_mode)
+    if mode.gpu_mhz is None:
+        raise TargetError(f"target '{target.name}' power mode {mode.name} has no GPU clock")
     return GpuConfig(
         target=target.name,
-        power_mode=mode,
-        clock_mhz=float(facts["gpu_mhz"]),
-        sms=int(gpu["sms"]),
-        macs_per_clk_per_sm=int(gpu[f"{precision}_macs_per_clk_per_sm"]),
-        dram_gbps=float(facts["dram_gbps"]),
-        compute_efficiency=float(gpu["compute_efficiency"]),
-        bandwidth_efficiency=float(gpu["bandwidth_efficiency"]),
-        launch_us=float(gpu["launch_us"]),
+        power_mode=mode.name,
+        clock_mhz=mode.gpu_mhz,
+        sms=gpu.sms,
+        macs_per_clk_per_sm=gpu.macs_per_clk_per_sm(precision),
+        dram_gbps=mode.dram_gbps,
+        compute_efficiency=gpu.compute_efficiency,
+        bandwidth_efficiency=gpu.bandwidth_efficiency,
+        launch_us=gpu.launch_us,
         bytes_per_elem=1 if precision == "int8" else 2,
     )
 

@@ -69,7 +69,7 @@ def engines_for(model: LoadedModel, target: Target) -> tuple[dict[str, str], lis
     if target.dla_cores == 0:
         return {n.name: "gpu" for n in model.nodes}, []
     try:
-        from dlakit.support import check_model
+        from dlakit.partition import check_model
     except ImportError:
         return {}, ["support checker unavailable: every node is assumed to run on the DLA"]
     result = check_model(model, target)
@@ -92,7 +92,7 @@ def sram_resident(layers: list[HwLayer], model: LoadedModel, hw: DlaConfig) -> s
 
 
 def check_batch(target: Target, batch: int) -> None:
-    limit = int(target.dla.get("max_batch", 0) or 0)
+    limit = target.dla.max_batch
     if batch < 1:
         raise DlakitError(f"--batch {batch}: the batch must be at least 1")
     if limit and batch > limit:

@@ -10,7 +10,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from dlakit.support import CheckResult
+from dlakit.partition import CheckResult
 from dlakit.support.verdict import NodeVerdict
 
 
@@ -47,7 +47,7 @@ def _reasons_cell(v: NodeVerdict) -> Text:
 
 
 def render(result: CheckResult, console: Console, fallback_only: bool = False) -> None:
-    device = "GPU" if result.fallback_device == "gpu" else "CPU"
+    device = result.fallback_device.upper()
     rules = result.rule_set + (f" (TensorRT {result.trt_version})" if result.trt_version else "")
     title = f"{result.model.path.name} on {result.target.name} — rules: {rules}"
     table = Table(title=title, expand=False)
@@ -84,7 +84,7 @@ def render(result: CheckResult, console: Console, fallback_only: bool = False) -
 
 
 def _segments_table(result: CheckResult) -> Table:
-    device = "GPU" if result.fallback_device == "gpu" else "CPU"
+    device = result.fallback_device.upper()
     table = Table(title="Segments (execution order)")
     table.add_column("seg", justify="right")
     table.add_column("runs on")

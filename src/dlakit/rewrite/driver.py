@@ -120,7 +120,7 @@ def rewrite_limits(target: Target) -> dict[str, Any]:
     text = (resources.files("dlakit.rewrite") / "limits.toml").read_text()
     table = tomllib.loads(text)
     limits = dict(table.get(target.rule_set, table["trt"]))
-    limits.update(target.raw.get("rewrite_limits", {}))
+    limits.update(target.rewrite_limits)
     return limits
 
 

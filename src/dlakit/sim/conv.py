@@ -162,7 +162,7 @@ def run_conv(nv: Nvdla, group: int, pdp_view: UnitView | None = None) -> None:
         raise NotModelled("CDMA.D_BATCH_NUMBER.BATCHES>0 (batched convolution) is not modelled")
     sdp.check_formats(s)
     atom = nv.atom
-    atom_c, atom_k = int(nv.config["atomic_c"]), int(nv.config["atomic_k"])
+    atom_c, atom_k = nv.config.atomic_c, nv.config.atomic_k
     mem = nv.memory
     c = cdma["D_DATAIN_SIZE_1"] + 1
     h = cdma.f("D_DATAIN_SIZE_0", "DATAIN_HEIGHT") + 1

@@ -12,8 +12,6 @@ CDP_RDMA).
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 from dlakit.errors import DlakitError
@@ -58,20 +56,20 @@ class Nvdla:
         memory: Memory | None = None,
     ) -> None:
         tgt = load_target(target)
-        if tgt.kind != "nvdla":
+        if tgt.nvdla is None:
             raise DlakitError(f"target {target!r} is not an open NVDLA configuration")
-        if tgt.nvdla.get("hw_tree") not in SIMULATED_TREES:
+        if tgt.nvdla.hw_tree not in SIMULATED_TREES:
             raise NotModelled(
-                f"target {target} (NVDLA hw tree {tgt.nvdla.get('hw_tree')}) is not modelled: the "
+                f"target {target} (NVDLA hw tree {tgt.nvdla.hw_tree}) is not modelled: the "
                 f"simulator covers hw trees {', '.join(SIMULATED_TREES)}; the register "
                 "map of every tree is available from dlakit.hw.load_register_map"
             )
         self.target = tgt
-        self.config: dict[str, Any] = tgt.nvdla
-        self.engines: dict[str, bool] = tgt.engines
-        self.atom = int(self.config["memory_atomic"])
+        self.config = tgt.nvdla
+        self.engines = tgt.engines
+        self.atom = tgt.nvdla.memory_atomic
         self.device = resolve_device(device)
-        self.regmap = load_register_map(self.config["hw_tree"])
+        self.regmap = load_register_map(self.config.hw_tree)
         self.regs = RegisterFile(self.regmap)
         self.memory = memory if memory is not None else Memory(self.device)
         self.luts = {"SDP": LutTables(), "CDP": LutTables()}

@@ -1,6 +1,5 @@
-"""Per-node DLA verdicts for a target and rule set, with reasons, partitioned into segments."""
+"""Per-node DLA verdicts for a target and rule set, with reasons."""
 
-from dlakit.support.check import CheckResult, check_model
-from dlakit.support.verdict import NodeVerdict, Reason
+from dlakit.support.verdict import NodeVerdict, Reason, node_verdicts
 
-__all__ = ["CheckResult", "NodeVerdict", "Reason", "check_model"]
+__all__ = ["NodeVerdict", "Reason", "node_verdicts"]

@@ -64,13 +64,13 @@ def load_rule_set(name: str) -> RuleSet:
 def resolve_trt_version(requested: str | None, target: Target) -> tuple[str, Version]:
     """Map ``--trt`` (``8.6``, ``10``, ``8.6.12``) to a release; refuse versions without DLA."""
     rules = load_rule_set("trt").data
-    text = (requested or target.raw.get("default_trt") or rules["default_version"]).strip()
+    text = (requested or target.default_trt or rules["default_version"]).strip()
     if not _VERSION_RE.match(text):
         raise TargetError(f"--trt '{text}' is not a TensorRT version (e.g. 8.5, 8.6, 10.7)")
     full = rules["aliases"].get(text, text)
     version = parse_version(full)
     for entry in rules.get("no_dla", []):
-        applies = "targets" not in entry or target.raw.get("dla_generation") in entry["targets"]
+        applies = "targets" not in entry or target.dla_generation in entry["targets"]
         if applies and in_range(version, entry["versions"]):
             raise TargetError(f"TensorRT {text} on {target.name}: {entry['message']}")
     if not any(in_range(version, spec) for spec in rules["supported"]):

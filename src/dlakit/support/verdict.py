@@ -8,13 +8,17 @@ would fix it. Partitioning (dlakit.partition) then groups the DLA nodes into loa
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from dlakit.graph import LoadedModel
 from dlakit.graph.stats import node_macs
 from dlakit.support.checks import PREDICATES, NodeView, Violation
 from dlakit.support.rules import RuleSet, Version, in_range, load_rule_set, parse_version
 from dlakit.targets import Target
+
+# Where a node runs: on the DLA, or on the target's fallback device (the GPU on Jetson boards,
+# the host CPU beside an open NVDLA).
+Engine = Literal["dla", "fallback"]
 
 
 @dataclass
@@ -42,7 +46,7 @@ class Reason:
 class NodeVerdict:
     name: str
     op: str
-    engine: str  # "dla" or "gpu" (the fallback device: the GPU, or the host CPU on NVDLA boards)
+    engine: Engine  # "fallback" runs on the target's fallback device (Target.fallback_device)
     reasons: list[Reason] = field(default_factory=list)
     hw_engine: str | None = None  # the DLA block that runs it (conv, sdp, pdp, ...)
     precision: str | None = None  # "int8", or "fp16" where the DLA upgrades INT8 to FP16
@@ -50,8 +54,8 @@ class NodeVerdict:
     notes: list[str] = field(default_factory=list)
     segment: int | None = None
 
-    def to_gpu(self, reason: Reason) -> None:
-        self.engine = "gpu"
+    def to_fallback(self, reason: Reason) -> None:
+        self.engine = "fallback"
         self.reasons.append(reason)
 
 
@@ -64,7 +68,7 @@ class RuleContext:
 
     @property
     def generation(self) -> str:
-        return str(self.target.raw.get("dla_generation", self.target.name))
+        return self.target.dla_generation or self.target.name
 
 
 def _violation_reason(check: dict[str, Any], v: Violation, source: str) -> Reason:
@@ -107,7 +111,7 @@ def _run_checks(
             continue
         params = dict(check)
         if check["check"] == "max_batch":
-            params["limit"] = ctx.target.dla.get("max_batch", 1)
+            params["limit"] = ctx.target.dla.max_batch
         violation = PREDICATES[check["check"]](view, params)
         if violation is not None:
             reasons.append(_violation_reason(check, violation, source))
@@ -126,12 +130,12 @@ def _trt_verdict(view: NodeView, verdict: NodeVerdict, ctx: RuleContext) -> None
         else:
             message = f"{view.op} is not in the DLA operator matrix: no TensorRT DLA layer for it"
             source = "dla_rules.md §1.2 (DLA-SW ONNX operator matrix)"
-        verdict.to_gpu(Reason(rule="op.unsupported", message=message, source=source))
+        verdict.to_fallback(Reason(rule="op.unsupported", message=message, source=source))
         return
     source = entry.get("source", "")
     status = entry.get("status", "native")
     if status != "native":
-        verdict.to_gpu(
+        verdict.to_fallback(
             Reason(
                 rule=f"op.{status}",
                 message=entry.get("message", f"{view.op} has no DLA layer in TensorRT"),
@@ -142,7 +146,7 @@ def _trt_verdict(view: NodeView, verdict: NodeVerdict, ctx: RuleContext) -> None
         return
     since = entry.get("since")
     if since and ctx.version is not None and ctx.version < parse_version(since):
-        verdict.to_gpu(
+        verdict.to_fallback(
             Reason(
                 rule="op.version",
                 message=f"{view.op} reaches the DLA in TensorRT {since}",
@@ -156,7 +160,7 @@ def _trt_verdict(view: NodeView, verdict: NodeVerdict, ctx: RuleContext) -> None
         return
     verdict.hw_engine = entry.get("engine")
     for reason in _run_checks(view, entry.get("checks", []), ctx, source):
-        verdict.to_gpu(reason)
+        verdict.to_fallback(reason)
     if entry.get("int8") == "fp16":
         verdict.precision = "fp16"
         verdict.notes.append("INT8 is upgraded to FP16 on the DLA for this layer")
@@ -167,7 +171,7 @@ def _trt_verdict(view: NodeView, verdict: NodeVerdict, ctx: RuleContext) -> None
 def _nvdla_verdict(view: NodeView, verdict: NodeVerdict, ctx: RuleContext) -> None:
     entry = ctx.rules.ops.get(view.op)
     if entry is None or view.node.domain not in ("", "ai.onnx"):
-        verdict.to_gpu(
+        verdict.to_fallback(
             Reason(
                 rule="op.unsupported",
                 message=f"no NVDLA engine computes {view.op}",
@@ -184,7 +188,7 @@ def _nvdla_verdict(view: NodeView, verdict: NodeVerdict, ctx: RuleContext) -> No
     needed = "sdp_bs" if engine == "sdp" else engine
     if engine != "memory" and not present.get(needed, False):
         name = ctx.rules.data["engine_names"][engine]
-        verdict.to_gpu(
+        verdict.to_fallback(
             Reason(
                 rule="engine.absent",
                 message=f"{ctx.target.name} has no {name}",
@@ -196,7 +200,7 @@ def _nvdla_verdict(view: NodeView, verdict: NodeVerdict, ctx: RuleContext) -> No
         )
         return
     for reason in _run_checks(view, entry.get("checks", []), ctx, source):
-        verdict.to_gpu(reason)
+        verdict.to_fallback(reason)
     if entry.get("note"):
         verdict.notes.append(entry["note"])
 
@@ -209,7 +213,7 @@ def node_verdicts(model: LoadedModel, target: Target, version: Version | None) -
         raise TargetError(f"target '{target.name}' has no DLA to check against")
     rules = load_rule_set(target.rule_set)
     ctx = RuleContext(target=target, rules=rules, general=load_rule_set("general"), version=version)
-    int8_only = target.dla.get("precisions") == ["int8"]
+    int8_only = target.dla.precisions == ("int8",)
     verdicts = []
     for node in model.nodes:
         view = NodeView(node, model, ctx.generation)
@@ -223,16 +227,16 @@ def node_verdicts(model: LoadedModel, target: Target, version: Version | None) -
             _trt_verdict(view, verdict, ctx)
         if verdict.engine == "dla":
             for reason in _run_checks(view, ctx.general.data["checks"], ctx, ""):
-                verdict.to_gpu(reason)
+                verdict.to_fallback(reason)
         if int8_only and verdict.precision == "fp16":
-            verdict.to_gpu(
+            verdict.to_fallback(
                 Reason(
                     rule="precision.int8_only",
                     message=f"{target.name} computes INT8 only; this layer needs FP16",
                     source="nvdla.md §2 (nv_small: INT8 only)",
                 )
             )
-        if verdict.engine == "gpu":
+        if verdict.engine == "fallback":
             verdict.hw_engine = None
             verdict.precision = None
         verdicts.append(verdict)

@@ -10,10 +10,10 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from dlakit.accuracy import compare as acc
+from dlakit.accuracy.ort_int8 import fake_quant
 from dlakit.graph import load_model
-from dlakit.quant import accuracy as acc
-from dlakit.quant.lower import quantize_model
-from dlakit.quant.ort_int8 import fake_quant
+from dlakit.lower.lowering import quantize_model
 
 zoo = pytest.importorskip("dlakit.zoo")
 data = pytest.importorskip("dlakit.data")

@@ -7,11 +7,11 @@ import pytest
 from nvdla_cases import conv_model
 from onnx import helper
 
+from dlakit.accuracy.compare import agreement, float_run
 from dlakit.cli import main
 from dlakit.errors import DlakitError
 from dlakit.graph import load_model
 from dlakit.nvdla import read_artifact
-from dlakit.quant.accuracy import agreement, float_run
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,5 @@
-"""Execute a compiled model: DLA segments on the register-level simulator, host segments in
-PyTorch (or onnxruntime), in plan order.
+"""Execute a compiled model: DLA segments on the register-level simulator, fallback segments in
+PyTorch (or onnxruntime), in dependency order.
 
 The simulator is programmed only through the register writes stored per hardware operation, the
 same path a trace takes (:class:`dlakit.sim.Nvdla`). Host code moves tensors in and out of the
@@ -16,11 +16,11 @@ import numpy as np
 import torch
 
 from dlakit.errors import DlakitError
-from dlakit.nvdla.plan import Compiled, Segment
+from dlakit.nvdla.compiler import Compiled, Segment
 from dlakit.sim.layout import read_feature, write_feature
 from dlakit.sim.nvdla import Nvdla, resolve_device
 
-HOST_ENGINES = ("torch", "ort")
+FALLBACK_ENGINES = ("torch", "ort")
 
 
 @dataclass
@@ -28,13 +28,13 @@ class RunStats:
     images: int = 0
     seconds: float = 0.0
     dla_seconds: float = 0.0
-    host_seconds: float = 0.0
+    fallback_seconds: float = 0.0
     operations: int = 0
     kept: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 class _OrtSegment:
-    """A host segment node by node, one onnxruntime session per node with default options and
+    """A fallback segment node by node, one onnxruntime session per node with default options and
     one thread: how the integer reference runs fallback layers, so the floats match its bits."""
 
     def __init__(self, seg: Segment) -> None:
@@ -75,19 +75,21 @@ class _OrtSegment:
 
 
 class Runner:
-    """A compiled model loaded into a simulated NVDLA and its host segments, ready to run."""
+    """A compiled model loaded into a simulated NVDLA and its fallback segments, ready to run."""
 
     def __init__(
-        self, comp: Compiled, device: str | None = "cpu", host_engine: str = "torch"
+        self, comp: Compiled, device: str | None = "cpu", fallback_engine: str = "torch"
     ) -> None:
-        from dlakit.gpu.torch_exec import TorchGraph
+        from dlakit.run.torch_exec import TorchGraph
 
-        if host_engine not in HOST_ENGINES:
-            raise DlakitError(f"--host-engine {host_engine!r}: choose {' or '.join(HOST_ENGINES)}")
+        if fallback_engine not in FALLBACK_ENGINES:
+            raise DlakitError(
+                f"--fallback-engine {fallback_engine!r}: choose {' or '.join(FALLBACK_ENGINES)}"
+            )
         self.comp = comp
         self.device = resolve_device(device)
-        self.nv = Nvdla(comp.cfg.target, self.device)
-        self.atom = comp.cfg.atom
+        self.nv = Nvdla(comp.target.name, self.device)
+        self.atom = comp.target.nvdla.memory_atomic
         mem = self.nv.memory
         mem.alloc(comp.act_base, max(comp.act_bytes, 1))
         if comp.constants:
@@ -95,20 +97,20 @@ class Runner:
             mem.write(comp.const_base, comp.constants)
         regmap = self.nv.regmap
         self.programs: list[list[list[tuple[int, int]]]] = []
-        self.hosts: list[object | None] = []
+        self.fallbacks: list[object | None] = []
         for seg in comp.segments:
             self.programs.append(
                 [[(regmap.register(u, r).address, v) for u, r, v in op.writes] for op in seg.ops]
             )
-            if seg.kind == "host":
+            if seg.kind == "fallback":
                 assert seg.model is not None
-                self.hosts.append(
+                self.fallbacks.append(
                     TorchGraph(seg.model, self.device)
-                    if host_engine == "torch"
+                    if fallback_engine == "torch"
                     else _OrtSegment(seg)
                 )
             else:
-                self.hosts.append(None)
+                self.fallbacks.append(None)
 
     # ---- moving tensors between host and simulated memory
     def _read(self, name: str) -> torch.Tensor:
@@ -180,14 +182,14 @@ class Runner:
                     outs = {n: self._given(n, given[n]) for n in seg.outputs}
                 else:
                     feeds_t = {n: self._value(n, values) for n in seg.inputs}
-                    outs = self.hosts[index].run(feeds_t)  # type: ignore[union-attr]
+                    outs = self.fallbacks[index].run(feeds_t)  # type: ignore[union-attr]
                 for name, value in outs.items():
                     values[name] = value
                     if self.comp.tensors[name].surface is not None:
                         self._write(name, value)
                     if name in keep:
                         stats.kept.setdefault(name, []).append(value.cpu())
-                stats.host_seconds += time.perf_counter() - t0
+                stats.fallback_seconds += time.perf_counter() - t0
         result = {}
         for name in self.comp.outputs:
             value = self._value(name, values)
@@ -197,20 +199,20 @@ class Runner:
             result[name] = value.cpu().numpy()
         return result
 
-    def host_outputs(self) -> set[str]:
-        return {n for seg in self.comp.segments if seg.kind == "host" for n in seg.outputs}
+    def fallback_outputs(self) -> set[str]:
+        return {n for seg in self.comp.segments if seg.kind == "fallback" for n in seg.outputs}
 
     def run(
         self,
         feeds: dict[str, np.ndarray],
         keep: set[str] | None = None,
-        host_values: dict[str, np.ndarray] | None = None,
+        fallback_values: dict[str, np.ndarray] | None = None,
     ) -> tuple[dict[str, np.ndarray], RunStats]:
         """Outputs for a batch (float32, INT8 outputs dequantized) and the run's statistics.
 
-        ``host_values`` (batch-first, INT8 tensors dequantized, e.g. the integer reference's kept
-        tensors) replaces every host segment's outputs: the DLA segments then see exactly those
-        inputs, which isolates them from host floating-point differences.
+        ``fallback_values`` (batch-first, INT8 tensors dequantized, e.g. the integer reference's
+        kept tensors) replaces every fallback segment's outputs: the DLA segments then see exactly
+        those inputs, which isolates them from host floating-point differences.
         """
         missing = [n for n in self.comp.inputs if n not in feeds]
         if missing:
@@ -221,7 +223,9 @@ class Runner:
         t0 = time.perf_counter()
         for i in range(batch):
             given = (
-                None if host_values is None else {k: v[i : i + 1] for k, v in host_values.items()}
+                None
+                if fallback_values is None
+                else {k: v[i : i + 1] for k, v in fallback_values.items()}
             )
             one = self.run_one({k: v[i : i + 1] for k, v in feeds.items()}, stats, keep or set(),
                                given)  # fmt: skip

@@ -1,4 +1,4 @@
-"""Lower an ONNX model and its scales to a :class:`~dlakit.quant.qgraph.QGraph`.
+"""Lower an ONNX model and its scales to a :class:`~dlakit.lower.qgraph.QGraph`.
 
 Each ONNX node becomes DLA INT8, DLA FP16 or a GPU/host FP32 fallback:
 
@@ -34,8 +34,8 @@ import onnx
 
 from dlakit.errors import DlakitError
 from dlakit.graph.load import LoadedModel
-from dlakit.quant import hwparams
-from dlakit.quant.qgraph import (
+from dlakit.lower import hwparams
+from dlakit.lower.qgraph import (
     Engine,
     QConcat,
     QConv,
@@ -85,15 +85,14 @@ def target_arith(target: str) -> _Arith:
     from dlakit.targets import load_target
 
     info = load_target(target)
-    if info.kind == "nvdla":
-        engines = info.engines
-        precisions = info.dla.get("precisions", ["int8"])
+    if info.nvdla is not None:
+        nv = info.nvdla
         return _Arith(
             target,
-            bool(engines.get("sdp_ew")),
-            bool(engines.get("sdp_lut")),
-            "fp16" in precisions,
-            bool(engines.get("cdp")),
+            nv.has("sdp_ew"),
+            nv.has("sdp_lut"),
+            "fp16" in info.dla.precisions,
+            nv.has("cdp"),
         )
     if info.dla_cores == 0:
         raise DlakitError(f"target '{target}' has no DLA; choose nv_small, nv_full, orin, xavier")
@@ -140,7 +139,7 @@ class _State:
         scale = self.scale(onnx_name)
         name = self.add_tensor(f"{onnx_name}::int8", self.shape(onnx_name), "int8", scale)
         # An FP16 tensor of the DLA converts on the DLA; model inputs and GPU tensors on the GPU.
-        engine = "dla" if self.tensors[src].precision == "fp16" else "gpu"
+        engine = "dla" if self.tensors[src].precision == "fp16" else "fallback"
         self.layers.append(
             QQuantize(f"quantize:{onnx_name}", [src], [name], engine=engine, scale=scale)
         )
@@ -230,7 +229,7 @@ class _Lowering:
                 raise DlakitError(f"node {node.name}: no INT8 lowering for {node.op_type}")
             handler(node)
         elif node.op_type in LAYOUT_OPS and int8_fits(node, self.st.loaded, self.st.arith) is None:
-            self.layout(node, engine="gpu")  # a batch-safe reshape, whichever engine runs it
+            self.layout(node, engine="fallback")  # a batch-safe reshape, whichever engine runs it
         else:
             self.float_node(node, decision)
 
@@ -254,7 +253,7 @@ class _Lowering:
             precision = "fp16" if decision == "fp16" else "fp32"
             st.add_tensor(out, st.shape(out), precision)
             st.float_of[out] = out
-        engine = "dla" if decision == "fp16" else "gpu"
+        engine = "dla" if decision == "fp16" else "fallback"
         st.layers.append(
             QFloat(
                 node.name, [n for n in inputs if n], list(node.output), engine=engine,
@@ -602,8 +601,8 @@ def _pool_fits(node: onnx.NodeProto, in_shape: tuple[int, ...]) -> str | None:
 def support_verdicts(
     loaded: LoadedModel, target: str, trt: str | None
 ) -> dict[str, tuple[str, str]]:
-    """Per node (engine, precision) from :func:`dlakit.support.check_model` for ``target``."""
-    from dlakit.support import check_model
+    """Per node (engine, precision) from :func:`dlakit.partition.check_model` for ``target``."""
+    from dlakit.partition import check_model
     from dlakit.targets import load_target
 
     result = check_model(loaded, load_target(target), trt)

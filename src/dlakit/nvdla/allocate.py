@@ -1,7 +1,7 @@
-"""Memory plan: every feature surface gets an address in one address space, surfaces whose
+"""memory allocation: every feature surface gets an address in one address space, surfaces whose
 lifetimes do not overlap share bytes.
 
-Lifetimes are in layer positions (the plan order): a buffer lives from the first layer that
+Lifetimes are in layer positions (the execution order): a buffer lives from the first layer that
 writes any tensor placed in it to the last layer that reads one (model outputs live to the
 end). Buffers are placed largest first at the lowest aligned address free for their whole
 lifetime (greedy first fit), the usual heuristic of inference memory planners.

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from dlakit.quant import hwparams, intref
-from dlakit.quant.qgraph import EwUnit, OutCvt, QPool, SdpChain, XUnit
+from dlakit.lower import hwparams, intref
+from dlakit.lower.qgraph import EwUnit, OutCvt, QPool, SdpChain, XUnit
 
 
 def py_sat(x: int, bits: int) -> int:

@@ -1,7 +1,7 @@
-"""Compile a quantized graph into hardware operations, host segments and a memory plan.
+"""Compile a quantized graph into hardware operations, fallback segments and a memory allocation.
 
-Input: a :class:`~dlakit.quant.qgraph.QGraph` (every register value already explicit). Output:
-a :class:`Compiled` plan that :mod:`dlakit.nvdla.artifact` writes and :mod:`dlakit.nvdla.runner`
+Input: a :class:`~dlakit.lower.qgraph.QGraph` (every register value already explicit). Output:
+a :class:`Compiled` model that :mod:`dlakit.nvdla.artifact` writes and :mod:`dlakit.run.runner`
 executes. Per layer:
 
 * :class:`QConv` -> one direct-convolution operation per CBUF tile (:mod:`.tiling`) with its
@@ -11,10 +11,10 @@ executes. Per layer:
   costs ``memory_atomic`` times its MACs, as on the hardware.
 * :class:`QSdp` -> an SDP pass from memory; :class:`QPool` -> a PDP pass from memory;
   :class:`QLrn` -> a CDP pass from memory (its LUT written before it).
-* :class:`QConcat` -> no operation: its inputs are placed in the output surface (a host op when
+* :class:`QConcat` -> no operation: its inputs are placed in the output surface (a fallback op when
   an input other than the last does not end on a surface: its padding would overlap the next).
-* :class:`QReshape` -> no operation when the feature layout does not change, else a host op.
-* :class:`QQuantize`, :class:`QDequantize`, :class:`QFloat` -> host (GPU/CPU) segments.
+* :class:`QReshape` -> no operation when the feature layout does not change, else a fallback op.
+* :class:`QQuantize`, :class:`QDequantize`, :class:`QFloat` -> fallback (GPU/CPU) segments.
 """
 
 from __future__ import annotations
@@ -27,20 +27,7 @@ import onnx
 
 from dlakit.errors import DlakitError
 from dlakit.hw import load_register_map
-from dlakit.nvdla import program
-from dlakit.nvdla.config import HwConfig
-from dlakit.nvdla.images import pack_operands, pack_weights
-from dlakit.nvdla.memplan import Buffer, align, place
-from dlakit.nvdla.surface import (
-    Surface,
-    channel_view,
-    cube_of,
-    packed_bytes,
-    packed_surface,
-    row_view,
-)
-from dlakit.nvdla.tiling import ConvShape, plan_tiles
-from dlakit.quant.qgraph import (
+from dlakit.lower.qgraph import (
     QConcat,
     QConv,
     QFloat,
@@ -52,6 +39,20 @@ from dlakit.quant.qgraph import (
     QSdp,
     SdpChain,
 )
+from dlakit.nvdla import program
+from dlakit.nvdla.allocate import Buffer, align, place
+from dlakit.nvdla.images import pack_operands, pack_weights
+from dlakit.nvdla.surface import (
+    Surface,
+    channel_view,
+    cube_of,
+    packed_bytes,
+    packed_surface,
+    row_view,
+)
+from dlakit.nvdla.tiling import ConvShape, split_tiles
+from dlakit.support.verdict import Engine
+from dlakit.targets import NvdlaSpec, Target
 
 ACT_BASE = 0x8000_0000  # activations first, constants after them
 _DLA_TYPES = (QConv, QSdp, QPool, QConcat, QLrn)
@@ -73,7 +74,7 @@ class HwOp:
 
 @dataclass
 class Segment:
-    kind: str  # dla | host
+    kind: Engine
     name: str
     layers: list[str]
     inputs: list[str]
@@ -93,7 +94,7 @@ class TensorInfo:
 @dataclass
 class Compiled:
     model: str
-    cfg: HwConfig
+    target: Target
     inputs: list[str]
     outputs: list[str]
     tensors: dict[str, TensorInfo]
@@ -143,20 +144,27 @@ def _concat_aligned(layer: QConcat, graph: QGraph, atom: int) -> bool:
 
 def _engine_of(layer: QLayer, graph: QGraph, atom: int) -> str:
     if isinstance(layer, QConcat):
-        return "dla" if _concat_aligned(layer, graph, atom) else "host"
+        return "dla" if _concat_aligned(layer, graph, atom) else "fallback"
     if isinstance(layer, _DLA_TYPES):
         return "dla"
     if isinstance(layer, QReshape) and _is_layout_noop(layer, graph):
         return "dla"
-    return "host"
+    return "fallback"
+
+
+def _nvdla(target: Target) -> NvdlaSpec:
+    if target.nvdla is None:
+        raise DlakitError(f"target {target.name} is not an open NVDLA configuration")
+    return target.nvdla
 
 
 class _Compiler:
-    def __init__(self, graph: QGraph, cfg: HwConfig) -> None:
+    def __init__(self, graph: QGraph, target: Target) -> None:
         self.g = graph
-        self.cfg = cfg
+        self.target = target
+        self.cfg = cfg = _nvdla(target)
         self.regmap = load_register_map(cfg.hw_tree)
-        self.engines = [_engine_of(layer, graph, cfg.atom) for layer in graph.layers]
+        self.engines = [_engine_of(layer, graph, cfg.memory_atomic) for layer in graph.layers]
         self.alias: dict[str, tuple[str, int]] = {}  # tensor -> (parent tensor, channel offset)
         self.surfaces: dict[str, Surface] = {}
         self.consts = _Constants(ACT_BASE)
@@ -181,7 +189,7 @@ class _Compiler:
         fewest whole groups whose input and output channels start on a surface."""
         k_total, cg = layer.weight.shape[:2]
         kg = k_total // layer.groups
-        atom = self.cfg.atom
+        atom = self.cfg.memory_atomic
         n = 1
         while n < layer.groups and ((n * cg) % atom or (n * kg) % atom):
             n += 1
@@ -219,7 +227,7 @@ class _Compiler:
             rows_split = any(
                 t.out_rows != self.conv_shape(layer, cin, kn).out_h
                 for _, cin, _, kn, _ in self.block_ranges(layer)
-                for t in plan_tiles(self.conv_shape(layer, cin, kn), self.cfg, layer.name)
+                for t in split_tiles(self.conv_shape(layer, cin, kn), self.target, layer.name)
             )
             if not rows_split:
                 self.fused[layer.name] = pool
@@ -248,8 +256,8 @@ class _Compiler:
                     self.alias[name] = (layer.outputs[0], c0)
                     c0 += cube_of(self.g.tensors[name].shape, name)[0]
 
-    def plan_memory(self, names: set[str]) -> int:
-        atom = self.cfg.atom
+    def allocate_memory(self, names: set[str]) -> int:
+        atom = self.cfg.memory_atomic
         end = len(self.g.layers)
         life: dict[str, list[int]] = {}
         for index, layer in enumerate(self.g.layers):
@@ -293,7 +301,7 @@ class _Compiler:
                 addrs[key] = None
                 continue
             cols = [c for c, use in ((unit.alu_operand, alu_mem), (unit.mul, mul_mem)) if use]
-            padded = -(-channels // self.cfg.atom) * self.cfg.atom
+            padded = -(-channels // self.cfg.memory_atomic) * self.cfg.memory_atomic
             blob = pack_operands(
                 np.asarray(cols[0]), np.asarray(cols[1]) if len(cols) > 1 else None, padded
             )
@@ -310,13 +318,13 @@ class _Compiler:
         if isinstance(layer, QLrn):
             need.append("cdp")
         for engine in need:
-            if not self.cfg.engines.get(engine):
+            if not self.cfg.has(engine):
                 raise DlakitError(
-                    f"layer {layer.name} needs {engine}, which {self.cfg.target} lacks"
+                    f"layer {layer.name} needs {engine}, which {self.target.name} lacks"
                 )
 
     def conv_ops(self, layer: QConv) -> list[HwOp]:
-        atom, cfg = self.cfg.atom, self.cfg
+        atom, cfg = self.cfg.memory_atomic, self.cfg
         src_all = self.surfaces[layer.inputs[0]]
         pool = self.fused.get(layer.name)
         if pool is not None:
@@ -345,7 +353,7 @@ class _Compiler:
                 wb[gi * kg : (gi + 1) * kg, gi * cg : (gi + 1) * cg] = w[
                     k0 + gi * kg : k0 + (gi + 1) * kg
                 ]
-            tiles = plan_tiles(self.conv_shape(layer, cin, kn), cfg, layer.name)
+            tiles = split_tiles(self.conv_shape(layer, cin, kn), self.target, layer.name)
             images: dict[int, tuple[int, int]] = {}
             for t in tiles:
                 if t.k0 not in images:
@@ -438,7 +446,7 @@ class _Compiler:
 
     # ---- segments
     def segments(self) -> list[Segment]:
-        from dlakit.gpu.segment import host_segment_model
+        from dlakit.nvdla.fallback import fallback_segment_model
 
         runs: list[tuple[str, list[int]]] = []
         for index, engine in enumerate(self.engines):
@@ -465,8 +473,8 @@ class _Compiler:
             ]
             seg = Segment(engine, f"{engine}{number}", [x.name for x in layers], inputs, outputs)
             pooled_on_the_fly = {p.name for p in self.fused.values()}
-            if engine == "host":
-                seg.model = host_segment_model(self.g, layers, inputs, outputs, seg.name)
+            if engine == "fallback":
+                seg.model = fallback_segment_model(self.g, layers, inputs, outputs, seg.name)
             else:
                 for layer in layers:
                     self.check_engines(layer)
@@ -509,18 +517,18 @@ def _unique(names) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def compile_graph(graph: QGraph, cfg: HwConfig) -> Compiled:
-    """Lower ``graph`` for ``cfg``: hardware operations, host segments and the memory plan."""
-    c = _Compiler(graph, cfg)
+def compile_graph(graph: QGraph, target: Target) -> Compiled:
+    """Lower ``graph`` for ``target``: hardware operations, fallback segments, memory allocation."""
+    c = _Compiler(graph, target)
     if "dla" not in c.engines:
         raise DlakitError(
-            f"model {graph.model_name}: no layer runs on the {cfg.target} DLA "
+            f"model {graph.model_name}: no layer runs on the {target.name} DLA "
             "(every layer falls back); nothing to compile"
         )
     c.build_aliases()
     c.find_fusions()
     names = c.dla_tensors()
-    act_bytes = c.plan_memory(names)
+    act_bytes = c.allocate_memory(names)
     c.consts = _Constants(align(ACT_BASE + act_bytes, 1 << 16))
     segments = c.segments()
     tensors = {
@@ -532,11 +540,11 @@ def compile_graph(graph: QGraph, cfg: HwConfig) -> Compiled:
         "hardware_ops": len(ops),
         "ops_by_kind": {k: sum(op.kind == k for op in ops) for k in ("conv", "sdp", "pdp", "cdp")},
         "dla_segments": sum(s.kind == "dla" for s in segments),
-        "host_segments": sum(s.kind == "host" for s in segments),
+        "fallback_segments": sum(s.kind == "fallback" for s in segments),
         "tiling": dict(c.tiling),
         "register_writes": sum(len(op.writes) for op in ops),
         "pools_on_the_fly": len(c.fused),
     }
-    return Compiled(graph.model_name, cfg, list(graph.inputs), list(graph.outputs), tensors,
+    return Compiled(graph.model_name, target, list(graph.inputs), list(graph.outputs), tensors,
                     segments, bytes(c.consts.data), c.consts.base, ACT_BASE, act_bytes,
                     stats)  # fmt: skip

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from dlakit.partition import Segment
 
 CHECK_SCHEMA = "dlakit.check"
-CHECK_SCHEMA_VERSION = 1
+CHECK_SCHEMA_VERSION = 2
 
 
 @dataclass
@@ -31,7 +31,7 @@ class CheckResult:
 
     @property
     def fallback_device(self) -> str:
-        return "gpu" if self.target.gpu else "cpu"
+        return self.target.fallback_device
 
     def to_json(self) -> dict[str, Any]:
         names = [n.name for n in self.model.nodes]
@@ -88,7 +88,7 @@ def _summary(result: CheckResult) -> dict[str, Any]:
     for seg in segments:
         for name in seg.inputs:
             source = engine_of_tensor.get(name)
-            if source in ("dla", "gpu") and source != seg.engine:
+            if source in ("dla", "fallback") and source != seg.engine:
                 transitions += 1
             if (seg.engine == "dla") != (source == "dla") and name not in reformat:
                 reformat.append(name)  # crosses into or out of a DLA-native layout
@@ -98,7 +98,7 @@ def _summary(result: CheckResult) -> dict[str, Any]:
                 if name in model.output_names and name not in reformat:
                     reformat.append(name)
     dla_segments = sum(1 for s in segments if s.engine == "dla")
-    limit = int(result.target.dla.get("loadables_per_core", 16))
+    limit = result.target.dla.loadables_per_core
     return {
         "nodes": len(nodes),
         "nodes_on_dla": len(on_dla),
@@ -113,10 +113,10 @@ def _summary(result: CheckResult) -> dict[str, Any]:
         "transitions": transitions,
         "reformat_tensors": reformat,
         "fallback_device": result.fallback_device,
-        "fallback_ops": dict(Counter(v.op for v in nodes if v.engine == "gpu").most_common()),
+        "fallback_ops": dict(Counter(v.op for v in nodes if v.engine == "fallback").most_common()),
         "fp16_layers": sum(1 for v in on_dla if v.precision == "fp16"),
         "fixable_nodes": sum(
-            1 for v in nodes if v.engine == "gpu" and any(r.fix for r in v.reasons)
+            1 for v in nodes if v.engine == "fallback" and any(r.fix for r in v.reasons)
         ),
     }
 

@@ -1,8 +1,8 @@
-"""Memory plan: buffers alive at the same time never share bytes; reuse actually happens."""
+"""memory allocation: buffers alive at the same time never share bytes; reuse actually happens."""
 
 import numpy as np
 
-from dlakit.nvdla.memplan import ALIGN, Buffer, align, place
+from dlakit.nvdla.allocate import ALIGN, Buffer, align, place
 
 
 def test_live_buffers_never_overlap_and_dead_ones_are_reused():
@@ -19,5 +19,5 @@ def test_live_buffers_never_overlap_and_dead_ones_are_reused():
             if a is b or a.last < b.first or b.last < a.first:
                 continue
             assert a.offset + align(a.size) <= b.offset or b.offset + align(b.size) <= a.offset
-    # Reuse: the plan is far smaller than every buffer side by side.
+    # Reuse: the allocation is far smaller than every buffer side by side.
     assert peak < 0.5 * sum(align(b.size) for b in buffers)

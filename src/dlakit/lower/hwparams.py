@@ -30,7 +30,7 @@ import math
 import numpy as np
 
 from dlakit.errors import DlakitError
-from dlakit.quant.qgraph import EwUnit, LutTable, OutCvt, SdpChain, XUnit
+from dlakit.lower.qgraph import EwUnit, LutTable, OutCvt, SdpChain, XUnit
 
 SHIFT_MAX = 63  # 6-bit shift fields (ALU shift, MUL truncate low 6 bits, C shift, cvt truncate)
 INT16_MAX = 32767

@@ -14,7 +14,7 @@ import numpy as np
 
 from dlakit.errors import DlakitError
 from dlakit.graph.load import LoadedModel, save_model
-from dlakit.quant.qgraph import QConv, QGraph
+from dlakit.lower.qgraph import QConv, QGraph
 
 METHODS = {"entropy": "Entropy", "max": "MinMax", "percentile": "Percentile"}
 

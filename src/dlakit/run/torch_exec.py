@@ -247,8 +247,8 @@ class TorchGraph:
         missing = sorted({n.op_type for n in g.node if n.op_type not in OPS})
         if missing:
             raise DlakitError(
-                f"host segment {g.name}: the PyTorch runner has no {', '.join(missing)}; "
-                "run with --host-engine ort"
+                f"fallback segment {g.name}: the PyTorch runner has no {', '.join(missing)}; "
+                "run with --fallback-engine ort"
             )
         self.nodes = [(n, OPS[n.op_type], _attrs(n)) for n in g.node]
         self.consts = {

@@ -1,7 +1,7 @@
-"""A host segment of a quantized graph as one ONNX model.
+"""A fallback segment of a quantized graph as one ONNX model.
 
 Fallback layers keep their ONNX node; the conversions at DLA boundaries become plain ONNX ops
-that compute exactly what the integer reference does (``dlakit.quant.intref``):
+that compute exactly what the integer reference does (``dlakit.lower.intref``):
 
 * quantize: ``clip(sign(v) * floor(|v| + 0.5), -128, 127)`` with ``v = double(x) / scale``
   (round half away from zero, in float64), cast to INT8;
@@ -17,7 +17,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from dlakit.errors import DlakitError
-from dlakit.quant.qgraph import (
+from dlakit.lower.qgraph import (
     QConcat,
     QDequantize,
     QFloat,
@@ -75,7 +75,7 @@ def _reshape(layer: QReshape, inits: list) -> list[onnx.NodeProto]:
                              name=p + "reshape")]  # fmt: skip
 
 
-def host_segment_model(
+def fallback_segment_model(
     graph: QGraph, layers: list[QLayer], inputs: list[str], outputs: list[str], name: str
 ) -> onnx.ModelProto:
     """The ONNX model of ``layers`` (in order) reading ``inputs`` and producing ``outputs``."""

@@ -1,4 +1,4 @@
-"""The integer reference: executes a :class:`~dlakit.quant.qgraph.QGraph` bit for bit.
+"""The integer reference: executes a :class:`~dlakit.lower.qgraph.QGraph` bit for bit.
 
 Every INT8 layer follows the RTL arithmetic of ``nvdla.md`` §5 (batched torch int64, no
 per-element Python):
@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from dlakit.errors import DlakitError
-from dlakit.quant.qgraph import (
+from dlakit.lower.qgraph import (
     EwUnit,
     LutTable,
     OutCvt,

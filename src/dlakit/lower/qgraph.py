@@ -1,6 +1,6 @@
 """The quantized graph: a model's layers lowered to hardware-shaped integer layers.
 
-A :class:`QGraph` is what the INT8 reference (:mod:`dlakit.quant.intref`) executes and what the
+A :class:`QGraph` is what the INT8 reference (:mod:`dlakit.lower.intref`) executes and what the
 NVDLA compiler lowers to registers. Every number the hardware needs is explicit here as an
 integer with the width of its register field, so the compiler copies values and never derives
 them again; the reference and the compiled artifact must then agree byte for byte.
@@ -14,7 +14,7 @@ Conventions used by every layer:
   shape ``(1,)`` and is broadcast over channels.
 * All right shifts round half away from zero and then saturate (``nvdla.md`` §5.0).
 
-Where a layer's SDP chain puts each job (see :mod:`dlakit.quant.hwparams` for the derivation):
+Where a layer's SDP chain puts each job (see :mod:`dlakit.lower.hwparams` for the derivation):
 
 * X1 (BS): ALU SUM adds the bias (INT16 operand << ALU shift) in accumulator units, MUL applies
   the per-channel requantization multiplier, TRT shifts right, ReLU is the lower clip at 0.
@@ -32,7 +32,8 @@ from typing import Literal
 import numpy as np
 import onnx
 
-Engine = Literal["dla", "gpu"]
+from dlakit.support.verdict import Engine
+
 Precision = Literal["int8", "fp16", "fp32"]
 
 
@@ -220,7 +221,7 @@ class QLrn(QLayer):
     * output converter: ``sat8(round((y - out_offset) * out_scale >> out_shift))``.
 
     The hardware clamps LUT intermediates to 56 bits; the reference does not, which is exact for
-    every table :func:`dlakit.quant.hwparams.lrn_params` makes (products stay below 2^40).
+    every table :func:`dlakit.lower.hwparams.lrn_params` makes (products stay below 2^40).
     """
 
     size: int = 5

@@ -8,12 +8,12 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
+from dlakit.accuracy.compare import float_run
 from dlakit.graph import load_model, save_model
-from dlakit.quant import hwparams
-from dlakit.quant.accuracy import float_run
-from dlakit.quant.intref import IntReference, lrn, lut_linear
-from dlakit.quant.lower import quantize_model
-from dlakit.quant.qgraph import QLrn
+from dlakit.lower import hwparams
+from dlakit.lower.intref import IntReference, lrn, lut_linear
+from dlakit.lower.lowering import quantize_model
+from dlakit.lower.qgraph import QLrn
 
 RNG = np.random.default_rng(11)
 

@@ -1,7 +1,7 @@
 """FP32 vs DLA-INT8 on the same inputs: accuracy, agreement, cosine, SQNR, per layer.
 
 The FP32 side is onnxruntime on the original model; the INT8 side is the integer reference
-(:mod:`dlakit.quant.intref`) of the model lowered with its scales. Per-layer SQNR compares every
+(:mod:`dlakit.lower.intref`) of the model lowered with its scales. Per-layer SQNR compares every
 INT8 tensor the DLA writes with the FP32 tensor of the same name, so the first layer where
 it drops is the one that loses accuracy. :func:`suggest_fp16` searches which layers to keep in
 FP16 (as TensorRT's ``--layerPrecisions``) to recover the most agreement.
@@ -17,9 +17,9 @@ import onnx
 
 from dlakit.errors import DlakitError
 from dlakit.graph.load import LoadedModel
-from dlakit.quant.intref import IntReference
-from dlakit.quant.lower import ScaleSource, quantize_model
-from dlakit.quant.qgraph import QConv, QGraph
+from dlakit.lower.intref import IntReference
+from dlakit.lower.lowering import ScaleSource, quantize_model
+from dlakit.lower.qgraph import QConv, QGraph
 
 # ---------------------------------------------------------------- metrics
 
