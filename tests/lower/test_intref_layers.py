@@ -222,7 +222,7 @@ def test_standalone_sdp_ops_and_concat(tmp_path):
     ref = _all_outputs(loaded, x)
     scales = {n: float(np.abs(v).max()) / 127 for n, v in ref.items()}
     scales["x"] = float(np.abs(x).max()) / 127
-    q = quantize_model(loaded, scales, "nv_full", use_support=False)
+    q = quantize_model(loaded, scales, "nv_full")
     kinds = {layer.name: type(layer).__name__ for layer in q.layers}
     assert kinds["bn"] == "QSdp" and kinds["relu"] == "QSdp" and kinds["cat"] == "QConcat"
     assert any(name.startswith("requant:") for name in kinds)

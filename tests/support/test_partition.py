@@ -42,7 +42,7 @@ def test_diamond_through_the_fallback_device_never_forms_a_cycle(tmp_path):
     a, wa = conv("a", "x", "ta", 4, 8)
     b = helper.make_node("Softplus", ["ta"], ["tb"], name="b")
     c, wc = conv("c", "ta", "tc", 8, 8)
-    d = helper.make_node("Mul", ["tb", "tc"], ["td"], name="d")
+    d = helper.make_node("Add", ["tb", "tc"], ["td"], name="d")
     e, we = conv("e", "td", "y", 8, 4)
     path = save(tmp_path, [a, b, c, d, e], [wa, wc, we])
     model = load_model(path)

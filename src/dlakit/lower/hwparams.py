@@ -31,12 +31,13 @@ import numpy as np
 
 from dlakit.errors import DlakitError
 from dlakit.lower.qgraph import EwUnit, LutTable, OutCvt, SdpChain, XUnit
+from dlakit.support.rules import rule_check
 
 SHIFT_MAX = 63  # 6-bit shift fields (ALU shift, MUL truncate low 6 bits, C shift, cvt truncate)
 INT16_MAX = 32767
 # Extra fraction bits X1 keeps before a Y add, so both addends are rounded only once, in C.
 EW_HEADROOM = 8
-PDP_KERNEL_MAX = 8
+PDP_KERNEL_MAX = int(rule_check("nvdla", "pool.window")["max"])  # the PDP window, as the rules say
 # Below this many significant bits in a per-channel multiplier, X2 takes per-channel exponents.
 MIN_MUL_BITS = 12
 MAX_OCTAVES = 14  # 2^14 is the largest power of two an INT16 multiplier holds
@@ -173,7 +174,7 @@ def pdp_reciprocal(k: int) -> int:
     return (1 << 16) // k
 
 
-LRN_SIZES = (3, 5, 7, 9)
+LRN_SIZES = tuple(rule_check("nvdla", "lrn.size")["values"])  # CDP windows, as the rules say
 LE_ENTRIES = 65
 LO_ENTRIES = 257
 

@@ -1,18 +1,21 @@
 """Lower an ONNX model and its scales to a :class:`~dlakit.lower.qgraph.QGraph`.
 
-Each ONNX node becomes DLA INT8, DLA FP16 or a GPU/host FP32 fallback:
+Every node's engine and precision come from its support verdict
+(:func:`dlakit.partition.check_model`: the target's rules, what dlakit's lowering can express
+(``support/rules/lowering.toml``), the user's ``--fallback-layers``/``--fp16-layers``, then the
+partition), so ``check`` and ``compile`` show the same reason for every node that does not run
+INT8 on the DLA:
 
-* ``fp16_layers`` named by the user run as DLA FP16 (as TensorRT's ``--layerPrecisions``);
-  on nv_small, which has no FP16, they run FP32 on the host instead.
-* Ops in :data:`INT8_OPS` run INT8 when their attributes fit the hardware (kernel, stride,
-  padding ranges of PDP; equal shapes for elementwise add; a Y unit for Add: nv_full and the
-  Jetson DLAs, not nv_small).
-* Ops in :data:`FP16_OPS` (Sigmoid, Tanh: TensorRT upgrades INT8 Sigmoid/TanH to FP16 on DLA)
-  run DLA FP16 where the SDP has a LUT, else FP32 on the GPU/host.
-* Everything else falls back to FP32, and so do the nodes :mod:`dlakit.support` rejects for the
-  target (its rules and partitioning); its FP16 upgrades run DLA FP16.
+* a DLA INT8 node becomes an INT8 hardware layer (:class:`QConv`, :class:`QSdp`, ...);
+* a DLA FP16 node (TensorRT's FP16 upgrades, ``--fp16-layers``, the lookup-table activations)
+  stays a floating-point layer on the DLA;
+* a fallback node runs in FP32 on the fallback device, except pure data movement the verdict
+  marks as exact there (``fallback_int8``: layout layers, an unaligned concatenation), which
+  keeps its INT8 tensors;
+* on Jetson DLAs, a node the integer reference cannot express (``modeled_fp32``) is computed in
+  FP32 on the fallback side of the reference, with that reason.
 
-Orin and Xavier DLAs are modelled with the nv_full arithmetic (the open RTL is the only public
+Orin and Xavier DLAs are modeled with the nv_full arithmetic (the open RTL is the only public
 definition of the DLA's integer path).
 
 Fusions, in the order the SDP applies them: Conv/Gemm -> [BatchNormalization] -> [Relu|Clip]
@@ -27,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 import onnx
@@ -35,8 +38,8 @@ import onnx
 from dlakit.errors import DlakitError
 from dlakit.graph.load import LoadedModel
 from dlakit.lower import hwparams
+from dlakit.lower.lint import lint
 from dlakit.lower.qgraph import (
-    Engine,
     QConcat,
     QConv,
     QDequantize,
@@ -50,17 +53,11 @@ from dlakit.lower.qgraph import (
     QSdp,
     QTensor,
 )
+from dlakit.partition import check_model
+from dlakit.support.verdict import Engine, NodeVerdict
+from dlakit.targets import load_target
 
-# What this lowering can express in INT8 (dlakit.support decides what the target allows).
-INT8_OPS = frozenset(
-    {
-        "Conv", "Gemm", "MatMul", "BatchNormalization", "Relu", "Clip", "Add",
-        "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
-        "Concat", "Flatten", "Reshape", "Squeeze", "Unsqueeze", "Identity", "Dropout", "LRN",
-    }
-)  # fmt: skip
-FP16_OPS = frozenset({"Sigmoid", "Tanh"})
-LAYOUT_OPS = frozenset({"Flatten", "Reshape", "Squeeze", "Unsqueeze", "Identity", "Dropout"})
+Decision = Literal["int8", "fp16", "int8-fallback", "fp32"]
 WEIGHT_QMAX = 127
 WEIGHT_SCALE_SPAN = 256  # largest / smallest per-channel weight scale of one layer
 
@@ -70,40 +67,9 @@ class ScaleSource(Protocol):
 
 
 @dataclass
-class _Arith:
-    """What the target's DLA arithmetic offers."""
-
-    name: str
-    has_ew: bool
-    has_lut: bool
-    has_fp16: bool
-    has_cdp: bool = False
-
-
-def target_arith(target: str) -> _Arith:
-    """nv_small/nv_full from their engine tables; Jetson DLAs modelled as nv_full."""
-    from dlakit.targets import load_target
-
-    info = load_target(target)
-    if info.nvdla is not None:
-        nv = info.nvdla
-        return _Arith(
-            target,
-            nv.has("sdp_ew"),
-            nv.has("sdp_lut"),
-            "fp16" in info.dla.precisions,
-            nv.has("cdp"),
-        )
-    if info.dla_cores == 0:
-        raise DlakitError(f"target '{target}' has no DLA; choose nv_small, nv_full, orin, xavier")
-    return _Arith(target, True, True, True)
-
-
-@dataclass
 class _State:
     loaded: LoadedModel
     scales: ScaleSource | Mapping[str, float]
-    arith: _Arith
     layers: list[QLayer] = field(default_factory=list)
     tensors: dict[str, QTensor] = field(default_factory=dict)
     int8_of: dict[str, str] = field(default_factory=dict)  # ONNX tensor -> INT8 QGraph tensor
@@ -223,13 +189,16 @@ class _Lowering:
         if node.name in self.done:
             return
         decision = self.decisions[node.name]
-        if decision == "int8":
+        if decision in ("int8", "int8-fallback"):
             handler = getattr(self, f"_int8_{node.op_type}", None)
             if handler is None:
-                raise DlakitError(f"node {node.name}: no INT8 lowering for {node.op_type}")
-            handler(node)
-        elif node.op_type in LAYOUT_OPS and int8_fits(node, self.st.loaded, self.st.arith) is None:
-            self.layout(node, engine="fallback")  # a batch-safe reshape, whichever engine runs it
+                # The lowering table (support/rules/lowering.toml) lists an op built nowhere here.
+                raise RuntimeError(f"node {node.name}: lowering.toml admits {node.op_type}, "
+                                   "which has no INT8 form in lower/lowering.py")  # fmt: skip
+            if decision == "int8":
+                handler(node)
+            else:
+                handler(node, engine="fallback")  # data movement only: layout layers, Concat
         else:
             self.float_node(node, decision)
 
@@ -353,7 +322,7 @@ class _Lowering:
                 out = nxt.output[0]
                 nxt = self.sole_consumer(out)
         ew_src = None
-        if nxt is not None and nxt.op_type == "Add" and self.st.arith.has_ew:
+        if nxt is not None and nxt.op_type == "Add":  # an INT8 DLA Add: the target has SDP Y
             other = [n for n in nxt.input if n != out]
             if (
                 len(other) == 1
@@ -454,7 +423,7 @@ class _Lowering:
         self.emit_int8(layer, node.output[0], s_out)
 
     # ---- layout
-    def _int8_Concat(self, node: onnx.NodeProto) -> None:
+    def _int8_Concat(self, node: onnx.NodeProto, engine: Engine = "dla") -> None:
         st = self.st
         out = node.output[0]
         s_out = st.scale(out)
@@ -469,7 +438,7 @@ class _Lowering:
             inputs.append(x)
         axis = int(_attrs(node).get("axis", 1))
         rank = len(st.shape(out))
-        self.emit_int8(QConcat(node.name, inputs, [out], onnx_nodes=[node.name],
+        self.emit_int8(QConcat(node.name, inputs, [out], engine=engine, onnx_nodes=[node.name],
                                axis=axis % rank), out, s_out)  # fmt: skip
 
     def layout(self, node: onnx.NodeProto, engine: Engine = "dla") -> None:
@@ -479,8 +448,8 @@ class _Lowering:
             self.done.add(node.name)
             return
         shape = st.shape(out)
-        if src in st.int8_of:
-            x = st.int8_of[src]
+        if engine == "dla" or src in st.int8_of:
+            x = st.int8(src)  # an INT8 DLA layer: its input is quantized where it was computed
             scale = st.tensors[x].scale
             st.add_tensor(out, shape, "int8", scale)
             st.int8_of[out] = out
@@ -524,122 +493,19 @@ def _pool_geometry(node: onnx.NodeProto, in_shape: tuple[int, ...]):
     return kernel, stride, (p[0], p[1], p[2], p[3])
 
 
-def int8_fits(node: onnx.NodeProto, loaded: LoadedModel, arith: _Arith) -> str | None:
-    """Why ``node`` cannot run INT8 on this DLA arithmetic (None when it can)."""
-    inits = loaded.initializers
-    shapes = loaded.shapes
-    attrs = _attrs(node)
-    op = node.op_type
-    if op == "Conv":
-        if node.input[1] not in inits or len(attrs.get("kernel_shape", [1, 1])) != 2:
-            return "needs constant 2-D weights"
-        if attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
-            return "auto_pad is not folded into pads"
-    elif op == "Gemm":
-        if node.input[1] not in inits or attrs.get("transA", 0):
-            return "needs constant B and no transA"
-        if len(node.input) > 2 and node.input[2] and node.input[2] not in inits:
-            return "needs a constant C"
-    elif op == "MatMul":
-        if node.input[1] not in inits or len(shapes.get(node.input[0], ())) != 2:
-            return "needs a 2-D input and constant weights"
-    elif op == "BatchNormalization":
-        if any(n not in inits for n in node.input[1:5]):
-            return "needs constant statistics"
-    elif op == "Clip":
-        lo, _ = _clip_bounds(node, inits)
-        if lo not in (None, 0.0):
-            return "lower clip bound is not 0"
-    elif op == "Add":
-        if not arith.has_ew:
-            return f"{arith.name} has no SDP elementwise (EW) unit"
-        if any(n in inits for n in node.input) or len({shapes.get(n) for n in node.input}) != 1:
-            return "needs two activation inputs of the same shape"
-    elif op in ("MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"):
-        return _pool_fits(node, shapes.get(node.input[0], ()))
-    elif op == "LRN":
-        if not arith.has_cdp:
-            return f"{arith.name} has no CDP unit"
-        if int(attrs.get("size", 0)) not in hwparams.LRN_SIZES:
-            return f"size {attrs.get('size')} is not one of CDP's {hwparams.LRN_SIZES}"
-        if len(shapes.get(node.input[0], ())) != 4:
-            return "needs a 4-D input"
-    elif op == "Concat":
-        rank = len(shapes.get(node.output[0], ()))
-        if rank == 0 or int(attrs.get("axis", 1)) % rank != 1:
-            return "concatenates along a non-channel axis"
-    elif op in LAYOUT_OPS:
-        a, b = shapes.get(node.input[0], ()), shapes.get(node.output[0], ())
-        if not a or not b or a[0] != b[0]:
-            return "reshapes across the batch dimension"
-    for name in [*node.input, *node.output]:
-        if name and name not in inits and not shapes.get(name):
-            return f"tensor '{name}' has no static shape"
-    return None
-
-
-def _pool_fits(node: onnx.NodeProto, in_shape: tuple[int, ...]) -> str | None:
-    if len(in_shape) != 4:
-        return "not a 2-D pooling"
-    attrs = _attrs(node)
-    kernel, stride, pads = _pool_geometry(node, in_shape)
-    if not all(1 <= k <= 8 for k in kernel):
-        return f"kernel {kernel} outside PDP's 1..8"
-    if not all(1 <= s <= 16 for s in stride):
-        return f"stride {stride} outside 1..16"
-    if not all(0 <= p <= 7 for p in pads):
-        return f"pads {pads} outside 0..7"
-    if attrs.get("ceil_mode", 0) or any(d != 1 for d in attrs.get("dilations", [1, 1])):
-        return "ceil_mode or dilation"
-    if node.op_type == "AveragePool" and any(pads) and not attrs.get("count_include_pad", 0):
-        return "average pooling that excludes padding (PDP divides by the full kernel)"
-    if len(node.output) > 1 and node.output[1]:
-        return "MaxPool indices output"
-    return None
-
-
-def support_verdicts(
-    loaded: LoadedModel, target: str, trt: str | None
-) -> dict[str, tuple[str, str]]:
-    """Per node (engine, precision) from :func:`dlakit.partition.check_model` for ``target``."""
-    from dlakit.partition import check_model
-    from dlakit.targets import load_target
-
-    result = check_model(loaded, load_target(target), trt)
-    return {v.name: (v.engine, v.precision or "int8") for v in result.nodes}
-
-
-def decide(
-    loaded: LoadedModel,
-    arith: _Arith,
-    fp16_layers: Iterable[str] = (),
-    gpu_layers: Iterable[str] = (),
-    verdicts: Mapping[str, tuple[str, str]] | None = None,
-) -> dict[str, str]:
-    """Per node: ``int8``, ``fp16`` (DLA) or ``fp32`` (GPU/host).
-
-    ``verdicts`` (from :func:`support_verdicts`) send the nodes the target's rules reject to the
-    fallback and mark the DLA's FP16 upgrades; INT8 also needs a lowering here.
-    """
-    names = {n.name for n in loaded.nodes}
-    fp16 = set(fp16_layers)
-    gpu = set(gpu_layers)
-    unknown = (fp16 | gpu) - names
-    if unknown:
-        raise DlakitError(f"--fp16-layers/--gpu-layers name unknown node(s): {sorted(unknown)}")
-    decisions = {}
-    for node in loaded.nodes:
-        engine, precision = (verdicts or {}).get(node.name, ("dla", "int8"))
-        if node.name in gpu or engine != "dla":
-            decisions[node.name] = "fp32"
-        elif node.name in fp16 or precision == "fp16":
-            decisions[node.name] = "fp16" if arith.has_fp16 else "fp32"
-        elif node.op_type in INT8_OPS and int8_fits(node, loaded, arith) is None:
-            decisions[node.name] = "int8"
-        elif node.op_type in FP16_OPS and arith.has_lut and arith.has_fp16:
-            decisions[node.name] = "fp16"
+def decide(verdicts: Mapping[str, NodeVerdict]) -> dict[str, Decision]:
+    """Per node: ``int8`` or ``fp16`` (DLA), ``int8-fallback`` (exact data movement kept INT8 on
+    the fallback) or ``fp32`` (fallback, or a Jetson DLA layer the reference computes in FP32)."""
+    decisions: dict[str, Decision] = {}
+    for name, v in verdicts.items():
+        if v.engine == "fallback":
+            decisions[name] = "int8-fallback" if v.fallback_int8 else "fp32"
+        elif v.precision == "fp16":
+            decisions[name] = "fp16"
+        elif v.modeled_fp32 is not None:
+            decisions[name] = "fp32"
         else:
-            decisions[node.name] = "fp32"
+            decisions[name] = "int8"
     return decisions
 
 
@@ -648,29 +514,29 @@ def quantize_model(
     scales: ScaleSource | Mapping[str, float],
     target: str = "nv_full",
     fp16_layers: Iterable[str] = (),
-    gpu_layers: Iterable[str] = (),
+    fallback_layers: Iterable[str] = (),
     trt: str | None = None,
-    use_support: bool = True,
 ) -> QGraph:
     """Lower ``loaded`` with ``scales`` for ``target`` into a QGraph (see the module docstring).
 
-    ``use_support`` applies the target's rules (:mod:`dlakit.support`, TensorRT version
-    ``trt`` for Jetson targets); without it only the local op list decides.
+    The verdicts are ``check``'s for ``target`` (TensorRT version ``trt`` on Jetson targets)
+    with the user's ``fallback_layers`` and ``fp16_layers``.
     """
-    arith = target_arith(target)
-    verdicts = support_verdicts(loaded, target, trt) if use_support else None
-    decisions = decide(loaded, arith, fp16_layers, gpu_layers, verdicts)
-    st = _State(loaded, scales, arith)
+    result = check_model(
+        loaded, load_target(target), trt, fallback_layers=fallback_layers, fp16_layers=fp16_layers
+    )
+    verdicts = {v.name: v for v in result.nodes}
+    st = _State(loaded, scales)
     for name in loaded.input_names:
         st.add_tensor(name, tuple(loaded.input_shapes[name]), "fp32")
         st.float_of[name] = name
-    lowering = _Lowering(st, decisions)
+    lowering = _Lowering(st, decide(verdicts))
     for node in loaded.nodes:
         lowering.lower(node)
     for name in loaded.output_names:
         if not st.available(name):
             raise DlakitError(f"model output '{name}' was not produced by the lowering")
-    return QGraph(
+    graph = QGraph(
         model_name=loaded.path.stem,
         target=target,
         layers=st.layers,
@@ -678,4 +544,7 @@ def quantize_model(
         inputs=list(loaded.input_names),
         outputs=list(loaded.output_names),
         quant_of=dict(st.int8_of),
+        verdicts=verdicts,
     )
+    lint(graph)
+    return graph

@@ -32,7 +32,7 @@ from typing import Literal
 import numpy as np
 import onnx
 
-from dlakit.support.verdict import Engine
+from dlakit.support.verdict import Engine, NodeVerdict
 
 Precision = Literal["int8", "fp16", "fp32"]
 
@@ -290,7 +290,9 @@ class QGraph:
     """Layers in execution order plus every tensor they name.
 
     ``inputs``/``outputs`` are the model's float tensors; ``quant_of`` maps an ONNX tensor name
-    to the INT8 tensor holding its quantized value (for per-layer comparisons).
+    to the INT8 tensor holding its quantized value (for per-layer comparisons); ``verdicts`` are
+    the support verdicts the lowering followed, per ONNX node (the reason of every node that is
+    not DLA INT8).
     """
 
     model_name: str
@@ -300,6 +302,7 @@ class QGraph:
     inputs: list[str]
     outputs: list[str]
     quant_of: dict[str, str] = field(default_factory=dict)
+    verdicts: dict[str, NodeVerdict] = field(default_factory=dict)
 
     def summary(self) -> list[tuple[str, str, str, str]]:
         """(layer, kind, engine/precision, output) rows for a table."""

@@ -16,13 +16,13 @@ def compile_model(
     scales: ScaleSource | Mapping[str, float],
     target: str,
     fp16_layers: Iterable[str] = (),
-    gpu_layers: Iterable[str] = (),
+    fallback_layers: Iterable[str] = (),
     preprocess: str | None = None,
 ) -> Compiled:
     """Quantize ``loaded`` with ``scales`` (the integer reference's lowering), then compile it."""
     t0 = time.perf_counter()
     tgt = nvdla_target(target)  # refuse a non-NVDLA target before any work
-    graph = quantize_model(loaded, scales, target, fp16_layers, gpu_layers)
+    graph = quantize_model(loaded, scales, target, fp16_layers, fallback_layers)
     comp = compile_graph(graph, tgt)
     comp.preprocess = preprocess
     comp.stats["compile_seconds"] = round(time.perf_counter() - t0, 3)

@@ -27,14 +27,17 @@ import onnx
 
 from dlakit.errors import DlakitError
 from dlakit.hw import load_register_map
+from dlakit.lower.lint import lint
 from dlakit.lower.qgraph import (
     QConcat,
     QConv,
+    QDequantize,
     QFloat,
     QGraph,
     QLayer,
     QLrn,
     QPool,
+    QQuantize,
     QReshape,
     QSdp,
     SdpChain,
@@ -56,6 +59,9 @@ from dlakit.targets import NvdlaSpec, Target
 
 ACT_BASE = 0x8000_0000  # activations first, constants after them
 _DLA_TYPES = (QConv, QSdp, QPool, QConcat, QLrn)
+# Floating-point DLA layers (FP16) and their conversions run in the fallback segments, in FP32,
+# until the simulator has the FP16 datapath; compile reports them (stats "fp16_on_fallback").
+FLOAT_ON_DLA = (QFloat, QQuantize, QDequantize)
 
 
 @dataclass
@@ -142,14 +148,19 @@ def _concat_aligned(layer: QConcat, graph: QGraph, atom: int) -> bool:
     return all(cube_of(graph.tensors[n].shape, n)[0] % atom == 0 for n in layer.inputs[:-1])
 
 
-def _engine_of(layer: QLayer, graph: QGraph, atom: int) -> str:
-    if isinstance(layer, QConcat):
-        return "dla" if _concat_aligned(layer, graph, atom) else "fallback"
-    if isinstance(layer, _DLA_TYPES):
-        return "dla"
-    if isinstance(layer, QReshape) and _is_layout_noop(layer, graph):
-        return "dla"
-    return "fallback"
+def _engine_of(layer: QLayer, graph: QGraph, atom: int) -> Engine:
+    """The lowering's engine, after checking the compiler can place it there (the support
+    verdicts carry these conditions as rules: concat.aligned, reshape.noop)."""
+    if layer.engine == "dla" and isinstance(layer, FLOAT_ON_DLA):
+        return "fallback"  # no FP16 datapath in the simulator yet; listed in stats
+    if layer.engine == "dla":
+        if isinstance(layer, QConcat) and not _concat_aligned(layer, graph, atom):
+            raise RuntimeError(f"layer {layer.name}: a DLA concatenation with unaligned inputs")
+        if isinstance(layer, QReshape) and not _is_layout_noop(layer, graph):
+            raise RuntimeError(f"layer {layer.name}: a DLA reshape that changes the layout")
+        if not isinstance(layer, (*_DLA_TYPES, QReshape)):
+            raise RuntimeError(f"layer {layer.name}: {type(layer).__name__} cannot run on the DLA")
+    return layer.engine
 
 
 def _nvdla(target: Target) -> NvdlaSpec:
@@ -519,6 +530,7 @@ def _unique(names) -> list[str]:
 
 def compile_graph(graph: QGraph, target: Target) -> Compiled:
     """Lower ``graph`` for ``target``: hardware operations, fallback segments, memory allocation."""
+    lint(graph)  # a broken invariant fails here by name, not as wrong bytes in the simulator
     c = _Compiler(graph, target)
     if "dla" not in c.engines:
         raise DlakitError(
@@ -544,6 +556,17 @@ def compile_graph(graph: QGraph, target: Target) -> Compiled:
         "tiling": dict(c.tiling),
         "register_writes": sum(len(op.writes) for op in ops),
         "pools_on_the_fly": len(c.fused),
+        "fp16_on_fallback": [
+            layer.name
+            for layer in graph.layers
+            if layer.engine == "dla" and isinstance(layer, QFloat)
+        ],
+        # Why each ONNX node off the DLA is there: the support verdicts the lowering followed.
+        "fallback_nodes": {
+            name: {"op": v.op, "rule": v.reasons[0].rule, "message": v.reasons[0].message}
+            for name, v in graph.verdicts.items()
+            if v.engine == "fallback" and v.reasons
+        },
     }
     return Compiled(graph.model_name, target, list(graph.inputs), list(graph.outputs), tensors,
                     segments, bytes(c.consts.data), c.consts.base, ACT_BASE, act_bytes,

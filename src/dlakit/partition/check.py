@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from dlakit import __version__
 from dlakit.graph import LoadedModel
+from dlakit.partition.segments import Segment, partition
 from dlakit.support.rules import resolve_trt_version
 from dlakit.support.verdict import NodeVerdict, node_verdicts
 from dlakit.targets import Target
-
-if TYPE_CHECKING:
-    from dlakit.partition import Segment
 
 CHECK_SCHEMA = "dlakit.check"
 CHECK_SCHEMA_VERSION = 2
@@ -57,6 +56,7 @@ class CheckResult:
                     "segment": v.segment,
                     "reasons": [r.as_dict() for r in v.reasons],
                     "notes": v.notes,
+                    "modeled_fp32": v.modeled_fp32.as_dict() if v.modeled_fp32 else None,
                 }
                 for v in self.nodes
             ],
@@ -121,15 +121,25 @@ def _summary(result: CheckResult) -> dict[str, Any]:
     }
 
 
-def check_model(model: LoadedModel, target: Target, trt: str | None = None) -> CheckResult:
-    """Verdict per node, DLA/fallback segments and a summary for ``model`` on ``target``."""
+def check_model(
+    model: LoadedModel,
+    target: Target,
+    trt: str | None = None,
+    *,
+    fallback_layers: Iterable[str] = (),
+    fp16_layers: Iterable[str] = (),
+) -> CheckResult:
+    """Verdict per node, DLA/fallback segments and a summary for ``model`` on ``target``.
+
+    ``fallback_layers``/``fp16_layers`` are the user's placements; they show as reasons/notes.
+    """
     trt_version = None
     version = None
     if target.rule_set == "trt":
         trt_version, version = resolve_trt_version(trt, target)
-    from dlakit.partition import partition  # partition builds on this package's verdicts
-
-    verdicts = node_verdicts(model, target, version)
+    verdicts = node_verdicts(
+        model, target, version, fallback_layers=fallback_layers, fp16_layers=fp16_layers
+    )
     segments = partition(model, verdicts, target)
     result = CheckResult(
         model=model,

@@ -415,6 +415,67 @@ def layout_noop(view: NodeView, p: dict[str, Any]) -> Violation | None:
     return Violation("input shape", list(src), "[N, C, 1, 1]")
 
 
+@predicate("channels_aligned")
+def channels_aligned(view: NodeView, p: dict[str, Any]) -> Violation | None:
+    """Every input but the last ends on a surface (its channels fill whole memory atoms)."""
+    atom = int(p["atom"])
+    for name in view.data_inputs()[:-1]:
+        shape = view.shape(name)
+        if shape and len(shape) >= 2 and shape[1] % atom:
+            return Violation(f"channels of '{name}'", shape[1], f"a multiple of {atom}")
+    return None
+
+
+# Lowering checks (rules/lowering.toml) -------------------------------------------------------
+@predicate("static_shapes")
+def static_shapes(view: NodeView, p: dict[str, Any]) -> Violation | None:
+    for name in [*view.data_inputs(), *[o for o in view.node.output if o]]:
+        if not view.shape(name):
+            return Violation(f"shape of '{name}'", None, "static")
+    return None
+
+
+@predicate("explicit_pads")
+def explicit_pads(view: NodeView, p: dict[str, Any]) -> Violation | None:
+    auto_pad = _text(view.attrs.get("auto_pad"), "NOTSET")
+    if auto_pad != "NOTSET":
+        return Violation("auto_pad", auto_pad, "NOTSET")
+    return None
+
+
+@predicate("clip_lower_zero")
+def clip_lower_zero(view: NodeView, p: dict[str, Any]) -> Violation | None:
+    low = view.attrs.get("min")
+    for index in (1, 2):
+        name = view.node.input[index] if index < len(view.node.input) else ""
+        if name and not view.is_const(index):
+            return Violation("min/max", "computed", "constants")
+    if low is None and view.is_const(1):
+        low = float(np.ravel(view.const(1))[0])
+    if low is not None and float(low) != 0.0:
+        return Violation("min", float(low), "0 or absent")
+    return None
+
+
+@predicate("equal_data_inputs")
+def equal_data_inputs(view: NodeView, p: dict[str, Any]) -> Violation | None:
+    data = view.data_inputs()
+    if len(data) != len(view.node.input) or len(data) != p["count"]:
+        return Violation("computed inputs", len(data), f"{p['count']}, no constants")
+    shapes = {view.shape(n) for n in data}
+    if len(shapes) != 1:
+        return Violation("input shapes", [list(view.shape(n) or ()) for n in data], "equal")
+    return None
+
+
+@predicate("batch_kept")
+def batch_kept(view: NodeView, p: dict[str, Any]) -> Violation | None:
+    src, dst = view.input_shape(0), view.output_shape(0)
+    if not src or not dst or src[0] != dst[0]:
+        return Violation("batch", [src[0] if src else None, dst[0] if dst else None], "kept")
+    return None
+
+
 # General checks (every DLA node) -------------------------------------------------------------
 @predicate("float_tensors")
 def float_tensors(view: NodeView, p: dict[str, Any]) -> Violation | None:

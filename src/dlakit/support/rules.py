@@ -61,6 +61,16 @@ def load_rule_set(name: str) -> RuleSet:
     return RuleSet(name=name, data=tomllib.loads(path.read_text()))
 
 
+def rule_check(rule_set: str, check_id: str) -> dict[str, Any]:
+    """The check ``check_id`` of ``rule_set`` (first op that lists it), for code that must honour
+    the same limit the rules state, e.g. the lowering's PDP window."""
+    for entry in load_rule_set(rule_set).ops.values():
+        for check in entry.get("checks", []):
+            if check["id"] == check_id:
+                return {**check, "source": check.get("source", entry.get("source", ""))}
+    raise KeyError(f"rule set {rule_set} has no check {check_id}")
+
+
 def resolve_trt_version(requested: str | None, target: Target) -> tuple[str, Version]:
     """Map ``--trt`` (``8.6``, ``10``, ``8.6.12``) to a release; refuse versions without DLA."""
     rules = load_rule_set("trt").data

@@ -7,12 +7,15 @@ would fix it. Partitioning (dlakit.partition) then groups the DLA nodes into loa
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from dlakit.errors import DlakitError, TargetError
 from dlakit.graph import LoadedModel
 from dlakit.graph.stats import node_macs
 from dlakit.support.checks import PREDICATES, NodeView, Violation
+from dlakit.support.lowering import LoweringRules
 from dlakit.support.rules import RuleSet, Version, in_range, load_rule_set, parse_version
 from dlakit.targets import Target
 
@@ -53,6 +56,11 @@ class NodeVerdict:
     macs: int = 0
     notes: list[str] = field(default_factory=list)
     segment: int | None = None
+    # Jetson DLAs: why dlakit's integer reference computes this DLA layer in FP32 (None: INT8 or
+    # FP16 as the DLA does). Open NVDLA targets send such nodes to the fallback instead.
+    modeled_fp32: Reason | None = None
+    # A fallback node that keeps its INT8 tensors (pure data movement, exact on any device).
+    fallback_int8: bool = False
 
     def to_fallback(self, reason: Reason) -> None:
         self.engine = "fallback"
@@ -112,6 +120,8 @@ def _run_checks(
         params = dict(check)
         if check["check"] == "max_batch":
             params["limit"] = ctx.target.dla.max_batch
+        if check["check"] == "channels_aligned" and ctx.target.nvdla is not None:
+            params["atom"] = ctx.target.nvdla.memory_atomic
         violation = PREDICATES[check["check"]](view, params)
         if violation is not None:
             reasons.append(_violation_reason(check, violation, source))
@@ -205,14 +215,36 @@ def _nvdla_verdict(view: NodeView, verdict: NodeVerdict, ctx: RuleContext) -> No
         verdict.notes.append(entry["note"])
 
 
-def node_verdicts(model: LoadedModel, target: Target, version: Version | None) -> list[NodeVerdict]:
-    """One verdict per node, in graph order."""
-    if target.dla_cores == 0:
-        from dlakit.errors import TargetError
+USER_SOURCE = "command line"
 
+
+def node_verdicts(
+    model: LoadedModel,
+    target: Target,
+    version: Version | None,
+    *,
+    fallback_layers: Iterable[str] = (),
+    fp16_layers: Iterable[str] = (),
+) -> list[NodeVerdict]:
+    """One verdict per node, in graph order.
+
+    ``fallback_layers`` and ``fp16_layers`` are the user's placements (as TensorRT's layer device
+    types and ``--layerPrecisions``); each one shows as the node's reason or note.
+    """
+    if target.dla_cores == 0:
         raise TargetError(f"target '{target.name}' has no DLA to check against")
+    fallback, fp16 = set(fallback_layers), set(fp16_layers)
+    names = {n.name for n in model.nodes}
+    unknown = sorted((fallback | fp16) - names)
+    if unknown:
+        raise DlakitError(f"--fallback-layers/--fp16-layers name unknown node(s): {unknown}")
+    both = sorted(fallback & fp16)
+    if both:
+        raise DlakitError(f"node(s) {both} are in both --fallback-layers and --fp16-layers")
     rules = load_rule_set(target.rule_set)
     ctx = RuleContext(target=target, rules=rules, general=load_rule_set("general"), version=version)
+    lowering = LoweringRules()
+    own_compiler = target.rule_set == "nvdla"  # the lowering is the compiler of this target
     int8_only = target.dla.precisions == ("int8",)
     verdicts = []
     for node in model.nodes:
@@ -221,14 +253,27 @@ def node_verdicts(model: LoadedModel, target: Target, version: Version | None) -
             name=node.name, op=node.op_type, engine="dla", macs=node_macs(node, model)
         )
         verdict.precision = "int8"
-        if target.rule_set == "nvdla":
+        if own_compiler:
             _nvdla_verdict(view, verdict, ctx)
         else:
             _trt_verdict(view, verdict, ctx)
         if verdict.engine == "dla":
             for reason in _run_checks(view, ctx.general.data["checks"], ctx, ""):
                 verdict.to_fallback(reason)
-        if int8_only and verdict.precision == "fp16":
+        if verdict.engine == "dla" and node.name in fallback:
+            verdict.to_fallback(
+                Reason(
+                    rule="user.fallback_layers",
+                    message="--fallback-layers puts this node on the fallback device",
+                    source=USER_SOURCE,
+                )
+            )
+        if verdict.engine == "dla" and node.name in fp16:
+            verdict.precision = "fp16"
+            verdict.notes.append("--fp16-layers runs it in FP16")
+        if verdict.engine == "dla" and verdict.precision == "int8":
+            _lowering_verdict(view, verdict, lowering, own_compiler)
+        if int8_only and verdict.engine == "dla" and verdict.precision == "fp16":
             verdict.to_fallback(
                 Reason(
                     rule="precision.int8_only",
@@ -239,5 +284,37 @@ def node_verdicts(model: LoadedModel, target: Target, version: Version | None) -
         if verdict.engine == "fallback":
             verdict.hw_engine = None
             verdict.precision = None
+            verdict.modeled_fp32 = None
+            verdict.fallback_int8 = lowering.int8_on_fallback(
+                view, [r.rule for r in verdict.reasons]
+            )
         verdicts.append(verdict)
     return verdicts
+
+
+def _lowering_verdict(
+    view: NodeView, verdict: NodeVerdict, lowering: LoweringRules, own_compiler: bool
+) -> None:
+    """Apply what dlakit's lowering can build for an INT8 DLA node (see support/lowering.py)."""
+    refusal = lowering.refusal(view, hardware=not own_compiler)
+    if refusal is not None:
+        reason = Reason(
+            rule=refusal.rule,
+            message=refusal.message,
+            source=refusal.source,
+            attribute=refusal.attribute,
+            value=_jsonable(refusal.value),
+            limit=refusal.limit,
+            fix=refusal.fix,
+        )
+        if own_compiler:
+            verdict.to_fallback(reason)
+        else:
+            verdict.modeled_fp32 = reason
+            verdict.notes.append(
+                f"dlakit's integer reference computes it in FP32: {reason.message}"
+            )
+        return
+    if lowering.precision(view.op) == "fp16":
+        verdict.precision = "fp16"
+        verdict.notes.append("dlakit lowers this layer in FP16 (no INT8 lookup-table form yet)")
