@@ -10,7 +10,7 @@ from rich.console import Console
 from dlakit.cli._common import INPUT_SHAPE_OPT, MODEL_ARG, TARGET_OPT, TRT_OPT, load_cli_model
 from dlakit.partition import check_model
 from dlakit.partition.emit import emit
-from dlakit.report.check_report import render, write_json
+from dlakit.report.check import render, write_json
 from dlakit.targets import load_target
 
 

@@ -62,7 +62,7 @@ def profile(
         return
     from dlakit.perf import images_per_second, profile_model
     from dlakit.perf.model import summary
-    from dlakit.perf.report import render, to_json, write_json
+    from dlakit.report.profile import render, to_json, write_json
 
     prof = profile_model(
         loaded, tgt, power_mode, batch=batch, cores=cores, sparse=sparse, precision=precision
@@ -84,7 +84,7 @@ def profile(
 
 
 def _validate(console: Console, json_path: Path | None) -> None:
-    from dlakit.perf.report import write_json
+    from dlakit.report.profile import write_json
     from dlakit.perf.validate import render_validation, run_validation, validation_json
 
     points, rows = run_validation()
@@ -98,7 +98,7 @@ def _host(loaded, batch: int | None, console: Console, json_path: Path | None) -
     from dlakit.perf.host import device_name, time_layers
     from dlakit.perf.layers import build_layers
     from dlakit.perf.model import model_batch
-    from dlakit.perf.report import write_json
+    from dlakit.report.profile import write_json
 
     batch = batch or model_batch(loaded)
     layers = build_layers(loaded, {n.name: "gpu" for n in loaded.nodes})
