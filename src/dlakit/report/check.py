@@ -1,20 +1,27 @@
-"""Render a CheckResult: a per-node table, a segment list and a summary a newcomer can read."""
+"""Render a CheckResult: a per-node table, a segment list and a summary a newcomer can read.
+
+Where the terminal leaves the reasons column too narrow to read (below ~120 columns for most
+models), the reasons move under the table, one block per node, keyed by its ``#``; ``--wide``
+keeps them in the table whatever the width.
+"""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
-from rich.console import Console, Group
+from rich.console import Group
+from rich.padding import Padding
 from rich.panel import Panel
-from rich.table import Table
 from rich.text import Text
 
 from dlakit.partition import CheckResult
+from dlakit.report.console import Output
+from dlakit.report.tables import Cell, Column, fit_table, print_fitted, print_table
 from dlakit.support.verdict import NodeVerdict
 
+# Narrower than this, a reason reads one word a line: list the reasons under the table instead.
+REASONS_MIN_WIDTH = 40
 
-def _fmt_macs(macs: int) -> str:
+
+def fmt_macs(macs: int) -> str:
     if macs == 0:
         return "-"
     for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
@@ -23,7 +30,7 @@ def _fmt_macs(macs: int) -> str:
     return str(macs)
 
 
-def _reasons_cell(v: NodeVerdict) -> Text:
+def _reasons_text(v: NodeVerdict, verbose: bool) -> Text:
     text = Text()
     for i, r in enumerate(v.reasons):
         if i:
@@ -41,74 +48,114 @@ def _reasons_cell(v: NodeVerdict) -> Text:
             text.append("\n  fix: ", style="green")
             text.append(f"dlakit fix ({r.fix})", style="green")
         text.append(f"\n  source: {r.source}", style="dim")
-    if not v.reasons and v.notes:
+    if v.notes and (verbose or not v.reasons):
+        if v.reasons:
+            text.append("\n")
         text.append("; ".join(v.notes), style="dim")
     return text
 
 
-def render(result: CheckResult, console: Console, fallback_only: bool = False) -> None:
+def _where(v: NodeVerdict, device: str) -> Text:
+    if v.engine == "dla":
+        return Text(f"DLA {v.hw_engine or ''} {v.precision or ''}".strip(), style="green")
+    return Text(device, style="bold red")
+
+
+def render(
+    result: CheckResult, output: Output, fallback_only: bool = False, wide: bool = False
+) -> None:
     device = result.fallback_device.upper()
     rules = result.rule_set + (f" (TensorRT {result.trt_version})" if result.trt_version else "")
     title = f"{result.model.path.name} on {result.target.name} — rules: {rules}"
-    table = Table(title=title, expand=False)
-    table.add_column("#", justify="right", style="dim")
-    table.add_column("node", overflow="fold", max_width=34)
-    table.add_column("op")
-    table.add_column("runs on")
-    table.add_column("seg", justify="right")
-    table.add_column("MACs", justify="right")
-    table.add_column("why not on the DLA / notes", overflow="fold")
-    for index, v in enumerate(result.nodes):
-        if fallback_only and v.engine == "dla":
-            continue
-        if v.engine == "dla":
-            where = Text(f"DLA {v.hw_engine or ''} {v.precision or ''}".strip(), style="green")
-        else:
-            where = Text(device, style="bold red")
-        table.add_row(
-            str(index),
-            v.name,
-            v.op,
-            where,
-            str(v.segment),
-            _fmt_macs(v.macs),
-            _reasons_cell(v),
-            end_section=bool(v.reasons),  # a rule under each multi-line reason keeps them apart
-        )
-    if fallback_only and all(v.engine == "dla" for v in result.nodes):
-        console.print(f"[green]{title}: every node runs on the DLA[/]")
+    listed = [
+        (index, v)
+        for index, v in enumerate(result.nodes)
+        if not (fallback_only and v.engine == "dla")
+    ]
+    if not listed:
+        output.print(f"[green]{title}: every node runs on the DLA[/]")
     else:
-        console.print(table)
-    console.print(_segments_table(result))
-    console.print(_summary_panel(result, device))
+        _node_table(listed, title, device, output, wide)
+    _segments(result, output, wide)
+    output.print(_summary_panel(result, device, output.verbose))
 
 
-def _segments_table(result: CheckResult) -> Table:
+def _node_table(
+    listed: list[tuple[int, NodeVerdict]], title: str, device: str, output: Output, wide: bool
+) -> None:
+    head = [
+        Column("#", justify="right", style="dim"),
+        Column("node", fold=True, min_width=16),
+        Column("op"),
+        Column("runs on"),
+        Column("seg", justify="right"),
+        Column("MACs", justify="right"),
+    ]
+    reasons = {index: _reasons_text(v, output.verbose) for index, v in listed}
+    rows: list[tuple[Cell, ...]] = [
+        (str(index), v.name, v.op, _where(v, device), str(v.segment), fmt_macs(v.macs))
+        for index, v in listed
+    ]
+    why = Column("why not on the DLA / notes", fold=True, min_width=REASONS_MIN_WIDTH)
+    inline = fit_table(
+        [*head, why],
+        [(*row, reasons[index]) for row, (index, _) in zip(rows, listed, strict=True)],
+        output.console,
+        wide,
+        [bool(v.reasons) for _, v in listed],  # a rule under each multi-line reason
+        title=title,
+        expand=False,
+    )
+    if inline.fits:
+        print_fitted(output, inline, wide)
+        return
+    print_table(output, head, rows, title=title, expand=False)
+    blocks = [(index, v) for index, v in listed if reasons[index].plain]
+    if blocks:
+        output.print(Text("Why not on the DLA / notes", style="bold"))
+    for index, v in blocks:
+        header = Text(f"{index} {v.name} ({v.op}) → ")
+        header.append_text(_where(v, device))
+        output.print(Group(header, Padding(reasons[index], (0, 0, 0, 2))))
+
+
+def _segments(result: CheckResult, output: Output, wide: bool) -> None:
     device = result.fallback_device.upper()
-    table = Table(title="Segments (execution order)")
-    table.add_column("seg", justify="right")
-    table.add_column("runs on")
-    table.add_column("nodes", justify="right")
-    table.add_column("MACs", justify="right")
-    table.add_column("first → last node", overflow="fold")
     names = [n.name for n in result.model.nodes]
-    for s in result.segments:
-        style = "green" if s.engine == "dla" else "red"
-        table.add_row(
+    rows = [
+        (
             str(s.id),
-            Text("DLA" if s.engine == "dla" else device, style=style),
+            Text(
+                "DLA" if s.engine == "dla" else device,
+                style="green" if s.engine == "dla" else "red",
+            ),
             str(len(s.nodes)),
-            _fmt_macs(s.macs),
+            fmt_macs(s.macs),
             f"{names[s.nodes[0]]} → {names[s.nodes[-1]]}",
         )
-    return table
+        for s in result.segments
+    ]
+    fitted = fit_table(
+        [
+            Column("seg", justify="right"),
+            Column("runs on"),
+            Column("nodes", justify="right"),
+            Column("MACs", justify="right"),
+            Column("first → last node", fold=True, min_width=20),
+        ],
+        rows,
+        output.console,
+        wide,
+        title="Segments (execution order)",
+    )
+    print_fitted(output, fitted, wide)
 
 
-def _summary_panel(result: CheckResult, device: str) -> Panel:
+def _summary_panel(result: CheckResult, device: str, verbose: bool) -> Panel:
     s = result.summary
     lines = [
         f"nodes on the DLA: {s['nodes_on_dla']}/{s['nodes']} ({s['nodes_on_dla_pct']:.1f}%)",
-        f"MACs on the DLA:  {s['macs_on_dla_pct']:.1f}% of {_fmt_macs(s['macs'])}",
+        f"MACs on the DLA:  {s['macs_on_dla_pct']:.1f}% of {fmt_macs(s['macs'])}",
         f"DLA segments (loadables): {s['dla_segments']} "
         f"(limit {s['loadables_per_core_limit']} per core: "
         f"{'ok' if s['within_loadable_limit'] else 'EXCEEDED'}); "
@@ -122,14 +169,15 @@ def _summary_panel(result: CheckResult, device: str) -> Panel:
     if s["fallback_ops"]:
         ops = ", ".join(f"{op}×{n}" for op, n in s["fallback_ops"].items())
         lines.append(f"on the {device}: {ops}")
+    texts = [Text(line) for line in lines]
+    if verbose and s["reformat_tensors"]:
+        texts.insert(5, Text("  " + ", ".join(map(str, s["reformat_tensors"])), style="dim"))
     if s["fixable_nodes"]:
-        lines.append(
-            f"[green]{s['fixable_nodes']} node(s) have a rewrite: run `dlakit fix MODEL -o OUT "
-            f"--target {result.target.name}`[/]"
+        texts.append(
+            Text(
+                f"{s['fixable_nodes']} node(s) have a rewrite: run `dlakit fix MODEL -o OUT "
+                f"--target {result.target.name}`",
+                style="green",
+            )
         )
-    return Panel(Group(*[Text.from_markup(line) for line in lines]), title="Summary", expand=False)
-
-
-def write_json(result: CheckResult, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result.to_json(), indent=2) + "\n")
+    return Panel(Group(*texts), title="Summary", expand=False)

@@ -1,16 +1,17 @@
-"""Profile output: the rich table, the JSON document (schema ``dlakit.profile`` v1)."""
+"""Profile output: the per-layer table, the JSON document (schema ``dlakit.profile`` v1), and
+the measured per-layer table of ``--target host`` (schema ``dlakit.profile.host`` v1)."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-from typing import Any
-
-from rich.console import Console
-from rich.table import Table
+from typing import TYPE_CHECKING, Any
 
 from dlakit import __version__
 from dlakit.perf.model import Profile
+from dlakit.report.console import Output
+from dlakit.report.tables import Column, fit_compact_if_narrow, print_fitted
+
+if TYPE_CHECKING:
+    from dlakit.perf.host import HostTiming
 
 PROFILE_SCHEMA = "dlakit.profile"
 PROFILE_SCHEMA_VERSION = 1
@@ -23,11 +24,11 @@ def _si(value: float) -> str:
     return f"{value:.0f}"
 
 
-def _short(name: str, width: int = 26) -> str:
-    """Exporter names are paths (/body/stages.3/stages.3.2/conv3/conv3.0/Conv): keep the tail."""
+def _short(name: str) -> str:
+    """Exporter names are paths (/body/stages.3/stages.3.2/conv3/conv3.0/Conv): the module that
+    makes the layer reads best; --wide shows the whole name."""
     parts = [p for p in name.split("/") if p]
-    text = "/".join(parts[-4:-2]) if len(parts) >= 4 else name
-    return text if len(text) <= width else "…" + text[-(width - 1) :]
+    return "/".join(parts[-4:-2]) if len(parts) >= 4 else name
 
 
 def layer_rows(profile: Profile) -> list[dict[str, Any]]:
@@ -88,38 +89,31 @@ def to_json(profile: Profile, totals: dict[str, Any], model_path: str) -> dict[s
     }
 
 
-def write_json(doc: dict[str, Any], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc, indent=2) + "\n")
-
-
-def render(profile: Profile, totals: dict[str, Any], console: Console) -> None:
-    table = Table(
-        title=f"{profile.target} {profile.power_mode}, batch {profile.batch}, "
-        f"{profile.precision}{' sparse' if profile.sparse else ''} "
-        f"(modeled, {profile.model_version})",
-        show_lines=False,
-    )
-    for col, justify in (
-        ("#", "right"),
-        ("layer", "left"),
-        ("engine", "left"),
-        ("hw layer", "left"),
-        ("MACs", "right"),
-        ("bytes", "right"),
-        ("bound", "left"),
-        ("cycles", "right"),
-        ("time µs", "right"),
-        ("util", "right"),
-    ):
-        table.add_column(col, justify=justify, overflow="fold")
+def render(profile: Profile, totals: dict[str, Any], output: Output, wide: bool = False) -> None:
+    """The per-layer table, then the totals. Narrow terminals fold the names and leave out
+    cycles, then bytes; -v adds the terms of each layer's time."""
+    columns = [
+        Column("#", justify="right"),
+        Column("layer", fold=True, min_width=14),
+        Column("engine"),
+        Column("hw layer", fold=True, min_width=9),
+        Column("MACs", justify="right"),
+        Column("bytes", justify="right", drop=1),
+        Column("bound"),
+        Column("cycles", justify="right", drop=2),
+        Column("time µs", justify="right"),
+        Column("util", justify="right"),
+    ]
+    terms = ("compute_us", "memory_us", "fill_us", "overhead_us")
+    if output.verbose:
+        columns += [Column(t.replace("_us", " µs"), justify="right", drop=3) for t in terms]
+    rows = []
     for row in layer_rows(profile):
         if row["time_us"] == 0 and row["engine"] != "cpu":
             continue  # views and in-place concatenations
-        name = _short(row["name"])
-        table.add_row(
+        cells = [
             str(row["index"]),
-            name,
+            row["name"] if wide else _short(row["name"]),
             row["engine"],
             row["hw_layer"],
             _si(row["macs"]),
@@ -128,9 +122,20 @@ def render(profile: Profile, totals: dict[str, Any], console: Console) -> None:
             _si(row["cycles"]) if row["cycles"] is not None else "-",
             f"{row['time_us']:.1f}",
             f"{row['utilization']:.0%}" if row["macs"] else "-",
-        )
-    console.print(table)
-    console.print(
+        ]
+        if output.verbose:
+            cells += [f"{row[t]:.1f}" for t in terms]
+        rows.append(cells)
+    title = (
+        f"{profile.target} {profile.power_mode}, batch {profile.batch}, "
+        f"{profile.precision}{' sparse' if profile.sparse else ''} "
+        f"(modeled, {profile.model_version})"
+    )
+    fitted = fit_compact_if_narrow(columns, rows, output.console, wide, title=title)
+    print_fitted(output, fitted, wide)
+    if fitted.dropped:
+        output.line(f"(columns {', '.join(fitted.dropped)} left out to fit; --wide shows all)")
+    output.line(
         f"latency {totals['latency_ms']:.3f} ms for batch {profile.batch} "
         f"(DLA {totals['dla_ms_per_image']:.3f} ms/image, GPU {totals['gpu_ms_per_image']:.3f} "
         f"ms/image); DLA images/s: {totals['images_per_second_one_core']:.1f} on one core, "
@@ -138,4 +143,48 @@ def render(profile: Profile, totals: dict[str, Any], console: Console) -> None:
         f"math utilization {totals['math_utilization']:.0%}"
     )
     for note in profile.notes:
-        console.print(f"note: {note}")
+        output.line(f"note: {note}")
+
+
+HOST_TITLE = "measured on {gpu}, batch {batch} (FP16; CUDA graph of 10 calls, median of 20)"
+
+
+def render_host(
+    timings: list[HostTiming], gpu: str, batch: int, output: Output, wide: bool = False
+) -> None:
+    rows = [
+        (str(index), t.layer.name if wide else _short(t.layer.name), t.layer.label,
+         f"{t.median_s * 1e6:.1f}")
+        for index, t in enumerate(timings)
+        if t.runs
+    ]  # fmt: skip
+    fitted = fit_compact_if_narrow(
+        [
+            Column("#", justify="right"),
+            Column("layer", fold=True, min_width=14),
+            Column("hw layer", fold=True, min_width=9),
+            Column("time µs", justify="right"),
+        ],
+        rows,
+        output.console,
+        wide,
+        title=HOST_TITLE.format(gpu=gpu, batch=batch),
+    )
+    print_fitted(output, fitted, wide)
+    total = sum(t.median_s for t in timings)
+    output.line(f"sum of layer medians {total * 1e3:.3f} ms ({batch / total:.1f} images/s)")
+
+
+def host_json(timings: list[HostTiming], gpu: str, batch: int) -> dict[str, Any]:
+    return {
+        "schema": "dlakit.profile.host",
+        "schema_version": 1,
+        "measured": True,
+        "device": gpu,
+        "batch": batch,
+        "layers": [
+            {"name": t.layer.name, "hw_layer": t.layer.label, "time_us": t.median_s * 1e6}
+            for t in timings
+        ],
+        "total_ms": sum(t.median_s for t in timings) * 1e3,
+    }
