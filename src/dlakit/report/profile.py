@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from dlakit import __version__
 from dlakit.perf.model import Profile
 from dlakit.report.console import Output
-from dlakit.report.tables import Column, fit_compact_if_narrow, print_fitted
+from dlakit.report.tables import Column, fit_compact_if_narrow, note_dropped, print_fitted
 
 if TYPE_CHECKING:
     from dlakit.perf.host import HostTiming
@@ -133,8 +133,7 @@ def render(profile: Profile, totals: dict[str, Any], output: Output, wide: bool 
     )
     fitted = fit_compact_if_narrow(columns, rows, output.console, wide, title=title)
     print_fitted(output, fitted, wide)
-    if fitted.dropped:
-        output.line(f"(columns {', '.join(fitted.dropped)} left out to fit; --wide shows all)")
+    note_dropped(output, fitted)
     output.line(
         f"latency {totals['latency_ms']:.3f} ms for batch {profile.batch} "
         f"(DLA {totals['dla_ms_per_image']:.3f} ms/image, GPU {totals['gpu_ms_per_image']:.3f} "

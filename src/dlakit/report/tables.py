@@ -25,8 +25,9 @@ from dlakit.report.console import Output
 
 Cell = str | Text
 
-# Where a long name may break: after a path, scope, word or fused-op separator.
-_BREAK_AFTER = re.compile(r"(?<=[/._:+\-])")
+# Where a long name may break: after a path, scope, word or fused-op separator, or between the
+# words of a CamelCase name (GlobalAveragePool).
+_BREAK_AFTER = re.compile(r"(?<=[/._:+\-])|(?<=[a-z])(?=[A-Z])")
 # Borders for narrow terminals: a rule under the header and one space between columns, where the
 # default box spends three columns of rules and padding on every cell boundary.
 COMPACT = {"box": box.SIMPLE_HEAD, "show_edge": False, "pad_edge": False, "collapse_padding": True}
@@ -43,7 +44,8 @@ class Column:
 
 
 def fold_name(name: str, width: int) -> str:
-    """``name`` over lines of at most ``width`` cells, broken after ``/ . _ : + -`` if it can."""
+    """``name`` over lines of at most ``width`` cells, broken at separators (``/ . _ : + -``) or
+    CamelCase words where it can, anywhere where it must."""
     if width <= 0 or cell_len(name) <= width:
         return name
     lines: list[str] = []
@@ -208,10 +210,17 @@ def print_table(
     """Fit, print, and say which columns were left out (``--wide`` shows them)."""
     fitted = fit_table(columns, rows, output.console, wide, end_sections, **table_args)
     print_fitted(output, fitted, wide)
+    note_dropped(output, fitted)
+    return fitted
+
+
+def note_dropped(output: Output, fitted: Fitted) -> None:
+    """Say which columns a narrow terminal left out, and how to see them."""
     if fitted.dropped:
         left_out = ", ".join(fitted.dropped)
-        output.line(f"({left_out} left out at {output.console.width} columns; --wide shows all)")
-    return fitted
+        output.line(
+            f"({left_out} left out to fit {output.console.width} columns; --wide shows all)"
+        )
 
 
 def renderable_width(console: Console, renderable: RenderableType) -> int:
