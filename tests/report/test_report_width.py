@@ -185,3 +185,27 @@ def test_fit_table_drops_ranked_columns_only_when_narrow():
     print_table(output, columns, rows)
     text = output.console.export_text()
     assert "…" not in text and "extra left out to fit 80 columns" in text and "n" * 10 in text
+
+
+def test_host_timings_table_keeps_long_names_readable():
+    # The renderer alone (the timings come from a CUDA GPU in use; here they are given).
+    from dlakit.perf.host import HostTiming
+    from dlakit.perf.layers import HwLayer
+    from dlakit.report.profile import render_host
+
+    name = "/backbone/stages.3/blocks.3.0/conv3/conv3.0/GlobalAveragePool"
+    layers = [
+        HwLayer(name=f"{name}{i}", kind="conv", ops=["Conv", "BatchNormalization", "Relu"],
+                nodes=["n"], engine="gpu")
+        for i in range(3)
+    ]  # fmt: skip
+    timings = [HostTiming(layer, 1e-5 * (i + 1), 20) for i, layer in enumerate(layers)]
+    output = Output(Console(width=WIDTH, record=True))
+    render_host(timings, "NVIDIA H200", 8, output)
+    text = output.console.export_text()
+    _no_ellipsis(text)
+    _within([line for line in text.splitlines() if re.match(r"^\s*\d+\s", line)])
+    assert "NVIDIA H200" in text and "sum of layer medians 0.060 ms" in text
+    wide = Output(Console(width=WIDTH, record=True))
+    render_host(timings, "NVIDIA H200", 8, wide, wide=True)
+    assert f"{name}2" in wide.console.export_text()
