@@ -79,7 +79,7 @@ def test_fix_verifies_on_given_npz_inputs(build_model, tmp_path, capsys):
     rng = np.random.default_rng(4)
     np.savez(data, x=rng.uniform(-4, 4, (3, 3, 12, 12)).astype(np.float32))
     out = str(tmp_path / "o.onnx")
-    code = main(["fix", str(source), "-o", out, "--data", str(data), "--count", "3"])
+    code = main(["fix", str(source), "-o", out, "--data", str(data), "--limit", "3"])
     text = capsys.readouterr().out
     assert code == 0 and "3 run(s)" in text and "inputs.npz (3 inputs" in text
 

@@ -44,7 +44,7 @@ def test_compile_inspect_run_compare(fmnist, capsys):
     regs = capsys.readouterr().out.split()
     assert regs[-1].startswith("CDMA.D_OP_ENABLE=0x00000001")  # the data reader starts last
     out = d / "y.npz"
-    rc = main(["run", str(art), "-i", "fashion-mnist", "-n", "6", "-o", str(out),
+    rc = main(["run", str(art), "-d", "fashion-mnist", "-n", "6", "-o", str(out),
                "--compare", "fmnist-cnn"])  # fmt: skip
     assert rc == 0
     text = capsys.readouterr().out
@@ -111,7 +111,7 @@ def test_not_an_nvdla_target(fmnist, tmp_path, capsys):
 def test_inspect_json_and_unknown_operation(fmnist, capsys):
     _, _, art = fmnist
     capsys.readouterr()
-    assert main(["inspect", str(art), "--json"]) == 0
+    assert main(["inspect", str(art), "--json", "-"]) == 0
     doc = json.loads(capsys.readouterr().out)
     ops = [op for s in doc["segments"] for op in s.get("ops", [])]
     assert ops and all(isinstance(op["registers"], int) for op in ops)  # counts, not the writes
@@ -125,5 +125,5 @@ def test_run_on_cuda_without_a_gpu_is_refused(fmnist, capsys):
     if torch.cuda.is_available():
         pytest.skip("a CUDA GPU is present")
     _, _, art = fmnist
-    assert main(["run", str(art), "-i", "fashion-mnist", "-n", "1", "--device", "cuda"]) == 2
+    assert main(["run", str(art), "-d", "fashion-mnist", "-n", "1", "--device", "cuda"]) == 2
     assert "no CUDA device" in capsys.readouterr().err

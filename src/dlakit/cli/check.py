@@ -5,47 +5,48 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
-from dlakit.cli._common import INPUT_SHAPE_OPT, MODEL_ARG, TARGET_OPT, TRT_OPT, load_cli_model
+from dlakit.cli import options as o
 from dlakit.partition import check_model
-from dlakit.partition.emit import emit
-from dlakit.report.check_report import render, write_json
+from dlakit.report.check import render
+from dlakit.report.console import write_json
 from dlakit.targets import load_target
 
 
 def check(
-    model: str = MODEL_ARG,
-    target: str = TARGET_OPT,
-    trt: str | None = TRT_OPT,
-    input_shape: list[str] | None = INPUT_SHAPE_OPT,
-    json_path: Path | None = typer.Option(
-        None, "--json", help="Write the result as JSON (schema dlakit.check v1, see docs/check.md)."
-    ),
+    model: str = o.MODEL,
+    target: str = o.target_option(),
+    trt: str | None = o.TRT,
+    input_shape: list[str] | None = o.INPUT_SHAPE,
+    json_path: Path | None = o.JSON,
     emit_dir: Path | None = typer.Option(
         None, "--emit", help="Write one ONNX file per segment and segments.json into this folder."
     ),
     fallback_only: bool = typer.Option(
         False, "--fallback-only", help="List only the nodes that do not run on the DLA."
     ),
+    wide: bool = o.WIDE,
+    verbose: bool = o.VERBOSE,
+    quiet: bool = o.QUIET,
 ) -> None:
-    """Per-node DLA verdict with reasons, DLA/GPU segments and a summary.
+    """Per-node DLA verdict with reasons, DLA/fallback segments and a summary.
 
-    Exit code 0 whenever the check ran, whatever the verdicts; 2 on errors.
+    JSON: schema dlakit.check v1 (docs/check.md). -v adds every node's notes and the names of
+    the tensors that need a reformat. Exit code 0 whenever the check ran, whatever the verdicts;
+    2 on errors.
     """
+    out = o.output(verbose, quiet, json_path)
     tgt = load_target(target)
-    loaded = load_cli_model(model, input_shape)
+    loaded = o.load_cli_model(model, input_shape)
     result = check_model(loaded, tgt, trt=trt)
-    console = Console()
-    render(result, console, fallback_only=fallback_only)
+    render(result, out, fallback_only=fallback_only, wide=wide)
     if json_path:
-        write_json(result, json_path)
-        console.print(f"JSON written to {json_path}")
+        write_json(result.to_json(), json_path, out)
     if emit_dir:
+        from dlakit.partition.emit import emit
+
         manifest = emit(loaded, result.segments, emit_dir, tgt.name)
-        console.print(
-            f"{len(result.segments)} segment files and {manifest.name} written to {emit_dir}"
-        )
+        out.line(f"{len(result.segments)} segment files and {manifest.name} written to {emit_dir}")
 
 
 def register(app: typer.Typer) -> None:

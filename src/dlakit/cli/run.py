@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import typer
-from rich.console import Console
-from rich.table import Table
 
+from dlakit.cli import options as o
 from dlakit.errors import DlakitError
-
-console = Console()
+from dlakit.report import artifact as report
+from dlakit.report.console import write_json
 
 
 def _inputs(source: str, preprocess: str | None, shape: tuple[int, ...], limit: int | None):
@@ -19,10 +19,10 @@ def _inputs(source: str, preprocess: str | None, shape: tuple[int, ...], limit: 
     path = Path(source)
     if path.suffix == ".npy":
         if not path.is_file():
-            raise DlakitError(f"--input file not found: {path}")
+            raise DlakitError(f"--data file not found: {path}")
         x = np.load(path).astype(np.float32)
         if x.shape[1:] != tuple(shape[1:]):
-            raise DlakitError(f"--input {path}: shape {list(x.shape)} does not fit {list(shape)}")
+            raise DlakitError(f"--data {path}: shape {list(x.shape)} does not fit {list(shape)}")
         return x[:limit], None
     from dlakit.data import load_labelled
 
@@ -35,66 +35,79 @@ def _inputs(source: str, preprocess: str | None, shape: tuple[int, ...], limit: 
 
 def run_command(
     artifact: Path = typer.Argument(..., help="A .dla file from dlakit compile."),
-    input: str = typer.Option(
-        ..., "--input", "-i", help="Inputs: .npy, .npz, image folder or data set name[:split]."
-    ),
-    device: str = typer.Option("cpu", "--device", help="Simulator and host device: cpu or cuda."),
+    data: str = o.data_option(required=True),
+    device: str = o.DEVICE,
     fallback_engine: str = typer.Option(
         "torch", "--fallback-engine", help="Fallback segments in torch (any device) or ort (CPU)."
     ),
-    preprocess: str | None = typer.Option(
-        None, "--preprocess", "-p", help="Preset or spec; default: the artifact's."
-    ),
-    limit: int | None = typer.Option(None, "--limit", "-n", help="Use at most this many inputs."),
-    output: Path | None = typer.Option(None, "--output", "-o", help="Write outputs here (.npz)."),
+    preprocess: str | None = o.PREPROCESS,
+    limit: int | None = o.limit_option(),
+    output: Path | None = o.output_option(),
     compare: str | None = typer.Option(
         None, "--compare", help="FP32 model (ONNX or zoo name) to compare against, as accuracy."
     ),
+    json_path: Path | None = o.JSON,
+    verbose: bool = o.VERBOSE,
+    quiet: bool = o.QUIET,
 ) -> None:
-    """Run DLA segments on the simulator and fallback segments in PyTorch, in dependency order."""
+    """Run DLA segments on the simulator and fallback segments in PyTorch, in dependency order.
+
+    JSON: schema dlakit.run v1, the timings and the --compare metrics (docs/compiler.md).
+    """
     from dlakit.nvdla import read_artifact
     from dlakit.run.runner import Runner
 
+    out = o.output(verbose, quiet, json_path)
     comp = read_artifact(artifact)
     if len(comp.inputs) != 1:
         raise DlakitError(f"{artifact}: {len(comp.inputs)} inputs; dlakit run feeds one")
     name = comp.inputs[0]
-    x, labels = _inputs(input, preprocess or comp.preprocess, comp.tensors[name].shape, limit)
+    shape = comp.tensors[name].shape
+    x, labels = _inputs(data, preprocess or comp.preprocess, shape, o.limit_value(limit))
     runner = Runner(comp, device, fallback_engine)
-    with console.status(f"running {len(x)} input(s) on the simulated {comp.target.name}"):
+    with out.status(f"running {len(x)} input(s) on the simulated {comp.target.name}"):
         outs, stats = runner.run({name: x})
-    t = Table(
-        title=f"{artifact.name} on {input} ({len(x)} inputs, {runner.device})", show_header=False
-    )
-    t.add_row("hardware operations run", f"{stats.operations:,}")
-    t.add_row("time", f"{stats.seconds:.2f} s (DLA {stats.dla_seconds:.2f} s, host "
-              f"{stats.fallback_seconds:.2f} s)")  # fmt: skip
-    t.add_row("images/s", f"{stats.images / stats.seconds:.2f}")
-    if compare:
-        _compare(t, compare, x, labels, outs, comp.outputs)
-    console.print(t)
+    table = report.run_table(f"{artifact.name} on {data} ({len(x)} inputs, {runner.device})", stats)
+    comparison = _compare(compare, x, labels, outs, comp.outputs) if compare else None
+    if comparison:
+        report.add_comparison(table, comparison)
+    out.print(table)
     if output:
         np.savez(output, **outs)
-        console.print(f"wrote {output}")
+        out.line(f"wrote {output}")
+    if json_path:
+        doc = report.run_json(artifact, data, str(runner.device), stats, comparison)
+        write_json(doc, json_path, out)
 
 
-def _compare(t: Table, model: str, x, labels, outs, names) -> None:
+def _compare(model: str, x, labels, outs, names) -> dict[str, Any]:
+    """The DLA outputs against the FP32 model's on the same inputs."""
     from dlakit.accuracy import compare as acc
-    from dlakit.cli._common import load_cli_model
 
-    loaded = load_cli_model(model, None)
+    loaded = o.load_cli_model(model, None)
     ref = acc.float_run(loaded, x)
     for name in names:
         if name not in ref:
             raise DlakitError(f"--compare {model}: it has no output named {name!r}")
     first = names[0]
+    top1 = None
     if labels is not None:
-        t.add_row("top-1 FP32 / DLA", f"{100 * acc.topk_accuracy(ref[first], labels):.2f}% / "
-                  f"{100 * acc.topk_accuracy(outs[first], labels):.2f}%")  # fmt: skip
-    t.add_row("top-1 agreement with FP32", f"{100 * acc.agreement(ref[first], outs[first]):.2f}%")
-    for name in names:
-        cos, sqnr = acc.cosine(ref[name], outs[name]), acc.sqnr_db(ref[name], outs[name])
-        t.add_row(f"{name}: cosine / SQNR", f"{cos:.4f} / {sqnr:.1f} dB")
+        top1 = {
+            "fp32": acc.topk_accuracy(ref[first], labels),
+            "dla": acc.topk_accuracy(outs[first], labels),
+        }
+    return {
+        "model": model,
+        "top1": top1,
+        "agreement": acc.agreement(ref[first], outs[first]),
+        "outputs": {
+            name: {
+                "cosine": acc.cosine(ref[name], outs[name]),
+                "sqnr_db": acc.sqnr_db(ref[name], outs[name]),
+            }
+            for name in names
+        },
+    }
 
 
 def register(app: typer.Typer) -> None:

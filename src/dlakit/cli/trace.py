@@ -5,38 +5,36 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
-from dlakit.sim.nvdla import resolve_device
-from dlakit.sim.trace import TraceResult, find_traces, run_trace
+from dlakit.cli import options as o
+from dlakit.errors import DlakitError
+from dlakit.report.console import write_json
 
 trace_app = typer.Typer(help="Run NVDLA register-level trace tests (.cfg + .dat) on the simulator.")
-console = Console(highlight=False, soft_wrap=True)
-
-
-def _report(result: TraceResult, verbose: bool) -> None:
-    for check in result.checks:
-        mark = "[green]ok[/]" if check.ok else "[red]MISMATCH[/]"
-        console.print(
-            f"{result.name}: check_crc {check.sync_id} 0x{check.base:08x}+0x{check.size:x} "
-            f"expected 0x{check.expected:08x} computed 0x{check.computed:08x} {mark}"
-        )
-    if result.error:
-        console.print(f"{result.name}: [red]FAILED[/] {result.error}")
-    elif not result.checks:
-        console.print(f"{result.name}: [red]FAILED[/] the trace has no check_crc")
-    if verbose:
-        console.print(f"{result.name}: {result.seconds:.3f} s")
 
 
 @trace_app.command("run")
 def run(
     path: Path = typer.Argument(..., help="a trace .cfg, a test folder, or a folder of tests"),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="print the time of each trace"),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto"),
-    target: str = typer.Option("nv_small", "--target", help="NVDLA hardware configuration"),
+    device: str = o.DEVICE,
+    target: str = o.target_option("nv_small"),
+    json_path: Path | None = o.JSON,
+    verbose: bool = o.VERBOSE,
+    quiet: bool = o.QUIET,
 ) -> None:
-    """Execute every command of the trace(s); exit 0 iff every check_crc matches."""
+    """Execute every command of the trace(s); exit 0 iff every check_crc matches.
+
+    The target is an NVDLA hardware configuration (nv_small, nv_full). JSON: schema dlakit.trace
+    v1, every check of every trace (docs/simulator.md). -v adds each trace's time.
+    """
+    from dlakit.report.trace import render_result, summary_line, to_json
+    from dlakit.sim.nvdla import resolve_device
+    from dlakit.sim.trace import find_traces, run_trace
+    from dlakit.targets import load_target
+
+    out = o.output(verbose, quiet, json_path)
+    if load_target(target).nvdla is None:
+        raise DlakitError(f"--target {target}: traces run on an open NVDLA (nv_small or nv_full)")
     dev = str(resolve_device(device))
     cfgs = find_traces(path)
     if not cfgs:
@@ -44,21 +42,28 @@ def run(
     results = []
     for cfg in cfgs:
         result = run_trace(cfg, device=dev, target=target)
-        _report(result, verbose)
+        render_result(result, out)
         results.append(result)
-    passed = sum(r.passed for r in results)
-    if path.is_dir() or verbose:
-        total = sum(r.seconds for r in results)
-        console.print(f"{passed} passed, {len(results) - passed} failed ({total:.1f} s on {dev})")
-    if passed != len(results):
+    if path.is_dir() or out.verbose:
+        out.line(summary_line(results, dev))
+    if json_path:
+        write_json(to_json(results, dev, target), json_path, out)
+    if not all(r.passed for r in results):
         raise typer.Exit(1)
 
 
 @trace_app.command("list")
-def list_traces(path: Path = typer.Argument(..., help="a folder of trace tests")) -> None:
+def list_traces(
+    path: Path = typer.Argument(..., help="a folder of trace tests"),
+    verbose: bool = o.VERBOSE,
+    quiet: bool = o.QUIET,
+) -> None:
     """List the traces under a folder."""
+    from dlakit.sim.trace import find_traces
+
+    out = o.output(verbose, quiet)
     for cfg in find_traces(path):
-        console.print(str(cfg))
+        out.line(str(cfg))
 
 
 def register(app: typer.Typer) -> None:

@@ -1,12 +1,18 @@
 """``dlakit zoo``: list and fetch the pretrained models and the real data sets."""
 
+from __future__ import annotations
+
+from pathlib import Path
+
 import typer
-from rich.console import Console
-from rich.table import Table
 
+from dlakit.cli import options as o
 from dlakit.errors import DlakitError
+from dlakit.report.console import write_json
 
-console = Console()
+FETCH_ALL = typer.Option(
+    False, "--all", help="Fetch every entry of the list (models: ~150 MB; data sets: ~150 MB)."
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -24,77 +30,78 @@ def register(app: typer.Typer) -> None:
     app.add_typer(zoo, name="zoo")
 
 
-def list_models() -> None:
-    """List the zoo models: task, source package, default input, licence, whether cached."""
+def list_models(
+    json_path: Path | None = o.JSON, verbose: bool = o.VERBOSE, quiet: bool = o.QUIET
+) -> None:
+    """List the zoo models: task, source package, default input, licence, whether cached.
+
+    JSON: schema dlakit.zoo v1 (docs/zoo.md). -v adds each model's description.
+    """
+    from dlakit.report.zoo import models_json, render_models
     from dlakit.zoo import entries
 
-    table = Table(title="dlakit model zoo")
-    for column in ("name", "task", "source", "input", "preprocess", "licence", "cached"):
-        table.add_column(column, overflow="fold", no_wrap=column in ("name", "source", "input"))
-    for e in entries().values():
-        table.add_row(
-            e.name,
-            e.task,
-            e.source,
-            "x".join(map(str, e.input_shape)),
-            e.preprocess or "-",
-            e.licence,
-            "yes" if e.is_cached else "no",
-        )
-    console.print(table)
+    out = o.output(verbose, quiet, json_path)
+    models = list(entries().values())
+    render_models(models, out)
+    if json_path:
+        write_json(models_json(models), json_path, out)
 
 
 def fetch_models(
     names: list[str] = typer.Argument(None, help="Zoo model names (see 'dlakit zoo list')."),
-    all_: bool = typer.Option(False, "--all", help="Fetch every pretrained model (~150 MB)."),
+    all_: bool = FETCH_ALL,
     force: bool = typer.Option(False, "--force", help="Rebuild the ONNX file even if cached."),
+    verbose: bool = o.VERBOSE,
+    quiet: bool = o.QUIET,
 ) -> None:
     """Download (hash-verified), export to ONNX and cache zoo models; print their paths."""
     from dlakit.zoo import entries, fetch
 
+    out = o.output(verbose, quiet)
     wanted = _names(names, all_, [e.name for e in entries().values() if e.kind != "arch"])
     for name in wanted:
-        with console.status(f"fetching {name}"):
+        with out.status(f"fetching {name}"):
             path = fetch(name, force=force)
-        console.print(f"{name}: {path}", highlight=False, soft_wrap=True)
+        out.line(f"{name}: {path}")
 
 
-def list_data() -> None:
-    """List the data sets: size, labels, source package, whether cached."""
+def list_data(
+    json_path: Path | None = o.JSON, verbose: bool = o.VERBOSE, quiet: bool = o.QUIET
+) -> None:
+    """List the data sets: size, labels, source package, whether cached.
+
+    JSON: schema dlakit.zoo.data v1 (docs/zoo.md).
+    """
     from dlakit.data import datasets
+    from dlakit.report.zoo import data_json, render_data
     from dlakit.zoo.sources import pin
 
-    table = Table(title="dlakit data sets")
-    for column in ("name", "description", "splits", "labels", "source", "licence", "cached"):
-        table.add_column(column, overflow="fold", no_wrap=column == "name")
-    for spec in datasets().values():
-        table.add_row(
-            spec.name,
-            spec.description,
-            "/".join(spec.splits),
-            spec.labels_text,
-            pin(spec.source).spec,
-            spec.licence,
-            "yes" if spec.is_cached else "no",
-        )
-    console.print(table)
+    out = o.output(verbose, quiet, json_path)
+    specs = list(datasets().values())
+    sources = {spec.name: pin(spec.source).spec for spec in specs}
+    render_data(specs, sources, out)
+    if json_path:
+        write_json(data_json(specs, sources), json_path, out)
 
 
 def fetch_data(
     names: list[str] = typer.Argument(None, help="Data set names (see 'dlakit zoo data list')."),
-    all_: bool = typer.Option(False, "--all", help="Fetch every data set (~150 MB downloads)."),
+    all_: bool = FETCH_ALL,
+    verbose: bool = o.VERBOSE,
+    quiet: bool = o.QUIET,
 ) -> None:
     """Download (hash-verified) and extract data sets into the cache; print image counts."""
     from dlakit.data import datasets, load_dataset
     from dlakit.data.datasets import get_dataset
 
+    out = o.output(verbose, quiet)
     for name in _names(names, all_, list(datasets())):
         spec = get_dataset(name)
-        with console.status(f"fetching {name}"):
+        with out.status(f"fetching {name}"):
             for split in spec.splits:
                 images, labels, _ = load_dataset(name, split)
                 kind = "unlabelled" if labels is None else "labelled"
-                console.print(f"{name}:{split}: {len(images)} {kind} images", highlight=False)
+                out.line(f"{name}:{split}: {len(images)} {kind} images")
 
 
 def _names(names: list[str] | None, all_: bool, everything: list[str]) -> list[str]:

@@ -28,9 +28,9 @@ def real_inputs(
     loaded: LoadedModel,
     source: str | Path | None,
     preprocess: str | None,
-    limit: int = DEFAULT_IMAGES,
+    limit: int | None = DEFAULT_IMAGES,
 ) -> VerifyInputs:
-    """``limit`` real inputs for a one-input model, grouped into its batch size."""
+    """``limit`` real inputs (None: all of ``source``) for a one-input model, in batches."""
     from dlakit.data import load_inputs
 
     if len(loaded.input_shapes) != 1:
@@ -41,7 +41,7 @@ def real_inputs(
             raise DlakitError("no data source and no preprocess preset to pick one")
         source = default_source(preprocess)
     batch = shape[0]
-    images = load_inputs(source, preprocess, shape, limit=limit * batch)
+    images = load_inputs(source, preprocess, shape, limit=None if limit is None else limit * batch)
     if len(images) < batch:
         raise DlakitError(f"{source}: {len(images)} inputs, fewer than the batch size {batch}")
     feeds = [

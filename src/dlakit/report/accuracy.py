@@ -1,0 +1,65 @@
+"""Render an accuracy report: FP32 vs DLA-INT8, per-layer SQNR, FP16 suggestions."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from rich.table import Table
+
+from dlakit.report.console import Output
+from dlakit.report.tables import Column, print_table
+
+if TYPE_CHECKING:
+    from dlakit.accuracy.compare import AccuracyReport, Suggestion
+
+
+def pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f}%"
+
+
+def render(
+    report: AccuracyReport,
+    title: str,
+    output: Output,
+    peer: dict[str, Any] | None = None,
+    suggestions: list[Suggestion] | None = None,
+) -> None:
+    summary = Table(title=title)
+    summary.add_column("")
+    summary.add_column("FP32")
+    summary.add_column("DLA-INT8")
+    summary.add_row("top-1", pct(report.fp32_top1), pct(report.int8_top1))
+    if report.fp32_top5 is not None:
+        summary.add_row("top-5", pct(report.fp32_top5), pct(report.int8_top5))
+    summary.add_row("top-1 agreement with FP32", "", pct(report.agreement))
+    for out in report.outputs:
+        summary.add_row(
+            f"{out.name}: cosine / SQNR", "", f"{out.cosine:.4f} / {out.sqnr_db:.1f} dB"
+        )
+    summary.add_row(
+        "layers (engine-precision)",
+        "",
+        ", ".join(f"{k} {v}" for k, v in sorted(report.engines.items())),
+    )
+    if peer is not None:
+        summary.add_row(
+            "ORT INT8 top-1 / agreement", "", f"{pct(peer['top1'])} / {pct(peer['agreement'])}"
+        )
+    output.print(summary)
+    if report.layers:
+        print_table(
+            output,
+            [
+                Column("tensor", fold=True, min_width=20),
+                Column("layer", fold=True, min_width=16),
+                Column("kind"),
+                Column("SQNR dB", justify="right"),
+            ],
+            [(s.tensor, s.layer, s.kind, f"{s.sqnr_db:.1f}") for s in report.layers],
+            title="per-layer SQNR (DLA INT8 tensors vs FP32)",
+        )
+    for s in suggestions or []:
+        output.line(
+            f"keep in FP16: {','.join(s.layers)} -> agreement {pct(s.agreement)}, "
+            f"SQNR {s.sqnr_db:.1f} dB  (use --fp16-layers {','.join(s.layers)})"
+        )
