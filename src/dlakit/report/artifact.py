@@ -61,7 +61,7 @@ def _tile(op: dict[str, Any]) -> str:
 def render_compile(comp: Compiled, name: str, path: Path, target: str, output: Output) -> None:
     st = comp.stats
     t = Table(title=f"{name} -> {path} ({target})", show_header=False)
-    t.add_row("segments", f"{st['dla_segments']} DLA, {st['fallback_segments']} host")
+    t.add_row("segments", f"{st['dla_segments']} DLA, {st['fallback_segments']} fallback")
     kinds = ", ".join(f"{v} {k}" for k, v in st["ops_by_kind"].items() if v)
     t.add_row("hardware operations", f"{st['hardware_ops']} ({kinds})")
     til = st["tiling"]
@@ -75,6 +75,24 @@ def render_compile(comp: Compiled, name: str, path: Path, target: str, output: O
     t.add_row("activations (after reuse)", _mib(comp.act_bytes))
     t.add_row("peak memory", _mib(comp.peak_bytes))
     t.add_row("compile time", f"{st['compile_seconds']:.2f} s")
+    output.print(t)
+    _render_off_dla(st, output)
+
+
+def _render_off_dla(stats: dict[str, Any], output: Output) -> None:
+    """Every node the compiled model does not run on the simulated DLA, with its reason."""
+    off = stats.get("fallback_nodes", {})
+    fp16 = stats.get("fp16_on_fallback", [])
+    if not off and not fp16:
+        return
+    t = Table(title="Not on the DLA (the rules `dlakit check` shows)")
+    t.add_column("node", overflow="fold")
+    t.add_column("op")
+    t.add_column("rule: why", overflow="fold")
+    for node, info in off.items():
+        t.add_row(node, info["op"], f"{info['rule']}: {info['message']}")
+    for layer in fp16:
+        t.add_row(layer, "", "FP16 on the DLA: runs in FP32 on the fallback (no FP16 datapath yet)")
     output.print(t)
 
 
