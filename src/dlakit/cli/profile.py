@@ -101,7 +101,7 @@ def _host(loaded, batch: int | None, console: Console, json_path: Path | None) -
     from dlakit.perf.report import write_json
 
     batch = batch or model_batch(loaded)
-    layers = build_layers(loaded, {n.name: "gpu" for n in loaded.nodes})
+    layers = build_layers(loaded, "host")
     timings = time_layers(layers, batch)
     gpu = device_name()
     table = Table(
