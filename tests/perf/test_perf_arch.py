@@ -21,7 +21,7 @@ def _cache(tmp_path_factory, monkeypatch):
 
 def _macs(name, shape=None):
     model = load_model(export_onnx(name, input_shape=shape))
-    return sum(layer.macs for layer in build_layers(model)), model
+    return sum(layer.macs for layer in build_layers(model, "orin")), model
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ def _conv(c: int, k: int, hw: int) -> HwLayer:
         kind="conv",
         ops=["Conv"],
         nodes=["conv"],
-        engine="gpu",
+        engine="fallback",
         in_shape=(c, hw, hw),
         out_shape=(k, hw, hw),
         kernel=(3, 3),

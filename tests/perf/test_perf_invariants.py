@@ -59,13 +59,13 @@ def models(tmp_path_factory):
 def _conv_cost(model, **hw_changes):
     target = load_target("orin")
     hw = replace(dla_config(target, "MAXN"), **hw_changes)
-    layers = build_layers(model)
+    layers = build_layers(model, "orin")
     conv = next(layer for layer in layers if layer.kind == "conv")
     return dla_layer_cost(conv, hw, load_params(), set())
 
 
 def test_fusion_makes_one_layer_of_conv_and_relu(models):
-    layers = build_layers(models["math"])
+    layers = build_layers(models["math"], "orin")
     assert [layer.label for layer in layers] == ["Conv+Relu"]
     assert layers[0].macs == 256 * 256 * 9 * 56 * 56
 
@@ -111,7 +111,7 @@ def test_sparsity_helps_only_math_bound_convs_with_more_than_64_channels(models)
 
 
 def test_weights_that_miss_the_cbuf_are_refetched(models):
-    layer = next(x for x in build_layers(models["math"]) if x.kind == "conv")
+    layer = next(x for x in build_layers(models["math"], "orin") if x.kind == "conv")
     hw = dla_config(load_target("orin"), "MAXN")
     once = (layer.in_elems + layer.weights + layer.out_elems) * hw.bytes_per_elem
     assert conv_dram_bytes(layer, replace(hw, cbuf_bytes=1 << 30), set()) == once
@@ -167,11 +167,11 @@ def test_gpu_roofline_falls_with_gpu_clock_and_caps_at_bandwidth(models):
     from dlakit.perf.hw import gpu_config
 
     target = load_target("orin")
-    conv = next(x for x in build_layers(models["math"]) if x.kind == "conv")
+    conv = next(x for x in build_layers(models["math"], "orin") if x.kind == "conv")
     fast = gpu_layer_cost(conv, gpu_config(target, "MAXN"))
     slow = gpu_layer_cost(conv, gpu_config(target, "15W"))
     assert fast.bound == "compute" and slow.time_s > 2 * fast.time_s
-    heavy = next(x for x in build_layers(models["memory"]) if x.kind == "conv")
+    heavy = next(x for x in build_layers(models["memory"], "orin") if x.kind == "conv")
     base = gpu_config(target, "MAXN")
     assert gpu_layer_cost(heavy, base).bound == "memory"
     wider = replace(base, sms=4 * base.sms)

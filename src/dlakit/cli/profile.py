@@ -94,7 +94,7 @@ def _host(loaded, batch: int | None, out: Output, json_path: Path | None, wide: 
     from dlakit.report.profile import host_json, render_host
 
     batch = batch or model_batch(loaded)
-    layers = build_layers(loaded, {n.name: "gpu" for n in loaded.nodes})
+    layers = build_layers(loaded, "host")
     timings = time_layers(layers, batch)
     gpu = device_name()
     render_host(timings, gpu, batch, out, wide)

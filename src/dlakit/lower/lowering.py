@@ -70,6 +70,7 @@ class ScaleSource(Protocol):
 class _State:
     loaded: LoadedModel
     scales: ScaleSource | Mapping[str, float]
+    structure_only: bool = False
     layers: list[QLayer] = field(default_factory=list)
     tensors: dict[str, QTensor] = field(default_factory=dict)
     int8_of: dict[str, str] = field(default_factory=dict)  # ONNX tensor -> INT8 QGraph tensor
@@ -252,7 +253,8 @@ class _Lowering:
         w = np.asarray(self.inits[node.input[1]], dtype=np.float64)
         if not attrs.get("transB", 0):
             w = w.T
-        w = w * float(attrs.get("alpha", 1.0))
+        if not self.st.structure_only:
+            w = w * float(attrs.get("alpha", 1.0))
         b = None
         if len(node.input) > 2 and node.input[2]:
             b = np.broadcast_to(
@@ -308,7 +310,8 @@ class _Lowering:
                 np.asarray(self.inits[n], dtype=np.float64) for n in nxt.input[1:5]
             )
             a = gamma / np.sqrt(var + float(_attrs(nxt).get("epsilon", 1e-5)))
-            w = w * a.reshape(-1, 1, 1, 1)
+            if not st.structure_only:
+                w = w * a.reshape(-1, 1, 1, 1)
             b = (np.zeros(w.shape[0]) if b is None else b) * a + beta - mean * a
             fused.append(nxt.name)
             out = nxt.output[0]
@@ -334,7 +337,10 @@ class _Lowering:
                 out = nxt.output[0]
         x = st.int8(src)
         s_in = st.tensors[x].scale or 1.0
-        wq, s_w = _quantize_weights(w)
+        if st.structure_only:  # the layer's shape without quantizing weights nobody reads
+            wq, s_w = np.broadcast_to(np.int8(0), w.shape), np.ones(w.shape[0])
+        else:
+            wq, s_w = _quantize_weights(w)
         s_out = st.scale(out)
         ew_name, ew_scale = "", None
         inputs = [x]
@@ -516,17 +522,21 @@ def quantize_model(
     fp16_layers: Iterable[str] = (),
     fallback_layers: Iterable[str] = (),
     trt: str | None = None,
+    *,
+    structure_only: bool = False,
 ) -> QGraph:
     """Lower ``loaded`` with ``scales`` for ``target`` into a QGraph (see the module docstring).
 
     The verdicts are ``check``'s for ``target`` (TensorRT version ``trt`` on Jetson targets)
-    with the user's ``fallback_layers`` and ``fp16_layers``.
+    with the user's ``fallback_layers`` and ``fp16_layers``. ``structure_only`` builds the
+    layers without quantizing weights (zeros of their shapes): for the performance model, which
+    reads shapes only; such a graph must not be executed.
     """
     result = check_model(
         loaded, load_target(target), trt, fallback_layers=fallback_layers, fp16_layers=fp16_layers
     )
     verdicts = {v.name: v for v in result.nodes}
-    st = _State(loaded, scales)
+    st = _State(loaded, scales, structure_only=structure_only)
     for name in loaded.input_names:
         st.add_tensor(name, tuple(loaded.input_shapes[name]), "fp32")
         st.float_of[name] = name

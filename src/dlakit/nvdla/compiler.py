@@ -163,6 +163,71 @@ def _engine_of(layer: QLayer, graph: QGraph, atom: int) -> Engine:
     return layer.engine
 
 
+def layer_engines(graph: QGraph, cfg: NvdlaSpec) -> list[Engine]:
+    """Per layer of ``graph``, where the compiler runs it: ``"dla"`` or ``"fallback"``."""
+    return [_engine_of(layer, graph, cfg.memory_atomic) for layer in graph.layers]
+
+
+def block_ranges(layer: QConv, atom: int) -> list[tuple[int, int, int, int, int]]:
+    """(first input channel, channels, first kernel, kernels, groups) of each block: the
+    fewest whole groups whose input and output channels start on a surface."""
+    k_total, cg = layer.weight.shape[:2]
+    kg = k_total // layer.groups
+    n = 1
+    while n < layer.groups and ((n * cg) % atom or (n * kg) % atom):
+        n += 1
+    return [
+        (b0 * cg, min(n, layer.groups - b0) * cg, b0 * kg, min(n, layer.groups - b0) * kg,
+         min(n, layer.groups - b0))
+        for b0 in range(0, layer.groups, n)
+    ]  # fmt: skip
+
+
+def conv_shape(layer: QConv, graph: QGraph, cin: int, kn: int) -> ConvShape:
+    """The geometry of one channel block of ``layer`` (``cin`` channels, ``kn`` kernels)."""
+    _, h, w = cube_of(graph.tensors[layer.inputs[0]].shape, layer.inputs[0])
+    _, oh, ow = cube_of(graph.tensors[layer.outputs[0]].shape, layer.outputs[0])
+    r, s = layer.weight.shape[2:]
+    return ConvShape(cin, h, w, kn, r, s, layer.stride, layer.dilation, layer.pads, oh, ow)
+
+
+def pools_on_the_fly(graph: QGraph, target: Target, engines: list[Engine]) -> dict[str, QPool]:
+    """Convolution layer -> the pooling layer it feeds on the fly (SDP OUTPUT_DST=PDP).
+
+    A convolution whose only reader is a pooling layer of the same DLA segment hands its result
+    to PDP on the fly, unless CBUF splits it by rows (a pooling window would straddle two
+    operations).
+    """
+    atom = _nvdla(target).memory_atomic
+    users: dict[str, list[int]] = {}
+    for index, layer in enumerate(graph.layers):
+        for name in layer.inputs:
+            users.setdefault(name, []).append(index)
+    fused: dict[str, QPool] = {}
+    for i, layer in enumerate(graph.layers):
+        if not isinstance(layer, QConv) or engines[i] != "dla":
+            continue
+        out = layer.outputs[0]
+        readers = users.get(out, [])
+        if len(readers) != 1 or out in graph.outputs:
+            continue
+        j = readers[0]
+        pool = graph.layers[j]
+        if not isinstance(pool, QPool) or any(e != "dla" for e in engines[i : j + 1]):
+            continue
+        try:
+            rows_split = any(
+                t.out_rows != conv_shape(layer, graph, cin, kn).out_h
+                for _, cin, _, kn, _ in block_ranges(layer, atom)
+                for t in split_tiles(conv_shape(layer, graph, cin, kn), target, layer.name)
+            )
+        except DlakitError:
+            continue  # does not fit CBUF at all: refused, with the reason, when its ops are made
+        if not rows_split:
+            fused[layer.name] = pool
+    return fused
+
+
 def _nvdla(target: Target) -> NvdlaSpec:
     if target.nvdla is None:
         raise DlakitError(f"target {target.name} is not an open NVDLA configuration")
@@ -175,7 +240,7 @@ class _Compiler:
         self.target = target
         self.cfg = cfg = _nvdla(target)
         self.regmap = load_register_map(cfg.hw_tree)
-        self.engines = [_engine_of(layer, graph, cfg.memory_atomic) for layer in graph.layers]
+        self.engines = layer_engines(graph, cfg)
         self.alias: dict[str, tuple[str, int]] = {}  # tensor -> (parent tensor, channel offset)
         self.surfaces: dict[str, Surface] = {}
         self.consts = _Constants(ACT_BASE)
@@ -194,54 +259,8 @@ class _Compiler:
     def fused_conv_indices(self) -> list[int]:
         return [i for i, layer in enumerate(self.g.layers) if layer.name in self.fused]
 
-    # ---- SDP -> PDP on the fly
-    def block_ranges(self, layer: QConv) -> list[tuple[int, int, int, int, int]]:
-        """(first input channel, channels, first kernel, kernels, groups) of each block: the
-        fewest whole groups whose input and output channels start on a surface."""
-        k_total, cg = layer.weight.shape[:2]
-        kg = k_total // layer.groups
-        atom = self.cfg.memory_atomic
-        n = 1
-        while n < layer.groups and ((n * cg) % atom or (n * kg) % atom):
-            n += 1
-        return [
-            (b0 * cg, min(n, layer.groups - b0) * cg, b0 * kg, min(n, layer.groups - b0) * kg,
-             min(n, layer.groups - b0))
-            for b0 in range(0, layer.groups, n)
-        ]  # fmt: skip
-
-    def conv_shape(self, layer: QConv, cin: int, kn: int) -> ConvShape:
-        _, h, w = cube_of(self.g.tensors[layer.inputs[0]].shape, layer.inputs[0])
-        _, oh, ow = cube_of(self.g.tensors[layer.outputs[0]].shape, layer.outputs[0])
-        r, s = layer.weight.shape[2:]
-        return ConvShape(cin, h, w, kn, r, s, layer.stride, layer.dilation, layer.pads, oh, ow)
-
     def find_fusions(self) -> None:
-        """A convolution whose only reader is a pooling layer of the same DLA segment hands its
-        result to PDP on the fly (SDP OUTPUT_DST=PDP), unless CBUF splits it by rows (a pooling
-        window would straddle two operations)."""
-        users: dict[str, list[int]] = {}
-        for index, layer in enumerate(self.g.layers):
-            for name in layer.inputs:
-                users.setdefault(name, []).append(index)
-        for i, layer in enumerate(self.g.layers):
-            if not isinstance(layer, QConv) or self.engines[i] != "dla":
-                continue
-            out = layer.outputs[0]
-            readers = users.get(out, [])
-            if len(readers) != 1 or out in self.g.outputs:
-                continue
-            j = readers[0]
-            pool = self.g.layers[j]
-            if not isinstance(pool, QPool) or any(e != "dla" for e in self.engines[i : j + 1]):
-                continue
-            rows_split = any(
-                t.out_rows != self.conv_shape(layer, cin, kn).out_h
-                for _, cin, _, kn, _ in self.block_ranges(layer)
-                for t in split_tiles(self.conv_shape(layer, cin, kn), self.target, layer.name)
-            )
-            if not rows_split:
-                self.fused[layer.name] = pool
+        self.fused = pools_on_the_fly(self.g, self.target, self.engines)
 
     def root(self, name: str) -> tuple[str, int]:
         offset = 0
@@ -356,7 +375,7 @@ class _Compiler:
         kg = k_total // layer.groups
         operands = self.operand_images(layer.sdp, k_total)
         ops: list[HwOp] = []
-        blocks = self.block_ranges(layer)
+        blocks = block_ranges(layer, self.cfg.memory_atomic)
         left, right = layer.pads[1], layer.pads[3]
         for cin0, cin, k0, kn, gn in blocks:
             wb = np.zeros((kn, cin, r, s), dtype=np.int8)
@@ -364,7 +383,7 @@ class _Compiler:
                 wb[gi * kg : (gi + 1) * kg, gi * cg : (gi + 1) * cg] = w[
                     k0 + gi * kg : k0 + (gi + 1) * kg
                 ]
-            tiles = split_tiles(self.conv_shape(layer, cin, kn), self.target, layer.name)
+            tiles = split_tiles(conv_shape(layer, self.g, cin, kn), self.target, layer.name)
             images: dict[int, tuple[int, int]] = {}
             for t in tiles:
                 if t.k0 not in images:

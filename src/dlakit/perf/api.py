@@ -13,7 +13,6 @@ from dlakit.perf.model import (
     Profile,
     check_batch,
     cost_layers,
-    engines_for,
     model_batch,
     sram_resident,
 )
@@ -31,11 +30,10 @@ def profile_model(
     precision: str = "int8",
     sram_bytes: int | None = None,
     layers: list[HwLayer] | None = None,
-    engines: dict[str, str] | None = None,
 ) -> Profile:
     """Predict per-layer time of ``model`` (one image per DLA loop pass, ``batch`` passes).
 
-    ``layers`` lets a caller reuse hardware layers (from the graph or, later, the compiler).
+    ``layers`` lets a caller reuse hardware layers (:func:`dlakit.perf.layers.build_layers`).
     """
     tgt = load_target(target) if isinstance(target, str) else target
     if tgt.kind == "host":
@@ -44,9 +42,7 @@ def profile_model(
     check_batch(tgt, batch)
     notes: list[str] = []
     if layers is None:
-        if engines is None:
-            engines, notes = engines_for(model, tgt)
-        layers = build_layers(model, engines)
+        layers = build_layers(model, tgt)
     has_dla = any(layer.engine == "dla" for layer in layers)
     hw = (
         dla_config(

@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from functools import cache
 from typing import Any
 
+from dlakit.errors import DlakitError
 from dlakit.graph import LoadedModel, load_model
 from dlakit.perf.cost import LayerCost, dla_layer_cost
 from dlakit.perf.hw import Params, dla_config, perf_data
@@ -51,13 +52,14 @@ def calibration_set() -> dict[str, Any]:
 
 
 @cache
-def network(arch: str, shape: tuple[int, ...]) -> tuple[LoadedModel, list[HwLayer]]:
-    """The zoo architecture at ``shape``, loaded, with its hardware layers (all on the DLA:
-    NVIDIA ran these networks wholly on the DLA, NMS excluded)."""
+def network(arch: str, shape: tuple[int, ...], target: str) -> tuple[LoadedModel, list[HwLayer]]:
+    """The zoo architecture at ``shape``, loaded, with its DLA hardware layers for ``target``
+    (every node on the DLA: NVIDIA ran these networks wholly on the DLA, NMS excluded)."""
     from dlakit.zoo.arch import export_onnx
 
     model = load_model(export_onnx(arch, input_shape=shape))
-    return model, build_layers(model)
+    layers = build_layers(model, target, whole_model_on_dla=True)
+    return model, [layer for layer in layers if layer.engine == "dla"]
 
 
 def throughput_points(params: Params, modes: list[str] | None = None) -> list[Point]:
@@ -66,7 +68,7 @@ def throughput_points(params: Params, modes: list[str] | None = None) -> list[Po
     points = []
     for entry in data["throughput"]:
         shape = tuple(entry["input"])
-        model, layers = network(entry["arch"], shape)
+        model, layers = network(entry["arch"], shape, target.name)
         wanted = modes or [*entry["measured"], *data["unmeasured_modes"]]
         for mode in wanted:
             hw = dla_config(target, mode, cores=data["cores"], sram_bytes=data["sram_bytes"])
@@ -87,39 +89,50 @@ def throughput_points(params: Params, modes: list[str] | None = None) -> list[Po
 
 
 def layerwise_points(params: Params) -> list[LayerPoint]:
-    sample = calibration_set()["layerwise"]
-    model, layers = network(sample["arch"], tuple(sample["input"]))
-    target = load_target(calibration_set()["target"])
+    data = calibration_set()
+    sample = data["layerwise"]
+    model, layers = network(sample["arch"], tuple(sample["input"]), data["target"])
     hw = dla_config(
-        target,
+        load_target(data["target"]),
         sample["power_mode"],
         cores=sample["cores"],
         sram_bytes=sample["sram_bytes"],
         clock_mhz=sample["clock_mhz"],
     )
     in_sram = sram_resident(layers, model, hw)
-    costs = iter(dla_layer_cost(layer, hw, params, in_sram) for layer in layers)
+    costs = [dla_layer_cost(layer, hw, params, in_sram) for layer in layers]
     points = []
+    start = 0
     for row in sample["rows"]:
-        cost = next(c for c in costs if _matches(c, row))
+        first, end = _row_span(costs, start, list(row["ops"]))
         points.append(
             LayerPoint(
                 label=row["label"],
-                layer=cost.layer.name,
-                predicted_ms=cost.time_s * 1e3,
+                layer="+".join(c.layer.name for c in costs[first:end]),
+                predicted_ms=sum(c.time_s for c in costs[first:end]) * 1e3,
                 measured_ms=row["end_ms"] - row["start_ms"],
             )
         )
+        start = end
     return points
 
 
-def _matches(cost: LayerCost, row: dict[str, Any]) -> bool:
-    layer = cost.layer
-    if row["kind"] == "pdp":
-        return layer.kind == "pdp"
-    has_relu = "Relu" in layer.ops
-    has_add = any(op in ("Add", "Sum") for op in layer.ops)
-    return layer.kind == "conv" and has_relu and has_add == row["add"]
+def _row_span(costs: list[LayerCost], start: int, ops: list[str]) -> tuple[int, int]:
+    """The model's hardware layers that make up one fused layer of the sample: the first run of
+    consecutive layers from ``start`` on whose ops, joined, are ``ops`` (TensorRT runs the ReLU
+    after a residual Add in the same layer; dlakit's compiler runs it as its own SDP pass)."""
+    for first in range(start, len(costs)):
+        covered: list[str] = []
+        end = first
+        while end < len(costs) and covered != ops:
+            step = costs[end].layer.ops
+            if covered + step != ops[: len(covered) + len(step)]:
+                break
+            covered += step
+            end += 1
+        if covered == ops:
+            return first, end
+    raise DlakitError(f"calibration row {'+'.join(ops)}: no run of model layers makes it up")
 
 
 def mape(errors: list[float]) -> float:

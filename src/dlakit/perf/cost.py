@@ -57,10 +57,7 @@ class LayerCost:
 def conv_cycles(layer: HwLayer, hw: DlaConfig) -> float:
     """MAC-array cycles at full efficiency: atomic C x atomic K blocks, padding waste included."""
     ac, ak = hw.atomic_c, hw.atomic_k
-    if layer.kind == "fc":
-        k = layer.out_shape[-1] if layer.out_shape else 1
-        c = layer.weights // max(1, k)
-        return ceil_div(c, ac) * ceil_div(k, ak) / hw.pipes
+    # A fully-connected layer is a convolution whose kernel covers its input (as compiled).
     c, k = layer.in_shape[0], layer.out_shape[0]
     r, s = layer.kernel
     pixels = layer.out_elems // max(1, k)
@@ -107,7 +104,7 @@ def conv_dram_bytes(layer: HwLayer, hw: DlaConfig, in_sram: set[str]) -> int:
         traffic += inp * in_reads
     traffic += sum(_tensor_bytes(layer, t, hw) for t in layer.inputs[1:] if t not in in_sram)
     if layer.output not in in_sram:
-        traffic += layer.out_elems * bpe
+        traffic += layer.written_elems * bpe
     return traffic
 
 
@@ -133,6 +130,8 @@ def dla_layer_cost(layer: HwLayer, hw: DlaConfig, params: Params, in_sram: set[s
     feed_s = 0.0
     if layer.kind in ("conv", "fc"):
         compute = conv_cycles(layer, hw) / (hw.clock_hz * params.mac_efficiency)
+        if layer.pooled_elems is not None:  # PDP on the fly takes the convolution's output
+            compute = max(compute, layer.out_elems / (params.pdp_elems_per_clk * hw.clock_hz))
         traffic = conv_dram_bytes(layer, hw, in_sram)
         feed_s = layer.in_elems * hw.bytes_per_elem / (params.feed_bytes_per_clk * hw.clock_hz)
     else:
@@ -160,7 +159,7 @@ def gpu_layer_cost(layer: HwLayer, gpu: GpuConfig) -> LayerCost:
     if layer.kind in ("view", "concat"):
         return LayerCost(layer, "gpu", 0, 0, 0.0, 0.0, 0.0, 0.0, peak)
     bpe = gpu.bytes_per_elem
-    traffic = (layer.in_elems + layer.ew_elems + layer.out_elems + layer.weights) * bpe
+    traffic = (layer.in_elems + layer.ew_elems + layer.written_elems + layer.weights) * bpe
     compute = layer.macs / (peak * gpu.compute_efficiency)
     memory = traffic / (gpu.dram_gbps * 1e9 * gpu.bandwidth_efficiency)
     overhead = gpu.launch_us * 1e-6

@@ -3,8 +3,10 @@
 Each layer is replayed as the equivalent torch operation on tensors of its shapes (FP16,
 channels-last, cuDNN autotuning on), timed with CUDA events after a warm-up. ``inner`` calls are
 captured in a CUDA graph and one sample is one replay between two events, so neither PyTorch's
-per-op CPU cost nor launch latency is counted; the median over the samples is kept. Fused
-point-wise work (ReLU, the residual Add) is left out, as TensorRT fuses it into the convolution.
+per-op CPU cost nor launch latency is counted; the median over the samples is kept. The layers
+are the compiler's (:func:`dlakit.perf.layers.build_layers` for ``host``): point-wise work fused
+into a convolution (BN, ReLU, the residual Add) is left out, as TensorRT fuses it too; a pass the
+compiler runs on its own (the ReLU after a residual Add) is timed as one elementwise copy.
 These are measurements of this machine's GPU, not model output.
 """
 

@@ -1,22 +1,76 @@
-"""Hardware layers from the node-level graph: what the cost functions read.
+"""Hardware layers for the cost model, read from the lowered graph: the compiler's layers.
 
-A :class:`HwLayer` is one unit of DLA (or GPU) work with the sizes the cost model needs. Today
-they come from the ONNX graph through the fusion rules in ``data/ops.toml``; the compiler's
-lowered form can fill the same fields later and reuse every cost function unchanged.
+The lowering (:func:`dlakit.lower.lowering.quantize_model`) decides the fusion: a convolution
+with its BatchNorm, ReLU/Clip and residual Add (``QConv``), standalone SDP passes, pooling, LRN,
+concatenations, reshapes, and the nodes that run in floating point. The compiler's own decisions
+on top of it are applied with the compiler's functions (:mod:`dlakit.nvdla.compiler`): which
+layers it runs on the DLA, which poolings run on the fly behind their convolution (one
+operation), and that concatenations by placement and no-op reshapes cost no operation. CBUF
+tiling (one layer, several operations) is the cost model's business (it models the refetch),
+so one :class:`HwLayer` is one hardware layer, not one operation.
+
+The performance model needs no calibration: it lowers with one placeholder scale for every
+tensor (:class:`PlaceholderScales`) and zero weights of the real shapes, which fix the
+structure and nothing else. Nodes the lowering runs in floating point are sized from the ONNX
+graph, their hardware kind from ``data/ops.toml``.
+
+Which nodes run on the DLA comes from the support verdicts, which the lowering follows. On
+open-NVDLA targets the compiler's engine decision is final (it also sends FP16 layers, unaligned
+concatenations and layout-changing reshapes to the fallback). Jetson DLAs are compiled by
+TensorRT, not by dlakit: there the verdicts place every layer, the lowering's nv_full
+arithmetic gives the structure, and nv_full's CBUF decides the pooling on the fly.
 """
 
 from __future__ import annotations
 
 import math
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib import resources
 from typing import Any
 
+import numpy as np
 import onnx
 
 from dlakit.graph import LoadedModel
+from dlakit.lower.lowering import quantize_model
+from dlakit.lower.qgraph import (
+    QConcat,
+    QConv,
+    QDequantize,
+    QFloat,
+    QGraph,
+    QLayer,
+    QLrn,
+    QPool,
+    QQuantize,
+    QReshape,
+    QSdp,
+)
+from dlakit.nvdla.compiler import layer_engines, pools_on_the_fly
+from dlakit.partition import check_model
+from dlakit.support.verdict import Engine
+from dlakit.targets import Target, load_target
+
+# Jetson DLAs are lowered with nv_full's arithmetic and structured with its CBUF; a target
+# without a DLA (host) is structured as nv_full too, every layer on the fallback device.
+STRUCTURE_TARGET = "nv_full"
+_CONVERSIONS = (QQuantize, QDequantize)
+_FC_OPS = ("Gemm", "MatMul")
+_WEIGHTED = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+
+
+class PlaceholderScales:
+    """One scale for every tensor: the lowering's structure without a calibration.
+
+    No fusion or engine decision depends on a scale's value. The one structural choice that
+    does is a requantizing SDP pass before a Concat input whose scale differs from the output's:
+    with one scale there is none (calibrated scales may add some on open NVDLA targets).
+    """
+
+    def activation_scale(self, name: str) -> float:
+        return 1.0
 
 
 @dataclass
@@ -24,14 +78,14 @@ class HwLayer:
     """One hardware layer; shapes are per image (N excluded), sizes in elements."""
 
     name: str
-    kind: str  # conv, fc, sdp, pdp, cdp, copy, concat, view
+    kind: str  # conv, fc, sdp, pdp, cdp, copy, concat, view, gpu
     ops: list[str]
     nodes: list[str]
-    engine: str = "dla"  # or "gpu"
+    engine: Engine = "dla"
     inputs: list[str] = field(default_factory=list)  # data tensors read (EW operand included)
     output: str = ""
     in_shape: tuple[int, ...] = ()  # C, H, W of the main input
-    out_shape: tuple[int, ...] = ()
+    out_shape: tuple[int, ...] = ()  # of the convolution, before a pooling on the fly
     kernel: tuple[int, int] = (1, 1)
     stride: tuple[int, int] = (1, 1)
     groups: int = 1
@@ -41,10 +95,16 @@ class HwLayer:
     out_elems: int = 0
     macs: int = 0
     image_input: bool = False  # first conv on the network input (pixel / channel-extension mode)
+    pooled_elems: int | None = None  # output of a pooling run on the fly (what is written)
 
     @property
     def label(self) -> str:
         return "+".join(self.ops)
+
+    @property
+    def written_elems(self) -> int:
+        """Elements written to memory: the pooled result when PDP runs on the fly."""
+        return self.out_elems if self.pooled_elems is None else self.pooled_elems
 
 
 @cache
@@ -53,8 +113,144 @@ def op_table() -> dict[str, Any]:
     return tomllib.loads(text)
 
 
-def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
-    return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+def lower_structure(model: LoadedModel, target: Target, *, own_rules: bool = True) -> QGraph:
+    """``model`` lowered for ``target`` with placeholder scales and weights (structure only).
+
+    Without ``own_rules`` (a target with no DLA, or a network run wholly on the DLA) the
+    structure is nv_full's; the engines are then placed by the caller, not by the verdicts.
+    """
+    view = _zero_weights(model)
+    name = target.name if own_rules and target.dla_cores else STRUCTURE_TARGET
+    return quantize_model(view, PlaceholderScales(), name, structure_only=True)
+
+
+def _zero_weights(model: LoadedModel) -> LoadedModel:
+    """``model`` whose convolution and matrix weights read as zeros of their shapes.
+
+    No fusion or engine decision depends on a weight's value (the comparison with the compiler
+    on real weights tests it). One broadcast zero takes no memory and no float conversion.
+    """
+    weights = {
+        node.input[1]
+        for node in model.nodes
+        if node.op_type in _WEIGHTED and len(node.input) > 1 and node.input[1] in model.initializers
+    }
+    other_uses = {
+        name
+        for node in model.nodes
+        for i, name in enumerate(node.input)
+        if name in weights and (node.op_type not in _WEIGHTED or i != 1)
+    }
+    view = replace(model)
+    view.initializers = {
+        name: np.broadcast_to(np.float64(0.0), value.shape)
+        if name in weights - other_uses
+        else value
+        for name, value in model.initializers.items()
+    }
+    return view
+
+
+def build_layers(
+    model: LoadedModel, target: Target | str, *, whole_model_on_dla: bool = False
+) -> list[HwLayer]:
+    """The hardware layers of ``model`` on ``target``, in execution order.
+
+    ``whole_model_on_dla`` (Jetson targets) puts every node on the DLA instead of following the
+    support verdicts: the calibration networks, which NVIDIA ran wholly on the DLA.
+    """
+    tgt = load_target(target) if isinstance(target, str) else target
+    graph = lower_structure(model, tgt, own_rules=not whole_model_on_dla)
+    return graph_layers(model, graph, tgt, whole_model_on_dla=whole_model_on_dla)
+
+
+def graph_layers(
+    model: LoadedModel, graph: QGraph, target: Target, *, whole_model_on_dla: bool = False
+) -> list[HwLayer]:
+    """Hardware layers of a lowered ``graph`` as the compiler for ``target`` would run it."""
+    engines = _engines(model, graph, target, whole_model_on_dla)
+    structure = target if target.nvdla else load_target(STRUCTURE_TARGET)
+    on_the_fly = pools_on_the_fly(graph, structure, engines)
+    merged = {pool.name: conv for conv, pool in on_the_fly.items()}
+    alias = _vanished_conversions(graph, engines, target)
+    nodes = {n.name: n for n in model.nodes}
+    ops_of = {name: n.op_type for name, n in nodes.items()}
+    images = _image_tensors(graph)
+    layers: list[HwLayer] = []
+    by_name: dict[str, HwLayer] = {}
+    for layer, engine in zip(graph.layers, engines, strict=True):
+        if layer.outputs and layer.outputs[0] in alias:
+            continue
+        if layer.name in merged:
+            _absorb_pool(by_name[merged[layer.name]], layer, graph, ops_of)
+            continue
+        if isinstance(layer, QFloat):
+            hw = _node_layer(model, nodes[layer.onnx_nodes[0]], engine)
+        else:
+            hw = _hw_layer(graph, layer, engine, ops_of, images)
+        hw.inputs = [alias.get(t, t) for t in hw.inputs]
+        layers.append(hw)
+        by_name[hw.name] = hw
+    return layers
+
+
+def _engines(
+    model: LoadedModel, graph: QGraph, target: Target, whole_model_on_dla: bool
+) -> list[Engine]:
+    if target.nvdla is not None:
+        return layer_engines(graph, target.nvdla)
+    if target.dla_cores == 0:
+        return ["fallback"] * len(graph.layers)
+    if whole_model_on_dla:
+        verdicts = {n.name: "dla" for n in model.nodes}
+    else:
+        verdicts = {v.name: v.engine for v in check_model(model, target).nodes}
+    engines: list[Engine] = []
+    for layer in graph.layers:
+        if layer.onnx_nodes:
+            on_dla = all(verdicts.get(n) == "dla" for n in layer.onnx_nodes)
+            engines.append("dla" if on_dla else "fallback")
+        else:  # conversions (placed by _vanished_conversions) and requantizing SDP passes
+            engines.append("fallback" if isinstance(layer, _CONVERSIONS) else layer.engine)
+    return engines
+
+
+def _vanished_conversions(graph: QGraph, engines: list[Engine], target: Target) -> dict[str, str]:
+    """Output -> input of each INT8/float conversion that is no operation on ``target``.
+
+    Open NVDLA runs every conversion on the fallback device (the compiler's segments), so none
+    vanishes. Where TensorRT compiles (Jetson) or nothing is on a DLA (host), a conversion costs
+    something only between a DLA and a fallback layer (the reformat at a split); model inputs
+    and outputs are taken in the DLA's own format, as in NVIDIA's measurements.
+    """
+    if target.nvdla is not None:
+        return {}
+    producer: dict[str, int] = {}
+    readers: dict[str, list[int]] = {}
+    for i, layer in enumerate(graph.layers):
+        for name in layer.outputs:
+            producer[name] = i
+        for name in layer.inputs:
+            readers.setdefault(name, []).append(i)
+    alias: dict[str, str] = {}
+    for layer in graph.layers:
+        if not isinstance(layer, _CONVERSIONS):
+            continue
+        src = layer.inputs[0]
+        made_by = producer.get(src)
+        users = [engines[j] for j in readers.get(layer.outputs[0], [])]
+        if made_by is None or not users or all(e == engines[made_by] for e in users):
+            alias[layer.outputs[0]] = alias.get(src, src)
+    return alias
+
+
+def _image_tensors(graph: QGraph) -> set[str]:
+    """The model inputs and their INT8 conversions (a first conv reads pixels)."""
+    names = set(graph.inputs)
+    for layer in graph.layers:
+        if isinstance(layer, QQuantize) and layer.inputs[0] in graph.inputs:
+            names.add(layer.outputs[0])
+    return names
 
 
 def _per_image(shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -65,75 +261,87 @@ def _count(shape: tuple[int, ...]) -> int:
     return math.prod(shape) if shape else 1
 
 
-def build_layers(model: LoadedModel, engines: dict[str, str] | None = None) -> list[HwLayer]:
-    """Fuse the graph's nodes into hardware layers (``engines``: node name -> "dla"/"gpu")."""
-    table = op_table()
-    fusable = set(table["fusion"]["into_conv"])
-    elementwise = set(table["fusion"]["elementwise"])
-    kinds: dict[str, str] = table["kinds"]
-    engines = engines or {}
-    nodes = model.nodes
-    index = {n.name: i for i, n in enumerate(nodes)}
-    consumers = model.consumers()
-    producers = model.producers()
-    inits = set(model.initializers)
-    graph_inputs = set(model.input_names)
-    graph_outputs = set(model.output_names)
-    claimed: set[str] = set()
-    layers: list[HwLayer] = []
-
-    def data_inputs(node: onnx.NodeProto) -> list[str]:
-        return [t for t in node.input if t and t not in inits]
-
-    for node in nodes:
-        if node.name in claimed:
-            continue
-        claimed.add(node.name)
-        engine = engines.get(node.name, "dla")
-        kind = kinds.get(node.op_type, "gpu")
-        layer = _layer_for(model, node, kind, engine, data_inputs(node), graph_inputs)
-        if kind in ("conv", "fc"):
-            tail = node
-            ew_used = 0
-            while True:
-                out = tail.output[0]
-                users = consumers.get(out, [])
-                if len(users) != 1 or out in graph_outputs:
-                    break
-                nxt = users[0]
-                if nxt.op_type not in fusable or engines.get(nxt.name, "dla") != engine:
-                    break
-                others = [t for t in data_inputs(nxt) if t != out]
-                if others:
-                    if nxt.op_type not in elementwise or ew_used or len(others) != 1:
-                        break
-                    src = producers.get(others[0])
-                    # The operand must exist before this layer runs (the later branch fuses it).
-                    if src is not None and index[src.name] > index[node.name]:
-                        break
-                    if _count(model.shapes.get(others[0], ())) < _count(model.shapes[out]):
-                        break  # broadcast operands are constants folded into BS/BN, not EW reads
-                    ew_used += 1
-                    layer.ew_elems += _count(_per_image(model.shapes[others[0]]))
-                    layer.inputs.append(others[0])
-                claimed.add(nxt.name)
-                layer.ops.append(nxt.op_type)
-                layer.nodes.append(nxt.name)
-                tail = nxt
-            layer.output = tail.output[0]
-        layers.append(layer)
-    return layers
-
-
-def _layer_for(
-    model: LoadedModel,
-    node: onnx.NodeProto,
-    kind: str,
-    engine: str,
-    inputs: list[str],
-    graph_inputs: set[str],
+def _hw_layer(
+    graph: QGraph, layer: QLayer, engine: Engine, ops_of: dict[str, str], images: set[str]
 ) -> HwLayer:
+    """One INT8 layer of the lowered graph, sized from its tensors."""
+
+    def shape(name: str) -> tuple[int, ...]:
+        return _per_image(tuple(graph.tensors[name].shape))
+
+    ops = [ops_of[n] for n in layer.onnx_nodes if n in ops_of] or [_UNNAMED[type(layer)]]
+    main = layer.inputs[0]
+    out = layer.outputs[0]
+    hw = HwLayer(
+        name=layer.name,
+        kind=_KINDS[type(layer)],
+        ops=ops,
+        nodes=list(layer.onnx_nodes),
+        engine=engine,
+        inputs=[main],
+        output=out,
+        in_shape=shape(main),
+        out_shape=shape(out),
+    )
+    hw.in_elems = _count(hw.in_shape)
+    hw.out_elems = _count(hw.out_shape)
+    if isinstance(layer, QConv):
+        k, cg, r, s = layer.weight.shape
+        hw.kind = "fc" if ops[0] in _FC_OPS else "conv"
+        hw.weights = int(k * cg * r * s)
+        hw.kernel = (int(r), int(s))
+        hw.stride = layer.stride
+        hw.groups = layer.groups
+        hw.macs = hw.out_elems * cg * r * s
+        hw.image_input = main in images
+    if isinstance(layer, QConv | QSdp) and layer.sdp.y is not None:
+        hw.inputs.append(layer.inputs[1])
+        hw.ew_elems = _count(shape(layer.inputs[1]))
+    elif isinstance(layer, QPool):
+        hw.kernel, hw.stride = layer.kernel, layer.stride
+    elif isinstance(layer, QConcat):
+        hw.inputs = list(layer.inputs)
+        hw.ew_elems = sum(_count(shape(t)) for t in layer.inputs[1:])
+    return hw
+
+
+def _absorb_pool(conv: HwLayer, pool: QLayer, graph: QGraph, ops_of: dict[str, str]) -> None:
+    """A pooling run on the fly: part of its convolution's operation, writing the pooled result."""
+    conv.ops += [ops_of[n] for n in pool.onnx_nodes if n in ops_of]
+    conv.nodes += list(pool.onnx_nodes)
+    conv.output = pool.outputs[0]
+    conv.pooled_elems = _count(_per_image(tuple(graph.tensors[conv.output].shape)))
+
+
+_KINDS: dict[type, str] = {
+    QConv: "conv",
+    QSdp: "sdp",
+    QPool: "pdp",
+    QLrn: "cdp",
+    QConcat: "concat",
+    QReshape: "view",
+    QQuantize: "copy",
+    QDequantize: "copy",
+}
+# Labels of layers the lowering adds without an ONNX node of their own.
+_UNNAMED: dict[type, str] = {
+    QSdp: "Requantize",
+    QQuantize: "Quantize",
+    QDequantize: "Dequantize",
+    QReshape: "Reshape",
+}
+
+
+def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
+    return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _node_layer(model: LoadedModel, node: onnx.NodeProto, engine: Engine) -> HwLayer:
+    """One ONNX node run in floating point (a fallback, or FP16 on a Jetson DLA), sized from the
+    model's shapes; its hardware kind comes from ``data/ops.toml``."""
+    kind = op_table()["kinds"].get(node.op_type, "gpu")
     shapes = model.shapes
+    inputs = [t for t in node.input if t and t not in model.initializers]
     layer = HwLayer(
         name=node.name,
         kind=kind,
@@ -150,11 +358,11 @@ def _layer_for(
     layer.out_elems = _count(layer.out_shape)
     if kind == "conv":
         _conv_geometry(model, node, layer)
-        layer.image_input = main in graph_inputs
+        layer.image_input = main in model.input_names
     elif kind == "fc":
         weight = next((t for t in node.input[1:] if t in model.initializers), None)
-        if weight is None:  # activation x activation MatMul: no DLA mapping, GPU work
-            layer.kind = "gpu" if engine == "gpu" else "sdp"
+        if weight is None:  # activation x activation MatMul: no convolution mapping
+            layer.kind = "sdp"
             layer.inputs = list(inputs)
         else:
             layer.weights = _count(shapes[weight])

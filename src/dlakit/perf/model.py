@@ -64,31 +64,16 @@ class Profile:
         return sum(c.macs for c in dla) / (self.dla_time_s * dla[0].peak_macs_per_s)
 
 
-def engines_for(model: LoadedModel, target: Target) -> tuple[dict[str, str], list[str]]:
-    """Which nodes run on the DLA: the support checker's verdicts (GPU fallback elsewhere)."""
-    if target.dla_cores == 0:
-        return {n.name: "gpu" for n in model.nodes}, []
-    try:
-        from dlakit.partition import check_model
-    except ImportError:
-        return {}, ["support checker unavailable: every node is assumed to run on the DLA"]
-    result = check_model(model, target)
-    return {v.name: v.engine for v in result.nodes}, []
-
-
 def sram_resident(layers: list[HwLayer], model: LoadedModel, hw: DlaConfig) -> set[str]:
     """Intermediate DLA tensors small enough for the managed SRAM pool stay on chip."""
     io = set(model.input_names) | set(model.output_names)
-    made_on_dla = {layer.output for layer in layers if layer.engine == "dla"}
-    resident = set()
-    for name in made_on_dla - io:
-        shape = model.shapes.get(name, ())
-        elems = 1
-        for d in shape[1:]:
-            elems *= d
-        if elems * hw.bytes_per_elem <= hw.sram_bytes:
-            resident.add(name)
-    return resident
+    return {
+        layer.output
+        for layer in layers
+        if layer.engine == "dla"
+        and layer.output not in io
+        and layer.written_elems * hw.bytes_per_elem <= hw.sram_bytes
+    }
 
 
 def check_batch(target: Target, batch: int) -> None:

@@ -406,13 +406,26 @@ def spatial_max(view: NodeView, p: dict[str, Any]) -> Violation | None:
 
 @predicate("layout_noop")
 def layout_noop(view: NodeView, p: dict[str, Any]) -> Violation | None:
+    """The feature cube (C, H, W) of a DLA surface is the same before and after: the same bytes.
+
+    A 2-D tensor [N, C] is the cube (C, 1, 1), a 3-D [N, C, H] is (C, H, 1).
+    """
     src, dst = view.input_shape(0), view.output_shape(0)
     if src is None or dst is None:
         return Violation("shape", None, "static shapes")
-    spatial = int(np.prod(src[2:])) if len(src) > 2 else 1
-    if spatial == 1 and src[0] == dst[0]:
+    if src[0] == dst[0] and _cube(src) is not None and _cube(src) == _cube(dst):
         return None
-    return Violation("input shape", list(src), "[N, C, 1, 1]")
+    return Violation("output shape", list(dst), f"the same (C, H, W) cube as {list(src)}")
+
+
+def _cube(shape: tuple[int, ...]) -> tuple[int, int, int] | None:
+    if len(shape) == 4:
+        return shape[1], shape[2], shape[3]
+    if len(shape) == 3:
+        return shape[1], shape[2], 1
+    if len(shape) == 2:
+        return shape[1], 1, 1
+    return None
 
 
 @predicate("channels_aligned")
