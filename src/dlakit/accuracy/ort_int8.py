@@ -14,6 +14,7 @@ import numpy as np
 
 from dlakit.errors import DlakitError
 from dlakit.graph.load import LoadedModel, save_model
+from dlakit.graph.nodes import attrs
 from dlakit.lower.qgraph import QConv, QGraph
 
 METHODS = {"entropy": "Entropy", "max": "MinMax", "percentile": "Percentile"}
@@ -144,12 +145,7 @@ def fake_quant(loaded: LoadedModel, graph: QGraph) -> tuple[bytes, dict[str, str
 
 
 def _attr(node, name: str, default):
-    import onnx
-
-    for a in node.attribute:
-        if a.name == name:
-            return onnx.helper.get_attribute_value(a)
-    return default
+    return attrs(node).get(name, default)
 
 
 def _round_per_channel(w: np.ndarray, axis: int) -> np.ndarray:

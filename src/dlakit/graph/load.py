@@ -20,6 +20,7 @@ import onnx
 from onnx import TensorProto
 
 from dlakit.errors import ModelError
+from dlakit.graph import nodes
 
 # onnxruntime 1.31 reads at most IR 13, while onnx 1.23 writes IR 14 by default.
 MAX_IR_VERSION = 10
@@ -61,15 +62,10 @@ class LoadedModel:
         return 0
 
     def producers(self) -> dict[str, onnx.NodeProto]:
-        return {out: node for node in self.proto.graph.node for out in node.output if out}
+        return nodes.producers(self.proto.graph.node)
 
     def consumers(self) -> dict[str, list[onnx.NodeProto]]:
-        users: dict[str, list[onnx.NodeProto]] = {}
-        for node in self.proto.graph.node:
-            for name in node.input:
-                if name:
-                    users.setdefault(name, []).append(node)
-        return users
+        return nodes.consumers(self.proto.graph.node)
 
 
 def parse_input_shapes(specs: list[str] | None) -> dict[str, tuple[int, ...]]:

@@ -37,6 +37,7 @@ import onnx
 
 from dlakit.errors import DlakitError
 from dlakit.graph.load import LoadedModel
+from dlakit.graph.nodes import attrs as node_attrs
 from dlakit.lower import hwparams
 from dlakit.lower.lint import lint
 from dlakit.lower.qgraph import (
@@ -128,10 +129,6 @@ class _State:
         return onnx_name in self.int8_of or onnx_name in self.float_of
 
 
-def _attrs(node: onnx.NodeProto) -> dict:
-    return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-
-
 def _quantize_weights(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-output-channel symmetric INT8: (int8 weights, float scales).
 
@@ -152,7 +149,7 @@ def _clip_bounds(node: onnx.NodeProto, inits: Mapping[str, np.ndarray]):
     """(lower, upper) of Relu/Clip; None where unbounded."""
     if node.op_type == "Relu":
         return 0.0, None
-    attrs = _attrs(node)
+    attrs = node_attrs(node)
     lo = attrs.get("min")
     hi = attrs.get("max")
     if len(node.input) > 1 and node.input[1]:
@@ -235,7 +232,7 @@ class _Lowering:
 
     # ---- convolution-like: Conv, Gemm, MatMul with fused BN / activation / add
     def _int8_Conv(self, node: onnx.NodeProto) -> None:
-        attrs = _attrs(node)
+        attrs = node_attrs(node)
         w = np.asarray(self.inits[node.input[1]], dtype=np.float64)
         b = np.asarray(self.inits[node.input[2]], dtype=np.float64) if len(node.input) > 2 and \
             node.input[2] else None  # fmt: skip
@@ -249,7 +246,7 @@ class _Lowering:
         )  # fmt: skip
 
     def _int8_Gemm(self, node: onnx.NodeProto) -> None:
-        attrs = _attrs(node)
+        attrs = node_attrs(node)
         w = np.asarray(self.inits[node.input[1]], dtype=np.float64)
         if not attrs.get("transB", 0):
             w = w.T
@@ -309,7 +306,7 @@ class _Lowering:
             gamma, beta, mean, var = (
                 np.asarray(self.inits[n], dtype=np.float64) for n in nxt.input[1:5]
             )
-            a = gamma / np.sqrt(var + float(_attrs(nxt).get("epsilon", 1e-5)))
+            a = gamma / np.sqrt(var + float(node_attrs(nxt).get("epsilon", 1e-5)))
             if not st.structure_only:
                 w = w * a.reshape(-1, 1, 1, 1)
             b = (np.zeros(w.shape[0]) if b is None else b) * a + beta - mean * a
@@ -360,7 +357,7 @@ class _Lowering:
     # ---- standalone SDP ops
     def _int8_BatchNormalization(self, node: onnx.NodeProto) -> None:
         gamma, beta, mean, var = (np.asarray(self.inits[n], np.float64) for n in node.input[1:5])
-        a = gamma / np.sqrt(var + float(_attrs(node).get("epsilon", 1e-5)))
+        a = gamma / np.sqrt(var + float(node_attrs(node).get("epsilon", 1e-5)))
         x = self.st.int8(node.input[0])
         s_in = self.st.tensors[x].scale or 1.0
         s_out = self.st.scale(node.output[0])
@@ -419,7 +416,7 @@ class _Lowering:
 
     def _int8_LRN(self, node: onnx.NodeProto) -> None:
         x = self.st.int8(node.input[0])
-        attrs = _attrs(node)
+        attrs = node_attrs(node)
         s_out = self.st.scale(node.output[0])
         params = hwparams.lrn_params(
             int(attrs["size"]), float(attrs.get("alpha", 1e-4)), float(attrs.get("beta", 0.75)),
@@ -442,7 +439,7 @@ class _Lowering:
                 st.layers.append(QSdp(f"requant:{name}", [x], [requant], sdp=chain))
                 x = requant
             inputs.append(x)
-        axis = int(_attrs(node).get("axis", 1))
+        axis = int(node_attrs(node).get("axis", 1))
         rank = len(st.shape(out))
         self.emit_int8(QConcat(node.name, inputs, [out], engine=engine, onnx_nodes=[node.name],
                                axis=axis % rank), out, s_out)  # fmt: skip
@@ -490,7 +487,7 @@ class _Lowering:
 
 
 def _pool_geometry(node: onnx.NodeProto, in_shape: tuple[int, ...]):
-    attrs = _attrs(node)
+    attrs = node_attrs(node)
     if node.op_type.startswith("Global"):
         return (in_shape[2], in_shape[3]), (1, 1), (0, 0, 0, 0)
     kernel = tuple(int(k) for k in attrs["kernel_shape"])

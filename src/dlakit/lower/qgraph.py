@@ -304,6 +304,18 @@ class QGraph:
     quant_of: dict[str, str] = field(default_factory=dict)
     verdicts: dict[str, NodeVerdict] = field(default_factory=dict)
 
+    def readers(self) -> dict[str, list[int]]:
+        """Tensor name -> indices of the layers that read it, in execution order."""
+        found: dict[str, list[int]] = {}
+        for index, layer in enumerate(self.layers):
+            for name in layer.inputs:
+                found.setdefault(name, []).append(index)
+        return found
+
+    def writers(self) -> dict[str, int]:
+        """Tensor name -> index of the layer that writes it."""
+        return {name: index for index, layer in enumerate(self.layers) for name in layer.outputs}
+
     def summary(self) -> list[tuple[str, str, str, str]]:
         """(layer, kind, engine/precision, output) rows for a table."""
         rows = []

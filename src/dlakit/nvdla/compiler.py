@@ -199,10 +199,7 @@ def pools_on_the_fly(graph: QGraph, target: Target, engines: list[Engine]) -> di
     operations).
     """
     atom = _nvdla(target).memory_atomic
-    users: dict[str, list[int]] = {}
-    for index, layer in enumerate(graph.layers):
-        for name in layer.inputs:
-            users.setdefault(name, []).append(index)
+    users = graph.readers()
     fused: dict[str, QPool] = {}
     for i, layer in enumerate(graph.layers):
         if not isinstance(layer, QConv) or engines[i] != "dla":
@@ -484,10 +481,7 @@ class _Compiler:
                 runs[-1][1].append(index)
             else:
                 runs.append((engine, [index]))
-        consumers: dict[str, list[int]] = {}
-        for index, layer in enumerate(self.g.layers):
-            for name in layer.inputs:
-                consumers.setdefault(name, []).append(index)
+        consumers = self.g.readers()
         segments = []
         for number, (engine, indices) in enumerate(runs):
             layers = [self.g.layers[i] for i in indices]

@@ -34,6 +34,7 @@ import numpy as np
 import onnx
 
 from dlakit.graph import LoadedModel
+from dlakit.graph.nodes import attrs as node_attrs
 from dlakit.lower.lowering import quantize_model
 from dlakit.lower.qgraph import (
     QConcat,
@@ -225,13 +226,8 @@ def _vanished_conversions(graph: QGraph, engines: list[Engine], target: Target) 
     """
     if target.nvdla is not None:
         return {}
-    producer: dict[str, int] = {}
-    readers: dict[str, list[int]] = {}
-    for i, layer in enumerate(graph.layers):
-        for name in layer.outputs:
-            producer[name] = i
-        for name in layer.inputs:
-            readers.setdefault(name, []).append(i)
+    producer = graph.writers()
+    readers = graph.readers()
     alias: dict[str, str] = {}
     for layer in graph.layers:
         if not isinstance(layer, _CONVERSIONS):
@@ -332,10 +328,6 @@ _UNNAMED: dict[type, str] = {
 }
 
 
-def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
-    return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-
-
 def _node_layer(model: LoadedModel, node: onnx.NodeProto, engine: Engine) -> HwLayer:
     """One ONNX node run in floating point (a fallback, or FP16 on a Jetson DLA), sized from the
     model's shapes; its hardware kind comes from ``data/ops.toml``."""
@@ -371,14 +363,14 @@ def _node_layer(model: LoadedModel, node: onnx.NodeProto, engine: Engine) -> HwL
         layer.inputs = list(inputs)
         layer.ew_elems = sum(_count(_per_image(shapes.get(t, ()))) for t in inputs[1:])
     elif kind in ("pdp", "cdp"):
-        attrs = _attrs(node)
+        attrs = node_attrs(node)
         layer.kernel = tuple(attrs.get("kernel_shape", layer.in_shape[-2:] or (1, 1)))[:2]
         layer.stride = tuple(attrs.get("strides", (1, 1)))[:2]
     return layer
 
 
 def _conv_geometry(model: LoadedModel, node: onnx.NodeProto, layer: HwLayer) -> None:
-    attrs = _attrs(node)
+    attrs = node_attrs(node)
     weight_shape = model.shapes.get(node.input[1], ())
     layer.weights = _count(weight_shape)
     kernel = tuple(weight_shape[2:4]) if len(weight_shape) >= 4 else (1, 1)

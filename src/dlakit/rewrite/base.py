@@ -21,6 +21,7 @@ import onnx
 from onnx import numpy_helper
 
 from dlakit.graph.load import collect_shapes
+from dlakit.graph.nodes import consumers, producers
 
 
 @dataclass
@@ -62,15 +63,8 @@ class Graph:
         self.shapes, self.dtypes = collect_shapes(model)
         self._inits = {t.name: t for t in model.graph.initializer}
         self._consts: dict[str, np.ndarray] = {}
-        self.producer: dict[str, onnx.NodeProto] = {}
-        self.consumers: dict[str, list[onnx.NodeProto]] = {}
-        for node in model.graph.node:
-            for out in node.output:
-                if out:
-                    self.producer[out] = node
-            for name in node.input:
-                if name:
-                    self.consumers.setdefault(name, []).append(node)
+        self.producer = producers(model.graph.node)
+        self.consumers = consumers(model.graph.node)
         self.outputs = {o.name for o in model.graph.output}
         self._names = {n.name for n in model.graph.node} | set(self._inits) | set(self.shapes)
 
@@ -104,15 +98,6 @@ class Graph:
     def initializer(self, base: str, value: np.ndarray) -> onnx.TensorProto:
         # copy(order="C"), not ascontiguousarray, which would turn a scalar into shape [1]
         return numpy_helper.from_array(np.asarray(value).copy(order="C"), self.fresh(base))
-
-
-def attrs(node: onnx.NodeProto) -> dict[str, Any]:
-    """A node's attributes as plain Python values (strings decoded)."""
-    out: dict[str, Any] = {}
-    for attr in node.attribute:
-        value = onnx.helper.get_attribute_value(attr)
-        out[attr.name] = value.decode() if isinstance(value, bytes) else value
-    return out
 
 
 def label(node: onnx.NodeProto) -> str:

@@ -15,7 +15,8 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from dlakit.rewrite.base import Change, Graph, Refusal, RewritePass, attrs
+from dlakit.graph.nodes import attrs
+from dlakit.rewrite.base import Change, Graph, Refusal, RewritePass
 
 
 def one_hot_blocks(channels: int, block: int, crd: bool) -> np.ndarray:

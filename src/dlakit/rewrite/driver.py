@@ -22,6 +22,7 @@ import onnx
 from dlakit.errors import DlakitError
 from dlakit.graph import LoadedModel
 from dlakit.graph.load import canonicalize, name_nodes
+from dlakit.graph.nodes import producers
 from dlakit.rewrite.base import Change, Graph, Refusal, Rewrite, RewritePass, label
 from dlakit.rewrite.broadcast_by_resize import BroadcastByResizePass
 from dlakit.rewrite.depth_to_space import DepthToSpaceToConvTransposePass
@@ -286,7 +287,7 @@ def _tidy(model: onnx.ModelProto) -> onnx.ModelProto:
     """Topological order, no orphan nodes or initializers, fresh shapes."""
     graph = model.graph
     wanted = {o.name for o in graph.output}
-    producers = {out: node for node in graph.node for out in node.output if out}
+    producer_of = producers(graph.node)
     ordered: list[onnx.NodeProto] = []
     placed: set[str] = set()
 
@@ -302,14 +303,14 @@ def _tidy(model: onnx.ModelProto) -> onnx.ModelProto:
                 continue
             stack.append((current, True))
             for name in reversed(current.input):
-                source = producers.get(name)
+                source = producer_of.get(name)
                 if source is not None and source.name not in placed:
                     stack.append((source, False))
 
     # Only nodes that lead to a graph output are kept: a replaced chain leaves its feeders unread.
     for name in wanted:
-        if name in producers:
-            visit(producers[name])
+        if name in producer_of:
+            visit(producer_of[name])
     used = {name for node in ordered for name in node.input} | wanted
     kept_inits = [t for t in graph.initializer if t.name in used]
     del graph.node[:]

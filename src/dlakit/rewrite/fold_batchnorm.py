@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from dlakit.rewrite.base import Change, Graph, Refusal, RewritePass, attrs
+from dlakit.graph.nodes import attrs
+from dlakit.rewrite.base import Change, Graph, Refusal, RewritePass
 
 
 class FoldBatchNormPass(RewritePass):

@@ -20,7 +20,8 @@ import math
 import onnx
 from onnx import helper
 
-from dlakit.rewrite.base import Change, Graph, Refusal, RewritePass, attrs
+from dlakit.graph.nodes import attrs
+from dlakit.rewrite.base import Change, Graph, Refusal, RewritePass
 
 
 class FoldPadPass(RewritePass):

@@ -18,7 +18,8 @@ import math
 import onnx
 from onnx import helper
 
-from dlakit.rewrite.base import Change, Graph, Refusal, RewritePass, attrs
+from dlakit.graph.nodes import attrs
+from dlakit.rewrite.base import Change, Graph, Refusal, RewritePass
 
 Window = tuple[int, int, int]  # (kernel, pad_begin, pad_end) along one axis
 

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from onnx import numpy_helper
 
 from dlakit.errors import DlakitError
+from dlakit.graph.nodes import attrs as node_attrs
 
 _TORCH_DTYPES = {
     onnx.TensorProto.FLOAT: torch.float32,
@@ -29,10 +30,6 @@ _TORCH_DTYPES = {
 }
 
 Op = Callable[[list[torch.Tensor | None], dict], list[torch.Tensor]]
-
-
-def _attrs(node: onnx.NodeProto) -> dict:
-    return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
 
 
 def _ints(t: torch.Tensor | None) -> list[int]:
@@ -165,18 +162,12 @@ def _split(x, a):
 
 
 def _resize(x, a):
-    mode = a.get("mode", b"nearest")
-    mode = mode.decode() if isinstance(mode, bytes) else mode
+    mode = a.get("mode", "nearest")
     sizes = _ints(x[3]) if len(x) > 3 and x[3] is not None else None
     size = tuple(sizes[2:]) if sizes else None
     scales = None if size else tuple(float(v) for v in x[2].reshape(-1).tolist()[2:])
-    ctm = a.get("coordinate_transformation_mode", b"half_pixel")
-    ctm = ctm.decode() if isinstance(ctm, bytes) else ctm
-    if (
-        mode == "nearest"
-        and ctm == "asymmetric"
-        and a.get("nearest_mode", b"floor") in (b"floor", "floor")
-    ):
+    ctm = a.get("coordinate_transformation_mode", "half_pixel")
+    if mode == "nearest" and ctm == "asymmetric" and a.get("nearest_mode", "floor") == "floor":
         return [F.interpolate(x[0], size=size, scale_factor=scales, mode="nearest")]
     if mode == "linear" and ctm in ("half_pixel", "pytorch_half_pixel", "align_corners"):
         return [F.interpolate(x[0], size=size, scale_factor=scales, mode="bilinear",
@@ -250,7 +241,7 @@ class TorchGraph:
                 f"fallback segment {g.name}: the PyTorch runner has no {', '.join(missing)}; "
                 "run with --fallback-engine ort"
             )
-        self.nodes = [(n, OPS[n.op_type], _attrs(n)) for n in g.node]
+        self.nodes = [(n, OPS[n.op_type], node_attrs(n)) for n in g.node]
         self.consts = {
             t.name: torch.as_tensor(np.array(numpy_helper.to_array(t)), device=self.device)
             for t in g.initializer

@@ -16,6 +16,7 @@ import onnx
 from onnx import TensorProto
 
 from dlakit.graph import LoadedModel
+from dlakit.graph.nodes import attrs
 
 FLOAT_TYPES = {TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.BFLOAT16, TensorProto.DOUBLE}
 
@@ -34,7 +35,7 @@ class NodeView:
         self.node = node
         self.model = model
         self.generation = generation  # DLA generation ("orin", "xavier") or NVDLA config name
-        self.attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        self.attrs = attrs(node)
 
     @property
     def op(self) -> str:
@@ -85,8 +86,7 @@ class NodeView:
         return max(len(shape) - 2, 0) if shape else 2
 
     def _pads(self) -> list[int]:
-        auto_pad = self.attrs.get("auto_pad", b"NOTSET")
-        auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else str(auto_pad)
+        auto_pad = str(self.attrs.get("auto_pad", "NOTSET"))
         if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
             src, dst = self.input_shape(0), self.output_shape(0)
             kernel, strides = self.ints("kernel_shape"), self.ints("strides")
@@ -342,8 +342,7 @@ def resize_scales(view: NodeView, p: dict[str, Any]) -> Violation | None:
             return Violation("scales", None, "constant scales")
         scales = np.array(dst, dtype=np.float64) / np.array(src, dtype=np.float64)
     scales = np.ravel(scales).astype(np.float64)
-    mode = view.attrs.get("mode", b"nearest")
-    mode = mode.decode() if isinstance(mode, bytes) else str(mode)
+    mode = str(view.attrs.get("mode", "nearest"))
     high = p["linear_max"] if mode == "linear" else p["nearest_max"]
     ok = (
         len(scales) == 4

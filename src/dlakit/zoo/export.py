@@ -24,6 +24,7 @@ import onnx
 from onnx import numpy_helper
 
 from dlakit.errors import DlakitError
+from dlakit.graph.nodes import consumers, producers
 from dlakit.zoo import sources
 
 if TYPE_CHECKING:
@@ -114,10 +115,7 @@ def fold_pads_into_convs(model: onnx.ModelProto) -> onnx.ModelProto:
     graph = model.graph
     consts = _input_free_values(model, [p.input[1] for p in graph.node if p.op_type == "Pad"])
     consts.update({t.name: numpy_helper.to_array(t) for t in graph.initializer})
-    users: dict[str, list[onnx.NodeProto]] = {}
-    for node in graph.node:
-        for name in node.input:
-            users.setdefault(name, []).append(node)
+    users = consumers(graph.node)
     graph_outputs = {o.name for o in graph.output}
     dropped = []
     for pad in graph.node:
@@ -142,7 +140,7 @@ def _input_free_values(model: onnx.ModelProto, names: list[str]) -> dict[str, np
     from onnx.reference import ReferenceEvaluator
 
     graph = model.graph
-    producer = {out: node for node in graph.node for out in node.output}
+    producer = producers(graph.node)
     initializers = {t.name for t in graph.initializer}
     needed: dict[int, onnx.NodeProto] = {}
     wanted = []
