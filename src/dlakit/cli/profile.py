@@ -79,10 +79,11 @@ def profile(
 
 
 def _validate(out: Output, json_path: Path | None) -> None:
-    from dlakit.perf.validate import render_validation, run_validation, validation_json
+    from dlakit.perf.validate import run_validation, validation_json
+    from dlakit.report.profile import render_validation
 
     points, rows = run_validation()
-    render_validation(points, rows, out.console)
+    render_validation(points, rows, out)
     if json_path:
         write_json(validation_json(points), json_path, out)
 

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from rich.table import Table
+
 from dlakit import __version__
+from dlakit.perf.calibration import LayerPoint, Point, calibration_set, mape
+from dlakit.perf.hw import model_version, perf_data
 from dlakit.perf.model import Profile
 from dlakit.report.console import Output
 from dlakit.report.tables import Column, fit_compact_if_narrow, note_dropped, print_fitted
@@ -187,3 +191,58 @@ def host_json(timings: list[HostTiming], gpu: str, batch: int) -> dict[str, Any]
         ],
         "total_ms": sum(t.median_s for t in timings) * 1e3,
     }
+
+
+def render_validation(points: list[Point], rows: list[LayerPoint], output: Output) -> None:
+    """``profile --validate``: predicted vs measured images/s, the layer-wise sample, the fit."""
+    console = output.console
+    data = calibration_set()
+    table = Table(
+        title=f"Orin {data['cores']}xDLA INT8 images/s: model {model_version()} vs DLA-SW README"
+    )
+    for col in ("network", "input", "batch", "power mode", "predicted", "measured", "error"):
+        table.add_column(
+            col, justify="left" if col in ("network", "input") else "right", overflow="fold"
+        )
+    for p in sorted(points, key=lambda p: p.measured is None):
+        table.add_row(
+            p.network,
+            "x".join(map(str, p.input[2:])),
+            str(p.batch),
+            p.power_mode,
+            f"{p.predicted:.0f}",
+            "-" if p.measured is None else f"{p.measured:.0f}",
+            "n/a" if p.error is None else f"{p.error:+.1%}",
+        )
+    console.print(table)
+    errors = [p.error for p in points if p.error is not None]
+    console.print(f"mean absolute percentage error over {len(errors)} points: {mape(errors):.1%}")
+    sample = data["layerwise"]
+    layers = Table(
+        title=f"{sample['network']} layer-wise, one DLA at {sample['clock_mhz']:.0f} MHz "
+        "(cuDLA sample README)"
+    )
+    for col in ("fused layer (sample)", "model layer", "predicted ms", "measured ms", "error"):
+        layers.add_column(col, justify="left" if "layer" in col else "right", overflow="fold")
+    for r in rows:
+        layers.add_row(
+            r.label, r.layer, f"{r.predicted_ms:.3f}", f"{r.measured_ms:.3f}", f"{r.error:+.1%}"
+        )
+    console.print(layers)
+    console.print(
+        f"layer-wise: mean absolute error {mape([r.error for r in rows]):.1%}, "
+        f"largest {max(abs(r.error) for r in rows):.1%}"
+    )
+    params = perf_data("params.toml")
+    fitted = ", ".join(
+        f"{name} = {entry['value']:.4g} {entry.get('unit', '')}".rstrip()
+        + (" (at its bound)" if entry.get("at_bound") else "")
+        for name, entry in params["params"].items()
+    )
+    fit = params.get("fit", {})
+    console.print(f"fitted parameters ({fit.get('date', '?')}): {fitted}")
+    if "leave_one_network_out_mape" in fit:
+        console.print(
+            "leave-one-network-out (each network refitted out of the set, then predicted): "
+            f"MAPE {fit['leave_one_network_out_mape']:.1%}"
+        )
