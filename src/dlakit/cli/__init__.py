@@ -13,6 +13,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from typer.core import TyperGroup
 
 from dlakit import __version__
@@ -110,7 +111,9 @@ def main(argv: list[str] | None = None) -> int:
         # Outside standalone mode click returns a command's typer.Exit code instead of raising it.
         rc = app(args=argv, prog_name="dlakit", standalone_mode=False)
     except DlakitError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err_console.print(
+            f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
+        )
         return 2
     except typer.Exit as exc:
         return exc.exit_code

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 
-from dlakit.sim.nvdla import resolve_device
-from dlakit.sim.trace import TraceResult, find_traces, run_trace
+if TYPE_CHECKING:  # the simulator needs the 'sim' extra: imported when a trace runs
+    from dlakit.sim.trace import TraceResult
 
 trace_app = typer.Typer(help="Run NVDLA register-level trace tests (.cfg + .dat) on the simulator.")
 console = Console(highlight=False, soft_wrap=True)
@@ -37,6 +38,9 @@ def run(
     target: str = typer.Option("nv_small", "--target", help="NVDLA hardware configuration"),
 ) -> None:
     """Execute every command of the trace(s); exit 0 iff every check_crc matches."""
+    from dlakit.sim.nvdla import resolve_device
+    from dlakit.sim.trace import find_traces, run_trace
+
     dev = str(resolve_device(device))
     cfgs = find_traces(path)
     if not cfgs:
@@ -57,6 +61,8 @@ def run(
 @trace_app.command("list")
 def list_traces(path: Path = typer.Argument(..., help="a folder of trace tests")) -> None:
     """List the traces under a folder."""
+    from dlakit.sim.trace import find_traces
+
     for cfg in find_traces(path):
         console.print(str(cfg))
 
