@@ -34,17 +34,10 @@ def resolve_model_path(model: str) -> tuple[Path, dict[str, tuple[int, ...]]]:
         return path, {}
     if path.suffix or "/" in model:  # meant as a file, not a zoo name
         raise DlakitError(f"model file not found: {model}")
-    try:
-        from dlakit import zoo
-    except ImportError:
-        raise DlakitError(f"model file not found: {model}") from None
+    from dlakit import zoo
+
     resolved = Path(zoo.resolve_model(model))
-    shapes: dict[str, tuple[int, ...]] = {}
-    entry = zoo.get_entry(model) if hasattr(zoo, "get_entry") else None
-    shape = getattr(entry, "input_shape", None) if entry is not None else None
-    if shape:
-        shapes[""] = tuple(shape)
-    return resolved, shapes
+    return resolved, {"": tuple(zoo.get_entry(model).input_shape)}
 
 
 def load_cli_model(model: str, input_shape: list[str] | None) -> LoadedModel:
