@@ -1,5 +1,6 @@
 """Shared fixtures: where the official NVDLA material is, and markers for GPU-only tests."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -7,12 +8,22 @@ import pytest
 from dlakit.paths import shared_dir
 
 
+def in_ci() -> bool:
+    """CI sets ``CI`` (``.ci/run`` does too); there the ground truth must be present."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
 @pytest.fixture(scope="session")
 def shared() -> Path:
-    """The ``shared/`` folder (DLAKIT_SHARED, default ../shared); skip when it is absent."""
+    """The ``shared/`` folder (DLAKIT_SHARED, default ../shared) with the official NVDLA traces and
+    loadables. Absent, its tests skip with a note on a developer's machine, and fail under CI, so
+    the ground-truth tests cannot vanish from a run unnoticed."""
     path = shared_dir()
     if not path.is_dir():
-        pytest.skip(f"shared material not found at {path}; set DLAKIT_SHARED to an nvdla checkout")
+        note = f"shared material not found at {path}; set DLAKIT_SHARED to the shared/ folder"
+        if in_ci():
+            pytest.fail(f"{note} (CI is set: the official traces and loadables are required)")
+        pytest.skip(note)
     return path
 
 
