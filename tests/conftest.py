@@ -15,9 +15,14 @@ def in_ci() -> bool:
 
 @pytest.fixture(scope="session")
 def shared() -> Path:
-    """The ``shared/`` folder (DLAKIT_SHARED, default ../shared) with the official NVDLA traces and
-    loadables. Absent, its tests skip with a note on a developer's machine, and fail under CI, so
-    the ground-truth tests cannot vanish from a run unnoticed."""
+    """The ``shared/`` folder with the official NVDLA traces and loadables (see shared_folder)."""
+    return shared_folder()
+
+
+def shared_folder() -> Path:
+    """The ``shared/`` folder (DLAKIT_SHARED, default ../shared). Absent, its tests skip with a note
+    on a developer's machine and fail under CI, so the ground-truth tests cannot vanish from a CI
+    run unnoticed."""
     path = shared_dir()
     if not path.is_dir():
         note = f"shared material not found at {path}; set DLAKIT_SHARED to the shared/ folder"

@@ -1,44 +1,33 @@
 """The ``shared`` fixture: a missing ../shared skips its tests on a developer's machine and fails
 them under CI, so the ground-truth tests cannot vanish from a CI run."""
 
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
+import pytest
 
-import dlakit
-
-CONFTEST = Path(__file__).with_name("conftest.py")
+from conftest import shared_folder
 
 
-def _pytest_with_shared_missing(tmp_path: Path, ci: str | None) -> subprocess.CompletedProcess:
-    shutil.copy(CONFTEST, tmp_path / "conftest.py")
-    (tmp_path / "test_needs_shared.py").write_text("def test_trace(shared):\n    pass\n")
-    env = {k: v for k, v in os.environ.items() if k != "CI"}
-    env.update(
-        DLAKIT_SHARED=str(tmp_path / "absent"), PYTHONPATH=str(Path(dlakit.__file__).parents[1])
-    )
-    if ci is not None:
-        env["CI"] = ci
-    return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", str(tmp_path)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+@pytest.fixture
+def shared_missing(tmp_path, monkeypatch):
+    monkeypatch.setenv("DLAKIT_SHARED", str(tmp_path / "absent"))
+    return tmp_path / "absent"
 
 
-def test_skips_with_a_note_outside_ci(tmp_path):
-    proc = _pytest_with_shared_missing(tmp_path, None)
-    assert proc.returncode == 0, proc.stdout
-    assert "1 skipped" in proc.stdout
-    assert f"shared material not found at {tmp_path / 'absent'}" in proc.stdout
+def test_skips_with_a_note_outside_ci(shared_missing, monkeypatch):
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(
+        pytest.skip.Exception, match=f"shared material not found at {shared_missing}"
+    ):
+        shared_folder()
 
 
-def test_fails_under_ci(tmp_path):
-    proc = _pytest_with_shared_missing(tmp_path, "true")  # what CI sets
-    assert proc.returncode == 1, proc.stdout
-    assert "1 error" in proc.stdout  # the fixture fails the test's setup
-    assert "CI is set" in proc.stdout
+@pytest.mark.parametrize("ci", ["true", "1"])  # what CI sets, what .ci/run sets by hand
+def test_fails_under_ci(shared_missing, monkeypatch, ci):
+    monkeypatch.setenv("CI", ci)
+    with pytest.raises(pytest.fail.Exception, match="CI is set"):
+        shared_folder()
+
+
+def test_a_present_folder_is_returned(tmp_path, monkeypatch):
+    monkeypatch.setenv("DLAKIT_SHARED", str(tmp_path))
+    monkeypatch.setenv("CI", "true")
+    assert shared_folder() == tmp_path.resolve()
