@@ -1,5 +1,6 @@
 """The docs cannot drift: every ``dlakit`` command in a fenced block of README.md and docs/*.md
-parses against the CLI, and every one that names no placeholder runs and exits 0.
+parses against the CLI, and every one that names no placeholder runs and exits 0; the imports of
+their Python blocks import, and the files they name exist.
 
 A line may hold ``[optional]`` groups and placeholders (``MODEL``, ``PATH``, ...): the whole
 line, placeholders filled in, is parsed by the verb's own option parser (unknown flags, a flag
@@ -218,3 +219,31 @@ def test_the_docs_have_commands_and_the_slow_table_names_only_them():
     assert len(RUNNABLE) >= 15, [c.doc for c in COMMANDS]
     documented = {c.runnable for c in RUNNABLE}
     assert not SLOW - documented, SLOW - documented
+
+
+def _python_imports() -> list[tuple[str, str]]:
+    found = []
+    for doc in DOCS:
+        block = None
+        for number, line in enumerate(doc.read_text().splitlines(), 1):
+            if line.strip().startswith("```"):
+                block = line.strip()[3:] if block is None else None
+            elif block == "python" and re.match(r"(from|import) dlakit", line):
+                found.append((f"{doc.relative_to(ROOT)}:{number}", line.split("#")[0].strip()))
+    return found
+
+
+@pytest.mark.parametrize(("doc", "statement"), _python_imports(), ids=lambda v: v)
+def test_documented_python_imports_import(doc, statement):
+    exec(statement, {})
+
+
+def test_documented_files_exist():
+    pattern = r"(?:src/)?dlakit/[\w/]+\.(?:py|toml)|(?:tests|bench|scripts)/[\w/]+\.(?:py|md)"
+    missing = [
+        f"{doc.relative_to(ROOT)}: {path}"
+        for doc in DOCS
+        for path in re.findall(pattern, doc.read_text())
+        if not (ROOT / path).exists() and not (ROOT / "src" / path).exists()
+    ]
+    assert not missing
