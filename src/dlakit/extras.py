@@ -1,7 +1,8 @@
 """Optional dependencies and the extra that installs each.
 
-``pip install dlakit`` serves ``check``, ``fix`` and ``profile`` (without ``--plot``): onnx,
-onnxruntime and numpy only. The heavier libraries come with extras (pyproject.toml):
+``pip install dlakit`` serves ``check``, ``fix``, ``profile`` (without ``--plot``), ``calibrate``
+and ``compile`` on onnx, onnxruntime and numpy. The heavier libraries come with extras
+(pyproject.toml):
 
 * ``sim``: torch, for the simulator, running a ``.dla``, the integer reference behind
   ``accuracy``, zoo models exported from PyTorch and ``profile --target host``;
