@@ -46,19 +46,17 @@ PLACEHOLDERS = {
 }
 # Options whose value is a file the command writes (the work folder keeps it for later ones).
 OUTPUT_FLAGS = {"-o", "--output", "--json", "--trt-cache", "--nvdla-table"}
-# Commands run only with the slow tests: seconds as a subprocess on the shared 2-core machine.
+# Commands run only with the slow tests; seconds in this test on the shared 2-core machine.
 SLOW = {
-    # 53 s: 5,000 digits through the integer reference
+    # 60 s: 5,000 digits through the integer reference
     "dlakit accuracy mnist-cnn --scales mnist.scales.json --data opencv-digits --target nv_small",
-    # 360 s: per-layer SQNR, the FP16 search and onnxruntime's INT8 on MobileNetV2
+    # 350 s: per-layer SQNR, the FP16 search and onnxruntime's INT8 on MobileNetV2
     "dlakit accuracy mobilenetv2 --scales mnv2.scales.json --data foolbox-imagenet --per-layer "
     "--suggest-fp16 2 --ort-int8 skimage-photos --json report.json",
-    # 35 s: entropy calibration of MobileNetV2
+    # 25 s: entropy calibration of MobileNetV2
     "dlakit calibrate mobilenetv2 --data opencv-photos -o mnv2.scales.json",
-    # 181 s: 20 photos through the simulator
+    # 35 s: 20 photos through the simulator
     "dlakit run mb2.dla --input foolbox-imagenet --compare mobilenetv2",
-    # 7 s; tests/perf runs it with --json in the fast suite
-    "dlakit profile --validate",
     # ~150 MB of wheels on a fresh cache (the fast tests leave the 76 MB ddddocr wheel out)
     "dlakit zoo fetch --all",
 }
