@@ -5,31 +5,22 @@ from pathlib import Path
 
 import pytest
 
-from dlakit.paths import shared_dir
-
-
-def in_ci() -> bool:
-    """CI sets ``CI`` (``.ci/run`` does too); there the ground truth must be present."""
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+from shared_material import shared_folder
 
 
 @pytest.fixture(scope="session")
 def shared() -> Path:
-    """The ``shared/`` folder with the official NVDLA traces and loadables (see shared_folder)."""
+    """The ``shared/`` folder with the official NVDLA traces and loadables: skipped when absent,
+    failed under CI (shared_material.shared_folder)."""
     return shared_folder()
 
 
-def shared_folder() -> Path:
-    """The ``shared/`` folder (DLAKIT_SHARED, default ../shared). Absent, its tests skip with a note
-    on a developer's machine and fail under CI, so the ground-truth tests cannot vanish from a CI
-    run unnoticed."""
-    path = shared_dir()
-    if not path.is_dir():
-        note = f"shared material not found at {path}; set DLAKIT_SHARED to the shared/ folder"
-        if in_ci():
-            pytest.fail(f"{note} (CI is set: the official traces and loadables are required)")
-        pytest.skip(note)
-    return path
+def pytest_configure(config):
+    # pytest-xdist workers start with COLUMNS=80, and rich fixes a console's width from COLUMNS when
+    # the console is made, at a CLI module's import: the first test to import a verb would decide
+    # its width for every later test. Without the variable, consoles follow COLUMNS as tests set it.
+    os.environ.pop("COLUMNS", None)
+    os.environ.pop("LINES", None)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -3,7 +3,7 @@ them under CI, so the ground-truth tests cannot vanish from a CI run."""
 
 import pytest
 
-from conftest import shared_folder
+from shared_material import shared_folder
 
 
 @pytest.fixture
