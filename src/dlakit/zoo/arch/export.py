@@ -258,8 +258,10 @@ def _export(spec: ArchSpec, shape: tuple[int, ...], dest: Path) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_suffix(f".{os.getpid()}.{hashlib.sha1(str(dest).encode()).hexdigest()[:6]}")
     with torch.no_grad(), warnings.catch_warnings():
-        # The legacy exporter is deliberate (DLA-friendly ops); its deprecation notice is noise.
+        # The legacy exporter is deliberate (DLA-friendly ops); its deprecation notice is noise,
+        # and so are trace warnings from the bodies of layers whose ONNX symbolic replaces them.
         warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
         torch.onnx.export(
             model,
             (example,),
