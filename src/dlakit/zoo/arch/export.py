@@ -198,6 +198,8 @@ def export_onnx(
     _check_shape(spec, shape)
     cached = cache_path(name, shape)
     if not cached.is_file():
+        if spec.trace_hw and shape[2:] not in (spec.trace_hw, spec.default_input[2:]):
+            _check_runs(spec, shape)
         _export(spec, shape, cached)
     if path is None:
         return cached
@@ -225,13 +227,12 @@ def _check_shape(spec: ArchSpec, shape: tuple[int, ...]) -> None:
             f"its coarsest stride, since it joins upsampled maps with finer ones; "
             f"not {hw[0]}x{hw[1]}"
         )
-    if spec.trace_hw and hw != spec.trace_hw:
-        _check_runs(spec, shape)
 
 
 def _check_runs(spec: ArchSpec, shape: tuple[int, ...]) -> None:
     """Run the network on the meta device (shapes only, no memory) at ``shape``: the export traces
-    at ``trace_hw`` and would not see that the asked size is too small for some layer."""
+    at ``trace_hw``, and neither it nor ONNX shape inference sees that an asked size is too small
+    for some layer (a valid 3x3 conv on a 2x2 map)."""
     import torch
 
     with torch.device("meta"), torch.no_grad():
