@@ -15,7 +15,10 @@ from dlakit.targets import load_target
 from dlakit.zoo import entries, fetch
 
 # Large random-weight detectors take long to export and run; they are covered by `make test-all`.
-BIG = {"resnet34-backbone", "retinanet-resnet34", "ssd-resnet34", "retinanet-resnext50", "vgg16"}
+BIG = {
+    "resnet34-backbone", "retinanet-resnet34", "ssd-resnet34", "retinanet-resnext50", "vgg16",
+    "vgg19", "alexnet", "inception-v4", "resnet101", "resnet152",
+}  # fmt: skip
 MODELS = [
     pytest.param(name, marks=[pytest.mark.network] + ([pytest.mark.slow] if name in BIG else []))
     for name in entries()

@@ -170,8 +170,12 @@ def output(verbose: bool, quiet: bool, json_path: Path | None = None) -> Output:
 # --- models -------------------------------------------------------------------------------------
 
 
-def resolve_model_path(model: str) -> tuple[Path, dict[str, tuple[int, ...]]]:
-    """A file path as is, or a zoo name fetched into the cache (with its default input shape)."""
+def resolve_model_path(
+    model: str, input_shapes: dict[str, tuple[int, ...]] | None = None
+) -> tuple[Path, dict[str, tuple[int, ...]]]:
+    """A file path as is, or a zoo name fetched into the cache (with its input shape): at the
+    one shape of ``input_shapes`` where given (the zoo re-exports or re-pins it), else the
+    entry's default."""
     path = Path(model)
     if path.exists():
         return path, {}
@@ -179,14 +183,18 @@ def resolve_model_path(model: str) -> tuple[Path, dict[str, tuple[int, ...]]]:
         raise DlakitError(f"model file not found: {model}")
     from dlakit import zoo
 
-    resolved = Path(zoo.resolve_model(model))
-    return resolved, {"": tuple(zoo.get_entry(model).input_shape)}
+    if input_shapes and len(input_shapes) > 1:
+        raise DlakitError(f"--input-shape: zoo model {model} has one input; give one shape")
+    shape = next(iter(input_shapes.values())) if input_shapes else None
+    resolved = Path(zoo.resolve_model(model, input_shape=shape))
+    return resolved, {"": tuple(shape or zoo.get_entry(model).input_shape)}
 
 
 def load_cli_model(model: str, input_shape: list[str] | None) -> LoadedModel:
     """Resolve, then load to canonical form; --input-shape overrides a zoo entry's default."""
-    path, defaults = resolve_model_path(model)
-    shapes = parse_input_shapes(input_shape) or defaults
+    asked = parse_input_shapes(input_shape)
+    path, defaults = resolve_model_path(model, asked)
+    shapes = asked or defaults
     if "" in shapes and not input_shape:
         try:
             return load_model(path, shapes)
