@@ -154,11 +154,13 @@ def test_dims_above_8192_fall_back(tmp_path):
 
 def test_json_has_the_documented_fields(tmp_path):
     doc = check_model(conv_model(tmp_path, 33), load_target("orin")).to_json()
-    assert doc["schema"] == "dlakit.check" and doc["schema_version"] == 2
+    assert doc["schema"] == "dlakit.check" and doc["schema_version"] == 3
     node = doc["nodes"][0]
     assert {"name", "op", "engine", "reasons"} <= node.keys()
-    assert {"rule", "message", "source"} <= node["reasons"][0].keys()
-    assert {"segments", "summary"} <= doc.keys()
+    assert {"rule", "kind", "message", "source"} <= node["reasons"][0].keys()
+    assert node["reasons"][0]["kind"] == "rule"
+    assert {"segments", "summary", "recommendations", "policy_applied"} <= doc.keys()
+    assert doc["policy_applied"] is False and doc["recommendations"] == []
     onnx.checker.check_model(load_model(tmp_path / "m.onnx").proto)
 
 
