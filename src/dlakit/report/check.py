@@ -11,6 +11,8 @@ keyed by its ``#``; ``--wide`` keeps them in the table whatever the width.
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.console import Group
 from rich.padding import Padding
 from rich.panel import Panel
@@ -272,3 +274,47 @@ def _prediction_line(result: CheckResult) -> str:
     if result.policy_applied:
         return f"placement: {what}, with dlakit's placement policy applied"
     return f"placement: predicted from {what}"
+
+
+def policy_line(result: CheckResult) -> str:
+    """One line for a result with the policy applied: what it moved, what it saves, how to place
+    the nodes the same way elsewhere."""
+    s = result.summary
+    device = result.fallback_device.upper()
+    saving = s["recommended_saving_ms"]
+    names = fallback_layers(result)
+    return (
+        f"with dlakit's placement policy: {len(result.recommendations)} move(s) put "
+        f"{len(names)} node(s) on the {device} -> {s['nodes_on_dla']}/{s['nodes']} nodes on the "
+        f"DLA in {s['dla_segments']} DLA segment(s)"
+        + (f", saving ~{saving:.3f} ms per inference" if saving is not None else "")
+        + f"; place them with --fallback-layers {','.join(names)}"
+    )
+
+
+def fallback_layers(result: CheckResult) -> list[str]:
+    """The nodes dlakit's recommendations put on the fallback device, in graph order."""
+    moved = sorted({i for rec in result.recommendations for i in rec.nodes})
+    return [result.model.nodes[i].name for i in moved]
+
+
+def placement(before: CheckResult, predicted: dict[str, Any], after: CheckResult) -> dict[str, Any]:
+    """``fix``'s placement block: TensorRT's predicted coverage before and after the rewrites,
+    and the rewritten model with dlakit's placement policy applied."""
+
+    def coverage(s: dict[str, Any]) -> dict[str, Any]:
+        keys = ("nodes", "nodes_on_dla", "dla_segments", "transitions", "fallback_ops")
+        return {k: s[k] for k in keys}
+
+    return {
+        "target": after.target.name,
+        "trt_version": after.trt_version,
+        "before": coverage(before.summary),
+        "after": coverage(predicted),
+        "after_policy": coverage(after.summary),
+        "fallback_layers": fallback_layers(after),
+        "saving_ms": after.summary["recommended_saving_ms"],
+        "recommendations": [
+            r.as_dict([n.name for n in after.model.nodes]) for r in after.recommendations
+        ],
+    }
