@@ -10,7 +10,6 @@ from dlakit.cli import options as o
 from dlakit.partition import check_model
 from dlakit.report.check import render
 from dlakit.report.console import write_json
-from dlakit.report.recommend import price_recommendations
 from dlakit.targets import load_target
 
 
@@ -44,7 +43,10 @@ def check(
     tgt = load_target(target)
     loaded = o.load_cli_model(model, input_shape)
     result = check_model(loaded, tgt, trt=trt, apply_policy=apply_policy)
-    price_recommendations(result)
+    if result.recommendations:  # the performance model is imported only to price them
+        from dlakit.report.recommend import price_recommendations
+
+        price_recommendations(result)
     render(result, out, fallback_only=fallback_only, wide=wide)
     if json_path:
         write_json(result.to_json(), json_path, out)
