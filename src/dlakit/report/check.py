@@ -20,7 +20,14 @@ from rich.text import Text
 
 from dlakit.partition import CheckResult, Recommendation
 from dlakit.report.console import Output
-from dlakit.report.tables import Cell, Column, fit_table, print_fitted, print_table
+from dlakit.report.tables import (
+    Cell,
+    Column,
+    fit_table,
+    note_dropped,
+    print_fitted,
+    print_table,
+)
 from dlakit.support.verdict import NodeVerdict
 
 # Narrower than this, a reason reads one word a line: list the reasons under the table instead.
@@ -217,6 +224,7 @@ def recommendations(result: CheckResult, output: Output, wide: bool) -> None:
         title=f"dlakit's recommendations (placement policy, not TensorRT's; {state})",
     )
     print_fitted(output, fitted, wide)
+    note_dropped(output, fitted)
 
 
 def _summary_panel(result: CheckResult, device: str, verbose: bool) -> Panel:
