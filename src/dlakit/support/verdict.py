@@ -30,7 +30,6 @@ from dlakit.targets import Target
 # the host CPU beside an open NVDLA).
 Engine = Literal["dla", "fallback"]
 ReasonKind = Literal["rule", "lowering", "user", "policy"]
-REASON_KINDS: tuple[ReasonKind, ...] = ("rule", "lowering", "user", "policy")
 
 
 @dataclass
