@@ -12,7 +12,8 @@ The groups:
 * model: the ``MODEL`` argument, ``--input-shape``;
 * target: ``--target/-t``, ``--trt``, ``--power-mode``, ``--batch``;
 * inputs: ``--data/-d``, ``--preprocess/-p``, ``--limit/-n``;
-* precision and placement: ``--scales/-s``, ``--fp16-layers``, ``--fallback-layers``;
+* precision and placement: ``--scales/-s``, ``--fp16-layers``, ``--fallback-layers``,
+  ``--apply-policy``;
 * devices: ``--device``;
 * output: ``--output/-o``, ``--json PATH``, ``--wide``;
 * logging: ``--verbose/-v``, ``--quiet/-q`` (on every verb).
@@ -110,6 +111,14 @@ FALLBACK_LAYERS = typer.Option(
     "--fallback-layers",
     help="ONNX node names to run on the fallback device instead of the DLA "
     "(comma separated, repeatable).",
+)
+
+
+APPLY_POLICY = typer.Option(
+    False,
+    "--apply-policy",
+    help="Also apply dlakit's placement recommendations (DLA islands not worth their handoffs); "
+    "without it the placement is TensorRT's (or, on open NVDLA, dlakit's compiler's) alone.",
 )
 
 

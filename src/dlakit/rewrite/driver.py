@@ -85,12 +85,14 @@ class FixResult:
     nodes_after: int
     limits: dict[str, Any] = field(default_factory=dict)
 
-    def to_json(self) -> dict[str, Any]:
-        """The report as plain data (schema ``dlakit.fix`` v1, see docs/fix.md)."""
+    def to_json(self, placement: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The report as plain data (schema ``dlakit.fix`` v2, see docs/fix.md); ``placement``
+        is the DLA coverage and dlakit's placement the caller worked out (None: not computed)."""
         v = self.verification
         return {
             "schema": "dlakit.fix",
-            "schema_version": 1,
+            "schema_version": 2,
+            "placement": placement,
             "nodes": {"before": self.nodes_before, "after": self.nodes_after},
             "rewrites": [
                 {
