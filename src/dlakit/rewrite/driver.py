@@ -36,6 +36,7 @@ from dlakit.rewrite.global_pool_to_avgpool import GlobalPoolToAveragePoolPass
 from dlakit.rewrite.hard_sigmoid import HardSigmoidPass
 from dlakit.rewrite.hard_swish import HardSwishPass
 from dlakit.rewrite.pin_shapes import pinned_inputs
+from dlakit.rewrite.reshape_round_trip import ReshapeRoundTripPass
 from dlakit.rewrite.resize_sizes_to_scales import ResizeSizesToScalesPass
 from dlakit.rewrite.space_to_depth import SpaceToDepthToConvPass
 from dlakit.rewrite.split_maxpool import SplitMaxPoolPass
@@ -59,6 +60,7 @@ PASSES: tuple[type[RewritePass], ...] = (
     FoldBatchNormPass,
     GlobalPoolToAveragePoolPass,
     GemmToConvPass,
+    ReshapeRoundTripPass,
     SplitMaxPoolPass,
     ResizeSizesToScalesPass,
     DepthToSpaceToConvTransposePass,
