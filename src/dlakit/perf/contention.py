@@ -27,6 +27,7 @@ class Phase:
     fixed_s: float
     compute_s: float
     dram_bytes: float
+    macs: float = 0.0  # MACs performed (the energy model's work)
 
     def time_at(self, bytes_per_s: float) -> float:
         if self.dram_bytes <= 0:
