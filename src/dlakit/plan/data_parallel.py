@@ -59,8 +59,10 @@ def plans(ctx: Context) -> list[Plan]:
             front = front_gpu[f - 1]
             period = np.maximum(dla, front + ref + tail)
             total = (reps - 1) * period + np.maximum(dla, front) + ref + tail
-            for i in np.argsort(total)[:2]:
-                options.append((float(total[i]), f, reps, int(k[i]), int(gb[i])))
+            # Batches follow each other: the next batch's fronts overlap this one's last tail.
+            score = total if ctx.objective == "latency" else reps * period
+            for i in np.argsort(score)[:2]:
+                options.append((float(score[i]), f, reps, int(k[i]), int(gb[i])))
     if not options:
         raise DlakitError(
             f"--gpu-batch/--dla-batch: {ctx.gpu_batch} + {n} x {ctx.dla_batch} images "

@@ -63,12 +63,15 @@ def plans(ctx: Context) -> list[Plan]:
                         times.append(t)
                     else:
                         slow = max(times)
-                        total = sum(times) + (b // m - 1) * slow
-                        options.append((total, m, tuple(bounds), order))
+                        latency = sum(times) + (b // m - 1) * slow
+                        # Rounds follow each other through the stages: a round's period is
+                        # its micro-batches times the slowest stage.
+                        score = latency if ctx.objective == "latency" else (b // m) * slow
+                        options.append((score, latency, m, tuple(bounds), order))
     if not options:
         raise NotApplicable(f"{costs.name}: no cut leaves a DLA-able stage")
     options.sort()
-    return [_plan(ctx, m, bounds, order) for _, m, bounds, order in options[:3]]
+    return [_plan(ctx, m, bounds, order) for _, _, m, bounds, order in options[:3]]
 
 
 def _reformat_s(costs, elems: int) -> float:
