@@ -30,9 +30,26 @@ def plans(ctx: Context) -> list[Plan]:
     costs = ctx.models[0]
     if costs.front == 0:
         raise NotApplicable(f"{costs.name}: no DLA-able front (its first layers run on the GPU)")
-    n, b = ctx.dla_cores, ctx.batch
+    b = ctx.batch
     options = []
+    for n in range(1, ctx.dla_cores + 1):  # cores used
+        options += _search(ctx, n)
+    if not options:
+        if ctx.gpu_batch is None and ctx.dla_batch is None:
+            raise NotApplicable(f"batch {b} leaves no image for a DLA")
+        raise DlakitError(
+            f"--gpu-batch/--dla-batch: {ctx.gpu_batch} + cores x {ctx.dla_batch} images "
+            f"do not make --batch {b} (or a repeat of it)"
+        )
+    options.sort()
+    return [_plan(ctx, n, f, reps, k, gb) for _, n, f, reps, k, gb in options[:3]]
+
+
+def _search(ctx: Context, n: int) -> list[tuple]:
+    """Closed-form estimates of every front length, repeat count and split on ``n`` cores."""
+    costs, b = ctx.models[0], ctx.batch
     gpu = costs.gpu
+    options = []
     for reps in REPEATS:
         per_rep = math.ceil(b / reps)
         if reps > 1 and per_rep < n + 1:
@@ -62,19 +79,13 @@ def plans(ctx: Context) -> list[Plan]:
             # Batches follow each other: the next batch's fronts overlap this one's last tail.
             score = total if ctx.objective == "latency" else reps * period
             for i in np.argsort(score)[:2]:
-                options.append((float(score[i]), f, reps, int(k[i]), int(gb[i])))
-    if not options:
-        raise DlakitError(
-            f"--gpu-batch/--dla-batch: {ctx.gpu_batch} + {n} x {ctx.dla_batch} images "
-            f"do not make --batch {b} (or a repeat of it)"
-        )
-    options.sort()
-    return [_plan(ctx, f, reps, k, gb) for _, f, reps, k, gb in options[:3]]
+                options.append((float(score[i]), n, f, reps, int(k[i]), int(gb[i])))
+    return options
 
 
-def _plan(ctx: Context, f: int, reps: int, k: int, gb: int) -> Plan:
+def _plan(ctx: Context, n: int, f: int, reps: int, k: int, gb: int) -> Plan:
     costs = ctx.models[0]
-    n_groups, cores, b = costs.n_groups, ctx.dlas, ctx.batch
+    n_groups, cores, b = costs.n_groups, ctx.dlas[:n], ctx.batch
     # Repeat j covers images [j * per_rep, ...): the last repeat takes what is left.
     per_rep = math.ceil(b / reps)
     spans = [(j * per_rep, min(b, (j + 1) * per_rep)) for j in range(reps)]

@@ -43,34 +43,42 @@ def _one_model(ctx: Context) -> list[Plan]:
     costs = ctx.models[0]
     if not any(g.dla_ok for g in costs.groups):
         raise NotApplicable(f"{costs.name}: no layer runs on the DLA")
-    n, b = ctx.dla_cores, ctx.batch
-    per_core = np.arange(1, b // n + 1)
-    if ctx.dla_batch is not None:
-        per_core = per_core[per_core == ctx.dla_batch]
-    gpu_b = b - n * per_core
-    if ctx.gpu_batch is not None:
-        per_core, gpu_b = per_core[gpu_b == ctx.gpu_batch], gpu_b[gpu_b == ctx.gpu_batch]
-    if not len(per_core):
+    b = ctx.batch
+    runs = dla_runs(costs)
+    options = []
+    for n in range(1, ctx.dla_cores + 1):  # cores used
+        per_core = np.arange(1, b // n + 1)
+        if ctx.dla_batch is not None:
+            per_core = per_core[per_core == ctx.dla_batch]
+        gpu_b = b - n * per_core
+        if ctx.gpu_batch is not None:
+            per_core, gpu_b = per_core[gpu_b == ctx.gpu_batch], gpu_b[gpu_b == ctx.gpu_batch]
+        if not len(per_core):
+            continue
+        dla_s = sum(per_core * costs.dla_time(lo, hi) + ctx.switch_s for lo, hi, ok in runs if ok)
+        fallback_s = sum(
+            (costs.gpu_curve(lo, hi, per_core) for lo, hi, ok in runs if not ok),
+            np.zeros(len(per_core)),
+        )
+        gpu_s = costs.gpu_curve(0, costs.n_groups, gpu_b) + n * fallback_s
+        # The devices' streams run side by side: a round lasts as long as its slowest stream.
+        round_s = np.maximum(dla_s, gpu_s)
+        for i in np.argsort(round_s)[:3]:
+            options.append((float(round_s[i]), n, int(per_core[i]), int(gpu_b[i])))
+    if not options:
+        if ctx.gpu_batch is None and ctx.dla_batch is None:
+            raise NotApplicable(f"batch {b} leaves no image for a DLA stream")
         raise DlakitError(
-            f"--gpu-batch/--dla-batch: {ctx.gpu_batch} + {n} x {ctx.dla_batch} images "
+            f"--gpu-batch/--dla-batch: {ctx.gpu_batch} + cores x {ctx.dla_batch} images "
             f"do not make --batch {b}"
         )
-    runs = dla_runs(costs)
-    dla_s = sum(per_core * costs.dla_time(lo, hi) + ctx.switch_s for lo, hi, ok in runs if ok)
-    fallback_s = sum(
-        (costs.gpu_curve(lo, hi, per_core) for lo, hi, ok in runs if not ok),
-        np.zeros(len(per_core)),
-    )
-    gpu_s = costs.gpu_curve(0, costs.n_groups, gpu_b) + n * fallback_s
-    # The devices' streams run side by side: a round lasts as long as its slowest stream.
-    round_s = np.maximum(dla_s, gpu_s)
-    best = np.argsort(round_s)[:3]
-    return [_plan(ctx, int(per_core[i]), int(gpu_b[i])) for i in best]
+    options.sort()
+    return [_plan(ctx, n, per_core, gpu_b) for _, n, per_core, gpu_b in options[:3]]
 
 
-def _plan(ctx: Context, per_core: int, gpu_b: int) -> Plan:
+def _plan(ctx: Context, n: int, per_core: int, gpu_b: int) -> Plan:
     costs = ctx.models[0]
-    cores = ctx.dlas
+    cores = ctx.dlas[:n]
 
     def build(tl: TaskList, r: int) -> None:
         start = tl.start(r, 0)
