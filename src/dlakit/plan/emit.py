@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +26,8 @@ import numpy as np
 import onnx
 
 from dlakit.errors import DlakitError
-from dlakit.graph import LoadedModel, load_model, save_model
+from dlakit.graph import LoadedModel, save_model
+from dlakit.graph.load import collect_shapes
 from dlakit.partition.emit import segment_model
 from dlakit.partition.segments import Segment
 from dlakit.plan.api import PlanResult
@@ -57,8 +56,9 @@ def piece_io(model: LoadedModel, start: int, end: int) -> tuple[list[str], list[
     return inputs, outputs
 
 
-def rebatch(model: LoadedModel, batch: int, folder: Path) -> LoadedModel:
-    """``model`` with its batch dimension set to ``batch`` (shapes inferred again).
+def rebatch(model: LoadedModel, batch: int) -> LoadedModel:
+    """``model`` (canonical form) with its batch dimension set to ``batch``, shapes inferred
+    again; the nodes stay as they are, so the cuts stay valid.
 
     A Reshape whose constant target starts with the old batch keeps the batch instead (0:
     copy the input's dimension), the form an exporter's ``view(N, -1)`` folds to.
@@ -82,9 +82,13 @@ def rebatch(model: LoadedModel, batch: int, folder: Path) -> LoadedModel:
             if target.size and target[0] == old:
                 target[0] = 0
                 inits[node.input[1]].CopyFrom(onnx.numpy_helper.from_array(target, node.input[1]))
-    path = folder / f"{Path(model.path).stem}.b{batch}.onnx"
-    save_model(proto, path)
-    return load_model(path)
+    try:
+        proto = onnx.shape_inference.infer_shapes(proto, strict_mode=True)
+    except Exception as exc:
+        raise DlakitError(f"{model.path}: shapes do not follow the batch {batch}: {exc}") from None
+    shapes, dtypes = collect_shapes(proto)
+    inputs = {n: (batch, *s[1:]) for n, s in model.input_shapes.items()}
+    return LoadedModel(model.path, proto, inputs, shapes, dtypes)
 
 
 def costs_batch(model: LoadedModel) -> int:
@@ -92,20 +96,11 @@ def costs_batch(model: LoadedModel) -> int:
     return int(shapes[0][0]) if shapes else 1
 
 
-def _at_batch(costs: ModelCosts, batch: int, cache: dict, folder: Path) -> LoadedModel:
+def _at_batch(costs: ModelCosts, batch: int, cache: dict) -> LoadedModel:
     key = (costs.name, batch)
     if key not in cache:
         base = costs.model
-        if batch == costs.batch_of_file:
-            cache[key] = base
-        else:
-            model = rebatch(base, batch, folder)
-            if [n.name for n in model.nodes] != [n.name for n in base.nodes]:
-                raise DlakitError(
-                    f"{base.path}: its graph changes with the batch ({batch}); "
-                    "the planner cannot cut it into pieces at that batch"
-                )
-            cache[key] = model
+        cache[key] = base if batch == costs.batch_of_file else rebatch(base, batch)
     return cache[key]
 
 
@@ -117,7 +112,6 @@ def emit_plan(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cache: dict = {}
-    scratch = Path(tempfile.mkdtemp(prefix="dlakit-plan-"))
     pieces: dict[tuple, dict[str, Any]] = {}
     steps = []
     for step in chosen.plan.steps:
@@ -125,7 +119,7 @@ def emit_plan(
         start, end = c.node_range(step.lo, step.hi)
         key = (step.model, start, end, step.images)
         if key not in pieces:
-            model = _at_batch(c, step.images, cache, scratch)
+            model = _at_batch(c, step.images, cache)
             inputs, outputs = piece_io(model, start, end)
             file = f"m{step.model}_n{start}-{end - 1}_b{step.images}.onnx"
             seg = Segment(0, "dla", list(range(start, end)), inputs, outputs)
@@ -171,7 +165,6 @@ def emit_plan(
     (out / "run_plan.py").write_text(_RUNNER.read_text())
     path = out / "plan.json"
     path.write_text(json.dumps(doc, indent=2) + "\n")
-    shutil.rmtree(scratch, ignore_errors=True)
     return path
 
 
