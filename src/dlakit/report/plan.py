@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 from dlakit.plan import PlanResult
 from dlakit.plan.plans import Candidate
 from dlakit.report.console import Output
@@ -16,6 +18,13 @@ def _busy(c: Candidate, device: str) -> str:
     return f"{100 * stats['utilization']:.0f}" if stats else "-"
 
 
+def _say(out: Output, text: str) -> None:
+    """A sentence wrapped at the console's width, continuation lines indented."""
+    width = max(40, out.console.width)
+    for line in textwrap.wrap(text, width=width, subsequent_indent="  ", break_on_hyphens=False):
+        out.line(line)
+
+
 def header(res: PlanResult) -> str:
     models = ", ".join(res.models)
     return (
@@ -26,7 +35,7 @@ def header(res: PlanResult) -> str:
 
 
 def render(res: PlanResult, out: Output, wide: bool = False) -> None:
-    out.line(header(res))
+    _say(out, header(res))
     columns = [
         Column("strategy"),
         Column("img/s", "right"),
@@ -52,17 +61,18 @@ def render(res: PlanResult, out: Output, wide: bool = False) -> None:
             ]
         )
     print_table(out, columns, rows, wide, **COMPACT)
-    out.line("(% : each device's busy share of the steady-state period; * : chosen)")
+    _say(out, "(%: each device's busy share of the steady-state period; *: chosen)")
     chosen = res.chosen
-    out.line(
+    _say(
+        out,
         f"chosen ({res.objective}): {chosen.strategy}: {chosen.plan.description} "
-        f"({chosen.speedup_vs_gpu_only:.2f}x GPU only, modeled)"
+        f"({chosen.speedup_vs_gpu_only:.2f}x GPU only, modeled)",
     )
     for name, why in res.skipped.items():
-        out.line(f"{name} does not apply: {why}")
+        _say(out, f"{name} does not apply: {why}")
     if out.verbose:
         for c in res.candidates:
-            out.line(f"{c.strategy}: {c.plan.description}")
+            _say(out, f"{c.strategy}: {c.plan.description}")
             for d in DEVICES:
                 if d in c.devices:
                     s = c.devices[d]
@@ -74,7 +84,7 @@ def render(res: PlanResult, out: Output, wide: bool = False) -> None:
 
 def render_curve(results: list[PlanResult], out: Output, wide: bool = False) -> None:
     first = results[0]
-    out.line(header(first).replace(f", batch {first.batch}", ""))
+    _say(out, header(first).replace(f", batch {first.batch}", ""))
     strategies = [c.strategy for c in results[-1].candidates if c.strategy != "gpu"]
     columns = [Column("batch", "right"), Column("gpu img/s", "right")]
     columns += [Column(_short(s), "right") for s in strategies]
@@ -87,7 +97,7 @@ def render_curve(results: list[PlanResult], out: Output, wide: bool = False) -> 
         row.append(res.chosen.strategy)
         rows.append(row)
     print_table(out, columns, rows, wide, **COMPACT)
-    out.line("speedup over GPU only per strategy (modeled); chosen: the best for the objective")
+    _say(out, "speedup over GPU only per strategy (modeled); chosen: the best for the objective")
     if out.verbose:
         for res in results:
             out.line("")
