@@ -19,7 +19,6 @@ previous solution showed on it, and the model is solved again (three solves in a
 
 from __future__ import annotations
 
-from dlakit.errors import DlakitError
 from dlakit.perf.transition import reformat_phase
 from dlakit.plan.plans import (
     Candidate,
@@ -40,8 +39,8 @@ def _solver():
     try:
         from ortools.sat.python import cp_model
     except ImportError:
-        raise DlakitError(
-            "--strategy layer-map needs OR-Tools: pip install 'dlakit[plan]'"
+        raise NotApplicable(
+            "the layer mapping needs OR-Tools: pip install 'dlakit[plan]'"
         ) from None
     return cp_model
 
