@@ -191,6 +191,18 @@ def main() -> int:
             f"| {b} | {d.speedup_vs_gpu_only:.2f}x | {res.chosen.speedup_vs_gpu_only:.2f}x "
             f"({res.chosen.strategy}) | {_one_batch(res, 'data-parallel'):.2f}x | {seed} |"
         )
+    one = {b: _one_batch(res, "data-parallel") for b, res, _ in what_if}
+    small = ", ".join(f"{one[b]:.2f}x at {b}" for b in (4, 8, 16))
+    out += [
+        "",
+        "Timed one batch at a time, as the seed timed a batched inference, the planner's "
+        f"data-parallel with that DLA gives {small}, {one[1024]:.2f}x at 1024 and "
+        f"{one[2048]:.2f}x at 2048: the seed's shape (a loss at small batch from the DLA "
+        "submissions and the gather, gains from about 16, 1.43-1.46x at large batch) follows "
+        "from the cost model's mechanics once the DLA runs at the speed the seed implies. "
+        "Batches back to back (the first column) hide the small-batch loss: the next batch's "
+        "fronts overlap this one's tail.",
+    ]
     pts = points(load_gpu_params())
     fit = perf_data("gpu.toml")
     out += [
