@@ -23,6 +23,7 @@ WRITES_A_RESULT = {
     "run",
     "trace run",
     "profile",
+    "plan",
 }
 NO_RESULT = {"zoo fetch", "zoo data fetch", "trace list"}
 

@@ -31,6 +31,7 @@ VERBS = {
     "run": "Run a .dla artifact on the simulator (DLA) and PyTorch (GPU segments).",
     "trace": "Run official NVDLA register-level trace tests on the simulator.",
     "profile": "Per-layer DLA/GPU performance model: latency, throughput, utilization.",
+    "plan": "How the GPU and the DLA cores should share one or several models (modeled).",
 }
 
 err_console = Console(stderr=True)

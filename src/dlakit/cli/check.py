@@ -19,9 +19,7 @@ def check(
     trt: str | None = o.TRT,
     input_shape: list[str] | None = o.INPUT_SHAPE,
     json_path: Path | None = o.JSON,
-    emit_dir: Path | None = typer.Option(
-        None, "--emit", help="Write one ONNX file per segment and segments.json into this folder."
-    ),
+    emit_dir: Path | None = o.EMIT,
     fallback_only: bool = typer.Option(
         False, "--fallback-only", help="List only the nodes that do not run on the DLA."
     ),

@@ -10,12 +10,12 @@ result to write).
 The groups:
 
 * model: the ``MODEL`` argument, ``--input-shape``;
-* target: ``--target/-t``, ``--trt``, ``--power-mode``, ``--batch``;
+* target: ``--target/-t``, ``--trt``, ``--power-mode``, ``--batch``, ``--precision``;
 * inputs: ``--data/-d``, ``--preprocess/-p``, ``--limit/-n``;
 * precision and placement: ``--scales/-s``, ``--fp16-layers``, ``--fallback-layers``,
   ``--apply-policy``;
 * devices: ``--device``;
-* output: ``--output/-o``, ``--json PATH``, ``--wide``;
+* output: ``--output/-o``, ``--json PATH``, ``--wide``, ``--emit DIR``, ``--plot DIR``;
 * logging: ``--verbose/-v``, ``--quiet/-q`` (on every verb).
 """
 
@@ -61,8 +61,14 @@ POWER_MODE = typer.Option(
     "--power-mode",
     help="Power mode of the target's data file (Orin: MAXN, 50W, 30W, 15W); default MAXN.",
 )
-BATCH = typer.Option(
-    None, "--batch", "-b", help="DLA batch (a loop: time is linear in it); default: the model's."
+_BATCH_HELP = (
+    "Images per inference (a DLA runs a batch as a loop: its time is linear in it); default: "
+    "the model's. plan takes a list (1,4,16) for a curve."
+)
+BATCH = typer.Option(None, "--batch", "-b", help=_BATCH_HELP)
+BATCH_LIST = typer.Option(None, "--batch", "-b", help=_BATCH_HELP, show_default=False)
+PRECISION = typer.Option(
+    "int8", "--precision", help="int8 or fp16 (profile: the DLA's; plan: every device's)."
 )
 
 # --- inputs -------------------------------------------------------------------------------------
@@ -157,6 +163,17 @@ WIDE = typer.Option(
     False,
     "--wide",
     help="Per-layer tables with every column and whole names, however wide the terminal.",
+)
+
+EMIT = typer.Option(
+    None,
+    "--emit",
+    metavar="DIR",
+    help="Write the pieces as ONNX files and a manifest into DIR (check: one per segment and "
+    "segments.json; plan: one per piece, plan.json, trtexec lines, a runner).",
+)
+PLOT = typer.Option(
+    None, "--plot", metavar="DIR", help="Write the verb's plots (PNG) into DIR (see its docs page)."
 )
 
 # --- logging ------------------------------------------------------------------------------------
