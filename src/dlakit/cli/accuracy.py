@@ -38,6 +38,7 @@ def accuracy_command(
     target: str = o.target_option(),
     trt: str | None = o.TRT,
     fp16_layers: list[str] | None = o.FP16_LAYERS,
+    output_precision: str | None = o.OUTPUT_PRECISION,
     per_layer: bool = typer.Option(False, "--per-layer", help="SQNR of every DLA INT8 layer."),
     per_layer_inputs: int = typer.Option(32, "--per-layer-inputs", help="Inputs for --per-layer."),
     suggest_fp16: int = typer.Option(
@@ -78,10 +79,14 @@ def accuracy_command(
         f"inputs: {len(x)} from {data} (preprocess {prep or 'none: float arrays as given'}); "
         f"labels: {labelled_by or 'none (agreement with FP32 only)'}"
     )
-    layers = o.split_names(fp16_layers)
-    graph = quantize_model(loaded, table, target, fp16_layers=layers, trt=trt)
+    layers = o.split_names(fp16_layers) if fp16_layers else list(table.fp16_layers)
+    graph = quantize_model(
+        loaded, table, target, fp16_layers=layers, trt=trt, output_precision=output_precision
+    )
     with out.status(f"running FP32 and INT8 on {len(x)} inputs"):
-        report = acc.evaluate(loaded, graph, x, y, per_layer_inputs if per_layer else 0)
+        report = acc.evaluate(
+            loaded, graph, x, y, per_layer_inputs if per_layer else 0, names=ds.names
+        )
     doc = report.to_json()
     peer = None
     if ort_calib:

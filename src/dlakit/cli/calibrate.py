@@ -29,6 +29,15 @@ def _companion(scales_path: Path, suffix: str) -> Path:
     return scales_path.with_name(name + suffix)
 
 
+def _known_nodes(loaded, names: list[str]) -> list[str]:
+    """``names``, each an ONNX node of ``loaded`` (DlakitError naming the first that is not)."""
+    nodes = {n.name for n in loaded.nodes}
+    unknown = [n for n in names if n not in nodes]
+    if unknown:
+        raise DlakitError(f"--fp16-layers: {unknown[0]!r} is no node of {loaded.path.name}")
+    return names
+
+
 def calibrate_command(
     model: str = o.MODEL,
     data: str | None = o.data_option(),
@@ -47,6 +56,7 @@ def calibrate_command(
         help="NVDLA JSON calibration table (default: beside -o, .nvdla.json).",
     ),
     limit: int | None = o.limit_option(500),
+    fp16_layers: list[str] | None = o.FP16_LAYERS,
     input_shape: list[str] | None = o.INPUT_SHAPE,
     trt_version: int = typer.Option(
         8600, "--trt-version", help="TensorRT version in the cache header (TRT-<ver>-...)."
@@ -61,6 +71,8 @@ def calibrate_command(
     quiet: bool = o.QUIET,
 ) -> None:
     """Calibrate activation scales (entropy, percentile or max) on real inputs and write them.
+
+    --fp16-layers are recorded in the scales file; accuracy and compile then run them in FP16.
 
     JSON: schema dlakit.calibrate v1, the summary (docs/calibrate.md). -v adds every
     activation's range, scale and clipped share.
@@ -89,6 +101,7 @@ def calibrate_command(
     run = None
     if from_cache is not None:
         scales = scales_from_table(loaded, read_scale_table(from_cache), str(from_cache))
+        scales.fp16_layers = _known_nodes(loaded, o.split_names(fp16_layers))
         written = [scales.save(output)]
         if trt_cache:
             written.append(write_trt_cache(scales, trt_cache, trt_version))
@@ -106,6 +119,7 @@ def calibrate_command(
                 progress=report.progress_hook(bars),
             )
         scales = run.scales
+        scales.fp16_layers = _known_nodes(loaded, o.split_names(fp16_layers))
         written = [scales.save(output)]
         written.append(
             write_trt_cache(scales, trt_cache or _companion(output, ".trtcache"), trt_version)

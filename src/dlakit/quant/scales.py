@@ -7,11 +7,14 @@ reference, NVDLA lowering, TensorRT cache export) read::
      "model": {"name": "mnist-cnn", "graph_sha256": "<hex>"},
      "method": "entropy", "percentile": null, "num_inputs": 500, "data": "<source description>",
      "activations": {"<tensor>": {"amax": 2.5, "scale": 0.019685, "min": 0.0, "max": 3.1}},
-     "weights": {"<initializer>": {"axis": 0, "amax": [0.31, 0.27, ...]}}}
+     "weights": {"<initializer>": {"axis": 0, "amax": [0.31, 0.27, ...]}},
+     "fp16_layers": ["<node>", ...]}
 
 Activations are symmetric per tensor: ``scale = amax / 127`` and ``min``/``max`` are the raw
 extremes seen during calibration (``amax`` may be below ``max(|min|, |max|)`` when the method
 clips). Weights are symmetric per output channel along ``axis``; an all-zero channel has amax 0.
+``fp16_layers`` (optional, default empty) names the ONNX nodes to run in FP16, which the later
+stages use unless given their own ``--fp16-layers``.
 ``graph_sha256`` fingerprints the canonical graph (see :func:`graph_sha256`), so a scales file
 made for another model, or for other input shapes, is refused by :meth:`Scales.for_model`.
 """
@@ -72,6 +75,8 @@ class Scales:
     data: str
     activations: dict[str, ActivationRange] = field(default_factory=dict)
     weights: dict[str, WeightRange] = field(default_factory=dict)
+    # ONNX nodes the DLA runs in FP16 (calibrate --fp16-layers); later verbs default to them.
+    fp16_layers: list[str] = field(default_factory=list)
 
     def activation_scale(self, name: str) -> float:
         """The INT8 scale (amax/127) of activation tensor ``name``."""
@@ -111,6 +116,7 @@ class Scales:
             "weights": {
                 name: {"axis": w.axis, "amax": list(w.amax)} for name, w in self.weights.items()
             },
+            "fp16_layers": list(self.fp16_layers),
         }
 
     def save(self, path: str | Path) -> Path:
@@ -165,6 +171,7 @@ class Scales:
                 data=str(doc.get("data", "")),
                 activations=activations,
                 weights=weights,
+                fp16_layers=[str(n) for n in doc.get("fp16_layers", [])],
             )
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
             raise DlakitError(

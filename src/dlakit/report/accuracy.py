@@ -32,9 +32,17 @@ def render(
     if report.fp32_top5 is not None:
         summary.add_row("top-5", pct(report.fp32_top5), pct(report.int8_top5))
     summary.add_row("top-1 agreement with FP32", "", pct(report.agreement))
+    if report.confident_count:
+        summary.add_row(
+            f"  where FP32 p >= {report.confident_prob:g} ({report.confident_count})",
+            "",
+            pct(report.agreement_confident),
+        )
     for out in report.outputs:
         summary.add_row(
-            f"{out.name}: cosine / SQNR", "", f"{out.cosine:.4f} / {out.sqnr_db:.1f} dB"
+            f"{out.name} ({report.output_precision}): cosine / SQNR",
+            "",
+            f"{out.cosine:.4f} / {out.sqnr_db:.1f} dB",
         )
     summary.add_row(
         "layers (engine-precision)",
