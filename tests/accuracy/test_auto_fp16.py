@@ -72,7 +72,7 @@ def test_search_stays_within_budget_and_gains(fmnist):
 def test_cli_curve_json_and_layer_list(fmnist, tmp_path, capsys):
     from dlakit.cli import main
 
-    loaded, scales, _ = fmnist
+    _, scales, _ = fmnist
     path = scales.save(tmp_path / "f.scales.json")
     listing, report = tmp_path / "f.fp16.txt", tmp_path / "r.json"
     code = main(["accuracy", "fmnist-cnn", "-s", str(path), "-d", "fashion-mnist", "-n", "16",

@@ -175,11 +175,7 @@ def search_fp16(
         if not trials:
             break
 
-        def value(s: MixStep) -> float:
-            moved = max(s.fp16_mac_share - current.fp16_mac_share, 1e-4)
-            return (s.sqnr_db - current.sqnr_db) / moved
-
-        best = max(trials, key=value)
+        best = max(trials, key=lambda s, now=current: _gain_per_mac(s, now))
         if best.sqnr_db <= current.sqnr_db:
             break
         best.sqnr_gain_db = best.sqnr_db - current.sqnr_db
@@ -189,6 +185,11 @@ def search_fp16(
         current = best
         graph = lower(current.layers)
     return result
+
+
+def _gain_per_mac(step: MixStep, now: MixStep) -> float:
+    """Output SQNR gained per share of the MACs moved to FP16."""
+    return (step.sqnr_db - now.sqnr_db) / max(step.fp16_mac_share - now.fp16_mac_share, 1e-4)
 
 
 def _ranked(
