@@ -77,6 +77,7 @@ def run(
     output_precision: str | None = None,
     ort: bool = True,
     equalize: bool = False,
+    save_scales: str | None = None,
 ) -> list[dict]:
     loaded = load_model(resolve_model(model))
     name = loaded.input_names[0]
@@ -94,6 +95,8 @@ def run(
         inputs = ArrayInputs(f"{len(calib)} calibration inputs", name, shape, calib,
                              [str(i) for i in range(len(calib))])  # fmt: skip
         scales = calibrate(loaded, inputs, method).scales
+        if save_scales:
+            scales.save(f"{save_scales}/{model}.{method}{'.eq' if equalize else ''}.scales.json")
         graph = quantize_model(loaded, scales, target, output_precision=output_precision)
         int8 = acc.int8_run(graph, name, x)[loaded.output_names[0]]
         report = acc.evaluate(loaded, graph, x, None, fp32={loaded.output_names[0]: fp32},
@@ -170,12 +173,13 @@ def main() -> None:
     parser.add_argument("--output-precision", default=None)
     parser.add_argument("--no-ort", action="store_true")
     parser.add_argument("--equalize", action="store_true")
+    parser.add_argument("--save-scales", help="folder to save each calibration's scales in")
     parser.add_argument("--json")
     args = parser.parse_args()
     rows = []
     for model in args.models.split(","):
         rows += run(model, args.methods.split(","), args.target, args.output_precision,
-                    not args.no_ort, args.equalize)  # fmt: skip
+                    not args.no_ort, args.equalize, args.save_scales)  # fmt: skip
     print(f"\n{platform.processor() or platform.machine()}\n")
     print(markdown(rows))
     if args.json:
