@@ -21,7 +21,8 @@ def _model(path, link_ops):
     nodes = [mk("Conv", ["x", "w1", "b1"], ["c1"], name="conv1", pads=[1, 1, 1, 1])]
     t = "c1"
     for i, op in enumerate(link_ops):
-        inputs = [t] + {"BatchNormalization": ["g", "be", "m", "v"], "PRelu": ["slope"]}.get(op, [])
+        extra = {"BatchNormalization": ["g", "be", "m", "v"], "PRelu": ["slope"]}.get(op, [])
+        inputs = [t, *extra]
         attrs = {"kernel_shape": [2, 2], "strides": [1, 1]} if op.endswith("Pool") else {}
         nodes.append(mk(op, inputs, [f"l{i}"], name=f"link{i}", **attrs))
         t = f"l{i}"
