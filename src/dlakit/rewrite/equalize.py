@@ -13,8 +13,9 @@ until the scales settle.
 Links kept here, all exact: nothing, ReLU, LeakyReLU, PReLU, max and average pooling, and
 BatchNormalization (its mean and shift scale with the channel). A Clip (ReLU6) is not
 positively homogeneous: scaling a channel would move its clip point; Nagel et al. replace
-ReLU6 by ReLU there, which changes the function, so such pairs are left as they are (reported). Both convolutions need constant
-weights used by nothing else; the first's output feeds only the chain.
+ReLU6 by ReLU there, which changes the function, so such pairs are left as they are
+(reported). Both convolutions need constant weights used by nothing else; the first's output
+feeds only the chain.
 
 The rewrite is checked like every dlakit rewrite: onnxruntime runs both models on the given
 inputs and every output must stay within ``verify.TOLERANCE`` (relative to its range).
