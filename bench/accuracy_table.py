@@ -87,7 +87,7 @@ def run(
     if equalize:
         from dlakit.rewrite.equalize import equalize_model
 
-        loaded = equalize_model(loaded, calib[:16]).model
+        loaded, _ = equalize_model(loaded, calib[:16])
     fp32 = acc.float_run(loaded, x)[loaded.output_names[0]]
     rows = []
     for method in methods:
