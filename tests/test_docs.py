@@ -51,8 +51,12 @@ SLOW = {
     # 60 s: 5,000 digits through the integer reference
     "dlakit accuracy mnist-cnn --scales mnist.scales.json --data opencv-digits --target nv_small",
     # 350 s: per-layer SQNR, the FP16 search and onnxruntime's INT8 on MobileNetV2
-    "dlakit accuracy mobilenetv2 --scales mnv2.scales.json --data foolbox-imagenet --per-layer "
+    "dlakit accuracy mobilenetv2 --scales mnv2.scales.json --data eval-photos --per-layer "
     "--suggest-fp16 2 --ort-int8 skimage-photos --json report.json",
+    # minutes: the tensor-level FP16 search on 133 photos, and the compile that reads its list
+    "dlakit accuracy mobilenetv2 -s mnv2.scales.json -d eval-photos -t nv_full --auto-fp16 0.1",
+    "dlakit compile mobilenetv2 -t nv_full -s mnv2.scales.json "
+    "--fp16-layers @mobilenetv2.fp16-layers.txt -o m.dla",
     # 25 s: entropy calibration of MobileNetV2
     "dlakit calibrate mobilenetv2 --data opencv-photos -o mnv2.scales.json",
     # 35 s: 20 photos through the simulator

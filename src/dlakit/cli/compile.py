@@ -17,6 +17,7 @@ def compile_command(
     scales: Path = o.SCALES,
     output: Path = o.output_option(required=True),
     fp16_layers: list[str] | None = o.FP16_LAYERS,
+    output_precision: str | None = o.OUTPUT_PRECISION,
     fallback_layers: list[str] | None = o.FALLBACK_LAYERS,
     input_shape: list[str] | None = o.INPUT_SHAPE,
     json_path: Path | None = o.JSON,
@@ -41,9 +42,10 @@ def compile_command(
             loaded,
             table,
             target,
-            o.split_names(fp16_layers),
+            o.split_names(fp16_layers) if fp16_layers else list(table.fp16_layers),
             o.split_names(fallback_layers),
             o.zoo_preset(model),
+            output_precision,
         )
         path = write_artifact(comp, output)
     report.render_compile(comp, name, path, target, out)

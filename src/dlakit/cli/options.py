@@ -12,8 +12,8 @@ The groups:
 * model: the ``MODEL`` argument, ``--input-shape``;
 * target: ``--target/-t``, ``--trt``, ``--power-mode``, ``--batch``, ``--precision``;
 * inputs: ``--data/-d``, ``--preprocess/-p``, ``--limit/-n``;
-* precision and placement: ``--scales/-s``, ``--fp16-layers``, ``--fallback-layers``,
-  ``--apply-policy``;
+* precision and placement: ``--scales/-s``, ``--fp16-layers``, ``--output-precision``,
+  ``--fallback-layers``, ``--apply-policy``;
 * devices: ``--device``;
 * output: ``--output/-o``, ``--json PATH``, ``--wide``, ``--emit DIR``, ``--plot DIR``;
 * logging: ``--verbose/-v``, ``--quiet/-q`` (on every verb).
@@ -110,7 +110,15 @@ SCALES = typer.Option(..., "--scales", "-s", help="Scales file from dlakit calib
 FP16_LAYERS = typer.Option(
     None,
     "--fp16-layers",
-    help="ONNX node names the DLA runs in FP16 instead of INT8 (comma separated, repeatable).",
+    help="ONNX node names the DLA runs in FP16 instead of INT8 (comma separated, repeatable; "
+    "@FILE reads a list, as accuracy --auto-fp16 writes it).",
+)
+OUTPUT_PRECISION = typer.Option(
+    None,
+    "--output-precision",
+    help="How network outputs leave the DLA: fp16 (INT17 through the output converter, where "
+    "the target's DLA has FP16) or int8 (at the unclipped calibrated range); default: fp16 "
+    "where the target has it.",
 )
 FALLBACK_LAYERS = typer.Option(
     None,
@@ -129,8 +137,19 @@ APPLY_POLICY = typer.Option(
 
 
 def split_names(values: list[str] | None) -> list[str]:
-    """``--fp16-layers a,b --fp16-layers c`` -> ``[a, b, c]``."""
-    return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
+    """``--fp16-layers a,b --fp16-layers c`` -> ``[a, b, c]``; ``@FILE`` reads names from a file
+    (one per line or comma separated, ``#`` comments), as ``accuracy --auto-fp16`` writes it."""
+    names: list[str] = []
+    for item in values or []:
+        if item.startswith("@"):
+            path = Path(item[1:])
+            if not path.is_file():
+                raise DlakitError(f"layer list file not found: {path}")
+            lines = [ln.split("#", 1)[0] for ln in path.read_text().splitlines()]
+            names += [v.strip() for ln in lines for v in ln.split(",") if v.strip()]
+        else:
+            names += [v.strip() for v in item.split(",") if v.strip()]
+    return names
 
 
 # --- devices ------------------------------------------------------------------------------------

@@ -142,13 +142,17 @@ def y_unit(x: torch.Tensor, unit: EwUnit, operand: torch.Tensor) -> torch.Tensor
 
 
 def c_unit(x: torch.Tensor, cvt: OutCvt) -> torch.Tensor:
-    """SDP output converter: INT17 then INT8."""
+    """SDP output converter: INT17, then INT8 (int64 values) or FP16 (float16 tensor)."""
     t17 = shift_right_round((x - cvt.offset) * cvt.scale, cvt.shift, 49, 17)
+    if cvt.precision == "fp16":
+        # INT17 -> FP16 rounds to nearest even (cmod FpIntToFloat); an INT17 is exact in FP32.
+        return t17.to(torch.float32).to(torch.float16)
     return saturate(t17, 8)
 
 
 def sdp(x: torch.Tensor, chain: SdpChain, ew: torch.Tensor | None = None) -> torch.Tensor:
-    """The whole SDP chain on a 32-bit input; returns INT8 values (int64 dtype)."""
+    """The whole SDP chain on a 32-bit input; returns INT8 values (int64 dtype), or FP16 values
+    when the output converter writes FP16."""
     if chain.x1 is not None:
         x = x_unit(x, chain.x1)
     if chain.x2 is not None:
@@ -332,7 +336,7 @@ class IntReference:
 
     def _as_float(self, name: str, value: torch.Tensor) -> np.ndarray:
         tensor = self.graph.tensors[name]
-        if tensor.precision == "int8":
+        if tensor.precision == "int8" or tensor.scale is not None:  # INT8, or FP16 of an INT17
             return dequantize(value, tensor.scale or 1.0).numpy()
         return value.to(torch.float32).numpy()
 
@@ -348,13 +352,13 @@ class IntReference:
         acc = cacc_output(conv_accumulate(x, layer), layer.cacc_truncate)
         ew = values[layer.inputs[1]] if layer.sdp.y is not None else None
         out = sdp(acc, layer.sdp, ew)
-        values[layer.outputs[0]] = out.reshape(self._shape(layer.outputs[0], batch)).to(torch.int8)
+        values[layer.outputs[0]] = _stored(out.reshape(self._shape(layer.outputs[0], batch)))
 
     def _sdp(self, layer: QLayer, values: dict[str, torch.Tensor]) -> None:
         assert isinstance(layer, QSdp)
         x = values[layer.inputs[0]].to(torch.int64)  # INT8 from memory, sign-extended
         ew = values[layer.inputs[1]] if layer.sdp.y is not None else None
-        values[layer.outputs[0]] = sdp(x, layer.sdp, ew).to(torch.int8)
+        values[layer.outputs[0]] = _stored(sdp(x, layer.sdp, ew))
 
     def _pool(self, layer: QLayer, values: dict[str, torch.Tensor]) -> None:
         assert isinstance(layer, QPool)
@@ -407,6 +411,11 @@ class IntReference:
             if layer.precision == "fp16" and out.dtype == np.float32:
                 out = out.astype(np.float16).astype(np.float32)
             values[name] = torch.as_tensor(out)
+
+
+def _stored(out: torch.Tensor) -> torch.Tensor:
+    """An SDP result as its memory holds it: INT8, or FP16 as the converter wrote it."""
+    return out if out.dtype == torch.float16 else out.to(torch.int8)
 
 
 def _node_session(layer: QFloat):

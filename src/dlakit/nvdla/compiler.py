@@ -44,6 +44,7 @@ from dlakit.lower.qgraph import (
 )
 from dlakit.nvdla import program
 from dlakit.nvdla.allocate import Buffer, align, place
+from dlakit.nvdla.fallback import writes_fp16
 from dlakit.nvdla.images import pack_operands, pack_weights
 from dlakit.nvdla.surface import (
     Surface,
@@ -153,6 +154,8 @@ def _engine_of(layer: QLayer, graph: QGraph, atom: int) -> Engine:
     verdicts carry these conditions as rules: concat.aligned, reshape.noop)."""
     if layer.engine == "dla" and isinstance(layer, FLOAT_ON_DLA):
         return "fallback"  # no FP16 datapath in the simulator yet; listed in stats
+    if layer.engine == "dla" and writes_fp16(layer):
+        return "fallback"  # no SDP FP16 output in the simulator yet: emulated; listed in stats
     if layer.engine == "dla":
         if isinstance(layer, QConcat) and not _concat_aligned(layer, graph, atom):
             raise RuntimeError(f"layer {layer.name}: a DLA concatenation with unaligned inputs")
@@ -573,6 +576,11 @@ def compile_graph(graph: QGraph, target: Target) -> Compiled:
             layer.name
             for layer in graph.layers
             if layer.engine == "dla" and isinstance(layer, QFloat)
+        ],
+        # INT8 layers whose output converter writes FP16 (network outputs): emulated exactly on
+        # the fallback until the simulator has SDP FP16 output.
+        "fp16_output_on_fallback": [
+            layer.name for layer in graph.layers if layer.engine == "dla" and writes_fp16(layer)
         ],
         # Why each ONNX node off the DLA is there: the support verdicts the lowering followed.
         "fallback_nodes": {

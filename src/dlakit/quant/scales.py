@@ -7,13 +7,18 @@ reference, NVDLA lowering, TensorRT cache export) read::
      "model": {"name": "mnist-cnn", "graph_sha256": "<hex>"},
      "method": "entropy", "percentile": null, "num_inputs": 500, "data": "<source description>",
      "activations": {"<tensor>": {"amax": 2.5, "scale": 0.019685, "min": 0.0, "max": 3.1}},
-     "weights": {"<initializer>": {"axis": 0, "amax": [0.31, 0.27, ...]}}}
+     "weights": {"<initializer>": {"axis": 0, "amax": [0.31, 0.27, ...]}},
+     "fp16_layers": ["<node>", ...]}
 
 Activations are symmetric per tensor: ``scale = amax / 127`` and ``min``/``max`` are the raw
 extremes seen during calibration (``amax`` may be below ``max(|min|, |max|)`` when the method
 clips). Weights are symmetric per output channel along ``axis``; an all-zero channel has amax 0.
+``fp16_layers`` (optional, default empty) names the ONNX nodes to run in FP16, which the later
+stages use unless given their own ``--fp16-layers``.
 ``graph_sha256`` fingerprints the canonical graph (see :func:`graph_sha256`), so a scales file
-made for another model, or for other input shapes, is refused by :meth:`Scales.for_model`.
+made for another model, or for other input shapes, is refused by :meth:`Scales.for_model`;
+``weights_sha256`` (optional, written by ``calibrate --equalize``) ties the scales to the
+equalized weights as well.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 
 from dlakit.errors import DlakitError
 from dlakit.graph.load import LoadedModel
@@ -72,6 +78,10 @@ class Scales:
     data: str
     activations: dict[str, ActivationRange] = field(default_factory=dict)
     weights: dict[str, WeightRange] = field(default_factory=dict)
+    # ONNX nodes the DLA runs in FP16 (calibrate --fp16-layers); later verbs default to them.
+    fp16_layers: list[str] = field(default_factory=list)
+    # Set when the scales hold only for these weight values (calibrate --equalize).
+    weights_sha256: str | None = None
 
     def activation_scale(self, name: str) -> float:
         """The INT8 scale (amax/127) of activation tensor ``name``."""
@@ -84,8 +94,16 @@ class Scales:
     def for_model(self, loaded: LoadedModel) -> Scales:
         """Return self if these scales were made for ``loaded``'s graph, else raise DlakitError."""
         digest = graph_sha256(loaded)
-        if digest == self.graph_sha256:
+        if digest == self.graph_sha256 and (
+            self.weights_sha256 is None or self.weights_sha256 == weights_sha256(loaded)
+        ):
             return self
+        if digest == self.graph_sha256:
+            raise DlakitError(
+                f"the scales were made for the equalized weights of '{self.model_name}' "
+                f"(weights {self.weights_sha256[:12]}), not for {loaded.path}'s: use the "
+                "equalized model that calibrate --equalize wrote"
+            )
         names = set(loaded.shapes)
         missing = sum(1 for name in self.activations if name not in names)
         raise DlakitError(
@@ -99,7 +117,8 @@ class Scales:
         return {
             "format": FORMAT,
             "version": VERSION,
-            "model": {"name": self.model_name, "graph_sha256": self.graph_sha256},
+            "model": {"name": self.model_name, "graph_sha256": self.graph_sha256}
+            | ({"weights_sha256": self.weights_sha256} if self.weights_sha256 else {}),
             "method": self.method,
             "percentile": self.percentile,
             "num_inputs": self.num_inputs,
@@ -111,6 +130,7 @@ class Scales:
             "weights": {
                 name: {"axis": w.axis, "amax": list(w.amax)} for name, w in self.weights.items()
             },
+            "fp16_layers": list(self.fp16_layers),
         }
 
     def save(self, path: str | Path) -> Path:
@@ -165,6 +185,8 @@ class Scales:
                 data=str(doc.get("data", "")),
                 activations=activations,
                 weights=weights,
+                fp16_layers=[str(n) for n in doc.get("fp16_layers", [])],
+                weights_sha256=model.get("weights_sha256"),
             )
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
             raise DlakitError(
@@ -177,6 +199,15 @@ def _finite(value: Any, where: str, name: str) -> float:
     if not math.isfinite(number) or number < -3.4e38 or number > 3.4e38:
         raise DlakitError(f"{where}: tensor '{name}' has a non-finite range value {value!r}")
     return number
+
+
+def weights_sha256(loaded: LoadedModel) -> str:
+    """Fingerprint of the weight values: every initializer's name, type and bytes, by name."""
+    digest = hashlib.sha256()
+    for t in sorted(loaded.proto.graph.initializer, key=lambda t: t.name):
+        digest.update(f"{t.name}:{t.data_type}\x1e".encode())
+        digest.update(onnx.numpy_helper.to_array(t).tobytes())
+    return digest.hexdigest()
 
 
 def graph_sha256(loaded: LoadedModel) -> str:
