@@ -7,7 +7,8 @@ bits rise (``S_INTR_STATUS``, one bit per unit and group).
 
 Operations: SDP from memory (SDP + SDP_RDMA), convolution (CDMA, CSC, CMAC_A/B, CACC feeding SDP
 on the fly, + SDP_RDMA when SDP reads operands), PDP from memory (PDP + PDP_RDMA), CDP (CDP +
-CDP_RDMA).
+CDP_RDMA), RUBIK (RBK) and BDMA (``CFG_OP`` queues a transfer, ``CFG_LAUNCHn`` runs the queue).
+A finished group moves the unit's consumer pointer (``S_POINTER.CONSUMER``) to the other group.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import torch
 
 from dlakit.errors import DlakitError
 from dlakit.hw import Register, load_register_map
-from dlakit.sim import cdp, conv, pdp, sdp
+from dlakit.sim import cdp, conv, pdp, rubik, sdp
+from dlakit.sim.bdma import BdmaQueue
 from dlakit.sim.lut import LutTables
 from dlakit.sim.memory import Memory
 from dlakit.sim.regs import NotModelled, RegisterFile, UnitView
@@ -34,6 +36,8 @@ _DONE_FIELDS = {
     "PDP": "PDP_DONE_STATUS",
     "CACC": "CACC_DONE_STATUS",
     "CDMA": ("CDMA_DAT_DONE_STATUS", "CDMA_WT_DONE_STATUS"),
+    "RBK": "RUBIK_DONE_STATUS",
+    "BDMA": "BDMA_DONE_STATUS",
 }
 
 
@@ -74,6 +78,8 @@ class Nvdla:
         self.memory = memory if memory is not None else Memory(self.device)
         self.luts = {"SDP": LutTables(), "CDP": LutTables()}
         self.enabled: set[tuple[str, int]] = set()
+        self.consumer: dict[str, int] = {}  # hardware S_POINTER.CONSUMER per unit
+        self.bdma = BdmaQueue()
         self.operations = 0
 
     # -- CSB access -------------------------------------------------------------------------
@@ -102,6 +108,11 @@ class Nvdla:
     def _read(self, r: Register) -> int:
         if r.unit == "CDMA" and r.name == "S_CBUF_FLUSH_STATUS":
             return 1  # the convolution buffer is always flushed here
+        if r.name == "S_POINTER" and "CONSUMER" in r.fields:
+            consumer = r.fields["CONSUMER"]
+            return (self.regs.load(r) & ~consumer.mask) | (
+                self.consumer.get(r.unit, 0) << consumer.lsb
+            )
         return self.regs.load(r)
 
     def _write(self, r: Register, value: int) -> None:
@@ -116,6 +127,8 @@ class Nvdla:
         elif r.name == "D_OP_ENABLE" and value & 1:
             self.enabled.add((r.unit, group))
             self._launch(group)
+        elif r.unit == "BDMA" and value & 1:
+            self._bdma(r.name)
 
     # -- interrupts ---------------------------------------------------------------------------
     def _glb_status(self, value: int | None = None) -> int:
@@ -157,6 +170,7 @@ class Nvdla:
             self.enabled.discard((unit, group))
             self.regs.store(op_en(unit, "D_OP_ENABLE"), 0, group)
             self._raise_done(unit, group)
+            self.consumer[unit] = 1 - group
         self.operations += 1
 
     def _launch(self, group: int) -> None:
@@ -178,6 +192,22 @@ class Nvdla:
                 self.memory, v("CDP", group), v("CDP_RDMA", group), self.luts["CDP"], self.atom
             )
             self._finish(("CDP", "CDP_RDMA"), group)
+        if self._on("RBK", group):
+            self._check_engine("rubik", "RBK.D_OP_ENABLE")
+            rubik.run_rubik(self.memory, v("RBK", group))
+            self._finish(("RBK",), group)
+
+    def _bdma(self, reg: str) -> None:
+        """BDMA has no register groups: CFG_OP queues a transfer, CFG_LAUNCHn runs them."""
+        if reg not in ("CFG_OP", "CFG_LAUNCH0", "CFG_LAUNCH1"):
+            return
+        self._check_engine("bdma", f"BDMA.{reg}")
+        if reg == "CFG_OP":
+            self.bdma.push(self.regs.view("BDMA", 0))
+            return
+        self.bdma.launch(self.memory)
+        self._raise_done("BDMA", int(reg[-1]))
+        self.operations += 1
 
     def _launch_sdp(self, group: int) -> None:
         """SDP from memory or after the convolution pipe, optionally into PDP on the fly."""
