@@ -40,6 +40,18 @@ _DONE_FIELDS = {
     "BDMA": "BDMA_DONE_STATUS",
 }
 
+# Precision fields an INT8-only configuration (no INT16/FP16 MACs: NvdlaSpec.atomic_k_int16 is
+# None) must leave at INT8; the units model the 16-bit paths of nv_full.
+_PRECISION_FIELDS = {
+    "SDP": ("D_DATA_FORMAT", "OUT_PRECISION"),
+    "SDP_RDMA": ("D_FEATURE_MODE_CFG", "IN_PRECISION"),
+    "CDMA": ("D_MISC_CFG", "IN_PRECISION"),
+    "PDP": ("D_DATA_FORMAT", "INPUT_DATA"),
+    "PDP_RDMA": ("D_DATA_FORMAT", "INPUT_DATA"),
+    "CDP": ("D_DATA_FORMAT", "INPUT_DATA_TYPE"),
+    "CDP_RDMA": ("D_DATA_FORMAT", "INPUT_DATA"),
+}
+
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
     if device in (None, "auto"):
@@ -126,6 +138,7 @@ class Nvdla:
             self.luts[r.unit].write(value & 0xFFFF)
         elif r.name == "D_OP_ENABLE" and value & 1:
             self.enabled.add((r.unit, group))
+            self._check_precision(r.unit, group)
             self._launch(group)
         elif r.unit == "BDMA" and value & 1:
             self._bdma(r.name)
@@ -237,6 +250,14 @@ class Nvdla:
             conv.run_conv(self, group, pdp_view)
             used = ("SDP_RDMA",) if self._on("SDP_RDMA", group) else ()
             self._finish(("SDP", *CONV_UNITS, *used, *tail), group)
+
+    def _check_precision(self, unit: str, group: int) -> None:
+        if self.config.atomic_k_int16 is not None or unit not in _PRECISION_FIELDS:
+            return
+        reg, field = _PRECISION_FIELDS[unit]
+        self.view(unit, group).require(
+            reg, field, {"INT8"}, f"{self.target.name} is INT8-only: it has no 16-bit MACs"
+        )
 
     def _check_engine(self, engine: str, where: str) -> None:
         if not self.engines.get(engine, False):

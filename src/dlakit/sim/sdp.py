@@ -18,12 +18,10 @@ from dlakit.sim.arith import saturate, shift_left_sat, shift_right_round
 from dlakit.sim.layout import (
     feature_addresses,
     load_signed,
-    padded_channels,
-    read_cube,
-    write_cube,
 )
 from dlakit.sim.lut import LutTables
 from dlakit.sim.memory import Memory
+from dlakit.sim.precision import INT_BITS, padded, read_elements, write_elements
 from dlakit.sim.regs import NotModelled, UnitView
 
 # Register-name stems of the X units and the RDMA that feeds each (nvdla.md §1, §3).
@@ -123,8 +121,13 @@ def _x_unit(
     return y
 
 
+def out_precision(sdp: UnitView) -> str:
+    return sdp.enum("D_DATA_FORMAT", "OUT_PRECISION")
+
+
 def convert_out(x: torch.Tensor, sdp: UnitView) -> torch.Tensor:
-    """The C output converter to INT8."""
+    """The C output converter to INT8 or INT16 (cmod ``sdp_c.cpp``: saturate to 17 bits, then
+    to the output width)."""
     off = sdp.signed("D_CVT_OFFSET")
     scale = sdp.signed("D_CVT_SCALE")
     shift = sdp["D_CVT_SHIFT"] & 0x3F
@@ -133,8 +136,8 @@ def convert_out(x: torch.Tensor, sdp: UnitView) -> torch.Tensor:
         x = x - off
     if scale != 1:
         x = x * scale
-    # sat8(sat17(v)) == sat8(v): one saturation does both.
-    return shift_right_round(x, shift, 49, 8)
+    # sat8(sat17(v)) == sat8(v), and likewise for 16 bits: one saturation does both.
+    return shift_right_round(x, shift, 49, INT_BITS[out_precision(sdp)])
 
 
 def sdp_process(
@@ -210,7 +213,7 @@ def output_cube(sdp: UnitView) -> Cube:
 
 
 def check_formats(sdp: UnitView) -> None:
-    sdp.require("D_DATA_FORMAT", "OUT_PRECISION", {"INT8"}, "INT8 only on this model")
+    sdp.require("D_DATA_FORMAT", "OUT_PRECISION", {"INT8", "INT16"}, "no FP16 on this model")
     sdp.require("D_FEATURE_MODE_CFG", "WINOGRAD", {"OFF"})
     if sdp.f("D_FEATURE_MODE_CFG", "BATCH_NUMBER"):
         raise NotModelled("SDP.D_FEATURE_MODE_CFG.BATCH_NUMBER>0 (batches) is not modelled")
@@ -228,11 +231,13 @@ def deliver(
     if pdp_view is not None:
         pdp.pool_and_write(mem, pdp_view, values, atom)
     else:
-        write_output(mem, output_cube(sdp), values, atom)
+        write_output(mem, output_cube(sdp), values, atom, out_precision(sdp))
 
 
-def write_output(mem: Memory, out: Cube, values: torch.Tensor, atom: int) -> None:
-    write_cube(mem, out.base, values, out.line_stride, out.surf_stride, atom)
+def write_output(
+    mem: Memory, out: Cube, values: torch.Tensor, atom: int, precision: str = "INT8"
+) -> None:
+    write_elements(mem, out.base, values, out.line_stride, out.surf_stride, atom, precision)
 
 
 def run_sdp_from_memory(
@@ -245,7 +250,9 @@ def run_sdp_from_memory(
 ) -> None:
     """Off-flying SDP: the M-RDMA reads an INT8 cube, the WDMA writes the result."""
     check_formats(sdp)
-    rdma.require("D_FEATURE_MODE_CFG", "IN_PRECISION", {"INT8"}, "INT8 only on this model")
+    precision = rdma.require(
+        "D_FEATURE_MODE_CFG", "IN_PRECISION", {"INT8", "INT16"}, "no FP16 on this model"
+    )
     src = Cube(
         base=rdma.addr("D_SRC_BASE_ADDR_LOW", "D_SRC_BASE_ADDR_HIGH"),
         channels=rdma["D_DATA_CUBE_CHANNEL"] + 1,
@@ -254,8 +261,10 @@ def run_sdp_from_memory(
         line_stride=rdma["D_SRC_LINE_STRIDE"],
         surf_stride=rdma["D_SRC_SURFACE_STRIDE"],
     )
-    c = padded_channels(src.channels, atom)
-    x = read_cube(mem, src.base, c, src.height, src.width, src.line_stride, src.surf_stride, atom)
+    c = padded(src.channels, atom, precision)
+    x = read_elements(
+        mem, src.base, c, src.height, src.width, src.line_stride, src.surf_stride, atom, precision
+    )
     deliver(mem, sdp, sdp_process(x, mem, sdp, rdma, lut_tables, atom), atom, pdp_view)
 
 
