@@ -81,7 +81,9 @@ class Placement:
             if nxt[m.domain] >= (1 << 40):
                 raise DlakitError(f"{loadable.path}: memory {m.id}: {m.size} bytes do not fit")
             self.buffers[m.id] = Buffer(m.id, base, size)
-            memory.alloc(base, size)
+            # The KMD allocates whole pages (zeroed); reads a little past a buffer's declared
+            # size stay in its page, as the hardware's atom-padded reads do.
+            memory.alloc(base, _round_up(size, PAGE))
 
     def buffer(self, mem_id: int) -> Buffer:
         try:

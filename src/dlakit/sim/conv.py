@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from dlakit.errors import DlakitError
-from dlakit.sim import sdp
+from dlakit.sim import fp16_conv, fp16_sdp, sdp
 from dlakit.sim.arith import saturate, shift_right_round, sign_extend
 from dlakit.sim.gemm import exact_float_matmul, im2col, int_matmul, use_int8_gemm
 from dlakit.sim.layout import padded_channels, read_cube, weight_offsets
@@ -175,15 +175,23 @@ def conv_geometry(cdma: UnitView, csc: UnitView, pad_bits: int = 8) -> ConvGeome
     )
 
 
-def run_conv(nv: Nvdla, group: int, pdp_view: UnitView | None = None) -> None:
-    """The fused convolution operation of one register group, written out by SDP."""
+def run_conv(
+    nv: Nvdla,
+    group: int,
+    pdp_view: UnitView | None = None,
+    sdp_group: int | None = None,
+    rdma_group: int | None = None,
+) -> None:
+    """The fused convolution operation of one register group of the convolution pipe, written
+    out by SDP (in its own group, by default the same)."""
     cdma, csc, cacc = nv.view("CDMA", group), nv.view("CSC", group), nv.view("CACC", group)
-    s, rdma = nv.view("SDP", group), nv.view("SDP_RDMA", group)
+    s = nv.view("SDP", group if sdp_group is None else sdp_group)
+    rdma = nv.view("SDP_RDMA", group if rdma_group is None else rdma_group)
     cdma.require("D_DATAIN_FORMAT", "DATAIN_FORMAT", {"FEATURE"}, "image input")
     cdma.require("D_MISC_CFG", "CONV_MODE", {"DIRECT"}, "Winograd")
-    precision = cdma.require("D_MISC_CFG", "IN_PRECISION", {"INT8", "INT16"}, "no FP16 here")
+    precision = cdma.require("D_MISC_CFG", "IN_PRECISION", {"INT8", "INT16", "FP16"})
     if precision != "INT8":
-        _run_conv16(nv, group, precision, pdp_view)
+        _run_conv16(nv, group, precision, pdp_view, s, rdma)
         return
     cdma.require("D_WEIGHT_FORMAT", "WEIGHT_FORMAT", {"UNCOMPRESSED"})
     if cdma["D_BATCH_NUMBER"]:
@@ -228,11 +236,17 @@ def run_conv(nv: Nvdla, group: int, pdp_view: UnitView | None = None) -> None:
     sdp.deliver(mem, s, result, atom, pdp_view)
 
 
-def _run_conv16(nv: Nvdla, group: int, precision: str, pdp_view: UnitView | None) -> None:
-    """INT16 direct convolution: 16-bit data and weights, kernels in groups of the INT16 atomic
-    K, channel blocks of atomic C elements (two bytes each), the same layouts as INT8."""
+def _run_conv16(
+    nv: Nvdla,
+    group: int,
+    precision: str,
+    pdp_view: UnitView | None,
+    s: UnitView,
+    rdma: UnitView,
+) -> None:
+    """INT16 or FP16 direct convolution: 16-bit data and weights, kernels in groups of the
+    16-bit atomic K, channel blocks of atomic C elements (two bytes each), the INT8 layouts."""
     cdma, csc, cacc = nv.view("CDMA", group), nv.view("CSC", group), nv.view("CACC", group)
-    s, rdma = nv.view("SDP", group), nv.view("SDP_RDMA", group)
     cdma.require("D_MISC_CFG", "PROC_PRECISION", {precision}, "input and processing differ")
     atom_k = nv.config.atomic_k_int16
     if atom_k is None:
@@ -264,14 +278,29 @@ def _run_conv16(nv: Nvdla, group: int, precision: str, pdp_view: UnitView | None
     lo = mem.gather(w_base + offsets).to(torch.int64)
     hi = mem.gather(w_base + offsets + 1).to(torch.int64)
     weights = ((hi << 8) | lo).to(torch.int16).to(torch.int64).reshape(k, c, r, ks)
-    acc = conv_accumulate_int16(x, weights, conv_geometry(cdma, csc, pad_bits=16))
-    y = shift_right_round(acc, cacc["D_CLIP_CFG"] & 0x1F, INT16_ACC_BITS, 32)
+    geo = conv_geometry(cdma, csc, pad_bits=16)
+    if precision == "FP16":
+        y = _conv_fp16(x & 0xFFFF, weights & 0xFFFF, geo, s)
+    else:
+        acc = conv_accumulate_int16(x, weights, geo)
+        y = shift_right_round(acc, cacc["D_CLIP_CFG"] & 0x1F, INT16_ACC_BITS, 32)
     out = sdp.output_cube(s)
     kp = padded(out.channels, atom, precision)
     if kp > y.shape[0]:
         y = torch.cat([y, y.new_zeros((kp - y.shape[0], *y.shape[1:]))])
     result = sdp.sdp_process(y[:kp, : out.height, : out.width], mem, s, rdma, nv.luts["SDP"], atom)
     sdp.deliver(mem, s, result, atom, pdp_view)
+
+
+def _conv_fp16(x: torch.Tensor, w: torch.Tensor, geo: ConvGeometry, s: UnitView) -> torch.Tensor:
+    """CMAC/CACC FP16 (``fp16_conv``): FP32 bit patterns for SDP, which must process FP16."""
+    if not sdp.is_fp16(s):
+        raise NotModelled("SDP.D_DATA_FORMAT.PROC_PRECISION must be FP16 after an FP16 convolution")
+    top, left = geo.pad_top_left
+    y = fp16_conv.conv_fp16(
+        x, w, geo.stride, geo.dilation, (left, 0, top, 0), geo.out_hw, geo.pad_value & 0xFFFF
+    )
+    return fp16_sdp.prepare_input(y, s, from_memory=False)
 
 
 def _input_convert(x: torch.Tensor, cdma: UnitView) -> torch.Tensor:

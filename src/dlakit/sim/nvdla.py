@@ -186,29 +186,48 @@ class Nvdla:
             self.consumer[unit] = 1 - group
         self.operations += 1
 
+    def _consumer(self, unit: str) -> int:
+        """The register group a unit executes next (it works through its groups in turn)."""
+        return self.consumer.get(unit, 0)
+
+    def _ready(self, unit: str) -> bool:
+        return self._on(unit, self._consumer(unit))
+
     def _launch(self, group: int) -> None:
-        v = self.regs.view
-        if self._on("SDP", group):
-            self._launch_sdp(group)
-        if self._on("PDP", group):
-            p = v("PDP", group)
+        """Run every operation whose units all have their next group enabled."""
+        v, c = self.regs.view, self._consumer
+        if self._ready("SDP"):
+            self._launch_sdp()
+        if self._ready("PDP"):
+            p = v("PDP", c("PDP"))
             # On the fly, PDP runs as part of the SDP operation that feeds it.
-            if p.enum("D_OPERATION_MODE_CFG", "FLYING_MODE") == "OFF_FLYING" and self._on(
-                "PDP_RDMA", group
+            if p.enum("D_OPERATION_MODE_CFG", "FLYING_MODE") == "OFF_FLYING" and self._ready(
+                "PDP_RDMA"
             ):
                 self._check_engine("pdp", "PDP.D_OP_ENABLE")
-                pdp.run_pdp(self.memory, p, v("PDP_RDMA", group), self.atom)
-                self._finish(("PDP", "PDP_RDMA"), group)
-        if self._on("CDP", group) and self._on("CDP_RDMA", group):
+                pdp.run_pdp(self.memory, p, v("PDP_RDMA", c("PDP_RDMA")), self.atom)
+                self._finish_units(("PDP", "PDP_RDMA"))
+        if self._ready("CDP") and self._ready("CDP_RDMA"):
             self._check_engine("cdp", "CDP.D_OP_ENABLE")
             cdp.run_cdp(
-                self.memory, v("CDP", group), v("CDP_RDMA", group), self.luts["CDP"], self.atom
+                self.memory,
+                v("CDP", c("CDP")),
+                v("CDP_RDMA", c("CDP_RDMA")),
+                self.luts["CDP"],
+                self.atom,
             )
-            self._finish(("CDP", "CDP_RDMA"), group)
-        if self._on("RBK", group):
+            self._finish_units(("CDP", "CDP_RDMA"))
+        if self._ready("RBK"):
             self._check_engine("rubik", "RBK.D_OP_ENABLE")
-            rubik.run_rubik(self.memory, v("RBK", group))
-            self._finish(("RBK",), group)
+            rubik.run_rubik(self.memory, v("RBK", c("RBK")))
+            self._finish_units(("RBK",))
+
+    def _finish_units(self, units: tuple[str, ...]) -> None:
+        """Finish an operation of units each in its own current group."""
+        groups = {u: self._consumer(u) for u in units}
+        for unit, group in groups.items():
+            self._finish((unit,), group)
+        self.operations -= len(units) - 1
 
     def _bdma(self, reg: str) -> None:
         """BDMA has no register groups: CFG_OP queues a transfer, CFG_LAUNCHn runs them."""
@@ -222,16 +241,19 @@ class Nvdla:
         self._raise_done("BDMA", int(reg[-1]))
         self.operations += 1
 
-    def _launch_sdp(self, group: int) -> None:
-        """SDP from memory or after the convolution pipe, optionally into PDP on the fly."""
-        s = self.regs.view("SDP", group)
-        rdma = self.regs.view("SDP_RDMA", group)
+    def _launch_sdp(self) -> None:
+        """SDP from memory or after the convolution pipe, optionally into PDP on the fly. Each
+        unit takes part with the group it executes next (CACC hands SDP its results whatever
+        groups the two are in)."""
+        c = self._consumer
+        s = self.regs.view("SDP", c("SDP"))
+        rdma = self.regs.view("SDP_RDMA", c("SDP_RDMA"))
         tail: tuple[str, ...] = ()
         pdp_view = None
         if sdp.to_pdp(s):
-            if not self._on("PDP", group):
+            if not self._ready("PDP"):
                 return
-            pdp_view = self.regs.view("PDP", group)
+            pdp_view = self.regs.view("PDP", c("PDP"))
             if pdp_view.enum("D_OPERATION_MODE_CFG", "FLYING_MODE") != "ON_FLYING":
                 raise NotModelled(
                     "SDP.D_FEATURE_MODE_CFG.OUTPUT_DST=PDP with "
@@ -240,16 +262,16 @@ class Nvdla:
             self._check_engine("pdp", "PDP.D_OP_ENABLE")
             tail = ("PDP",)
         if s.enum("D_FEATURE_MODE_CFG", "FLYING_MODE") == "OFF":
-            if self._on("SDP_RDMA", group):
+            if self._ready("SDP_RDMA"):
                 sdp.run_sdp_from_memory(self.memory, s, rdma, self.luts["SDP"], self.atom, pdp_view)
-                self._finish(("SDP", "SDP_RDMA", *tail), group)
-        elif all(self._on(u, group) for u in CONV_UNITS) and (
-            not sdp.needs_rdma(s) or self._on("SDP_RDMA", group)
+                self._finish_units(("SDP", "SDP_RDMA", *tail))
+        elif all(self._ready(u) for u in CONV_UNITS) and (
+            not sdp.needs_rdma(s) or self._ready("SDP_RDMA")
         ):
             self._check_engine("conv", "CDMA.D_OP_ENABLE")
-            conv.run_conv(self, group, pdp_view)
-            used = ("SDP_RDMA",) if self._on("SDP_RDMA", group) else ()
-            self._finish(("SDP", *CONV_UNITS, *used, *tail), group)
+            conv.run_conv(self, c("CACC"), pdp_view, c("SDP"), c("SDP_RDMA"))
+            used = ("SDP_RDMA",) if self._ready("SDP_RDMA") else ()
+            self._finish_units(("SDP", *CONV_UNITS, *used, *tail))
 
     def _check_precision(self, unit: str, group: int) -> None:
         if self.config.atomic_k_int16 is not None or unit not in _PRECISION_FIELDS:

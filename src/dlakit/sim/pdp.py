@@ -14,9 +14,9 @@ import torch.nn.functional as F
 
 from dlakit.errors import DlakitError
 from dlakit.sim.arith import saturate, shift_right_round, sign_extend
-from dlakit.sim.layout import padded_channels, read_cube, write_cube
 from dlakit.sim.memory import Memory
-from dlakit.sim.regs import UnitView
+from dlakit.sim.precision import INT_BITS, padded, read_elements, write_elements
+from dlakit.sim.regs import NotModelled, UnitView
 
 _MAX_PAD = 7  # PAD_* fields are 3 bits
 _FAR = float(1 << 40)  # beyond any INT8 value: padded taps never win a max or a min
@@ -31,6 +31,7 @@ def pool(
     out_hw: tuple[int, int],
     pad_table: tuple[int, ...] = (0,) * 7,
     recip: tuple[int, int] = (0x10000, 0x10000),
+    out_bits: int = 8,
 ) -> torch.Tensor:
     """Pool an integer cube [C, H, W]; ``pads`` = (left, right, top, bottom); int64 out.
 
@@ -64,7 +65,7 @@ def pool(
         (h, w), kernel, stride, (left, top), out_hw, pad_table, x.device
     )
     t = shift_right_round(total * recip[0], 16, 64, 64)
-    return saturate(shift_right_round(t * recip[1], 16, 64, 64), 8)
+    return saturate(shift_right_round(t * recip[1], 16, 64, 64), out_bits)
 
 
 def _padding_sums(
@@ -105,21 +106,25 @@ def pad_table(pdp: UnitView) -> tuple[int, ...]:
     )
 
 
+_PRECISIONS = {"INT8", "INT16", "FP16"}
+
+
 def run_pdp(mem: Memory, pdp: UnitView, rdma: UnitView, atom: int) -> None:
     """Off-flying pooling: the source cube comes from the PDP_RDMA registers."""
-    rdma.require("D_DATA_FORMAT", "INPUT_DATA", {"INT8"}, "INT8 only on this model")
+    precision = rdma.require("D_DATA_FORMAT", "INPUT_DATA", _PRECISIONS)
     c = rdma["D_DATA_CUBE_IN_CHANNEL"] + 1
     h = rdma["D_DATA_CUBE_IN_HEIGHT"] + 1
     w = rdma["D_DATA_CUBE_IN_WIDTH"] + 1
-    x = read_cube(
+    x = read_elements(
         mem,
         rdma.addr("D_SRC_BASE_ADDR_LOW", "D_SRC_BASE_ADDR_HIGH"),
-        padded_channels(c, atom),
+        padded(c, atom, precision),
         h,
         w,
         rdma["D_SRC_LINE_STRIDE"],
         rdma["D_SRC_SURFACE_STRIDE"],
         atom,
+        precision,
     )
     pool_and_write(mem, pdp, x, atom)
 
@@ -127,7 +132,7 @@ def run_pdp(mem: Memory, pdp: UnitView, rdma: UnitView, atom: int) -> None:
 def pool_and_write(mem: Memory, pdp: UnitView, x: torch.Tensor, atom: int) -> None:
     """Pool an INT8 cube [C', H, W] with the PDP registers and write it (also on the fly,
     where ``x`` is SDP's output)."""
-    pdp.require("D_DATA_FORMAT", "INPUT_DATA", {"INT8"}, "INT8 only on this model")
+    precision = pdp.require("D_DATA_FORMAT", "INPUT_DATA", _PRECISIONS)
     method = pdp.enum("D_OPERATION_MODE_CFG", "POOLING_METHOD").removeprefix("POOLING_METHOD_")
     if method not in ("MAX", "MIN", "AVERAGE"):
         pdp.require("D_OPERATION_MODE_CFG", "POOLING_METHOD", set())
@@ -135,6 +140,11 @@ def pool_and_write(mem: Memory, pdp: UnitView, x: torch.Tensor, atom: int) -> No
     p = "D_POOLING_PADDING_CFG"
     out_h = pdp["D_DATA_CUBE_OUT_HEIGHT"] + 1
     out_w = pdp["D_DATA_CUBE_OUT_WIDTH"] + 1
+    if precision == "FP16":
+        if method == "AVERAGE":
+            raise NotModelled("PDP.D_OPERATION_MODE_CFG.POOLING_METHOD=AVERAGE with FP16 data")
+        # FpMax/FpMin order FP16 numbers as sign-magnitude integers (-0 below +0).
+        x = _fp16_key(x)
     y = pool(
         x,
         method,
@@ -149,12 +159,28 @@ def pool_and_write(mem: Memory, pdp: UnitView, x: torch.Tensor, atom: int) -> No
         out_hw=(out_h, out_w),
         pad_table=pad_table(pdp),
         recip=(pdp["D_RECIP_KERNEL_WIDTH"], pdp["D_RECIP_KERNEL_HEIGHT"]),
+        out_bits=INT_BITS.get(precision, 16),
     )
-    write_cube(
+    if precision == "FP16":
+        y = _fp16_bits(y)
+    write_elements(
         mem,
         pdp.addr("D_DST_BASE_ADDR_LOW", "D_DST_BASE_ADDR_HIGH"),
         y,
         pdp["D_DST_LINE_STRIDE"],
         pdp["D_DST_SURFACE_STRIDE"],
         atom,
+        precision,
     )
+
+
+def _fp16_key(bits: torch.Tensor) -> torch.Tensor:
+    """A monotonic integer for FP16 patterns: FpCmp's order (NaNs are refused)."""
+    if bool((((bits >> 10) & 0x1F) == 0x1F).logical_and((bits & 0x3FF) != 0).any()):
+        raise NotModelled("PDP: FP16 NaN inputs are not modelled")
+    magnitude = bits & 0x7FFF
+    return torch.where((bits >> 15) == 1, -magnitude - 1, magnitude)
+
+
+def _fp16_bits(key: torch.Tensor) -> torch.Tensor:
+    return torch.where(key < 0, (-key - 1) | 0x8000, key)
