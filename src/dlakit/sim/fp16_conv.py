@@ -16,6 +16,7 @@ an FP32 number.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -24,52 +25,47 @@ from dlakit.sim.fp16 import bit_length
 from dlakit.sim.regs import NotModelled
 
 BLOCK = 64  # CSC/CMAC PARALLEL_CHANNEL_NUM for FP16
+_BATCH = 1 << 21  # products per vectorized step
 _M32 = 0xFFFFFFFF
 # Sign compensation of the Booth partial products, by the product's right shift (cmac.h).
 _SIGN_COMP = {0: 0xAAAB0000, 4: 0xFAAAB000, 8: 0xFFAAAB00, 12: 0xFFFAAAB0, 16: 0xFFFFAAAB,
               20: 0xFFFFFAAB, 24: 0xFFFFFFAB, 28: 0xFFFFFFFB}  # fmt: skip
 
 
-def booth_product(
-    sign: torch.Tensor, wt: torch.Tensor, dat: torch.Tensor, shift: torch.Tensor
-) -> torch.Tensor:
-    """``cal_fp16_booth``: the signed, right-shifted product of two mantissas (int64 out)."""
-    code_rev = torch.where(sign == 1, 7, 0)
-    w = (wt << 1) & _M32
-    pp: list[torch.Tensor] = []
-    inv: list[torch.Tensor] = []
-    ones = torch.full_like(dat, 0x10000)
-    for _ in range(8):
-        code = (w & 7) ^ code_rev
-        w = w >> 2
-        value = torch.where(
-            (code == 0) | (code == 7),
-            ones,
-            torch.where(
-                (code == 1) | (code == 2),
-                dat | 0x10000,
-                torch.where(
-                    code == 3,
-                    (dat << 1) | 0x10000,
-                    torch.where(code == 4, ~(dat << 1) & 0xFFFF, ~dat & 0xFFFF),
-                ),
-            ),
-        )
-        pp.append(value & _M32)
-        inv.append(((code >= 4) & (code <= 6)).to(torch.int64))
+# Radix-4 Booth digit (3 bits of the multiplier, sign-adjusted) -> multiple of the multiplicand
+# and whether the partial product is inverted (cmac.h cal_fp16_booth).
+_BOOTH_MULT = np.array((0, 1, 1, 2, 2, 1, 1, 0), dtype=np.uint32)
+_BOOTH_NEG = np.array((0, 0, 0, 0, 1, 1, 1, 0), dtype=np.uint32)
+_U = np.uint32
+
+
+def booth_product(sign: np.ndarray, wt: np.ndarray, dat: np.ndarray, shift: np.ndarray):
+    """``cal_fp16_booth``: the signed, right-shifted product of two mantissas (int64 out).
+
+    uint32 arithmetic as in the C (numpy: wrapping, logical shifts, one thread)."""
+    w1 = wt.astype(_U) << _U(1)
+    rev = sign.astype(_U) * _U(7)
+    d = dat.astype(_U)
+    pp, inv = [], []
+    for i in range(8):
+        code = ((w1 >> _U(2 * i)) & _U(7)) ^ rev
+        neg = _BOOTH_NEG[code]
+        multiple = _BOOTH_MULT[code] * d
+        pp.append(np.where(neg == 1, ~multiple & _U(0xFFFF), multiple | _U(0x10000)))
+        inv.append(neg)
     csa = [
         pp[0],
-        (pp[1] << 2) | inv[0],
-        (pp[2] << 4) | (inv[1] << 2),
-        (pp[3] << 6) | (inv[2] << 4),
-        inv[3] << 6,
-        pp[4] << 8,
-        (pp[5] << 10) | (inv[4] << 8),
-        (pp[6] << 12) | (inv[5] << 10),
-        (pp[7] << 14) | (inv[6] << 12),
-        inv[7] << 14,
+        (pp[1] << _U(2)) | inv[0],
+        (pp[2] << _U(4)) | (inv[1] << _U(2)),
+        (pp[3] << _U(6)) | (inv[2] << _U(4)),
+        inv[3] << _U(6),
+        pp[4] << _U(8),
+        (pp[5] << _U(10)) | (inv[4] << _U(8)),
+        (pp[6] << _U(12)) | (inv[5] << _U(10)),
+        (pp[7] << _U(14)) | (inv[6] << _U(12)),
+        inv[7] << _U(14),
     ]
-    csa = [c & _M32 for c in csa]
+    # The carry-save adder tree: two 5-input groups, then the four survivors.
     for i in range(3):
         if i == 0:
             cur, st = 5, 0
@@ -82,41 +78,39 @@ def booth_product(
             groups = cur // 3
             for j in range(groups):
                 a, b, c = csa[st + 3 * j], csa[st + 3 * j + 1], csa[st + 3 * j + 2]
-                s = a ^ b ^ c
-                carry = (((a & b) | (b & c) | (a & c)) << 1) & _M32
-                csa[st + 2 * j], csa[st + 2 * j + 1] = s, carry
+                csa[st + 2 * j] = a ^ b ^ c
+                csa[st + 2 * j + 1] = ((a & b) | (b & c) | (a & c)) << _U(1)
             for j in range(groups * 3, cur):
                 csa[st + j - groups] = csa[st + j]
             cur -= groups
-    sh = shift.clamp(max=31)
-    comp = torch.zeros_like(shift)
+    sh = np.minimum(shift, 31).astype(_U)
+    comp = np.zeros(shift.shape, dtype=_U)
     for amount, value in _SIGN_COMP.items():
-        comp = torch.where(shift == amount, value, comp)
-    total = ((csa[0] >> sh) + (csa[1] >> sh) + comp) & _M32
-    total = torch.where(total >= 1 << 31, total - (1 << 32), total)
-    return torch.where(shift >= 32, torch.zeros_like(total), total)
+        comp = np.where(shift == amount, _U(value), comp)
+    total = (csa[0] >> sh) + (csa[1] >> sh) + comp
+    return np.where(shift >= 32, 0, total.view(np.int32).astype(np.int64))
 
 
-def mac_blocks(data: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def mac_blocks(data: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """One atomic operation per row: FP16 bits ``data`` [..., n] and ``weight`` [..., n] (n <=
     64 channels) to the CMAC result (exponent 4*max, 38-bit mantissa), both [...]."""
     nonzero = ((data & 0x7FFF) != 0) & ((weight & 0x7FFF) != 0)
     d_exp, w_exp = (data >> 10) & 0x1F, (weight >> 10) & 0x1F
-    if bool(((d_exp == 31) & ((data & 0x3FF) != 0)).any()) or bool(
-        ((w_exp == 31) & ((weight & 0x3FF) != 0)).any()
-    ):
+    if ((d_exp == 31) & ((data & 0x3FF) != 0)).any() or (
+        (w_exp == 31) & ((weight & 0x3FF) != 0)
+    ).any():
         raise NotModelled("CMAC: FP16 NaN operands are not modelled")
-    d_sft = torch.where(d_exp == 0, 1, d_exp & 3)
-    w_sft = torch.where(w_exp == 0, 1, w_exp & 3)
-    sum_exp = torch.where(nonzero, (d_exp >> 2) + (w_exp >> 2), 0)
-    max_exp = sum_exp.amax(dim=-1, keepdim=True) if sum_exp.shape[-1] else sum_exp.sum(-1, True)
+    d_sft = np.where(d_exp == 0, 1, d_exp & 3)
+    w_sft = np.where(w_exp == 0, 1, w_exp & 3)
+    sum_exp = np.where(nonzero, (d_exp >> 2) + (w_exp >> 2), 0)
+    max_exp = sum_exp.max(axis=-1, keepdims=True)
     shift = (max_exp - sum_exp) << 2
-    d_m = (data & 0x3FF) | ((d_exp != 0).to(torch.int64) << 10)
-    w_m = (weight & 0x3FF) | ((w_exp != 0).to(torch.int64) << 10)
+    d_m = (data & 0x3FF) | ((d_exp != 0).astype(np.int64) << 10)
+    w_m = (weight & 0x3FF) | ((w_exp != 0).astype(np.int64) << 10)
     sign = ((data >> 15) ^ (weight >> 15)) & 1
     prod = booth_product(sign, w_m << w_sft, d_m << d_sft, shift)
-    prod = torch.where(nonzero, prod, torch.zeros_like(prod))
-    return (max_exp[..., 0] << 2), prod.sum(dim=-1)
+    prod = np.where(nonzero, prod, 0)
+    return max_exp[..., 0] << 2, prod.sum(axis=-1)
 
 
 def _sign_run(value: torch.Tensor, top: int) -> torch.Tensor:
@@ -233,16 +227,28 @@ def conv_fp16(
         raise DlakitError(f"CSC.D_DATAOUT_SIZE_0: {ow}x{oh} outputs need more padding than 63")
     padded = F.pad(x[None].to(torch.float64), (left, right, top, bottom), value=float(pad_value))
     padded = padded[0].to(torch.int64)
-    acc_e = torch.zeros((k, oh * ow), dtype=torch.int64, device=x.device)
+    p = oh * ow
+    # Taps of every output point: [C, R, S, P], one strided view of the padded cube.
+    cs, hs, ws = padded.stride()
+    taps = padded.as_strided((c, r, s, oh, ow), (cs, dy * hs, dx * ws, sy * hs, sx * ws))
+    taps = taps.reshape(c, r * s, p)
+    taps_np = taps.cpu().numpy()
+    w_np = w.cpu().numpy()
+    acc_e = torch.zeros((k, p), dtype=torch.int64, device=x.device)
     acc_m = torch.zeros_like(acc_e)
     for c0 in range(0, c, BLOCK):
         c1 = min(c, c0 + BLOCK)
-        for rr in range(r):
-            for ss in range(s):
-                rows = padded[c0:c1, rr * dy : rr * dy + (oh - 1) * sy + 1 : sy]
-                taps = rows[:, :, ss * dx : ss * dx + (ow - 1) * sx + 1 : sx].reshape(c1 - c0, -1)
-                data = taps.t()[None].expand(k, -1, -1)  # [K, P, n]
-                weight = w[:, c0:c1, rr, ss][:, None, :].expand(-1, oh * ow, -1)
-                e, m = mac_blocks(data, weight)
-                acc_e, acc_m = cacc_add(acc_e, acc_m, e, m)
+        data = taps_np[c0:c1].transpose(1, 2, 0)[None]  # [1, RS, P, n]
+        weight = w_np[:, c0:c1].reshape(k, c1 - c0, r * s).transpose(0, 2, 1)[:, :, None, :]
+        # Whole kernel groups at a time, a few million products per batch.
+        step = max(1, _BATCH // max(1, r * s * p * (c1 - c0)))
+        exps, mants = [], []
+        for k0 in range(0, k, step):
+            e, m = mac_blocks(data, weight[k0 : k0 + step])  # broadcast to [k, RS, P, n]
+            exps.append(e)
+            mants.append(m)
+        exp_all = torch.from_numpy(np.concatenate(exps)).to(x.device)  # [K, RS, P]
+        mant_all = torch.from_numpy(np.concatenate(mants)).to(x.device)
+        for tap in range(r * s):  # CACC adds in CSC order: C-block, then kernel row, column
+            acc_e, acc_m = cacc_add(acc_e, acc_m, exp_all[:, tap], mant_all[:, tap])
     return fp48_to_fp32(acc_e, acc_m).reshape(k, oh, ow)
