@@ -13,6 +13,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from typer.core import TyperGroup
 
 from dlakit import __version__
@@ -36,17 +37,12 @@ VERBS = {
 err_console = Console(stderr=True)
 
 
-def _load_verb(verb: str) -> typer.Typer | None:
-    """A Typer app holding just this verb, or None when the stage is not built."""
+def _load_verb(verb: str) -> typer.Typer:
+    """A Typer app holding just this verb (a broken one says why when it is run)."""
     module_name = f"dlakit.cli.{verb}"
     holder = typer.Typer(add_completion=False)
     try:
         module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name == module_name:
-            return None
-        _register_broken(holder, verb, exc)
-        return holder
     except Exception as exc:  # a broken stage must not hide the others
         _register_broken(holder, verb, exc)
         return holder
@@ -70,8 +66,6 @@ class LazyVerbs(TyperGroup):
         if cmd_name not in VERBS:
             return None
         holder = _load_verb(cmd_name)
-        if holder is None:
-            return None
         group = typer.main.get_group(holder)
         return group.commands.get(cmd_name)
 
@@ -111,7 +105,9 @@ def main(argv: list[str] | None = None) -> int:
         # Outside standalone mode click returns a command's typer.Exit code instead of raising it.
         rc = app(args=argv, prog_name="dlakit", standalone_mode=False)
     except DlakitError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err_console.print(
+            f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
+        )
         return 2
     except typer.Exit as exc:
         return exc.exit_code

@@ -24,8 +24,14 @@ from collections.abc import Callable
 
 import numpy as np
 import onnx
-import torch
-import torch.nn.functional as F
+
+from dlakit.extras import missing_extra
+
+try:
+    import torch
+    import torch.nn.functional as F
+except ModuleNotFoundError as exc:
+    raise missing_extra(exc, "the integer reference of the NVDLA datapath") from None
 
 from dlakit.errors import DlakitError
 from dlakit.lower.qgraph import (

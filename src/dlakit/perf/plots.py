@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from dlakit.extras import require
 from dlakit.perf.model import Profile
 
 BOUND_COLORS = {
@@ -15,7 +16,7 @@ BOUND_COLORS = {
 
 
 def write_plots(profile: Profile, out_dir: Path) -> list[Path]:
-    import matplotlib
+    matplotlib = require("matplotlib", "profile --plot")
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

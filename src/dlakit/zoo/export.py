@@ -24,6 +24,7 @@ import onnx
 from onnx import numpy_helper
 
 from dlakit.errors import DlakitError
+from dlakit.extras import require
 from dlakit.graph.nodes import consumers, producers
 from dlakit.zoo import sources
 
@@ -52,6 +53,7 @@ def build_onnx(entry: "ZooEntry", dest: Path) -> Path:
 
 def torch_model(entry: "ZooEntry") -> "nn.Module":
     """The entry's PyTorch model with its pretrained weights loaded, in eval mode."""
+    require("torch", f"zoo model {entry.name!r} (exported from its PyTorch weights)")
     import torch
 
     if entry.kind == "shipped":

@@ -13,6 +13,8 @@ from pathlib import Path
 from dlakit.errors import DlakitError
 from dlakit.paths import cache_dir
 from dlakit.zoo import sources
+from dlakit.zoo.arch import ARCHS
+from dlakit.zoo.arch.export import cache_path
 
 EXPORT_VERSION = 1  # bump when dlakit.zoo.export changes what it writes
 
@@ -57,8 +59,6 @@ class ZooEntry:
         """
         shape = "x".join(map(str, self.input_shape))
         if self.kind == "arch":
-            from dlakit.zoo.arch.export import cache_path
-
             return cache_path(self.name, self.input_shape)
         return cache_dir() / "models" / f"{self.name}-{shape}-v{EXPORT_VERSION}.onnx"
 
@@ -79,10 +79,6 @@ def _pretrained() -> dict[str, ZooEntry]:
 
 
 def _architectures() -> dict[str, ZooEntry]:
-    try:
-        from dlakit.zoo.arch import ARCHS
-    except ImportError:
-        return {}
     return {
         name: ZooEntry(
             name=name,

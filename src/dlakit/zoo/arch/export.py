@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dlakit.errors import DlakitError
+from dlakit.extras import require
 
 EXPORT_VERSION = 1  # bump when an architecture changes, so cached exports are rebuilt
 SEED = 0
@@ -155,9 +156,11 @@ def export_onnx(
 
 def _export(spec: ArchSpec, shape: tuple[int, ...], dest: Path) -> None:
     import onnx
-    import torch
 
     from dlakit.graph import save_model
+
+    require("torch", f"zoo architecture {spec.name!r} (built and exported in PyTorch)")
+    import torch
 
     torch.manual_seed(SEED)
     model = spec.build()
