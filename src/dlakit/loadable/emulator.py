@@ -64,8 +64,12 @@ def run_emu_task(ld: Loadable, placement: Placement, task: TaskEntry, where: str
         with np.errstate(all="ignore"):
             base = np.float32(op.shift) + np.float32(op.scale) * x
             y = np.power(base, np.float32(op.power), dtype=np.float32)
-        _scatter(mem, d_addr, d_off[: s_off.shape[0], : s_off.shape[1], : s_off.shape[2]],
-                 float_to_half(y))  # fmt: skip
+        _scatter(
+            mem,
+            d_addr,
+            d_off[: s_off.shape[0], : s_off.shape[1], : s_off.shape[2]],
+            float_to_half(y),
+        )
     elif int(common.op_type) == EMU_SOFTMAX:
         n = int(src.channel)
         x = half_to_float(_gather(mem, s_addr, np.arange(n) * 2, where))

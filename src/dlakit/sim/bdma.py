@@ -61,8 +61,9 @@ def run_transfer(mem: Memory, t: Transfer) -> None:
     overlap = not (int(src.max()) < t.dst or int(dst.max()) < t.src)
     if overlap and hi - lo > 0:
         # Overlapping source and destination: stream line by line as the hardware does.
-        for line_src, line_dst in zip(src.reshape(-1, t.line_bytes), dst.reshape(-1, t.line_bytes),
-                                      strict=True):  # fmt: skip
+        for line_src, line_dst in zip(
+            src.reshape(-1, t.line_bytes), dst.reshape(-1, t.line_bytes), strict=True
+        ):
             mem.scatter(line_dst, mem.gather(line_src))
         return
     mem.scatter(dst, mem.gather(src))

@@ -28,8 +28,16 @@ BLOCK = 64  # CSC/CMAC PARALLEL_CHANNEL_NUM for FP16
 _BATCH = 1 << 21  # products per vectorized step
 _M32 = 0xFFFFFFFF
 # Sign compensation of the Booth partial products, by the product's right shift (cmac.h).
-_SIGN_COMP = {0: 0xAAAB0000, 4: 0xFAAAB000, 8: 0xFFAAAB00, 12: 0xFFFAAAB0, 16: 0xFFFFAAAB,
-              20: 0xFFFFFAAB, 24: 0xFFFFFFAB, 28: 0xFFFFFFFB}  # fmt: skip
+_SIGN_COMP = {
+    0: 0xAAAB0000,
+    4: 0xFAAAB000,
+    8: 0xFFAAAB00,
+    12: 0xFFFAAAB0,
+    16: 0xFFFFAAAB,
+    20: 0xFFFFFAAB,
+    24: 0xFFFFFFAB,
+    28: 0xFFFFFFFB,
+}
 
 
 # Radix-4 Booth digit (3 bits of the multiplier, sign-adjusted) -> multiple of the multiplicand

@@ -21,8 +21,15 @@ _ELEMENTS = {"INT8": 32, "INT16": 16, "FP16": 16}
 _TRANS = 2048 // 32  # elements per plane chunk (RUBIK_INTERNAL_BUF_SIZE / 32)
 
 
-def _atoms(mem: Memory, base: int, surf: torch.Tensor, h: torch.Tensor, w: torch.Tensor,
-           surf_stride: int, line_stride: int) -> torch.Tensor:  # fmt: skip
+def _atoms(
+    mem: Memory,
+    base: int,
+    surf: torch.Tensor,
+    h: torch.Tensor,
+    w: torch.Tensor,
+    surf_stride: int,
+    line_stride: int,
+) -> torch.Tensor:
     """Byte addresses [..., 32] of the atoms at (surface, row, column) index tensors."""
     b = torch.arange(ATOM, dtype=torch.int64, device=mem.device)
     return (base + surf * surf_stride + h * line_stride + w * ATOM)[..., None] + b
@@ -72,8 +79,13 @@ def run_rubik(mem: Memory, rbk: UnitView) -> None:
     cube_base, plane_base = (src, dst) if mode == "SPLIT" else (dst, src)
     valid = pos < width
     wpos = pos.clamp(max=width - 1)
-    cube = (cube_base + (c // per_atom) * cube_surf + hh * cube_line + wpos * ATOM
-            + (c % per_atom) * bpe)[..., None] + e  # fmt: skip
+    cube = (
+        cube_base
+        + (c // per_atom) * cube_surf
+        + hh * cube_line
+        + wpos * ATOM
+        + (c % per_atom) * bpe
+    )[..., None] + e
     plane = (plane_base + c * plane_stride + hh * plane_line + pos * bpe)[..., None] + e
     if mode == "SPLIT":
         data = mem.gather(cube)

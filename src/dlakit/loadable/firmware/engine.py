@@ -300,6 +300,31 @@ class Firmware:
         self.dep_graph_addr = self.dma_address(int(net.dependency_graph_index), "dependency graph")
         if int(net.num_luts):
             self.lut_addr = self.dma_address(int(net.lut_data_index), "LUT list")
+        lists = [
+            (
+                "operation list",
+                int(net.operation_desc_index),
+                self.op_size,
+                int(net.num_operations),
+            ),
+            ("surface list", int(net.surface_desc_index), self.surf_size, int(net.num_operations)),
+            (
+                "dependency graph",
+                int(net.dependency_graph_index),
+                self.dep_size,
+                int(net.num_operations),
+            ),
+        ]
+        if int(net.num_luts):
+            lut_size = layout("dla_lut_param", self.version).size
+            lists.append(("LUT list", int(net.lut_data_index), lut_size, int(net.num_luts)))
+        for what, index, size, count in lists:
+            room = self.addresses[index].limit - self.addresses[index].iova
+            if size * count > room:
+                raise self.fail(
+                    f"network descriptor: {count} entries of the {what} ({size} bytes each) do "
+                    f"not fit its memory ({room} bytes at address index {index})"
+                )
         if int(net.dynamic_roi):
             raise self.fail("network descriptor: dynamic ROI is not modelled")
         if int(net.num_rois) > 1:
