@@ -358,16 +358,19 @@ class Firmware:
 
     def free_group(self, proc: Processor) -> tuple[int, int] | None:
         """``utils_get_free_group``: (group, rdma group), or None when both are programmed."""
+        units = self.nv.regmap.registers
+        hw_consumer = hw_rdma = 0  # a block this configuration lacks reads as zero
         if proc.op_type == BDMA:
-            status = self.reg("BDMA", "STATUS")
-            grp0_busy = self.nv.regmap.register("BDMA", "STATUS").field("GRP0_BUSY").get(status)
-            hw_consumer = 1 if grp0_busy else 0
-            hw_rdma = 0
+            if "BDMA" in units:
+                busy = units["BDMA"]["STATUS"].field("GRP0_BUSY")
+                hw_consumer = 1 if busy.get(self.reg("BDMA", "STATUS")) else 0
         else:
             unit = _POINTER_UNIT[proc.op_type]
-            hw_consumer = (self.reg(unit, "S_POINTER") >> 16) & 1
+            if unit in units:
+                hw_consumer = (self.reg(unit, "S_POINTER") >> 16) & 1
             rdma = _RDMA_UNIT.get(proc.op_type)
-            hw_rdma = (self.reg(rdma, "S_POINTER") >> 16) & 1 if rdma else 0
+            if rdma:
+                hw_rdma = (self.reg(rdma, "S_POINTER") >> 16) & 1
         if proc.group_status == 0x3:
             return None
         group_id = hw_consumer if not proc.group_status else int(not (proc.group_status >> 1))

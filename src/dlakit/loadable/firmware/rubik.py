@@ -13,7 +13,9 @@ _RAM = ("MCIF", "CVIF")
 
 class Rubik:
     def set_producer(self, fw: Firmware, group_id: int, rdma_id: int) -> None:
-        fw.write("RBK", "S_POINTER", fw.word("RBK", "S_POINTER", PRODUCER=group_id))
+        # A configuration without RUBIK has no such register; program() then refuses the op.
+        if fw.config.rubik_enable:
+            fw.write("RBK", "S_POINTER", fw.word("RBK", "S_POINTER", PRODUCER=group_id))
 
     def enable(self, fw: Firmware, group: Group) -> None:
         fw.write("RBK", "D_OP_ENABLE", fw.word("RBK", "D_OP_ENABLE", OP_EN="ENABLE"))
