@@ -8,7 +8,8 @@ bits rise (``S_INTR_STATUS``, one bit per unit and group).
 Operations: SDP from memory (SDP + SDP_RDMA), convolution (CDMA, CSC, CMAC_A/B, CACC feeding SDP
 on the fly, + SDP_RDMA when SDP reads operands), PDP from memory (PDP + PDP_RDMA), CDP (CDP +
 CDP_RDMA), RUBIK (RBK) and BDMA (``CFG_OP`` queues a transfer, ``CFG_LAUNCHn`` runs the queue).
-A finished group moves the unit's consumer pointer (``S_POINTER.CONSUMER``) to the other group.
+A finished group moves the unit's consumer pointer (``S_POINTER.CONSUMER``) to the other group;
+each unit of an operation takes part with its own next group.
 """
 
 from __future__ import annotations
@@ -187,8 +188,14 @@ class Nvdla:
         self.operations += 1
 
     def _consumer(self, unit: str) -> int:
-        """The register group a unit executes next (it works through its groups in turn)."""
-        return self.consumer.get(unit, 0)
+        """The register group a unit executes next: its consumer pointer's when that group is
+        enabled (units work through their groups in turn), else the other one if that is. Real
+        hardware would wait for the consumer group; the fallback keeps programs that reuse one
+        group (the compiler's) running."""
+        group = self.consumer.get(unit, 0)
+        if not self._on(unit, group) and self._on(unit, 1 - group):
+            return 1 - group
+        return group
 
     def _ready(self, unit: str) -> bool:
         return self._on(unit, self._consumer(unit))
