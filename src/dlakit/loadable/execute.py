@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-
-import torch
+from typing import TYPE_CHECKING
 
 from dlakit.errors import DlakitError
 from dlakit.loadable.descriptors import Version
@@ -21,6 +20,9 @@ from dlakit.loadable.firmware import Firmware, FirmwareConfig
 from dlakit.loadable.reader import Interface, Loadable, MemoryFlags, TensorDesc
 from dlakit.loadable.runtime import Placement
 from dlakit.sim.nvdla import Nvdla
+
+if TYPE_CHECKING:  # torch comes with the 'sim' extra, named by dlakit.sim's import
+    import torch
 
 
 @dataclass

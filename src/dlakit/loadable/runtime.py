@@ -12,8 +12,7 @@ with a guard gap after it, so an access past a buffer's end is an error, not a n
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import torch
+from typing import TYPE_CHECKING
 
 from dlakit.errors import DlakitError
 from dlakit.loadable.reader import (
@@ -25,6 +24,9 @@ from dlakit.loadable.reader import (
     TaskEntry,
 )
 from dlakit.sim.memory import Memory
+
+if TYPE_CHECKING:  # torch comes with the 'sim' extra, named by dlakit.sim's import
+    import torch
 
 DRAM_BASE = 0x8000_0000
 SRAM_BASE = 0x5000_0000
