@@ -56,6 +56,16 @@ def test_loadable_test_writes_outputs_and_counts(small_root, tmp_path, capsys):
         assert written.read_bytes() == (golden / "dla" / "o_000000.dimg").read_bytes()
 
 
+def test_loadable_test_without_out_leaves_nothing_behind(small_root, tmp_path, capsys):
+    before = sorted(small_root.rglob("*"))
+    assert main(["loadable", "test", str(small_root), "--json", str(tmp_path / "r.json")]) == 0
+    assert "2 passed, 0 failed, 17 skipped" in capsys.readouterr().out.splitlines()
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert doc["out"] is None
+    assert all(o["path"] is None and o["ok"] for t in doc["tests"] for o in t["outputs"])
+    assert sorted(small_root.rglob("*")) == before
+
+
 def test_a_wrong_golden_fails_with_exit_1(small_root, tmp_path, capsys):
     golden = next((small_root / "golden").glob("PDP_L0_0_small_*"))
     (golden / "dla" / "lead.md5").write_text("0" * 32 + "  o_000000.dimg\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import tempfile
 from pathlib import Path
 
 import typer
@@ -87,7 +88,7 @@ def run(
 @loadable_app.command("test")
 def test(
     root: Path = typer.Argument(..., help="a regression folder (flatbufs/kmd/ and golden/)"),
-    out_dir: Path = o.OUT_DIR,
+    out_dir: Path | None = o.OUT_DIR,
     device: str = o.DEVICE,
     json_path: Path | None = o.JSON,
     verbose: bool = o.VERBOSE,
@@ -102,16 +103,22 @@ def test(
 
     out = o.output(verbose, quiet, json_path)
     dev = str(resolve_device(device))
-    if out_dir.resolve() == root.resolve() or root.resolve() in out_dir.resolve().parents:
+    if out_dir is not None and (
+        out_dir.resolve() == root.resolve() or root.resolve() in out_dir.resolve().parents
+    ):
         raise DlakitError(f"--out {out_dir} is inside the regression folder {root}")
-    results = []
-    for case in find_cases(root):
-        result = run_case(case, out_dir, dev)
-        render_case(result, out)
-        results.append(result)
+    cases = find_cases(root)
+    with tempfile.TemporaryDirectory(prefix="dlakit-loadable-") as scratch:
+        folder = out_dir if out_dir is not None else Path(scratch)
+        results = []
+        for case in cases:
+            result = run_case(case, folder, dev)
+            render_case(result, out)
+            results.append(result)
     out.line(summary_line(results))
     if json_path:
-        write_json(test_json(results, str(root), str(out_dir)), json_path, out)
+        where = str(out_dir) if out_dir is not None else None
+        write_json(test_json(results, str(root), where), json_path, out)
     if any(r.status == "failed" for r in results):
         raise typer.Exit(1)
 

@@ -139,10 +139,10 @@ def output_option(required: bool = False) -> Any:
 
 
 OUT_DIR = typer.Option(
-    ...,
+    None,
     "--out",
     help="Folder for a run's outputs, one sub-folder per test (loadable test: "
-    "DIR/<golden folder>/o_000000.dimg).",
+    "DIR/<golden folder>/o_000000.dimg); without it they go to a temporary folder, removed after.",
 )
 INPUT = typer.Option(
     None,

@@ -187,7 +187,8 @@ def summary_line(results: list[CaseResult]) -> str:
     return text + (f", {count['skipped']} skipped" if count["skipped"] else "")
 
 
-def test_json(results: list[CaseResult], root: str, out_dir: str) -> dict[str, Any]:
+def test_json(results: list[CaseResult], root: str, out_dir: str | None) -> dict[str, Any]:
+    """``out`` and each output's ``path`` are null when the outputs went to a temporary folder."""
     return {
         "schema": SCHEMA + ".test",
         "schema_version": SCHEMA_VERSION,
@@ -207,7 +208,9 @@ def test_json(results: list[CaseResult], root: str, out_dir: str) -> dict[str, A
                 "status": r.status,
                 "reason": r.reason,
                 "seconds": r.seconds,
-                "outputs": r.outputs,
+                "outputs": r.outputs
+                if out_dir is not None
+                else [{**o, "path": None} for o in r.outputs],
             }
             for r in results
         ],
