@@ -86,44 +86,53 @@ def fp16_to_fp32(bits: int) -> int:
     return encode(value(bits, F16), F32, s)
 
 
-def _operand(e: int, m: int) -> int:
+def _operand(e: int, m: int, m_w: int = 23) -> int:
     """The integer significand the C model's adders and multipliers see: an implied one unless
     the number is zero (a subnormal counts as a normal number of exponent 0)."""
-    return (1 << 23) | m if (e or m) else 0
+    return (1 << m_w) | m if (e or m) else 0
 
 
-def fp32_add(a: int, b: int) -> int:
-    """FpAdd<8,23>: the smaller operand keeps 25 bits below the larger's implied one (the rest is
-    truncated); the exact sum is rounded to nearest even, results below 2**-126 are (signed)
-    zero, an exact zero takes the larger operand's sign (a's when they tie)."""
-    sa, ea, ma = decode(a)
-    sb, eb, mb = decode(b)
+def fp32_add(a: int, b: int, fmt=F32) -> int:
+    """FpAdd<E,M> (here <8,23> unless ``fmt`` says otherwise): the smaller operand keeps M+2 bits
+    below the larger's implied one (the rest is truncated); the exact sum is rounded to nearest
+    even, results below the normal range are (signed) zero, an exact zero takes the larger
+    operand's sign (a's when they tie)."""
+    e_w, m_w = fmt
+    bias = (1 << (e_w - 1)) - 1
+    top = 1 << (e_w + m_w)
+    sa, ea, ma = decode(a, fmt)
+    sb, eb, mb = decode(b, fmt)
     for e, m, bits in ((ea, ma, a), (eb, mb, b)):
-        if e == 255 and m:
+        if e == (1 << e_w) - 1 and m:
             return bits
     first = (sa, ea, ma) if (ea, ma) >= (eb, mb) else (sb, eb, mb)
     second = (sb, eb, mb) if first == (sa, ea, ma) else (sa, ea, ma)
     s1, e1, m1 = first
     s2, e2, m2 = second
-    big = _operand(e1, m1) << 25
-    small = (_operand(e2, m2) << 25) >> (e1 - e2)
+    more = m_w + 2
+    big = _operand(e1, m1, m_w) << more
+    small = (_operand(e2, m2, m_w) << more) >> (e1 - e2)
     total = big + small if s1 == s2 else big - small
-    mag = Fraction(total) * Fraction(2) ** (e1 - 127 - 48)
-    if total == 0 or mag < Fraction(2) ** -126:
-        return s1 << 31
-    return encode(-mag if s1 else mag, F32, s1, subnormals=False)
+    mag = Fraction(total) * Fraction(2) ** (e1 - bias - m_w - more)
+    if total == 0 or mag < Fraction(2) ** (1 - bias):
+        return s1 * top
+    return encode(-mag if s1 else mag, fmt, s1, subnormals=False)
 
 
-def fp32_mul(a: int, b: int) -> int:
-    """FpMul<8,23>: the exact product of the significands, rounded to nearest even; zero below the
-    normal range, saturated above it."""
-    sa, ea, ma = decode(a)
-    sb, eb, mb = decode(b)
+def fp32_mul(a: int, b: int, fmt=F32) -> int:
+    """FpMul<E,M> (<8,23> unless ``fmt`` says otherwise): the exact product of the significands,
+    rounded to nearest even; zero below the normal range, saturated above it."""
+    e_w, m_w = fmt
+    bias = (1 << (e_w - 1)) - 1
+    sa, ea, ma = decode(a, fmt)
+    sb, eb, mb = decode(b, fmt)
     for e, m, bits in ((ea, ma, a), (eb, mb, b)):
-        if e == 255 and m:
+        if e == (1 << e_w) - 1 and m:
             return bits
     s = sa ^ sb
-    if _operand(ea, ma) == 0 or _operand(eb, mb) == 0 or ea + eb < 127:
-        return s << 31
-    prod = Fraction(_operand(ea, ma) * _operand(eb, mb)) * Fraction(2) ** (ea + eb - 254 - 46)
-    return encode(-prod if s else prod, F32, s, subnormals=False)
+    if _operand(ea, ma, m_w) == 0 or _operand(eb, mb, m_w) == 0 or ea + eb < bias:
+        return s << (e_w + m_w)
+    prod = Fraction(_operand(ea, ma, m_w) * _operand(eb, mb, m_w)) * Fraction(2) ** (
+        ea + eb - 2 * bias - 2 * m_w
+    )
+    return encode(-prod if s else prod, fmt, s, subnormals=False)

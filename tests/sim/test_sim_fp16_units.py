@@ -163,6 +163,11 @@ def test_fp16_sdp_saturates_instead_of_overflowing():
     assert (got[1] == 0x8000).all()
 
 
+# 1/k as FP17 numbers (the firmware's recip_kernel_size for FP16, pdp.c)
+RECIP17 = {1: 0x7C00, 2: 0x7800, 3: 0x7555, 4: 0x7400, 5: 0x7266, 6: 0x7155, 7: 0x7092, 8: 0x7000}
+F17 = (6, 10)
+
+
 def _pdp(x, method, kernel, stride, pads):
     c, h, w = x.shape
     left, right, top, bottom = pads
@@ -206,6 +211,8 @@ def _pdp(x, method, kernel, stride, pads):
         PAD_TOP=top,
         PAD_BOTTOM=bottom,
     )
+    wr("PDP", "D_RECIP_KERNEL_WIDTH", RECIP17[kernel[1]])
+    wr("PDP", "D_RECIP_KERNEL_HEIGHT", RECIP17[kernel[0]])
     wr("PDP", "D_DST_BASE_ADDR_LOW", DST)
     wr("PDP", "D_DST_LINE_STRIDE", ow * ATOM)
     wr("PDP", "D_DST_SURFACE_STRIDE", oh * ow * ATOM)
@@ -240,3 +247,72 @@ def test_fp16_pdp_max_min_over_real_elements(method, kernel, stride, pads):
                 window = [int(x[ch, r, s]) for r in rows for s in cols]
                 expected[ch, i, j] = pick(window, key=_key16)
     np.testing.assert_array_equal(got, expected)
+
+
+def _fp17(bits16: int) -> int:
+    return fr.encode(fr.value(bits16, fr.F16), F17, bits16 >> 15)
+
+
+def _to_fp16(bits17: int) -> int:
+    return fr.encode(fr.value(bits17, F17), fr.F16, bits17 >> 16)
+
+
+def test_fp17_primitives_match_the_reference():
+    from dlakit.sim.fp16 import FP17, fp16_to_fp17, fp17_to_fp16, fp_add, fp_mul
+
+    rng = np.random.default_rng(17)
+    x16 = _fp16_data(rng, (400,))
+    x16[:4] = [0x0001, 0x83FF, 0x0000, 0x8000]  # subnormals and zeros
+    got = fp16_to_fp17(torch.from_numpy(x16)).numpy()
+    np.testing.assert_array_equal(got, [_fp17(int(v)) for v in x16])
+    a, b = got, np.roll(got, 1)
+    a[:8:2] = b[:8:2] ^ 0x10000  # exact cancellations: the sign of the zero
+    for op, ref in ((fp_add, fr.fp32_add), (fp_mul, fr.fp32_mul)):
+        out = op(torch.from_numpy(a), torch.from_numpy(b), FP17).numpy()
+        np.testing.assert_array_equal(
+            out, [ref(int(p), int(q), F17) for p, q in zip(a, b, strict=True)]
+        )
+    # FP17 results of every magnitude back to FP16: rounding, subnormals, saturation
+    wide = rng.integers(0, 1 << 17, 2000)
+    wide = wide[((wide >> 10) & 0x3F) != 0x3F]  # finite
+    wide = wide[((wide >> 10) & 0x3F) != 0]  # normal (FpAdd/FpMul never return subnormals)
+    out = fp17_to_fp16(torch.from_numpy(wide)).numpy()
+    np.testing.assert_array_equal(out, [_to_fp16(int(v)) for v in wide])
+
+
+@pytest.mark.parametrize(
+    ("kernel", "stride", "pads"),
+    [
+        ((3, 3), (2, 2), (1, 1, 1, 1)),
+        ((2, 5), (1, 3), (0, 2, 1, 0)),
+        ((1, 1), (1, 1), (0, 0, 0, 0)),
+    ],
+)
+def test_fp16_average_pooling(kernel, stride, pads):
+    rng = np.random.default_rng(kernel[0] * 10 + kernel[1])
+    x = _fp16_data(rng, (18, 6, 7))
+    x[1, :2, :3] = 0x8000  # a window of -0 sums to -0
+    got = _pdp(x, "AVERAGE", kernel, stride, pads)
+    left, _, top, _ = pads
+    c, oh, ow = got.shape
+    rw, rh = RECIP17[kernel[1]], RECIP17[kernel[0]]
+    expected = np.zeros_like(got)
+    for ch in range(c):
+        for i in range(oh):
+            for j in range(ow):
+                total = None
+                for r in range(i * stride[0] - top, i * stride[0] - top + kernel[0]):
+                    if not 0 <= r < 6:
+                        continue
+                    row = None
+                    for s in range(j * stride[1] - left, j * stride[1] - left + kernel[1]):
+                        if 0 <= s < 7:
+                            e = _fp17(int(x[ch, r, s]))
+                            row = e if row is None else fr.fp32_add(row, e, F17)
+                    if row is not None:
+                        total = row if total is None else fr.fp32_add(row, total, F17)
+                avg = fr.fp32_mul(fr.fp32_mul(total, rw, F17), rh, F17)
+                expected[ch, i, j] = _to_fp16(avg)
+    np.testing.assert_array_equal(got, expected)
+    if kernel == (1, 1):
+        np.testing.assert_array_equal(got, x)

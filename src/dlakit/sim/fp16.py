@@ -212,3 +212,24 @@ def fp_relu(x: torch.Tensor, fmt: tuple[int, int] = FP32) -> torch.Tensor:
     """``FpRelu``: negative numbers (and -0) become +0; NaNs pass."""
     s, e, m = _fields(x, fmt)
     return torch.where((s == 0) | _is_nan(e, m, fmt), x, torch.zeros_like(x))
+
+
+FP17 = (6, 10)  # PDP's and CDP's internal format: FP16's mantissa, a 6-bit exponent
+
+
+def fp16_to_fp17(bits: torch.Tensor) -> torch.Tensor:
+    """``Fp16ToFp17`` (FpExpoWidthInc<5,6,10>) of finite FP16 patterns: exact, subnormals become
+    normal numbers (callers refuse infinities and NaNs)."""
+    sign, expo, mant = _fields(fp16_to_fp32(bits), FP32)
+    zero = (expo == 0) & (mant == 0)
+    return _pack(sign, torch.where(zero, 0, expo - 96), torch.where(zero, 0, mant >> 13), FP17)
+
+
+def fp17_to_fp16(bits: torch.Tensor) -> torch.Tensor:
+    """``Fp17ToFp16`` (FpExpoWidthDec<6,5,10>) of the normal or zero FP17 numbers that FpAdd and
+    FpMul return: the same rounding to the FP16 subnormal grid and saturation as
+    ``fp32_to_fp16`` of the exactly widened number."""
+    sign, expo, mant = _fields(bits, FP17)
+    zero = (expo == 0) & (mant == 0)
+    wide = _pack(sign, torch.where(zero, 0, expo + 96), torch.where(zero, 0, mant << 13), FP32)
+    return fp32_to_fp16(wide)

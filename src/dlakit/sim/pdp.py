@@ -3,8 +3,9 @@
 Max and min see real input elements only. Average adds the programmed padding values for the
 padded taps of the window (a table indexed by how many taps a row or column lacks, see ``pool``),
 then divides by the kernel area with two reciprocal multiplies (width, then height), each rounded
-half away from zero at 16 fraction bits. Split-width mode cuts the
-same pooling into column strips for the line buffer; the arithmetic does not change.
+half away from zero at 16 fraction bits. FP16 max/min compare the FP16 numbers; FP16 average
+is FP17 arithmetic (``_average_fp16``). Split-width mode cuts the same pooling into column strips
+for the line buffer; the arithmetic does not change.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import torch.nn.functional as F
 
 from dlakit.errors import DlakitError
 from dlakit.sim.arith import saturate, shift_right_round, sign_extend
+from dlakit.sim.fp16 import FP17, fp16_to_fp17, fp17_to_fp16, fp_add, fp_mul
 from dlakit.sim.memory import Memory
 from dlakit.sim.precision import INT_BITS, padded, read_elements, write_elements
 from dlakit.sim.regs import NotModelled, UnitView
@@ -140,14 +142,7 @@ def pool_and_write(mem: Memory, pdp: UnitView, x: torch.Tensor, atom: int) -> No
     p = "D_POOLING_PADDING_CFG"
     out_h = pdp["D_DATA_CUBE_OUT_HEIGHT"] + 1
     out_w = pdp["D_DATA_CUBE_OUT_WIDTH"] + 1
-    if precision == "FP16":
-        if method == "AVERAGE":
-            raise NotModelled("PDP.D_OPERATION_MODE_CFG.POOLING_METHOD=AVERAGE with FP16 data")
-        # FpMax/FpMin order FP16 numbers as sign-magnitude integers (-0 below +0).
-        x = _fp16_key(x)
-    y = pool(
-        x,
-        method,
+    geometry = dict(
         kernel=(pdp.f(k, "KERNEL_HEIGHT") + 1, pdp.f(k, "KERNEL_WIDTH") + 1),
         stride=(pdp.f(k, "KERNEL_STRIDE_HEIGHT") + 1, pdp.f(k, "KERNEL_STRIDE_WIDTH") + 1),
         pads=(
@@ -157,12 +152,23 @@ def pool_and_write(mem: Memory, pdp: UnitView, x: torch.Tensor, atom: int) -> No
             pdp.f(p, "PAD_BOTTOM"),
         ),
         out_hw=(out_h, out_w),
-        pad_table=pad_table(pdp),
-        recip=(pdp["D_RECIP_KERNEL_WIDTH"], pdp["D_RECIP_KERNEL_HEIGHT"]),
-        out_bits=INT_BITS.get(precision, 16),
     )
-    if precision == "FP16":
-        y = _fp16_bits(y)
+    if precision == "FP16" and method == "AVERAGE":
+        y = _average_fp16(x, pdp, **geometry)
+    else:
+        if precision == "FP16":
+            # FpMax/FpMin order FP16 numbers as sign-magnitude integers (-0 below +0).
+            x = _fp16_key(x)
+        y = pool(
+            x,
+            method,
+            **geometry,
+            pad_table=pad_table(pdp),
+            recip=(pdp["D_RECIP_KERNEL_WIDTH"], pdp["D_RECIP_KERNEL_HEIGHT"]),
+            out_bits=INT_BITS.get(precision, 16),
+        )
+        if precision == "FP16":
+            y = _fp16_bits(y)
     write_elements(
         mem,
         pdp.addr("D_DST_BASE_ADDR_LOW", "D_DST_BASE_ADDR_HIGH"),
@@ -172,6 +178,59 @@ def pool_and_write(mem: Memory, pdp: UnitView, x: torch.Tensor, atom: int) -> No
         atom,
         precision,
     )
+
+
+def _average_fp16(
+    x: torch.Tensor,
+    pdp: UnitView,
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    pads: tuple[int, int, int, int],
+    out_hw: tuple[int, int],
+) -> torch.Tensor:
+    """FP16 average pooling as the C model's FP16 line operations do it (cmod
+    ``pdp_hls_wrapper.cpp``): in FP17, each window row's real elements summed left to right
+    (``FpAdd(sum, element)``), the row sums top to bottom (``FpAdd(row, sum)``), then times
+    ``RECIP_KERNEL_WIDTH`` and ``RECIP_KERNEL_HEIGHT`` (FP17 numbers) and narrowed to FP16.
+    The padding values are added at every step; the firmware requires them to be 0 for FP16
+    (``pdp.c``), which leaves the sums unchanged, and other values are not modelled."""
+    for n in range(1, 8):
+        if pdp[f"D_POOLING_PADDING_VALUE_{n}_CFG"] & 0x7FFFF:
+            raise NotModelled(f"PDP.D_POOLING_PADDING_VALUE_{n}_CFG != 0 with FP16 average pooling")
+    if bool((((x >> 10) & 0x1F) == 0x1F).any()):
+        raise NotModelled("PDP: FP16 infinities or NaNs in average pooling are not modelled")
+    kh, kw = kernel
+    sy, sx = stride
+    left, _, top, _ = pads
+    out_h, out_w = out_hw
+    h, w = x.shape[1:]
+    dev = x.device
+    x17 = fp16_to_fp17(x)
+
+    def accumulate(
+        data: torch.Tensor, dim: int, size: int, k: int, s: int, pad: int, n_out: int, new_first
+    ) -> torch.Tensor:
+        shape = list(data.shape)
+        shape[dim] = n_out
+        acc = torch.zeros(shape, dtype=torch.int64, device=dev)
+        view = [1, 1, 1]
+        view[dim] = n_out
+        started = torch.zeros(view, dtype=torch.bool, device=dev)
+        for t in range(k):
+            pos = torch.arange(n_out, device=dev) * s - pad + t
+            valid = ((pos >= 0) & (pos < size)).view(view)
+            elem = data.index_select(dim, pos.clamp(0, size - 1))
+            summed = fp_add(elem, acc, FP17) if new_first else fp_add(acc, elem, FP17)
+            take = torch.where(started, summed, elem)
+            acc = torch.where(valid, take, acc)
+            started = started | valid
+        return acc
+
+    rows = accumulate(x17, 2, w, kw, sx, left, out_w, new_first=False)
+    sums = accumulate(rows, 1, h, kh, sy, top, out_h, new_first=True)
+    rw = torch.full_like(sums, pdp["D_RECIP_KERNEL_WIDTH"] & 0x1FFFF)
+    rh = torch.full_like(sums, pdp["D_RECIP_KERNEL_HEIGHT"] & 0x1FFFF)
+    return fp17_to_fp16(fp_mul(fp_mul(sums, rw, FP17), rh, FP17))
 
 
 def _fp16_key(bits: torch.Tensor) -> torch.Tensor:

@@ -15,7 +15,7 @@ from dlakit.loadable.firmware.engine import (
 _PRECISION = ("INT8", "INT16", "FP16")
 _POOL = ("POOLING_METHOD_AVERAGE", "POOLING_METHOD_MAX", "POOLING_METHOD_MIN")
 _MAX_SPLIT = 64
-# recip_kernel_size[fp16][size - 1]: 1/k as 0.16 fixed point, or as an FP16 number
+# recip_kernel_size[fp16][size - 1]: 1/k as 0.16 fixed point, or as an FP17 number (1.0 = 0x7C00)
 _RECIP = (
     (0x10000, 0x8000, 0x5555, 0x4000, 0x3333, 0x2AAA, 0x2492, 0x2000),
     (0x7C00, 0x7800, 0x7555, 0x7400, 0x7266, 0x7155, 0x7092, 0x7000),
