@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from dlakit.paths import shared_dir
 from shared_material import shared_folder
 
 
@@ -21,6 +22,9 @@ def pytest_configure(config):
     # its width for every later test. Without the variable, consoles follow COLUMNS as tests set it.
     os.environ.pop("COLUMNS", None)
     os.environ.pop("LINES", None)
+    # The shared folder's default is relative to the current directory; tests that run commands
+    # in a work folder must still find it, so pin it once, from where pytest started.
+    os.environ.setdefault("DLAKIT_SHARED", str(shared_dir()))
 
 
 def pytest_collection_modifyitems(config, items):

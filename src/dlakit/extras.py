@@ -20,7 +20,7 @@ from types import ModuleType
 from dlakit.errors import DlakitError
 
 # Top-level module -> the extra of pyproject.toml that installs it.
-EXTRA_OF = {"torch": "sim", "matplotlib": "plot"}
+EXTRA_OF = {"torch": "sim", "matplotlib": "plot", "ortools": "plan"}
 
 
 def missing_extra(exc: ModuleNotFoundError, for_what: str) -> Exception:

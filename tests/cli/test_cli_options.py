@@ -26,6 +26,7 @@ WRITES_A_RESULT = {
     "loadable inspect",
     "loadable run",
     "loadable test",
+    "plan",
 }
 NO_RESULT = {"zoo fetch", "zoo data fetch", "trace list"}
 

@@ -32,6 +32,7 @@ VERBS = {
     "trace": "Run official NVDLA register-level trace tests on the simulator.",
     "loadable": "Read and run NVDLA loadables; run the official regression loadables.",
     "profile": "Per-layer DLA/GPU performance model: latency, throughput, utilization.",
+    "plan": "How the GPU and the DLA cores should share one or several models (modeled).",
 }
 
 err_console = Console(stderr=True)

@@ -10,11 +10,12 @@ result to write).
 The groups:
 
 * model: the ``MODEL`` argument, ``--input-shape``;
-* target: ``--target/-t``, ``--trt``, ``--power-mode``, ``--batch``;
+* target: ``--target/-t``, ``--trt``, ``--power-mode``, ``--batch``, ``--precision``;
 * inputs: ``--data/-d``, ``--preprocess/-p``, ``--limit/-n``;
-* precision and placement: ``--scales/-s``, ``--fp16-layers``, ``--fallback-layers``;
+* precision and placement: ``--scales/-s``, ``--fp16-layers``, ``--fallback-layers``,
+  ``--apply-policy``;
 * devices: ``--device``;
-* output: ``--output/-o``, ``--json PATH``, ``--wide``;
+* output: ``--output/-o``, ``--json PATH``, ``--wide``, ``--emit DIR``, ``--plot DIR``;
 * logging: ``--verbose/-v``, ``--quiet/-q`` (on every verb).
 """
 
@@ -60,8 +61,14 @@ POWER_MODE = typer.Option(
     "--power-mode",
     help="Power mode of the target's data file (Orin: MAXN, 50W, 30W, 15W); default MAXN.",
 )
-BATCH = typer.Option(
-    None, "--batch", "-b", help="DLA batch (a loop: time is linear in it); default: the model's."
+_BATCH_HELP = (
+    "Images per inference (a DLA runs a batch as a loop: its time is linear in it); default: "
+    "the model's. plan takes a list (1,4,16) for a curve."
+)
+BATCH = typer.Option(None, "--batch", "-b", help=_BATCH_HELP)
+BATCH_LIST = typer.Option(None, "--batch", "-b", help=_BATCH_HELP, show_default=False)
+PRECISION = typer.Option(
+    "int8", "--precision", help="int8 or fp16 (profile: the DLA's; plan: every device's)."
 )
 
 # --- inputs -------------------------------------------------------------------------------------
@@ -110,6 +117,14 @@ FALLBACK_LAYERS = typer.Option(
     "--fallback-layers",
     help="ONNX node names to run on the fallback device instead of the DLA "
     "(comma separated, repeatable).",
+)
+
+
+APPLY_POLICY = typer.Option(
+    False,
+    "--apply-policy",
+    help="Also apply dlakit's placement recommendations (DLA islands not worth their handoffs); "
+    "without it the placement is TensorRT's (or, on open NVDLA, dlakit's compiler's) alone.",
 )
 
 
@@ -164,6 +179,17 @@ WIDE = typer.Option(
     help="Per-layer tables with every column and whole names, however wide the terminal.",
 )
 
+EMIT = typer.Option(
+    None,
+    "--emit",
+    metavar="DIR",
+    help="Write the pieces as ONNX files and a manifest into DIR (check: one per segment and "
+    "segments.json; plan: one per piece, plan.json, trtexec lines, a runner).",
+)
+PLOT = typer.Option(
+    None, "--plot", metavar="DIR", help="Write the verb's plots (PNG) into DIR (see its docs page)."
+)
+
 # --- logging ------------------------------------------------------------------------------------
 
 VERBOSE = typer.Option(
@@ -184,8 +210,12 @@ def output(verbose: bool, quiet: bool, json_path: Path | None = None) -> Output:
 # --- models -------------------------------------------------------------------------------------
 
 
-def resolve_model_path(model: str) -> tuple[Path, dict[str, tuple[int, ...]]]:
-    """A file path as is, or a zoo name fetched into the cache (with its default input shape)."""
+def resolve_model_path(
+    model: str, input_shapes: dict[str, tuple[int, ...]] | None = None
+) -> tuple[Path, dict[str, tuple[int, ...]]]:
+    """A file path as is, or a zoo name fetched into the cache (with its input shape): at the
+    one shape of ``input_shapes`` where given (the zoo re-exports or re-pins it), else the
+    entry's default."""
     path = Path(model)
     if path.exists():
         return path, {}
@@ -193,14 +223,18 @@ def resolve_model_path(model: str) -> tuple[Path, dict[str, tuple[int, ...]]]:
         raise DlakitError(f"model file not found: {model}")
     from dlakit import zoo
 
-    resolved = Path(zoo.resolve_model(model))
-    return resolved, {"": tuple(zoo.get_entry(model).input_shape)}
+    if input_shapes and len(input_shapes) > 1:
+        raise DlakitError(f"--input-shape: zoo model {model} has one input; give one shape")
+    shape = next(iter(input_shapes.values())) if input_shapes else None
+    resolved = Path(zoo.resolve_model(model, input_shape=shape))
+    return resolved, {"": tuple(shape or zoo.get_entry(model).input_shape)}
 
 
 def load_cli_model(model: str, input_shape: list[str] | None) -> LoadedModel:
     """Resolve, then load to canonical form; --input-shape overrides a zoo entry's default."""
-    path, defaults = resolve_model_path(model)
-    shapes = parse_input_shapes(input_shape) or defaults
+    asked = parse_input_shapes(input_shape)
+    path, defaults = resolve_model_path(model, asked)
+    shapes = asked or defaults
     if "" in shapes and not input_shape:
         try:
             return load_model(path, shapes)

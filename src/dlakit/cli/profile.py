@@ -23,12 +23,10 @@ def profile(
     sparse: bool = typer.Option(
         False, "--sparse", help="2:4 structured sparsity on INT8 convs with C > 64 (Orin)."
     ),
-    precision: str = typer.Option("int8", "--precision", help="DLA precision: int8 or fp16."),
+    precision: str = o.PRECISION,
     input_shape: list[str] | None = o.INPUT_SHAPE,
     json_path: Path | None = o.JSON,
-    plot_dir: Path | None = typer.Option(
-        None, "--plot", help="Write roofline.png and layers.png into this folder."
-    ),
+    plot_dir: Path | None = o.PLOT,
     validate: bool = typer.Option(
         False,
         "--validate",
@@ -43,7 +41,7 @@ def profile(
     MODEL is not needed with --validate. Numbers are modeled (the model version is printed)
     except on --target host, where GPU layers are timed for real on the local CUDA GPU. JSON:
     schema dlakit.profile v1 (docs/profile.md). -v adds the compute, memory, fill and overhead
-    terms of each layer's time.
+    terms of each layer's time. --plot DIR writes roofline.png and layers.png.
     """
     out = o.output(verbose, quiet, json_path)
     if validate:

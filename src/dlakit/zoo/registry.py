@@ -52,14 +52,18 @@ class ZooEntry:
 
     @property
     def onnx_path(self) -> Path:
-        """Where the fetched ONNX file lives in the cache.
+        """Where the ONNX file at the default input shape lives in the cache."""
+        return self.onnx_path_at(self.input_shape)
+
+    def onnx_path_at(self, input_shape: tuple[int, ...]) -> Path:
+        """Where the ONNX file at ``input_shape`` lives in the cache.
 
         The name carries the input shape and the export version, so a changed exporter or shape
         never serves a stale file. Architectures live in dlakit.zoo.arch's own cache.
         """
-        shape = "x".join(map(str, self.input_shape))
         if self.kind == "arch":
-            return cache_path(self.name, self.input_shape)
+            return cache_path(self.name, tuple(input_shape))
+        shape = "x".join(map(str, input_shape))
         return cache_dir() / "models" / f"{self.name}-{shape}-v{EXPORT_VERSION}.onnx"
 
     @property
