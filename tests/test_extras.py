@@ -106,6 +106,7 @@ def test_the_core_verbs_run_without_torch_or_matplotlib(tmp_path):
 
 
 def test_what_needs_torch_names_the_sim_extra(tmp_path, shared):
+    pdp = shared / "nvdla-loadables" / "regression" / "flatbufs" / "kmd" / "PDP" / "PDP_L0_0_fbuf"
     compiled = _without_extras(
         tmp_path,
         ["calibrate", "ppocr-cls", "-d", "skimage-photos", "-n", "4", "-m", "max", "-o", "s.json"],
@@ -113,9 +114,13 @@ def test_what_needs_torch_names_the_sim_extra(tmp_path, shared):
         ["run", "m.dla", "--data", "skimage-photos"],
         ["accuracy", "ppocr-cls", "--scales", "s.json", "--data", "skimage-photos"],
         ["trace", "run", str(shared / "nvdla-traces" / "nv_small")],
+        ["loadable", "run", str(pdp), "-o", "pdp.dimg"],
+        ["loadable", "inspect", str(pdp)],
     )
     assert [r["rc"] for r in compiled[:2]] == [0, 0], compiled[:2]
-    run, accuracy, trace = (_error_line(r) for r in compiled[2:])
+    assert compiled[-1]["rc"] == 0 and compiled[-1]["loaded"] == [], compiled[-1]
+    run, accuracy, trace, loadable = (_error_line(r) for r in compiled[2:-1])
+    assert loadable == trace
     for line in (run, accuracy, trace):
         assert line.endswith("needs torch, from the 'sim' extra: pip install 'dlakit[sim]'")
     assert run.startswith("error: running a .dla artifact")

@@ -20,7 +20,7 @@ PIPELINE = [
     {"quant"},
     {"lower"},
     {"sim", "nvdla"},
-    {"run"},
+    {"run", "loadable"},
     {"accuracy"},
     {"perf"},
     {"plan"},

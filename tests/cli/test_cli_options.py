@@ -23,6 +23,9 @@ WRITES_A_RESULT = {
     "run",
     "trace run",
     "profile",
+    "loadable inspect",
+    "loadable run",
+    "loadable test",
     "plan",
 }
 NO_RESULT = {"zoo fetch", "zoo data fetch", "trace list"}

@@ -30,6 +30,7 @@ VERBS = {
     "inspect": "List the hardware operations, tiling and memory of a .dla artifact.",
     "run": "Run a .dla artifact on the simulator (DLA) and PyTorch (GPU segments).",
     "trace": "Run official NVDLA register-level trace tests on the simulator.",
+    "loadable": "Read and run NVDLA loadables; run the official regression loadables.",
     "profile": "Per-layer DLA/GPU performance model: latency, throughput, utilization.",
     "plan": "How the GPU and the DLA cores should share one or several models (modeled).",
 }

@@ -167,8 +167,22 @@ def output_option(required: bool = False) -> Any:
         "--output",
         "-o",
         help="The file this verb writes: fix the rewritten ONNX, calibrate the scales "
-        "(default <model>.scales.json), compile the .dla artifact, run the outputs (.npz).",
+        "(default <model>.scales.json), compile the .dla artifact, run the outputs (.npz), "
+        "loadable run the output image (.dimg).",
     )
+
+
+OUT_DIR = typer.Option(
+    None,
+    "--out",
+    help="Folder for a run's outputs, one sub-folder per test (loadable test: "
+    "DIR/<golden folder>/o_000000.dimg); without it they go to a temporary folder, removed after.",
+)
+INPUT = typer.Option(
+    None,
+    "--input",
+    help="The input tensor's contents: an 8-bit .pgm image, a .npy array [C, H, W] or a .dimg.",
+)
 
 
 JSON = typer.Option(

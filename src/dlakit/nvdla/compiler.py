@@ -61,7 +61,8 @@ from dlakit.targets import NvdlaSpec, Target
 ACT_BASE = 0x8000_0000  # activations first, constants after them
 _DLA_TYPES = (QConv, QSdp, QPool, QConcat, QLrn)
 # Floating-point DLA layers (FP16) and their conversions run in the fallback segments, in FP32,
-# until the simulator has the FP16 datapath; compile reports them (stats "fp16_on_fallback").
+# until the compiler emits FP16 hardware layers (the simulator's nv_full FP16 conv/SDP/PDP datapath
+# is sim/fp16*.py; ConvSpec.precision programs it); compile reports them (stats "fp16_on_fallback").
 FLOAT_ON_DLA = (QFloat, QQuantize, QDequantize)
 
 
@@ -153,9 +154,9 @@ def _engine_of(layer: QLayer, graph: QGraph, atom: int) -> Engine:
     """The lowering's engine, after checking the compiler can place it there (the support
     verdicts carry these conditions as rules: concat.aligned, reshape.noop)."""
     if layer.engine == "dla" and isinstance(layer, FLOAT_ON_DLA):
-        return "fallback"  # no FP16 datapath in the simulator yet; listed in stats
+        return "fallback"  # the compiler emits no FP16 hardware layers yet; listed in stats
     if layer.engine == "dla" and writes_fp16(layer):
-        return "fallback"  # no SDP FP16 output in the simulator yet: emulated; listed in stats
+        return "fallback"  # FP16 network outputs: emulated on the fallback; listed in stats
     if layer.engine == "dla":
         if isinstance(layer, QConcat) and not _concat_aligned(layer, graph, atom):
             raise RuntimeError(f"layer {layer.name}: a DLA concatenation with unaligned inputs")

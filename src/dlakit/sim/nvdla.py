@@ -7,7 +7,9 @@ bits rise (``S_INTR_STATUS``, one bit per unit and group).
 
 Operations: SDP from memory (SDP + SDP_RDMA), convolution (CDMA, CSC, CMAC_A/B, CACC feeding SDP
 on the fly, + SDP_RDMA when SDP reads operands), PDP from memory (PDP + PDP_RDMA), CDP (CDP +
-CDP_RDMA).
+CDP_RDMA), RUBIK (RBK) and BDMA (``CFG_OP`` queues a transfer, ``CFG_LAUNCHn`` runs the queue).
+A finished group moves the unit's consumer pointer (``S_POINTER.CONSUMER``) to the other group;
+each unit of an operation takes part with its own next group.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import torch
 
 from dlakit.errors import DlakitError
 from dlakit.hw import Register, load_register_map
-from dlakit.sim import cdp, conv, pdp, sdp
+from dlakit.sim import cdp, conv, pdp, rubik, sdp
+from dlakit.sim.bdma import BdmaQueue
 from dlakit.sim.lut import LutTables
 from dlakit.sim.memory import Memory
 from dlakit.sim.regs import NotModelled, RegisterFile, UnitView
@@ -34,6 +37,20 @@ _DONE_FIELDS = {
     "PDP": "PDP_DONE_STATUS",
     "CACC": "CACC_DONE_STATUS",
     "CDMA": ("CDMA_DAT_DONE_STATUS", "CDMA_WT_DONE_STATUS"),
+    "RBK": "RUBIK_DONE_STATUS",
+    "BDMA": "BDMA_DONE_STATUS",
+}
+
+# Precision fields an INT8-only configuration (no INT16/FP16 MACs: NvdlaSpec.atomic_k_int16 is
+# None) must leave at INT8; the units model the 16-bit paths of nv_full.
+_PRECISION_FIELDS = {
+    "SDP": ("D_DATA_FORMAT", "OUT_PRECISION"),
+    "SDP_RDMA": ("D_FEATURE_MODE_CFG", "IN_PRECISION"),
+    "CDMA": ("D_MISC_CFG", "IN_PRECISION"),
+    "PDP": ("D_DATA_FORMAT", "INPUT_DATA"),
+    "PDP_RDMA": ("D_DATA_FORMAT", "INPUT_DATA"),
+    "CDP": ("D_DATA_FORMAT", "INPUT_DATA_TYPE"),
+    "CDP_RDMA": ("D_DATA_FORMAT", "INPUT_DATA"),
 }
 
 
@@ -74,6 +91,8 @@ class Nvdla:
         self.memory = memory if memory is not None else Memory(self.device)
         self.luts = {"SDP": LutTables(), "CDP": LutTables()}
         self.enabled: set[tuple[str, int]] = set()
+        self.consumer: dict[str, int] = {}  # hardware S_POINTER.CONSUMER per unit
+        self.bdma = BdmaQueue()
         self.operations = 0
 
     # -- CSB access -------------------------------------------------------------------------
@@ -102,6 +121,11 @@ class Nvdla:
     def _read(self, r: Register) -> int:
         if r.unit == "CDMA" and r.name == "S_CBUF_FLUSH_STATUS":
             return 1  # the convolution buffer is always flushed here
+        if r.name == "S_POINTER" and "CONSUMER" in r.fields:
+            consumer = r.fields["CONSUMER"]
+            return (self.regs.load(r) & ~consumer.mask) | (
+                self.consumer.get(r.unit, 0) << consumer.lsb
+            )
         return self.regs.load(r)
 
     def _write(self, r: Register, value: int) -> None:
@@ -115,7 +139,10 @@ class Nvdla:
             self.luts[r.unit].write(value & 0xFFFF)
         elif r.name == "D_OP_ENABLE" and value & 1:
             self.enabled.add((r.unit, group))
+            self._check_precision(r.unit, group)
             self._launch(group)
+        elif r.unit == "BDMA" and value & 1:
+            self._bdma(r.name)
 
     # -- interrupts ---------------------------------------------------------------------------
     def _glb_status(self, value: int | None = None) -> int:
@@ -157,38 +184,83 @@ class Nvdla:
             self.enabled.discard((unit, group))
             self.regs.store(op_en(unit, "D_OP_ENABLE"), 0, group)
             self._raise_done(unit, group)
+            self.consumer[unit] = 1 - group
         self.operations += 1
 
+    def _consumer(self, unit: str) -> int:
+        """The register group a unit executes next: its consumer pointer's when that group is
+        enabled (units work through their groups in turn), else the other one if that is. Real
+        hardware would wait for the consumer group; the fallback keeps programs that reuse one
+        group (the compiler's) running."""
+        group = self.consumer.get(unit, 0)
+        if not self._on(unit, group) and self._on(unit, 1 - group):
+            return 1 - group
+        return group
+
+    def _ready(self, unit: str) -> bool:
+        return self._on(unit, self._consumer(unit))
+
     def _launch(self, group: int) -> None:
-        v = self.regs.view
-        if self._on("SDP", group):
-            self._launch_sdp(group)
-        if self._on("PDP", group):
-            p = v("PDP", group)
+        """Run every operation whose units all have their next group enabled."""
+        v, c = self.regs.view, self._consumer
+        if self._ready("SDP"):
+            self._launch_sdp()
+        if self._ready("PDP"):
+            p = v("PDP", c("PDP"))
             # On the fly, PDP runs as part of the SDP operation that feeds it.
-            if p.enum("D_OPERATION_MODE_CFG", "FLYING_MODE") == "OFF_FLYING" and self._on(
-                "PDP_RDMA", group
+            if p.enum("D_OPERATION_MODE_CFG", "FLYING_MODE") == "OFF_FLYING" and self._ready(
+                "PDP_RDMA"
             ):
                 self._check_engine("pdp", "PDP.D_OP_ENABLE")
-                pdp.run_pdp(self.memory, p, v("PDP_RDMA", group), self.atom)
-                self._finish(("PDP", "PDP_RDMA"), group)
-        if self._on("CDP", group) and self._on("CDP_RDMA", group):
+                pdp.run_pdp(self.memory, p, v("PDP_RDMA", c("PDP_RDMA")), self.atom)
+                self._finish_units(("PDP", "PDP_RDMA"))
+        if self._ready("CDP") and self._ready("CDP_RDMA"):
             self._check_engine("cdp", "CDP.D_OP_ENABLE")
             cdp.run_cdp(
-                self.memory, v("CDP", group), v("CDP_RDMA", group), self.luts["CDP"], self.atom
+                self.memory,
+                v("CDP", c("CDP")),
+                v("CDP_RDMA", c("CDP_RDMA")),
+                self.luts["CDP"],
+                self.atom,
             )
-            self._finish(("CDP", "CDP_RDMA"), group)
+            self._finish_units(("CDP", "CDP_RDMA"))
+        if self._ready("RBK"):
+            self._check_engine("rubik", "RBK.D_OP_ENABLE")
+            rubik.run_rubik(self.memory, v("RBK", c("RBK")))
+            self._finish_units(("RBK",))
 
-    def _launch_sdp(self, group: int) -> None:
-        """SDP from memory or after the convolution pipe, optionally into PDP on the fly."""
-        s = self.regs.view("SDP", group)
-        rdma = self.regs.view("SDP_RDMA", group)
+    def _finish_units(self, units: tuple[str, ...]) -> None:
+        """Finish an operation of units each in its own current group."""
+        groups = {u: self._consumer(u) for u in units}
+        for unit, group in groups.items():
+            self._finish((unit,), group)
+        self.operations -= len(units) - 1
+
+    def _bdma(self, reg: str) -> None:
+        """BDMA has no register groups: CFG_OP queues a transfer, CFG_LAUNCHn runs them."""
+        if reg not in ("CFG_OP", "CFG_LAUNCH0", "CFG_LAUNCH1"):
+            return
+        self._check_engine("bdma", f"BDMA.{reg}")
+        if reg == "CFG_OP":
+            self.bdma.push(self.regs.view("BDMA", 0))
+            return
+        self.bdma.launch(self.memory)
+        self._raise_done("BDMA", int(reg[-1]))
+        self.operations += 1
+
+    def _launch_sdp(self) -> None:
+        """SDP from memory or after the convolution pipe, optionally into PDP on the fly. Each
+        unit takes part with the group it executes next (CACC hands SDP its results whatever
+        groups the two are in)."""
+        c = self._consumer
+        s = self.regs.view("SDP", c("SDP"))
+        rdma = self.regs.view("SDP_RDMA", c("SDP_RDMA"))
         tail: tuple[str, ...] = ()
         pdp_view = None
         if sdp.to_pdp(s):
-            if not self._on("PDP", group):
+            if not self._ready("PDP"):
                 return
-            pdp_view = self.regs.view("PDP", group)
+            pdp_view = self.regs.view("PDP", c("PDP"))
             if pdp_view.enum("D_OPERATION_MODE_CFG", "FLYING_MODE") != "ON_FLYING":
                 raise NotModelled(
                     "SDP.D_FEATURE_MODE_CFG.OUTPUT_DST=PDP with "
@@ -197,16 +269,24 @@ class Nvdla:
             self._check_engine("pdp", "PDP.D_OP_ENABLE")
             tail = ("PDP",)
         if s.enum("D_FEATURE_MODE_CFG", "FLYING_MODE") == "OFF":
-            if self._on("SDP_RDMA", group):
+            if self._ready("SDP_RDMA"):
                 sdp.run_sdp_from_memory(self.memory, s, rdma, self.luts["SDP"], self.atom, pdp_view)
-                self._finish(("SDP", "SDP_RDMA", *tail), group)
-        elif all(self._on(u, group) for u in CONV_UNITS) and (
-            not sdp.needs_rdma(s) or self._on("SDP_RDMA", group)
+                self._finish_units(("SDP", "SDP_RDMA", *tail))
+        elif all(self._ready(u) for u in CONV_UNITS) and (
+            not sdp.needs_rdma(s) or self._ready("SDP_RDMA")
         ):
             self._check_engine("conv", "CDMA.D_OP_ENABLE")
-            conv.run_conv(self, group, pdp_view)
-            used = ("SDP_RDMA",) if self._on("SDP_RDMA", group) else ()
-            self._finish(("SDP", *CONV_UNITS, *used, *tail), group)
+            conv.run_conv(self, c("CACC"), pdp_view, c("SDP"), c("SDP_RDMA"))
+            used = ("SDP_RDMA",) if self._ready("SDP_RDMA") else ()
+            self._finish_units(("SDP", *CONV_UNITS, *used, *tail))
+
+    def _check_precision(self, unit: str, group: int) -> None:
+        if self.config.atomic_k_int16 is not None or unit not in _PRECISION_FIELDS:
+            return
+        reg, field = _PRECISION_FIELDS[unit]
+        self.view(unit, group).require(
+            reg, field, {"INT8"}, f"{self.target.name} is INT8-only: it has no 16-bit MACs"
+        )
 
     def _check_engine(self, engine: str, where: str) -> None:
         if not self.engines.get(engine, False):
