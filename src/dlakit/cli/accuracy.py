@@ -39,9 +39,11 @@ def accuracy_command(
     trt: str | None = o.TRT,
     fp16_layers: list[str] | None = o.FP16_LAYERS,
     per_layer: bool = typer.Option(False, "--per-layer", help="SQNR of every DLA INT8 layer."),
-    per_layer_inputs: int = typer.Option(32, "--per-layer-inputs", help="Inputs for --per-layer."),
+    per_layer_inputs: int = typer.Option(
+        32, "--per-layer-inputs", min=1, max=o.MAX_LIMIT, help="Inputs for --per-layer."
+    ),
     suggest_fp16: int = typer.Option(
-        0, "--suggest-fp16", help="Search up to this many layers to keep in FP16."
+        0, "--suggest-fp16", min=0, max=1000, help="Search up to this many layers to keep in FP16."
     ),
     ort_calib: str | None = typer.Option(
         None,
@@ -63,6 +65,8 @@ def accuracy_command(
     from dlakit.quant.scales import Scales
 
     out = o.output(verbose, quiet, json_path)
+    o.guard_outputs({"--json": json_path}, o.model_file(model), scales, data, labels, ort_calib)
+    layers, _ = o.placement(fp16_layers)
     loaded = o.load_cli_model(model, input_shape)
     table = Scales.load(scales).for_model(loaded)
     prep = preprocess or o.zoo_preset(model)
@@ -78,7 +82,6 @@ def accuracy_command(
         f"inputs: {len(x)} from {data} (preprocess {prep or 'none: float arrays as given'}); "
         f"labels: {labelled_by or 'none (agreement with FP32 only)'}"
     )
-    layers = o.split_names(fp16_layers)
     graph = quantize_model(loaded, table, target, fp16_layers=layers, trt=trt)
     with out.status(f"running FP32 and INT8 on {len(x)} inputs"):
         report = acc.evaluate(loaded, graph, x, y, per_layer_inputs if per_layer else 0)

@@ -36,15 +36,19 @@ def check(
     2 on errors.
     """
     out = o.output(verbose, quiet, json_path)
+    o.guard_outputs({"--json": json_path, "--emit": emit_dir}, o.model_file(model))
     tgt = load_target(target)
     loaded = o.load_cli_model(model, input_shape)
     result = check_model(loaded, tgt, trt=trt)
+    if emit_dir:
+        from dlakit.partition.emit import emit, segment_files
+
+        files = {f"--emit file {name}": emit_dir / name for name in segment_files(result.segments)}
+        o.guard_outputs({"--json": json_path, **files}, o.model_file(model))
     render(result, out, fallback_only=fallback_only, wide=wide)
     if json_path:
         write_json(result.to_json(), json_path, out)
     if emit_dir:
-        from dlakit.partition.emit import emit
-
         manifest = emit(loaded, result.segments, emit_dir, tgt.name)
         out.line(f"{len(result.segments)} segment files and {manifest.name} written to {emit_dir}")
 

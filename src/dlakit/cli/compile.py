@@ -32,19 +32,14 @@ def compile_command(
     from dlakit.quant.scales import Scales
 
     out = o.output(verbose, quiet, json_path)
+    o.guard_outputs({"--output": output, "--json": json_path}, o.model_file(model), scales)
+    fp16, fallback = o.placement(fp16_layers, fallback_layers)
     nvdla_target(target)
     loaded = o.load_cli_model(model, input_shape)
     table = Scales.load(scales).for_model(loaded)
     name = Path(model).stem
     with out.status(f"compiling {name} for {target}"):
-        comp = compile_model(
-            loaded,
-            table,
-            target,
-            o.split_names(fp16_layers),
-            o.split_names(fallback_layers),
-            o.zoo_preset(model),
-        )
+        comp = compile_model(loaded, table, target, fp16, fallback, o.zoo_preset(model))
         path = write_artifact(comp, output)
     report.render_compile(comp, name, path, target, out)
     if out.verbose:

@@ -18,12 +18,21 @@ def profile(
     power_mode: str | None = o.POWER_MODE,
     batch: int | None = o.BATCH,
     cores: int = typer.Option(
-        1, "--cores", help="DLA cores running their own streams at once (they share DRAM)."
+        1,
+        "--cores",
+        min=1,
+        max=64,
+        help="DLA cores running their own streams at once (they share DRAM).",
     ),
     sparse: bool = typer.Option(
         False, "--sparse", help="2:4 structured sparsity on INT8 convs with C > 64 (Orin)."
     ),
-    precision: str = typer.Option("int8", "--precision", help="DLA precision: int8 or fp16."),
+    precision: str = typer.Option(
+        "int8",
+        "--precision",
+        callback=o.choice("int8", "fp16"),
+        help="DLA precision: int8 or fp16.",
+    ),
     input_shape: list[str] | None = o.INPUT_SHAPE,
     json_path: Path | None = o.JSON,
     plot_dir: Path | None = typer.Option(
@@ -46,6 +55,10 @@ def profile(
     terms of each layer's time.
     """
     out = o.output(verbose, quiet, json_path)
+    plots = (
+        {f"--plot {n}": plot_dir / n for n in ("roofline.png", "layers.png")} if plot_dir else {}
+    )
+    o.guard_outputs({"--json": json_path, **plots}, model and o.model_file(model))
     if validate:
         _validate(out, json_path)
         return

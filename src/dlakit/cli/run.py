@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import typer
 
 from dlakit.cli import options as o
 from dlakit.errors import DlakitError
+from dlakit.files import atomic_write
 from dlakit.report import artifact as report
 from dlakit.report.console import write_json
 
@@ -58,6 +60,7 @@ def run_command(
     from dlakit.run.runner import Runner
 
     out = o.output(verbose, quiet, json_path)
+    o.guard_outputs({"--output": output, "--json": json_path}, artifact, data, compare)
     comp = read_artifact(artifact)
     if len(comp.inputs) != 1:
         raise DlakitError(f"{artifact}: {len(comp.inputs)} inputs; dlakit run feeds one")
@@ -73,7 +76,7 @@ def run_command(
         report.add_comparison(table, comparison)
     out.print(table)
     if output:
-        np.savez(output, **outs)
+        atomic_write(output, partial(np.savez, **outs))
         out.line(f"wrote {output}")
     if json_path:
         doc = report.run_json(artifact, data, str(runner.device), stats, comparison)

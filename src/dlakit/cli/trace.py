@@ -33,12 +33,13 @@ def run(
     from dlakit.targets import load_target
 
     out = o.output(verbose, quiet, json_path)
+    o.guard_outputs({"--json": json_path}, path)
     if load_target(target).nvdla is None:
         raise DlakitError(f"--target {target}: traces run on an open NVDLA (nv_small or nv_full)")
     dev = str(resolve_device(device))
     cfgs = find_traces(path)
     if not cfgs:
-        raise typer.BadParameter(f"no .cfg trace under {path}")
+        raise DlakitError(f"no .cfg trace under {path}")
     results = []
     for cfg in cfgs:
         result = run_trace(cfg, device=dev, target=target)

@@ -18,10 +18,12 @@ import hashlib
 import json
 import zipfile
 from pathlib import Path
+from typing import BinaryIO
 
 import onnx
 
 from dlakit.errors import DlakitError
+from dlakit.files import atomic_write
 from dlakit.nvdla.compiler import Compiled, HwOp, Segment, TensorInfo
 from dlakit.nvdla.config import nvdla_target
 from dlakit.nvdla.surface import Surface
@@ -29,6 +31,9 @@ from dlakit.targets import NvdlaSpec
 
 FORMAT = "dlakit-nvdla"
 VERSION = 2  # 2: fallback segments (was host), the full [nvdla] section under hw
+# Measured times stay out of the artifact, whose bytes depend only on what was compiled.
+WALL_CLOCK_STATS = ("compile_seconds",)
+ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can hold
 
 
 def _write_text(unit: str, reg: str, value: int) -> str:
@@ -87,7 +92,7 @@ def manifest(comp: Compiled) -> dict:
             },
             "peak_bytes": comp.peak_bytes,
         },
-        "stats": comp.stats,
+        "stats": {k: v for k, v in comp.stats.items() if k not in WALL_CLOCK_STATS},
         "tensors": {
             name: {
                 "shape": list(t.shape),
@@ -101,16 +106,24 @@ def manifest(comp: Compiled) -> dict:
     }
 
 
+def _member(name: str) -> zipfile.ZipInfo:
+    """A zip entry with a fixed time and mode: the same model gives the same bytes."""
+    info = zipfile.ZipInfo(name, date_time=ZIP_TIME)
+    info.compress_type = zipfile.ZIP_DEFLATED
+    info.external_attr = 0o644 << 16
+    return info
+
+
 def write_artifact(comp: Compiled, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as z:
-        z.writestr("manifest.json", json.dumps(manifest(comp), indent=1))
-        z.writestr("constants.bin", comp.constants)
-        for seg in comp.segments:
-            if seg.kind == "fallback" and seg.model is not None:
-                z.writestr(f"fallback/{seg.name}.onnx", seg.model.SerializeToString())
-    return path
+    def write(file: BinaryIO) -> None:
+        with zipfile.ZipFile(file, "w") as z:
+            z.writestr(_member("manifest.json"), json.dumps(manifest(comp), indent=1))
+            z.writestr(_member("constants.bin"), comp.constants)
+            for seg in comp.segments:
+                if seg.kind == "fallback" and seg.model is not None:
+                    z.writestr(_member(f"fallback/{seg.name}.onnx"), seg.model.SerializeToString())
+
+    return atomic_write(path, write)
 
 
 def read_manifest(path: str | Path) -> dict:

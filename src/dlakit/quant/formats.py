@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dlakit.errors import DlakitError
+from dlakit.files import atomic_write
 from dlakit.graph.load import LoadedModel
 from dlakit.quant.observe import calibration_tensors
 from dlakit.quant.scales import QMAX, ActivationRange, Scales, graph_sha256
@@ -69,10 +70,7 @@ def write_trt_cache(
         if "\n" in name:
             raise DlakitError(f"tensor name {name!r} holds a newline; a TensorRT cache cannot")
         lines.append(f"{name}: {float_to_hex(act.scale)}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return atomic_write(path, "\n".join(lines) + "\n")
 
 
 def read_trt_cache(path: str | Path) -> TrtCache:
@@ -110,10 +108,7 @@ def write_nvdla_table(scales: Scales, path: str | Path) -> Path:
         name: {"scale": act.scale, "min": -act.amax, "max": act.amax, "offset": 0}
         for name, act in scales.activations.items()
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(table, indent=4) + "\n")
-    return path
+    return atomic_write(path, json.dumps(table, indent=4) + "\n")
 
 
 def read_nvdla_table(path: str | Path) -> dict[str, float]:

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from dlakit.errors import DlakitError
+from dlakit.files import atomic_write
 from dlakit.graph.load import LoadedModel
 
 FORMAT = "dlakit-scales"
@@ -114,10 +115,7 @@ class Scales:
         }
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_json(), indent=1) + "\n")
-        return path
+        return atomic_write(path, json.dumps(self.to_json(), indent=1) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> Scales:

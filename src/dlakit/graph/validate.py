@@ -1,0 +1,326 @@
+"""The model validator: every verb that reads an ONNX model runs it before any work.
+
+Two passes, both raising :class:`~dlakit.errors.ModelError` naming the file and the node, tensor
+or field at fault:
+
+* :func:`validate_raw` on the file as read: every name is text (UTF-8), the opset is one onnx
+  knows, every op has a schema, each tensor has one producer, every graph output is computed by
+  a node, every initializer holds as many values as its shape says, and no dimension or tensor
+  exceeds the caps below.
+* :func:`validate_canonical` on the canonical form (static shapes known): ONNX's own full
+  checker, every tensor under the caps, and the attributes of convolutions and pools in range
+  (``group`` positive and dividing the channels, kernels matching the weights, pads, strides and
+  dilations in range). The checker runs here because it wants a type on every graph output,
+  which many exporters leave out and canonicalization fills in.
+
+The caps bound what a later stage may allocate: dlakit refuses, with the size, a model it could
+not hold rather than run out of memory on it.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from dlakit.errors import ModelError
+from dlakit.graph import nodes
+
+# One dimension: TensorRT and the DLA index tensors with 32-bit integers.
+MAX_DIM = 2**31 - 1
+# One tensor (weights or activations): protobuf's own limit on one message is 2 GiB.
+MAX_TENSOR_BYTES = 2**31
+# Nodes in one graph: far above the largest detector (a few thousand).
+MAX_NODES = 1_000_000
+# Pads, strides, dilations and kernel sizes: far above any real network's, small enough that the
+# output size stays a 32-bit number.
+MAX_WINDOW = 1 << 16
+# The lowest default-domain opset dlakit reads (onnx's version converter starts at 7).
+MIN_OPSET = 7
+
+_WINDOW_OPS = {
+    "Conv",
+    "ConvTranspose",
+    "MaxPool",
+    "AveragePool",
+    "LpPool",
+    "ConvInteger",
+    "QLinearConv",
+}
+
+
+def _where(node: onnx.NodeProto) -> str:
+    return f"node '{node.name or (node.output[0] if node.output else node.op_type)}'"
+
+
+def _check_text(model: onnx.ModelProto, path: Path | str) -> None:
+    """A name that is not valid UTF-8 reaches Python as bytes: refuse it by where it is."""
+    graph = model.graph
+
+    def bad(value: object, what: str) -> None:
+        if isinstance(value, bytes):
+            shown = value.decode("utf-8", "replace")[:60]
+            raise ModelError(f"{path}: {what} {shown!r} is not valid UTF-8 text")
+
+    for index, node in enumerate(graph.node):
+        where = f"node {index}"
+        bad(node.name, f"{where}: name")
+        bad(node.op_type, f"{where}: op type")
+        bad(node.domain, f"{where}: domain")
+        for name in [*node.input, *node.output]:
+            bad(name, f"{where}: tensor name")
+        for attr in node.attribute:
+            bad(attr.name, f"{where}: attribute name")
+    for kind, values in (
+        ("input", graph.input),
+        ("output", graph.output),
+        ("value_info", graph.value_info),
+        ("initializer", graph.initializer),
+    ):
+        for value in values:
+            bad(value.name, f"graph {kind} name")
+    for imp in model.opset_import:
+        bad(imp.domain, "opset domain")
+
+
+def _check_opset(model: onnx.ModelProto, path: Path | str) -> None:
+    newest = onnx.defs.onnx_opset_version()
+    for imp in model.opset_import:
+        if imp.domain in ("", "ai.onnx") and not MIN_OPSET <= imp.version <= newest:
+            raise ModelError(
+                f"{path}: opset {imp.version} of the default ONNX domain is not supported "
+                f"(dlakit reads opsets {MIN_OPSET} to {newest})"
+            )
+
+
+def _check_onnx(model: onnx.ModelProto, path: Path | str) -> None:
+    """ONNX's full checker: schemas, attribute types, topological order, strict inference."""
+    try:
+        if model.ByteSize() < 2**31 - 1:
+            onnx.checker.check_model(model, full_check=True)
+        else:  # over protobuf's 2 GiB the checker reads the file itself
+            onnx.checker.check_model(str(path), full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        raise ModelError(f"{path}: ONNX's checker refuses the model: {_first_line(exc)}") from None
+    except Exception as exc:  # the checker's C++ raises other types for malformed protos
+        raise ModelError(f"{path}: ONNX's checker refuses the model: {_first_line(exc)}") from None
+
+
+def _check_graph(model: onnx.ModelProto, path: Path | str) -> None:
+    graph = model.graph
+    if len(graph.node) > MAX_NODES:
+        raise ModelError(f"{path}: {len(graph.node)} nodes, more than dlakit's cap of {MAX_NODES}")
+    sources = {i.name: "a graph input" for i in graph.input}
+    sources.update({t.name: "an initializer" for t in graph.initializer})
+    written: dict[str, str] = {}
+    for node in graph.node:
+        for name in node.output:
+            if not name:
+                continue
+            if name in written:
+                raise ModelError(
+                    f"{path}: tensor '{name}' is written by two nodes ({written[name]} and "
+                    f"'{node.name or node.op_type}'); each tensor needs exactly one producer"
+                )
+            if name in sources:
+                raise ModelError(
+                    f"{path}: {_where(node)} writes '{name}', which is already {sources[name]}"
+                )
+            written[name] = f"'{node.name or node.op_type}'"
+    if not graph.output:
+        raise ModelError(f"{path}: the graph has no outputs")
+    for out in graph.output:
+        if out.name not in written:
+            what = sources.get(out.name, "defined nowhere")
+            raise ModelError(
+                f"{path}: graph output '{out.name}' is not computed by any node ({what})"
+            )
+
+
+def _check_dims(dims: list[int], what: str, path: Path | str, itemsize: int = 4) -> None:
+    for d in dims:
+        if d < 0 or d > MAX_DIM:
+            raise ModelError(f"{path}: {what} has dimension {d}, outside [0, {MAX_DIM}]")
+    count = math.prod(dims)
+    if count * itemsize > MAX_TENSOR_BYTES:
+        raise ModelError(
+            f"{path}: {what} of shape {'x'.join(map(str, dims))} would need "
+            f"{_size(count * itemsize)}, more than dlakit's cap of {_size(MAX_TENSOR_BYTES)} "
+            "for one tensor"
+        )
+
+
+_SUB_BYTE = {
+    getattr(onnx.TensorProto, name)
+    for name in ("INT4", "UINT4", "FLOAT4E2M1")
+    if hasattr(onnx.TensorProto, name)
+}
+_TYPED_FIELDS = (
+    "float_data",
+    "int32_data",
+    "string_data",
+    "int64_data",
+    "double_data",
+    "uint64_data",
+)
+
+
+def _check_initializers(model: onnx.ModelProto, path: Path | str) -> None:
+    """Each initializer holds exactly the values its dims say (raw bytes or typed fields)."""
+    for tensor in model.graph.initializer:
+        what = f"initializer '{tensor.name}'"
+        dims = list(tensor.dims)
+        try:
+            np_type = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type)
+        except Exception:
+            raise ModelError(f"{path}: {what} has unknown data type {tensor.data_type}") from None
+        itemsize = np.dtype(np_type).itemsize
+        _check_dims(dims, what, path, itemsize)
+        count = math.prod(dims)
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            continue  # read_onnx already loaded it; a leftover reference fails in onnx itself
+        if tensor.HasField("raw_data"):
+            bits = _bits(tensor.data_type)
+            want = (count * bits + 7) // 8
+            if len(tensor.raw_data) != want:
+                raise ModelError(
+                    f"{path}: {what} of shape {dims} needs {want} bytes of data, "
+                    f"it holds {len(tensor.raw_data)}"
+                )
+            continue
+        if _bits(tensor.data_type) < 8:
+            continue  # sub-byte types pack their typed fields; onnx's reader checks those
+        held = sum(len(getattr(tensor, f)) for f in _TYPED_FIELDS)
+        want = count
+        if tensor.data_type in (onnx.TensorProto.COMPLEX64, onnx.TensorProto.COMPLEX128):
+            want = 2 * count
+        if held != want:
+            raise ModelError(
+                f"{path}: {what} of shape {dims} needs {count} values, it holds {held}"
+            )
+
+
+def _bits(data_type: int) -> int:
+    if data_type in _SUB_BYTE:
+        return 4
+    return 8 * np.dtype(onnx.helper.tensor_dtype_to_np_dtype(data_type)).itemsize
+
+
+def check_ops(model: onnx.ModelProto, path: Path | str) -> None:
+    """Reject nodes whose operator no ONNX schema defines (custom or misspelled ops)."""
+    opsets = {imp.domain or "ai.onnx": imp.version for imp in model.opset_import}
+    for node in model.graph.node:
+        domain = node.domain or "ai.onnx"
+        if domain == "ai.onnx" and "ai.onnx" not in opsets and "" in opsets:
+            domain = ""
+        known = onnx.defs.has(node.op_type, "" if domain == "ai.onnx" else domain)
+        if not known:
+            where = f"domain '{node.domain}'" if node.domain else "the default ONNX domain"
+            raise ModelError(
+                f"{path}: node '{node.name or node.output[0]}' uses op '{node.op_type}' from "
+                f"{where}, which is not an ONNX operator dlakit can read"
+            )
+
+
+def validate_raw(model: onnx.ModelProto, path: Path | str) -> None:
+    """Checks on the model as read, before dlakit transforms it (see the module docstring)."""
+    _check_text(model, path)
+    _check_opset(model, path)
+    check_ops(model, path)
+    _check_graph(model, path)
+    _check_initializers(model, path)
+    for vi in model.graph.input:
+        dims = [d.dim_value for d in vi.type.tensor_type.shape.dim if d.HasField("dim_value")]
+        _check_dims([d for d in dims if d > 0], f"input '{vi.name}'", path)
+
+
+def validate_canonical(
+    model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]], path: Path | str
+) -> None:
+    """ONNX's checker (on the canonical form: the one every graph output has a type in), the
+    tensor size caps, window attributes."""
+    _check_onnx(model, path)
+    check_sizes(shapes, path)
+    initializers = {t.name: tuple(t.dims) for t in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type in _WINDOW_OPS and node.domain in ("", "ai.onnx"):
+            _check_window(node, shapes, initializers, path)
+
+
+def check_sizes(shapes: dict[str, tuple[int, ...]], path: Path | str) -> None:
+    """Every tensor under the caps (float32 counted: the widest type activations take)."""
+    for name, shape in shapes.items():
+        _check_dims(list(shape), f"tensor '{name}'", path)
+
+
+def _ints(values: object) -> list[int]:
+    return [int(v) for v in values] if isinstance(values, list | tuple) else []
+
+
+def _check_window(
+    node: onnx.NodeProto,
+    shapes: dict[str, tuple[int, ...]],
+    initializers: dict[str, tuple[int, ...]],
+    path: Path | str,
+) -> None:
+    where = f"{path}: {_where(node)} ({node.op_type})"
+    attrs = nodes.attrs(node)
+    x = shapes.get(node.input[0]) if node.input else None
+    spatial = len(x) - 2 if x is not None and len(x) >= 3 else None
+    for name, low in (("strides", 1), ("dilations", 1), ("kernel_shape", 1), ("pads", 0)):
+        values = _ints(attrs.get(name))
+        for v in values:
+            if not low <= v <= MAX_WINDOW:
+                raise ModelError(f"{where}: {name} value {v} outside [{low}, {MAX_WINDOW}]")
+        if values and spatial is not None:
+            want = 2 * spatial if name == "pads" else spatial
+            if len(values) != want:
+                raise ModelError(
+                    f"{where}: {name} has {len(values)} values; a {spatial}-D input needs {want}"
+                )
+    if node.op_type not in ("Conv", "ConvTranspose", "ConvInteger", "QLinearConv"):
+        return
+    weight_index = 3 if node.op_type == "QLinearConv" else 1
+    w = (
+        initializers.get(node.input[weight_index]) or shapes.get(node.input[weight_index])
+        if len(node.input) > weight_index
+        else None
+    )
+    group = attrs.get("group", 1)
+    if not isinstance(group, int) or group < 1:
+        raise ModelError(f"{where}: group {group} must be a positive integer")
+    if x is None or w is None or len(x) < 3 or len(w) != len(x):
+        return
+    channels = x[1]
+    if channels % group:
+        raise ModelError(f"{where}: group {group} does not divide the {channels} input channels")
+    if node.op_type == "ConvTranspose":
+        if w[0] != channels:
+            raise ModelError(
+                f"{where}: weights {list(w)} expect {w[0]} input channels, the input has {channels}"
+            )
+    elif w[1] * group != channels:
+        raise ModelError(
+            f"{where}: weights {list(w)} with group {group} expect {w[1] * group} input "
+            f"channels, the input has {channels}"
+        )
+    elif w[0] % group:
+        raise ModelError(f"{where}: group {group} does not divide the {w[0]} output channels")
+    kernel = _ints(attrs.get("kernel_shape"))
+    if kernel and list(kernel) != list(w[2:]):
+        raise ModelError(f"{where}: kernel_shape {kernel} does not match the weights {list(w)}")
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return f"{n} B"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return " ".join(text[:2])[:240] if text else type(exc).__name__
