@@ -69,7 +69,7 @@ def check_not_input(
 
 def _check_writable_place(out: Path, flag: str) -> None:
     """The nearest existing folder above ``out`` must be a folder, not a file."""
-    if out.is_dir() and not flag.startswith(("--emit", "--plot")):
+    if out.is_dir():
         raise DlakitError(f"{flag} {out} is a folder; name a file")
     for parent in out.parents:
         if parent.exists():

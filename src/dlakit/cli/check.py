@@ -36,7 +36,8 @@ def check(
     2 on errors.
     """
     out = o.output(verbose, quiet, json_path)
-    o.guard_outputs({"--json": json_path, "--emit": emit_dir}, o.model_file(model))
+    manifest_file = emit_dir / "segments.json" if emit_dir else None
+    o.guard_outputs({"--json": json_path, "--emit": manifest_file}, o.model_file(model))
     tgt = load_target(target)
     loaded = o.load_cli_model(model, input_shape)
     result = check_model(loaded, tgt, trt=trt)

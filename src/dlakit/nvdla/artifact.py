@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import zipfile
@@ -27,7 +26,7 @@ from dlakit.files import atomic_write
 from dlakit.nvdla.compiler import Compiled, HwOp, Segment, TensorInfo
 from dlakit.nvdla.config import nvdla_target
 from dlakit.nvdla.surface import Surface
-from dlakit.targets import NvdlaSpec
+from dlakit.nvdla.validate import read_members, validate_manifest
 
 FORMAT = "dlakit-nvdla"
 VERSION = 2  # 2: fallback segments (was host), the full [nvdla] section under hw
@@ -126,59 +125,71 @@ def write_artifact(comp: Compiled, path: str | Path) -> Path:
     return atomic_write(path, write)
 
 
-def read_manifest(path: str | Path) -> dict:
+def _load(path: str | Path) -> tuple[dict, dict[str, bytes]]:
+    """The manifest and every member, after the validator (``nvdla/validate.py``) passed them."""
     path = Path(path)
     if not path.is_file():
         raise DlakitError(f"artifact not found: {path}")
+    members = read_members(path)
+    if "manifest.json" not in members:
+        raise DlakitError(f"{path} is not a dlakit .dla artifact (no manifest.json)")
     try:
-        with zipfile.ZipFile(path) as z:
-            doc = json.loads(z.read("manifest.json"))
-    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError) as exc:
-        raise DlakitError(f"{path} is not a dlakit .dla artifact ({exc})") from None
-    if doc.get("format") != FORMAT:
-        raise DlakitError(f"{path}: format {doc.get('format')!r}, expected {FORMAT!r}")
+        doc = json.loads(members["manifest.json"])
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise DlakitError(f"{path}: manifest.json is not JSON ({exc})") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        found = doc.get("format") if isinstance(doc, dict) else None
+        raise DlakitError(f"{path}: format {found!r}, expected {FORMAT!r}")
     if doc.get("version") != VERSION:
         raise DlakitError(
             f"{path}: {FORMAT} version {doc.get('version')}; this dlakit reads version {VERSION}"
         )
-    return doc
+    validate_manifest(doc, path, members)
+    return doc, members
+
+
+def read_manifest(path: str | Path) -> dict:
+    return _load(path)[0]
+
+
+def _fallback_model(data: bytes, member: str, path: str | Path) -> onnx.ModelProto:
+    try:
+        model = onnx.load_from_string(data)
+        onnx.checker.check_model(model)
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise DlakitError(f"{path}: {member} is not a valid ONNX model: {first}") from None
+    return model
 
 
 def read_artifact(path: str | Path) -> Compiled:
-    doc = read_manifest(path)
-    # The hardware the artifact was compiled for travels with it; the target supplies the rest.
-    target = dataclasses.replace(
-        nvdla_target(doc["target"]),
-        nvdla=NvdlaSpec.from_json(doc["hw"], f"{path}: manifest hw"),
-    )
-    with zipfile.ZipFile(path) as z:
-        constants = z.read(doc["memory"]["constants"]["file"])
-        if hashlib.sha256(constants).hexdigest() != doc["memory"]["constants"]["sha256"]:
-            raise DlakitError(f"{path}: constants.bin does not match its checksum")
-        segments = []
-        for s in doc["segments"]:
-            seg = Segment(s["kind"], s["name"], s["layers"], s["inputs"], s["outputs"])
-            if seg.kind == "fallback":
-                seg.model = onnx.load_from_string(z.read(s["onnx"]))
-            else:
-                for o in s["ops"]:
-                    info = {
-                        k: v
-                        for k, v in o.items()
-                        if k not in ("name", "kind", "layer", "onnx_nodes", "inputs", "outputs",
-                                     "registers")
-                    }  # fmt: skip
-                    seg.ops.append(
-                        HwOp(o["name"], o["kind"], o["layer"], o["onnx_nodes"], o["inputs"],
-                             o["outputs"], info, [_parse_write(w) for w in o["registers"]])
-                    )  # fmt: skip
-            segments.append(seg)
+    doc, members = _load(path)
+    target = nvdla_target(doc["target"])  # the validator checked that hw is this target's
+    constants = members[doc["memory"]["constants"]["file"]]
+    segments = []
+    for s in doc["segments"]:
+        seg = Segment(s["kind"], s["name"], s["layers"], s["inputs"], s["outputs"])
+        if seg.kind == "fallback":
+            seg.model = _fallback_model(members[s["onnx"]], s["onnx"], path)
+        else:
+            for o in s["ops"]:
+                info = {
+                    k: v
+                    for k, v in o.items()
+                    if k not in ("name", "kind", "layer", "onnx_nodes", "inputs", "outputs",
+                                 "registers")
+                }  # fmt: skip
+                seg.ops.append(
+                    HwOp(o["name"], o["kind"], o["layer"], o["onnx_nodes"], o["inputs"],
+                         o["outputs"], info, [_parse_write(w) for w in o["registers"]])
+                )  # fmt: skip
+        segments.append(seg)
     tensors = {
         name: TensorInfo(
             tuple(t["shape"]),
             t["precision"],
-            t["scale"],
-            None if t["surface"] is None else Surface.from_json(t["surface"]),
+            t.get("scale"),
+            None if t.get("surface") is None else Surface.from_json(t["surface"]),
         )
         for name, t in doc["tensors"].items()
     }
