@@ -395,9 +395,11 @@ def _fill_missing_shapes_with_ort(
     for name in missing:
         if name not in known_outputs:
             probe.graph.output.append(onnx.ValueInfoProto(name=name))
+    options = ort.SessionOptions()
+    options.log_severity_level = 4  # its failure is reported below, in one line
     try:
         session = ort.InferenceSession(
-            probe.SerializeToString(), providers=["CPUExecutionProvider"]
+            probe.SerializeToString(), options, providers=["CPUExecutionProvider"]
         )
     except Exception as exc:
         raise ModelError(

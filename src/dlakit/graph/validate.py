@@ -96,16 +96,25 @@ def _check_opset(model: onnx.ModelProto, path: Path | str) -> None:
 
 
 def _check_onnx(model: onnx.ModelProto, path: Path | str) -> None:
-    """ONNX's full checker: schemas, attribute types, topological order, strict inference."""
+    """ONNX's full checker: schemas, attribute types, topological order, strict inference.
+
+    The checker wants a shape on every graph output; an output whose shape inference could not
+    find (a node it fails on) is left out of the check, so the checker names that node instead.
+    """
+    outputs = [onnx.ValueInfoProto.FromString(o.SerializeToString()) for o in model.graph.output]
+    shaped = [o for o in outputs if o.type.tensor_type.HasField("shape")]
+    del model.graph.output[:]
+    model.graph.output.extend(shaped)
     try:
         if model.ByteSize() < 2**31 - 1:
             onnx.checker.check_model(model, full_check=True)
         else:  # over protobuf's 2 GiB the checker reads the file itself
             onnx.checker.check_model(str(path), full_check=True)
-    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+    except Exception as exc:  # ValidationError, InferenceError, and C++ errors of other types
         raise ModelError(f"{path}: ONNX's checker refuses the model: {_first_line(exc)}") from None
-    except Exception as exc:  # the checker's C++ raises other types for malformed protos
-        raise ModelError(f"{path}: ONNX's checker refuses the model: {_first_line(exc)}") from None
+    finally:
+        del model.graph.output[:]
+        model.graph.output.extend(outputs)
 
 
 def _check_graph(model: onnx.ModelProto, path: Path | str) -> None:
@@ -281,6 +290,9 @@ def _check_window(
                     f"{where}: {name} has {len(values)} values; a {spatial}-D input needs {want}"
                 )
     if node.op_type not in ("Conv", "ConvTranspose", "ConvInteger", "QLinearConv"):
+        kernel = _ints(attrs.get("kernel_shape"))
+        if x is not None and len(x) == len(kernel) + 2:
+            _check_window_fits(where, attrs, kernel, list(x[2:]))
         return
     weight_index = 3 if node.op_type == "QLinearConv" else 1
     w = (
@@ -311,6 +323,26 @@ def _check_window(
     kernel = _ints(attrs.get("kernel_shape"))
     if kernel and list(kernel) != list(w[2:]):
         raise ModelError(f"{where}: kernel_shape {kernel} does not match the weights {list(w)}")
+    if node.op_type != "ConvTranspose":
+        _check_window_fits(where, attrs, list(w[2:]), list(x[2:]))
+
+
+def _check_window_fits(where: str, attrs: dict, kernel: list[int], size: list[int]) -> None:
+    """With explicit pads, the dilated kernel must fit in the padded input (an output >= 1)."""
+    if attrs.get("auto_pad", "NOTSET") not in ("NOTSET", ""):
+        return
+    pads = _ints(attrs.get("pads")) or [0] * (2 * len(kernel))
+    dilations = _ints(attrs.get("dilations")) or [1] * len(kernel)
+    if len(pads) != 2 * len(kernel) or len(dilations) != len(kernel):
+        return
+    for i, (k, n) in enumerate(zip(kernel, size, strict=True)):
+        reach = dilations[i] * (k - 1) + 1
+        padded = n + pads[i] + pads[i + len(kernel)]
+        if reach > padded:
+            raise ModelError(
+                f"{where}: the kernel spans {reach} along axis {i + 2} (dilation "
+                f"{dilations[i]}), more than the padded input's {padded}"
+            )
 
 
 def _size(n: int) -> str:

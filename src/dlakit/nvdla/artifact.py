@@ -19,14 +19,12 @@ import zipfile
 from pathlib import Path
 from typing import BinaryIO
 
-import onnx
-
 from dlakit.errors import DlakitError
 from dlakit.files import atomic_write
 from dlakit.nvdla.compiler import Compiled, HwOp, Segment, TensorInfo
 from dlakit.nvdla.config import nvdla_target
 from dlakit.nvdla.surface import Surface
-from dlakit.nvdla.validate import read_members, validate_manifest
+from dlakit.nvdla.validate import fallback_model, read_members, validate_manifest
 
 FORMAT = "dlakit-nvdla"
 VERSION = 2  # 2: fallback segments (was host), the full [nvdla] section under hw
@@ -152,16 +150,6 @@ def read_manifest(path: str | Path) -> dict:
     return _load(path)[0]
 
 
-def _fallback_model(data: bytes, member: str, path: str | Path) -> onnx.ModelProto:
-    try:
-        model = onnx.load_from_string(data)
-        onnx.checker.check_model(model)
-    except Exception as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise DlakitError(f"{path}: {member} is not a valid ONNX model: {first}") from None
-    return model
-
-
 def read_artifact(path: str | Path) -> Compiled:
     doc, members = _load(path)
     target = nvdla_target(doc["target"])  # the validator checked that hw is this target's
@@ -170,7 +158,7 @@ def read_artifact(path: str | Path) -> Compiled:
     for s in doc["segments"]:
         seg = Segment(s["kind"], s["name"], s["layers"], s["inputs"], s["outputs"])
         if seg.kind == "fallback":
-            seg.model = _fallback_model(members[s["onnx"]], s["onnx"], path)
+            seg.model = fallback_model(members[s["onnx"]], s["onnx"], path)
         else:
             for o in s["ops"]:
                 info = {

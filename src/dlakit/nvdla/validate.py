@@ -8,9 +8,10 @@ it passes.
   that are tensors; every tensor's shape positive, its precision known, an INT8 scale finite and
   positive, its surface inside the memory allocation; the memory allocation inside the target's
   address space and under :data:`MAX_MEMORY_BYTES`; ``constants.bin`` of the size and SHA-256
-  the manifest gives; at least one segment, each of a known kind, its DLA operations with
-  register writes of the form ``UNIT.REGISTER=0x%08x`` naming registers of the hw tree's map,
-  each value within the register's fields (no bit set outside a field).
+  the manifest gives; at least one segment, each of a known kind; fallback members that are
+  valid ONNX; DLA operations with register writes of the form ``UNIT.REGISTER=0x%08x`` naming
+  registers of the hw tree's map, each value within the register's fields (no bit set outside
+  a field).
 
 Every failure is a :class:`~dlakit.errors.DlakitError` naming the file and the field
 (``segments[1].ops[4].registers[17]``).
@@ -26,6 +27,8 @@ import zlib
 from functools import cache
 from pathlib import Path
 from typing import Any
+
+import onnx
 
 from dlakit.errors import DlakitError
 from dlakit.hw import load_register_map
@@ -75,6 +78,17 @@ def read_members(path: Path) -> dict[str, bytes]:
         NotImplementedError,
     ) as e:
         raise DlakitError(f"{path} is not a readable dlakit .dla artifact (zip: {e})") from None
+
+
+def fallback_model(data: bytes, member: str, path: Path | str) -> onnx.ModelProto:
+    """A fallback segment's ONNX member, parsed and passed by onnx's checker."""
+    try:
+        model = onnx.load_from_string(data)
+        onnx.checker.check_model(model)
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise DlakitError(f"{path}: {member} is not a valid ONNX model: {first}") from None
+    return model
 
 
 def _check(ok: bool, where: _Where, field: str, message: str) -> None:
@@ -319,6 +333,7 @@ def _segments(
         if kind == "fallback":
             member = _str(seg, "onnx", where, field)
             _check(member in members, where, f"{field}.onnx", f"no member {member!r} in the zip")
+            fallback_model(members[member], member, where.path)  # type: ignore[index]
             continue
         ops = seg.get("ops")
         _check(isinstance(ops, list) and bool(ops), where, f"{field}.ops", "not a list of ops")

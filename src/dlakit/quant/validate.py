@@ -63,9 +63,7 @@ def one_per_name(pairs: list[tuple[str, Any]], where: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in pairs:
         if key in out and out[key] != value:
-            raise DlakitError(
-                f"{where}: {key!r} is given twice with two values ({out[key]!r} and {value!r})"
-            )
+            raise DlakitError(f"{where}: {key!r} is given twice, with two values")
         out[key] = value
     return out
 

@@ -117,7 +117,7 @@ def run_trace(cfg: Path, device: str | None = "cpu", target: str = "nv_small") -
     start = time.perf_counter()
     try:
         nv = Nvdla(target, device=device)
-        check_trace(cfg, nv.config.mem_address_width)  # every line, before any of it runs
+        check_trace(cfg, nv.config.mem_address_width, nv.regmap)  # every line, before any runs
         for cmd in parse_cfg(cfg):
             execute(nv, cfg, cmd, result)
     except DlakitError as exc:

@@ -2,13 +2,14 @@
 before the simulator runs any of it.
 
 Every malformed line is a named failure (``file:line: ...``), and so is every command that
-would touch memory no ``mem_init`` declared or write a value wider than its register:
+would touch memory outside the address space or write a value wider than its register:
 
 * ``.cfg``: one known command per line (``//`` comments), with its number of arguments, every
   number parsing; ``mem_init`` regions inside the target's address space and under
   :data:`MAX_REGION_BYTES` in all; ``mem_load`` packets inside the address space (loading makes the
   memory it writes, as in the official traces); ``check_crc`` ranges inside memory declared or
-  loaded before them; register values, polled values and CRC goldens within 32 bits.
+  loaded before them; registers named in the hw tree's map; register values, polled values and
+  CRC goldens within 32 bits.
 * ``.dat``: ``{`` and ``}`` lines around packets ``{offset:0x0, size:4, payload:0x01 0x00 ...}``
   (a trailing comma allowed); ``size`` equal to the payload's length, each payload byte at most
   0xff, the packet inside the region it is loaded into.
@@ -20,6 +21,7 @@ import re
 from pathlib import Path
 
 from dlakit.errors import DlakitError
+from dlakit.hw import RegisterMap
 
 # All mem_init regions of one trace: the largest official nv_small trace declares under 1 MiB.
 MAX_REGION_BYTES = 1 << 30
@@ -107,8 +109,9 @@ class _Regions:
         return any(a <= lo and hi <= b for a, b in self.spans)
 
 
-def check_trace(cfg: Path, address_bits: int = 32) -> None:
-    """Check ``cfg`` and the ``.dat`` files it loads; TraceFormatError at the first bad line."""
+def check_trace(cfg: Path, address_bits: int = 32, regmap: RegisterMap | None = None) -> None:
+    """Check ``cfg`` and the ``.dat`` files it loads; TraceFormatError at the first bad line.
+    With ``regmap``, every register named must be one of its registers."""
     if not cfg.is_file():
         raise TraceFormatError(f"trace {cfg} not found")
     try:
@@ -159,6 +162,11 @@ def check_trace(cfg: Path, address_bits: int = 32) -> None:
                 regions.add(lo, hi)  # loading makes memory, as the simulator's write does
         elif name in ("reg_write", "poll_reg_equal"):
             number(args[1], where, "value", MAX_VALUE)
+            if regmap is not None:
+                try:
+                    regmap.lookup(args[0])
+                except DlakitError as exc:
+                    raise TraceFormatError(f"{where}: {exc}") from None
         elif name == "check_crc":
             base = number(args[2], where, "base address", top)
             size = number(args[3], where, "size", MAX_REGION_BYTES)
