@@ -100,7 +100,10 @@ def base_model(**change) -> onnx.ModelProto:
         nodes,
         "g",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)],
-        [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in change.get("outs", ["y"])],
+        [
+            helper.make_tensor_value_info(n, TensorProto.FLOAT, None)
+            for n in change.get("outs", ["y"])
+        ],
         [w],
     )
     return helper.make_model(
@@ -118,7 +121,9 @@ def fixture_model() -> onnx.ModelProto:
     nodes = [
         helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
         helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
-        helper.make_node("MaxPool", ["r1"], ["p1"], name="pool1", kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node(
+            "MaxPool", ["r1"], ["p1"], name="pool1", kernel_shape=[2, 2], strides=[2, 2]
+        ),
         helper.make_node("Conv", ["p1", "w2", "b2"], ["c2"], name="conv2"),
         helper.make_node("Relu", ["c2"], ["r2"], name="relu2"),
         helper.make_node("Flatten", ["r2"], ["f"], name="flatten"),
@@ -254,6 +259,17 @@ def _conv_variants() -> list[tuple[str, onnx.ModelProto | bytes]]:
         ("output no node produces", base_model(outs=["y", "nowhere"])),
         ("output is the input", base_model(outs=["x"])),
         ("two nodes write one tensor", base_model(extra_nodes=two_writers)),
+        (
+            "two nodes write one tensor that fix rewrites",
+            base_model(
+                extra_nodes=[
+                    helper.make_node("GlobalAveragePool", ["y"], ["gp"], name="gap"),
+                    helper.make_node("HardSigmoid", ["gp"], ["hs"], name="hs1"),
+                    helper.make_node("HardSigmoid", ["gp"], ["hs"], name="hs2"),
+                ],
+                outs=["hs"],
+            ),
+        ),
         ("input dimension 2^40", base_model(x_shape=[1, 4, 2**40, 8])),
         ("input 100000x100000", base_model(x_shape=[1, 4, 100000, 100000])),
         ("input dimension 0", base_model(x_shape=[1, 4, 0, 8])),
@@ -263,9 +279,12 @@ def _conv_variants() -> list[tuple[str, onnx.ModelProto | bytes]]:
         ("unknown op", base_model(op="NoSuchOp")),
         ("required attribute missing", base_model(op="Concat")),
         ("nodes out of order", base_model(reverse=True)),
-        ("undefined input",
-         base_model(extra_nodes=[helper.make_node("Relu", ["ghost"], ["z"], name="z")],
-                    outs=["y", "z"])),  # fmt: skip
+        (
+            "undefined input",
+            base_model(
+                extra_nodes=[helper.make_node("Relu", ["ghost"], ["z"], name="z")], outs=["y", "z"]
+            ),
+        ),
     ]
     bad_name = base_model().SerializeToString().replace(b"relu", b"\xff\xfeu")
     variants.append(("node name not UTF-8", bad_name))
@@ -348,7 +367,8 @@ def artifact_cases(fx: Fixtures) -> list[Case]:
                                                          .split("=")[0] + "=0x1ffffffff")),
         ("register bits outside its fields",
          lambda d: _first_op(d)["registers"].__setitem__(-1, "CDMA.D_OP_ENABLE=0xfffffffe")),
-        ("malformed register string", lambda d: _first_op(d)["registers"].__setitem__(0, "garbage")),
+        ("malformed register string",
+         lambda d: _first_op(d)["registers"].__setitem__(0, "garbage")),
         ("register value not hex",
          lambda d: _first_op(d)["registers"].__setitem__(0, "CDMA.D_OP_ENABLE=0xzz")),
         ("unknown register", lambda d: _first_op(d)["registers"].__setitem__(0, "CDMA.NOPE=0x1")),
@@ -525,7 +545,8 @@ def trace_cases(fx: Fixtures) -> list[Case]:
                                                          f"reg_write({reg_name}, 0x1ffffffff);")}),
         ("register value not a number", {cfg_name: cfg.replace(first_reg,
                                                                 f"reg_write({reg_name}, zz);")}),
-        ("unknown register", {cfg_name: cfg.replace(first_reg, "reg_write(NVDLA_SDP.NOPE_0, 0x1);")}),
+        ("unknown register",
+         {cfg_name: cfg.replace(first_reg, "reg_write(NVDLA_SDP.NOPE_0, 0x1);")}),
         ("unknown command", {cfg_name: cfg + "\nfrobnicate(1, 2);\n"}),
         ("wrong arity", {cfg_name: cfg.replace("mem_init(pri_mem, 0x80000400, 0x8, ALL_ZERO)",
                                                "mem_init(pri_mem, 0x80000400)")}),
@@ -534,7 +555,8 @@ def trace_cases(fx: Fixtures) -> list[Case]:
         ("check_crc outside memory", {cfg_name: cfg.replace("1, 0x90000040, 0x8", "1, 0x10, 0x8")}),
         ("mem_init 2^40 bytes", {cfg_name: cfg.replace("0x80000400, 0x8, ALL_ZERO",
                                                        "0x80000400, 0x10000000000, ALL_ZERO", 1)}),
-        ("mem_init size not a number", {cfg_name: cfg.replace("0x8, ALL_ZERO", "eight, ALL_ZERO", 1)}),
+        ("mem_init size not a number",
+         {cfg_name: cfg.replace("0x8, ALL_ZERO", "eight, ALL_ZERO", 1)}),
         ("binary .cfg", {cfg_name: "\udcff"}),
     ]  # fmt: skip
     cases = []
@@ -570,9 +592,11 @@ def flag_cases(fx: Fixtures) -> list[Case]:
         ("calibrate -n -1", ["calibrate", m, "-d", "data.npz", "-n", "-1", "-o", "o.json", "-q"]),
         ("fix -n -1", ["fix", m, "-o", "o.onnx", "-d", "data.npz", "-n", "-1", "-q"]),
         ("calibrate --percentile 0",
-         ["calibrate", m, "-d", "data.npz", "-m", "percentile", "--percentile", "0", "-o", "o.json"]),
+         ["calibrate", m, "-d", "data.npz", "-m", "percentile", "--percentile", "0",
+          "-o", "o.json"]),
         ("calibrate --percentile 200",
-         ["calibrate", m, "-d", "data.npz", "-m", "percentile", "--percentile", "200", "-o", "o.json"]),
+         ["calibrate", m, "-d", "data.npz", "-m", "percentile", "--percentile", "200",
+          "-o", "o.json"]),
         ("calibrate --trt-version -5",
          ["calibrate", m, "-d", "data.npz", "--trt-version", "-5", "-o", "o.json", "-q"]),
         ("calibrate --method foo", ["calibrate", m, "-d", "data.npz", "-m", "foo", "-o", "o.json"]),
@@ -661,7 +685,7 @@ def mutation_cases(fx: Fixtures, rng: random.Random, count: int) -> list[Case]:
             text_pos = [j for j, b in enumerate(data) if 48 <= b < 123]
             if text_pos:
                 pos = rng.choice(text_pos)
-                data[pos] = rng.choice(b"0123456789abcdefxyzXYZ:-.,{}[]\" ")
+                data[pos] = rng.choice(b'0123456789abcdefxyzXYZ:-.,{}[]" ')
         bad = f"bad_{Path(name).name}"
         files = {k: v for k, v in fx.items() if k.startswith("trace/")} if "trace" in name else {}
         target = name.replace(Path(name).name, bad) if "/" in name else bad
@@ -671,6 +695,78 @@ def mutation_cases(fx: Fixtures, rng: random.Random, count: int) -> list[Case]:
         argv = argv_of(target if not name.endswith(".dat") else name)
         cases.append(Case("mutation", f"{how} {name} -> {argv[0]} #{i}", argv, files=files,
                           expect="either"))  # fmt: skip
+    return cases
+
+
+_POOL = [0, -1, 1, 2**31, 2**40, 2**64, 1.5, -0.0, float("nan"), "x", "", None, True, [], {},
+         [1, 2], "0xffffffff"]  # fmt: skip
+
+
+def _leaves(doc, path=()):
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            yield from _leaves(v, (*path, k))
+    elif isinstance(doc, list) and doc:
+        for i, v in enumerate(doc):
+            yield from _leaves(v, (*path, i))
+    else:
+        yield path
+
+
+def _set(doc, path, value):
+    for key in path[:-1]:
+        doc = doc[key]
+    doc[path[-1]] = value
+
+
+def structured_cases(fx: Fixtures, rng: random.Random, count: int) -> list[Case]:
+    """One field of a manifest, a scales file or a model set to a value from a pool of
+    troublemakers (0, -1, 2^40, NaN, strings, null, ...)."""
+    cases = []
+    for i in range(count):
+        kind = ("manifest", "scales", "model")[i % 3]
+        value = rng.choice(_POOL)
+        if kind == "manifest":
+            doc = _manifest_of(fx["art.dla"])
+            path = rng.choice(list(_leaves(doc)))
+            _set(doc, path, value)
+            data = _rezip(fx["art.dla"], doc)
+            verb = rng.choice([["inspect", "bad.dla", "-q"], ["run", "bad.dla", "-d", "data.npz",
+                                                              "-q"]])  # fmt: skip
+            files = {"bad.dla": data}
+        elif kind == "scales":
+            doc = json.loads(fx["scales.json"])
+            path = rng.choice(list(_leaves(doc)))
+            _set(doc, path, value)
+            files = {"bad.json": json.dumps(doc).encode()}
+            verb = ["compile", "model.onnx", "-t", "nv_small", "-s", "bad.json", "-o", "o.dla",
+                    "-q"]  # fmt: skip
+        else:
+            model = fixture_model()
+            ints = [a for n in model.graph.node for a in n.attribute if a.ints or a.type == 2]
+            what = rng.choice(["attr", "dim", "input dim"])
+            number = value if isinstance(value, int) and not isinstance(value, bool) else 0
+            number = max(min(number, 2**63 - 1), -(2**63))
+            if what == "attr" and ints:
+                attr = rng.choice(ints)
+                if attr.ints:
+                    attr.ints[rng.randrange(len(attr.ints))] = number
+                else:
+                    attr.i = number
+                path = (attr.name,)
+            elif what == "dim":
+                init = rng.choice(list(model.graph.initializer))
+                init.dims[rng.randrange(len(init.dims))] = number
+                path = (init.name, "dims")
+            else:
+                dims = model.graph.input[0].type.tensor_type.shape.dim
+                dims[rng.randrange(len(dims))].dim_value = number
+                path = ("x", "dims")
+            files = {"bad.onnx": model.SerializeToString()}
+            verb = rng.choice([["check", "bad.onnx", "-q"], ["profile", "bad.onnx", "-q"],
+                               ["fix", "bad.onnx", "-o", "o.onnx", "--random", "-q"]])  # fmt: skip
+        name = f"{kind} {'.'.join(map(str, path))} = {value!r} -> {verb[0]} #{i}"
+        cases.append(Case("structured", name, verb, files=files, expect="either"))
     return cases
 
 
@@ -809,12 +905,15 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--seed", type=int, default=16)
     ap.add_argument("--mutations", type=int, default=520, help="random damage cases")
+    ap.add_argument("--structured", type=int, default=240, help="one-field mutation cases")
     ap.add_argument("--timeout", type=float, default=90.0, help="seconds before a case is a hang")
     ap.add_argument("--memory-gib", type=float, default=6.0, help="address space of a case")
     ap.add_argument("--only", action="append", help="families to run (default: all)")
     ap.add_argument("--json", type=Path, help="write every case's result here")
     ap.add_argument("--keep", action="store_true", help="keep the case folders")
-    ap.add_argument("--shared", type=Path, default=Path(os.environ.get("DLAKIT_SHARED", "../shared")))
+    ap.add_argument(
+        "--shared", type=Path, default=Path(os.environ.get("DLAKIT_SHARED", "../shared"))
+    )
     args = ap.parse_args()
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -830,6 +929,8 @@ def main() -> int:
             cases += make(fx)
     if not args.only or "mutation" in args.only:
         cases += mutation_cases(fx, rng, args.mutations)
+    if not args.only or "structured" in args.only:
+        cases += structured_cases(fx, rng, args.structured)
     vm = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     mem_bytes = int(args.memory_gib * 2**30) + _address_space()
     print(f"dlakit from {Path(dlakit.__file__).parent}, seed {args.seed}, {len(cases)} cases, "
@@ -846,7 +947,7 @@ def main() -> int:
         if not args.keep:
             shutil.rmtree(root / f"case_{i:04d}", ignore_errors=True)
     total = Counter(c for r in results for c in r["classes"])
-    by_family = {f: Counter() for f in [*FAMILIES, "mutation"]}
+    by_family = {f: Counter() for f in [*FAMILIES, "mutation", "structured"]}
     for r in results:
         by_family[r["family"]].update(r["classes"])
         by_family[r["family"]]["cases"] += 1

@@ -163,7 +163,7 @@ def validate_manifest(doc: Any, path: Path | str, members: dict[str, bytes]) -> 
     known = target.nvdla.to_json()
     for key, value in known.items():
         _check(
-            hw.get(key) == value,
+            type(hw.get(key)) is type(value) and hw.get(key) == value,
             where,
             f"hw.{key}",
             f"{hw.get(key)!r}, but target {target_name} has {value!r} (recompile the model)",

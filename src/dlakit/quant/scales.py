@@ -160,12 +160,12 @@ class Scales:
             if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):
                 raise DlakitError(f"{where}: model.graph_sha256 {digest!r} is not 64 hex digits")
             return cls(
-                model_name=str(model["name"]),
+                model_name=_text(model["name"], f"{where}: model.name"),
                 graph_sha256=digest,
-                method=str(doc["method"]),
+                method=_text(doc["method"], f"{where}: method"),
                 percentile=None if percentile is None else float(percentile),
                 num_inputs=num_inputs,
-                data=str(doc.get("data", "")),
+                data=_text(doc.get("data", ""), f"{where}: data"),
                 activations=activations,
                 weights=weights,
             )
@@ -173,6 +173,12 @@ class Scales:
             raise DlakitError(
                 f"{where}: malformed scales file ({type(exc).__name__}: {exc})"
             ) from None
+
+
+def _text(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise DlakitError(f"{where}: {value!r} is not a string")
+    return value
 
 
 def _plain_number(value: Any) -> float:
