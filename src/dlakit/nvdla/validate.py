@@ -40,6 +40,7 @@ MAX_MEMORY_BYTES = 2**32
 # Tensor dimensions, as for models (dlakit.graph.validate.MAX_DIM).
 MAX_DIM = 2**31 - 1
 PRECISIONS = ("int8", "fp16", "fp32")
+STAT_COUNTS = ("dla_segments", "fallback_segments", "hardware_ops")  # what inspect prints
 SEGMENT_KINDS = ("dla", "fallback")
 _WRITE_RE = re.compile(r"^([A-Z][A-Z0-9_]*)\.([A-Z][A-Z0-9_]*)=0x([0-9a-fA-F]{1,8})$")
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -89,6 +90,37 @@ def fallback_model(data: bytes, member: str, path: Path | str) -> onnx.ModelProt
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         raise DlakitError(f"{path}: {member} is not a valid ONNX model: {first}") from None
     return model
+
+
+def _int_list(value: Any, where: _Where, field: str, low: int) -> None:
+    _check(
+        isinstance(value, list)
+        and all(isinstance(v, int) and not isinstance(v, bool) and v >= low for v in value),
+        where,
+        field,
+        f"{value!r} is not a list of integers >= {low}",
+    )
+
+
+def _op_info(op: dict, where: _Where, field: str) -> None:
+    """The fields ``inspect`` shows (for people; the registers are what runs), typed."""
+    for key, low in (("in", 1), ("out", 1), ("kernel", 1), ("stride", 1)):
+        if key in op:
+            _int_list(op[key], where, f"{field}.{key}", low)
+    if "groups" in op:
+        _int(op, "groups", where, field, 1)
+    for key, kind in (("memory", str), ("tile", int)):
+        if key in op:
+            value = _dict(op, key, where, field)
+            for k, v in value.items():
+                _check(
+                    isinstance(v, kind) and not isinstance(v, bool),
+                    where,
+                    f"{field}.{key}.{k}",
+                    f"{v!r} is not a {kind.__name__}",
+                )
+    if "pool" in op:
+        _dict(op, "pool", where, field)
 
 
 def _check(ok: bool, where: _Where, field: str, message: str) -> None:
@@ -171,7 +203,9 @@ def validate_manifest(doc: Any, path: Path | str, members: dict[str, bytes]) -> 
     _check(set(hw) == set(known), where, "hw", f"keys {sorted(set(hw) ^ set(known))} differ")
     _str(doc, "model", where, "")
     _str(doc, "preprocess", where, "", optional=True)
-    _check(isinstance(doc.get("stats"), dict), where, "stats", "not an object")
+    stats = _dict(doc, "stats", where)
+    for key in STAT_COUNTS:
+        _int(stats, key, where, "stats")
 
     regions = _memory(doc, where, target.nvdla.mem_address_width, members)
     tensors = _tensors(doc, where, regions, target.nvdla.memory_atomic)
@@ -353,6 +387,7 @@ def _op(
     for key in ("name", "kind", "layer"):
         _str(op, key, where, field)
     _names(op, "onnx_nodes", where, field)
+    _op_info(op, where, field)
     for key in ("inputs", "outputs"):
         for j, name in enumerate(_names(op, key, where, field)):
             _check(name in tensors, where, f"{field}.{key}[{j}]", f"{name!r} is not in tensors")
