@@ -62,8 +62,9 @@ POWER_MODE = typer.Option(
     "--power-mode",
     help="Power mode of the target's data file (Orin: MAXN, 50W, 30W, 15W); default MAXN.",
 )
-# The largest --batch and --limit taken: bounds what one command may be asked to do.
-MAX_BATCH = 4096
+# Bounds on what one command may be asked to do. A target's own batch limit (targets/data,
+# dla.max_batch) is checked where the batch is used; this one bounds targets without one (host).
+MAX_BATCH = 65536
 MAX_LIMIT = 1_000_000
 BATCH = typer.Option(
     None,
@@ -97,14 +98,8 @@ PREPROCESS = typer.Option(
 
 
 def limit_option(default: int | None = None) -> Any:
-    return typer.Option(
-        default,
-        "--limit",
-        "-n",
-        min=0,
-        max=MAX_LIMIT,
-        help="Use at most this many inputs (0: all).",
-    )
+    # The range is checked by limit_value, which every verb calls before any work.
+    return typer.Option(default, "--limit", "-n", help="Use at most this many inputs (0: all).")
 
 
 def limit_value(limit: int | None) -> int | None:

@@ -78,7 +78,7 @@ def read_members(path: Path) -> dict[str, bytes]:
         ValueError,
         NotImplementedError,
     ) as e:
-        raise DlakitError(f"{path} is not a readable dlakit .dla artifact (zip: {e})") from None
+        raise DlakitError(f"{path} is not a dlakit .dla artifact (zip: {e})") from None
 
 
 def fallback_model(data: bytes, member: str, path: Path | str) -> onnx.ModelProto:

@@ -40,7 +40,8 @@ from dlakit.quant.weights import weight_ranges
 DEFAULT_TRT_VERSION = 8600
 TRT_ALGORITHM = "EntropyCalibration2"
 _HEADER_RE = re.compile(r"^TRT-(?P<version>\d+)-(?P<algo>[A-Za-z0-9]+)$")
-_HEX_RE = re.compile(r"^[0-9a-fA-F]{8}$")  # exactly the 8 digits TensorRT writes
+# TensorRT writes the bits unpadded; fewer than 7 digits is a subnormal, which check_scale refuses.
+_HEX_RE = re.compile(r"^[0-9a-fA-F]{1,8}$")
 
 
 def float_to_hex(value: float) -> str:
