@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,7 @@ import typer
 
 from dlakit.cli import options as o
 from dlakit.errors import DlakitError
-from dlakit.files import atomic_write
+from dlakit.files import atomic_write, npz_writer
 from dlakit.report import artifact as report
 from dlakit.report.console import write_json
 
@@ -80,7 +79,7 @@ def run_command(
         report.add_comparison(table, comparison)
     out.print(table)
     if output:
-        atomic_write(output, partial(np.savez, **outs))
+        atomic_write(output, npz_writer(outs))
         out.line(f"wrote {output}")
     if json_path:
         doc = report.run_json(artifact, data, str(runner.device), stats, comparison)

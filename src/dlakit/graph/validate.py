@@ -251,11 +251,11 @@ def validate_canonical(
     """ONNX's checker (on the canonical form: the one every graph output has a type in), the
     tensor size caps, window attributes."""
     _check_onnx(model, path)
-    check_sizes(shapes, path)
     initializers = {t.name: tuple(t.dims) for t in model.graph.initializer}
-    for node in model.graph.node:
+    for node in model.graph.node:  # before the sizes: a bad attribute explains a bad size
         if node.op_type in _WINDOW_OPS and node.domain in ("", "ai.onnx"):
             _check_window(node, shapes, initializers, path)
+    check_sizes(shapes, path)
 
 
 def check_sizes(shapes: dict[str, tuple[int, ...]], path: Path | str) -> None:

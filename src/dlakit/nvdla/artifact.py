@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from dlakit.errors import DlakitError
-from dlakit.files import atomic_write
+from dlakit.files import ZIP_TIME, atomic_write
 from dlakit.nvdla.compiler import Compiled, HwOp, Segment, TensorInfo
 from dlakit.nvdla.config import nvdla_target
 from dlakit.nvdla.surface import Surface
@@ -30,7 +30,6 @@ FORMAT = "dlakit-nvdla"
 VERSION = 2  # 2: fallback segments (was host), the full [nvdla] section under hw
 # Measured times stay out of the artifact, whose bytes depend only on what was compiled.
 WALL_CLOCK_STATS = ("compile_seconds",)
-ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can hold
 
 
 def _write_text(unit: str, reg: str, value: int) -> str:
