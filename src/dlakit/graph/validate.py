@@ -40,6 +40,8 @@ MAX_WINDOW = 1 << 16
 # The lowest default-domain opset dlakit reads (onnx's version converter starts at 7).
 MIN_OPSET = 7
 
+# Initializers up to this size stay in the checker's copy (see _check_onnx).
+_CHECKED_CONSTANT_BYTES = 4096
 _WINDOW_OPS = {
     "Conv",
     "ConvTranspose",
@@ -98,23 +100,35 @@ def _check_opset(model: onnx.ModelProto, path: Path | str) -> None:
 def _check_onnx(model: onnx.ModelProto, path: Path | str) -> None:
     """ONNX's full checker: schemas, attribute types, topological order, strict inference.
 
-    The checker wants a shape on every graph output; an output whose shape inference could not
-    find (a node it fails on) is left out of the check, so the checker names that node instead.
+    It runs on a copy without the weights' data (weights become typed graph inputs; their data
+    was checked by :func:`validate_raw`), which saves the serialization of large models. The
+    checker wants a shape on every graph output; an output whose shape inference could not find
+    (a node it fails on) is left out, so the checker names that node instead.
     """
-    outputs = [onnx.ValueInfoProto.FromString(o.SerializeToString()) for o in model.graph.output]
-    shaped = [o for o in outputs if o.type.tensor_type.HasField("shape")]
-    del model.graph.output[:]
-    model.graph.output.extend(shaped)
+    light = onnx.ModelProto()
+    light.ir_version = model.ir_version
+    light.opset_import.extend(model.opset_import)
+    light.functions.extend(model.functions)
+    graph = light.graph
+    graph.name = model.graph.name or "graph"
+    graph.node.extend(model.graph.node)
+    graph.input.extend(model.graph.input)
+    graph.value_info.extend(model.graph.value_info)
+    graph.output.extend(o for o in model.graph.output if o.type.tensor_type.HasField("shape"))
+    inputs = {i.name for i in model.graph.input}
+    for tensor in model.graph.initializer:
+        if (
+            tensor.ByteSize() <= _CHECKED_CONSTANT_BYTES
+        ):  # shape vectors, axes: inference reads them
+            graph.initializer.append(tensor)
+        elif tensor.name not in inputs:
+            graph.input.append(
+                onnx.helper.make_tensor_value_info(tensor.name, tensor.data_type, list(tensor.dims))
+            )
     try:
-        if model.ByteSize() < 2**31 - 1:
-            onnx.checker.check_model(model, full_check=True)
-        else:  # over protobuf's 2 GiB the checker reads the file itself
-            onnx.checker.check_model(str(path), full_check=True)
+        onnx.checker.check_model(light, full_check=True)
     except Exception as exc:  # ValidationError, InferenceError, and C++ errors of other types
         raise ModelError(f"{path}: ONNX's checker refuses the model: {_first_line(exc)}") from None
-    finally:
-        del model.graph.output[:]
-        model.graph.output.extend(outputs)
 
 
 def _check_graph(model: onnx.ModelProto, path: Path | str) -> None:
