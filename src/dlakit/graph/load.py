@@ -120,7 +120,11 @@ def _load_external_data(model: onnx.ModelProto, path: Path) -> None:
             continue
         info = {e.key: e.value for e in tensor.external_data}
         location = base / info.get("location", "")
-        if not location.is_file():
+        try:
+            found = location.is_file()
+        except (OSError, ValueError):  # a NUL byte or an over-long name in the location
+            found = False
+        if not found:
             raise ModelError(
                 f"{path}: tensor '{tensor.name}' keeps its data in '{info.get('location')}', "
                 f"which is missing (looked in {base})"

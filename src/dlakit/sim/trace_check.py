@@ -37,10 +37,11 @@ ARITY = {
 }
 _COMMAND = re.compile(r"^\s*(\w+)\s*\((.*)\)\s*;?\s*$")
 _PACKET = re.compile(
-    r"^\{\s*offset\s*:\s*(0x[0-9a-fA-F]+|\d+)\s*,\s*size\s*:\s*(\d+)\s*,\s*payload\s*:"
+    r"^\{\s*offset\s*:\s*(0x[0-9a-fA-F]+|0|[1-9]\d*)\s*,\s*size\s*:\s*(\d+)\s*,\s*payload\s*:"
     r"((?:\s*0x[0-9a-fA-F]{1,2})+)\s*\}\s*,?$"
 )
-_NUMBER = re.compile(r"^(0x[0-9a-fA-F]+|\d+)$")
+# Python's int(text, 0), as the trace runner reads numbers: no leading zeros in decimals.
+_NUMBER = re.compile(r"^(0x[0-9a-fA-F]+|0|[1-9]\d*)$")
 
 
 class TraceFormatError(DlakitError):
@@ -58,9 +59,16 @@ def number(text: str, where: str, what: str, high: int | None = None) -> int:
     return value
 
 
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except (OSError, ValueError):  # a name with a NUL byte, or too long
+        return False
+
+
 def dat_packets(path: Path) -> list[tuple[int, bytes]]:
     """The ``(offset, bytes)`` packets of a ``.dat`` file, every line checked."""
-    if not path.is_file():
+    if not _is_file(path):
         raise TraceFormatError(f"memory file {path} not found")
     try:
         text = path.read_text()
@@ -112,7 +120,7 @@ class _Regions:
 def check_trace(cfg: Path, address_bits: int = 32, regmap: RegisterMap | None = None) -> None:
     """Check ``cfg`` and the ``.dat`` files it loads; TraceFormatError at the first bad line.
     With ``regmap``, every register named must be one of its registers."""
-    if not cfg.is_file():
+    if not _is_file(cfg):
         raise TraceFormatError(f"trace {cfg} not found")
     try:
         text = cfg.read_text()
