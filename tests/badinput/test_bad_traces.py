@@ -16,6 +16,9 @@ CFG = {
     "a value that is no number": (TRACE_CFG.replace("S_POINTER_0, 0x0", "S_POINTER_0, zz"),
                                   None, "not a number"),
     "an unknown register": (TRACE_CFG.replace("S_POINTER_0", "NOPE_0"), None, "NOPE"),
+    "a decimal with a leading zero": (TRACE_CFG.replace("S_POINTER_0, 0x0", "S_POINTER_0, 080"),
+                                      None, "not a number"),
+    "a .dat name with a NUL byte": (TRACE_CFG.replace('"t.dat"', '"t\0.dat"'), None, "not found"),
     "an unknown command": (TRACE_CFG + "frobnicate(1, 2);\n", None, "frobnicate"),
     "a wrong number of arguments": (
         TRACE_CFG.replace("0x80000000, 0x20, ALL_ZERO", "0x80000000"), None, "4 arguments"),
