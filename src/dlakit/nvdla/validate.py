@@ -11,7 +11,7 @@ it passes.
   the manifest gives; at least one segment, each of a known kind; fallback members that are
   valid ONNX; DLA operations with register writes of the form ``UNIT.REGISTER=0x%08x`` naming
   registers of the hw tree's map, each value within the register's fields (no bit set outside
-  a field).
+  a field), and data cubes (the size registers) that fit the memory allocation.
 
 Every failure is a :class:`~dlakit.errors.DlakitError` naming the file and the field
 (``segments[1].ops[4].registers[17]``).
@@ -123,6 +123,74 @@ def _op_info(op: dict, where: _Where, field: str) -> None:
         _dict(op, "pool", where, field)
 
 
+# The data cubes an operation's registers describe (value + 1 per axis). Each is read from or
+# written to memory, so none can be larger than the memory allocation; a convolution's output may
+# reach memory only after pooling on the fly (PDP windows up to 8x8, so 64 times smaller). This
+# bounds the work and the index tensors of the simulator before it runs anything.
+POOLED_ON_THE_FLY = 64
+ON_THE_FLY = ("CSC output", "CACC output", "SDP cube")
+CUBE_REGISTERS = {
+    "CDMA input": ("CDMA", ("D_DATAIN_SIZE_0", "DATAIN_WIDTH"),
+                   ("D_DATAIN_SIZE_0", "DATAIN_HEIGHT"), ("D_DATAIN_SIZE_1", "DATAIN_CHANNEL")),
+    "CSC input": ("CSC", ("D_DATAIN_SIZE_EXT_0", "DATAIN_WIDTH_EXT"),
+                  ("D_DATAIN_SIZE_EXT_0", "DATAIN_HEIGHT_EXT"),
+                  ("D_DATAIN_SIZE_EXT_1", "DATAIN_CHANNEL_EXT")),
+    "CSC output": ("CSC", ("D_DATAOUT_SIZE_0", "DATAOUT_WIDTH"),
+                   ("D_DATAOUT_SIZE_0", "DATAOUT_HEIGHT"), ("D_DATAOUT_SIZE_1", "DATAOUT_CHANNEL")),
+    "CACC output": ("CACC", ("D_DATAOUT_SIZE_0", "DATAOUT_WIDTH"),
+                    ("D_DATAOUT_SIZE_0", "DATAOUT_HEIGHT"),
+                    ("D_DATAOUT_SIZE_1", "DATAOUT_CHANNEL")),
+    "SDP_RDMA cube": ("SDP_RDMA", ("D_DATA_CUBE_WIDTH", "WIDTH"), ("D_DATA_CUBE_HEIGHT", "HEIGHT"),
+                      ("D_DATA_CUBE_CHANNEL", "CHANNEL")),
+    "SDP cube": ("SDP", ("D_DATA_CUBE_WIDTH", "WIDTH"), ("D_DATA_CUBE_HEIGHT", "HEIGHT"),
+                 ("D_DATA_CUBE_CHANNEL", "CHANNEL")),
+    "PDP input": ("PDP", ("D_DATA_CUBE_IN_WIDTH", "CUBE_IN_WIDTH"),
+                  ("D_DATA_CUBE_IN_HEIGHT", "CUBE_IN_HEIGHT"),
+                  ("D_DATA_CUBE_IN_CHANNEL", "CUBE_IN_CHANNEL")),
+    "PDP output": ("PDP", ("D_DATA_CUBE_OUT_WIDTH", "CUBE_OUT_WIDTH"),
+                   ("D_DATA_CUBE_OUT_HEIGHT", "CUBE_OUT_HEIGHT"),
+                   ("D_DATA_CUBE_OUT_CHANNEL", "CUBE_OUT_CHANNEL")),
+    "PDP_RDMA input": ("PDP_RDMA", ("D_DATA_CUBE_IN_WIDTH", "CUBE_IN_WIDTH"),
+                       ("D_DATA_CUBE_IN_HEIGHT", "CUBE_IN_HEIGHT"),
+                       ("D_DATA_CUBE_IN_CHANNEL", "CUBE_IN_CHANNEL")),
+    "CDP_RDMA cube": ("CDP_RDMA", ("D_DATA_CUBE_WIDTH", "WIDTH"), ("D_DATA_CUBE_HEIGHT", "HEIGHT"),
+                      ("D_DATA_CUBE_CHANNEL", "CHANNEL")),
+}  # fmt: skip
+
+
+def _check_cubes(doc: dict, where: _Where, hw_tree: str, atom: int, budget: int) -> None:
+    """No operation's register-programmed cube exceeds the memory allocation (``budget``)."""
+    regmap = load_register_map(hw_tree)
+    state: dict[tuple[str, str], int] = {}  # the register values in force, as the ops run
+    for i, seg in enumerate(doc["segments"]):
+        for k, op in enumerate(seg.get("ops", [])):
+            for text in op["registers"]:
+                m = _WRITE_RE.match(text)
+                assert m is not None  # the writes were checked by _op
+                state[(m.group(1), m.group(2))] = int(m.group(3), 16)
+            for what, (unit, *axes) in CUBE_REGISTERS.items():
+                if unit not in regmap.registers:
+                    continue
+                dims = []
+                for reg, fld in axes:
+                    r = regmap.registers[unit].get(reg)
+                    if r is None or fld not in r.fields:
+                        break
+                    dims.append(r.fields[fld].get(state.get((unit, reg), r.reset)) + 1)
+                else:
+                    w, h, c = dims
+                    size = w * h * (-(-c // atom) * atom)
+                    fly = op.get("kind") == "conv" and what in ON_THE_FLY
+                    limit = budget * (POOLED_ON_THE_FLY if fly else 1)
+                    _check(
+                        size <= limit,
+                        where,
+                        f"segments[{i}].ops[{k}]",
+                        f"its {what} of {w}x{h}x{c} would need {size} bytes, more than "
+                        f"{limit} (the memory allocation is {budget})",
+                    )
+
+
 def _check(ok: bool, where: _Where, field: str, message: str) -> None:
     if not ok:
         raise where.fail(field, message)
@@ -215,6 +283,8 @@ def validate_manifest(doc: Any, path: Path | str, members: dict[str, bytes]) -> 
         for i, name in enumerate(names):
             _check(name in tensors, where, f"{key}[{i}]", f"{name!r} is not in tensors")
     _segments(doc, where, tensors, members, target.nvdla.hw_tree)
+    budget = sum(hi - lo for lo, hi in regions)
+    _check_cubes(doc, where, target.nvdla.hw_tree, target.nvdla.memory_atomic, budget)
 
 
 def _memory(
