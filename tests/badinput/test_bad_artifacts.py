@@ -26,7 +26,14 @@ def _register(doc, value):
     regs[0] = regs[0].split("=")[0] + "=" + value
 
 
+def _big_cube(doc):
+    regs = _op(doc)["registers"]
+    i = next(i for i, w in enumerate(regs) if w.startswith("CDMA.D_DATAIN_SIZE_0="))
+    regs[i] = "CDMA.D_DATAIN_SIZE_0=0x1fff1fff"  # an 8192x8192 input, within the fields
+
+
 EDITS = {
+    "a register cube larger than the memory": (_big_cube, "CDMA input of 8192x8192"),
     "no segments": (lambda d: d.update(segments=[]), "segments: empty"),
     "an address past the memory": (
         lambda d: _surface(d).update(address=3 * 2**30), "outside the memory allocation"),
