@@ -58,33 +58,32 @@ def _where(node: onnx.NodeProto) -> str:
 
 
 def _check_text(model: onnx.ModelProto, path: Path | str) -> None:
-    """A name that is not valid UTF-8 reaches Python as bytes: refuse it by where it is."""
-    graph = model.graph
+    """Every string field (names, op types, domains, doc strings) is UTF-8 text.
 
-    def bad(value: object, what: str) -> None:
-        if isinstance(value, bytes):
-            shown = value.decode("utf-8", "replace")[:60]
-            raise ModelError(f"{path}: {what} {shown!r} is not valid UTF-8 text")
+    protobuf hands a string that is not valid UTF-8 to Python as bytes; such a model is refused
+    naming the field, e.g. ``graph.node[3].output[0]``.
+    """
+    from google.protobuf.descriptor import FieldDescriptor
 
-    for index, node in enumerate(graph.node):
-        where = f"node {index}"
-        bad(node.name, f"{where}: name")
-        bad(node.op_type, f"{where}: op type")
-        bad(node.domain, f"{where}: domain")
-        for name in [*node.input, *node.output]:
-            bad(name, f"{where}: tensor name")
-        for attr in node.attribute:
-            bad(attr.name, f"{where}: attribute name")
-    for kind, values in (
-        ("input", graph.input),
-        ("output", graph.output),
-        ("value_info", graph.value_info),
-        ("initializer", graph.initializer),
-    ):
-        for value in values:
-            bad(value.name, f"graph {kind} name")
-    for imp in model.opset_import:
-        bad(imp.domain, "opset domain")
+    string, message = FieldDescriptor.TYPE_STRING, FieldDescriptor.TYPE_MESSAGE
+    stack: list[tuple[object, str]] = [(model, "")]
+    while stack:
+        msg, where = stack.pop()
+        for fld, value in msg.ListFields():  # type: ignore[attr-defined]
+            name = f"{where}.{fld.name}" if where else fld.name
+            repeated = (  # is_repeated since protobuf 5.28, label before (now deprecated)
+                fld.is_repeated
+                if hasattr(fld, "is_repeated")
+                else fld.label == FieldDescriptor.LABEL_REPEATED
+            )
+            items = list(enumerate(value)) if repeated else [(None, value)]
+            for i, item in items:
+                at = name if i is None else f"{name}[{i}]"
+                if fld.type == string and isinstance(item, bytes):
+                    shown = item.decode("utf-8", "replace")[:60]
+                    raise ModelError(f"{path}: {at} {shown!r} is not valid UTF-8 text")
+                if fld.type == message:
+                    stack.append((item, at))
 
 
 def _check_opset(model: onnx.ModelProto, path: Path | str) -> None:
