@@ -75,10 +75,16 @@ def test_every_verb_refuses_what_check_refuses(work, capsys, verb, name):
     assert time.monotonic() - start < 20  # refused before any work, never a hang
 
 
-def test_names_that_are_not_utf8_are_refused(work, capsys):
-    data = conv_model().SerializeToString().replace(b"\x12\x01t", b"\x12\x01\xff")
-    (work / "bad.onnx").write_bytes(data)
-    refused(VERBS["check"], capsys, "not valid UTF-8")
+@pytest.mark.parametrize(
+    ("old", "new", "field"),
+    [(b"\x12\x01t", b"\x12\x01\xff", "graph.node[0].output[0]"),  # a tensor name
+     (b"\x12\x01g", b"\x12\x01\x80", "graph.name")],  # found by hypothesis
+)  # fmt: skip
+def test_strings_that_are_not_utf8_are_refused_naming_the_field(work, capsys, old, new, field):
+    data = conv_model().SerializeToString()
+    assert old in data
+    (work / "bad.onnx").write_bytes(data.replace(old, new, 1))
+    refused(VERBS["check"], capsys, f"{field} ")
 
 
 @pytest.mark.parametrize("data", [b"", b"not a model", bytes(range(256)) * 8])
