@@ -10,7 +10,7 @@ from pathlib import Path
 import dlakit
 
 PIPELINE = [
-    {"errors", "paths", "extras", "__init__"},
+    {"errors", "paths", "extras", "files", "__init__"},
     {"graph"},
     {"targets", "hw"},
     {"zoo"},

@@ -14,6 +14,7 @@ import sys
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer._click.exceptions import ClickException, NoArgsIsHelpError
 from typer.core import TyperGroup
 
 from dlakit import __version__
@@ -117,13 +118,26 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:
-        # Usage errors come from the click that typer vendors; they know how to print themselves.
-        if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):
-            exc.show()
-            return exc.exit_code
-        raise
+    except NoArgsIsHelpError as exc:  # `dlakit zoo` alone: the help is what was asked for
+        exc.show()
+        return exc.exit_code
+    except ClickException as exc:
+        # Usage errors (from the click that typer vendors) in the one-line form of every error.
+        err_console.print(
+            f"[bold red]error:[/] {escape(_usage_line(exc))}", highlight=False, soft_wrap=True
+        )
+        return 2
     return rc if isinstance(rc, int) else 0
+
+
+def _usage_line(exc: ClickException) -> str:
+    """``Invalid value for '--batch' / '-b': 0 is not in the range x>=1.`` on one line, with
+    the command whose --help explains it."""
+    message = " ".join(exc.format_message().split())
+    ctx = getattr(exc, "ctx", None)
+    if ctx is not None:
+        message += f" (see '{ctx.command_path} --help')"
+    return message
 
 
 if __name__ == "__main__":

@@ -41,10 +41,14 @@ def accuracy_command(
     output_precision: str | None = o.OUTPUT_PRECISION,
     per_layer: bool = typer.Option(False, "--per-layer", help="SQNR of every DLA INT8 layer."),
     per_layer_inputs: int = typer.Option(
-        32, "--per-layer-inputs", help="Inputs for --per-layer and the --auto-fp16 search."
+        32,
+        "--per-layer-inputs",
+        min=1,
+        max=o.MAX_LIMIT,
+        help="Inputs for --per-layer and the --auto-fp16 search.",
     ),
     suggest_fp16: int = typer.Option(
-        0, "--suggest-fp16", help="Search up to this many layers to keep in FP16."
+        0, "--suggest-fp16", min=0, max=1000, help="Search up to this many layers to keep in FP16."
     ),
     auto_fp16: float | None = typer.Option(
         None,
@@ -80,6 +84,8 @@ def accuracy_command(
     from dlakit.quant.scales import Scales
 
     out = o.output(verbose, quiet, json_path)
+    o.guard_outputs({"--json": json_path}, o.model_file(model), scales, data, labels, ort_calib)
+    layers, _ = o.placement(fp16_layers)
     loaded = o.load_cli_model(model, input_shape)
     table = Scales.load(scales).for_model(loaded)
     prep = preprocess or o.zoo_preset(model)
@@ -95,7 +101,7 @@ def accuracy_command(
         f"inputs: {len(x)} from {data} (preprocess {prep or 'none: float arrays as given'}); "
         f"labels: {labelled_by or 'none (agreement with FP32 only)'}"
     )
-    layers = o.split_names(fp16_layers) if fp16_layers else list(table.fp16_layers)
+    layers = layers or list(table.fp16_layers)
     graph = quantize_model(
         loaded, table, target, fp16_layers=layers, trt=trt, output_precision=output_precision
     )

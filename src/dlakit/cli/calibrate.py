@@ -67,7 +67,11 @@ def calibrate_command(
     preprocess: str | None = o.PREPROCESS,
     method: str = typer.Option("entropy", "--method", "-m", help="entropy | percentile | max."),
     percentile: float | None = typer.Option(
-        None, "--percentile", help="Percentile of |x| for --method percentile (default 99.99)."
+        None,
+        "--percentile",
+        min=0.0,
+        max=100.0,
+        help="Percentile of |x| for --method percentile (default 99.99).",
     ),
     output: Path | None = o.output_option(),
     trt_cache: Path | None = typer.Option(
@@ -88,7 +92,11 @@ def calibrate_command(
     ),
     input_shape: list[str] | None = o.INPUT_SHAPE,
     trt_version: int = typer.Option(
-        8600, "--trt-version", help="TensorRT version in the cache header (TRT-<ver>-...)."
+        8600,
+        "--trt-version",
+        min=1000,
+        max=999_999,
+        help="TensorRT version in the cache header (TRT-<ver>-...).",
     ),
     from_cache: Path | None = typer.Option(
         None,
@@ -124,10 +132,21 @@ def calibrate_command(
         )
     if method not in METHODS:
         raise DlakitError(f"--method {method!r}: choose one of {', '.join(METHODS)}")
+    if percentile is not None and percentile <= 0:
+        raise DlakitError(f"--percentile {percentile}: must be in (0, 100]")
     count = o.limit_value(limit)
+    output = output or Path(f"{Path(model).stem}.scales.json")
+    if from_cache is None:
+        trt_cache = trt_cache or _companion(output, ".trtcache")
+        nvdla_table = nvdla_table or _companion(output, ".nvdla.json")
+    equalized = _companion(output, ".equalized.onnx") if equalize else None
+    o.guard_outputs(
+        {"--output": output, "--trt-cache": trt_cache, "--nvdla-table": nvdla_table,
+         "--json": json_path, "--equalize model": equalized},
+        o.model_file(model), data, from_cache,
+    )  # fmt: skip
     path, preset = _resolve(model)
     loaded = load_model(path, parse_input_shapes(input_shape))
-    output = output or Path(f"{Path(model).stem}.scales.json")
     run = None
     if from_cache is not None:
         scales = scales_from_table(loaded, read_scale_table(from_cache), str(from_cache))
@@ -140,7 +159,7 @@ def calibrate_command(
     else:
         inputs = calibration_inputs(data, preprocess or preset, loaded, count)
         if equalize:
-            loaded = _equalized(loaded, inputs, _companion(output, ".equalized.onnx"), out)
+            loaded = _equalized(loaded, inputs, equalized, out)
         with report.progress(out) as bars:
             run = calibrate(
                 loaded,
@@ -159,10 +178,9 @@ def calibrate_command(
         written = [scales.save(output)]
         if equalize:
             written.append(loaded.path)
-        written.append(
-            write_trt_cache(scales, trt_cache or _companion(output, ".trtcache"), trt_version)
-        )
-        written.append(write_nvdla_table(scales, nvdla_table or _companion(output, ".nvdla.json")))
+        assert trt_cache is not None and nvdla_table is not None  # set beside -o above
+        written.append(write_trt_cache(scales, trt_cache, trt_version))
+        written.append(write_nvdla_table(scales, nvdla_table))
     report.render(path.name, scales, written, run, out)
     if json_path:
         write_json(report.to_json(str(path), scales, written, run), json_path, out)

@@ -38,9 +38,16 @@ def check(
     check ran, whatever the verdicts; 2 on errors.
     """
     out = o.output(verbose, quiet, json_path)
+    manifest_file = emit_dir / "segments.json" if emit_dir else None
+    o.guard_outputs({"--json": json_path, "--emit": manifest_file}, o.model_file(model))
     tgt = load_target(target)
     loaded = o.load_cli_model(model, input_shape)
     result = check_model(loaded, tgt, trt=trt, apply_policy=apply_policy)
+    if emit_dir:
+        from dlakit.partition.emit import emit, segment_files
+
+        files = {f"--emit file {name}": emit_dir / name for name in segment_files(result.segments)}
+        o.guard_outputs({"--json": json_path, **files}, o.model_file(model))
     if result.recommendations:  # the performance model is imported only to price them
         from dlakit.report.recommend import price_recommendations
 
@@ -49,8 +56,6 @@ def check(
     if json_path:
         write_json(result.to_json(), json_path, out)
     if emit_dir:
-        from dlakit.partition.emit import emit
-
         manifest = emit(loaded, result.segments, emit_dir, tgt.name)
         out.line(f"{len(result.segments)} segment files and {manifest.name} written to {emit_dir}")
 

@@ -33,6 +33,8 @@ def compile_command(
     from dlakit.quant.scales import Scales
 
     out = o.output(verbose, quiet, json_path)
+    o.guard_outputs({"--output": output, "--json": json_path}, o.model_file(model), scales)
+    fp16, fallback = o.placement(fp16_layers, fallback_layers)
     nvdla_target(target)
     loaded = o.load_cli_model(model, input_shape)
     table = Scales.load(scales).for_model(loaded)
@@ -42,8 +44,8 @@ def compile_command(
             loaded,
             table,
             target,
-            o.split_names(fp16_layers) if fp16_layers else list(table.fp16_layers),
-            o.split_names(fallback_layers),
+            fp16 or list(table.fp16_layers),
+            fallback,
             o.zoo_preset(model),
             output_precision,
         )

@@ -43,14 +43,13 @@ def fix(
     applied. Exit code 0 when OUTPUT was written, 2 on errors.
     """
     out = o.output(verbose, quiet, json_path)
+    o.guard_outputs({"--output": output, "--json": json_path}, o.model_file(model), data)
     tgt = load_target(target)
     loaded = o.load_cli_model(model, input_shape)
     count = o.limit_value(limit)
     inputs = None if random_data else _verify_inputs(loaded, model, data, preprocess, count, out)
     result = fix_model(loaded, tgt, inputs)
     render(result, out)
-    if output.resolve() == Path(loaded.path).resolve():
-        raise DlakitError(f"--output {output} would overwrite the input model")
     save_model(result.model, output)
     from dlakit.partition import check_model
     from dlakit.report.check import placement, policy_line

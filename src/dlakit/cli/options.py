@@ -21,12 +21,14 @@ The groups:
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import typer
 
 from dlakit.errors import DlakitError
+from dlakit.files import check_not_input
 from dlakit.graph import LoadedModel, load_model, parse_input_shapes
 from dlakit.report.console import STDOUT, Output
 from dlakit.targets import list_targets
@@ -61,15 +63,16 @@ POWER_MODE = typer.Option(
     "--power-mode",
     help="Power mode of the target's data file (Orin: MAXN, 50W, 30W, 15W); default MAXN.",
 )
+# Bounds on what one command may be asked to do. A target's own batch limit (targets/data,
+# dla.max_batch) is checked where the batch is used; this one bounds targets without one (host).
+MAX_BATCH = 65536
+MAX_LIMIT = 1_000_000
 _BATCH_HELP = (
     "Images per inference (a DLA runs a batch as a loop: its time is linear in it); default: "
     "the model's. plan takes a list (1,4,16) for a curve."
 )
-BATCH = typer.Option(None, "--batch", "-b", help=_BATCH_HELP)
+BATCH = typer.Option(None, "--batch", "-b", min=1, max=MAX_BATCH, help=_BATCH_HELP)
 BATCH_LIST = typer.Option(None, "--batch", "-b", help=_BATCH_HELP, show_default=False)
-PRECISION = typer.Option(
-    "int8", "--precision", help="int8 or fp16 (profile: the DLA's; plan: every device's)."
-)
 
 # --- inputs -------------------------------------------------------------------------------------
 
@@ -94,13 +97,14 @@ PREPROCESS = typer.Option(
 
 
 def limit_option(default: int | None = None) -> Any:
+    # The range is checked by limit_value, which every verb calls before any work.
     return typer.Option(default, "--limit", "-n", help="Use at most this many inputs (0: all).")
 
 
 def limit_value(limit: int | None) -> int | None:
     """``--limit`` as a count (None: all inputs)."""
-    if limit is not None and limit < 0:
-        raise DlakitError(f"--limit {limit}: must be >= 0")
+    if limit is not None and not 0 <= limit <= MAX_LIMIT:
+        raise DlakitError(f"--limit {limit}: must be in [0, {MAX_LIMIT}]")
     return limit or None
 
 
@@ -152,10 +156,52 @@ def split_names(values: list[str] | None) -> list[str]:
     return names
 
 
+def placement(
+    fp16_layers: list[str] | None, fallback_layers: list[str] | None = None
+) -> tuple[list[str], list[str]]:
+    """Both name lists; a node named in both is refused (it cannot run in two places)."""
+    fp16, fallback = split_names(fp16_layers), split_names(fallback_layers)
+    both = sorted(set(fp16) & set(fallback))
+    if both:
+        raise DlakitError(f"--fp16-layers and --fallback-layers both name {', '.join(both)}")
+    return fp16, fallback
+
+
+def choice(*allowed: str) -> Any:
+    """A callback refusing any value but ``allowed`` (a usage error naming the choices)."""
+
+    def check(value: str | None) -> str | None:
+        if value is not None and value not in allowed:
+            raise typer.BadParameter(f"{value!r}: choose one of {', '.join(allowed)}")
+        return value
+
+    return check
+
+
+PRECISION = typer.Option(
+    "int8",
+    "--precision",
+    callback=choice("int8", "fp16"),
+    help="int8 or fp16 (profile: the DLA's; plan: every device's).",
+)
+
+
 # --- devices ------------------------------------------------------------------------------------
 
+_DEVICE_RE = re.compile(r"^(cpu|auto|cuda(:\d{1,2})?)$")
+
+
+def _device(value: str) -> str:
+    if not _DEVICE_RE.match(value):
+        raise typer.BadParameter(f"{value!r} is not a device: choose cpu, cuda, cuda:N or auto")
+    return value
+
+
 DEVICE = typer.Option(
-    "cpu", "--device", help="Where the simulator and PyTorch run: cpu, cuda or auto."
+    "cpu",
+    "--device",
+    callback=_device,
+    help="Where the simulator and PyTorch run: cpu, cuda or auto.",
 )
 
 # --- output -------------------------------------------------------------------------------------
@@ -224,6 +270,17 @@ def output(verbose: bool, quiet: bool, json_path: Path | None = None) -> Output:
     if verbose and quiet:
         raise DlakitError("--verbose and --quiet exclude each other")
     return Output.make(verbose=verbose, quiet=quiet or str(json_path) == STDOUT)
+
+
+def guard_outputs(outputs: dict[str, Path | str | None], *inputs: Path | str | None) -> None:
+    """Before any work: no output (``{flag: path}``) may be an input or another output."""
+    check_not_input(outputs, inputs)
+
+
+def model_file(model: str) -> Path | None:
+    """The MODEL argument as a file, when it is one (a zoo name lives in the cache)."""
+    path = Path(model)
+    return path if path.exists() else None
 
 
 # --- models -------------------------------------------------------------------------------------

@@ -18,7 +18,11 @@ def profile(
     power_mode: str | None = o.POWER_MODE,
     batch: int | None = o.BATCH,
     cores: int = typer.Option(
-        1, "--cores", help="DLA cores running their own streams at once (they share DRAM)."
+        1,
+        "--cores",
+        min=1,
+        max=64,
+        help="DLA cores running their own streams at once (they share DRAM).",
     ),
     sparse: bool = typer.Option(
         False, "--sparse", help="2:4 structured sparsity on INT8 convs with C > 64 (Orin)."
@@ -44,6 +48,10 @@ def profile(
     terms of each layer's time. --plot DIR writes roofline.png and layers.png.
     """
     out = o.output(verbose, quiet, json_path)
+    plots = (
+        {f"--plot {n}": plot_dir / n for n in ("roofline.png", "layers.png")} if plot_dir else {}
+    )
+    o.guard_outputs({"--json": json_path, **plots}, model and o.model_file(model))
     if validate:
         _validate(out, json_path)
         return

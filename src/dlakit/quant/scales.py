@@ -26,7 +26,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +36,9 @@ import numpy as np
 import onnx
 
 from dlakit.errors import DlakitError
+from dlakit.files import atomic_write
 from dlakit.graph.load import LoadedModel
+from dlakit.quant.validate import check_range_value, check_scale, check_weight_amax, one_per_name
 
 FORMAT = "dlakit-scales"
 VERSION = 1
@@ -134,10 +138,7 @@ class Scales:
         }
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_json(), indent=1) + "\n")
-        return path
+        return atomic_write(path, json.dumps(self.to_json(), indent=1) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> Scales:
@@ -146,8 +147,8 @@ class Scales:
         if not path.is_file():
             raise DlakitError(f"scales file not found: {path}")
         try:
-            doc = json.loads(path.read_text())
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            doc = json.loads(path.read_text(), object_pairs_hook=partial(one_per_name, where=path))
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
             raise DlakitError(f"{path} is not a dlakit scales file (not JSON: {exc})") from None
         return cls.from_json(doc, str(path))
 
@@ -162,43 +163,73 @@ class Scales:
         try:
             model = doc["model"]
             activations = {
-                str(name): ActivationRange(
-                    amax=_finite(e["amax"], where, name),
-                    min=_finite(e["min"], where, name),
-                    max=_finite(e["max"], where, name),
-                )
+                str(name): _activation(e, f"{where}: activation '{name}'")
                 for name, e in doc["activations"].items()
             }
             weights = {
-                str(name): WeightRange(
-                    axis=int(e["axis"]), amax=[_finite(v, where, name) for v in e["amax"]]
-                )
+                str(name): _weight(e, f"{where}: weight '{name}'")
                 for name, e in doc["weights"].items()
             }
             percentile = doc.get("percentile")
+            if percentile is not None and not 0 < _plain_number(percentile) <= 100:
+                raise DlakitError(f"{where}: percentile {percentile!r} is not in (0, 100]")
+            num_inputs = doc["num_inputs"]
+            if not isinstance(num_inputs, int) or isinstance(num_inputs, bool) or num_inputs < 0:
+                raise DlakitError(f"{where}: num_inputs {num_inputs!r} is not a count")
+            digest = model["graph_sha256"]
+            if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):
+                raise DlakitError(f"{where}: model.graph_sha256 {digest!r} is not 64 hex digits")
             return cls(
-                model_name=str(model["name"]),
-                graph_sha256=str(model["graph_sha256"]),
-                method=str(doc["method"]),
+                model_name=_text(model["name"], f"{where}: model.name"),
+                graph_sha256=digest,
+                method=_text(doc["method"], f"{where}: method"),
                 percentile=None if percentile is None else float(percentile),
-                num_inputs=int(doc["num_inputs"]),
-                data=str(doc.get("data", "")),
+                num_inputs=num_inputs,
+                data=_text(doc.get("data", ""), f"{where}: data"),
                 activations=activations,
                 weights=weights,
                 fp16_layers=[str(n) for n in doc.get("fp16_layers", [])],
                 weights_sha256=model.get("weights_sha256"),
             )
-        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        except (KeyError, TypeError, AttributeError, ValueError, OverflowError) as exc:
             raise DlakitError(
                 f"{where}: malformed scales file ({type(exc).__name__}: {exc})"
             ) from None
 
 
-def _finite(value: Any, where: str, name: str) -> float:
-    number = float(value)
-    if not math.isfinite(number) or number < -3.4e38 or number > 3.4e38:
-        raise DlakitError(f"{where}: tensor '{name}' has a non-finite range value {value!r}")
-    return number
+def _text(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise DlakitError(f"{where}: {value!r} is not a string")
+    return value
+
+
+def _plain_number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{value!r} is not a number")
+    return float(value)
+
+
+def _activation(entry: Any, where: str) -> ActivationRange:
+    amax = check_scale(entry["amax"], f"{where}: amax")
+    low = check_range_value(entry["min"], f"{where}: min")
+    high = check_range_value(entry["max"], f"{where}: max")
+    if low > high:
+        raise DlakitError(f"{where}: min {low} is above max {high}")
+    if "scale" in entry and not math.isclose(
+        check_scale(entry["scale"], f"{where}: scale"), amax / QMAX, rel_tol=1e-6
+    ):
+        raise DlakitError(f"{where}: scale {entry['scale']!r} is not amax/{QMAX} ({amax / QMAX})")
+    return ActivationRange(amax=amax, min=low, max=high)
+
+
+def _weight(entry: Any, where: str) -> WeightRange:
+    axis = entry["axis"]
+    if not isinstance(axis, int) or isinstance(axis, bool) or not 0 <= axis < 8:
+        raise DlakitError(f"{where}: axis {axis!r} is not a tensor axis")
+    values = entry["amax"]
+    if not isinstance(values, list) or not values:
+        raise DlakitError(f"{where}: amax is not a list of per-channel values")
+    return WeightRange(axis=axis, amax=[check_weight_amax(v, f"{where}: amax") for v in values])
 
 
 def weights_sha256(loaded: LoadedModel) -> str:

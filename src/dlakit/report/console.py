@@ -18,6 +18,8 @@ from typing import Any
 from rich.console import Console, RenderableType
 from rich.text import Text
 
+from dlakit.files import atomic_write
+
 # `--json -` writes the document to stdout instead of a file.
 STDOUT = "-"
 
@@ -80,8 +82,6 @@ def write_json(doc: dict[str, Any], path: Path | str, output: Output | None = No
         sys.stdout.write(text)
         sys.stdout.flush()
         return
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(text)
+    target = atomic_write(path, text)
     if output is not None:
         output.line(f"JSON written to {target}")

@@ -18,6 +18,7 @@ import numpy as np
 
 from dlakit.errors import DlakitError
 from dlakit.sim.nvdla import Nvdla
+from dlakit.sim.trace_check import check_trace
 
 _COMMAND = re.compile(r"^\s*(\w+)\s*\((.*)\)\s*;?\s*$")
 _PACKET = re.compile(
@@ -116,6 +117,7 @@ def run_trace(cfg: Path, device: str | None = "cpu", target: str = "nv_small") -
     start = time.perf_counter()
     try:
         nv = Nvdla(target, device=device)
+        check_trace(cfg, nv.config.mem_address_width, nv.regmap)  # every line, before any runs
         for cmd in parse_cfg(cfg):
             execute(nv, cfg, cmd, result)
     except DlakitError as exc:
