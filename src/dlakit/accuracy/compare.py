@@ -228,6 +228,11 @@ def per_layer_tensors(graph: QGraph, loaded: LoadedModel) -> dict[str, tuple[str
     return found
 
 
+def check_finite(x: np.ndarray) -> None:
+    if not np.all(np.isfinite(x)):
+        raise DlakitError("the input data holds NaN or infinite values")
+
+
 def evaluate(
     loaded: LoadedModel,
     graph: QGraph,
@@ -236,14 +241,15 @@ def evaluate(
     per_layer: int = 0,
     fp32: dict[str, np.ndarray] | None = None,
     names: Sequence[str] | None = None,
+    int8: dict[str, np.ndarray] | None = None,
 ) -> AccuracyReport:
     """Compare FP32 and INT8 on ``x``; ``per_layer`` > 0 adds per-layer SQNR on that many inputs;
-    ``names`` name the inputs in the per-input records (default: their index)."""
-    if not np.all(np.isfinite(x)):
-        raise DlakitError("the input data holds NaN or infinite values")
+    ``names`` name the inputs in the per-input records (default: their index). ``fp32`` and
+    ``int8`` are both sides' outputs where already computed (by shards, dlakit.scale)."""
+    check_finite(x)
     inp = loaded.input_names[0]
     fp32 = fp32 if fp32 is not None else float_run(loaded, x)
-    int8 = int8_run(graph, inp, x)
+    int8 = int8 if int8 is not None else int8_run(graph, inp, x)
     first = loaded.output_names[0]
     outputs = [
         OutputStats(name, cosine(fp32[name], int8[name]), sqnr_db(fp32[name], int8[name]))

@@ -16,7 +16,9 @@ The groups:
   ``--fallback-layers``, ``--apply-policy``;
 * devices: ``--device``;
 * output: ``--output/-o``, ``--json PATH``, ``--wide``, ``--emit DIR``, ``--plot DIR``;
-* logging: ``--verbose/-v``, ``--quiet/-q`` (on every verb).
+* logging: ``--verbose/-v``, ``--quiet/-q`` (on every verb);
+* scale: ``--workers``, ``--ray``, ``--resume``, ``--retries``, ``--shard-size`` (verbs that
+  shard their work, :mod:`dlakit.cli.sharding`).
 """
 
 from __future__ import annotations
@@ -326,3 +328,43 @@ def zoo_preset(model: str) -> str | None:
     from dlakit.zoo import get_entry
 
     return get_entry(model).preprocess
+
+
+# --- scale --------------------------------------------------------------------------------------
+
+WORKERS = typer.Option(
+    1,
+    "--workers",
+    min=1,
+    max=1024,
+    help="Shards at once: N local worker processes (1: in this process); with --ray, Ray tasks "
+    "in flight (default: the cluster's CPUs).",
+)
+RAY = typer.Option(
+    None,
+    "--ray",
+    metavar="auto|ADDRESS",
+    help="Run the shards as Ray tasks (the 'ray' extra): auto (RAY_ADDRESS, a running local "
+    "cluster, else a new local one) or a cluster address (HOST:PORT, ray://HOST:10001).",
+)
+RESUME = typer.Option(
+    None,
+    "--resume",
+    metavar="FILE",
+    help="Results file, written as shards finish (and FILE.parts/): a rerun with it skips the "
+    "finished shards; a file of another job is refused.",
+)
+RETRIES = typer.Option(
+    2,
+    "--retries",
+    min=0,
+    max=100,
+    help="Run a failed shard (its error, or its worker's death) again up to this often.",
+)
+SHARD_SIZE = typer.Option(
+    None,
+    "--shard-size",
+    min=1,
+    max=MAX_LIMIT,
+    help="Inputs (sweep: points) per shard; default: 1/16 of them, 8 to 256.",
+)

@@ -51,18 +51,29 @@ def run_command(
         None, "--compare", help="FP32 model (ONNX or zoo name) to compare against, as accuracy."
     ),
     json_path: Path | None = o.JSON,
+    workers: int = o.WORKERS,
+    ray: str | None = o.RAY,
+    resume: Path | None = o.RESUME,
+    retries: int = o.RETRIES,
+    shard_size: int | None = o.SHARD_SIZE,
     verbose: bool = o.VERBOSE,
     quiet: bool = o.QUIET,
 ) -> None:
     """Run DLA segments on the simulator and fallback segments in PyTorch, in dependency order.
 
-    JSON: schema dlakit.run v1, the timings and the --compare metrics (docs/compiler.md).
+    The inputs run in shards (--workers, --ray, --resume: docs/cli.md). JSON: schema dlakit.run
+    v1, the timings (simulator seconds, summed over shards) and the --compare metrics
+    (docs/compiler.md).
     """
+    from dlakit.cli.sharding import Sharding, run_outputs
     from dlakit.nvdla import read_artifact
-    from dlakit.run.runner import Runner
+    from dlakit.sim.nvdla import resolve_device
 
     out = o.output(verbose, quiet, json_path)
-    o.guard_outputs({"--output": output, "--json": json_path}, artifact, data, compare)
+    o.guard_outputs({"--output": output, "--json": json_path, "--resume": resume}, artifact, data,
+                    compare)  # fmt: skip
+    sharding = Sharding(workers, ray, resume, retries, shard_size)
+    sharding.check()
     comp = read_artifact(artifact)
     if len(comp.inputs) != 1:
         raise DlakitError(f"{artifact}: {len(comp.inputs)} inputs; dlakit run feeds one")
@@ -70,10 +81,9 @@ def run_command(
     shape = comp.tensors[name].shape
     x, labels = _inputs(data, preprocess or comp.preprocess, shape, o.limit_value(limit))
     reference = _reference(compare, comp, artifact) if compare else None
-    runner = Runner(comp, device, fallback_engine)
-    with out.status(f"running {len(x)} input(s) on the simulated {comp.target.name}"):
-        outs, stats = runner.run({name: x})
-    table = report.run_table(f"{artifact.name} on {data} ({len(x)} inputs, {runner.device})", stats)
+    where = resolve_device(device)
+    outs, stats = run_outputs(out, comp, artifact, x, device, fallback_engine, sharding)
+    table = report.run_table(f"{artifact.name} on {data} ({len(x)} inputs, {where})", stats)
     comparison = _compare(reference, compare, x, labels, outs, comp.outputs) if compare else None
     if comparison:
         report.add_comparison(table, comparison)
@@ -82,7 +92,7 @@ def run_command(
         atomic_write(output, npz_writer(outs))
         out.line(f"wrote {output}")
     if json_path:
-        doc = report.run_json(artifact, data, str(runner.device), stats, comparison)
+        doc = report.run_json(artifact, data, str(where), stats, comparison)
         write_json(doc, json_path, out)
 
 

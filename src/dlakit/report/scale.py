@@ -1,0 +1,192 @@
+"""Sharded runs on the console: one progress bar over all shards, the pass's summary line, and
+the design sweep's table, CSV and plots."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+from dlakit.extras import require
+from dlakit.report.console import Output
+from dlakit.report.tables import COMPACT, Column, print_table
+from dlakit.scale import ShardRun
+
+
+class RateColumn(ProgressColumn):
+    """Items per second of a progress bar (``images/s``, ``points/s``)."""
+
+    def __init__(self, unit: str) -> None:
+        super().__init__()
+        self.unit = unit
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:.2f} {self.unit}/s" if speed else f"- {self.unit}/s")
+
+
+@contextmanager
+def shard_progress(
+    output: Output, description: str, total: int, unit: str
+) -> Iterator[Callable[[int], None] | None]:
+    """One bar over every shard of a pass (count, rate in ``unit``/s, time left); the callback
+    takes the items done so far. None when quiet."""
+    if output.quiet:
+        yield None
+        return
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        RateColumn(unit),
+        TimeRemainingColumn(),
+        console=output.console,
+        transient=True,
+    )
+    with bar:
+        task = bar.add_task(description, total=total)
+        yield lambda done: bar.update(task, completed=done)
+
+
+def shard_summary(run: ShardRun, unit: str) -> str:
+    """``64 images in 8 shards, local pool of 2 workers: 31.2 s, 2.05 images/s``, with the
+    shards taken from the results file and the ones retried."""
+    where = (
+        "in this process" if run.backend == "in-process" else f"{run.backend}, {run.slots} at once"
+    )
+    text = f"{run.items} {unit} in {len(run.results)} shards ({where}): "
+    if run.computed:
+        text += (
+            f"{run.computed} computed in {run.seconds:.1f} s, {run.items_per_second:.2f} {unit}/s"
+        )
+    else:
+        text += "none computed"
+    if run.resumed:
+        text += f"; {len(run.resumed)} shard(s) from the results file"
+    if run.retried:
+        text += f"; retried: {', '.join(sorted(run.retried))}"
+    return text
+
+
+# ---------------------------------------------------------------- the design sweep
+
+CSV_FIELDS = (
+    "model",
+    "target",
+    "power_mode",
+    "precision",
+    "batch",
+    "dla_layers",
+    "fallback_layers",
+    "latency_ms",
+    "dla_ms_per_image",
+    "gpu_ms_per_image",
+    "images_per_second_one_core",
+    "images_per_second_all_cores",
+    "math_utilization",
+    "plan_strategy",
+    "plan_images_per_second",
+    "gpu_only_images_per_second",
+)
+
+
+def flat_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A sweep row as the CSV's columns."""
+    layers = row["layers"]
+    plan = row.get("plan") or {}
+    flat = {k: row[k] for k in CSV_FIELDS if k in row}
+    flat["dla_layers"] = layers.get("dla", 0)
+    flat["fallback_layers"] = sum(n for engine, n in layers.items() if engine != "dla")
+    flat["plan_strategy"] = plan.get("strategy", "")
+    flat["plan_images_per_second"] = plan.get("images_per_second", "")
+    flat["gpu_only_images_per_second"] = plan.get("gpu_only_images_per_second", "")
+    return flat
+
+
+def sweep_csv(rows: Sequence[dict[str, Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow(flat_row(row))
+    return buffer.getvalue()
+
+
+def render_sweep(rows: Sequence[dict[str, Any]], out: Output, wide: bool = False) -> None:
+    planned = any(row.get("plan") for row in rows)
+    columns = [
+        Column("model", fold=True, min_width=10),
+        Column("target"),
+        Column("mode"),
+        Column("prec", drop=3),
+        Column("batch", "right"),
+        Column("DLA layers", "right", drop=2),
+        Column("ms/batch", "right"),
+        Column("img/s 1 core", "right", drop=1),
+        Column("img/s DLAs", "right"),
+    ]
+    if planned:
+        columns += [Column("plan", drop=4), Column("plan img/s", "right", drop=4)]
+    table = []
+    for row in rows:
+        flat = flat_row(row)
+        cells = [
+            row["model"],
+            row["target"],
+            row["power_mode"],
+            row["precision"],
+            str(row["batch"]),
+            f"{flat['dla_layers']}/{flat['dla_layers'] + flat['fallback_layers']}",
+            f"{row['latency_ms']:.2f}",
+            f"{row['images_per_second_one_core']:.0f}",
+            f"{row['images_per_second_all_cores']:.0f}",
+        ]
+        if planned:
+            plan = row.get("plan")
+            cells += [plan["strategy"], f"{plan['images_per_second']:.0f}"] if plan else ["-", "-"]
+        table.append(cells)
+    print_table(out, columns, table, wide, **COMPACT)
+    out.line("(modeled: dla-perf-1 performance model; plan: the GPU+DLA planner's choice)")
+
+
+def write_sweep_plots(rows: Sequence[dict[str, Any]], folder: Path) -> list[Path]:
+    """throughput_vs_batch.png: DLA images/s (all cores) against the batch, one line per model,
+    target and power mode. matplotlib is imported here only."""
+    matplotlib = require("matplotlib", "sweep --plot")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    lines: dict[tuple[str, str, str, str], list[tuple[int, float]]] = {}
+    for row in rows:
+        key = (row["model"], row["target"], row["power_mode"], row["precision"])
+        lines.setdefault(key, []).append((row["batch"], row["images_per_second_all_cores"]))
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for (model, target, mode, precision), points in lines.items():
+        points.sort()
+        ax.plot([b for b, _ in points], [v for _, v in points], marker="o",
+                label=f"{model} {target} {mode} {precision}")  # fmt: skip
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("batch")
+    ax.set_ylabel("images/s, all DLA cores (modeled)")
+    ax.set_title("dlakit sweep")
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    path = folder / "throughput_vs_batch.png"
+    fig.savefig(path, dpi=120, metadata={"Software": None})
+    plt.close(fig)
+    return [path]
