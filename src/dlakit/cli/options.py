@@ -46,7 +46,10 @@ INPUT_SHAPE = typer.Option(
 
 # --- target -------------------------------------------------------------------------------------
 
-_TARGET_HELP = f"Hardware target (targets/data): {', '.join(list_targets())}."
+_TARGET_HELP = (
+    f"Hardware target (targets/data): {', '.join(list_targets())}. sweep takes a list "
+    "(orin,nv_full)."
+)
 
 
 def target_option(default: str | None = "orin") -> Any:
@@ -63,7 +66,8 @@ TRT = typer.Option(
 POWER_MODE = typer.Option(
     None,
     "--power-mode",
-    help="Power mode of the target's data file (Orin: MAXN, 50W, 30W, 15W); default MAXN.",
+    help="Power mode of the target's data file (Orin: MAXN, 50W, 30W, 15W); default MAXN. sweep "
+    "takes a list (MAXN,30W) or all (each target's modes).",
 )
 # Bounds on what one command may be asked to do. A target's own batch limit (targets/data,
 # dla.max_batch) is checked where the batch is used; this one bounds targets without one (host).
@@ -71,7 +75,7 @@ MAX_BATCH = 65536
 MAX_LIMIT = 1_000_000
 _BATCH_HELP = (
     "Images per inference (a DLA runs a batch as a loop: its time is linear in it); default: "
-    "the model's. plan takes a list (1,4,16) for a curve."
+    "the model's. plan and sweep take a list (1,4,16) for a curve."
 )
 BATCH = typer.Option(None, "--batch", "-b", min=1, max=MAX_BATCH, help=_BATCH_HELP)
 BATCH_LIST = typer.Option(None, "--batch", "-b", help=_BATCH_HELP, show_default=False)
@@ -180,6 +184,9 @@ def choice(*allowed: str) -> Any:
     return check
 
 
+OBJECTIVE = typer.Option(
+    "throughput", "--objective", help="throughput (images/s), latency (ms) or energy (img/J)."
+)
 PRECISION = typer.Option(
     "int8",
     "--precision",

@@ -164,29 +164,39 @@ def render_sweep(rows: Sequence[dict[str, Any]], out: Output, wide: bool = False
 
 
 def write_sweep_plots(rows: Sequence[dict[str, Any]], folder: Path) -> list[Path]:
-    """throughput_vs_batch.png: DLA images/s (all cores) against the batch, one line per model,
-    target and power mode. matplotlib is imported here only."""
+    """throughput_vs_batch.png: against the batch, one line per model, target, power mode and
+    precision, the DLA images/s (all cores; a DLA runs a batch as a loop, so these are flat)
+    and, where the sweep ran the planner, the chosen plan's images/s. matplotlib is imported
+    here only."""
     matplotlib = require("matplotlib", "sweep --plot")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     folder.mkdir(parents=True, exist_ok=True)
-    lines: dict[tuple[str, str, str, str], list[tuple[int, float]]] = {}
-    for row in rows:
-        key = (row["model"], row["target"], row["power_mode"], row["precision"])
-        lines.setdefault(key, []).append((row["batch"], row["images_per_second_all_cores"]))
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for (model, target, mode, precision), points in lines.items():
-        points.sort()
-        ax.plot([b for b, _ in points], [v for _, v in points], marker="o",
-                label=f"{model} {target} {mode} {precision}")  # fmt: skip
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("batch")
-    ax.set_ylabel("images/s, all DLA cores (modeled)")
-    ax.set_title("dlakit sweep")
-    ax.legend(fontsize="small")
-    fig.tight_layout()
+    panels = [("images_per_second_all_cores", "DLA cores, images/s (modeled)")]
+    if any(row.get("plan") for row in rows):
+        panels.append(("plan", "planner's chosen plan, images/s (modeled)"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels) + 3, 5), squeeze=False)
+    for ax, (field, title) in zip(axes[0], panels, strict=True):
+        lines: dict[str, list[tuple[int, float]]] = {}
+        for row in rows:
+            value = row.get(field)
+            if isinstance(value, dict):
+                value = value.get("images_per_second")
+            if value is None:
+                continue
+            label = f"{row['model']} {row['target']} {row['power_mode']} {row['precision']}"
+            lines.setdefault(label, []).append((row["batch"], value))
+        for label, points in lines.items():
+            points.sort()
+            ax.plot([b for b, _ in points], [v for _, v in points], marker="o", label=label)
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("batch")
+        ax.set_title(title)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center right", fontsize="small")
+    fig.tight_layout(rect=(0, 0, 1 - 3 / (6 * len(panels) + 3), 1))
     path = folder / "throughput_vs_batch.png"
-    fig.savefig(path, dpi=120, metadata={"Software": None})
+    fig.savefig(path, dpi=110, metadata={"Software": None})
     plt.close(fig)
     return [path]
