@@ -12,7 +12,7 @@ from dlakit.errors import DlakitError
 from dlakit.report.console import Output
 from dlakit.report.scale import shard_progress, shard_summary
 from dlakit.scale import ResultsFile, ShardRun, make_backend, merge_arrays, plan_shards, run_shards
-from dlakit.scale.job import Job, config_of, digest, file_digest
+from dlakit.scale.job import Job, config_of, digest
 from dlakit.scale.shards import default_shard_size
 
 
@@ -93,9 +93,10 @@ def run_outputs(
     (simulator time; the summary line gives the wall clock)."""
     from dlakit.scale.jobs import RunJob, run_outputs
 
-    config = config_of("run", artifact=file_digest(str(artifact)), inputs=digest(x),
-                       device=device, fallback_engine=fallback_engine)  # fmt: skip
-    run = run_pass(out, RunJob(comp, device, fallback_engine), len(x),
+    data = artifact.read_bytes()
+    config = config_of("run", artifact=digest(data), inputs=digest(x), device=device,
+                       fallback_engine=fallback_engine)  # fmt: skip
+    run = run_pass(out, RunJob(data, device, fallback_engine), len(x),
                    lambda s: x[s.start : s.stop], config, sharding,
                    f"simulated {comp.target.name}", "images")  # fmt: skip
     return run_outputs(merge_arrays(run.results))

@@ -96,11 +96,19 @@ def sweep_command(
     modes = _names("--power-mode", power_mode) if power_mode else None
     batches = parse_batches(batch)
     loaded = {name: o.load_cli_model(name, input_shape) for name in dict.fromkeys(models)}
-    points = []
+    points, too_large = [], {}
     for name, tgt in product(loaded, targets):
         for mode, b in product(_modes(tgt, modes), batches or [model_batch(loaded[name])]):
+            if tgt.dla.max_batch and b > tgt.dla.max_batch:
+                too_large.setdefault(tgt.name, set()).add(b)
+                continue
             check_batch(tgt, b)
             points.append(SweepPoint(name, tgt.name, mode, precision, b))
+    for name, sizes in too_large.items():
+        out.warn(f"target '{name}' allows at most batch {load_target(name).dla.max_batch}: "
+                 f"left out batch {', '.join(map(str, sorted(sizes)))}")  # fmt: skip
+    if not points:
+        raise DlakitError("sweep: no point of the grid fits its target's batch limit")
     config = config_of(
         "sweep",
         models={name: digest(m.proto.SerializeToString(deterministic=True))

@@ -112,14 +112,9 @@ def _worker_main(conn: connection.Connection, job_bytes: bytes, threads: int) ->
     """A pool worker: the job once, then shards until the pipe closes."""
     # The driver handles Ctrl-C and stops the workers; threads are shared out between workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Before any library that reads them loads (torch, numba, BLAS): the job imports them.
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
         os.environ.setdefault(var, str(threads))
-    try:
-        import torch
-
-        torch.set_num_threads(threads)
-    except ImportError:
-        pass
     job: Job = pickle.loads(job_bytes)
     state: Any = None
     while True:
@@ -293,7 +288,9 @@ class RayBackend:
                 cause = exc.cause
                 error = cause.args[0] if isinstance(cause, _ShardError) else _error_line(cause)
                 outcomes.append(Outcome(shard, None, error))
-            except ray.exceptions.RayError as exc:  # the worker died, the node was lost, ...
+            except ray.exceptions.WorkerCrashedError:
+                outcomes.append(Outcome(shard, None, "the Ray worker running it died"))
+            except ray.exceptions.RayError as exc:  # the node was lost, out of memory, ...
                 outcomes.append(Outcome(shard, None, f"the Ray task failed ({type(exc).__name__})"))
             else:
                 outcomes.append(Outcome(shard, result, None, seconds))

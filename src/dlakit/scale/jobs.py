@@ -51,20 +51,31 @@ _RUN_STATS = ("images", "seconds", "dla_seconds", "fallback_seconds", "operation
 
 @dataclass
 class RunJob:
-    """A compiled artifact on the simulator (DLA segments) and PyTorch/onnxruntime (fallback)."""
+    """A compiled artifact on the simulator (DLA segments) and PyTorch/onnxruntime (fallback).
 
-    comp: Any  # dlakit.nvdla.compiler.Compiled
+    The job carries the artifact's bytes (a worker on another machine has no copy of the file),
+    read once per worker."""
+
+    artifact: bytes
     device: str
     fallback_engine: str
     kind: str = "run"
 
     def setup(self) -> Any:
+        import tempfile
+        from pathlib import Path
+
+        from dlakit.nvdla import read_artifact
         from dlakit.run.runner import Runner
 
-        return Runner(self.comp, self.device, self.fallback_engine)
+        with tempfile.TemporaryDirectory(prefix="dlakit-run-") as folder:
+            path = Path(folder) / "job.dla"
+            path.write_bytes(self.artifact)
+            comp = read_artifact(path)
+        return Runner(comp, self.device, self.fallback_engine)
 
     def run(self, runner: Any, x: np.ndarray, progress: Progress | None) -> Result:
-        outs, stats = runner.run({self.comp.inputs[0]: x})
+        outs, stats = runner.run({runner.comp.inputs[0]: x})
         values = np.array([float(getattr(stats, s)) for s in _RUN_STATS], dtype=np.float64)
         return {f"out/{k}": v for k, v in outs.items()} | {"stats/values": values[None]}
 
