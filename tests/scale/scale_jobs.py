@@ -64,3 +64,15 @@ class FailsJob(SquareJob):
         if payload[0] == self.victim:
             raise ValueError(f"bad rows from {payload[0]}")
         return super().run(state, payload, progress)
+
+
+def need_ray():
+    """The ray module; a test without it skips with a note, except under CI (which installs the
+    'ray' extra), where it fails."""
+    import pytest
+
+    if os.environ.get("CI"):
+        import ray
+    else:
+        ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'dlakit[ray]')")
+    return ray

@@ -2,9 +2,9 @@
 process writes, --resume skips what finished, a results file of another job is refused."""
 
 import json
-import os
 
 import pytest
+from scale_jobs import need_ray
 
 from dlakit.cli import main
 from dlakit.errors import DlakitError
@@ -90,8 +90,7 @@ def test_sweep_refuses_an_unknown_mode_and_the_host_target(capsys):
 
 @pytest.mark.ray
 def test_accuracy_on_ray_writes_what_one_process_writes(mnist, capsys, monkeypatch):
-    if not os.environ.get("CI"):
-        pytest.importorskip("ray", reason="Ray is not installed (pip install 'dlakit[ray]')")
+    need_ray()
     d, scales = mnist
     if not (d / "one.json").exists():
         assert main(_accuracy(scales, "--json", str(d / "one.json"), "-q")) == 0

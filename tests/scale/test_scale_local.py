@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 import pytest
-from scale_jobs import DieOnceJob, FailsJob, SquareJob, payload_of
+from scale_jobs import DieOnceJob, FailsJob, SquareJob, need_ray, payload_of
 
 from dlakit.errors import DlakitError
 from dlakit.scale import InProcess, LocalPool, ResultsFile, merge_arrays, plan_shards, run_shards
@@ -111,3 +111,18 @@ def test_a_damaged_part_is_recomputed(tmp_path):
     assert job.calls == [35] and warnings == [f"shard-0005: its part {part} was changed; "
                                               "recomputing it"]  # fmt: skip
     assert merge_arrays(run.results)["square"].tobytes() == (X * X).tobytes()
+
+
+@pytest.mark.ray
+def test_a_ray_address_where_nothing_answers_is_one_line(capsys):
+    from dlakit.cli import main
+
+    need_ray()
+    assert main(["sweep", "mnist-cnn", "--ray", "127.0.0.1:1", "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert (
+        err
+        == "error: --ray 127.0.0.1:1: no Ray cluster answers at 127.0.0.1:1 (Connection refused)"
+    )
+    assert main(["sweep", "mnist-cnn", "--ray", "nohost", "-q"]) == 2
+    assert "not HOST:PORT or ray://HOST:PORT" in capsys.readouterr().err

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from scale_jobs import DieOnceJob, SquareJob, payload_of
+from scale_jobs import DieOnceJob, SquareJob, need_ray, payload_of
 
 from dlakit.scale import InProcess, RayBackend, merge_arrays, plan_shards, run_shards
 
@@ -18,10 +18,7 @@ X = np.random.default_rng(1).standard_normal((40, 5)).astype(np.float32)
 
 @pytest.fixture(scope="module")
 def ray():
-    if os.environ.get("CI"):
-        import ray  # CI installs the extra: a missing Ray fails here
-    else:
-        ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'dlakit[ray]')")
+    ray = need_ray()
     # Ray's workers are processes of their own: they find dlakit and these test jobs through the
     # environment they inherit.
     here = str(Path(__file__).parent)

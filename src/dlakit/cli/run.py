@@ -67,7 +67,7 @@ def run_command(
     """
     from dlakit.cli.sharding import Sharding, run_outputs
     from dlakit.nvdla import read_artifact
-    from dlakit.sim.nvdla import resolve_device
+    from dlakit.run.runner import resolve_device  # without torch: one line, before any work
 
     out = o.output(verbose, quiet, json_path)
     o.guard_outputs({"--output": output, "--json": json_path, "--resume": resume}, artifact, data,

@@ -17,6 +17,7 @@ import contextlib
 import os
 import pickle
 import signal
+import socket
 import time
 import uuid
 from collections import deque
@@ -239,6 +240,29 @@ class _ShardError(Exception):
     """A shard's error, raised in a Ray task so the driver gets its one line back."""
 
 
+# How long a cluster address may take to accept a connection: Ray itself retries for minutes.
+CONNECT_SECONDS = 5.0
+
+
+def _check_reachable(address: str) -> None:
+    """Refuse, in one line, a cluster address (given, or RAY_ADDRESS under ``auto``) where
+    nothing accepts a connection, before Ray would wait on it for minutes."""
+    given = address if address != "auto" else os.environ.get("RAY_ADDRESS", "")
+    if not given or given in ("auto", "local"):
+        return
+    hostport = given.removeprefix("ray://").rstrip("/")
+    host, sep, port = hostport.rpartition(":")
+    flag = f"--ray {address}" + (f" (RAY_ADDRESS={given})" if address == "auto" else "")
+    if not sep or not port.isdigit():
+        raise DlakitError(f"{flag}: not HOST:PORT or ray://HOST:PORT")
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_SECONDS).close()
+    except OSError as exc:
+        raise DlakitError(
+            f"{flag}: no Ray cluster answers at {host}:{port} ({exc.strerror or exc})"
+        ) from None
+
+
 class RayBackend:
     """Shards as Ray tasks on a cluster: ``auto`` is Ray's own choice (the cluster RAY_ADDRESS
     names or a running local one, else a new local instance), anything else an address
@@ -252,6 +276,7 @@ class RayBackend:
         ray = self._ray = require("ray", "--ray")
         self._started = False
         if not ray.is_initialized():
+            _check_reachable(address)
             try:
                 ray.init(
                     address=None if address == "auto" else address,
