@@ -31,6 +31,10 @@ class Sharding:
             raise DlakitError("--ray: give auto or a cluster address")
         if self.resume is not None and self.resume.is_dir():
             raise DlakitError(f"--resume {self.resume} is a folder; name a results file")
+        if self.ray is not None:
+            from dlakit.scale.backends import check_ray
+
+            check_ray(self.ray)
 
 
 def run_pass(

@@ -273,28 +273,35 @@ class RayBackend:
     name = "Ray"
 
     def __init__(self, address: str, slots: int | None = None) -> None:
-        ray = self._ray = require("ray", "--ray")
+        self._ray = check_ray(address)
+        self._address = address
+        self._asked = slots
+        self.slots = slots or 1  # the cluster's CPUs, once connected
         self._started = False
-        if not ray.is_initialized():
-            _check_reachable(address)
-            try:
-                ray.init(
-                    address=None if address == "auto" else address,
-                    include_dashboard=False,
-                    log_to_driver=False,
-                    logging_level="ERROR",
-                )
-            except Exception as exc:  # Ray raises ConnectionError, ValueError, RuntimeError, ...
-                raise DlakitError(f"--ray {address}: cannot connect ({_error_line(exc)})") from None
-            self._started = True
-        self.slots = slots or max(1, int(ray.cluster_resources().get("CPU", 1)))
-        self._task = ray.remote(num_cpus=1, max_retries=0, retry_exceptions=False)(_ray_shard)
         self._pending: dict[Any, Shard] = {}
         self._job_ref: Any = None
         self._token = ""
 
     def start(self, job: Job) -> None:
-        self._job_ref = self._ray.put(job)
+        """Connect (or start a local instance: part of the pass's time, as a pool's start-up
+        is), then put the job in the object store once."""
+        ray = self._ray
+        if not ray.is_initialized():
+            try:
+                ray.init(
+                    address=None if self._address == "auto" else self._address,
+                    include_dashboard=False,
+                    log_to_driver=False,
+                    logging_level="ERROR",
+                )
+            except Exception as exc:  # Ray raises ConnectionError, ValueError, RuntimeError, ...
+                raise DlakitError(
+                    f"--ray {self._address}: cannot connect ({_error_line(exc)})"
+                ) from None
+            self._started = True
+        self.slots = self._asked or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        self._task = ray.remote(num_cpus=1, max_retries=0, retry_exceptions=False)(_ray_shard)
+        self._job_ref = ray.put(job)
         self._token = uuid.uuid4().hex
 
     def submit(self, shard: Shard, payload: Any) -> None:
@@ -328,6 +335,16 @@ class RayBackend:
         self._job_ref = None
         if self._started:
             self._ray.shutdown()
+            self._started = False
+
+
+def check_ray(address: str) -> Any:
+    """The ray module, with a cluster address that answers (unless Ray is already connected):
+    before any work, each in one line."""
+    ray = require("ray", "--ray")
+    if not ray.is_initialized():
+        _check_reachable(address)
+    return ray
 
 
 def make_backend(workers: int = 1, ray: str | None = None) -> Backend:
