@@ -77,13 +77,14 @@ _CONST_ALIGN = 128
 @dataclass(frozen=True)
 class Binding:
     """A host tensor of a DLA segment and where it lives in one bound buffer: the buffer holds
-    the tensor ``buffer`` (a concatenation's output, or the tensor itself) and the host tensor
-    starts at channel ``channels_from`` of it."""
+    the tensor ``buffer`` (a concatenation's output, or the tensor itself) and the host tensor's
+    ``channels`` channels start at channel ``channels_from`` of it."""
 
     tensor: str
     buffer: str
     bind_id: int
     channels_from: int
+    channels: int
 
 
 @dataclass
@@ -161,7 +162,13 @@ class _SegmentWriter:
                     * self.atom
                 )
                 self.bindings[direction].append(
-                    Binding(name, buf, self.bound[buf][1], c0 if buf != name else 0)
+                    Binding(
+                        name,
+                        buf,
+                        self.bound[buf][1],
+                        c0 if buf != name else 0,
+                        self.surface(name).channels,
+                    )
                 )
 
     def bound_buffers(self) -> list[str]:
