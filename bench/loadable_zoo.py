@@ -18,48 +18,18 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "loadable"))
 
-from loadable_cases import compare_with_dla
+from loadable_cases import compare_with_dla, zoo_compiled
 
 from dlakit.errors import DlakitError
-from dlakit.graph import load_model
-from dlakit.nvdla import compile_model
-from dlakit.zoo import get_entry, resolve_model
 
-DATA = {
-    "mnist-cnn": "foolbox-mnist",
-    "fmnist-cnn": "foolbox-fashion-mnist",
-    "mobilenetv2": "foolbox-imagenet",
-    "efficientnet-lite0": "foolbox-imagenet",
-}
 MODELS = ["mnist-cnn", "fmnist-cnn", "mobilenetv2", "efficientnet-lite0", "resnet18", "resnet50"]
 
 
-def one_input(name: str, loaded) -> np.ndarray:
-    shape = loaded.input_shapes[loaded.input_names[0]]
-    if name in DATA:
-        from dlakit.data import load_inputs
-
-        return load_inputs(DATA[name], get_entry(name).preprocess, shape, 1)
-    return np.random.default_rng(0).normal(size=(1, *shape[1:])).astype(np.float32)
-
-
-def max_scales(loaded, x: np.ndarray) -> dict[str, float]:
-    from dlakit.accuracy.compare import float_run
-
-    names = [t for t in loaded.shapes if t not in loaded.initializers]
-    values = float_run(loaded, x, extra=names)
-    return {t: max(float(np.abs(v).max()), 1e-6) / 127.0 for t, v in values.items()}
-
-
 def row(name: str, target: str) -> str:
-    loaded = load_model(resolve_model(name))
-    x = one_input(name, loaded)
     try:
-        comp = compile_model(loaded, max_scales(loaded, x), target, via_firmware=True)
+        comp, x = zoo_compiled(name, target)
         t0 = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:
             results = compare_with_dla(comp, x, Path(tmp))

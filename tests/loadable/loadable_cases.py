@@ -73,3 +73,45 @@ def compare_with_dla(
             )
         )
     return results
+
+
+DATA = {
+    "mnist-cnn": "foolbox-mnist",
+    "fmnist-cnn": "foolbox-fashion-mnist",
+    "mobilenetv2": "foolbox-imagenet",
+    "efficientnet-lite0": "foolbox-imagenet",
+}
+
+
+def zoo_compiled(name: str, target: str) -> tuple[Compiled, np.ndarray]:
+    """A zoo model compiled as ``compile --format loadable`` does, with max scales from one
+    input (a real image where the zoo names a data set, else normal noise); skips when the
+    model or its data cannot be fetched."""
+    import pytest
+
+    from dlakit.data import load_inputs
+    from dlakit.errors import DlakitError
+    from dlakit.graph import load_model
+    from dlakit.nvdla import compile_model
+    from dlakit.zoo import get_entry, resolve_model
+
+    try:
+        loaded = load_model(resolve_model(name))
+        shape = loaded.input_shapes[loaded.input_names[0]]
+        if name in DATA:
+            x = load_inputs(DATA[name], get_entry(name).preprocess, shape, 1)
+        else:
+            x = np.random.default_rng(0).normal(size=(1, *shape[1:])).astype(np.float32)
+    except DlakitError as exc:
+        pytest.skip(f"{name} or its data unavailable: {exc}")
+    comp = compile_model(loaded, max_scales(loaded, x), target, via_firmware=True)
+    return comp, x
+
+
+def max_scales(loaded, x: np.ndarray) -> dict[str, float]:
+    """Per-tensor max calibration with onnxruntime (every float tensor of the model)."""
+    from dlakit.accuracy.compare import float_run
+
+    names = [n for n in loaded.shapes if n not in loaded.initializers]
+    values = float_run(loaded, x, extra=names)
+    return {n: max(float(np.abs(v).max()), 1e-6) / 127.0 for n, v in values.items()}
