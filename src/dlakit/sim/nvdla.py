@@ -12,6 +12,9 @@ CDP_RDMA).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import torch
 
 from dlakit.errors import DlakitError
@@ -37,6 +40,24 @@ _DONE_FIELDS = {
 }
 
 
+@dataclass(frozen=True)
+class Launch:
+    """One operation the last OP_ENABLE started: its kind, register group and the units it uses.
+
+    ``units`` are the units whose OP_ENABLE it consumes (and whose done interrupts it raises);
+    ``pdp_on_the_fly``: SDP hands its output to PDP instead of writing it.
+    """
+
+    kind: str  # "conv" | "sdp" | "pdp" | "cdp"
+    group: int
+    units: tuple[str, ...]
+    pdp_on_the_fly: bool = False
+
+
+# Runs a launched operation instead of the definition (e.g. the replay layer's decoder).
+Engine = Callable[["Nvdla", Launch], None]
+
+
 def resolve_device(device: str | torch.device | None) -> torch.device:
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -54,6 +75,7 @@ class Nvdla:
         target: str = "nv_small",
         device: str | torch.device | None = "cpu",
         memory: Memory | None = None,
+        engine: Engine | None = None,
     ) -> None:
         tgt = load_target(target)
         if tgt.nvdla is None:
@@ -75,6 +97,8 @@ class Nvdla:
         self.luts = {"SDP": LutTables(), "CDP": LutTables()}
         self.enabled: set[tuple[str, int]] = set()
         self.operations = 0
+        # None: every operation runs the unit models below (the definition).
+        self.engine = engine
 
     # -- CSB access -------------------------------------------------------------------------
     def write(self, address: int, value: int) -> None:
@@ -170,21 +194,15 @@ class Nvdla:
                 "PDP_RDMA", group
             ):
                 self._check_engine("pdp", "PDP.D_OP_ENABLE")
-                pdp.run_pdp(self.memory, p, v("PDP_RDMA", group), self.atom)
-                self._finish(("PDP", "PDP_RDMA"), group)
+                self._run(Launch("pdp", group, ("PDP", "PDP_RDMA")))
         if self._on("CDP", group) and self._on("CDP_RDMA", group):
             self._check_engine("cdp", "CDP.D_OP_ENABLE")
-            cdp.run_cdp(
-                self.memory, v("CDP", group), v("CDP_RDMA", group), self.luts["CDP"], self.atom
-            )
-            self._finish(("CDP", "CDP_RDMA"), group)
+            self._run(Launch("cdp", group, ("CDP", "CDP_RDMA")))
 
     def _launch_sdp(self, group: int) -> None:
         """SDP from memory or after the convolution pipe, optionally into PDP on the fly."""
         s = self.regs.view("SDP", group)
-        rdma = self.regs.view("SDP_RDMA", group)
         tail: tuple[str, ...] = ()
-        pdp_view = None
         if sdp.to_pdp(s):
             if not self._on("PDP", group):
                 return
@@ -198,15 +216,36 @@ class Nvdla:
             tail = ("PDP",)
         if s.enum("D_FEATURE_MODE_CFG", "FLYING_MODE") == "OFF":
             if self._on("SDP_RDMA", group):
-                sdp.run_sdp_from_memory(self.memory, s, rdma, self.luts["SDP"], self.atom, pdp_view)
-                self._finish(("SDP", "SDP_RDMA", *tail), group)
+                self._run(Launch("sdp", group, ("SDP", "SDP_RDMA", *tail), bool(tail)))
         elif all(self._on(u, group) for u in CONV_UNITS) and (
             not sdp.needs_rdma(s) or self._on("SDP_RDMA", group)
         ):
             self._check_engine("conv", "CDMA.D_OP_ENABLE")
-            conv.run_conv(self, group, pdp_view)
             used = ("SDP_RDMA",) if self._on("SDP_RDMA", group) else ()
-            self._finish(("SDP", *CONV_UNITS, *used, *tail), group)
+            self._run(Launch("conv", group, ("SDP", *CONV_UNITS, *used, *tail), bool(tail)))
+
+    def _run(self, launch: Launch) -> None:
+        """Execute one launched operation (through ``self.engine``), then finish its units."""
+        if self.engine is None:
+            self.execute(launch)
+        else:
+            self.engine(self, launch)
+        self._finish(launch.units, launch.group)
+
+    def execute(self, launch: Launch) -> None:
+        """The definition: each unit model reads this register file and ``self.memory``."""
+        v, g = self.regs.view, launch.group
+        pdp_view = v("PDP", g) if launch.pdp_on_the_fly else None
+        if launch.kind == "conv":
+            conv.run_conv(self, g, pdp_view)
+        elif launch.kind == "sdp":
+            sdp.run_sdp_from_memory(
+                self.memory, v("SDP", g), v("SDP_RDMA", g), self.luts["SDP"], self.atom, pdp_view
+            )
+        elif launch.kind == "pdp":
+            pdp.run_pdp(self.memory, v("PDP", g), v("PDP_RDMA", g), self.atom)
+        else:
+            cdp.run_cdp(self.memory, v("CDP", g), v("CDP_RDMA", g), self.luts["CDP"], self.atom)
 
     def _check_engine(self, engine: str, where: str) -> None:
         if not self.engines.get(engine, False):
