@@ -156,14 +156,22 @@ class Nvdla:
             status |= 1 << reg.field(f"{stem}{group}").lsb
         self._glb_status(status)
 
-    def take_interrupt(self, unit: str) -> bool:
-        """True (and clear it) if ``unit`` has a done interrupt pending in either group."""
+    def take_interrupt(self, unit: str | None = None) -> bool:
+        """True (and clear it) if ``unit`` has a done interrupt pending in either group.
+
+        ``unit`` is a unit (``SDP``, ``CDMA``), one of CDMA's two interrupts (``CDMA_DAT``,
+        ``CDMA_WT``), or None for any unit's.
+        """
         reg = self.regmap.register("GLB", "S_INTR_STATUS")
-        stems = _DONE_FIELDS.get(unit)
-        if stems is None:
-            raise DlakitError(f"unit {unit} raises no interrupt")
+        stems = [s for v in _DONE_FIELDS.values() for s in ((v,) if isinstance(v, str) else v)]
+        if unit is not None:
+            own = _DONE_FIELDS.get(unit, ())
+            own = (own,) if isinstance(own, str) else own
+            stems = [s for s in stems if s in own or s == f"{unit}_DONE_STATUS"]
+            if not stems:
+                raise DlakitError(f"unit {unit} raises no interrupt")
         status = self._glb_status()
-        for stem in (stems,) if isinstance(stems, str) else stems:
+        for stem in stems:
             for group in (0, 1):
                 bit = 1 << reg.field(f"{stem}{group}").lsb
                 if status & bit:
