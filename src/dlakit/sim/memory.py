@@ -114,7 +114,7 @@ class Memory:
 
     def write(self, addr: int, data: bytes | np.ndarray | torch.Tensor) -> None:
         """Store bytes at ``addr``; memory there is allocated first if needed."""
-        t = _as_u8(data, self.device)
+        t = as_u8(data, self.device)
         found = self._find(addr, addr + t.numel())
         if found is None:
             self.alloc(addr, t.numel())
@@ -200,7 +200,7 @@ def _extent(shape: tuple[int, ...], strides: tuple[int, ...]) -> int:
     return sum((n - 1) * st for n, st in zip(shape, strides, strict=True)) + 1
 
 
-def _as_u8(data: bytes | np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
+def as_u8(data: bytes | np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
     if isinstance(data, torch.Tensor):
         t = data.reshape(-1)
         if t.dtype != torch.uint8:
