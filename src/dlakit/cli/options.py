@@ -61,7 +61,11 @@ POWER_MODE = typer.Option(
     help="Power mode of the target's data file (Orin: MAXN, 50W, 30W, 15W); default MAXN.",
 )
 BATCH = typer.Option(
-    None, "--batch", "-b", help="DLA batch (a loop: time is linear in it); default: the model's."
+    None,
+    "--batch",
+    "-b",
+    help="Images the DLA takes together: profile models that batch (default: the model's); run, "
+    "accuracy and calibrate pass that many at once (default: what fits the device's memory).",
 )
 
 # --- inputs -------------------------------------------------------------------------------------

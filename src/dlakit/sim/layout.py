@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from dlakit.errors import DlakitError
 from dlakit.sim.memory import Memory
 
 
@@ -153,8 +154,8 @@ def write_feature(
 ) -> None:
     """Store an INT8 cube [C, H, W] in the feature layout (compact strides by default).
 
-    Channels past C up to the atom are written as 0, as a compiler lays them out. Memory the
-    cube needs is allocated first where none is.
+    Channels past C up to the atom are written as 0, as a compiler lays them out. Where a byte
+    of the cube is not addressable, the memory it spans is allocated first.
     """
     c, h, w = cube.shape
     dl, ds = packed_strides(h, w, atom)
@@ -163,9 +164,12 @@ def write_feature(
     cp = padded_channels(c, atom)
     full = torch.zeros((cp, h, w), dtype=torch.int64, device=mem.device)
     full[:c] = torch.as_tensor(cube, device=mem.device).to(torch.int64)
-    last = (cp // atom - 1) * surf_stride + (h - 1) * line_stride + (w - 1) * atom + atom
-    mem.alloc_covering(base, base + last)
-    write_cube(mem, base, full, line_stride, surf_stride, atom)
+    try:
+        write_cube(mem, base, full, line_stride, surf_stride, atom)
+    except DlakitError:
+        last = (cp // atom - 1) * surf_stride + (h - 1) * line_stride + (w - 1) * atom + atom
+        mem.alloc_covering(base, base + last)
+        write_cube(mem, base, full, line_stride, surf_stride, atom)
 
 
 def read_feature(
