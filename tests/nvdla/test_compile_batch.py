@@ -30,15 +30,25 @@ def _same_as_one_at_a_time(comp, x: np.ndarray, batches: list[int]) -> None:
             assert np.array_equal(stats.kept[name], ref_stats.kept[name]), f"batch {batch}: {name}"
 
 
+@pytest.fixture(params=["compiled", "torch"])
+def fast_path(request, monkeypatch):
+    """The compiled loops (CPU), or the whole-tensor torch path that CUDA runs."""
+    if request.param == "torch":
+        from dlakit.sim import sdp_fused
+
+        monkeypatch.setattr(sdp_fused, "_KERNELS", [None])
+    return request.param
+
+
 @pytest.mark.parametrize("target", ["nv_small", "nv_full"])
-def test_batch_of_n_equals_n_single_runs(tmp_path, target):
+def test_batch_of_n_equals_n_single_runs(tmp_path, target, fast_path):
     x = RNG.normal(size=(5, 3, 20, 20)).astype(np.float32)
     _, _, comp = compile_case(_features_model(tmp_path / "f.onnx"), x, target)
     # 5 at once, and 2 + 2 + 1 (a last, smaller batch).
     _same_as_one_at_a_time(comp, x, [5, 2])
 
 
-def test_batched_residual_add_on_nv_full(tmp_path):
+def test_batched_residual_add_on_nv_full(tmp_path, fast_path):
     path, _ = _residual_model(tmp_path, 40)
     x = RNG.normal(size=(4, 4, 12, 12)).astype(np.float32)
     _, _, comp = compile_case(path, x, "nv_full")

@@ -83,6 +83,32 @@ class ConvOp:
     ew: Cube | None
     dst: Cube | None  # None: pooled on the fly into ``pool``
     pool: Pool | None
+    # The same weights as int32 for the compiled loops: "depthwise" [C/a, R, S, a] (kernel k
+    # reads channel k only) or "dense" [G, R, S, C/G, K/G].
+    lanes: str = "dense"
+    packed: np.ndarray | None = None
+
+
+def pack_weights_for_lanes(
+    weights: torch.Tensor, groups: int, src_channels: int, atom: int
+) -> tuple[str, np.ndarray]:
+    """The int32 layout of :class:`ConvOp` ``lanes``/``packed`` for float ``weights``
+    [K, C/groups, R, S]."""
+    kp, cg, r, s = weights.shape
+    w = weights.to(torch.int32).cpu()
+    diagonal = None
+    if groups == kp and cg == 1 and kp == src_channels:
+        diagonal = w[:, 0]
+    elif groups == 1 and kp == src_channels and cg <= kp:
+        eye = torch.eye(kp, cg, dtype=torch.bool)
+        if not bool(w.ne(0).any(dim=(2, 3))[~eye].any()):
+            diagonal = torch.zeros((kp, r, s), dtype=torch.int32)
+            diagonal[:cg] = w[torch.arange(cg), torch.arange(cg)]
+    if diagonal is not None:
+        packed = diagonal.reshape(kp // atom, atom, r, s).permute(0, 2, 3, 1)
+        return "depthwise", np.ascontiguousarray(packed.numpy())
+    dense = w.reshape(groups, kp // groups, cg, r, s).permute(0, 3, 4, 2, 1)
+    return "dense", np.ascontiguousarray(dense.numpy())
 
 
 @dataclass(frozen=True)
@@ -415,12 +441,12 @@ class Decoder:
         dtype = torch.float32 if bound < FLOAT32_EXACT else torch.float64
         per_group = weights.reshape(groups, kp // groups, groups, c // groups, r, ks)
         dense = torch.stack([per_group[g, :, g] for g in range(groups)])
+        dense = dense.reshape(kp, c // groups, r, ks).to(dtype)
+        lanes, packed = pack_weights_for_lanes(dense, groups, src.channels, atom)
         return ConvOp(
             src=src,
             in_channels=c,
-            weights=dense.reshape(kp, c // groups, r, ks)
-            .to(dtype)
-            .contiguous(memory_format=torch.channels_last),
+            weights=dense.contiguous(memory_format=torch.channels_last),
             groups=groups,
             stride=geo.stride,
             dilation=geo.dilation,
@@ -432,6 +458,8 @@ class Decoder:
             ew=ew,
             dst=where[0],
             pool=where[1],
+            lanes=lanes,
+            packed=packed,
         )
 
     # -- pooling --------------------------------------------------------------------------

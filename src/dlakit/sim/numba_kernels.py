@@ -1,6 +1,12 @@
-"""The SDP chain of :mod:`dlakit.sim.sdp_fused` compiled by numba: one loop over the batch,
-each accumulator read once and each INT8 result written once (cached on disk after the first
-compile). Same arithmetic as the torch twin there, in int64 scalars."""
+"""The compiled loops of the replay path (numba, CPU; cached on disk after the first compile).
+
+* ``chain``: the SDP chain of :mod:`dlakit.sim.sdp_fused` over a cube of accumulators or INT8
+  values, each read once and each INT8 result written once; same arithmetic as the torch twin
+  there, in int64 scalars;
+* ``stage``: an INT8 feature cube into a padded float NHWC buffer (for conv2d);
+* ``conv_dense``, ``conv_depthwise``: a convolution and its SDP chain in one pass from the input
+  surface to the output surface, integer sums (see below).
+"""
 
 import numba
 import numpy as np
@@ -59,6 +65,21 @@ def x_unit(x, alu, op, mul_on, mul, shift, prelu, relu):
 
 def _chain(inp, out, ew, cfg, chan):
     batch, blocks, height, width, atom = inp.shape
+    # The configuration as local scalars: the loop then keeps them in registers (stores to
+    # ``out`` could otherwise alias ``cfg``) and its tests do not depend on the element.
+    cacc_shift = cfg[0]
+    x1, x1_alu, x1_mul, x1_shift, x1_prelu, x1_relu = cfg[1], cfg[2], cfg[3], cfg[4], cfg[5], cfg[6]
+    x2, x2_alu, x2_mul, x2_shift, x2_prelu, x2_relu = (
+        cfg[7],
+        cfg[8],
+        cfg[9],
+        cfg[10],
+        cfg[11],
+        cfg[12],
+    )
+    y, y_mul, y_shift, y_prelu, y_alu, y_elem = cfg[13], cfg[14], cfg[15], cfg[16], cfg[17], cfg[18]
+    y_cvt, y_off, y_scale, y_cvt_shift = cfg[19], cfg[20], cfg[21], cfg[22]
+    c_off, c_scale, c_shift = cfg[23], cfg[24], cfg[25]
     # Rows in parallel; each row's elements in memory order of an NHWC accumulator.
     for job in numba.prange(batch * height):
         b = job // height
@@ -68,34 +89,34 @@ def _chain(inp, out, ew, cfg, chan):
                 for a in range(atom):
                     c = cb * atom + a
                     x = np.int64(inp[b, cb, h, w, a])
-                    if cfg[0] >= 0:
-                        x = cacc(x, cfg[0])
-                    if cfg[1]:
-                        x = x_unit(x, cfg[2], chan[0, c], cfg[3], chan[1, c], cfg[4],
-                                   cfg[5], cfg[6])  # fmt: skip
-                    if cfg[7]:
-                        x = x_unit(x, cfg[8], chan[2, c], cfg[9], chan[3, c], cfg[10],
-                                   cfg[11], cfg[12])  # fmt: skip
-                    if cfg[13]:
-                        if cfg[14]:
-                            prod = srr(x * chan[4, c], cfg[15], 64, 32)
-                            if not (cfg[16] and x >= 0):
+                    if cacc_shift >= 0:
+                        x = cacc(x, cacc_shift)
+                    if x1:
+                        x = x_unit(x, x1_alu, chan[0, c], x1_mul, chan[1, c], x1_shift, x1_prelu,
+                                   x1_relu)  # fmt: skip
+                    if x2:
+                        x = x_unit(x, x2_alu, chan[2, c], x2_mul, chan[3, c], x2_shift, x2_prelu,
+                                   x2_relu)  # fmt: skip
+                    if y:
+                        if y_mul:
+                            prod = srr(x * chan[4, c], y_shift, 64, 32)
+                            if not (y_prelu and x >= 0):
                                 x = prod
-                        if cfg[17]:
-                            if cfg[18]:
+                        if y_alu:
+                            if y_elem:
                                 op = np.int64(ew[b, cb, h, w, a])
-                                if cfg[19]:
-                                    op = srr((op - cfg[20]) * cfg[21], cfg[22], 49, 32)
+                                if y_cvt:
+                                    op = srr((op - y_off) * y_scale, y_cvt_shift, 49, 32)
                             else:
                                 op = chan[5, c]
-                            if cfg[17] == 1:
+                            if y_alu == 1:
                                 x = sat32(x + op)
-                            elif cfg[17] == 2:
+                            elif y_alu == 2:
                                 x = max(x, op)
                             else:
                                 x = min(x, op)
-                    x = (x - cfg[23]) * cfg[24]
-                    out[b, cb, h, w, a] = np.int8(srr(x, cfg[25], 49, 8))
+                    x = (x - c_off) * c_scale
+                    out[b, cb, h, w, a] = np.int8(srr(x, c_shift, 49, 8))
 
 
 def _signature(accumulator: str) -> str:
@@ -151,3 +172,207 @@ def stage(src: np.ndarray, out: np.ndarray, top: int, left: int, value: int, cha
         signature = _stage_signature(out.dtype.name)
         kernel = _COMPILED[kind] = numba.njit(signature, cache=True, parallel=True)(_stage)
     kernel(src, out, top, left, out.dtype.type(value), channels)
+
+
+# ---------------------------------------------------------------- convolution + SDP, fused
+#
+# One output pixel at a time: the accumulators of all its kernels (or, depthwise, of one atom of
+# channels) in a lane array, then the SDP chain stage by stage over the lanes (each stage one
+# short loop without branches on the data, which the compiler vectorises), then INT8 straight
+# into the destination surface. Sums are int64: exact (the decoder bounds them below 2**33).
+
+
+@jit
+def _srr_lanes(v, n, shift, in_bits, out_bits):
+    lim = np.int64(1) << (out_bits - 1)
+    if shift >= in_bits:
+        for i in range(n):
+            v[i] = 0
+        return
+    if shift > 0:
+        half = np.int64(1) << (shift - 1)
+        for i in range(n):
+            x = v[i]
+            mag = (abs(x) + half) >> shift
+            v[i] = -mag if x < 0 else mag
+    for i in range(n):
+        v[i] = min(max(v[i], -lim), lim - 1)
+
+
+@jit
+def _x_lanes(v, u, n, c0, alu, ops, mul_on, muls, shift, prelu, relu):
+    if alu == 1:
+        for i in range(n):
+            v[i] += ops[c0 + i]
+    elif alu == 2:
+        for i in range(n):
+            v[i] = max(v[i], ops[c0 + i])
+    elif alu == 3:
+        for i in range(n):
+            v[i] = min(v[i], ops[c0 + i])
+    if mul_on:
+        for i in range(n):
+            u[i] = v[i] * muls[c0 + i]
+        _srr_lanes(u, n, shift, 49, 32)
+        if prelu:
+            for i in range(n):
+                u[i] = v[i] if v[i] >= 0 else u[i]
+        for i in range(n):
+            v[i] = u[i]
+    else:
+        _srr_lanes(v, n, shift, 49, 32)
+    if relu:
+        for i in range(n):
+            v[i] = max(v[i], np.int64(0))
+
+
+@jit
+def _chain_lanes(v, u, e, n, c0, cfg, chan):
+    """The chain of ``_chain`` on lanes ``v[:n]`` (channels c0..c0+n-1); ``e`` holds the
+    per-element Y operands when the chain takes them; ``u`` is scratch."""
+    shift = cfg[0]
+    if shift == 0:
+        for i in range(n):
+            v[i] = min(max(v[i], np.int64(-(1 << 31))), np.int64((1 << 31) - 1))
+    elif shift > 0:
+        for i in range(n):
+            v[i] = cacc(v[i], shift)
+    if cfg[1]:
+        _x_lanes(v, u, n, c0, cfg[2], chan[0], cfg[3], chan[1], cfg[4], cfg[5], cfg[6])
+    if cfg[7]:
+        _x_lanes(v, u, n, c0, cfg[8], chan[2], cfg[9], chan[3], cfg[10], cfg[11], cfg[12])
+    if cfg[13]:
+        if cfg[14]:
+            for i in range(n):
+                u[i] = v[i] * chan[4, c0 + i]
+            _srr_lanes(u, n, cfg[15], 64, 32)
+            for i in range(n):
+                v[i] = v[i] if (cfg[16] and v[i] >= 0) else u[i]
+        if cfg[17]:
+            if cfg[18]:
+                if cfg[19]:
+                    for i in range(n):
+                        u[i] = (e[i] - cfg[20]) * cfg[21]
+                    _srr_lanes(u, n, cfg[22], 49, 32)
+                else:
+                    for i in range(n):
+                        u[i] = e[i]
+            else:
+                for i in range(n):
+                    u[i] = chan[5, c0 + i]
+            if cfg[17] == 1:
+                for i in range(n):
+                    v[i] = min(max(v[i] + u[i], np.int64(-(1 << 31))), np.int64((1 << 31) - 1))
+            elif cfg[17] == 2:
+                for i in range(n):
+                    v[i] = max(v[i], u[i])
+            else:
+                for i in range(n):
+                    v[i] = min(v[i], u[i])
+    for i in range(n):
+        v[i] = (v[i] - cfg[23]) * cfg[24]
+    _srr_lanes(v, n, cfg[25], 49, 8)
+
+
+def _conv_dense(x, w, out, ew, geo, cfg, chan):
+    # x [B, C/a, H, W, a] INT8; w [G, R, S, Cg, Kg] int64; out/ew [B, K/a, OH, OW, a] INT8;
+    # geo = (stride y, x, dilation y, x, pad top, left, pad value, groups).
+    batch, _, height, width, atom = x.shape
+    groups, taps_r, taps_s, cg, kg = w.shape
+    out_h, out_w = out.shape[2], out.shape[3]
+    sy, sx, dy, dx, top, left, pad = geo[0], geo[1], geo[2], geo[3], geo[4], geo[5], geo[6]
+    per_element = cfg[13] and cfg[17] and cfg[18]
+    for job in numba.prange(batch * out_h):
+        b = job // out_h
+        oh = job % out_h
+        v = np.empty(kg, dtype=np.int64)
+        u = np.empty(kg, dtype=np.int64)
+        e = np.zeros(kg, dtype=np.int64)
+        for ow in range(out_w):
+            for g in range(groups):
+                for k in range(kg):
+                    v[k] = 0
+                for r in range(taps_r):
+                    ih = oh * sy + r * dy - top
+                    for s in range(taps_s):
+                        iw = ow * sx + s * dx - left
+                        inside = 0 <= ih < height and 0 <= iw < width
+                        for ci in range(cg):
+                            c = g * cg + ci
+                            xv = np.int64(x[b, c // atom, ih, iw, c % atom]) if inside else pad
+                            if xv != 0:
+                                for k in range(kg):
+                                    v[k] += xv * w[g, r, s, ci, k]
+                c0 = g * kg
+                if per_element:
+                    for k in range(kg):
+                        c = c0 + k
+                        e[k] = ew[b, c // atom, oh, ow, c % atom]
+                _chain_lanes(v, u, e, kg, c0, cfg, chan)
+                for k in range(kg):
+                    c = c0 + k
+                    out[b, c // atom, oh, ow, c % atom] = np.int8(v[k])
+
+
+def _conv_depthwise(x, w, out, ew, geo, cfg, chan):
+    # One kernel per channel: lanes are the channels of an atom, contiguous in memory.
+    # x [B, C/a, H, W, a] INT8; w [C/a, R, S, a] int32; out/ew [B, C/a, OH, OW, a] INT8.
+    batch, blocks, height, width, atom = x.shape
+    taps_r, taps_s = w.shape[1], w.shape[2]
+    out_h, out_w = out.shape[2], out.shape[3]
+    sy, sx, dy, dx, top, left, pad = geo[0], geo[1], geo[2], geo[3], geo[4], geo[5], geo[6]
+    per_element = cfg[13] and cfg[17] and cfg[18]
+    for job in numba.prange(batch * out_h):
+        b = job // out_h
+        oh = job % out_h
+        v = np.empty(atom, dtype=np.int64)
+        u = np.empty(atom, dtype=np.int64)
+        e = np.zeros(atom, dtype=np.int64)
+        for ow in range(out_w):
+            for cb in range(blocks):
+                for i in range(atom):
+                    v[i] = 0
+                for r in range(taps_r):
+                    ih = oh * sy + r * dy - top
+                    for s in range(taps_s):
+                        iw = ow * sx + s * dx - left
+                        if 0 <= ih < height and 0 <= iw < width:
+                            for i in range(atom):
+                                v[i] += np.int64(x[b, cb, ih, iw, i]) * w[cb, r, s, i]
+                        elif pad != 0:
+                            for i in range(atom):
+                                v[i] += pad * w[cb, r, s, i]
+                if per_element:
+                    for i in range(atom):
+                        e[i] = ew[b, cb, oh, ow, i]
+                _chain_lanes(v, u, e, atom, cb * atom, cfg, chan)
+                for i in range(atom):
+                    out[b, cb, oh, ow, i] = np.int8(v[i])
+
+
+_CUBE = "int8[:, :, :, :, :]"
+_CONV_SIGNATURE = (
+    f"void({_CUBE}, int32[:, :, :, :, ::1], {_CUBE}, {_CUBE}, int64[::1], int64[::1], "
+    "int64[:, ::1])"
+)
+_DW_SIGNATURE = (
+    f"void({_CUBE}, int32[:, :, :, ::1], {_CUBE}, {_CUBE}, int64[::1], int64[::1], int64[:, ::1])"
+)
+
+
+def conv_dense(x, w, out, ew, geo, cfg, chan) -> None:
+    kernel = _COMPILED.get("conv_dense")
+    if kernel is None:
+        kernel = _COMPILED["conv_dense"] = numba.njit(_CONV_SIGNATURE, cache=True, parallel=True)(
+            _conv_dense
+        )
+    kernel(x, w, out, ew, geo, cfg, chan)
+
+
+def conv_depthwise(x, w, out, ew, geo, cfg, chan) -> None:
+    kernel = _COMPILED.get("conv_depthwise")
+    if kernel is None:
+        kernel = _COMPILED["conv_depthwise"] = numba.njit(_DW_SIGNATURE, cache=True, parallel=True)(
+            _conv_depthwise
+        )
+    kernel(x, w, out, ew, geo, cfg, chan)

@@ -24,6 +24,7 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -31,7 +32,16 @@ from dlakit.errors import DlakitError
 from dlakit.sim import pdp
 from dlakit.sim.arith import saturate, shift_right_round
 from dlakit.sim.batch import BatchedMemory
-from dlakit.sim.decode import ConvOp, Cube, Decoder, Descriptor, PdpOp, Pool, SdpOp
+from dlakit.sim.decode import (
+    ConvOp,
+    Cube,
+    Decoder,
+    Descriptor,
+    PdpOp,
+    Pool,
+    SdpOp,
+    pack_weights_for_lanes,
+)
 from dlakit.sim.gemm import exact_float_matmul
 from dlakit.sim.lut import LutTables
 from dlakit.sim.memory import Memory
@@ -40,7 +50,7 @@ from dlakit.sim.sdp_fused import concat_chains, numba_kernels, run_chain
 
 _FAR = float(1 << 40)  # beyond any INT8 value: padded taps never win a max or a min
 # Largest float32 accumulator block one conv2d call produces (bytes), so big batches stay bounded.
-_CHUNK_BYTES = {"cpu": 64 << 20, "cuda": 2 << 30}
+_CHUNK_BYTES = {"cpu": 2 << 20, "cuda": 2 << 30}
 
 
 @dataclass
@@ -270,10 +280,12 @@ def fuse_convs(ops: list[ConvOp], atom: int) -> ConvOp | None:
     lo, hi = _extent(dst, atom)
     if any(a < hi and lo < b for a, b in reads):
         return None
+    weights = torch.cat([op.weights for op in ops]).contiguous(memory_format=torch.channels_last)
+    lanes, packed = pack_weights_for_lanes(weights, groups, src.channels, atom)
     return ConvOp(
         src=src,
         in_channels=in_channels,
-        weights=torch.cat([op.weights for op in ops]).contiguous(memory_format=torch.channels_last),
+        weights=weights,
         groups=groups,
         stride=first.stride,
         dilation=first.dilation,
@@ -285,6 +297,8 @@ def fuse_convs(ops: list[ConvOp], atom: int) -> ConvOp | None:
         ew=ew,
         dst=dst,
         pool=None,
+        lanes=lanes,
+        packed=packed,
     )
 
 
@@ -384,6 +398,10 @@ def _conv(op: ConvOp, memory: BatchedMemory, atom: int) -> None:
     src = _view(memory, op.src, atom)
     ew = _view(memory, op.ew, atom) if op.ew is not None else None
     dst = _view(memory, op.dst, atom, writable=True) if op.dst is not None else None
+    kernels = numba_kernels()
+    if kernels is not None and memory.device.type == "cpu" and op.packed is not None:
+        _conv_compiled(kernels, op, src, ew, dst, memory, atom)
+        return
     kp = op.weights.shape[0]
     sh, sw = op.sdp_hw
     per_image = kp * op.out_hw[0] * op.out_hw[1] * op.weights.element_size()
@@ -398,6 +416,26 @@ def _conv(op: ConvOp, memory: BatchedMemory, atom: int) -> None:
         else:
             pooled = _sdp_then_pool(acc5, op.chain, ew_part, op.pool, atom)
             _view(memory, op.pool.dst, atom, writable=True)[part].copy_(pooled)
+
+
+def _conv_compiled(kernels, op: ConvOp, src, ew, dst, memory: BatchedMemory, atom: int) -> None:
+    """The convolution and its chain in one compiled pass, integer sums, NVDLA layout in and
+    out (CPU)."""
+    kp = op.weights.shape[0]
+    sh, sw = op.sdp_hw
+    out = dst
+    if op.pool is not None:
+        out = torch.empty((memory.batch, kp // atom, sh, sw, atom), dtype=torch.int8)
+    assert out is not None
+    left, _, top, _ = op.pads
+    geo = np.array([*op.stride, *op.dilation, top, left, op.pad_value, op.groups], dtype=np.int64)
+    cfg, chan = op.chain.packed()
+    dummy = np.zeros((1, 1, 1, 1, 1), dtype=np.int8)
+    run = kernels.conv_depthwise if op.lanes == "depthwise" else kernels.conv_dense
+    run(src.numpy(), op.packed, out.numpy(), dummy if ew is None else ew.numpy(), geo, cfg, chan)
+    if op.pool is not None:
+        pooled = _atoms(pool_cube(_planar(out), op.pool).to(torch.int8), atom)
+        _view(memory, op.pool.dst, atom, writable=True).copy_(pooled)
 
 
 def _sdp(op: SdpOp, memory: BatchedMemory, atom: int) -> None:
