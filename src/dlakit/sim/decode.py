@@ -15,6 +15,7 @@ region; otherwise the operation is not decoded either.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -216,11 +217,17 @@ class Decoder:
         base = rdma.addr(f"D_{stem}_BASE_ADDR_LOW", f"D_{stem}_BASE_ADDR_HIGH")
         if not self._readable(base, base + channels * n * size):
             return None
-        alu, mul = sdp._operands(self._image, rdma, stem, dma, (channels, 1, 1), self.atom)
-        return (
-            None if alu is None else alu.reshape(-1).cpu().numpy(),
-            None if mul is None else mul.reshape(-1).cpu().numpy(),
-        )
+        # As the definition reads them: channel i at base + i * n * size, the ALU operand
+        # first, then (BOTH) the MUL operand; little-endian signed.
+        view = self.memory.view(base, (channels * n * size,), (1,))
+        assert view is not None
+        values = view[0].cpu().numpy().view(f"<i{size}").reshape(channels, n).astype(np.int64)
+        use = rdma.enum(cfg, f"{dma}_DATA_USE")
+        if use == "ALU":
+            return values[:, 0], None
+        if use == "MUL":
+            return None, values[:, 0]
+        return values[:, 0], values[:, 1]
 
     def _x_unit(
         self, s: UnitView, rdma: UnitView, stem: str, dma: str, channels: int
@@ -408,9 +415,7 @@ class Decoder:
         w_base = cdma.addr("D_WEIGHT_ADDR_LOW", "D_WEIGHT_ADDR_HIGH")
         if not self._readable(w_base, w_base + k * c * r * ks):
             return None
-        offsets = weight_offsets(k, c, r, ks, self.atomic_k, self.atomic_c).to(self.memory.device)
-        raw = self._image.gather(w_base + offsets, (w_base, w_base + k * c * r * ks))
-        weights = raw.view(torch.int8).reshape(k, c, r, ks).to(torch.int64)
+        weights = self._weights(w_base, k, c, r, ks)
         geo = conv.conv_geometry(cdma, csc)
         (sy, sx), (dy, dx) = geo.stride, geo.dilation
         top, left = geo.pad_top_left
@@ -461,6 +466,22 @@ class Decoder:
             lanes=lanes,
             packed=packed,
         )
+
+    def _weights(self, base: int, k: int, c: int, r: int, s: int) -> torch.Tensor:
+        """INT8 weights [K, C, R, S] (int64) read from the direct-convolution layout."""
+        ak, ac = self.atomic_k, self.atomic_c
+        size = k * c * r * s
+        if k % ak == 0 and c % ac == 0:
+            # Whole kernel groups and channel blocks: the layout is a reshape of the bytes.
+            view = self.memory.view(base, (size,), (1,))
+            assert view is not None
+            raw = view[0].view(torch.int8).reshape(k // ak, c // ac, r, s, ak, ac)
+            return raw.permute(0, 4, 1, 5, 2, 3).reshape(k, c, r, s).to(torch.int64)
+        view = self.memory.view(base, (size,), (1,))
+        assert view is not None
+        raw = view[0].view(torch.int8).cpu().numpy()
+        offsets = _weight_offsets(k, c, r, s, ak, ac)
+        return torch.from_numpy(raw[offsets].astype(np.int64)).to(self.memory.device)
 
     # -- pooling --------------------------------------------------------------------------
     def _pool(self, p: UnitView, channels: int, in_hw: tuple[int, int]) -> Pool | None:
@@ -513,15 +534,24 @@ class Decoder:
         return PdpOp(src, pool)
 
 
+@functools.lru_cache(maxsize=64)
+def _weight_offsets(k: int, c: int, r: int, s: int, atom_k: int, atom_c: int) -> np.ndarray:
+    return weight_offsets(k, c, r, s, atom_k, atom_c).numpy()
+
+
 def _block_groups(weights: torch.Tensor) -> int:
     """The most groups G such that the weights [K, C, R, S] are block diagonal (kernel block g
     reads channel block g only): the compiler's channel blocks of a grouped layer."""
     k, c = weights.shape[:2]
-    used = weights.reshape(k, c, -1).ne(0).any(dim=2)
+    # numpy: these are small arrays, decoded once.
+    used = weights.reshape(k, c, -1).cpu().numpy().any(axis=2)
+    index = np.arange(c)
+    first = np.where(used, index, c).min(axis=1)  # c: the kernel reads nothing
+    last = np.where(used, index, -1).max(axis=1)
+    kernels = np.arange(k)
     for groups in sorted({g for g in range(1, min(k, c) + 1) if k % g == 0 and c % g == 0},
                          reverse=True):  # fmt: skip
-        kg = torch.arange(k) // (k // groups)
-        cg = torch.arange(c) // (c // groups)
-        if not bool((used & (kg[:, None] != cg[None, :])).any()):
+        block = kernels // (k // groups) * (c // groups)
+        if bool(((first >= block) & (last < block + c // groups)).all()):
             return groups
     return 1
