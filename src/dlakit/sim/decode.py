@@ -93,23 +93,26 @@ class ConvOp:
 def pack_weights_for_lanes(
     weights: torch.Tensor, groups: int, src_channels: int, atom: int
 ) -> tuple[str, np.ndarray]:
-    """The int32 layout of :class:`ConvOp` ``lanes``/``packed`` for float ``weights``
-    [K, C/groups, R, S]."""
+    """The layout of :class:`ConvOp` ``lanes``/``packed`` for float ``weights``
+    [K, C/groups, R, S], in the type the compiled loops sum in: float32 when every partial sum
+    stays below 2**24 (exact), int32 below 2**31, else int64."""
     kp, cg, r, s = weights.shape
-    w = weights.to(torch.int32).cpu()
+    w = weights.to(torch.int64).cpu()
+    bound = 128 * int(w.abs().reshape(kp, -1).sum(dim=1).max())
+    dtype = np.float32 if bound < FLOAT32_EXACT else np.int32 if bound < 1 << 31 else np.int64
     diagonal = None
     if groups == kp and cg == 1 and kp == src_channels:
         diagonal = w[:, 0]
     elif groups == 1 and kp == src_channels and cg <= kp:
         eye = torch.eye(kp, cg, dtype=torch.bool)
         if not bool(w.ne(0).any(dim=(2, 3))[~eye].any()):
-            diagonal = torch.zeros((kp, r, s), dtype=torch.int32)
+            diagonal = torch.zeros((kp, r, s), dtype=torch.int64)
             diagonal[:cg] = w[torch.arange(cg), torch.arange(cg)]
     if diagonal is not None:
         packed = diagonal.reshape(kp // atom, atom, r, s).permute(0, 2, 3, 1)
-        return "depthwise", np.ascontiguousarray(packed.numpy())
+        return "depthwise", np.ascontiguousarray(packed.numpy().astype(dtype))
     dense = w.reshape(groups, kp // groups, cg, r, s).permute(0, 3, 4, 2, 1)
-    return "dense", np.ascontiguousarray(dense.numpy())
+    return "dense", np.ascontiguousarray(dense.numpy().astype(dtype))
 
 
 @dataclass(frozen=True)

@@ -227,9 +227,19 @@ def _x_lanes(v, u, n, c0, alu, ops, mul_on, muls, shift, prelu, relu):
 
 
 @jit
-def _chain_lanes(v, u, e, n, c0, cfg, chan):
-    """The chain of ``_chain`` on lanes ``v[:n]`` (channels c0..c0+n-1); ``e`` holds the
-    per-element Y operands when the chain takes them; ``u`` is scratch."""
+def _chain_lanes(v, u, e, n, c0, cfg, chan, ew, b, oh, ow, per_element):
+    """The chain of ``_chain`` on lanes ``v[:n]`` (channels c0..c0+n-1) of pixel (oh, ow) of
+    image b; ``ew`` holds the per-element Y operands when the chain takes them (``e``, ``u``:
+    scratch)."""
+    if per_element:
+        atom = ew.shape[4]
+        k = 0
+        while k < n:
+            cb, lane = (c0 + k) // atom, (c0 + k) % atom
+            run = min(atom - lane, n - k)
+            for j in range(run):
+                e[k + j] = ew[b, cb, oh, ow, lane + j]
+            k += run
     shift = cfg[0]
     if shift == 0:
         for i in range(n):
@@ -280,99 +290,111 @@ def _conv_dense(x, w, out, ew, geo, cfg, chan):
     batch, _, height, width, atom = x.shape
     groups, taps_r, taps_s, cg, kg = w.shape
     out_h, out_w = out.shape[2], out.shape[3]
-    sy, sx, dy, dx, top, left, pad = geo[0], geo[1], geo[2], geo[3], geo[4], geo[5], geo[6]
+    sy, sx, dy, dx, top, left = geo[0], geo[1], geo[2], geo[3], geo[4], geo[5]
+    pad = np.int8(geo[6])  # INT8 like the data: products keep the weights' type
     per_element = cfg[13] and cfg[17] and cfg[18]
     for job in numba.prange(batch * out_h):
         b = job // out_h
         oh = job % out_h
+        sums = np.zeros(kg, dtype=w.dtype)
         v = np.empty(kg, dtype=np.int64)
         u = np.empty(kg, dtype=np.int64)
         e = np.zeros(kg, dtype=np.int64)
         for ow in range(out_w):
             for g in range(groups):
                 for k in range(kg):
-                    v[k] = 0
+                    sums[k] = 0
                 for r in range(taps_r):
                     ih = oh * sy + r * dy - top
                     for s in range(taps_s):
                         iw = ow * sx + s * dx - left
                         inside = 0 <= ih < height and 0 <= iw < width
-                        for ci in range(cg):
-                            c = g * cg + ci
-                            xv = np.int64(x[b, c // atom, ih, iw, c % atom]) if inside else pad
-                            if xv != 0:
-                                for k in range(kg):
-                                    v[k] += xv * w[g, r, s, ci, k]
+                        # Channel c = g * cg + ci sits in atom block c // atom, lane c % atom:
+                        # walk blocks and lanes (no division per channel).
+                        c = g * cg
+                        ci = 0
+                        while ci < cg:
+                            cb, lane = (c + ci) // atom, (c + ci) % atom
+                            run = min(atom - lane, cg - ci)
+                            for j in range(run):
+                                xv = x[b, cb, ih, iw, lane + j] if inside else pad
+                                if xv != 0:
+                                    for k in range(kg):
+                                        sums[k] += xv * w[g, r, s, ci + j, k]
+                            ci += run
                 c0 = g * kg
-                if per_element:
-                    for k in range(kg):
-                        c = c0 + k
-                        e[k] = ew[b, c // atom, oh, ow, c % atom]
-                _chain_lanes(v, u, e, kg, c0, cfg, chan)
                 for k in range(kg):
-                    c = c0 + k
-                    out[b, c // atom, oh, ow, c % atom] = np.int8(v[k])
+                    v[k] = np.int64(sums[k])
+                _chain_lanes(v, u, e, kg, c0, cfg, chan, ew, b, oh, ow, per_element)
+                k = 0
+                while k < kg:
+                    cb, lane = (c0 + k) // atom, (c0 + k) % atom
+                    run = min(atom - lane, kg - k)
+                    for j in range(run):
+                        out[b, cb, oh, ow, lane + j] = np.int8(v[k + j])
+                    k += run
 
 
 def _conv_depthwise(x, w, out, ew, geo, cfg, chan):
     # One kernel per channel: lanes are the channels of an atom, contiguous in memory.
-    # x [B, C/a, H, W, a] INT8; w [C/a, R, S, a] int32; out/ew [B, C/a, OH, OW, a] INT8.
+    # x [B, C/a, H, W, a] INT8; w [C/a, R, S, a] (float32, int32 or int64);
+    # out/ew [B, C/a, OH, OW, a] INT8.
     batch, blocks, height, width, atom = x.shape
     taps_r, taps_s = w.shape[1], w.shape[2]
     out_h, out_w = out.shape[2], out.shape[3]
-    sy, sx, dy, dx, top, left, pad = geo[0], geo[1], geo[2], geo[3], geo[4], geo[5], geo[6]
+    sy, sx, dy, dx, top, left = geo[0], geo[1], geo[2], geo[3], geo[4], geo[5]
+    pad = np.int8(geo[6])  # INT8 like the data: products keep the weights' type
     per_element = cfg[13] and cfg[17] and cfg[18]
     for job in numba.prange(batch * out_h):
         b = job // out_h
         oh = job % out_h
+        sums = np.zeros(atom, dtype=w.dtype)
         v = np.empty(atom, dtype=np.int64)
         u = np.empty(atom, dtype=np.int64)
         e = np.zeros(atom, dtype=np.int64)
         for ow in range(out_w):
             for cb in range(blocks):
                 for i in range(atom):
-                    v[i] = 0
+                    sums[i] = 0
                 for r in range(taps_r):
                     ih = oh * sy + r * dy - top
                     for s in range(taps_s):
                         iw = ow * sx + s * dx - left
                         if 0 <= ih < height and 0 <= iw < width:
                             for i in range(atom):
-                                v[i] += np.int64(x[b, cb, ih, iw, i]) * w[cb, r, s, i]
+                                sums[i] += x[b, cb, ih, iw, i] * w[cb, r, s, i]
                         elif pad != 0:
                             for i in range(atom):
-                                v[i] += pad * w[cb, r, s, i]
-                if per_element:
-                    for i in range(atom):
-                        e[i] = ew[b, cb, oh, ow, i]
-                _chain_lanes(v, u, e, atom, cb * atom, cfg, chan)
+                                sums[i] += pad * w[cb, r, s, i]
+                for i in range(atom):
+                    v[i] = np.int64(sums[i])
+                _chain_lanes(v, u, e, atom, cb * atom, cfg, chan, ew, b, oh, ow, per_element)
                 for i in range(atom):
                     out[b, cb, oh, ow, i] = np.int8(v[i])
 
 
 _CUBE = "int8[:, :, :, :, :]"
-_CONV_SIGNATURE = (
-    f"void({_CUBE}, int32[:, :, :, :, ::1], {_CUBE}, {_CUBE}, int64[::1], int64[::1], "
-    "int64[:, ::1])"
-)
-_DW_SIGNATURE = (
-    f"void({_CUBE}, int32[:, :, :, ::1], {_CUBE}, {_CUBE}, int64[::1], int64[::1], int64[:, ::1])"
-)
 
 
-def conv_dense(x, w, out, ew, geo, cfg, chan) -> None:
-    kernel = _COMPILED.get("conv_dense")
+def _conv_signature(weights: str, dims: int) -> str:
+    w = f"{weights}[{', '.join([':'] * (dims - 1))}, ::1]"
+    return f"void({_CUBE}, {w}, {_CUBE}, {_CUBE}, int64[::1], int64[::1], int64[:, ::1])"
+
+
+def _compiled_conv(name: str, function, w: np.ndarray):
+    key = f"{name}_{w.dtype.name}"
+    kernel = _COMPILED.get(key)
     if kernel is None:
-        kernel = _COMPILED["conv_dense"] = numba.njit(_CONV_SIGNATURE, cache=True, parallel=True)(
-            _conv_dense
-        )
-    kernel(x, w, out, ew, geo, cfg, chan)
+        signature = _conv_signature(w.dtype.name, w.ndim)
+        kernel = _COMPILED[key] = numba.njit(signature, cache=True, parallel=True)(function)
+    return kernel
+
+
+# The weights' type is the sums' type: float32 where every partial sum stays below 2**24
+# (exact, and twice the lanes), int32 below 2**31, else int64.
+def conv_dense(x, w, out, ew, geo, cfg, chan) -> None:
+    _compiled_conv("conv_dense", _conv_dense, w)(x, w, out, ew, geo, cfg, chan)
 
 
 def conv_depthwise(x, w, out, ew, geo, cfg, chan) -> None:
-    kernel = _COMPILED.get("conv_depthwise")
-    if kernel is None:
-        kernel = _COMPILED["conv_depthwise"] = numba.njit(_DW_SIGNATURE, cache=True, parallel=True)(
-            _conv_depthwise
-        )
-    kernel(x, w, out, ew, geo, cfg, chan)
+    _compiled_conv("conv_depthwise", _conv_depthwise, w)(x, w, out, ew, geo, cfg, chan)
