@@ -11,7 +11,6 @@ batches as strided views of the surfaces, as a driver copies input and output te
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 
@@ -24,12 +23,11 @@ from dlakit.sim.batch import BatchedMemory
 from dlakit.sim.decode import ConvOp
 from dlakit.sim.nvdla import resolve_device
 from dlakit.sim.replay import Fallback, Program
+from dlakit.system import memory_budget
 
 FALLBACK_ENGINES = ("torch", "ort")
 # Default batch: enough images per pass to amortise each operation's fixed cost, within memory.
 DEFAULT_BATCH = {"cpu": 32, "cuda": 256}
-# Share of the free memory a run may plan to use.
-MEMORY_SHARE = 0.5
 
 
 @dataclass
@@ -86,20 +84,6 @@ class _OrtSegment:
                                    strict=True):  # fmt: skip
                 values[name] = value
         return {k: torch.as_tensor(values[k]) for k in self.outputs}
-
-
-def available_memory(device: torch.device) -> int:
-    """Bytes free for a run on ``device`` (host RAM for the CPU)."""
-    if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0])
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
 class Runner:
@@ -194,7 +178,7 @@ class Runner:
         return batch * (per_image + work) + weights + len(comp.constants)
 
     def _fit(self) -> int:
-        free = int(available_memory(self.device) * MEMORY_SHARE)
+        free = memory_budget(self.device)
         fit = 0
         while fit < 4096 and self.memory_needed(fit + 1) <= free:
             fit = fit + 1 if fit < 8 else fit * 2
@@ -207,7 +191,7 @@ class Runner:
         return max(1, min(DEFAULT_BATCH.get(self.device.type, 32), self._fit()))
 
     def check_batch(self, batch: int) -> int:
-        free = int(available_memory(self.device) * MEMORY_SHARE)
+        free = memory_budget(self.device)
         need = self.memory_needed(batch)
         if need > free:
             raise DlakitError(
