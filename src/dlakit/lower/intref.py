@@ -285,6 +285,21 @@ def dequantize(q: torch.Tensor, scale: float) -> torch.Tensor:
     return q.to(torch.float32) * np.float32(scale)
 
 
+# Bytes a batch of one needs per element of the model's largest tensor: the INT8 tensors kept
+# alive, the float convolution input and sums, and the int64 temporaries of the definition.
+_BYTES_PER_ELEMENT = 32
+DEFAULT_BATCH = 64
+
+
+def default_batch(graph: QGraph) -> int:
+    """Inputs per batch: ``DEFAULT_BATCH``, fewer when the memory budget asks for it."""
+    from dlakit.system import memory_budget
+
+    largest = max((int(np.prod(t.shape[1:])) for t in graph.tensors.values()), default=1)
+    fit = memory_budget() // max(largest * _BYTES_PER_ELEMENT, 1)
+    return int(max(1, min(DEFAULT_BATCH, fit)))
+
+
 class IntReference:
     """Runs a QGraph on a batch; ``run`` returns the graph outputs as float arrays.
 
