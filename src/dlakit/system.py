@@ -31,3 +31,13 @@ def available_memory(device=None) -> int:
 def memory_budget(device=None) -> int:
     """Bytes one run may plan to use on ``device``."""
     return int(available_memory(device) * MEMORY_SHARE)
+
+
+def numba_thread_pool() -> None:
+    """Run numba's parallel loops on its own thread pool (workqueue) rather than OpenMP: next to
+    torch's OpenMP runtime, numba's OpenMP threads wait on each other, 10-20x slower on a 2-core
+    machine (measured). Call before the first parallel loop; NUMBA_THREADING_LAYER wins."""
+    import numba
+
+    if "NUMBA_THREADING_LAYER" not in os.environ:
+        numba.config.THREADING_LAYER = "workqueue"

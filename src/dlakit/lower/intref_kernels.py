@@ -16,6 +16,9 @@ import numba
 import numpy as np
 
 from dlakit.lower.qgraph import SdpChain, XUnit
+from dlakit.system import numba_thread_pool
+
+numba_thread_pool()
 
 _ALU = {None: 0, "sum": 1, "max": 2, "min": 3}
 CACC_NONE = -1  # the input is INT8 from memory: no CACC stage

@@ -12,6 +12,10 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from dlakit.system import numba_thread_pool
+
+numba_thread_pool()
+
 _CHUNKS = 64  # work items per pass at most: enough to balance the threads
 _CHUNK_VALUES = 1 << 16  # values per work item at least: small tensors run in one
 

@@ -11,6 +11,10 @@
 import numba
 import numpy as np
 
+from dlakit.system import numba_thread_pool
+
+numba_thread_pool()
+
 jit = numba.njit(cache=True)
 
 
@@ -285,54 +289,75 @@ def _chain_lanes(v, u, e, n, c0, cfg, chan, ew, b, oh, ow, per_element):
 
 
 def _conv_dense(x, w, out, ew, geo, cfg, chan):
-    # x [B, C/a, H, W, a] INT8; w [G, R, S, Cg, Kg] int64; out/ew [B, K/a, OH, OW, a] INT8;
-    # geo = (stride y, x, dilation y, x, pad top, left, pad value, groups).
+    # x [B, C/a, H, W, a] INT8; w [G, R, S, Cg, Kg] (float32, int32 or int64);
+    # out/ew [B, K/a, OH, OW, a] INT8; geo = (stride y, x, dilation y, x, pad top, left, pad
+    # value, groups). Four output pixels of a row at a time, so each weight row is read once
+    # for all four (a layer's weights rarely fit the first-level cache).
     batch, _, height, width, atom = x.shape
     groups, taps_r, taps_s, cg, kg = w.shape
     out_h, out_w = out.shape[2], out.shape[3]
     sy, sx, dy, dx, top, left = geo[0], geo[1], geo[2], geo[3], geo[4], geo[5]
     pad = np.int8(geo[6])  # INT8 like the data: products keep the weights' type
+    zero = np.int8(0)
     per_element = cfg[13] and cfg[17] and cfg[18]
     for job in numba.prange(batch * out_h):
         b = job // out_h
         oh = job % out_h
-        sums = np.zeros(kg, dtype=w.dtype)
+        sums = np.zeros((4, kg), dtype=w.dtype)
+        taps = np.zeros((4, cg), dtype=np.int8)
         v = np.empty(kg, dtype=np.int64)
         u = np.empty(kg, dtype=np.int64)
         e = np.zeros(kg, dtype=np.int64)
-        for ow in range(out_w):
+        for ow0 in range(0, out_w, 4):
+            count = min(4, out_w - ow0)
             for g in range(groups):
-                for k in range(kg):
-                    sums[k] = 0
+                sums[:, :] = 0
+                s0, s1, s2, s3 = sums[0], sums[1], sums[2], sums[3]
                 for r in range(taps_r):
                     ih = oh * sy + r * dy - top
                     for s in range(taps_s):
-                        iw = ow * sx + s * dx - left
-                        inside = 0 <= ih < height and 0 <= iw < width
-                        # Channel c = g * cg + ci sits in atom block c // atom, lane c % atom:
-                        # walk blocks and lanes (no division per channel).
+                        iw0 = ow0 * sx + s * dx - left
+                        # The tap's inputs for the four pixels, channel by channel (channel
+                        # c = g * cg + ci sits in atom block c // atom, lane c % atom: walk
+                        # blocks and lanes, no division per channel).
                         c = g * cg
                         ci = 0
                         while ci < cg:
                             cb, lane = (c + ci) // atom, (c + ci) % atom
                             run = min(atom - lane, cg - ci)
-                            for j in range(run):
-                                xv = x[b, cb, ih, iw, lane + j] if inside else pad
-                                if xv != 0:
-                                    for k in range(kg):
-                                        sums[k] += xv * w[g, r, s, ci + j, k]
+                            for p in range(4):
+                                iw = iw0 + p * sx
+                                inside = p < count and 0 <= ih < height and 0 <= iw < width
+                                for j in range(run):
+                                    taps[p, ci + j] = x[b, cb, ih, iw, lane + j] if inside else pad
+                                if p >= count:
+                                    for j in range(run):
+                                        taps[p, ci + j] = zero
                             ci += run
+                        rows = w[g, r, s]
+                        t0, t1, t2, t3 = taps[0], taps[1], taps[2], taps[3]
+                        for ci in range(cg):
+                            x0, x1, x2, x3 = t0[ci], t1[ci], t2[ci], t3[ci]
+                            if x0 != 0 or x1 != 0 or x2 != 0 or x3 != 0:
+                                for k in range(kg):
+                                    wk = rows[ci, k]
+                                    s0[k] += x0 * wk
+                                    s1[k] += x1 * wk
+                                    s2[k] += x2 * wk
+                                    s3[k] += x3 * wk
                 c0 = g * kg
-                for k in range(kg):
-                    v[k] = np.int64(sums[k])
-                _chain_lanes(v, u, e, kg, c0, cfg, chan, ew, b, oh, ow, per_element)
-                k = 0
-                while k < kg:
-                    cb, lane = (c0 + k) // atom, (c0 + k) % atom
-                    run = min(atom - lane, kg - k)
-                    for j in range(run):
-                        out[b, cb, oh, ow, lane + j] = np.int8(v[k + j])
-                    k += run
+                for p in range(count):
+                    ow = ow0 + p
+                    for k in range(kg):
+                        v[k] = np.int64(sums[p, k])
+                    _chain_lanes(v, u, e, kg, c0, cfg, chan, ew, b, oh, ow, per_element)
+                    k = 0
+                    while k < kg:
+                        cb, lane = (c0 + k) // atom, (c0 + k) % atom
+                        run = min(atom - lane, kg - k)
+                        for j in range(run):
+                            out[b, cb, oh, ow, lane + j] = np.int8(v[k + j])
+                        k += run
 
 
 def _conv_depthwise(x, w, out, ew, geo, cfg, chan):

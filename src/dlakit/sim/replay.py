@@ -475,11 +475,26 @@ def pool_cube(x: torch.Tensor, p: Pool) -> torch.Tensor:
         padded = F.pad(signed, (left, right, top, bottom), value=-_FAR)
         y = F.max_pool2d(padded, p.kernel, p.stride)[:, :, :oh, :ow]
         return (y if p.method == "MAX" else -y).to(torch.int64)
-    padded = F.pad(xf, (left, right, top, bottom))
-    window = F.avg_pool2d(padded, p.kernel, p.stride, divisor_override=1)[:, :, :oh, :ow]
+    if left or right or top or bottom:
+        xf = F.pad(xf, (left, right, top, bottom))
+    window = F.avg_pool2d(xf, p.kernel, p.stride, divisor_override=1)[:, :, :oh, :ow]
     pads = pdp._padding_sums(
         tuple(x.shape[2:]), p.kernel, p.stride, (left, top), p.out_hw, p.pad_table, x.device
     )
     total = window.to(torch.int64) + pads
+    if total.device.type == "cpu":
+        # The pooled cube is small: numpy, without a thread pool to wake for every step.
+        return torch.from_numpy(_reciprocal_stages(total.numpy(), p.recip))
     t = shift_right_round(total * p.recip[0], 16, 64, 64)
     return saturate(shift_right_round(t * p.recip[1], 16, 64, 64), 8)
+
+
+def _reciprocal_stages(total: np.ndarray, recip: tuple[int, int]) -> np.ndarray:
+    """``sat8(rnd(rnd(total * recip_w / 2**16) * recip_h / 2**16))``, round half away from zero,
+    as ``shift_right_round(..., 16, 64, 64)`` twice (no saturation below 64 bits)."""
+
+    def rnd(v: np.ndarray) -> np.ndarray:
+        mag = (np.abs(v) + (1 << 15)) >> 16
+        return np.where(v < 0, -mag, mag)
+
+    return np.clip(rnd(rnd(total * recip[0]) * recip[1]), -128, 127)
