@@ -423,3 +423,64 @@ def conv_dense(x, w, out, ew, geo, cfg, chan) -> None:
 
 def conv_depthwise(x, w, out, ew, geo, cfg, chan) -> None:
     _compiled_conv("conv_depthwise", _conv_depthwise, w)(x, w, out, ew, geo, cfg, chan)
+
+
+# ---------------------------------------------------------------- PDP
+
+
+def _pool(x, out, geo, pads, recip):
+    # x [B, C/a, H, W, a] INT8 -> out [B, C/a, OH, OW, a] INT8, as replay.pool_cube: max/min of
+    # the real elements, or the window sum + the padding terms ``pads`` [OH, OW], then the two
+    # reciprocal stages. geo = (method 0 max / 1 min / 2 average, kernel h, w, stride h, w,
+    # pad top, left).
+    batch, blocks, height, width, atom = x.shape
+    out_h, out_w = out.shape[2], out.shape[3]
+    method, kh, kw, sh, sw, top, left = geo[0], geo[1], geo[2], geo[3], geo[4], geo[5], geo[6]
+    half = np.int64(1) << 15
+    for job in numba.prange(batch * blocks):
+        b = job // blocks
+        cb = job % blocks
+        acc = np.empty(atom, dtype=np.int64)
+        for oh in range(out_h):
+            for ow in range(out_w):
+                for i in range(atom):
+                    acc[i] = (
+                        np.int64(-256)
+                        if method == 0
+                        else (np.int64(256) if method == 1 else np.int64(0))
+                    )
+                for r in range(kh):
+                    ih = oh * sh + r - top
+                    if ih < 0 or ih >= height:
+                        continue
+                    for s in range(kw):
+                        iw = ow * sw + s - left
+                        if iw < 0 or iw >= width:
+                            continue
+                        for i in range(atom):
+                            v = np.int64(x[b, cb, ih, iw, i])
+                            if method == 0:
+                                acc[i] = max(acc[i], v)
+                            elif method == 1:
+                                acc[i] = min(acc[i], v)
+                            else:
+                                acc[i] += v
+                if method == 2:
+                    for i in range(atom):
+                        t = (acc[i] + pads[oh, ow]) * recip[0]
+                        mag = (abs(t) + half) >> 16
+                        t = -mag if t < 0 else mag
+                        t = t * recip[1]
+                        mag = (abs(t) + half) >> 16
+                        t = -mag if t < 0 else mag
+                        acc[i] = min(max(t, np.int64(-128)), np.int64(127))
+                for i in range(atom):
+                    out[b, cb, oh, ow, i] = np.int8(acc[i])
+
+
+def pool(x, out, geo, pads, recip) -> None:
+    kernel = _COMPILED.get("pool")
+    if kernel is None:
+        signature = f"void({_CUBE}, {_CUBE}, int64[::1], int64[:, ::1], int64[::1])"
+        kernel = _COMPILED["pool"] = numba.njit(signature, cache=True, parallel=True)(_pool)
+    kernel(x, out, geo, pads, recip)

@@ -414,8 +414,9 @@ def _conv(op: ConvOp, memory: BatchedMemory, atom: int) -> None:
             assert dst is not None
             run_chain(acc5, dst[part], op.chain, ew_part)
         else:
-            pooled = _sdp_then_pool(acc5, op.chain, ew_part, op.pool, atom)
-            _view(memory, op.pool.dst, atom, writable=True)[part].copy_(pooled)
+            out = torch.empty(acc5.shape, dtype=torch.int8, device=acc5.device)
+            run_chain(acc5, out, op.chain, ew_part)
+            _pool_into(out, _view(memory, op.pool.dst, atom, writable=True)[part], op.pool, atom)
 
 
 def _conv_compiled(kernels, op: ConvOp, src, ew, dst, memory: BatchedMemory, atom: int) -> None:
@@ -434,8 +435,22 @@ def _conv_compiled(kernels, op: ConvOp, src, ew, dst, memory: BatchedMemory, ato
     run = kernels.conv_depthwise if op.lanes == "depthwise" else kernels.conv_dense
     run(src.numpy(), op.packed, out.numpy(), dummy if ew is None else ew.numpy(), geo, cfg, chan)
     if op.pool is not None:
-        pooled = _atoms(pool_cube(_planar(out), op.pool).to(torch.int8), atom)
-        _view(memory, op.pool.dst, atom, writable=True).copy_(pooled)
+        _pool_into(out, _view(memory, op.pool.dst, atom, writable=True), op.pool, atom)
+
+
+def _pool_into(x5: torch.Tensor, dst5: torch.Tensor, p: Pool, atom: int) -> None:
+    """PDP of the INT8 cube ``x5`` [B, C/a, H, W, a] into the surface view ``dst5``."""
+    kernels = numba_kernels()
+    if kernels is None or x5.device.type != "cpu":
+        dst5.copy_(_atoms(pool_cube(_planar(x5), p).to(torch.int8), atom))
+        return
+    left, _, top, _ = p.pads
+    method = {"MAX": 0, "MIN": 1, "AVERAGE": 2}[p.method]
+    geo = np.array([method, *p.kernel, *p.stride, top, left], dtype=np.int64)
+    pads = pdp._padding_sums(tuple(x5.shape[2:4]), p.kernel, p.stride, (left, top), p.out_hw,
+                             p.pad_table, x5.device)  # fmt: skip
+    recip = np.array(p.recip, dtype=np.int64)
+    kernels.pool(x5.numpy(), dst5.numpy(), geo, np.ascontiguousarray(pads.numpy()), recip)
 
 
 def _sdp(op: SdpOp, memory: BatchedMemory, atom: int) -> None:
@@ -445,23 +460,14 @@ def _sdp(op: SdpOp, memory: BatchedMemory, atom: int) -> None:
         assert op.dst is not None
         run_chain(src, _view(memory, op.dst, atom, writable=True), op.chain, ew)
     else:
-        pooled = _sdp_then_pool(src, op.chain, ew, op.pool, atom)
-        _view(memory, op.pool.dst, atom, writable=True).copy_(pooled)
-
-
-def _sdp_then_pool(
-    x5: torch.Tensor, chain, ew: torch.Tensor | None, pool: Pool, atom: int
-) -> torch.Tensor:
-    """SDP's INT8 result handed to PDP on the fly: the pooled cube [B, C/a, OH, OW, a]."""
-    out = torch.empty(x5.shape, dtype=torch.int8, device=x5.device)
-    run_chain(x5, out, chain, ew)
-    return _atoms(pool_cube(_planar(out), pool).to(torch.int8), atom)
+        out = torch.empty(src.shape, dtype=torch.int8, device=src.device)
+        run_chain(src, out, op.chain, ew)
+        _pool_into(out, _view(memory, op.pool.dst, atom, writable=True), op.pool, atom)
 
 
 def _pdp(op: PdpOp, memory: BatchedMemory, atom: int) -> None:
-    x = _planar(_view(memory, op.src, atom))
-    pooled = pool_cube(x, op.pool).to(torch.int8)
-    _view(memory, op.pool.dst, atom, writable=True).copy_(_atoms(pooled, atom))
+    src = _view(memory, op.src, atom)
+    _pool_into(src, _view(memory, op.pool.dst, atom, writable=True), op.pool, atom)
 
 
 def pool_cube(x: torch.Tensor, p: Pool) -> torch.Tensor:
