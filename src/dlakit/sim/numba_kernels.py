@@ -187,105 +187,117 @@ def stage(src: np.ndarray, out: np.ndarray, top: int, left: int, value: int, cha
 
 
 @jit
-def _srr_lanes(v, n, shift, in_bits, out_bits):
+def _srr_lanes(v, rows, n, shift, in_bits, out_bits):
     lim = np.int64(1) << (out_bits - 1)
     if shift >= in_bits:
-        for i in range(n):
-            v[i] = 0
+        v[:rows, :n] = 0
         return
     if shift > 0:
         half = np.int64(1) << (shift - 1)
-        for i in range(n):
-            x = v[i]
-            mag = (abs(x) + half) >> shift
-            v[i] = -mag if x < 0 else mag
-    for i in range(n):
-        v[i] = min(max(v[i], -lim), lim - 1)
-
-
-@jit
-def _x_lanes(v, u, n, c0, alu, ops, mul_on, muls, shift, prelu, relu):
-    if alu == 1:
-        for i in range(n):
-            v[i] += ops[c0 + i]
-    elif alu == 2:
-        for i in range(n):
-            v[i] = max(v[i], ops[c0 + i])
-    elif alu == 3:
-        for i in range(n):
-            v[i] = min(v[i], ops[c0 + i])
-    if mul_on:
-        for i in range(n):
-            u[i] = v[i] * muls[c0 + i]
-        _srr_lanes(u, n, shift, 49, 32)
-        if prelu:
+        for p in range(rows):
             for i in range(n):
-                u[i] = v[i] if v[i] >= 0 else u[i]
+                x = v[p, i]
+                mag = (abs(x) + half) >> shift
+                v[p, i] = -mag if x < 0 else mag
+    for p in range(rows):
         for i in range(n):
-            v[i] = u[i]
-    else:
-        _srr_lanes(v, n, shift, 49, 32)
-    if relu:
-        for i in range(n):
-            v[i] = max(v[i], np.int64(0))
+            v[p, i] = min(max(v[p, i], -lim), lim - 1)
 
 
 @jit
-def _chain_lanes(v, u, e, n, c0, cfg, chan, ew, b, oh, ow, per_element):
-    """The chain of ``_chain`` on lanes ``v[:n]`` (channels c0..c0+n-1) of pixel (oh, ow) of
-    image b; ``ew`` holds the per-element Y operands when the chain takes them (``e``, ``u``:
-    scratch)."""
+def _x_lanes(v, u, rows, n, c0, alu, ops, mul_on, muls, shift, prelu, relu):
+    for p in range(rows):
+        if alu == 1:
+            for i in range(n):
+                v[p, i] += ops[c0 + i]
+        elif alu == 2:
+            for i in range(n):
+                v[p, i] = max(v[p, i], ops[c0 + i])
+        elif alu == 3:
+            for i in range(n):
+                v[p, i] = min(v[p, i], ops[c0 + i])
+    if mul_on:
+        for p in range(rows):
+            for i in range(n):
+                u[p, i] = v[p, i] * muls[c0 + i]
+        _srr_lanes(u, rows, n, shift, 49, 32)
+        for p in range(rows):
+            if prelu:
+                for i in range(n):
+                    v[p, i] = v[p, i] if v[p, i] >= 0 else u[p, i]
+            else:
+                for i in range(n):
+                    v[p, i] = u[p, i]
+    else:
+        _srr_lanes(v, rows, n, shift, 49, 32)
+    if relu:
+        for p in range(rows):
+            for i in range(n):
+                v[p, i] = max(v[p, i], np.int64(0))
+
+
+@jit
+def _chain_lanes(v, u, e, rows, n, c0, cfg, chan, ew, b, oh, ow0, per_element):
+    """The chain of ``_chain`` on ``v[:rows, :n]``: ``rows`` output pixels (oh, ow0 + p) of
+    image b, channels c0..c0+n-1 in the lanes; ``ew`` holds the per-element Y operands when the
+    chain takes them (``e``, ``u``: scratch of the same shape)."""
     if per_element:
         atom = ew.shape[4]
-        k = 0
-        while k < n:
-            cb, lane = (c0 + k) // atom, (c0 + k) % atom
-            run = min(atom - lane, n - k)
-            for j in range(run):
-                e[k + j] = ew[b, cb, oh, ow, lane + j]
-            k += run
+        for p in range(rows):
+            k = 0
+            while k < n:
+                cb, lane = (c0 + k) // atom, (c0 + k) % atom
+                run = min(atom - lane, n - k)
+                for j in range(run):
+                    e[p, k + j] = ew[b, cb, oh, ow0 + p, lane + j]
+                k += run
     shift = cfg[0]
-    if shift == 0:
-        for i in range(n):
-            v[i] = min(max(v[i], np.int64(-(1 << 31))), np.int64((1 << 31) - 1))
-    elif shift > 0:
-        for i in range(n):
-            v[i] = cacc(v[i], shift)
+    lo32, hi32 = np.int64(-(1 << 31)), np.int64((1 << 31) - 1)
+    for p in range(rows):
+        if shift == 0:
+            for i in range(n):
+                v[p, i] = min(max(v[p, i], lo32), hi32)
+        elif shift > 0:
+            for i in range(n):
+                v[p, i] = cacc(v[p, i], shift)
     if cfg[1]:
-        _x_lanes(v, u, n, c0, cfg[2], chan[0], cfg[3], chan[1], cfg[4], cfg[5], cfg[6])
+        _x_lanes(v, u, rows, n, c0, cfg[2], chan[0], cfg[3], chan[1], cfg[4], cfg[5], cfg[6])
     if cfg[7]:
-        _x_lanes(v, u, n, c0, cfg[8], chan[2], cfg[9], chan[3], cfg[10], cfg[11], cfg[12])
+        _x_lanes(v, u, rows, n, c0, cfg[8], chan[2], cfg[9], chan[3], cfg[10], cfg[11], cfg[12])
     if cfg[13]:
         if cfg[14]:
-            for i in range(n):
-                u[i] = v[i] * chan[4, c0 + i]
-            _srr_lanes(u, n, cfg[15], 64, 32)
-            for i in range(n):
-                v[i] = v[i] if (cfg[16] and v[i] >= 0) else u[i]
+            for p in range(rows):
+                for i in range(n):
+                    u[p, i] = v[p, i] * chan[4, c0 + i]
+            _srr_lanes(u, rows, n, cfg[15], 64, 32)
+            for p in range(rows):
+                for i in range(n):
+                    v[p, i] = v[p, i] if (cfg[16] and v[p, i] >= 0) else u[p, i]
         if cfg[17]:
             if cfg[18]:
-                if cfg[19]:
+                for p in range(rows):
                     for i in range(n):
-                        u[i] = (e[i] - cfg[20]) * cfg[21]
-                    _srr_lanes(u, n, cfg[22], 49, 32)
+                        u[p, i] = (e[p, i] - cfg[20]) * cfg[21] if cfg[19] else e[p, i]
+                if cfg[19]:
+                    _srr_lanes(u, rows, n, cfg[22], 49, 32)
+            else:
+                for p in range(rows):
+                    for i in range(n):
+                        u[p, i] = chan[5, c0 + i]
+            for p in range(rows):
+                if cfg[17] == 1:
+                    for i in range(n):
+                        v[p, i] = min(max(v[p, i] + u[p, i], lo32), hi32)
+                elif cfg[17] == 2:
+                    for i in range(n):
+                        v[p, i] = max(v[p, i], u[p, i])
                 else:
                     for i in range(n):
-                        u[i] = e[i]
-            else:
-                for i in range(n):
-                    u[i] = chan[5, c0 + i]
-            if cfg[17] == 1:
-                for i in range(n):
-                    v[i] = min(max(v[i] + u[i], np.int64(-(1 << 31))), np.int64((1 << 31) - 1))
-            elif cfg[17] == 2:
-                for i in range(n):
-                    v[i] = max(v[i], u[i])
-            else:
-                for i in range(n):
-                    v[i] = min(v[i], u[i])
-    for i in range(n):
-        v[i] = (v[i] - cfg[23]) * cfg[24]
-    _srr_lanes(v, n, cfg[25], 49, 8)
+                        v[p, i] = min(v[p, i], u[p, i])
+    for p in range(rows):
+        for i in range(n):
+            v[p, i] = (v[p, i] - cfg[23]) * cfg[24]
+    _srr_lanes(v, rows, n, cfg[25], 49, 8)
 
 
 def _conv_dense(x, w, out, ew, geo, cfg, chan):
@@ -305,9 +317,9 @@ def _conv_dense(x, w, out, ew, geo, cfg, chan):
         oh = job % out_h
         sums = np.zeros((4, kg), dtype=w.dtype)
         taps = np.zeros((4, cg), dtype=np.int8)
-        v = np.empty(kg, dtype=np.int64)
-        u = np.empty(kg, dtype=np.int64)
-        e = np.zeros(kg, dtype=np.int64)
+        v = np.empty((4, kg), dtype=np.int64)
+        u = np.empty((4, kg), dtype=np.int64)
+        e = np.zeros((4, kg), dtype=np.int64)
         for ow0 in range(0, out_w, 4):
             count = min(4, out_w - ow0)
             for g in range(groups):
@@ -347,23 +359,23 @@ def _conv_dense(x, w, out, ew, geo, cfg, chan):
                                     s3[k] += x3 * wk
                 c0 = g * kg
                 for p in range(count):
-                    ow = ow0 + p
                     for k in range(kg):
-                        v[k] = np.int64(sums[p, k])
-                    _chain_lanes(v, u, e, kg, c0, cfg, chan, ew, b, oh, ow, per_element)
+                        v[p, k] = np.int64(sums[p, k])
+                _chain_lanes(v, u, e, count, kg, c0, cfg, chan, ew, b, oh, ow0, per_element)
+                for p in range(count):
                     k = 0
                     while k < kg:
                         cb, lane = (c0 + k) // atom, (c0 + k) % atom
                         run = min(atom - lane, kg - k)
                         for j in range(run):
-                            out[b, cb, oh, ow, lane + j] = np.int8(v[k + j])
+                            out[b, cb, oh, ow0 + p, lane + j] = np.int8(v[p, k + j])
                         k += run
 
 
 def _conv_depthwise(x, w, out, ew, geo, cfg, chan):
-    # One kernel per channel: lanes are the channels of an atom, contiguous in memory.
-    # x [B, C/a, H, W, a] INT8; w [C/a, R, S, a] (float32, int32 or int64);
-    # out/ew [B, C/a, OH, OW, a] INT8.
+    # One kernel per channel: lanes are the channels of an atom, contiguous in memory; four
+    # output pixels of a row per pass. x [B, C/a, H, W, a] INT8; w [C/a, R, S, a] (float32,
+    # int32 or int64); out/ew [B, C/a, OH, OW, a] INT8.
     batch, blocks, height, width, atom = x.shape
     taps_r, taps_s = w.shape[1], w.shape[2]
     out_h, out_w = out.shape[2], out.shape[3]
@@ -373,29 +385,36 @@ def _conv_depthwise(x, w, out, ew, geo, cfg, chan):
     for job in numba.prange(batch * out_h):
         b = job // out_h
         oh = job % out_h
-        sums = np.zeros(atom, dtype=w.dtype)
-        v = np.empty(atom, dtype=np.int64)
-        u = np.empty(atom, dtype=np.int64)
-        e = np.zeros(atom, dtype=np.int64)
-        for ow in range(out_w):
+        sums = np.zeros((4, atom), dtype=w.dtype)
+        v = np.empty((4, atom), dtype=np.int64)
+        u = np.empty((4, atom), dtype=np.int64)
+        e = np.zeros((4, atom), dtype=np.int64)
+        for ow0 in range(0, out_w, 4):
+            count = min(4, out_w - ow0)
             for cb in range(blocks):
-                for i in range(atom):
-                    sums[i] = 0
+                sums[:, :] = 0
                 for r in range(taps_r):
                     ih = oh * sy + r * dy - top
+                    row_inside = 0 <= ih < height
                     for s in range(taps_s):
-                        iw = ow * sx + s * dx - left
-                        if 0 <= ih < height and 0 <= iw < width:
-                            for i in range(atom):
-                                sums[i] += x[b, cb, ih, iw, i] * w[cb, r, s, i]
-                        elif pad != 0:
-                            for i in range(atom):
-                                sums[i] += pad * w[cb, r, s, i]
-                for i in range(atom):
-                    v[i] = np.int64(sums[i])
-                _chain_lanes(v, u, e, atom, cb * atom, cfg, chan, ew, b, oh, ow, per_element)
-                for i in range(atom):
-                    out[b, cb, oh, ow, i] = np.int8(v[i])
+                        weights = w[cb, r, s]
+                        for p in range(count):
+                            iw = (ow0 + p) * sx + s * dx - left
+                            acc = sums[p]
+                            if row_inside and 0 <= iw < width:
+                                for i in range(atom):
+                                    acc[i] += x[b, cb, ih, iw, i] * weights[i]
+                            elif pad != 0:
+                                for i in range(atom):
+                                    acc[i] += pad * weights[i]
+                for p in range(count):
+                    for i in range(atom):
+                        v[p, i] = np.int64(sums[p, i])
+                _chain_lanes(v, u, e, count, atom, cb * atom, cfg, chan, ew, b, oh, ow0,
+                             per_element)  # fmt: skip
+                for p in range(count):
+                    for i in range(atom):
+                        out[b, cb, oh, ow0 + p, i] = np.int8(v[p, i])
 
 
 _CUBE = "int8[:, :, :, :, :]"
