@@ -110,51 +110,58 @@ def _x(x, alu, op, mul_on, mul, truncate, prelu, relu):
 
 
 @jit
-def _srr_row(v, n, shift, in_bits, out_bits):
+def _srr_rows(v, shift, in_bits, out_bits):
     if shift >= in_bits and shift != 0:
-        for i in range(n):
-            v[i] = 0
+        v[:, :] = 0
         return
     lim = np.int64(1) << (out_bits - 1)
+    pixels, n = v.shape
     if shift > 0:
         half = np.int64(1) << (shift - 1)
+        for p in range(pixels):
+            for i in range(n):
+                neg = np.int64(1) if v[p, i] < 0 else np.int64(0)
+                v[p, i] = (v[p, i] + (half - neg)) >> shift
+    for p in range(pixels):
         for i in range(n):
-            neg = np.int64(1) if v[i] < 0 else np.int64(0)
-            v[i] = (v[i] + (half - neg)) >> shift
-    for i in range(n):
-        v[i] = min(max(v[i], -lim), lim - 1)
+            v[p, i] = min(max(v[p, i], -lim), lim - 1)
 
 
 @jit
-def _x_row(v, u, n, alu, ops, mul_on, muls, truncate, prelu, relu):
-    if alu == 1:
-        for i in range(n):
-            v[i] += ops[i]
-    elif alu == 2:
-        for i in range(n):
-            v[i] = max(v[i], ops[i])
-    elif alu == 3:
-        for i in range(n):
-            v[i] = min(v[i], ops[i])
-    if mul_on:
-        for i in range(n):
-            u[i] = v[i] * muls[i]
-        _srr_row(u, n, truncate, 49, 32)
-        if prelu:
-            lim = np.int64(1) << 31
+def _x_rows(v, u, alu, ops, mul_on, muls, truncate, prelu, relu):
+    pixels, n = v.shape
+    for p in range(pixels):
+        if alu == 1:
             for i in range(n):
-                u[i] = min(max(v[i], -lim), lim - 1) if v[i] >= 0 else u[i]
-        for i in range(n):
-            v[i] = u[i]
+                v[p, i] += ops[i]
+        elif alu == 2:
+            for i in range(n):
+                v[p, i] = max(v[p, i], ops[i])
+        elif alu == 3:
+            for i in range(n):
+                v[p, i] = min(v[p, i], ops[i])
+    if mul_on:
+        for p in range(pixels):
+            for i in range(n):
+                u[p, i] = v[p, i] * muls[i]
+        _srr_rows(u, truncate, 49, 32)
+        lim = np.int64(1) << 31
+        for p in range(pixels):
+            if prelu:
+                for i in range(n):
+                    u[p, i] = min(max(v[p, i], -lim), lim - 1) if v[p, i] >= 0 else u[p, i]
+            for i in range(n):
+                v[p, i] = u[p, i]
     else:
-        _srr_row(v, n, truncate, 33, 32)
+        _srr_rows(v, truncate, 33, 32)
     if relu:
-        for i in range(n):
-            v[i] = max(v[i], np.int64(0))
+        for p in range(pixels):
+            for i in range(n):
+                v[p, i] = max(v[p, i], np.int64(0))
 
 
 def _chain(acc, out, ew, cfg, rows):
-    # One pixel's K channels at a time, each stage a loop over them (vectorised).
+    # One row of pixels at a time, each stage a loop over its pixels' channels (vectorised).
     batch, channels, height, width = acc.shape
     truncate = cfg[0]
     y, y_alu, y_off, y_scale, y_t = cfg[15], cfg[16], cfg[17], cfg[18], cfg[19]
@@ -163,37 +170,41 @@ def _chain(acc, out, ew, cfg, rows):
     for job in numba.prange(batch * height):
         b = job // height
         h = job % height
-        v = np.empty(channels, dtype=np.int64)
-        u = np.empty(channels, dtype=np.int64)
+        v = np.empty((width, channels), dtype=np.int64)
+        u = np.empty((width, channels), dtype=np.int64)
         for w in range(width):
             for k in range(channels):
-                v[k] = np.int64(acc[b, k, h, w])
-            if truncate >= 0:
+                v[w, k] = np.int64(acc[b, k, h, w])
+        if truncate >= 0:
+            for w in range(width):
                 for k in range(channels):
-                    v[k] = _cacc(v[k], truncate)
-            if cfg[1]:
-                _x_row(v, u, channels, cfg[2], rows[0], cfg[3], rows[1], cfg[4], cfg[5], cfg[6])
-            if cfg[8]:
-                _x_row(v, u, channels, cfg[9], rows[2], cfg[10], rows[3], cfg[11], cfg[12],
-                       cfg[13])  # fmt: skip
-            if y:
+                    v[w, k] = _cacc(v[w, k], truncate)
+        if cfg[1]:
+            _x_rows(v, u, cfg[2], rows[0], cfg[3], rows[1], cfg[4], cfg[5], cfg[6])
+        if cfg[8]:
+            _x_rows(v, u, cfg[9], rows[2], cfg[10], rows[3], cfg[11], cfg[12], cfg[13])
+        if y:
+            for w in range(width):
                 for k in range(channels):
-                    u[k] = (np.int64(ew[b, k, h, w]) - y_off) * y_scale
-                _srr_row(u, channels, y_t, 49, 32)
+                    u[w, k] = (np.int64(ew[b, k, h, w]) - y_off) * y_scale
+            _srr_rows(u, y_t, 49, 32)
+            for w in range(width):
                 if y_alu == 1:
                     for k in range(channels):
-                        v[k] = min(max(v[k] + u[k], -lim32), lim32 - 1)
+                        v[w, k] = min(max(v[w, k] + u[w, k], -lim32), lim32 - 1)
                 elif y_alu == 2:
                     for k in range(channels):
-                        v[k] = max(v[k], u[k])
+                        v[w, k] = max(v[w, k], u[w, k])
                 else:
                     for k in range(channels):
-                        v[k] = min(v[k], u[k])
+                        v[w, k] = min(v[w, k], u[w, k])
+        for w in range(width):
             for k in range(channels):
-                v[k] = (v[k] - c_off) * c_scale
-            _srr_row(v, channels, c_shift, 49, 17)
+                v[w, k] = (v[w, k] - c_off) * c_scale
+        _srr_rows(v, c_shift, 49, 17)
+        for w in range(width):
             for k in range(channels):
-                out[b, k, h, w] = np.int8(min(max(v[k], np.int64(-128)), np.int64(127)))
+                out[b, k, h, w] = np.int8(min(max(v[w, k], np.int64(-128)), np.int64(127)))
 
 
 _COMPILED: dict[str, object] = {}
