@@ -216,6 +216,26 @@ def observe_histograms(
     # Signed bins over [-absmax, absmax]: x = 0 falls in the centre bin, SIGNED_BINS // 2.
     signed_factors = {n: f * SIGNED_BINS / (2 * NUM_BINS) for n, f in factors.items()}
     kernels = _kernels() if fused else None
+    if kernels is not None and store is not None and store.runs is not None:
+        # One compiled pass per tensor over all the runs it was kept for (a call per tensor
+        # and run would cost more than the binning for the small ones).
+        for name in stats:
+            parts = [value for run in store.runs for n, value in run if n == name]
+            if not parts:
+                continue
+            entry = stats[name]
+            entry.zeros += kernels.histograms(
+                np.concatenate([p.reshape(-1) for p in parts]),
+                np.float32(entry.absmax),
+                np.float32(factors[name]),
+                np.float32(signed_factors[name]),
+                entry.counts,
+                entry.signed,
+            )
+        if step:
+            for _ in store.runs:
+                step()
+        return
     runs = (
         iter(store.runs)
         if store is not None and store.runs is not None
