@@ -7,10 +7,14 @@ Calibration images are always disjoint from the evaluation images:
 * fmnist-cnn: calibrate on 5,000 Fashion-MNIST training images, evaluate on the 10,000
   test images;
 * mobilenetv2, efficientnet-lite0: calibrate on scikit-image's photos and 4 corner crops of each
-  (110 inputs); evaluate on OpenCV's 90 sample photos and foolbox's 20 labelled ImageNet photos
-  (110 inputs; top-1 on the 20 labelled ones).
+  (110 inputs); evaluate on ``eval-photos``: foolbox's 20 labelled ImageNet photos, OpenCV's 90
+  sample photos, MATE's 12 and Plasma's 11 photographs (133 inputs; top-1 on the 20 labelled).
+
+Agreement is reported on all inputs and on the confident ones (FP32's top softmax probability
+>= 0.5); the JSON holds every row's per-input records (dlakit.accuracy v2).
 
 Usage: .venv/bin/python bench/accuracy_table.py [--models mnist-cnn,...] [--json out.json]
+       [--output-precision int8|fp16] [--no-ort]
 """
 
 from __future__ import annotations
@@ -50,11 +54,11 @@ def photo_sets(model: str, shape):
     calib = []
     for image in load_dataset("skimage-photos").images:
         calib += [prep.apply(im) for im in [image, *corner_crops(image)]]
-    photos = load_labelled("opencv-photos", prep, shape).images
+    photos = load_labelled("eval-photos", prep, shape)
     labelled = load_labelled("foolbox-imagenet", prep, shape)
-    x = np.concatenate([labelled.images, photos]).astype(np.float32)
+    assert photos.names[: len(labelled.names)] == [f"foolbox-imagenet/{n}" for n in labelled.names]
     y = np.asarray(labelled.labels, dtype=np.int64)
-    return np.stack(calib).astype(np.float32), x, y
+    return np.stack(calib).astype(np.float32), photos.images.astype(np.float32), y, photos.names
 
 
 def small_sets(model: str, shape):
@@ -62,15 +66,28 @@ def small_sets(model: str, shape):
     prep = get_entry(model).preprocess
     calib = load_labelled(calib_src, prep, shape, 5000).images.astype(np.float32)
     ds = load_labelled(eval_src, prep, shape)
-    return calib, ds.images.astype(np.float32), np.asarray(ds.labels, dtype=np.int64)
+    y = np.asarray(ds.labels, dtype=np.int64)
+    return calib, ds.images.astype(np.float32), y, ds.names
 
 
-def run(model: str, methods: list[str], target: str) -> list[dict]:
+def run(
+    model: str,
+    methods: list[str],
+    target: str,
+    output_precision: str | None = None,
+    ort: bool = True,
+    equalize: bool = False,
+    save_scales: str | None = None,
+) -> list[dict]:
     loaded = load_model(resolve_model(model))
     name = loaded.input_names[0]
     shape = loaded.input_shapes[name]
-    calib, x, y = photo_sets(model, shape) if model in PHOTOS else small_sets(model, shape)
+    calib, x, y, names = photo_sets(model, shape) if model in PHOTOS else small_sets(model, shape)
     labelled = len(y)  # the first len(y) evaluation inputs carry labels
+    if equalize:
+        from dlakit.rewrite.equalize import equalize_model
+
+        loaded, _ = equalize_model(loaded, calib[:16])
     fp32 = acc.float_run(loaded, x)[loaded.output_names[0]]
     rows = []
     for method in methods:
@@ -78,52 +95,72 @@ def run(model: str, methods: list[str], target: str) -> list[dict]:
         inputs = ArrayInputs(f"{len(calib)} calibration inputs", name, shape, calib,
                              [str(i) for i in range(len(calib))])  # fmt: skip
         scales = calibrate(loaded, inputs, method).scales
-        graph = quantize_model(loaded, scales, target)
+        if save_scales:
+            scales.save(f"{save_scales}/{model}.{method}{'.eq' if equalize else ''}.scales.json")
+        graph = quantize_model(loaded, scales, target, output_precision=output_precision)
         int8 = acc.int8_run(graph, name, x)[loaded.output_names[0]]
+        report = acc.evaluate(loaded, graph, x, None, fp32={loaded.output_names[0]: fp32},
+                              names=names)  # fmt: skip
         t1 = time.time()
-        ort_model = quantize_ort(loaded, calib, ORT_METHOD[method])
-        peer_out = run_ort_int8(ort_model, loaded, x)[loaded.output_names[0]]
-        emulated = run_ort_int8(ort_model, loaded, x, kernels=False)[loaded.output_names[0]]
-        rows.append(
-            {
-                "model": model,
-                "target": target,
-                "method": method,
-                "calib": len(calib),
-                "eval": len(x),
-                "labelled": labelled,
-                "fp32_top1": acc.topk_accuracy(fp32[:labelled], y),
-                "int8_top1": acc.topk_accuracy(int8[:labelled], y),
+        row = {
+            "model": model,
+            "target": target,
+            "method": method,
+            "equalize": equalize,
+            "output_precision": report.output_precision,
+            "calib": len(calib),
+            "eval": len(x),
+            "labelled": labelled,
+            "fp32_top1": acc.topk_accuracy(fp32[:labelled], y),
+            "int8_top1": acc.topk_accuracy(int8[:labelled], y),
+            "int8_agreement": acc.agreement(fp32, int8),
+            "int8_agreement_confident": report.agreement_confident,
+            "confident": report.confident_count,
+            "int8_sqnr_db": acc.sqnr_db(fp32, int8),
+            "int8_cosine": acc.cosine(fp32, int8),
+            "engines": graph.count(),
+            "int8_seconds": t1 - t0,
+        }
+        if ort:
+            ort_model = quantize_ort(loaded, calib, ORT_METHOD[method])
+            peer_out = run_ort_int8(ort_model, loaded, x)[loaded.output_names[0]]
+            emulated = run_ort_int8(ort_model, loaded, x, kernels=False)[loaded.output_names[0]]
+            row |= {
                 "ort_top1": acc.topk_accuracy(peer_out[:labelled], y),
                 "ort_emulated_top1": acc.topk_accuracy(emulated[:labelled], y),
                 "ort_emulated_agreement": acc.agreement(fp32, emulated),
-                "int8_agreement": acc.agreement(fp32, int8),
                 "ort_agreement": acc.agreement(fp32, peer_out),
-                "int8_sqnr_db": acc.sqnr_db(fp32, int8),
                 "ort_sqnr_db": acc.sqnr_db(fp32, peer_out),
-                "int8_cosine": acc.cosine(fp32, int8),
-                "engines": graph.count(),
-                "int8_seconds": t1 - t0,
             }
-        )
-        print(json.dumps(rows[-1]), flush=True)
+        print(json.dumps(row), flush=True)
+        row["inputs"] = [vars(r) for r in report.inputs]
+        rows.append(row)
     return rows
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:.2f}"
 
 
 def markdown(rows: list[dict]) -> str:
     lines = [
-        "| model | calibration | eval inputs (labelled) | FP32 top-1 | DLA-INT8 top-1 | ORT INT8 "
-        "top-1 (kernels / emulated) | DLA-INT8 agreement | ORT INT8 agreement (kernels / "
-        "emulated) | DLA-INT8 SQNR dB | ORT SQNR dB |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| model | calibration | output | eval inputs (labelled) | FP32 top-1 | DLA-INT8 top-1 | "
+        "ORT INT8 top-1 (kernels / emulated) | DLA-INT8 agreement | agreement, confident (n) | "
+        "ORT INT8 agreement (kernels / emulated) | DLA-INT8 SQNR dB | ORT SQNR dB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
+        eq = ", equalized" if r.get("equalize") else ""
+        ort = "ort_top1" in r
         lines.append(
-            f"| {r['model']} | {r['method']} ({r['calib']}) | {r['eval']} ({r['labelled']}) | "
-            f"{100 * r['fp32_top1']:.2f} | {100 * r['int8_top1']:.2f} | {100 * r['ort_top1']:.2f} "
-            f"/ {100 * r['ort_emulated_top1']:.2f} | {100 * r['int8_agreement']:.2f} | "
-            f"{100 * r['ort_agreement']:.2f} / {100 * r['ort_emulated_agreement']:.2f} | "
-            f"{r['int8_sqnr_db']:.1f} | {r['ort_sqnr_db']:.1f} |"
+            f"| {r['model']} | {r['method']} ({r['calib']}){eq} | {r['output_precision']} | "
+            f"{r['eval']} ({r['labelled']}) | {_pct(r['fp32_top1'])} | {_pct(r['int8_top1'])} | "
+            + (f"{_pct(r['ort_top1'])} / {_pct(r['ort_emulated_top1'])}" if ort else "-")
+            + f" | {_pct(r['int8_agreement'])} | {_pct(r['int8_agreement_confident'])} "
+            f"({r['confident']}) | "
+            + (f"{_pct(r['ort_agreement'])} / {_pct(r['ort_emulated_agreement'])}" if ort else "-")
+            + f" | {r['int8_sqnr_db']:.1f} | "
+            + (f"{r['ort_sqnr_db']:.1f} |" if ort else "- |")
         )
     return "\n".join(lines)
 
@@ -133,11 +170,16 @@ def main() -> None:
     parser.add_argument("--models", default="mnist-cnn,fmnist-cnn,mobilenetv2,efficientnet-lite0")
     parser.add_argument("--methods", default="entropy,percentile,max")
     parser.add_argument("--target", default="nv_full")
+    parser.add_argument("--output-precision", default=None)
+    parser.add_argument("--no-ort", action="store_true")
+    parser.add_argument("--equalize", action="store_true")
+    parser.add_argument("--save-scales", help="folder to save each calibration's scales in")
     parser.add_argument("--json")
     args = parser.parse_args()
     rows = []
     for model in args.models.split(","):
-        rows += run(model, args.methods.split(","), args.target)
+        rows += run(model, args.methods.split(","), args.target, args.output_precision,
+                    not args.no_ort, args.equalize, args.save_scales)  # fmt: skip
     print(f"\n{platform.processor() or platform.machine()}\n")
     print(markdown(rows))
     if args.json:

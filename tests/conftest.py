@@ -1,19 +1,30 @@
 """Shared fixtures: where the official NVDLA material is, and markers for GPU-only tests."""
 
+import os
 from pathlib import Path
 
 import pytest
 
 from dlakit.paths import shared_dir
+from shared_material import shared_folder
 
 
 @pytest.fixture(scope="session")
 def shared() -> Path:
-    """The ``shared/`` folder (DLAKIT_SHARED, default ../shared); skip when it is absent."""
-    path = shared_dir()
-    if not path.is_dir():
-        pytest.skip(f"shared material not found at {path}; set DLAKIT_SHARED to an nvdla checkout")
-    return path
+    """The ``shared/`` folder with the official NVDLA traces and loadables: skipped when absent,
+    failed under CI (shared_material.shared_folder)."""
+    return shared_folder()
+
+
+def pytest_configure(config):
+    # pytest-xdist workers start with COLUMNS=80, and rich fixes a console's width from COLUMNS when
+    # the console is made, at a CLI module's import: the first test to import a verb would decide
+    # its width for every later test. Without the variable, consoles follow COLUMNS as tests set it.
+    os.environ.pop("COLUMNS", None)
+    os.environ.pop("LINES", None)
+    # The shared folder's default is relative to the current directory; tests that run commands
+    # in a work folder must still find it, so pin it once, from where pytest started.
+    os.environ.setdefault("DLAKIT_SHARED", str(shared_dir()))
 
 
 def pytest_collection_modifyitems(config, items):

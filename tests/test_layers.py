@@ -10,7 +10,7 @@ from pathlib import Path
 import dlakit
 
 PIPELINE = [
-    {"errors", "paths", "extras", "system", "__init__"},
+    {"errors", "paths", "extras", "files", "system", "__init__"},
     {"graph"},
     {"targets", "hw"},
     {"zoo"},
@@ -20,7 +20,7 @@ PIPELINE = [
     {"quant"},
     {"lower"},
     {"sim", "nvdla"},
-    {"run"},
+    {"run", "loadable"},
     {"accuracy"},
     {"perf"},
     {"plan"},

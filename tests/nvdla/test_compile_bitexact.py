@@ -127,9 +127,29 @@ def test_fmnist_cnn_real_images_nv_small():
 def test_nv_full_fuses_the_residual_add_into_the_sdp_y_unit(tmp_path):
     path, x = _residual_model(tmp_path, 40)
     _, graph, comp = compile_case(path, x, "nv_full")
-    assert [s.kind for s in comp.segments] == ["fallback", "dla"]  # the add runs on the DLA
+    # The add runs on the DLA; the output conv writes FP16, which the simulator cannot yet, so
+    # it is emulated on the fallback, bit for bit.
+    assert [s.kind for s in comp.segments] == ["fallback", "dla", "fallback"]
+    assert comp.stats["fp16_output_on_fallback"] == ["conv3"]
+    assert graph.tensors["y"].precision == "fp16"
     writes = {w[1] for s in comp.segments for op in s.ops for w in op.writes}
     assert "D_EW_BASE_ADDR_LOW" in writes
+    check_bitexact(graph, comp, x)
+    check_bitexact(graph, comp, x, engine="ort")
+
+
+def test_int8_outputs_on_nv_full_stay_on_the_dla(tmp_path):
+    from nvdla_cases import max_scales
+
+    from dlakit.graph import load_model
+    from dlakit.lower.lowering import quantize_model
+    from dlakit.nvdla import compile_graph, nvdla_target
+
+    path, x = _residual_model(tmp_path, 40)
+    loaded = load_model(path)
+    graph = quantize_model(loaded, max_scales(loaded, x), "nv_full", output_precision="int8")
+    comp = compile_graph(graph, nvdla_target("nv_full"))
+    assert [s.kind for s in comp.segments] == ["fallback", "dla"]
     check_bitexact(graph, comp, x)
 
 

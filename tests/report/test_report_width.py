@@ -209,3 +209,17 @@ def test_host_timings_table_keeps_long_names_readable():
     wide = Output(Console(width=WIDTH, record=True))
     render_host(timings, "NVIDIA H200", 8, wide, wide=True)
     assert f"{name}2" in wide.console.export_text()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["resnet18", "-b", "4", "-v"], ["mobilenetv1", "-t", "xavier-nx", "-b", "4,16", "--strategy",
+      "data-parallel"], ["resnet18", "mobilenetv1", "-b", "2", "--strategy", "layer-map"]],
+)  # fmt: skip
+def test_plan_tables_and_lines_fit_80_columns(args, capsys):
+    out = _run(capsys, "plan", *args)
+    _no_ellipsis(out)
+    _within(out.splitlines())
+    assert "modeled" in out
+    for strategy in (a for a in args if a in ("data-parallel", "layer-map")):
+        assert strategy in out, f"strategy {strategy!r} cut"

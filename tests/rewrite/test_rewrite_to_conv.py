@@ -125,3 +125,39 @@ def test_strided_slice_as_depthwise_conv(apply_pass, build_model, start):
 def test_strided_slice_refuses_early_stop(apply_pass, build_model):
     done = apply_pass(focus_slice(build_model, 0, end=5), StridedSliceToConvPass)
     assert done.ops == {"Slice": 1} and "before the end" in done.refusals[0].reason
+
+
+def test_an_activation_between_two_reshapes_runs_on_the_original_tensor(apply_pass, build_model):
+    from dlakit.rewrite.reshape_round_trip import ReshapeRoundTripPass
+
+    nodes = [
+        helper.make_node("Reshape", ["x", "flat"], ["f"], name="to2d"),
+        helper.make_node("Relu", ["f"], ["r"], name="relu"),
+        helper.make_node("Clip", ["r", "lo", "hi"], ["c"], name="clip"),
+        helper.make_node("Reshape", ["c", "back"], ["y"], name="to4d"),
+    ]
+    inits = [
+        ("flat", np.array([2, 24], np.int64)),
+        ("back", np.array([2, 24, 1, 1], np.int64)),
+        ("lo", np.array(0.0, np.float32)),
+        ("hi", np.array(0.5, np.float32)),
+    ]
+    model = build_model(nodes, [("x", [2, 24, 1, 1])], ["y"], inits)
+    done = apply_pass(model, ReshapeRoundTripPass)
+    assert done.ops == {"Relu": 1, "Clip": 1} and done.nodes("Relu")[0].input[0] == "x"
+    assert done.error == 0.0
+
+
+def test_a_reshape_to_another_shape_is_no_round_trip(apply_pass, build_model):
+    from dlakit.rewrite.reshape_round_trip import ReshapeRoundTripPass
+
+    nodes = [
+        helper.make_node("Reshape", ["x", "flat"], ["f"], name="to2d"),
+        helper.make_node("Relu", ["f"], ["r"], name="relu"),
+        helper.make_node("Reshape", ["r", "other"], ["y"], name="to3d"),
+    ]
+    inits = [("flat", np.array([2, 24], np.int64)), ("other", np.array([2, 4, 6], np.int64))]
+    done = apply_pass(
+        build_model(nodes, [("x", [2, 24, 1, 1])], ["y"], inits), ReshapeRoundTripPass
+    )
+    assert done.ops == {"Reshape": 2, "Relu": 1}

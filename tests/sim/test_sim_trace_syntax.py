@@ -68,7 +68,7 @@ def test_events_register_reads_and_every_check_kind(shared, tmp_path):
         ("sync_wait(NVDLA_SDP, never);", "sync_wait for never, which nothing notified"),
         ("check_crc(never, pri_mem, 0x80080000, 0x800, 0x0);", "waits for event never"),
         ("reg_read_check(NVDLA_CDMA.S_CBUF_FLUSH_STATUS_0, 0x0);", "the trace expects 0x0"),
-        ("reg_write(NVDLA_SDP.D_CVT_SCALE_0);", "reg_write(NVDLA_SDP.D_CVT_SCALE_0) has wrong"),
+        ("reg_write(NVDLA_SDP.D_CVT_SCALE_0);", "reg_write takes 2 arguments, the line has 1"),
     ],
 )
 def test_commands_that_cannot_apply_are_refused_by_name(shared, tmp_path, line, message):

@@ -131,3 +131,83 @@ def test_unknown_target_or_trt_version(tmp_path, capsys, flag, value, expect):
 def test_bad_input_shape_spec(tmp_path, capsys):
     model = make_model(tmp_path / "m.onnx", dynamic=True)
     assert "--input-shape" in one_line_error(capsys, "check", str(model), "--input-shape", "x:1by3")
+
+
+def island_model(path):
+    """Two convolutions the DLA refuses (kernel 33) around a lone Relu: a DLA island."""
+    rng = np.random.default_rng(0)
+    inits = [
+        numpy_helper.from_array(rng.normal(size=(4, 4, 33, 33)).astype(np.float32), name)
+        for name in ("wa", "wb")
+    ]
+    nodes = [
+        helper.make_node(
+            "Conv", ["x", "wa"], ["a"], name="big", kernel_shape=[33, 33], pads=[16] * 4
+        ),
+        helper.make_node("Relu", ["a"], ["r"], name="relu"),
+        helper.make_node(
+            "Conv", ["r", "wb"], ["y"], name="big2", kernel_shape=[33, 33], pads=[16] * 4
+        ),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 16, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        initializer=inits,
+    )
+    return save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+
+def test_check_lists_recommendations_apart_and_applies_them_on_request(tmp_path, capsys):
+    model = island_model(tmp_path / "m.onnx")
+    code, out, _ = run_cli(
+        capsys, "check", str(model), "--wide", "--json", str(tmp_path / "p.json")
+    )
+    assert code == 0 and "recommendations" in out and "--apply-policy" in out
+    doc = json.loads((tmp_path / "p.json").read_text())
+    assert doc["schema_version"] == 3 and doc["policy_applied"] is False
+    relu = next(n for n in doc["nodes"] if n["name"] == "relu")
+    assert relu["engine"] == "dla" and relu["reasons"] == []  # TensorRT's placement
+    [rec] = doc["recommendations"]
+    assert rec["kind"] == "policy" and rec["nodes"] == ["relu"] and not rec["applied"]
+    # priced by the performance model: the switches it removes outweigh the Relu's GPU time
+    parts = rec["saving"]
+    assert rec["saving_ms"] > 0 and parts["handoffs_ms"] == pytest.approx(0.12)
+    assert rec["saving_ms"] == pytest.approx(
+        parts["dla_ms"] + parts["conversions_ms"] + parts["handoffs_ms"] - parts["fallback_ms"],
+        abs=1e-3,
+    )
+    assert doc["summary"]["recommended_saving_ms"] == rec["saving_ms"]
+    code, out, _ = run_cli(
+        capsys, "check", str(model), "--apply-policy", "--json", str(tmp_path / "a.json")
+    )
+    doc = json.loads((tmp_path / "a.json").read_text())
+    relu = next(n for n in doc["nodes"] if n["name"] == "relu")
+    assert relu["engine"] == "fallback" and relu["reasons"][0]["kind"] == "policy"
+    assert doc["policy_applied"] is True and doc["recommendations"][0]["applied"] is True
+    assert doc["summary"]["dla_segments"] == 0 and "applied" in out
+
+
+def test_recommendations_on_open_nvdla_are_not_priced(tmp_path, capsys):
+    # the host CPU beside an open NVDLA is not modeled: the saving says so instead of guessing
+    model = island_model(tmp_path / "m.onnx")
+    code, out, _ = run_cli(capsys, "check", str(model), "-t", "nv_full", "--json", "-")
+    assert code == 0
+    doc = json.loads(out)
+    [rec] = doc["recommendations"]
+    assert rec["saving_ms"] is None and "not modeled" in rec["saving_note"]
+    assert doc["summary"]["recommended_saving_ms"] is None
+
+
+def test_fix_applies_the_policy_and_lists_the_placement(tmp_path, capsys):
+    model = island_model(tmp_path / "m.onnx")
+    report = tmp_path / "fix.json"
+    args = ["fix", str(model), "-o", str(tmp_path / "o.onnx"), "--random", "--json", str(report)]
+    code, out, _ = run_cli(capsys, *args)
+    assert code == 0 and "--fallback-layers relu" in out
+    doc = json.loads(report.read_text())
+    assert doc["schema"] == "dlakit.fix" and doc["schema_version"] == 2
+    placed = doc["placement"]
+    assert placed["after"]["nodes_on_dla"] == 1 and placed["after_policy"]["nodes_on_dla"] == 0
+    assert placed["fallback_layers"] == ["relu"] and placed["saving_ms"] > 0

@@ -154,11 +154,13 @@ def test_dims_above_8192_fall_back(tmp_path):
 
 def test_json_has_the_documented_fields(tmp_path):
     doc = check_model(conv_model(tmp_path, 33), load_target("orin")).to_json()
-    assert doc["schema"] == "dlakit.check" and doc["schema_version"] == 2
+    assert doc["schema"] == "dlakit.check" and doc["schema_version"] == 3
     node = doc["nodes"][0]
     assert {"name", "op", "engine", "reasons"} <= node.keys()
-    assert {"rule", "message", "source"} <= node["reasons"][0].keys()
-    assert {"segments", "summary"} <= doc.keys()
+    assert {"rule", "kind", "message", "source"} <= node["reasons"][0].keys()
+    assert node["reasons"][0]["kind"] == "rule"
+    assert {"segments", "summary", "recommendations", "policy_applied"} <= doc.keys()
+    assert doc["policy_applied"] is False and doc["recommendations"] == []
     onnx.checker.check_model(load_model(tmp_path / "m.onnx").proto)
 
 
@@ -173,3 +175,62 @@ def test_every_fix_named_by_a_rule_is_a_rewrite_pass():
             fixes += [c.get("fix") for c in entry.get("checks", [])]
             for fix in filter(None, fixes):
                 assert fix in names, f"{rule_set}:{op} names unknown rewrite {fix}"
+
+
+def shuffle_model(tmp_path, op, shape, target_shape=None, **attrs):
+    """One Shuffle-type node; Reshape/Unsqueeze/Squeeze take their shape or axes as a constant."""
+    inputs, inits = ["x"], []
+    if op == "Reshape":
+        inputs.append("shape")
+        inits = [numpy_helper.from_array(np.array(target_shape, np.int64), "shape")]
+    if op in ("Unsqueeze", "Squeeze"):
+        inputs.append("axes")
+        inits = [numpy_helper.from_array(np.array(attrs.pop("axes"), np.int64), "axes")]
+    node = helper.make_node(op, inputs, ["y"], name="op", **attrs)
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        initializer=inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10)
+    return load_model(save_model(model, tmp_path / f"{op}.onnx"))
+
+
+@pytest.mark.parametrize(
+    ("op", "shape", "kwargs", "ranks"),
+    [
+        ("Reshape", (1, 64, 20, 20), {"target_shape": [1, 64, 400]}, "4-D -> 3-D"),
+        ("Reshape", (1, 64, 400), {"target_shape": [1, 4, 16, 400]}, "3-D -> 4-D"),
+        ("Reshape", (1, 64, 7, 7), {"target_shape": [1, 3136]}, "4-D -> 2-D"),
+        ("Flatten", (1, 64, 7, 7), {"axis": 1}, "4-D -> 2-D"),
+        ("Unsqueeze", (1, 4, 400), {"axes": [1]}, "3-D -> 4-D"),
+        ("Squeeze", (1, 1, 4, 400), {"axes": [1]}, "4-D -> 3-D"),
+        ("Transpose", (1, 4, 400), {"perm": [0, 2, 1]}, "3-D -> 3-D"),
+    ],
+)
+def test_shuffles_that_are_not_4d_to_4d_fall_back_on_every_trt_version(
+    tmp_path, op, shape, kwargs, ranks
+):
+    model = shuffle_model(tmp_path, op, shape, **kwargs)
+    for trt in ("8.5", "8.6", "10.7"):
+        v = verdict(check_model(model, load_target("orin"), trt=trt), "op")
+        assert v.engine == "fallback", trt
+        assert v.reasons[0].rule == "shuffle.rank" and v.reasons[0].value == ranks
+    on_xavier = verdict(check_model(model, load_target("xavier"), trt="8.5"), "op")
+    assert on_xavier.reasons[0].rule == "shuffle.rank"
+
+
+def test_4d_shuffles_run_on_the_dla_unless_they_move_the_batch(tmp_path):
+    view = shuffle_model(tmp_path, "Reshape", (1, 64, 20, 20), target_shape=[1, 4, 16, 400])
+    assert verdict(check_model(view, load_target("orin")), "op").engine == "dla"
+    nhwc = shuffle_model(tmp_path, "Transpose", (1, 64, 20, 20), perm=[0, 2, 3, 1])
+    assert verdict(check_model(nhwc, load_target("orin")), "op").engine == "dla"
+    batch = shuffle_model(tmp_path, "Reshape", (2, 32, 20, 20), target_shape=[1, 64, 20, 20])
+    v = verdict(check_model(batch, load_target("orin")), "op")
+    assert [r.rule for r in v.reasons] == ["shuffle.batch"]
+    flatten = shuffle_model(tmp_path, "Flatten", (1, 64, 7, 7), axis=1)
+    assert verdict(check_model(flatten, load_target("orin")), "op").reasons[0].fix == (
+        "flatten-to-reshape"
+    )

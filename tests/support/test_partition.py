@@ -75,7 +75,7 @@ def test_segments_on_nv_small_split_at_the_lut_and_run_in_order(tmp_path):
     )
 
 
-def test_tiny_island_between_fallback_nodes_moves_with_its_reason(tmp_path):
+def island_model(tmp_path):
     big = helper.make_node(
         "Conv", ["x", "wb"], ["t1"], name="big", kernel_shape=[33, 33], pads=[16] * 4
     )
@@ -87,11 +87,32 @@ def test_tiny_island_between_fallback_nodes_moves_with_its_reason(tmp_path):
         numpy_helper.from_array(RNG.normal(size=(4, 4, 33, 33)).astype(np.float32), "wb"),
         numpy_helper.from_array(RNG.normal(size=(4, 4, 33, 33)).astype(np.float32), "wb2"),
     ]
-    result = check_model(load_model(save(tmp_path, [big, relu, big2], inits)), load_target("orin"))
+    return load_model(save(tmp_path, [big, relu, big2], inits))
+
+
+def test_tiny_island_stays_on_the_dla_in_the_prediction_and_is_recommended(tmp_path):
+    result = check_model(island_model(tmp_path), load_target("orin"))
     relu_v = next(v for v in result.nodes if v.name == "relu")
-    assert relu_v.engine == "fallback"
-    assert relu_v.reasons[0].rule == "partition.island" and "handoff" in relu_v.reasons[0].message
-    assert result.summary["dla_segments"] == 0
+    assert relu_v.engine == "dla" and relu_v.reasons == []  # TensorRT keeps it on the DLA
+    assert result.summary["dla_segments"] == 1 and not result.policy_applied
+    [rec] = result.recommendations
+    assert rec.reason.rule == "partition.island" and rec.reason.kind == "policy"
+    assert "handoff" in rec.reason.message and rec.handoffs == 2 and not rec.applied
+    assert [result.nodes[i].name for i in rec.nodes] == ["relu"]
+    doc = result.to_json()
+    assert doc["recommendations"][0]["nodes"] == ["relu"]
+    assert doc["recommendations"][0]["kind"] == "policy"
+    assert doc["summary"]["recommendations"] == 1 and doc["summary"]["recommended_nodes"] == 1
+
+
+def test_apply_policy_moves_the_island_with_a_policy_reason(tmp_path):
+    result = check_model(island_model(tmp_path), load_target("orin"), apply_policy=True)
+    relu_v = next(v for v in result.nodes if v.name == "relu")
+    assert relu_v.engine == "fallback" and relu_v.hw_engine is None
+    assert [(r.rule, r.kind) for r in relu_v.reasons] == [("partition.island", "policy")]
+    assert result.summary["dla_segments"] == 0 and result.policy_applied
+    assert result.recommendations[0].applied
+    assert result.to_json()["nodes"][1]["reasons"][0]["kind"] == "policy"
 
 
 def test_more_dla_segments_than_loadables_move_the_smallest(tmp_path):
@@ -104,8 +125,16 @@ def test_more_dla_segments_than_loadables_move_the_smallest(tmp_path):
         nodes.append(exp)
         src = f"u{i}"
     model = load_model(save(tmp_path, nodes, inits, shape=(1, 4, 256, 256)))
-    result = check_model(model, load_target("orin"))
-    assert result.summary["dla_segments"] <= 16
-    moved = [v for v in result.nodes if any(r.rule == "partition.loadables" for r in v.reasons)]
-    # c19 (64->4) is a cheap island and moves first; of the 19 left, the 3 smallest move
-    assert sorted({v.name for v in moved}) == ["c0", "c1", "c2"]
+
+    def moved(result):
+        rules = {"partition.loadables", "partition.island"}
+        return {v.name: r.rule for v in result.nodes for r in v.reasons if r.rule in rules}
+
+    # TensorRT's rule alone: the 4 smallest of 20 (c19 64->4, c0 4->64, then c1, c2) move
+    predicted = check_model(model, load_target("orin"))
+    assert predicted.summary["dla_segments"] == 16
+    assert moved(predicted) == {n: "partition.loadables" for n in ("c0", "c1", "c2", "c19")}
+    assert predicted.recommendations == []  # c19 went by the rule; nothing is left to advise
+    # applying the policy changes nothing: TensorRT's own rule already moved the cheap c19
+    applied = check_model(model, load_target("orin"), apply_policy=True)
+    assert moved(applied) == moved(predicted) and applied.summary["dla_segments"] == 16

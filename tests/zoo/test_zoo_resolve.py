@@ -9,6 +9,7 @@ import pytest
 
 from dlakit.errors import DlakitError
 from dlakit.zoo import entries, get_entry, resolve_model
+from dlakit.zoo.arch import ARCHS
 
 
 def test_existing_file_is_returned_as_is(tmp_path: Path) -> None:
@@ -94,15 +95,13 @@ def test_ddddocr_detector_is_static_416() -> None:
 
 
 def test_random_weight_architectures_are_listed() -> None:
-    arch = pytest.importorskip("dlakit.zoo.arch", reason="dlakit.zoo.arch not written yet")
-    for name, spec in arch.ARCHS.items():
+    for name, spec in ARCHS.items():
         entry = get_entry(name)
         assert entry.kind == "arch" and entry.input_shape == tuple(spec.default_input)
         assert entry.preprocess is None
 
 
 def test_an_architecture_resolves_to_a_static_onnx_file() -> None:
-    pytest.importorskip("dlakit.zoo.arch", reason="dlakit.zoo.arch not written yet")
     path = resolve_model("mobilenetv1")
     dims = onnx.load(path).graph.input[0].type.tensor_type.shape.dim
     assert tuple(d.dim_value for d in dims) == get_entry("mobilenetv1").input_shape

@@ -21,6 +21,10 @@ from dlakit.lower.intref import IntReference, default_batch
 from dlakit.lower.lowering import ScaleSource, quantize_model
 from dlakit.lower.qgraph import QConv, QGraph
 
+ACCURACY_SCHEMA = "dlakit.accuracy"
+ACCURACY_SCHEMA_VERSION = 2  # 2: per-input records, confident agreement, output precision
+CONFIDENT_PROB = 0.5  # FP32's top softmax probability from which an input counts as confident
+
 # ---------------------------------------------------------------- metrics
 
 
@@ -35,6 +39,36 @@ def agreement(a: np.ndarray, b: np.ndarray) -> float:
     """Fraction of rows where both give the same top-1 class."""
     a, b = a.reshape(len(a), -1), b.reshape(len(b), -1)
     return float(np.mean(a.argmax(axis=1) == b.argmax(axis=1)))
+
+
+def softmax_top(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: the top-1 class and its softmax probability (rows already summing to one, as a
+    model ending in Softmax gives, are taken as probabilities)."""
+    z = logits.reshape(len(logits), -1).astype(np.float64)
+    probs = z if np.all(z >= 0) and np.allclose(z.sum(axis=1), 1.0, atol=1e-3) else None
+    if probs is None:
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        probs = e / e.sum(axis=1, keepdims=True)
+    top = probs.argmax(axis=1)
+    return top, probs[np.arange(len(z)), top]
+
+
+def confident_agreement(
+    ref: np.ndarray, test: np.ndarray, prob: float = CONFIDENT_PROB
+) -> tuple[float | None, int]:
+    """Top-1 agreement on the rows where ``ref``'s top probability is at least ``prob``, and
+    how many rows those are (None when there are none)."""
+    top, p = softmax_top(ref)
+    mask = p >= prob
+    if not mask.any():
+        return None, 0
+    same = top == test.reshape(len(test), -1).argmax(axis=1)
+    return float(same[mask].mean()), int(mask.sum())
+
+
+def per_input_sqnr(ref: np.ndarray, test: np.ndarray) -> np.ndarray:
+    """SQNR in dB of each row (inf where equal)."""
+    return np.array([sqnr_db(ref[i : i + 1], test[i : i + 1]) for i in range(len(ref))])
 
 
 def cosine(ref: np.ndarray, test: np.ndarray) -> float:
@@ -130,8 +164,27 @@ class LayerStats:
 
 
 @dataclass
+class InputRecord:
+    """One evaluation input: FP32's top-1 class and its softmax probability, the DLA's top-1,
+    the label (None without one) and the SQNR of this input's first output."""
+
+    index: int
+    name: str
+    label: int | None
+    fp32_top1: int
+    fp32_prob: float
+    dla_top1: int
+    sqnr_db: float
+
+
+@dataclass
 class AccuracyReport:
-    """FP32 vs INT8 on ``count`` inputs; accuracy fields are None without labels."""
+    """FP32 vs INT8 on ``count`` inputs; accuracy fields are None without labels.
+
+    ``agreement_confident`` is the top-1 agreement on the ``confident_count`` inputs where
+    FP32's top softmax probability is at least ``confident_prob``: a hard input (FP32 itself
+    unsure between classes) says little about the DLA.
+    """
 
     model: str
     target: str
@@ -144,13 +197,24 @@ class AccuracyReport:
     int8_top5: float | None = None
     layers: list[LayerStats] = field(default_factory=list)
     engines: dict[str, int] = field(default_factory=dict)
+    output_precision: str = "int8"
+    confident_prob: float = CONFIDENT_PROB
+    confident_count: int = 0
+    agreement_confident: float | None = None
+    inputs: list[InputRecord] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return {
+            "schema": ACCURACY_SCHEMA,
+            "schema_version": ACCURACY_SCHEMA_VERSION,
             "model": self.model,
             "target": self.target,
+            "output_precision": self.output_precision,
             "count": self.count,
             "agreement": self.agreement,
+            "confident_prob": self.confident_prob,
+            "confident_count": self.confident_count,
+            "agreement_confident": self.agreement_confident,
             "fp32_top1": self.fp32_top1,
             "int8_top1": self.int8_top1,
             "fp32_top5": self.fp32_top5,
@@ -158,6 +222,7 @@ class AccuracyReport:
             "outputs": [vars(o) for o in self.outputs],
             "layers": [vars(s) for s in self.layers],
             "engines": self.engines,
+            "inputs": [vars(r) for r in self.inputs],
         }
 
 
@@ -179,10 +244,12 @@ def evaluate(
     labels: np.ndarray | None = None,
     per_layer: int = 0,
     fp32: dict[str, np.ndarray] | None = None,
+    names: Sequence[str] | None = None,
     batch: int | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> AccuracyReport:
-    """Compare FP32 and INT8 on ``x``; ``per_layer`` > 0 adds per-layer SQNR on that many inputs.
+    """Compare FP32 and INT8 on ``x``; ``per_layer`` > 0 adds per-layer SQNR on that many inputs;
+    ``names`` name the inputs in the per-input records (default: their index).
 
     The integer reference runs ``batch`` inputs at a time (None: what fits the memory budget)
     and reports each batch to ``progress``."""
@@ -203,7 +270,12 @@ def evaluate(
         agreement=agreement(fp32[first], int8[first]),
         outputs=outputs,
         engines=graph.count(),
+        output_precision=graph.tensors[first].precision if first in graph.tensors else "int8",
     )
+    report.agreement_confident, report.confident_count = confident_agreement(
+        fp32[first], int8[first]
+    )
+    report.inputs = input_records(fp32[first], int8[first], labels, names)
     if labels is not None:
         classes = fp32[first].reshape(len(x), -1).shape[1]
         report.fp32_top1 = topk_accuracy(fp32[first], labels, 1)
@@ -214,6 +286,30 @@ def evaluate(
     if per_layer:
         report.layers = layer_sqnr(loaded, graph, x[:per_layer])
     return report
+
+
+def input_records(
+    ref: np.ndarray,
+    test: np.ndarray,
+    labels: np.ndarray | None = None,
+    names: Sequence[str] | None = None,
+) -> list[InputRecord]:
+    """One :class:`InputRecord` per row of the first output."""
+    top, prob = softmax_top(ref)
+    dla = test.reshape(len(test), -1).argmax(axis=1)
+    sq = per_input_sqnr(ref, test)
+    return [
+        InputRecord(
+            index=i,
+            name=str(names[i]) if names is not None else str(i),
+            label=None if labels is None else int(labels[i]),
+            fp32_top1=int(top[i]),
+            fp32_prob=float(prob[i]),
+            dla_top1=int(dla[i]),
+            sqnr_db=float(sq[i]),
+        )
+        for i in range(len(ref))
+    ]
 
 
 def layer_sqnr(loaded: LoadedModel, graph: QGraph, x: np.ndarray) -> list[LayerStats]:

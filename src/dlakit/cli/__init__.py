@@ -13,6 +13,8 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from typer._click.exceptions import ClickException, NoArgsIsHelpError
 from typer.core import TyperGroup
 
 from dlakit import __version__
@@ -29,23 +31,20 @@ VERBS = {
     "inspect": "List the hardware operations, tiling and memory of a .dla artifact.",
     "run": "Run a .dla artifact on the simulator (DLA) and PyTorch (GPU segments).",
     "trace": "Run official NVDLA register-level trace tests on the simulator.",
+    "loadable": "Read and run NVDLA loadables; run the official regression loadables.",
     "profile": "Per-layer DLA/GPU performance model: latency, throughput, utilization.",
+    "plan": "How the GPU and the DLA cores should share one or several models (modeled).",
 }
 
 err_console = Console(stderr=True)
 
 
-def _load_verb(verb: str) -> typer.Typer | None:
-    """A Typer app holding just this verb, or None when the stage is not built."""
+def _load_verb(verb: str) -> typer.Typer:
+    """A Typer app holding just this verb (a broken one says why when it is run)."""
     module_name = f"dlakit.cli.{verb}"
     holder = typer.Typer(add_completion=False)
     try:
         module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name == module_name:
-            return None
-        _register_broken(holder, verb, exc)
-        return holder
     except Exception as exc:  # a broken stage must not hide the others
         _register_broken(holder, verb, exc)
         return holder
@@ -69,8 +68,6 @@ class LazyVerbs(TyperGroup):
         if cmd_name not in VERBS:
             return None
         holder = _load_verb(cmd_name)
-        if holder is None:
-            return None
         group = typer.main.get_group(holder)
         return group.commands.get(cmd_name)
 
@@ -110,7 +107,9 @@ def main(argv: list[str] | None = None) -> int:
         # Outside standalone mode click returns a command's typer.Exit code instead of raising it.
         rc = app(args=argv, prog_name="dlakit", standalone_mode=False)
     except DlakitError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err_console.print(
+            f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
+        )
         return 2
     except typer.Exit as exc:
         return exc.exit_code
@@ -119,13 +118,26 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:
-        # Usage errors come from the click that typer vendors; they know how to print themselves.
-        if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):
-            exc.show()
-            return exc.exit_code
-        raise
+    except NoArgsIsHelpError as exc:  # `dlakit zoo` alone: the help is what was asked for
+        exc.show()
+        return exc.exit_code
+    except ClickException as exc:
+        # Usage errors (from the click that typer vendors) in the one-line form of every error.
+        err_console.print(
+            f"[bold red]error:[/] {escape(_usage_line(exc))}", highlight=False, soft_wrap=True
+        )
+        return 2
     return rc if isinstance(rc, int) else 0
+
+
+def _usage_line(exc: ClickException) -> str:
+    """``Invalid value for '--batch' / '-b': 0 is not in the range x>=1.`` on one line, with
+    the command whose --help explains it."""
+    message = " ".join(exc.format_message().split())
+    ctx = getattr(exc, "ctx", None)
+    if ctx is not None:
+        message += f" (see '{ctx.command_path} --help')"
+    return message
 
 
 if __name__ == "__main__":

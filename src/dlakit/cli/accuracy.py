@@ -38,10 +38,31 @@ def accuracy_command(
     target: str = o.target_option(),
     trt: str | None = o.TRT,
     fp16_layers: list[str] | None = o.FP16_LAYERS,
+    output_precision: str | None = o.OUTPUT_PRECISION,
     per_layer: bool = typer.Option(False, "--per-layer", help="SQNR of every DLA INT8 layer."),
-    per_layer_inputs: int = typer.Option(32, "--per-layer-inputs", help="Inputs for --per-layer."),
+    per_layer_inputs: int = typer.Option(
+        32,
+        "--per-layer-inputs",
+        min=1,
+        max=o.MAX_LIMIT,
+        help="Inputs for --per-layer and the --auto-fp16 search.",
+    ),
     suggest_fp16: int = typer.Option(
-        0, "--suggest-fp16", help="Search up to this many layers to keep in FP16."
+        0, "--suggest-fp16", min=0, max=1000, help="Search up to this many layers to keep in FP16."
+    ),
+    auto_fp16: float | None = typer.Option(
+        None,
+        "--auto-fp16",
+        metavar="BUDGET",
+        help="Search tensors to move to FP16 (producer and consumers together) within BUDGET, "
+        "the largest share of the MACs in FP16 (0..1); prints the accuracy-vs-latency curve "
+        "and writes the chosen layer list.",
+    ),
+    auto_fp16_out: Path | None = typer.Option(
+        None,
+        "--auto-fp16-out",
+        help="Where --auto-fp16 writes the chosen layers (default <model>.fp16-layers.txt); "
+        "calibrate and compile read it as --fp16-layers @FILE.",
     ),
     ort_calib: str | None = typer.Option(
         None,
@@ -64,8 +85,8 @@ def accuracy_command(
     from dlakit.quant.scales import Scales
 
     out = o.output(verbose, quiet, json_path)
-    if batch is not None and batch < 1:
-        raise DlakitError(f"--batch {batch}: must be at least 1")
+    o.guard_outputs({"--json": json_path}, o.model_file(model), scales, data, labels, ort_calib)
+    layers, _ = o.placement(fp16_layers)
     loaded = o.load_cli_model(model, input_shape)
     table = Scales.load(scales).for_model(loaded)
     prep = preprocess or o.zoo_preset(model)
@@ -81,8 +102,10 @@ def accuracy_command(
         f"inputs: {len(x)} from {data} (preprocess {prep or 'none: float arrays as given'}); "
         f"labels: {labelled_by or 'none (agreement with FP32 only)'}"
     )
-    layers = o.split_names(fp16_layers)
-    graph = quantize_model(loaded, table, target, fp16_layers=layers, trt=trt)
+    layers = layers or list(table.fp16_layers)
+    graph = quantize_model(
+        loaded, table, target, fp16_layers=layers, trt=trt, output_precision=output_precision
+    )
     with out.status(f"running FP32 on {len(x)} inputs"):
         fp32 = acc.float_run(loaded, x)
     with progress_bars(out, "inputs") as bars:
@@ -94,6 +117,7 @@ def accuracy_command(
             y,
             per_layer_inputs if per_layer else 0,
             fp32=fp32,
+            names=ds.names,
             batch=batch,
             progress=(lambda done: bars.update(task, completed=done)) if bars else None,
         )
@@ -122,10 +146,85 @@ def accuracy_command(
             fp16_layers=layers,
         )
         doc["fp16_suggestions"] = [vars(s) for s in steps]
+    mix = None
+    if auto_fp16 is not None:
+        from dlakit.accuracy.mixed import search_fp16
+
+        with out.status(f"searching FP16 tensors within {100 * auto_fp16:g}% of the MACs"):
+            mix = search_fp16(
+                loaded, table, target, x[:per_layer_inputs], auto_fp16,
+                latency=dla_latency(loaded, target, trt), fp16_layers=layers,
+                output_precision=output_precision, progress=out.detail,
+            )  # fmt: skip
+        chosen = mix.chosen.layers
+        graph = quantize_model(loaded, table, target, fp16_layers=chosen, trt=trt,
+                               output_precision=output_precision)  # fmt: skip
+        with out.status(f"the chosen mix on {len(x)} inputs"):
+            report = acc.evaluate(loaded, graph, x, y, names=ds.names)
+        doc = report.to_json() | {k: v for k, v in doc.items() if k not in report.to_json()}
+        written = auto_fp16_out or Path(f"{Path(model).stem}.fp16-layers.txt")
+        written.write_text(
+            f"# dlakit accuracy --auto-fp16 {auto_fp16:g}: {len(chosen)} ONNX nodes in FP16\n"
+            + "".join(f"{n}\n" for n in chosen)
+        )
+        doc["auto_fp16"] = mix.to_json() | {"file": str(written)}
     title = f"{Path(model).stem} on {data} ({len(x)} inputs, target {target})"
-    render(report, title, out, peer, steps)
+    render(report, title, out, peer, steps, mix)
+    if mix is not None:
+        out.line(f"chosen layers written to {doc['auto_fp16']['file']} "
+                 f"(use --fp16-layers @{doc['auto_fp16']['file']})")  # fmt: skip
     if json_path:
         write_json(doc, json_path, out)
+
+
+def dla_latency(loaded, target: str, trt: str | None = None):
+    """Modeled DLA time per image of a precision mix (the performance model's layer costs):
+    a callable from the FP16 node set to seconds, or None for a target without DLA FP16.
+
+    Each hardware layer costs its INT8 or FP16 time (a layer with any FP16 node runs FP16);
+    each tensor between an FP16 and an INT8 layer costs one SDP pass converting it. Layers run
+    on the DLA as the support verdicts place them (open NVDLA's compiler still sends FP16 work
+    to the fallback until its simulator has FP16; the hardware runs it).
+    """
+    from dlakit.partition import check_model
+    from dlakit.perf.cost import dla_layer_cost
+    from dlakit.perf.hw import dla_config, load_params
+    from dlakit.perf.layers import HwLayer, build_layers
+    from dlakit.perf.model import sram_resident
+    from dlakit.targets import load_target
+
+    tgt = load_target(target)
+    if not tgt.dla_cores or "fp16" not in tgt.dla.precisions:
+        return None
+    on_dla = {v.name for v in check_model(loaded, tgt, trt).nodes if v.engine == "dla"}
+    layers = [
+        layer for layer in build_layers(loaded, tgt)
+        if layer.engine == "dla" or (layer.nodes and all(n in on_dla for n in layer.nodes))
+    ]  # fmt: skip
+    hw = {p: dla_config(tgt, None, precision=p) for p in ("int8", "fp16")}
+    params = load_params()
+    sram = {p: sram_resident(layers, loaded, hw[p]) for p in hw}
+    made = {layer.output: layer for layer in layers}
+
+    def cost(layer: HwLayer, precision: str) -> float:
+        return dla_layer_cost(layer, hw[precision], params, sram[precision]).time_s
+
+    def latency(fp16: frozenset[str]) -> float:
+        prec = {lay.name: "fp16" if any(n in fp16 for n in lay.nodes) else "int8" for lay in layers}
+        total = sum(cost(lay, prec[lay.name]) for lay in layers)
+        converted = set()
+        for lay in layers:
+            for t in lay.inputs:
+                src = made.get(t)
+                if src is not None and prec[src.name] != prec[lay.name] and t not in converted:
+                    converted.add(t)
+                    n = src.written_elems
+                    cvt = HwLayer(f"reformat:{t}", "sdp", ["Reformat"], [], inputs=[t],
+                                  output=f"{t}::reformat", in_elems=n, out_elems=n)  # fmt: skip
+                    total += cost(cvt, "fp16")
+        return total
+
+    return latency
 
 
 def register(app: typer.Typer) -> None:

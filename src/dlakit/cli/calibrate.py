@@ -29,13 +29,49 @@ def _companion(scales_path: Path, suffix: str) -> Path:
     return scales_path.with_name(name + suffix)
 
 
+def _equalized(loaded, inputs, path: Path, out):
+    """The equalized model (verified on up to 8 calibration inputs), saved to ``path``."""
+    from itertools import islice
+
+    import numpy as np
+
+    from dlakit.graph import save_model
+    from dlakit.rewrite.equalize import equalize_model
+
+    name = loaded.input_names[0]
+    x = np.concatenate([feeds[name] for _, feeds in islice(iter(inputs), 8)])
+    model, result = equalize_model(loaded, x)
+    save_model(model.proto, path)
+    out.line(
+        f"equalized {len(result.pairs)} convolution pairs (verified on {result.verification.source}"
+        f", max relative change {result.verification.max_rel_error:.1e}); "
+        f"{len(result.skipped)} left as they are (a Clip between: not positively homogeneous)"
+    )
+    from dataclasses import replace
+
+    return replace(model, path=path)
+
+
+def _known_nodes(loaded, names: list[str]) -> list[str]:
+    """``names``, each an ONNX node of ``loaded`` (DlakitError naming the first that is not)."""
+    nodes = {n.name for n in loaded.nodes}
+    unknown = [n for n in names if n not in nodes]
+    if unknown:
+        raise DlakitError(f"--fp16-layers: {unknown[0]!r} is no node of {loaded.path.name}")
+    return names
+
+
 def calibrate_command(
     model: str = o.MODEL,
     data: str | None = o.data_option(),
     preprocess: str | None = o.PREPROCESS,
     method: str = typer.Option("entropy", "--method", "-m", help="entropy | percentile | max."),
     percentile: float | None = typer.Option(
-        None, "--percentile", help="Percentile of |x| for --method percentile (default 99.99)."
+        None,
+        "--percentile",
+        min=0.0,
+        max=100.0,
+        help="Percentile of |x| for --method percentile (default 99.99).",
     ),
     output: Path | None = o.output_option(),
     trt_cache: Path | None = typer.Option(
@@ -47,9 +83,20 @@ def calibrate_command(
         help="NVDLA JSON calibration table (default: beside -o, .nvdla.json).",
     ),
     limit: int | None = o.limit_option(500),
+    fp16_layers: list[str] | None = o.FP16_LAYERS,
+    equalize: bool = typer.Option(
+        False,
+        "--equalize",
+        help="Cross-layer equalization first (a function-preserving rewrite checked with "
+        "onnxruntime); writes the equalized model beside the scales, which hold only for it.",
+    ),
     input_shape: list[str] | None = o.INPUT_SHAPE,
     trt_version: int = typer.Option(
-        8600, "--trt-version", help="TensorRT version in the cache header (TRT-<ver>-...)."
+        8600,
+        "--trt-version",
+        min=1000,
+        max=999_999,
+        help="TensorRT version in the cache header (TRT-<ver>-...).",
     ),
     from_cache: Path | None = typer.Option(
         None,
@@ -61,6 +108,9 @@ def calibrate_command(
     quiet: bool = o.QUIET,
 ) -> None:
     """Calibrate activation scales (entropy, percentile or max) on real inputs and write them.
+
+    --fp16-layers are recorded in the scales file; accuracy and compile then run them in FP16.
+    --equalize writes <stem>.equalized.onnx beside the scales: use that model afterwards.
 
     JSON: schema dlakit.calibrate v1, the summary (docs/calibrate.md). -v adds every
     activation's range, scale and clipped share.
@@ -82,13 +132,25 @@ def calibrate_command(
         )
     if method not in METHODS:
         raise DlakitError(f"--method {method!r}: choose one of {', '.join(METHODS)}")
+    if percentile is not None and percentile <= 0:
+        raise DlakitError(f"--percentile {percentile}: must be in (0, 100]")
     count = o.limit_value(limit)
+    output = output or Path(f"{Path(model).stem}.scales.json")
+    if from_cache is None:
+        trt_cache = trt_cache or _companion(output, ".trtcache")
+        nvdla_table = nvdla_table or _companion(output, ".nvdla.json")
+    equalized = _companion(output, ".equalized.onnx") if equalize else None
+    o.guard_outputs(
+        {"--output": output, "--trt-cache": trt_cache, "--nvdla-table": nvdla_table,
+         "--json": json_path, "--equalize model": equalized},
+        o.model_file(model), data, from_cache,
+    )  # fmt: skip
     path, preset = _resolve(model)
     loaded = load_model(path, parse_input_shapes(input_shape))
-    output = output or Path(f"{Path(model).stem}.scales.json")
     run = None
     if from_cache is not None:
         scales = scales_from_table(loaded, read_scale_table(from_cache), str(from_cache))
+        scales.fp16_layers = _known_nodes(loaded, o.split_names(fp16_layers))
         written = [scales.save(output)]
         if trt_cache:
             written.append(write_trt_cache(scales, trt_cache, trt_version))
@@ -96,6 +158,8 @@ def calibrate_command(
             written.append(write_nvdla_table(scales, nvdla_table))
     else:
         inputs = calibration_inputs(data, preprocess or preset, loaded, count)
+        if equalize:
+            loaded = _equalized(loaded, inputs, equalized, out)
         with report.progress(out) as bars:
             run = calibrate(
                 loaded,
@@ -106,11 +170,17 @@ def calibrate_command(
                 progress=report.progress_hook(bars),
             )
         scales = run.scales
+        scales.fp16_layers = _known_nodes(loaded, o.split_names(fp16_layers))
+        if equalize:
+            from dlakit.quant.scales import weights_sha256
+
+            scales.weights_sha256 = weights_sha256(loaded)
         written = [scales.save(output)]
-        written.append(
-            write_trt_cache(scales, trt_cache or _companion(output, ".trtcache"), trt_version)
-        )
-        written.append(write_nvdla_table(scales, nvdla_table or _companion(output, ".nvdla.json")))
+        if equalize:
+            written.append(loaded.path)
+        assert trt_cache is not None and nvdla_table is not None  # set beside -o above
+        written.append(write_trt_cache(scales, trt_cache, trt_version))
+        written.append(write_nvdla_table(scales, nvdla_table))
     report.render(path.name, scales, written, run, out)
     if json_path:
         write_json(report.to_json(str(path), scales, written, run), json_path, out)

@@ -17,6 +17,7 @@ def compile_command(
     scales: Path = o.SCALES,
     output: Path = o.output_option(required=True),
     fp16_layers: list[str] | None = o.FP16_LAYERS,
+    output_precision: str | None = o.OUTPUT_PRECISION,
     fallback_layers: list[str] | None = o.FALLBACK_LAYERS,
     input_shape: list[str] | None = o.INPUT_SHAPE,
     json_path: Path | None = o.JSON,
@@ -32,6 +33,8 @@ def compile_command(
     from dlakit.quant.scales import Scales
 
     out = o.output(verbose, quiet, json_path)
+    o.guard_outputs({"--output": output, "--json": json_path}, o.model_file(model), scales)
+    fp16, fallback = o.placement(fp16_layers, fallback_layers)
     nvdla_target(target)
     loaded = o.load_cli_model(model, input_shape)
     table = Scales.load(scales).for_model(loaded)
@@ -41,9 +44,10 @@ def compile_command(
             loaded,
             table,
             target,
-            o.split_names(fp16_layers),
-            o.split_names(fallback_layers),
+            fp16 or list(table.fp16_layers),
+            fallback,
             o.zoo_preset(model),
+            output_precision,
         )
         path = write_artifact(comp, output)
     report.render_compile(comp, name, path, target, out)

@@ -36,26 +36,35 @@ def fix(
     Every rewrite keeps the model's function: each pass's result is compared with the original
     by onnxruntime (max |a-b| / max |a| <= 1e-5 per output) on --limit real inputs (one
     onnxruntime run each; default: a few photos with the zoo model's preset); a rewrite that
-    fails is undone and listed as refused. JSON: schema dlakit.fix v1 (docs/fix.md). -v adds the
-    limits the passes applied. Exit code 0 when OUTPUT was written, 2 on errors.
+    fails is undone and listed as refused. The DLA coverage before and after is TensorRT's
+    predicted placement; dlakit's placement policy is then applied to the rewritten model, and
+    the nodes it puts on the fallback device are listed (as --fallback-layers takes them) with
+    the time they save. JSON: schema dlakit.fix v2 (docs/fix.md). -v adds the limits the passes
+    applied. Exit code 0 when OUTPUT was written, 2 on errors.
     """
     out = o.output(verbose, quiet, json_path)
+    o.guard_outputs({"--output": output, "--json": json_path}, o.model_file(model), data)
     tgt = load_target(target)
     loaded = o.load_cli_model(model, input_shape)
     count = o.limit_value(limit)
     inputs = None if random_data else _verify_inputs(loaded, model, data, preprocess, count, out)
     result = fix_model(loaded, tgt, inputs)
     render(result, out)
-    if output.resolve() == Path(loaded.path).resolve():
-        raise DlakitError(f"--output {output} would overwrite the input model")
     save_model(result.model, output)
-    if json_path:
-        write_json(result.to_json(), json_path, out)
     from dlakit.partition import check_model
+    from dlakit.report.check import placement, policy_line
+    from dlakit.report.recommend import price_recommendations
 
-    before = check_model(loaded, tgt, trt=trt).summary
-    after = check_model(load_model(output, loaded.input_shapes), tgt, trt=trt).summary
-    out.line(coverage_line(tgt.name, before, after))
+    before = check_model(loaded, tgt, trt=trt)
+    fixed = load_model(output, loaded.input_shapes)
+    after = check_model(fixed, tgt, trt=trt, apply_policy=True)
+    price_recommendations(after)
+    predicted = check_model(fixed, tgt, trt=trt).summary
+    out.line(coverage_line(tgt.name, before.summary, predicted))
+    if after.recommendations:
+        out.line(policy_line(after))
+    if json_path:
+        write_json(result.to_json(placement(before, predicted, after)), json_path, out)
     out.line(f"wrote {output}")
 
 

@@ -30,6 +30,7 @@ def inspect_command(
     from dlakit.nvdla.artifact import read_manifest
 
     out = o.output(verbose, quiet, json_path)
+    o.guard_outputs({"--json": json_path}, artifact)
     doc = read_manifest(artifact)
     if registers is not None:
         writes = report.find_registers(doc, registers)

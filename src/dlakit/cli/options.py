@@ -10,22 +10,25 @@ result to write).
 The groups:
 
 * model: the ``MODEL`` argument, ``--input-shape``;
-* target: ``--target/-t``, ``--trt``, ``--power-mode``, ``--batch``;
+* target: ``--target/-t``, ``--trt``, ``--power-mode``, ``--batch``, ``--precision``;
 * inputs: ``--data/-d``, ``--preprocess/-p``, ``--limit/-n``;
-* precision and placement: ``--scales/-s``, ``--fp16-layers``, ``--fallback-layers``;
+* precision and placement: ``--scales/-s``, ``--fp16-layers``, ``--output-precision``,
+  ``--fallback-layers``, ``--apply-policy``;
 * devices: ``--device``;
-* output: ``--output/-o``, ``--json PATH``, ``--wide``;
+* output: ``--output/-o``, ``--json PATH``, ``--wide``, ``--emit DIR``, ``--plot DIR``;
 * logging: ``--verbose/-v``, ``--quiet/-q`` (on every verb).
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import typer
 
 from dlakit.errors import DlakitError
+from dlakit.files import check_not_input
 from dlakit.graph import LoadedModel, load_model, parse_input_shapes
 from dlakit.report.console import STDOUT, Output
 from dlakit.targets import list_targets
@@ -60,13 +63,18 @@ POWER_MODE = typer.Option(
     "--power-mode",
     help="Power mode of the target's data file (Orin: MAXN, 50W, 30W, 15W); default MAXN.",
 )
-BATCH = typer.Option(
-    None,
-    "--batch",
-    "-b",
-    help="Images the DLA takes together: profile models that batch (default: the model's); run, "
-    "accuracy and calibrate pass that many at once (default: what fits the device's memory).",
+# Bounds on what one command may be asked to do. A target's own batch limit (targets/data,
+# dla.max_batch) is checked where the batch is used; this one bounds targets without one (host).
+MAX_BATCH = 65536
+MAX_LIMIT = 1_000_000
+_BATCH_HELP = (
+    "Images per inference (a DLA runs a batch as a loop: its time is linear in it); default: "
+    "the model's. plan takes a list (1,4,16) for a curve. run, accuracy and calibrate pass that "
+    "many at once through the simulator or integer reference (default: what fits the device's "
+    "memory)."
 )
+BATCH = typer.Option(None, "--batch", "-b", min=1, max=MAX_BATCH, help=_BATCH_HELP)
+BATCH_LIST = typer.Option(None, "--batch", "-b", help=_BATCH_HELP, show_default=False)
 
 # --- inputs -------------------------------------------------------------------------------------
 
@@ -91,13 +99,14 @@ PREPROCESS = typer.Option(
 
 
 def limit_option(default: int | None = None) -> Any:
+    # The range is checked by limit_value, which every verb calls before any work.
     return typer.Option(default, "--limit", "-n", help="Use at most this many inputs (0: all).")
 
 
 def limit_value(limit: int | None) -> int | None:
     """``--limit`` as a count (None: all inputs)."""
-    if limit is not None and limit < 0:
-        raise DlakitError(f"--limit {limit}: must be >= 0")
+    if limit is not None and not 0 <= limit <= MAX_LIMIT:
+        raise DlakitError(f"--limit {limit}: must be in [0, {MAX_LIMIT}]")
     return limit or None
 
 
@@ -107,7 +116,15 @@ SCALES = typer.Option(..., "--scales", "-s", help="Scales file from dlakit calib
 FP16_LAYERS = typer.Option(
     None,
     "--fp16-layers",
-    help="ONNX node names the DLA runs in FP16 instead of INT8 (comma separated, repeatable).",
+    help="ONNX node names the DLA runs in FP16 instead of INT8 (comma separated, repeatable; "
+    "@FILE reads a list, as accuracy --auto-fp16 writes it).",
+)
+OUTPUT_PRECISION = typer.Option(
+    None,
+    "--output-precision",
+    help="How network outputs leave the DLA: fp16 (INT17 through the output converter, where "
+    "the target's DLA has FP16) or int8 (at the unclipped calibrated range); default: fp16 "
+    "where the target has it.",
 )
 FALLBACK_LAYERS = typer.Option(
     None,
@@ -117,15 +134,76 @@ FALLBACK_LAYERS = typer.Option(
 )
 
 
+APPLY_POLICY = typer.Option(
+    False,
+    "--apply-policy",
+    help="Also apply dlakit's placement recommendations (DLA islands not worth their handoffs); "
+    "without it the placement is TensorRT's (or, on open NVDLA, dlakit's compiler's) alone.",
+)
+
+
 def split_names(values: list[str] | None) -> list[str]:
-    """``--fp16-layers a,b --fp16-layers c`` -> ``[a, b, c]``."""
-    return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
+    """``--fp16-layers a,b --fp16-layers c`` -> ``[a, b, c]``; ``@FILE`` reads names from a file
+    (one per line or comma separated, ``#`` comments), as ``accuracy --auto-fp16`` writes it."""
+    names: list[str] = []
+    for item in values or []:
+        if item.startswith("@"):
+            path = Path(item[1:])
+            if not path.is_file():
+                raise DlakitError(f"layer list file not found: {path}")
+            lines = [ln.split("#", 1)[0] for ln in path.read_text().splitlines()]
+            names += [v.strip() for ln in lines for v in ln.split(",") if v.strip()]
+        else:
+            names += [v.strip() for v in item.split(",") if v.strip()]
+    return names
+
+
+def placement(
+    fp16_layers: list[str] | None, fallback_layers: list[str] | None = None
+) -> tuple[list[str], list[str]]:
+    """Both name lists; a node named in both is refused (it cannot run in two places)."""
+    fp16, fallback = split_names(fp16_layers), split_names(fallback_layers)
+    both = sorted(set(fp16) & set(fallback))
+    if both:
+        raise DlakitError(f"--fp16-layers and --fallback-layers both name {', '.join(both)}")
+    return fp16, fallback
+
+
+def choice(*allowed: str) -> Any:
+    """A callback refusing any value but ``allowed`` (a usage error naming the choices)."""
+
+    def check(value: str | None) -> str | None:
+        if value is not None and value not in allowed:
+            raise typer.BadParameter(f"{value!r}: choose one of {', '.join(allowed)}")
+        return value
+
+    return check
+
+
+PRECISION = typer.Option(
+    "int8",
+    "--precision",
+    callback=choice("int8", "fp16"),
+    help="int8 or fp16 (profile: the DLA's; plan: every device's).",
+)
 
 
 # --- devices ------------------------------------------------------------------------------------
 
+_DEVICE_RE = re.compile(r"^(cpu|auto|cuda(:\d{1,2})?)$")
+
+
+def _device(value: str) -> str:
+    if not _DEVICE_RE.match(value):
+        raise typer.BadParameter(f"{value!r} is not a device: choose cpu, cuda, cuda:N or auto")
+    return value
+
+
 DEVICE = typer.Option(
-    "cpu", "--device", help="Where the simulator and PyTorch run: cpu, cuda or auto."
+    "cpu",
+    "--device",
+    callback=_device,
+    help="Where the simulator and PyTorch run: cpu, cuda or auto.",
 )
 
 # --- output -------------------------------------------------------------------------------------
@@ -137,8 +215,22 @@ def output_option(required: bool = False) -> Any:
         "--output",
         "-o",
         help="The file this verb writes: fix the rewritten ONNX, calibrate the scales "
-        "(default <model>.scales.json), compile the .dla artifact, run the outputs (.npz).",
+        "(default <model>.scales.json), compile the .dla artifact, run the outputs (.npz), "
+        "loadable run the output image (.dimg).",
     )
+
+
+OUT_DIR = typer.Option(
+    None,
+    "--out",
+    help="Folder for a run's outputs, one sub-folder per test (loadable test: "
+    "DIR/<golden folder>/o_000000.dimg); without it they go to a temporary folder, removed after.",
+)
+INPUT = typer.Option(
+    None,
+    "--input",
+    help="The input tensor's contents: an 8-bit .pgm image, a .npy array [C, H, W] or a .dimg.",
+)
 
 
 JSON = typer.Option(
@@ -152,6 +244,17 @@ WIDE = typer.Option(
     False,
     "--wide",
     help="Per-layer tables with every column and whole names, however wide the terminal.",
+)
+
+EMIT = typer.Option(
+    None,
+    "--emit",
+    metavar="DIR",
+    help="Write the pieces as ONNX files and a manifest into DIR (check: one per segment and "
+    "segments.json; plan: one per piece, plan.json, trtexec lines, a runner).",
+)
+PLOT = typer.Option(
+    None, "--plot", metavar="DIR", help="Write the verb's plots (PNG) into DIR (see its docs page)."
 )
 
 # --- logging ------------------------------------------------------------------------------------
@@ -171,11 +274,26 @@ def output(verbose: bool, quiet: bool, json_path: Path | None = None) -> Output:
     return Output.make(verbose=verbose, quiet=quiet or str(json_path) == STDOUT)
 
 
+def guard_outputs(outputs: dict[str, Path | str | None], *inputs: Path | str | None) -> None:
+    """Before any work: no output (``{flag: path}``) may be an input or another output."""
+    check_not_input(outputs, inputs)
+
+
+def model_file(model: str) -> Path | None:
+    """The MODEL argument as a file, when it is one (a zoo name lives in the cache)."""
+    path = Path(model)
+    return path if path.exists() else None
+
+
 # --- models -------------------------------------------------------------------------------------
 
 
-def resolve_model_path(model: str) -> tuple[Path, dict[str, tuple[int, ...]]]:
-    """A file path as is, or a zoo name fetched into the cache (with its default input shape)."""
+def resolve_model_path(
+    model: str, input_shapes: dict[str, tuple[int, ...]] | None = None
+) -> tuple[Path, dict[str, tuple[int, ...]]]:
+    """A file path as is, or a zoo name fetched into the cache (with its input shape): at the
+    one shape of ``input_shapes`` where given (the zoo re-exports or re-pins it), else the
+    entry's default."""
     path = Path(model)
     if path.exists():
         return path, {}
@@ -183,14 +301,18 @@ def resolve_model_path(model: str) -> tuple[Path, dict[str, tuple[int, ...]]]:
         raise DlakitError(f"model file not found: {model}")
     from dlakit import zoo
 
-    resolved = Path(zoo.resolve_model(model))
-    return resolved, {"": tuple(zoo.get_entry(model).input_shape)}
+    if input_shapes and len(input_shapes) > 1:
+        raise DlakitError(f"--input-shape: zoo model {model} has one input; give one shape")
+    shape = next(iter(input_shapes.values())) if input_shapes else None
+    resolved = Path(zoo.resolve_model(model, input_shape=shape))
+    return resolved, {"": tuple(shape or zoo.get_entry(model).input_shape)}
 
 
 def load_cli_model(model: str, input_shape: list[str] | None) -> LoadedModel:
     """Resolve, then load to canonical form; --input-shape overrides a zoo entry's default."""
-    path, defaults = resolve_model_path(model)
-    shapes = parse_input_shapes(input_shape) or defaults
+    asked = parse_input_shapes(input_shape)
+    path, defaults = resolve_model_path(model, asked)
+    shapes = asked or defaults
     if "" in shapes and not input_shape:
         try:
             return load_model(path, shapes)

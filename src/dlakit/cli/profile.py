@@ -18,17 +18,19 @@ def profile(
     power_mode: str | None = o.POWER_MODE,
     batch: int | None = o.BATCH,
     cores: int = typer.Option(
-        1, "--cores", help="DLA cores running their own streams at once (they share DRAM)."
+        1,
+        "--cores",
+        min=1,
+        max=64,
+        help="DLA cores running their own streams at once (they share DRAM).",
     ),
     sparse: bool = typer.Option(
         False, "--sparse", help="2:4 structured sparsity on INT8 convs with C > 64 (Orin)."
     ),
-    precision: str = typer.Option("int8", "--precision", help="DLA precision: int8 or fp16."),
+    precision: str = o.PRECISION,
     input_shape: list[str] | None = o.INPUT_SHAPE,
     json_path: Path | None = o.JSON,
-    plot_dir: Path | None = typer.Option(
-        None, "--plot", help="Write roofline.png and layers.png into this folder."
-    ),
+    plot_dir: Path | None = o.PLOT,
     validate: bool = typer.Option(
         False,
         "--validate",
@@ -43,9 +45,13 @@ def profile(
     MODEL is not needed with --validate. Numbers are modeled (the model version is printed)
     except on --target host, where GPU layers are timed for real on the local CUDA GPU. JSON:
     schema dlakit.profile v1 (docs/profile.md). -v adds the compute, memory, fill and overhead
-    terms of each layer's time.
+    terms of each layer's time. --plot DIR writes roofline.png and layers.png.
     """
     out = o.output(verbose, quiet, json_path)
+    plots = (
+        {f"--plot {n}": plot_dir / n for n in ("roofline.png", "layers.png")} if plot_dir else {}
+    )
+    o.guard_outputs({"--json": json_path, **plots}, model and o.model_file(model))
     if validate:
         _validate(out, json_path)
         return

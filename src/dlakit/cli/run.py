@@ -10,6 +10,7 @@ import typer
 
 from dlakit.cli import options as o
 from dlakit.errors import DlakitError
+from dlakit.files import atomic_write, npz_writer
 from dlakit.report import artifact as report
 from dlakit.report.console import write_json
 
@@ -20,7 +21,10 @@ def _inputs(source: str, preprocess: str | None, shape: tuple[int, ...], limit: 
     if path.suffix == ".npy":
         if not path.is_file():
             raise DlakitError(f"--data file not found: {path}")
-        x = np.load(path).astype(np.float32)
+        try:
+            x = np.load(path).astype(np.float32)
+        except (OSError, ValueError, TypeError, EOFError) as exc:
+            raise DlakitError(f"--data {path}: not a readable .npy of numbers ({exc})") from None
         if x.shape[1:] != tuple(shape[1:]):
             raise DlakitError(f"--data {path}: shape {list(x.shape)} does not fit {list(shape)}")
         return x[:limit], None
@@ -62,14 +66,14 @@ def run_command(
     from dlakit.run.runner import Runner
 
     out = o.output(verbose, quiet, json_path)
-    if batch is not None and batch < 1:
-        raise DlakitError(f"--batch {batch}: must be at least 1")
+    o.guard_outputs({"--output": output, "--json": json_path}, artifact, data, compare)
     comp = read_artifact(artifact)
     if len(comp.inputs) != 1:
         raise DlakitError(f"{artifact}: {len(comp.inputs)} inputs; dlakit run feeds one")
     name = comp.inputs[0]
     shape = comp.tensors[name].shape
     x, labels = _inputs(data, preprocess or comp.preprocess, shape, o.limit_value(limit))
+    reference = _reference(compare, comp, artifact) if compare else None
     with out.status(f"decoding {comp.stats.get('hardware_ops', '')} hardware operations"):
         runner = Runner(comp, device, fallback_engine, batch)
     steps = len(runner.program.steps)
@@ -86,12 +90,12 @@ def run_command(
         )
     title = f"{artifact.name} on {data} ({len(x)} inputs, {runner.device}, batch {stats.batch})"
     table = report.run_table(title, stats)
-    comparison = _compare(compare, x, labels, outs, comp.outputs) if compare else None
+    comparison = _compare(reference, compare, x, labels, outs, comp.outputs) if compare else None
     if comparison:
         report.add_comparison(table, comparison)
     out.print(table)
     if output:
-        np.savez(output, **outs)
+        atomic_write(output, npz_writer(outs))
         out.line(f"wrote {output}")
     if json_path:
         doc = report.run_json(
@@ -100,15 +104,26 @@ def run_command(
         write_json(doc, json_path, out)
 
 
-def _compare(model: str, x, labels, outs, names) -> dict[str, Any]:
+def _reference(model: str, comp, artifact: Path):
+    """The --compare model, before any run: one input of the artifact's shape, its outputs."""
+    loaded = o.load_cli_model(model, None)
+    want = comp.tensors[comp.inputs[0]].shape
+    got = [loaded.input_shapes[n] for n in loaded.input_names]
+    if len(got) != 1 or tuple(got[0][1:]) != tuple(want[1:]):
+        raise DlakitError(
+            f"--compare {model}: its inputs {got} do not match {artifact}'s input {list(want)}"
+        )
+    missing = [n for n in comp.outputs if n not in loaded.output_names]
+    if missing:
+        raise DlakitError(f"--compare {model}: it has no output named {missing[0]!r}")
+    return loaded
+
+
+def _compare(loaded, model: str, x, labels, outs, names) -> dict[str, Any]:
     """The DLA outputs against the FP32 model's on the same inputs."""
     from dlakit.accuracy import compare as acc
 
-    loaded = o.load_cli_model(model, None)
     ref = acc.float_run(loaded, x)
-    for name in names:
-        if name not in ref:
-            raise DlakitError(f"--compare {model}: it has no output named {name!r}")
     first = names[0]
     top1 = None
     if labels is not None:

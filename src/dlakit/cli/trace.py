@@ -35,19 +35,26 @@ def run(
     --definition. JSON: schema dlakit.trace v1, every check of every trace
     (docs/simulator.md). -v adds each trace's time.
     """
+    from dlakit.hw import load_register_map
     from dlakit.report.trace import render_result, summary_line, to_json
     from dlakit.sim import replay
     from dlakit.sim.nvdla import resolve_device
     from dlakit.sim.trace import find_traces, run_trace
+    from dlakit.sim.trace_check import check_trace
     from dlakit.targets import load_target
 
     out = o.output(verbose, quiet, json_path)
-    if load_target(target).nvdla is None:
+    o.guard_outputs({"--json": json_path}, path)
+    nvdla = load_target(target).nvdla
+    if nvdla is None:
         raise DlakitError(f"--target {target}: traces run on an open NVDLA (nv_small or nv_full)")
     dev = str(resolve_device(device))
     cfgs = find_traces(path)
     if not cfgs:
-        raise typer.BadParameter(f"no .cfg trace under {path}")
+        raise DlakitError(f"no .cfg trace under {path}")
+    regmap = load_register_map(nvdla.hw_tree)
+    for cfg in cfgs:  # a malformed trace is bad input: refused before any trace runs
+        check_trace(cfg, nvdla.mem_address_width, regmap)
     results = []
     for cfg in cfgs:
         result = run_trace(

@@ -147,14 +147,31 @@ def _load_grid(spec: DatasetSpec, folder: Path, split: str) -> Dataset:
 def _load_files(spec: DatasetSpec, folder: Path, split: str) -> Dataset:
     opts = spec.options
     exclude = set(opts.get("exclude", ()))
-    paths = sorted(
-        p
-        for p in folder.iterdir()
-        if p.name not in exclude and any(fnmatch.fnmatch(p.name, g) for g in opts["glob"])
-    )
+    found: set[Path] = set()
+    for pattern in opts["glob"]:  # a pattern with "/" names files in subfolders
+        if "/" in pattern:
+            found.update(p for p in folder.glob(pattern) if p.is_file())
+        else:
+            found.update(p for p in folder.iterdir() if fnmatch.fnmatch(p.name, pattern))
+    paths = sorted(p for p in found if p.name not in exclude)
     images = [read_image(p) for p in paths]
     labels = None if spec.unlabelled else np.array([_label_of(p) for p in paths], np.int64)
-    return Dataset(stack_if_uniform(images), labels, [p.name for p in paths])
+    names = [str(p.relative_to(folder)) for p in paths]
+    return Dataset(stack_if_uniform(images), labels, names)
+
+
+def _load_union(spec: DatasetSpec, folder: Path, split: str) -> Dataset:
+    images: list[np.ndarray] = []
+    labels: list[np.ndarray] = []
+    names: list[str] = []
+    for part in spec.options["parts"]:
+        data = load_dataset(part)
+        images += list(data.images)
+        names += [f"{part}/{n}" for n in data.names]
+        if data.labels is not None:
+            labels.append(data.labels)
+    whole = np.concatenate(labels) if labels and sum(map(len, labels)) == len(names) else None
+    return Dataset(stack_if_uniform(images), whole, names)
 
 
 def _label_of(path: Path) -> int:
@@ -199,4 +216,10 @@ def stack_if_uniform(images: list[np.ndarray]) -> np.ndarray | list[np.ndarray]:
     return images
 
 
-_LOADERS = {"idx": _load_idx, "grid": _load_grid, "files": _load_files, "csv": _load_csv}
+_LOADERS = {
+    "idx": _load_idx,
+    "grid": _load_grid,
+    "files": _load_files,
+    "csv": _load_csv,
+    "union": _load_union,
+}

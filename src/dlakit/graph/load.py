@@ -20,7 +20,9 @@ import onnx
 from onnx import TensorProto
 
 from dlakit.errors import ModelError
+from dlakit.files import atomic_write
 from dlakit.graph import nodes
+from dlakit.graph.validate import MAX_DIM, check_sizes, validate_canonical, validate_raw
 
 # onnxruntime 1.31 reads at most IR 13, while onnx 1.23 writes IR 14 by default.
 MAX_IR_VERSION = 10
@@ -78,9 +80,15 @@ def parse_input_shapes(specs: list[str] | None) -> dict[str, tuple[int, ...]]:
                 f"--input-shape '{spec}' is not of the form name:1x3x224x224 (or 1x3x224x224)"
             )
         dims = tuple(int(d) for d in match["dims"].split("x"))
-        if any(d <= 0 for d in dims):
-            raise ModelError(f"--input-shape '{spec}': every dimension must be positive")
-        shapes[match["name"] or ""] = dims
+        if any(not 0 < d <= MAX_DIM for d in dims):
+            raise ModelError(f"--input-shape '{spec}': every dimension must be in [1, {MAX_DIM}]")
+        name = match["name"] or ""
+        if shapes.get(name, dims) != dims:
+            raise ModelError(
+                f"--input-shape {name or '(the input)'} given twice with two shapes: "
+                f"{'x'.join(map(str, shapes[name]))} and {'x'.join(map(str, dims))}"
+            )
+        shapes[name] = dims
     return shapes
 
 
@@ -112,7 +120,11 @@ def _load_external_data(model: onnx.ModelProto, path: Path) -> None:
             continue
         info = {e.key: e.value for e in tensor.external_data}
         location = base / info.get("location", "")
-        if not location.is_file():
+        try:
+            found = location.is_file()
+        except (OSError, ValueError):  # a NUL byte or an over-long name in the location
+            found = False
+        if not found:
             raise ModelError(
                 f"{path}: tensor '{tensor.name}' keeps its data in '{info.get('location')}', "
                 f"which is missing (looked in {base})"
@@ -121,22 +133,6 @@ def _load_external_data(model: onnx.ModelProto, path: Path) -> None:
         onnx.load_external_data_for_model(model, str(base))
     except Exception as exc:
         raise ModelError(f"{path}: cannot read external data: {_first_line(exc)}") from None
-
-
-def check_ops(model: onnx.ModelProto, path: Path | str) -> None:
-    """Reject nodes whose operator no ONNX schema defines (custom or misspelled ops)."""
-    opsets = {imp.domain or "ai.onnx": imp.version for imp in model.opset_import}
-    for node in model.graph.node:
-        domain = node.domain or "ai.onnx"
-        if domain == "ai.onnx" and "ai.onnx" not in opsets and "" in opsets:
-            domain = ""
-        known = onnx.defs.has(node.op_type, "" if domain == "ai.onnx" else domain)
-        if not known:
-            where = f"domain '{node.domain}'" if node.domain else "the default ONNX domain"
-            raise ModelError(
-                f"{path}: node '{node.name or node.output[0]}' uses op '{node.op_type}' from "
-                f"{where}, which is not an ONNX operator dlakit can read"
-            )
 
 
 def _dims(value_info: onnx.ValueInfoProto) -> list[int | str | None]:
@@ -403,9 +399,11 @@ def _fill_missing_shapes_with_ort(
     for name in missing:
         if name not in known_outputs:
             probe.graph.output.append(onnx.ValueInfoProto(name=name))
+    options = ort.SessionOptions()
+    options.log_severity_level = 4  # its failure is reported below, in one line
     try:
         session = ort.InferenceSession(
-            probe.SerializeToString(), providers=["CPUExecutionProvider"]
+            probe.SerializeToString(), options, providers=["CPUExecutionProvider"]
         )
     except Exception as exc:
         raise ModelError(
@@ -417,7 +415,13 @@ def _fill_missing_shapes_with_ort(
         np_type = onnx.helper.tensor_dtype_to_np_dtype(dtypes.get(inp.name, TensorProto.FLOAT))
         feeds[inp.name] = np.zeros(input_shapes[inp.name], dtype=np_type)
     names = [o.name for o in session.get_outputs()]
-    values = session.run(names, feeds)
+    try:
+        values = session.run(names, feeds)
+    except Exception as exc:
+        raise ModelError(
+            f"{path}: some tensor shapes are unknown ({missing[0]}, ...) and onnxruntime "
+            f"cannot run the model to find them: {_first_line(exc)}"
+        ) from None
     for name, value in zip(names, values, strict=True):
         if name not in shapes:
             shapes[name] = tuple(np.shape(value))
@@ -430,7 +434,7 @@ def load_model(
     """Read, validate and canonicalize an ONNX model; every tensor gets a static shape."""
     path = Path(path)
     raw = read_onnx(path)
-    check_ops(raw, path)
+    validate_raw(raw, path)
     proto = canonicalize(raw, dict(input_shapes or {}), path, copy=False)
     pinned = {
         i.name: tuple(d.dim_value for d in i.type.tensor_type.shape.dim)
@@ -438,15 +442,14 @@ def load_model(
         if i.name not in {t.name for t in proto.graph.initializer}
     }
     shapes, dtypes = collect_shapes(proto)
+    validate_canonical(proto, shapes, path)
     _fill_missing_shapes_with_ort(proto, shapes, dtypes, pinned, path)
+    check_sizes(shapes, path)
     return LoadedModel(path=path, proto=proto, input_shapes=pinned, shapes=shapes, dtypes=dtypes)
 
 
 def save_model(model: onnx.ModelProto, path: str | Path) -> Path:
     """Save as one file that onnxruntime can read (IR version clamped)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if model.ir_version > MAX_IR_VERSION:
         model.ir_version = MAX_IR_VERSION
-    onnx.save(model, str(path))
-    return path
+    return atomic_write(path, model.SerializeToString())

@@ -6,21 +6,33 @@ rescale ``s`` becomes an INT16 multiplier and a right shift, ``shift = 15 - (flo
 Per-channel multipliers share the shift of the largest ``|s|`` because the shift is a per-layer
 register. Shifts must fit their 6-bit fields (< 64); the compiler warns above 31.
 
-Placement chosen for a convolution (accumulator ``acc`` in units ``s_in * s_w[k]``):
+Placement chosen for a layer whose 32-bit input ``acc`` is in units ``s_in * s_w[k]``. Every
+requantization rounds **once**: CACC truncate 0 (exact), and only the last shift before the
+output rounds, so the result is a float64 evaluation of the same register values rounded once
+(half away from zero), then saturated:
 
-* X1: ALU SUM ``bias[k]`` as ``op16[k] << alu_shift`` (accumulator units), MUL ``m[k]``, TRT
-  ``t``: ``y = round((acc + bias) * m >> t)`` is in output units (``s_out``), or in
-  ``s_out / 2^EW_HEADROOM`` when a Y add follows. ReLU (lower clip 0) sits in X1.
-* X2: upper clip (ReLU6/Clip max) as ALU MIN with a register operand, MUL bypassed, TRT 0;
-  omitted when the clip does not bite inside INT8 range (the usual case: a calibrated ReLU6
-  output has amax <= 6).
-* X2 otherwise, where the shared shift would leave some channel's multiplier with fewer than
-  ``MIN_MUL_BITS`` significant bits (depthwise layers span 2^10 in scale): per-channel
-  exponents. X1 uses each channel's own 15-bit mantissa with the largest channel's shift, X2
-  multiplies by the per-channel power of two ``2^(D - e_k)`` and shifts by ``D``. This departs
-  from the NVDLA compiler (which accepts the loss) but uses only what the registers offer.
-* Y: the second tensor of an Add, converted to the X1 output units by the ALU operand converter.
-* C: identity, or ``shift = EW_HEADROOM`` back to output units after a Y add.
+* **one stage** (every channel's rescale has the same exponent, e.g. per-tensor scales): X1
+  adds the bias (``op16 << alu_shift``, accumulator units), multiplies by ``m[k]`` and shifts by
+  the shared ``t`` (the one rounding), ReLU; X2, only when an upper clip bites inside the output
+  range, takes ``min`` with the integer bound (exact on integers).
+* **per-channel exponents** (per-channel weight scales spread over octaves, as in depthwise
+  layers): X1 multiplies by ``2^a[k]`` with truncate 0 (exact), X2 by each channel's own 15-bit
+  mantissa and shifts by ``T`` (``a[k] = T - s[k]``, ``s[k]`` the channel's own compiler shift):
+  the one rounding. The bias is added in X2, where the units are equalised across channels; when
+  X2's ALU is needed for an upper clip, the bias goes to X1 and the clip is a per-channel bound
+  in X1 units. A layer where a saturated X1 value could end inside the output range keeps one
+  stage. (The NVDLA compiler shares one shift and accepts the lost bits; this uses only what the
+  registers offer.) Multipliers round to nearest (the compiler truncates).
+* **Y** (an Add of an INT8 tensor, nv_full/Jetson): X keeps ``H`` fraction bits
+  (:func:`ew_headroom`: as many as the 32-bit sum and the operand converter's INT8 x INT16
+  product allow, 14 for operands of about the output's scale), the converter brings the other
+  tensor to those units and C shifts by ``H``: the one rounding of the sum. Before it, X's
+  result and the operand stand on a grid of ``2^-H`` output units, so the result differs from a
+  single rounding of the exact sum only where that sum lies within ``2^-H`` of a half unit.
+* **C**: scale 1, shift ``H`` (0 without Y); INT8 out, or INT17 -> FP16 for a network output
+  (``out_precision="fp16"``: the output's unit ``s_out`` is then ``amax / 2048``, so the
+  calibrated range is an exact FP16 integer and 32x beyond it is still finite).
+* Weight scales are per output channel (amax/127) but at least 1/256 of the layer's largest.
 """
 
 from __future__ import annotations
@@ -30,16 +42,14 @@ import math
 import numpy as np
 
 from dlakit.errors import DlakitError
-from dlakit.lower.qgraph import EwUnit, LutTable, OutCvt, SdpChain, XUnit
+from dlakit.lower.qgraph import EwUnit, LutTable, OutCvt, OutPrecision, SdpChain, XUnit
 from dlakit.support.rules import rule_check
 
 SHIFT_MAX = 63  # 6-bit shift fields (ALU shift, MUL truncate low 6 bits, C shift, cvt truncate)
 INT16_MAX = 32767
-# Extra fraction bits X1 keeps before a Y add, so both addends are rounded only once, in C.
-EW_HEADROOM = 8
+# Most fraction bits X keeps before a Y add (C shifts them away: the one rounding).
+EW_HEADROOM_MAX = 24
 PDP_KERNEL_MAX = int(rule_check("nvdla", "pool.window")["max"])  # the PDP window, as the rules say
-# Below this many significant bits in a per-channel multiplier, X2 takes per-channel exponents.
-MIN_MUL_BITS = 12
 MAX_OCTAVES = 14  # 2^14 is the largest power of two an INT16 multiplier holds
 
 
@@ -52,25 +62,24 @@ def factorize(s: float) -> tuple[int, int]:
 def factorize_per_channel(s: np.ndarray) -> tuple[np.ndarray, int]:
     """Per-channel rescales -> (INT16 multipliers, one shared right shift).
 
-    The shift comes from the largest ``|s|``; smaller channels lose low bits, as in the compiler.
+    The shift is the compiler's formula for the largest ``|s|``; multipliers round to nearest
+    (the compiler truncates), so smaller channels keep what bits the shared shift leaves them.
     """
     s = np.asarray(s, dtype=np.float64)
     if not np.all(np.isfinite(s)):
         raise DlakitError("a requantization scale is NaN or infinite (bad scales or weights)")
-    top = float(np.max(np.abs(s))) if s.size else 0.0
-    if top == 0.0:
+    m, own = mantissas(s)
+    if not np.any(m):
         return np.zeros(s.shape, dtype=np.int64), 0
-    shift = 15 - (math.floor(math.log2(top)) + 1)
+    shift = int(own[m > 0].min())
     if shift < 0:
         raise DlakitError(
-            f"requantization scale {top:g} >= 2^15 cannot be an INT16 multiplier with a right "
-            "shift (the output scale is far smaller than the input's)"
+            f"requantization scale {float(np.abs(s).max()):g} >= 2^15 cannot be an INT16 "
+            "multiplier with a right shift (the output scale is far smaller than the input's)"
         )
-    if shift > SHIFT_MAX:
-        # Keep the 6-bit field: the multiplier shrinks instead (a tiny scale loses precision).
-        shift = SHIFT_MAX
-    mags = np.floor(np.abs(s) * 2.0**shift).astype(np.int64)
-    mags = np.minimum(mags, INT16_MAX)
+    # Keep the 6-bit field: the multiplier shrinks instead (a tiny scale loses precision).
+    shift = min(shift, SHIFT_MAX)
+    mags = np.minimum(np.floor(np.abs(s) * 2.0**shift + 0.5).astype(np.int64), INT16_MAX)
     return np.where(s < 0, -mags, mags), shift
 
 
@@ -88,8 +97,42 @@ def bias_operand(bias: np.ndarray) -> tuple[np.ndarray, int]:
     return np.clip(ops, -INT16_MAX - 1, INT16_MAX).astype(np.int64), shift
 
 
-def _clip_units(value: float, scale: float) -> int:
-    return int(np.sign(value) * np.floor(abs(value) / scale + 0.5))
+def _round_away(v: np.ndarray | float) -> np.ndarray:
+    v = np.asarray(v, dtype=np.float64)
+    return np.sign(v) * np.floor(np.abs(v) + 0.5)
+
+
+def output_range(precision: OutPrecision) -> tuple[int, int]:
+    """What the C converter's result saturates to: INT8, or INT17 for an FP16 output."""
+    return (-128, 127) if precision == "int8" else (-(1 << 16), (1 << 16) - 1)
+
+
+def mantissas(rescale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each channel's own 15-bit mantissa and right shift: ``|r| ~ m * 2^-s``, ``m`` in
+    ``[2^14, 2^15)`` rounded to nearest (the compiler's shift formula; zero channels get 0, 0)."""
+    mags = np.abs(np.asarray(rescale, dtype=np.float64))
+    live = mags > 0
+    shift = np.zeros(mags.shape, dtype=np.int64)
+    shift[live] = 14 - np.floor(np.log2(mags[live])).astype(np.int64)
+    m = np.where(live, np.floor(mags * 2.0**shift + 0.5), 0).astype(np.int64)
+    carry = m >= 1 << 15  # rounding reached 2^15: one bit less of shift
+    m = np.where(carry, m >> 1, m)
+    shift = np.where(carry, shift - 1, shift)
+    return m, shift
+
+
+def ew_headroom(ew_ratio: float, qmax: int) -> int:
+    """Fraction bits X keeps before a Y add of a tensor in units ``ew_ratio`` output units.
+
+    As many as (a) leave the 32-bit sum room for ``(qmax + 1) * (1 + ew_ratio)`` output units,
+    so no sum that ends inside the output range saturates on the way, and (b) keep the operand
+    converter's INT16 multiplier ``ew_ratio * 2^H`` below 2^15 (its INT8 x INT16 product is
+    where the operand's precision ends).
+    """
+    need = (qmax + 1) * (1.0 + abs(ew_ratio))
+    room = 30 - math.ceil(math.log2(need))
+    cvt = 14 - math.floor(math.log2(abs(ew_ratio))) if ew_ratio else EW_HEADROOM_MAX
+    return max(0, min(EW_HEADROOM_MAX, room, cvt))
 
 
 def conv_chain(
@@ -99,73 +142,157 @@ def conv_chain(
     clip: tuple[float | None, float | None] = (None, None),
     ew_scale: float | None = None,
     ew_operand: str = "",
+    out_precision: OutPrecision = "int8",
+    acc_bound: np.ndarray | float | None = None,
 ) -> SdpChain:
     """SDP chain for a layer whose 32-bit input is in units ``acc_scale[k]``.
 
     ``clip`` is (lower, upper) in real units (None = no clip; only lower 0 is supported, as ReLU),
-    ``ew_scale`` the scale of an INT8 tensor added by the Y unit.
+    ``ew_scale`` the scale of an INT8 tensor added by the Y unit, ``out_precision`` what the C
+    converter writes (INT8, or INT17 converted to FP16 with ``out_scale`` its unit),
+    ``acc_bound`` the largest ``|input|`` per channel (a convolution's ``128 * sum |w|``; None:
+    any 32-bit value).
+
+    Every requantization rounds once (the module docstring says where); the result equals a
+    float64 evaluation of the same register values rounded once, which
+    ``tests/lower/test_one_rounding.py`` checks on every layer kind.
     """
     lower, upper = clip
     if lower is not None and lower != 0.0:
         raise DlakitError(f"clip lower bound {lower} is not 0 (only ReLU-style clips lower here)")
-    headroom = EW_HEADROOM if ew_scale is not None else 0
-    x_scale = out_scale / 2.0**headroom  # units of the X1 (or X2) output
-    rescale = np.asarray(acc_scale, dtype=np.float64) / x_scale
-    mul, truncate = factorize_per_channel(rescale)
-    x1 = XUnit(mul=mul, truncate=truncate, relu=lower is not None)
-    if bias is not None and np.any(bias != 0):
-        ops, alu_shift = bias_operand(np.asarray(bias, dtype=np.float64) / acc_scale)
-        x1.alu, x1.alu_operand, x1.alu_shift = "sum", ops, alu_shift
-    x2 = None
-    top = None if upper is None else _clip_units(upper, x_scale)
-    if top is not None and top < 127 * 2**headroom:  # else INT8 saturation clips there already
-        if top > INT16_MAX:
-            raise DlakitError(f"clip upper bound {upper} does not fit an INT16 ALU operand")
-        x2 = XUnit(alu="min", alu_operand=np.array([top]), truncate=0)
-    elif _imprecise(mul):
-        x1.mul, x1.truncate, x2 = _two_stage(rescale)
-    y = None
-    out = OutCvt()
+    acc_scale = np.asarray(acc_scale, dtype=np.float64)
+    if not np.all(np.isfinite(acc_scale)) or not math.isfinite(out_scale) or out_scale <= 0:
+        raise DlakitError("a requantization scale is NaN or infinite (bad scales or weights)")
+    qmax = output_range(out_precision)[1]
+    base = acc_scale / out_scale  # output units per accumulator unit, per channel
+    headroom = 0
     if ew_scale is not None:
-        cvt_scale, cvt_truncate = factorize(ew_scale / x_scale)
-        y = EwUnit(operand=ew_operand, cvt_offset=0, cvt_scale=cvt_scale, cvt_truncate=cvt_truncate)
-        out = OutCvt(offset=0, scale=1, shift=headroom)
-    return SdpChain(x1=x1, x2=x2, y=y, c=out)
+        headroom = ew_headroom(ew_scale / out_scale, qmax)
+        top_exp = int(np.floor(np.log2(np.abs(base[base != 0])).max())) if np.any(base) else 0
+        headroom = max(0, min(headroom, 14 - top_exp))  # X's shift stays >= 0
+    rescale = base * 2.0**headroom  # X output units per accumulator unit
+    m, own = mantissas(rescale)
+    if np.any(m) and int(own[m > 0].min()) < 0:
+        raise DlakitError(
+            f"requantization scale {float(np.abs(rescale).max()):g} >= 2^15 cannot be an INT16 "
+            "multiplier with a right shift (the output scale is far smaller than the input's)"
+        )
+    top = None
+    if upper is not None:
+        top = int(_round_away(upper / out_scale * 2.0**headroom))
+        if top >= (qmax + 1) * 2**headroom:  # the output saturation clips there already
+            top = None
+    bias_acc = None
+    if bias is not None and np.any(bias != 0):
+        bias_acc = np.asarray(bias, dtype=np.float64) / acc_scale
+    bound = np.broadcast_to(
+        np.asarray(2.0**31 if acc_bound is None else acc_bound, np.float64), rescale.shape
+    )
+    chain = _two_stage(rescale, m, own, bias_acc, top, lower is not None, qmax, headroom,
+                       ew_scale, out_scale, bound)  # fmt: skip
+    if chain is None:
+        chain = _one_stage(rescale, bias_acc, top, lower is not None)
+    if ew_scale is not None:
+        cvt_scale, cvt_truncate = _ew_operand(ew_scale / out_scale * 2.0**headroom)
+        chain.y = EwUnit(ew_operand, cvt_offset=0, cvt_scale=cvt_scale, cvt_truncate=cvt_truncate)
+    chain.c = OutCvt(offset=0, scale=1, shift=headroom, precision=out_precision)
+    return chain
 
 
-def _imprecise(mul: np.ndarray) -> bool:
-    """True when the shared shift leaves a non-zero multiplier with < MIN_MUL_BITS bits."""
-    nonzero = np.abs(mul[mul != 0])
-    return bool(nonzero.size) and int(nonzero.min()) < 1 << (MIN_MUL_BITS - 1)
+def _ew_operand(ratio: float) -> tuple[int, int]:
+    """(cvt scale, cvt truncate) for the Y operand: an exact integer multiple of X's units when
+    ``ratio`` rounds to at least 2^13 (14 significant bits), else a 15-bit mantissa and a shift
+    (the operand then rounds to X's grid too)."""
+    whole = math.floor(ratio + 0.5)
+    if 1 << 13 <= whole <= INT16_MAX:
+        return whole, 0
+    return factorize(ratio)
 
 
-def _two_stage(rescale: np.ndarray) -> tuple[np.ndarray, int, XUnit]:
-    """Per-channel exponents through X2: X1 multiplies by each channel's own 15-bit mantissa
-    (shift of the largest channel), X2 by a per-channel power of two ``2^(D - e_k)`` and shifts
-    by ``D``; ``e_k`` (<= 14) is how many octaves channel k sits below the largest one."""
-    mags = np.abs(rescale)
-    live = mags > 0
-    own = np.zeros(rescale.shape, dtype=np.int64)  # each channel's compiler-formula shift
-    own[live] = 15 - (np.floor(np.log2(mags[live])).astype(np.int64) + 1)
-    base = int(own[live].min())
-    octaves = np.where(live, own - base, 0)
-    depth = int(min(octaves.max(), MAX_OCTAVES))
-    exps = np.minimum(octaves, depth)
-    if base + depth > SHIFT_MAX or base < 0:
-        mul, shift = factorize_per_channel(rescale)
-        return mul, shift, XUnit(mul=np.ones(1, dtype=np.int64), truncate=0)
-    m1 = np.minimum(np.floor(mags * 2.0 ** (base + exps)).astype(np.int64), INT16_MAX)
-    m1 = np.where(rescale < 0, -m1, m1)
-    p = (np.int64(1) << (depth - exps)).astype(np.int64)
-    return m1, base, XUnit(mul=p, truncate=depth)
+def _one_stage(
+    rescale: np.ndarray, bias_acc: np.ndarray | None, top: int | None, relu: bool
+) -> SdpChain:
+    """X1: bias, per-channel multiplier, one shared shift (rounds once), ReLU; X2: upper clip on
+    the rounded integer (exact: the bound is an integer)."""
+    mul, truncate = factorize_per_channel(rescale)
+    x1 = XUnit(mul=mul, truncate=truncate, relu=relu)
+    if bias_acc is not None:
+        x1.alu, (x1.alu_operand, x1.alu_shift) = "sum", bias_operand(bias_acc)
+    x2 = None
+    if top is not None:
+        if top > INT16_MAX:
+            raise DlakitError(f"clip upper bound {top} does not fit an INT16 ALU operand")
+        x2 = XUnit(alu="min", alu_operand=np.array([top]), truncate=0)
+    return SdpChain(x1=x1, x2=x2)
+
+
+def _two_stage(
+    rescale: np.ndarray,
+    m: np.ndarray,
+    own: np.ndarray,
+    bias_acc: np.ndarray | None,
+    top: int | None,
+    relu: bool,
+    qmax: int,
+    headroom: int,
+    ew_scale: float | None,
+    out_scale: float,
+    bound: np.ndarray,
+) -> SdpChain | None:
+    """Per-channel exponents, rounding once: X1 multiplies by ``2^a_k`` exactly (truncate 0),
+    X2 by each channel's 15-bit mantissa and shifts by the shared ``T`` (``a_k = T - s_k``).
+    The bias goes to X2 (units equalised across channels) unless X2's ALU clips; the clip is a
+    per-channel bound in X1 units applied before the one rounding.
+
+    None when one shared shift loses nothing (all exponents equal) or when a saturated X1
+    value could end inside the output range."""
+    live = m > 0
+    if not np.any(live) or int(own[live].min()) == int(own[live].max()):
+        return None
+    t = int(min(own[live].max(), own[live].min() + MAX_OCTAVES, SHIFT_MAX))
+    a = np.where(live, np.clip(t - own, 0, MAX_OCTAVES), 0)
+    mant = np.where(live & (own > t), np.floor(np.abs(rescale) * 2.0**t + 0.5), m).astype(np.int64)
+    mant = np.where(rescale < 0, -mant, mant)
+    p = (np.int64(1) << a).astype(np.int64)
+    x1 = XUnit(mul=p, truncate=0)
+    x2 = XUnit(mul=mant, truncate=t, relu=relu)
+    bias2 = np.zeros(rescale.shape)
+    if top is not None:
+        if np.any(mant < 0):
+            return None  # a per-channel MIN cannot bound a channel that the multiply negates
+        if bias_acc is not None:
+            x1.alu, (x1.alu_operand, x1.alu_shift) = "sum", bias_operand(bias_acc)
+        bound = np.where(mant != 0, (top * 2.0**t) / np.where(mant != 0, np.abs(mant), 1), 2**31)
+        ops, shift = bias_operand(np.minimum(bound, 2.0**31 - 1))
+        x2.alu, x2.alu_operand, x2.alu_shift = "min", ops, shift
+    elif bias_acc is not None:
+        ops, shift = bias_operand(bias_acc * p)
+        x2.alu, x2.alu_operand, x2.alu_shift = "sum", ops, shift
+        bias2 = np.abs(ops.astype(np.float64)) * 2.0**shift
+    # X1 cannot saturate where the input bound (with an X1 bias) times 2^a stays below 2^31;
+    # elsewhere a saturated X1 (2^31) must still saturate the output, after the bias, with room
+    # for a Y operand of up to 128 * ew_ratio output units.
+    b1 = 0.0 if x1.alu is None else np.abs(x1.alu_operand) * 2.0**x1.alu_shift
+    exact = (bound + b1) * p < 2.0**31
+    reach = (2.0**31 - bias2) * np.abs(mant) / 2.0 ** (t + headroom)
+    ew = 0.0 if ew_scale is None else 128.0 * ew_scale / out_scale
+    if np.any(live & ~exact & (reach < qmax + 1 + ew)):
+        return None
+    return SdpChain(x1=x1, x2=x2)
 
 
 def pool_reciprocals(kernel: tuple[int, int]) -> tuple[int, int]:
-    """(RECIP_KERNEL_WIDTH, RECIP_KERNEL_HEIGHT) for an INT8 average pool."""
+    """(RECIP_KERNEL_WIDTH, RECIP_KERNEL_HEIGHT) for an INT8 average pool, rounding once.
+
+    The PDP divides in two rounded stages; with the width stage at 1.0 (``0x10000``, the 17-bit
+    register's value for a kernel of 1) it is exact, and the height stage multiplies by
+    ``round(2^16 / (kh * kw))``: the window mean rounded once. The firmware's table
+    (:func:`pdp_reciprocal` per dimension) rounds twice.
+    """
     kh, kw = kernel
     if not (1 <= kh <= PDP_KERNEL_MAX and 1 <= kw <= PDP_KERNEL_MAX):
         raise DlakitError(f"PDP pooling kernel {kh}x{kw} is outside 1..{PDP_KERNEL_MAX}")
-    return pdp_reciprocal(kw), pdp_reciprocal(kh)
+    return 1 << 16, math.floor((1 << 16) / (kh * kw) + 0.5)
 
 
 def pdp_reciprocal(k: int) -> int:

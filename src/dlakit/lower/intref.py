@@ -24,8 +24,14 @@ from collections.abc import Callable
 
 import numpy as np
 import onnx
-import torch
-import torch.nn.functional as F
+
+from dlakit.extras import missing_extra
+
+try:
+    import torch
+    import torch.nn.functional as F
+except ModuleNotFoundError as exc:
+    raise missing_extra(exc, "the integer reference of the NVDLA datapath") from None
 
 from dlakit.errors import DlakitError
 from dlakit.lower.qgraph import (
@@ -136,13 +142,17 @@ def y_unit(x: torch.Tensor, unit: EwUnit, operand: torch.Tensor) -> torch.Tensor
 
 
 def c_unit(x: torch.Tensor, cvt: OutCvt) -> torch.Tensor:
-    """SDP output converter: INT17 then INT8."""
+    """SDP output converter: INT17, then INT8 (int64 values) or FP16 (float16 tensor)."""
     t17 = shift_right_round((x - cvt.offset) * cvt.scale, cvt.shift, 49, 17)
+    if cvt.precision == "fp16":
+        # INT17 -> FP16 rounds to nearest even (cmod FpIntToFloat); an INT17 is exact in FP32.
+        return t17.to(torch.float32).to(torch.float16)
     return saturate(t17, 8)
 
 
 def sdp(x: torch.Tensor, chain: SdpChain, ew: torch.Tensor | None = None) -> torch.Tensor:
-    """The whole SDP chain on a 32-bit input; returns INT8 values (int64 dtype)."""
+    """The whole SDP chain on a 32-bit input; returns INT8 values (int64 dtype), or FP16 values
+    when the output converter writes FP16."""
     if chain.x1 is not None:
         x = x_unit(x, chain.x1)
     if chain.x2 is not None:
@@ -363,7 +373,7 @@ class IntReference:
 
     def _as_float(self, name: str, value: torch.Tensor) -> np.ndarray:
         tensor = self.graph.tensors[name]
-        if tensor.precision == "int8":
+        if tensor.precision == "int8" or tensor.scale is not None:  # INT8, or FP16 of an INT17
             return np.ascontiguousarray(dequantize(value, tensor.scale or 1.0).numpy())
         return np.ascontiguousarray(value.to(torch.float32).numpy())
 
@@ -377,7 +387,7 @@ class IntReference:
         if x.ndim == 2:
             x = x.reshape(batch, -1, 1, 1)
         ew = values[layer.inputs[1]] if layer.sdp.y is not None else None
-        if self.fused:
+        if self.fused and layer.sdp.c.precision == "int8":
             weights = self._weights.get(layer.name)
             if weights is None:
                 weights = conv_weights(layer).contiguous(memory_format=torch.channels_last)
@@ -386,17 +396,17 @@ class IntReference:
             out = self._fused_chain(layer, conv_sums(x, layer, weights), ew, layer.cacc_truncate)
         else:
             acc = cacc_output(conv_accumulate(x.to(torch.int64), layer), layer.cacc_truncate)
-            out = sdp(acc, layer.sdp, ew).to(torch.int8)
-        values[layer.outputs[0]] = out.reshape(self._shape(layer.outputs[0], batch))
+            out = sdp(acc, layer.sdp, ew)
+        values[layer.outputs[0]] = _stored(out.reshape(self._shape(layer.outputs[0], batch)))
 
     def _sdp(self, layer: QLayer, values: dict[str, torch.Tensor]) -> None:
         assert isinstance(layer, QSdp)
         x = values[layer.inputs[0]]  # INT8 from memory, sign-extended
         ew = values[layer.inputs[1]] if layer.sdp.y is not None else None
-        if self.fused and x.ndim == 4:
+        if self.fused and x.ndim == 4 and layer.sdp.c.precision == "int8":
             values[layer.outputs[0]] = self._fused_chain(layer, x, ew, -1)
         else:
-            values[layer.outputs[0]] = sdp(x.to(torch.int64), layer.sdp, ew).to(torch.int8)
+            values[layer.outputs[0]] = _stored(sdp(x.to(torch.int64), layer.sdp, ew))
 
     def _fused_chain(
         self, layer: QConv | QSdp, x: torch.Tensor, ew: torch.Tensor | None, cacc_truncate: int
@@ -475,6 +485,11 @@ def _kernels():
     except ImportError:
         return None
     return intref_kernels
+
+
+def _stored(out: torch.Tensor) -> torch.Tensor:
+    """An SDP result as its memory holds it: INT8, or FP16 as the converter wrote it."""
+    return out if out.dtype == torch.float16 else out.to(torch.int8)
 
 
 def _node_session(layer: QFloat):

@@ -41,6 +41,7 @@ from dlakit.graph.nodes import attrs as node_attrs
 from dlakit.lower import hwparams
 from dlakit.lower.lint import lint
 from dlakit.lower.qgraph import (
+    OutPrecision,
     QConcat,
     QConv,
     QDequantize,
@@ -61,6 +62,7 @@ from dlakit.targets import load_target
 Decision = Literal["int8", "fp16", "int8-fallback", "fp32"]
 WEIGHT_QMAX = 127
 WEIGHT_SCALE_SPAN = 256  # largest / smallest per-channel weight scale of one layer
+FP16_OUTPUT_UNITS = 2048  # an FP16 network output's calibrated amax, in INT17 units (2^11)
 
 
 class ScaleSource(Protocol):
@@ -72,6 +74,7 @@ class _State:
     loaded: LoadedModel
     scales: ScaleSource | Mapping[str, float]
     structure_only: bool = False
+    output_precision: OutPrecision = "int8"
     layers: list[QLayer] = field(default_factory=list)
     tensors: dict[str, QTensor] = field(default_factory=dict)
     int8_of: dict[str, str] = field(default_factory=dict)  # ONNX tensor -> INT8 QGraph tensor
@@ -94,6 +97,17 @@ class _State:
 
     def shape(self, name: str) -> tuple[int, ...]:
         return tuple(self.loaded.shapes.get(name, ()))
+
+    def unclipped_scale(self, name: str) -> float:
+        """The INT8 scale of the whole calibrated range (``max(|min|, |max|)``, at least amax),
+        where the scales file says it; else the calibrated scale."""
+        scale = self.scale(name)
+        ranges = getattr(self.scales, "activations", None)
+        if isinstance(ranges, Mapping) and name in ranges:
+            r = ranges[name]
+            widest = max(abs(float(r.min)), abs(float(r.max)))
+            scale = max(scale, widest / 127.0)
+        return scale
 
     def add_tensor(self, name: str, shape: tuple[int, ...], precision, scale=None) -> str:
         self.tensors[name] = QTensor(name, shape, precision, scale)
@@ -180,6 +194,29 @@ class _Lowering:
     def emit_int8(self, layer: QLayer, onnx_out: str, scale: float) -> None:
         self.st.add_tensor(onnx_out, self.st.shape(onnx_out), "int8", scale)
         self.st.int8_of[onnx_out] = onnx_out
+        self.st.layers.append(layer)
+
+    def out_format(self, onnx_out: str) -> tuple[float, OutPrecision]:
+        """Scale and precision an SDP layer writes ``onnx_out`` in.
+
+        A network output that nothing else reads leaves the DLA in FP16 where the target's
+        converter writes FP16 (INT17 in units ``amax / 2048``: the calibrated range is exact
+        FP16 integers, 32x beyond it still finite), else in INT8 at the scale of the whole
+        calibrated range, so the logits do not clip. Every other tensor: INT8 at its scale.
+        """
+        st = self.st
+        if onnx_out not in self.outputs or self.consumers.get(onnx_out):
+            return st.scale(onnx_out), "int8"
+        if st.output_precision == "fp16":
+            return st.scale(onnx_out) * 127.0 / FP16_OUTPUT_UNITS, "fp16"
+        return st.unclipped_scale(onnx_out), "int8"
+
+    def emit_sdp(self, layer: QLayer, onnx_out: str, scale: float, precision: str) -> None:
+        if precision == "int8":
+            self.emit_int8(layer, onnx_out, scale)
+            return
+        self.st.add_tensor(onnx_out, self.st.shape(onnx_out), "fp16", scale)
+        self.st.float_of[onnx_out] = onnx_out
         self.st.layers.append(layer)
 
     # ---- per node
@@ -338,21 +375,23 @@ class _Lowering:
             wq, s_w = np.broadcast_to(np.int8(0), w.shape), np.ones(w.shape[0])
         else:
             wq, s_w = _quantize_weights(w)
-        s_out = st.scale(out)
+        s_out, precision = self.out_format(out)
         ew_name, ew_scale = "", None
         inputs = [x]
         if ew_src is not None:
             ew_name = st.int8(ew_src)
             ew_scale = st.tensors[ew_name].scale
             inputs.append(ew_name)
-        chain = hwparams.conv_chain(s_in * s_w, b, s_out, clip, ew_scale, ew_name)
+        bound = 128.0 * np.abs(wq.astype(np.float64)).reshape(wq.shape[0], -1).sum(axis=1)
+        chain = hwparams.conv_chain(s_in * s_w, b, s_out, clip, ew_scale, ew_name, precision,
+                                    bound)  # fmt: skip
         self.done.update(fused)
         layer = QConv(
             node.name, inputs, [out], onnx_nodes=fused, weight=wq,
             stride=(int(stride[0]), int(stride[1])), pads=tuple(int(p) for p in pads),
             dilation=(int(dilation[0]), int(dilation[1])), groups=groups, sdp=chain,
         )  # fmt: skip
-        self.emit_int8(layer, out, s_out)
+        self.emit_sdp(layer, out, s_out, precision)
 
     # ---- standalone SDP ops
     def _int8_BatchNormalization(self, node: onnx.NodeProto) -> None:
@@ -360,10 +399,11 @@ class _Lowering:
         a = gamma / np.sqrt(var + float(node_attrs(node).get("epsilon", 1e-5)))
         x = self.st.int8(node.input[0])
         s_in = self.st.tensors[x].scale or 1.0
-        s_out = self.st.scale(node.output[0])
-        chain = hwparams.conv_chain(a * s_in, beta - mean * a, s_out)
-        self.emit_int8(QSdp(node.name, [x], [node.output[0]], onnx_nodes=[node.name], sdp=chain),
-                       node.output[0], s_out)  # fmt: skip
+        s_out, precision = self.out_format(node.output[0])
+        chain = hwparams.conv_chain(a * s_in, beta - mean * a, s_out, out_precision=precision,
+                                    acc_bound=128.0)  # fmt: skip
+        self.emit_sdp(QSdp(node.name, [x], [node.output[0]], onnx_nodes=[node.name], sdp=chain),
+                      node.output[0], s_out, precision)  # fmt: skip
 
     def _int8_Relu(self, node: onnx.NodeProto) -> None:
         self.activation(node)
@@ -374,21 +414,22 @@ class _Lowering:
     def activation(self, node: onnx.NodeProto) -> None:
         x = self.st.int8(node.input[0])
         s_in = self.st.tensors[x].scale or 1.0
-        s_out = self.st.scale(node.output[0])
-        chain = hwparams.conv_chain(np.array([s_in]), None, s_out, _clip_bounds(node, self.inits))
-        self.emit_int8(QSdp(node.name, [x], [node.output[0]], onnx_nodes=[node.name], sdp=chain),
-                       node.output[0], s_out)  # fmt: skip
+        s_out, precision = self.out_format(node.output[0])
+        chain = hwparams.conv_chain(np.array([s_in]), None, s_out, _clip_bounds(node, self.inits),
+                                    out_precision=precision, acc_bound=128.0)  # fmt: skip
+        self.emit_sdp(QSdp(node.name, [x], [node.output[0]], onnx_nodes=[node.name], sdp=chain),
+                      node.output[0], s_out, precision)  # fmt: skip
 
     def _int8_Add(self, node: onnx.NodeProto) -> None:
         a = self.st.int8(node.input[0])
         b = self.st.int8(node.input[1])
-        s_out = self.st.scale(node.output[0])
+        s_out, precision = self.out_format(node.output[0])
         chain = hwparams.conv_chain(
             np.array([self.st.tensors[a].scale]), None, s_out, (None, None),
-            self.st.tensors[b].scale, b,
+            self.st.tensors[b].scale, b, precision, 128.0,
         )  # fmt: skip
-        self.emit_int8(QSdp(node.name, [a, b], [node.output[0]], onnx_nodes=[node.name],
-                            sdp=chain), node.output[0], s_out)  # fmt: skip
+        self.emit_sdp(QSdp(node.name, [a, b], [node.output[0]], onnx_nodes=[node.name],
+                           sdp=chain), node.output[0], s_out, precision)  # fmt: skip
 
     # ---- PDP
     def _int8_MaxPool(self, node: onnx.NodeProto) -> None:
@@ -435,7 +476,8 @@ class _Lowering:
             x = st.int8(name)
             if st.tensors[x].scale != s_out:
                 requant = st.add_tensor(f"{name}::requant", st.shape(name), "int8", s_out)
-                chain = hwparams.conv_chain(np.array([st.tensors[x].scale]), None, s_out)
+                chain = hwparams.conv_chain(np.array([st.tensors[x].scale]), None, s_out,
+                                            acc_bound=128.0)  # fmt: skip
                 st.layers.append(QSdp(f"requant:{name}", [x], [requant], sdp=chain))
                 x = requant
             inputs.append(x)
@@ -512,6 +554,21 @@ def decide(verdicts: Mapping[str, NodeVerdict]) -> dict[str, Decision]:
     return decisions
 
 
+def output_format(target: str, precision: str | None) -> OutPrecision:
+    """The network output precision on ``target``: the given one, or FP16 where it exists."""
+    has_fp16 = "fp16" in load_target(target).dla.precisions
+    if precision is None:
+        return "fp16" if has_fp16 else "int8"
+    if precision not in ("int8", "fp16"):
+        raise DlakitError(f"--output-precision {precision!r}: choose int8 or fp16")
+    if precision == "fp16" and not has_fp16:
+        raise DlakitError(
+            f"--output-precision fp16: target {target}'s DLA has no FP16 (its output converter "
+            "writes INT8 only); use int8"
+        )
+    return precision  # type: ignore[return-value]
+
+
 def quantize_model(
     loaded: LoadedModel,
     scales: ScaleSource | Mapping[str, float],
@@ -521,19 +578,24 @@ def quantize_model(
     trt: str | None = None,
     *,
     structure_only: bool = False,
+    output_precision: OutPrecision | None = None,
 ) -> QGraph:
     """Lower ``loaded`` with ``scales`` for ``target`` into a QGraph (see the module docstring).
 
     The verdicts are ``check``'s for ``target`` (TensorRT version ``trt`` on Jetson targets)
     with the user's ``fallback_layers`` and ``fp16_layers``. ``structure_only`` builds the
     layers without quantizing weights (zeros of their shapes): for the performance model, which
-    reads shapes only; such a graph must not be executed.
+    reads shapes only; such a graph must not be executed. ``output_precision`` is how network
+    outputs leave the DLA (:meth:`_Lowering.out_format`): ``fp16`` where the target's DLA has
+    FP16 (its output converter writes it), ``int8`` else; None picks the target's FP16 where it
+    exists. ``fp16`` on a target without FP16 is refused.
     """
     result = check_model(
         loaded, load_target(target), trt, fallback_layers=fallback_layers, fp16_layers=fp16_layers
     )
     verdicts = {v.name: v for v in result.nodes}
-    st = _State(loaded, scales, structure_only=structure_only)
+    st = _State(loaded, scales, structure_only=structure_only,
+                output_precision=output_format(target, output_precision))  # fmt: skip
     for name in loaded.input_names:
         st.add_tensor(name, tuple(loaded.input_shapes[name]), "fp32")
         st.float_of[name] = name

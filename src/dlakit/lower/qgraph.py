@@ -35,6 +35,7 @@ import onnx
 from dlakit.support.verdict import Engine, NodeVerdict
 
 Precision = Literal["int8", "fp16", "fp32"]
+OutPrecision = Literal["int8", "fp16"]
 
 
 @dataclass
@@ -42,6 +43,8 @@ class QTensor:
     """A tensor of the quantized graph.
 
     ``precision`` is how the tensor is stored: ``int8`` (with ``scale``), ``fp16`` or ``fp32``.
+    An ``fp16`` tensor with a ``scale`` holds the FP16 of an INT17 written by an SDP output
+    converter (real value = value * scale); without one it holds real values.
     ``shape`` is the ONNX shape at batch 1.
     """
 
@@ -96,15 +99,19 @@ class EwUnit:
 
 @dataclass
 class OutCvt:
-    """SDP C output converter: ``sat8(sat17(round((x - offset) * scale >> shift)))``.
+    """SDP C output converter: ``t17 = sat17(round((x - offset) * scale >> shift))``, then
+    ``sat8(t17)`` (``precision="int8"``) or FP16 of ``t17`` rounded to nearest even, 65520 and
+    beyond infinite (``"fp16"``: ``D_DATA_FORMAT.OUT_PRECISION``, cmod ``sdp_c.cpp``
+    ``Int17ToFp16``).
 
     ``offset`` is 32-bit (``D_CVT_OFFSET``), ``scale`` INT16 (``D_CVT_SCALE``), ``shift`` 6-bit
-    (``D_CVT_SHIFT``). Output precision is always INT8 here.
+    (``D_CVT_SHIFT``).
     """
 
     offset: int = 0
     scale: int = 1
     shift: int = 0
+    precision: OutPrecision = "int8"
 
 
 @dataclass

@@ -18,11 +18,14 @@ def compile_model(
     fp16_layers: Iterable[str] = (),
     fallback_layers: Iterable[str] = (),
     preprocess: str | None = None,
+    output_precision: str | None = None,
 ) -> Compiled:
-    """Quantize ``loaded`` with ``scales`` (the integer reference's lowering), then compile it."""
+    """Quantize ``loaded`` with ``scales`` (the integer reference's lowering), then compile it;
+    ``output_precision`` as :func:`dlakit.lower.lowering.quantize_model` takes it."""
     t0 = time.perf_counter()
     tgt = nvdla_target(target)  # refuse a non-NVDLA target before any work
-    graph = quantize_model(loaded, scales, target, fp16_layers, fallback_layers)
+    graph = quantize_model(loaded, scales, target, fp16_layers, fallback_layers,
+                           output_precision=output_precision)  # fmt: skip
     comp = compile_graph(graph, tgt)
     comp.preprocess = preprocess
     comp.stats["compile_seconds"] = round(time.perf_counter() - t0, 3)

@@ -13,22 +13,23 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import zipfile
 from pathlib import Path
-
-import onnx
+from typing import BinaryIO
 
 from dlakit.errors import DlakitError
+from dlakit.files import ZIP_TIME, atomic_write
 from dlakit.nvdla.compiler import Compiled, HwOp, Segment, TensorInfo
 from dlakit.nvdla.config import nvdla_target
 from dlakit.nvdla.surface import Surface
-from dlakit.targets import NvdlaSpec
+from dlakit.nvdla.validate import fallback_model, read_members, validate_manifest
 
 FORMAT = "dlakit-nvdla"
 VERSION = 2  # 2: fallback segments (was host), the full [nvdla] section under hw
+# Measured times stay out of the artifact, whose bytes depend only on what was compiled.
+WALL_CLOCK_STATS = ("compile_seconds",)
 
 
 def _write_text(unit: str, reg: str, value: int) -> str:
@@ -87,7 +88,7 @@ def manifest(comp: Compiled) -> dict:
             },
             "peak_bytes": comp.peak_bytes,
         },
-        "stats": comp.stats,
+        "stats": {k: v for k, v in comp.stats.items() if k not in WALL_CLOCK_STATS},
         "tensors": {
             name: {
                 "shape": list(t.shape),
@@ -101,71 +102,81 @@ def manifest(comp: Compiled) -> dict:
     }
 
 
+def _member(name: str) -> zipfile.ZipInfo:
+    """A zip entry with a fixed time and mode: the same model gives the same bytes."""
+    info = zipfile.ZipInfo(name, date_time=ZIP_TIME)
+    info.compress_type = zipfile.ZIP_DEFLATED
+    info.external_attr = 0o644 << 16
+    return info
+
+
 def write_artifact(comp: Compiled, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as z:
-        z.writestr("manifest.json", json.dumps(manifest(comp), indent=1))
-        z.writestr("constants.bin", comp.constants)
-        for seg in comp.segments:
-            if seg.kind == "fallback" and seg.model is not None:
-                z.writestr(f"fallback/{seg.name}.onnx", seg.model.SerializeToString())
-    return path
+    def write(file: BinaryIO) -> None:
+        with zipfile.ZipFile(file, "w") as z:
+            z.writestr(_member("manifest.json"), json.dumps(manifest(comp), indent=1))
+            z.writestr(_member("constants.bin"), comp.constants)
+            for seg in comp.segments:
+                if seg.kind == "fallback" and seg.model is not None:
+                    z.writestr(_member(f"fallback/{seg.name}.onnx"), seg.model.SerializeToString())
+
+    return atomic_write(path, write)
 
 
-def read_manifest(path: str | Path) -> dict:
+def _load(path: str | Path) -> tuple[dict, dict[str, bytes]]:
+    """The manifest and every member, after the validator (``nvdla/validate.py``) passed them."""
     path = Path(path)
     if not path.is_file():
         raise DlakitError(f"artifact not found: {path}")
+    members = read_members(path)
+    if "manifest.json" not in members:
+        raise DlakitError(f"{path} is not a dlakit .dla artifact (no manifest.json)")
     try:
-        with zipfile.ZipFile(path) as z:
-            doc = json.loads(z.read("manifest.json"))
-    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError) as exc:
-        raise DlakitError(f"{path} is not a dlakit .dla artifact ({exc})") from None
-    if doc.get("format") != FORMAT:
-        raise DlakitError(f"{path}: format {doc.get('format')!r}, expected {FORMAT!r}")
+        doc = json.loads(members["manifest.json"])
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise DlakitError(f"{path}: manifest.json is not JSON ({exc})") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        found = doc.get("format") if isinstance(doc, dict) else None
+        raise DlakitError(f"{path}: format {found!r}, expected {FORMAT!r}")
     if doc.get("version") != VERSION:
         raise DlakitError(
             f"{path}: {FORMAT} version {doc.get('version')}; this dlakit reads version {VERSION}"
         )
-    return doc
+    validate_manifest(doc, path, members)
+    return doc, members
+
+
+def read_manifest(path: str | Path) -> dict:
+    return _load(path)[0]
 
 
 def read_artifact(path: str | Path) -> Compiled:
-    doc = read_manifest(path)
-    # The hardware the artifact was compiled for travels with it; the target supplies the rest.
-    target = dataclasses.replace(
-        nvdla_target(doc["target"]),
-        nvdla=NvdlaSpec.from_json(doc["hw"], f"{path}: manifest hw"),
-    )
-    with zipfile.ZipFile(path) as z:
-        constants = z.read(doc["memory"]["constants"]["file"])
-        if hashlib.sha256(constants).hexdigest() != doc["memory"]["constants"]["sha256"]:
-            raise DlakitError(f"{path}: constants.bin does not match its checksum")
-        segments = []
-        for s in doc["segments"]:
-            seg = Segment(s["kind"], s["name"], s["layers"], s["inputs"], s["outputs"])
-            if seg.kind == "fallback":
-                seg.model = onnx.load_from_string(z.read(s["onnx"]))
-            else:
-                for o in s["ops"]:
-                    info = {
-                        k: v
-                        for k, v in o.items()
-                        if k not in ("name", "kind", "layer", "onnx_nodes", "inputs", "outputs",
-                                     "registers")
-                    }  # fmt: skip
-                    seg.ops.append(
-                        HwOp(o["name"], o["kind"], o["layer"], o["onnx_nodes"], o["inputs"],
-                             o["outputs"], info, [_parse_write(w) for w in o["registers"]])
-                    )  # fmt: skip
-            segments.append(seg)
+    doc, members = _load(path)
+    target = nvdla_target(doc["target"])  # the validator checked that hw is this target's
+    constants = members[doc["memory"]["constants"]["file"]]
+    segments = []
+    for s in doc["segments"]:
+        seg = Segment(s["kind"], s["name"], s["layers"], s["inputs"], s["outputs"])
+        if seg.kind == "fallback":
+            seg.model = fallback_model(members[s["onnx"]], s["onnx"], path)
+        else:
+            for o in s["ops"]:
+                info = {
+                    k: v
+                    for k, v in o.items()
+                    if k not in ("name", "kind", "layer", "onnx_nodes", "inputs", "outputs",
+                                 "registers")
+                }  # fmt: skip
+                seg.ops.append(
+                    HwOp(o["name"], o["kind"], o["layer"], o["onnx_nodes"], o["inputs"],
+                         o["outputs"], info, [_parse_write(w) for w in o["registers"]])
+                )  # fmt: skip
+        segments.append(seg)
     tensors = {
         name: TensorInfo(
             tuple(t["shape"]),
             t["precision"],
-            t["scale"],
-            None if t["surface"] is None else Surface.from_json(t["surface"]),
+            t.get("scale"),
+            None if t.get("surface") is None else Surface.from_json(t["surface"]),
         )
         for name, t in doc["tensors"].items()
     }

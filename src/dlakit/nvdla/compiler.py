@@ -44,6 +44,7 @@ from dlakit.lower.qgraph import (
 )
 from dlakit.nvdla import program
 from dlakit.nvdla.allocate import Buffer, align, place
+from dlakit.nvdla.fallback import writes_fp16
 from dlakit.nvdla.images import pack_operands, pack_weights
 from dlakit.nvdla.surface import (
     Surface,
@@ -60,7 +61,8 @@ from dlakit.targets import NvdlaSpec, Target
 ACT_BASE = 0x8000_0000  # activations first, constants after them
 _DLA_TYPES = (QConv, QSdp, QPool, QConcat, QLrn)
 # Floating-point DLA layers (FP16) and their conversions run in the fallback segments, in FP32,
-# until the simulator has the FP16 datapath; compile reports them (stats "fp16_on_fallback").
+# until the compiler emits FP16 hardware layers (the simulator's nv_full FP16 conv/SDP/PDP datapath
+# is sim/fp16*.py; ConvSpec.precision programs it); compile reports them (stats "fp16_on_fallback").
 FLOAT_ON_DLA = (QFloat, QQuantize, QDequantize)
 
 
@@ -152,7 +154,9 @@ def _engine_of(layer: QLayer, graph: QGraph, atom: int) -> Engine:
     """The lowering's engine, after checking the compiler can place it there (the support
     verdicts carry these conditions as rules: concat.aligned, reshape.noop)."""
     if layer.engine == "dla" and isinstance(layer, FLOAT_ON_DLA):
-        return "fallback"  # no FP16 datapath in the simulator yet; listed in stats
+        return "fallback"  # the compiler emits no FP16 hardware layers yet; listed in stats
+    if layer.engine == "dla" and writes_fp16(layer):
+        return "fallback"  # FP16 network outputs: emulated on the fallback; listed in stats
     if layer.engine == "dla":
         if isinstance(layer, QConcat) and not _concat_aligned(layer, graph, atom):
             raise RuntimeError(f"layer {layer.name}: a DLA concatenation with unaligned inputs")
@@ -573,6 +577,11 @@ def compile_graph(graph: QGraph, target: Target) -> Compiled:
             layer.name
             for layer in graph.layers
             if layer.engine == "dla" and isinstance(layer, QFloat)
+        ],
+        # INT8 layers whose output converter writes FP16 (network outputs): emulated exactly on
+        # the fallback until the simulator has SDP FP16 output.
+        "fp16_output_on_fallback": [
+            layer.name for layer in graph.layers if layer.engine == "dla" and writes_fp16(layer)
         ],
         # Why each ONNX node off the DLA is there: the support verdicts the lowering followed.
         "fallback_nodes": {

@@ -1,7 +1,8 @@
 """Partitioning: DLA segments (loadables) and fallback segments, the check result over both,
-and writing segments out."""
+dlakit's placement recommendations, and writing segments out."""
 
-from dlakit.partition.check import CheckResult, check_model
+from dlakit.partition.check import CheckResult, check_model, summarize
+from dlakit.partition.policy import Recommendation
 from dlakit.partition.segments import Segment, partition
 
-__all__ = ["CheckResult", "Segment", "check_model", "partition"]
+__all__ = ["CheckResult", "Recommendation", "Segment", "check_model", "partition", "summarize"]

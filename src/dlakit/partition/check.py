@@ -1,7 +1,14 @@
-"""``check_model``: verdicts, partition and summary for one model on one target."""
+"""``check_model``: verdicts, partition, recommendations and summary for one model on one target.
+
+By default the result predicts what the target's toolchain does (TensorRT on Jetson targets,
+dlakit's compiler on open NVDLA): its per-layer rules, subgraph rules and partitioning. dlakit's
+placement policy (partition/policy.py) is listed beside it as recommendations; ``apply_policy``
+applies them to the placement.
+"""
 
 from __future__ import annotations
 
+import copy
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -9,13 +16,14 @@ from typing import Any
 
 from dlakit import __version__
 from dlakit.graph import LoadedModel
+from dlakit.partition.policy import Recommendation, islands
 from dlakit.partition.segments import Segment, partition
 from dlakit.support.rules import resolve_trt_version
 from dlakit.support.verdict import NodeVerdict, node_verdicts
 from dlakit.targets import Target
 
 CHECK_SCHEMA = "dlakit.check"
-CHECK_SCHEMA_VERSION = 2
+CHECK_SCHEMA_VERSION = 3
 
 
 @dataclass
@@ -26,6 +34,8 @@ class CheckResult:
     trt_version: str | None
     nodes: list[NodeVerdict]
     segments: list[Segment]
+    recommendations: list[Recommendation] = field(default_factory=list)
+    policy_applied: bool = False
     summary: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -45,6 +55,7 @@ class CheckResult:
             },
             "target": self.target.name,
             "rule_set": {"name": self.rule_set, "trt_version": self.trt_version},
+            "policy_applied": self.policy_applied,
             "nodes": [
                 {
                     "name": v.name,
@@ -71,11 +82,13 @@ class CheckResult:
                 }
                 for s in self.segments
             ],
+            "recommendations": [r.as_dict(names) for r in self.recommendations],
             "summary": self.summary,
         }
 
 
-def _summary(result: CheckResult) -> dict[str, Any]:
+def summarize(result: CheckResult) -> dict[str, Any]:
+    """The summary block of ``result`` (call again after pricing its recommendations)."""
     nodes, segments, model = result.nodes, result.segments, result.model
     on_dla = [v for v in nodes if v.engine == "dla"]
     macs_total = sum(v.macs for v in nodes)
@@ -118,7 +131,18 @@ def _summary(result: CheckResult) -> dict[str, Any]:
         "fixable_nodes": sum(
             1 for v in nodes if v.engine == "fallback" and any(r.fix for r in v.reasons)
         ),
+        "policy_applied": result.policy_applied,
+        "recommendations": len(result.recommendations),
+        "recommended_nodes": sum(len(r.nodes) for r in result.recommendations),
+        "recommended_saving_ms": _total_saving(result.recommendations),
     }
+
+
+def _total_saving(recommendations: list[Recommendation]) -> float | None:
+    """The sum of the priced savings; None when a recommendation is not priced."""
+    if any(r.saving_ms is None for r in recommendations):
+        return None
+    return round(sum(r.saving_ms or 0.0 for r in recommendations), 4)
 
 
 def check_model(
@@ -128,10 +152,14 @@ def check_model(
     *,
     fallback_layers: Iterable[str] = (),
     fp16_layers: Iterable[str] = (),
+    apply_policy: bool = False,
 ) -> CheckResult:
-    """Verdict per node, DLA/fallback segments and a summary for ``model`` on ``target``.
+    """Verdict per node, DLA/fallback segments, recommendations and a summary.
 
-    ``fallback_layers``/``fp16_layers`` are the user's placements; they show as reasons/notes.
+    The placement is the prediction (see the module docstring); ``apply_policy`` moves the
+    recommended nodes too and partitions again (TensorRT's rules then see them as placed on
+    the fallback device). ``fallback_layers``/``fp16_layers`` are the user's placements; they
+    show as reasons/notes.
     """
     trt_version = None
     version = None
@@ -140,14 +168,25 @@ def check_model(
     verdicts = node_verdicts(
         model, target, version, fallback_layers=fallback_layers, fp16_layers=fp16_layers
     )
-    segments = partition(model, verdicts, target)
+    placed = copy.deepcopy(verdicts) if apply_policy else verdicts
+    segments = partition(model, placed, target)
+    recommendations = islands(segments, placed, model, target)
+    if apply_policy:
+        placed = verdicts  # as the rules left them, before the predicted partition moved any
+        for rec in recommendations:
+            for i in rec.nodes:
+                placed[i].move_to_fallback(rec.reason)
+            rec.applied = True
+        segments = partition(model, placed, target)
     result = CheckResult(
         model=model,
         target=target,
         rule_set=target.rule_set,
         trt_version=trt_version,
-        nodes=verdicts,
+        nodes=placed,
         segments=segments,
+        recommendations=recommendations,
+        policy_applied=apply_policy,
     )
-    result.summary = _summary(result)
+    result.summary = summarize(result)
     return result

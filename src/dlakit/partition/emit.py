@@ -21,6 +21,7 @@ import onnx
 from onnx import helper
 
 from dlakit.errors import DlakitError
+from dlakit.files import atomic_write
 from dlakit.graph import LoadedModel, save_model
 from dlakit.partition.segments import Segment
 
@@ -50,13 +51,21 @@ def segment_model(model: LoadedModel, segment: Segment) -> onnx.ModelProto:
     return out
 
 
+def segment_files(segments: list[Segment]) -> list[str]:
+    """The names :func:`emit` writes into its folder."""
+    return [_segment_file(seg) for seg in segments] + ["segments.json"]
+
+
+def _segment_file(seg: Segment) -> str:
+    return f"segment_{seg.id:02d}_{seg.engine}.onnx"
+
+
 def emit(model: LoadedModel, segments: list[Segment], out_dir: Path, target: str) -> Path:
     """Write one ONNX file per segment and ``segments.json``; returns the manifest path."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     entries = []
     for seg in segments:
-        file = f"segment_{seg.id:02d}_{seg.engine}.onnx"
+        file = _segment_file(seg)
         save_model(segment_model(model, seg), out_dir / file)
         entries.append(
             {
@@ -78,9 +87,7 @@ def emit(model: LoadedModel, segments: list[Segment], out_dir: Path, target: str
         "outputs": model.output_names,
         "segments": entries,
     }
-    path = out_dir / "segments.json"
-    path.write_text(json.dumps(manifest, indent=2) + "\n")
-    return path
+    return atomic_write(out_dir / "segments.json", json.dumps(manifest, indent=2) + "\n")
 
 
 def run_segments(manifest_path: Path, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -1,21 +1,19 @@
-"""Group per-node verdicts into DLA loadables and fallback segments.
+"""Group per-node verdicts into DLA loadables and fallback segments: the predicted partition.
 
-Rules (each one's reason is recorded on the nodes it moves):
+TensorRT's partitioning rules (each one's reason is recorded on the nodes it moves):
 
 1. Connected DLA nodes merge into one segment unless that would create a cycle through the
    fallback device (a path leaving the segment and coming back), or mix DLA batch sizes (one
    batch per loadable, TRT docs).
-2. Islands: a DLA segment fed only by fallback nodes and feeding only fallback nodes moves to the
-   fallback device when its handoffs cost more than it computes (policy.toml).
-3. Loadables per core: beyond the target's limit (16 on Jetson), the smallest DLA segments (by
+2. Loadables per core: beyond the target's limit (16 on Jetson), the smallest DLA segments (by
    MACs) move to the fallback device.
+
+dlakit's own advice on top of this (islands not worth their handoffs) is in policy.py.
 """
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
-from importlib import resources
 
 from dlakit.graph import LoadedModel
 from dlakit.support.checks import dla_batch
@@ -31,10 +29,6 @@ class Segment:
     inputs: list[str] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
     macs: int = 0
-
-
-def load_policy() -> dict:
-    return tomllib.loads((resources.files("dlakit.partition") / "policy.toml").read_text())
 
 
 class _Graph:
@@ -151,59 +145,6 @@ def _segments(
     return segments
 
 
-def _dla_macs_per_ms(target: Target, policy: dict) -> float:
-    """The DLA's peak INT8 MACs per millisecond at the target's default power mode."""
-    if target.nvdla:
-        per_clk = target.nvdla.atomic_c * target.nvdla.atomic_k
-    else:
-        per_clk = target.dla.int8_macs_per_clk or 0
-    return per_clk * target.power_mode().dla_mhz * 1e3
-
-
-def _move_islands(
-    segments: list[Segment], verdicts: list[NodeVerdict], model: LoadedModel, target: Target
-) -> bool:
-    policy = load_policy()
-    engine_of = {o: s.engine for s in segments for o in s.outputs}
-    graph_inputs = set(model.input_names)
-    graph_outputs = set(model.output_names)
-    rate = _dla_macs_per_ms(target, policy)
-    total_macs = max(sum(v.macs for v in verdicts), 1)
-    moved = False
-    for seg in segments:
-        if seg.engine != "dla":
-            continue
-        fed = all(engine_of.get(t) == "fallback" for t in seg.inputs) and not graph_inputs & set(
-            seg.inputs
-        )
-        feeds_back = not graph_outputs & set(seg.outputs)
-        if not (fed and feeds_back):
-            continue
-        handoffs = len(seg.inputs) + len(seg.outputs)
-        cost_ms = handoffs * policy["handoff_ms"]
-        dla_ms = seg.macs / rate
-        share = seg.macs / total_macs
-        if cost_ms <= dla_ms or share > policy["island_max_fraction"]:
-            continue
-        reason = Reason(
-            rule="partition.island",
-            message=(
-                f"DLA island of {len(seg.nodes)} node(s) ({seg.macs / 1e6:.2f} MMAC, "
-                f"{100 * share:.1f}% of the model) between fallback nodes: its {handoffs} "
-                f"handoffs (~{cost_ms:.2f} ms) cost more than its DLA compute (~{dla_ms:.3f} ms)"
-            ),
-            source=policy["handoff_source"],
-            attribute="handoffs",
-            value=handoffs,
-            limit=f"DLA compute > handoff cost, or > {100 * policy['island_max_fraction']:g}% "
-            "of the model's MACs",
-        )
-        for i in seg.nodes:
-            verdicts[i].to_fallback(reason)
-        moved = True
-    return moved
-
-
 def _enforce_loadable_limit(
     segments: list[Segment], verdicts: list[NodeVerdict], target: Target
 ) -> bool:
@@ -224,7 +165,7 @@ def _enforce_loadable_limit(
             limit=f"<= {limit}",
         )
         for i in seg.nodes:
-            verdicts[i].to_fallback(reason)
+            verdicts[i].move_to_fallback(reason)
     return True
 
 
@@ -234,7 +175,5 @@ def partition(model: LoadedModel, verdicts: list[NodeVerdict], target: Target) -
     batch = [dla_batch(model.shapes.get(n.output[0])) if n.output else 1 for n in model.nodes]
     while True:  # every move shrinks the DLA side, so this ends
         segments = _segments(model, graph, verdicts, _group(graph, verdicts, batch))
-        if _move_islands(segments, verdicts, model, target):
-            continue
         if not _enforce_loadable_limit(segments, verdicts, target):
             return segments

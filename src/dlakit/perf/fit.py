@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dlakit.files import atomic_write
 from dlakit.perf.calibration import layerwise_points, mape, throughput_points
 from dlakit.perf.hw import Params, load_params, perf_data
 
@@ -137,7 +138,7 @@ def write_params(p: Params, value: float, path: Path, loo: list[float]) -> None:
             *(["at_bound = true  # the fit pushed it to its upper bound of 1"] if at_bound else []),
             "",
         ]
-    path.write_text("\n".join(lines))
+    atomic_write(path, "\n".join(lines))
 
 
 def main() -> int:

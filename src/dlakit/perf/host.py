@@ -16,6 +16,7 @@ import statistics
 from dataclasses import dataclass
 
 from dlakit.errors import DlakitError
+from dlakit.extras import require
 from dlakit.perf.layers import HwLayer
 
 
@@ -27,8 +28,7 @@ class HostTiming:
 
 
 def _require_cuda():
-    import torch
-
+    torch = require("torch", "profile --target host")
     if not torch.cuda.is_available():
         raise DlakitError("target 'host' times layers on the local CUDA GPU, and none is present")
     return torch

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
+from dlakit.extras import require
+from dlakit.files import atomic_write
 from dlakit.perf.model import Profile
 
 BOUND_COLORS = {
@@ -15,12 +18,11 @@ BOUND_COLORS = {
 
 
 def write_plots(profile: Profile, out_dir: Path) -> list[Path]:
-    import matplotlib
+    matplotlib = require("matplotlib", "profile --plot")
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     costs = [c for c in profile.costs if c.time_s > 0]
     title = f"{profile.target} {profile.power_mode} (modeled, {profile.model_version})"
     paths = []
@@ -51,7 +53,7 @@ def write_plots(profile: Profile, out_dir: Path) -> list[Path]:
     ax.legend(fontsize=8)
     fig.tight_layout()
     paths.append(out_dir / "roofline.png")
-    fig.savefig(paths[-1], dpi=120)
+    atomic_write(paths[-1], partial(fig.savefig, format="png", dpi=120))
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(max(7, len(costs) * 0.12), 4))
@@ -72,6 +74,6 @@ def write_plots(profile: Profile, out_dir: Path) -> list[Path]:
     ax.set_title(f"Per-layer time: {title}", fontsize=9)
     fig.tight_layout()
     paths.append(out_dir / "layers.png")
-    fig.savefig(paths[-1], dpi=120)
+    atomic_write(paths[-1], partial(fig.savefig, format="png", dpi=120))
     plt.close(fig)
     return paths

@@ -23,21 +23,24 @@ prefers min/max gets the same scale, and ``offset`` 0 (symmetric).
 from __future__ import annotations
 
 import json
-import math
 import re
 import struct
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from dlakit.errors import DlakitError
+from dlakit.files import atomic_write
 from dlakit.graph.load import LoadedModel
 from dlakit.quant.observe import calibration_tensors
 from dlakit.quant.scales import QMAX, ActivationRange, Scales, graph_sha256
+from dlakit.quant.validate import add_once, check_range_value, check_scale, one_per_name
 from dlakit.quant.weights import weight_ranges
 
 DEFAULT_TRT_VERSION = 8600
 TRT_ALGORITHM = "EntropyCalibration2"
 _HEADER_RE = re.compile(r"^TRT-(?P<version>\d+)-(?P<algo>[A-Za-z0-9]+)$")
+# TensorRT writes the bits unpadded; fewer than 7 digits is a subnormal, which check_scale refuses.
 _HEX_RE = re.compile(r"^[0-9a-fA-F]{1,8}$")
 
 
@@ -69,10 +72,7 @@ def write_trt_cache(
         if "\n" in name:
             raise DlakitError(f"tensor name {name!r} holds a newline; a TensorRT cache cannot")
         lines.append(f"{name}: {float_to_hex(act.scale)}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return atomic_write(path, "\n".join(lines) + "\n")
 
 
 def read_trt_cache(path: str | Path) -> TrtCache:
@@ -97,10 +97,8 @@ def read_trt_cache(path: str | Path) -> TrtCache:
             raise DlakitError(
                 f"{path}:{number}: expected 'tensor_name: <8 hex digits>', got {line[:80]!r}"
             )
-        scale = hex_to_float(value)
-        if not math.isfinite(scale) or scale < 0:
-            raise DlakitError(f"{path}:{number}: tensor '{name}' has scale {scale}, not >= 0")
-        scales[name] = scale
+        scale = check_scale(hex_to_float(value), f"{path}:{number}: tensor '{name}' scale")
+        add_once(scales, name, scale, f"{path}:{number}")
     return TrtCache(int(header["version"]), header["algo"], scales)
 
 
@@ -110,18 +108,18 @@ def write_nvdla_table(scales: Scales, path: str | Path) -> Path:
         name: {"scale": act.scale, "min": -act.amax, "max": act.amax, "offset": 0}
         for name, act in scales.activations.items()
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(table, indent=4) + "\n")
-    return path
+    return atomic_write(path, json.dumps(table, indent=4) + "\n")
 
 
 def read_nvdla_table(path: str | Path) -> dict[str, float]:
     """Scale per tensor of an NVDLA calibration table (``scale``, else max(|min|,|max|)/127)."""
     path = Path(path)
     try:
-        doc = json.loads(_read_text(path, "NVDLA calibration table"))
-    except json.JSONDecodeError as exc:
+        doc = json.loads(
+            _read_text(path, "NVDLA calibration table"),
+            object_pairs_hook=partial(one_per_name, where=path),
+        )
+    except (json.JSONDecodeError, RecursionError) as exc:
         raise DlakitError(f"{path} is not an NVDLA calibration table (not JSON: {exc})") from None
     if not isinstance(doc, dict):
         raise DlakitError(f"{path} is not an NVDLA calibration table (not a JSON object)")
@@ -129,17 +127,15 @@ def read_nvdla_table(path: str | Path) -> dict[str, float]:
     for name, entry in doc.items():
         if not isinstance(entry, dict):
             raise DlakitError(f"{path}: layer '{name}' is not an object with a 'scale'")
-        try:
-            if entry.get("scale"):
-                scale = float(entry["scale"])
-            else:
-                scale = max(abs(float(entry["min"])), abs(float(entry["max"]))) / QMAX
-        except (KeyError, TypeError, ValueError):
-            raise DlakitError(
-                f"{path}: layer '{name}' has neither a numeric 'scale' nor 'min'/'max'"
-            ) from None
-        if not math.isfinite(scale) or scale < 0:
-            raise DlakitError(f"{path}: layer '{name}' has scale {scale}, not >= 0")
+        where = f"{path}: layer '{name}'"
+        if "scale" in entry:
+            scale = check_scale(entry["scale"], f"{where} scale")
+        elif "min" in entry and "max" in entry:
+            low = check_range_value(entry["min"], f"{where} min")
+            high = check_range_value(entry["max"], f"{where} max")
+            scale = check_scale(max(abs(low), abs(high)) / QMAX, f"{where} max(|min|, |max|)/127")
+        else:
+            raise DlakitError(f"{where} has neither a 'scale' nor 'min'/'max'")
         scales[name] = scale
     return scales
 

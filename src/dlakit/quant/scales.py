@@ -7,13 +7,18 @@ reference, NVDLA lowering, TensorRT cache export) read::
      "model": {"name": "mnist-cnn", "graph_sha256": "<hex>"},
      "method": "entropy", "percentile": null, "num_inputs": 500, "data": "<source description>",
      "activations": {"<tensor>": {"amax": 2.5, "scale": 0.019685, "min": 0.0, "max": 3.1}},
-     "weights": {"<initializer>": {"axis": 0, "amax": [0.31, 0.27, ...]}}}
+     "weights": {"<initializer>": {"axis": 0, "amax": [0.31, 0.27, ...]}},
+     "fp16_layers": ["<node>", ...]}
 
 Activations are symmetric per tensor: ``scale = amax / 127`` and ``min``/``max`` are the raw
 extremes seen during calibration (``amax`` may be below ``max(|min|, |max|)`` when the method
 clips). Weights are symmetric per output channel along ``axis``; an all-zero channel has amax 0.
+``fp16_layers`` (optional, default empty) names the ONNX nodes to run in FP16, which the later
+stages use unless given their own ``--fp16-layers``.
 ``graph_sha256`` fingerprints the canonical graph (see :func:`graph_sha256`), so a scales file
-made for another model, or for other input shapes, is refused by :meth:`Scales.for_model`.
+made for another model, or for other input shapes, is refused by :meth:`Scales.for_model`;
+``weights_sha256`` (optional, written by ``calibrate --equalize``) ties the scales to the
+equalized weights as well.
 """
 
 from __future__ import annotations
@@ -21,14 +26,19 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 
 from dlakit.errors import DlakitError
+from dlakit.files import atomic_write
 from dlakit.graph.load import LoadedModel
+from dlakit.quant.validate import check_range_value, check_scale, check_weight_amax, one_per_name
 
 FORMAT = "dlakit-scales"
 VERSION = 1
@@ -72,6 +82,10 @@ class Scales:
     data: str
     activations: dict[str, ActivationRange] = field(default_factory=dict)
     weights: dict[str, WeightRange] = field(default_factory=dict)
+    # ONNX nodes the DLA runs in FP16 (calibrate --fp16-layers); later verbs default to them.
+    fp16_layers: list[str] = field(default_factory=list)
+    # Set when the scales hold only for these weight values (calibrate --equalize).
+    weights_sha256: str | None = None
 
     def activation_scale(self, name: str) -> float:
         """The INT8 scale (amax/127) of activation tensor ``name``."""
@@ -84,8 +98,16 @@ class Scales:
     def for_model(self, loaded: LoadedModel) -> Scales:
         """Return self if these scales were made for ``loaded``'s graph, else raise DlakitError."""
         digest = graph_sha256(loaded)
-        if digest == self.graph_sha256:
+        if digest == self.graph_sha256 and (
+            self.weights_sha256 is None or self.weights_sha256 == weights_sha256(loaded)
+        ):
             return self
+        if digest == self.graph_sha256:
+            raise DlakitError(
+                f"the scales were made for the equalized weights of '{self.model_name}' "
+                f"(weights {self.weights_sha256[:12]}), not for {loaded.path}'s: use the "
+                "equalized model that calibrate --equalize wrote"
+            )
         names = set(loaded.shapes)
         missing = sum(1 for name in self.activations if name not in names)
         raise DlakitError(
@@ -99,7 +121,8 @@ class Scales:
         return {
             "format": FORMAT,
             "version": VERSION,
-            "model": {"name": self.model_name, "graph_sha256": self.graph_sha256},
+            "model": {"name": self.model_name, "graph_sha256": self.graph_sha256}
+            | ({"weights_sha256": self.weights_sha256} if self.weights_sha256 else {}),
             "method": self.method,
             "percentile": self.percentile,
             "num_inputs": self.num_inputs,
@@ -111,13 +134,11 @@ class Scales:
             "weights": {
                 name: {"axis": w.axis, "amax": list(w.amax)} for name, w in self.weights.items()
             },
+            "fp16_layers": list(self.fp16_layers),
         }
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_json(), indent=1) + "\n")
-        return path
+        return atomic_write(path, json.dumps(self.to_json(), indent=1) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> Scales:
@@ -126,8 +147,8 @@ class Scales:
         if not path.is_file():
             raise DlakitError(f"scales file not found: {path}")
         try:
-            doc = json.loads(path.read_text())
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            doc = json.loads(path.read_text(), object_pairs_hook=partial(one_per_name, where=path))
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
             raise DlakitError(f"{path} is not a dlakit scales file (not JSON: {exc})") from None
         return cls.from_json(doc, str(path))
 
@@ -142,41 +163,82 @@ class Scales:
         try:
             model = doc["model"]
             activations = {
-                str(name): ActivationRange(
-                    amax=_finite(e["amax"], where, name),
-                    min=_finite(e["min"], where, name),
-                    max=_finite(e["max"], where, name),
-                )
+                str(name): _activation(e, f"{where}: activation '{name}'")
                 for name, e in doc["activations"].items()
             }
             weights = {
-                str(name): WeightRange(
-                    axis=int(e["axis"]), amax=[_finite(v, where, name) for v in e["amax"]]
-                )
+                str(name): _weight(e, f"{where}: weight '{name}'")
                 for name, e in doc["weights"].items()
             }
             percentile = doc.get("percentile")
+            if percentile is not None and not 0 < _plain_number(percentile) <= 100:
+                raise DlakitError(f"{where}: percentile {percentile!r} is not in (0, 100]")
+            num_inputs = doc["num_inputs"]
+            if not isinstance(num_inputs, int) or isinstance(num_inputs, bool) or num_inputs < 0:
+                raise DlakitError(f"{where}: num_inputs {num_inputs!r} is not a count")
+            digest = model["graph_sha256"]
+            if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):
+                raise DlakitError(f"{where}: model.graph_sha256 {digest!r} is not 64 hex digits")
             return cls(
-                model_name=str(model["name"]),
-                graph_sha256=str(model["graph_sha256"]),
-                method=str(doc["method"]),
+                model_name=_text(model["name"], f"{where}: model.name"),
+                graph_sha256=digest,
+                method=_text(doc["method"], f"{where}: method"),
                 percentile=None if percentile is None else float(percentile),
-                num_inputs=int(doc["num_inputs"]),
-                data=str(doc.get("data", "")),
+                num_inputs=num_inputs,
+                data=_text(doc.get("data", ""), f"{where}: data"),
                 activations=activations,
                 weights=weights,
+                fp16_layers=[str(n) for n in doc.get("fp16_layers", [])],
+                weights_sha256=model.get("weights_sha256"),
             )
-        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        except (KeyError, TypeError, AttributeError, ValueError, OverflowError) as exc:
             raise DlakitError(
                 f"{where}: malformed scales file ({type(exc).__name__}: {exc})"
             ) from None
 
 
-def _finite(value: Any, where: str, name: str) -> float:
-    number = float(value)
-    if not math.isfinite(number) or number < -3.4e38 or number > 3.4e38:
-        raise DlakitError(f"{where}: tensor '{name}' has a non-finite range value {value!r}")
-    return number
+def _text(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise DlakitError(f"{where}: {value!r} is not a string")
+    return value
+
+
+def _plain_number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{value!r} is not a number")
+    return float(value)
+
+
+def _activation(entry: Any, where: str) -> ActivationRange:
+    amax = check_scale(entry["amax"], f"{where}: amax")
+    low = check_range_value(entry["min"], f"{where}: min")
+    high = check_range_value(entry["max"], f"{where}: max")
+    if low > high:
+        raise DlakitError(f"{where}: min {low} is above max {high}")
+    if "scale" in entry and not math.isclose(
+        check_scale(entry["scale"], f"{where}: scale"), amax / QMAX, rel_tol=1e-6
+    ):
+        raise DlakitError(f"{where}: scale {entry['scale']!r} is not amax/{QMAX} ({amax / QMAX})")
+    return ActivationRange(amax=amax, min=low, max=high)
+
+
+def _weight(entry: Any, where: str) -> WeightRange:
+    axis = entry["axis"]
+    if not isinstance(axis, int) or isinstance(axis, bool) or not 0 <= axis < 8:
+        raise DlakitError(f"{where}: axis {axis!r} is not a tensor axis")
+    values = entry["amax"]
+    if not isinstance(values, list) or not values:
+        raise DlakitError(f"{where}: amax is not a list of per-channel values")
+    return WeightRange(axis=axis, amax=[check_weight_amax(v, f"{where}: amax") for v in values])
+
+
+def weights_sha256(loaded: LoadedModel) -> str:
+    """Fingerprint of the weight values: every initializer's name, type and bytes, by name."""
+    digest = hashlib.sha256()
+    for t in sorted(loaded.proto.graph.initializer, key=lambda t: t.name):
+        digest.update(f"{t.name}:{t.data_type}\x1e".encode())
+        digest.update(onnx.numpy_helper.to_array(t).tobytes())
+    return digest.hexdigest()
 
 
 def graph_sha256(loaded: LoadedModel) -> str:

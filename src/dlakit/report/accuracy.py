@@ -11,6 +11,7 @@ from dlakit.report.tables import Column, print_table
 
 if TYPE_CHECKING:
     from dlakit.accuracy.compare import AccuracyReport, Suggestion
+    from dlakit.accuracy.mixed import MixResult
 
 
 def pct(value: float | None) -> str:
@@ -23,6 +24,7 @@ def render(
     output: Output,
     peer: dict[str, Any] | None = None,
     suggestions: list[Suggestion] | None = None,
+    mix: MixResult | None = None,
 ) -> None:
     summary = Table(title=title)
     summary.add_column("")
@@ -32,9 +34,17 @@ def render(
     if report.fp32_top5 is not None:
         summary.add_row("top-5", pct(report.fp32_top5), pct(report.int8_top5))
     summary.add_row("top-1 agreement with FP32", "", pct(report.agreement))
+    if report.confident_count:
+        summary.add_row(
+            f"  where FP32 p >= {report.confident_prob:g} ({report.confident_count})",
+            "",
+            pct(report.agreement_confident),
+        )
     for out in report.outputs:
         summary.add_row(
-            f"{out.name}: cosine / SQNR", "", f"{out.cosine:.4f} / {out.sqnr_db:.1f} dB"
+            f"{out.name} ({report.output_precision}): cosine / SQNR",
+            "",
+            f"{out.cosine:.4f} / {out.sqnr_db:.1f} dB",
         )
     summary.add_row(
         "layers (engine-precision)",
@@ -63,3 +73,38 @@ def render(
             f"keep in FP16: {','.join(s.layers)} -> agreement {pct(s.agreement)}, "
             f"SQNR {s.sqnr_db:.1f} dB  (use --fp16-layers {','.join(s.layers)})"
         )
+    if mix is not None:
+        render_mix(mix, output)
+
+
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{1e3 * seconds:.3f}"
+
+
+def render_mix(mix: MixResult, output: Output) -> None:
+    """The accuracy-vs-latency curve of an --auto-fp16 search, one row per step."""
+    rows = []
+    for i, s in enumerate(mix.steps):
+        rows.append((
+            str(i), s.tensor or "(all INT8)", f"{100 * s.fp16_mac_share:.1f}",
+            f"{s.sqnr_db:.1f}", f"{s.sqnr_gain_db:+.1f}" if i else "", pct(s.agreement),
+            pct(s.agreement_confident), _ms(s.latency_s),
+            _ms(s.latency_cost_s) if i else "",
+        ))  # fmt: skip
+    print_table(
+        output,
+        [
+            Column("#", justify="right"),
+            Column("tensor to FP16", fold=True, min_width=16),
+            Column("MAC %", justify="right"),
+            Column("SQNR", justify="right"),
+            Column("gain", justify="right", drop=2),
+            Column("agree", justify="right"),
+            Column("conf.", justify="right"),
+            Column("DLA ms", justify="right"),
+            Column("+ms", justify="right", drop=1),
+        ],
+        rows,
+        title=f"--auto-fp16 {mix.budget:g}: SQNR (dB), agreement (all, confident) and modeled "
+        "DLA latency",
+    )

@@ -74,7 +74,8 @@ def render_compile(comp: Compiled, name: str, path: Path, target: str, output: O
     t.add_row("constants (weights, operands)", _mib(len(comp.constants)))
     t.add_row("activations (after reuse)", _mib(comp.act_bytes))
     t.add_row("peak memory", _mib(comp.peak_bytes))
-    t.add_row("compile time", f"{st['compile_seconds']:.2f} s")
+    if "compile_seconds" in st:
+        t.add_row("compile time", f"{st['compile_seconds']:.2f} s")
     output.print(t)
     _render_off_dla(st, output)
 

@@ -27,6 +27,8 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from dlakit.files import atomic_write
+
 # `--json -` writes the document to stdout instead of a file.
 STDOUT = "-"
 
@@ -116,8 +118,6 @@ def write_json(doc: dict[str, Any], path: Path | str, output: Output | None = No
         sys.stdout.write(text)
         sys.stdout.flush()
         return
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(text)
+    target = atomic_write(path, text)
     if output is not None:
         output.line(f"JSON written to {target}")

@@ -36,6 +36,7 @@ from dlakit.rewrite.global_pool_to_avgpool import GlobalPoolToAveragePoolPass
 from dlakit.rewrite.hard_sigmoid import HardSigmoidPass
 from dlakit.rewrite.hard_swish import HardSwishPass
 from dlakit.rewrite.pin_shapes import pinned_inputs
+from dlakit.rewrite.reshape_round_trip import ReshapeRoundTripPass
 from dlakit.rewrite.resize_sizes_to_scales import ResizeSizesToScalesPass
 from dlakit.rewrite.space_to_depth import SpaceToDepthToConvPass
 from dlakit.rewrite.split_maxpool import SplitMaxPoolPass
@@ -59,6 +60,7 @@ PASSES: tuple[type[RewritePass], ...] = (
     FoldBatchNormPass,
     GlobalPoolToAveragePoolPass,
     GemmToConvPass,
+    ReshapeRoundTripPass,
     SplitMaxPoolPass,
     ResizeSizesToScalesPass,
     DepthToSpaceToConvTransposePass,
@@ -85,12 +87,14 @@ class FixResult:
     nodes_after: int
     limits: dict[str, Any] = field(default_factory=dict)
 
-    def to_json(self) -> dict[str, Any]:
-        """The report as plain data (schema ``dlakit.fix`` v1, see docs/fix.md)."""
+    def to_json(self, placement: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The report as plain data (schema ``dlakit.fix`` v2, see docs/fix.md); ``placement``
+        is the DLA coverage and dlakit's placement the caller worked out (None: not computed)."""
         v = self.verification
         return {
             "schema": "dlakit.fix",
-            "schema_version": 1,
+            "schema_version": 2,
+            "placement": placement,
             "nodes": {"before": self.nodes_before, "after": self.nodes_after},
             "rewrites": [
                 {

@@ -279,7 +279,7 @@ class Runner:
         for name in self.comp.outputs:
             value = self._value(memory, name, values)
             info = self.comp.tensors[name]
-            if info.precision == "int8":
+            if info.precision == "int8" or info.scale is not None:  # INT8, or FP16 of an INT17
                 value = value.to(torch.float32) * np.float32(info.scale or 1.0)
             result[name] = value.cpu().numpy()
         return result

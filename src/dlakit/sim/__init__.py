@@ -13,6 +13,13 @@ Python API for other stages::
 ``program_conv`` writes a whole convolution; ``run_trace`` runs an official ``.cfg`` trace.
 """
 
+from dlakit.extras import missing_extra
+
+try:  # every unit of the simulator computes on torch: say which extra that is, here, once
+    import torch  # noqa: F401
+except ModuleNotFoundError as exc:
+    raise missing_extra(exc, "the NVDLA simulator") from None
+
 from dlakit.sim.layout import pack_weights, read_feature, write_feature
 from dlakit.sim.memory import Memory
 from dlakit.sim.nvdla import Nvdla

@@ -17,16 +17,18 @@ import torch
 import torch.nn.functional as F
 
 from dlakit.errors import DlakitError
-from dlakit.sim import sdp
+from dlakit.sim import fp16_conv, fp16_sdp, sdp
 from dlakit.sim.arith import saturate, shift_right_round, sign_extend
 from dlakit.sim.gemm import exact_float_matmul, im2col, int_matmul, use_int8_gemm
 from dlakit.sim.layout import padded_channels, read_cube, weight_offsets
+from dlakit.sim.precision import padded, read_elements
 from dlakit.sim.regs import NotModelled, UnitView
 
 if TYPE_CHECKING:
     from dlakit.sim.nvdla import Nvdla
 
 ACC_BITS = 34
+INT16_ACC_BITS = 48  # CACC assembly SRAM width for INT16 (cmod ACCU_ASSEMBLY_BIT_WIDTH_INT16)
 _MAX_PAD = 63  # CDMA PAD_RIGHT / PAD_BOTTOM are 6 bits
 
 
@@ -74,6 +76,29 @@ def conv_accumulate(
     else:
         acc = _saturating_replay(wm.reshape(k, c, r * s), cols.reshape(c, r * s, -1), atom_c)
     return acc.reshape(k, oh, ow)
+
+
+def conv_accumulate_int16(x: torch.Tensor, w: torch.Tensor, geo: ConvGeometry) -> torch.Tensor:
+    """CACC sums [K, OH, OW] of INT16 data and weights: products reach 2**30, sums of a layer
+    stay far below float64's 2**53, so one float64 GEMM is exact; the 48-bit assembly SRAM
+    saturates (cmod)."""
+    k, c, r, s = w.shape
+    h, wd = x.shape[1:]
+    sy, sx = geo.stride
+    dy, dx = geo.dilation
+    top, left = geo.pad_top_left
+    oh, ow = geo.out_hw
+    bottom = max((oh - 1) * sy + (r - 1) * dy + 1 - h - top, 0)
+    right = max((ow - 1) * sx + (s - 1) * dx + 1 - wd - left, 0)
+    if max(right, bottom) > _MAX_PAD:
+        raise DlakitError(
+            f"CSC.D_DATAOUT_SIZE_0: {ow}x{oh} outputs need {right} right / {bottom} bottom "
+            f"padding of a {wd}x{h} input (CDMA pads at most {_MAX_PAD})"
+        )
+    padded_x = F.pad(x.to(torch.float64)[None], (left, right, top, bottom), value=geo.pad_value)[0]
+    cols = im2col(padded_x, (r, s), (sy, sx), (dy, dx), (oh, ow))
+    acc = torch.matmul(w.reshape(k, c * r * s).to(torch.float64), cols).to(torch.int64)
+    return saturate(acc, INT16_ACC_BITS).reshape(k, oh, ow)
 
 
 def _saturating_replay(w: torch.Tensor, cols: torch.Tensor, atom_c: int) -> torch.Tensor:
@@ -130,7 +155,7 @@ def _weight_offsets(
     return weight_offsets(k, c, r, s, atom_k, atom_c).to(device)
 
 
-def conv_geometry(cdma: UnitView, csc: UnitView) -> ConvGeometry:
+def conv_geometry(cdma: UnitView, csc: UnitView, pad_bits: int = 8) -> ConvGeometry:
     """Stride, dilation, padding, output size and pad value as CDMA and CSC are programmed."""
     return ConvGeometry(
         stride=(
@@ -146,17 +171,28 @@ def conv_geometry(cdma: UnitView, csc: UnitView) -> ConvGeometry:
             csc.f("D_DATAOUT_SIZE_0", "DATAOUT_HEIGHT") + 1,
             csc.f("D_DATAOUT_SIZE_0", "DATAOUT_WIDTH") + 1,
         ),
-        pad_value=sign_extend(cdma["D_ZERO_PADDING_VALUE"], 8),
+        pad_value=sign_extend(cdma["D_ZERO_PADDING_VALUE"], pad_bits),
     )
 
 
-def run_conv(nv: Nvdla, group: int, pdp_view: UnitView | None = None) -> None:
-    """The fused convolution operation of one register group, written out by SDP."""
+def run_conv(
+    nv: Nvdla,
+    group: int,
+    pdp_view: UnitView | None = None,
+    sdp_group: int | None = None,
+    rdma_group: int | None = None,
+) -> None:
+    """The fused convolution operation of one register group of the convolution pipe, written
+    out by SDP (in its own group, by default the same)."""
     cdma, csc, cacc = nv.view("CDMA", group), nv.view("CSC", group), nv.view("CACC", group)
-    s, rdma = nv.view("SDP", group), nv.view("SDP_RDMA", group)
+    s = nv.view("SDP", group if sdp_group is None else sdp_group)
+    rdma = nv.view("SDP_RDMA", group if rdma_group is None else rdma_group)
     cdma.require("D_DATAIN_FORMAT", "DATAIN_FORMAT", {"FEATURE"}, "image input")
     cdma.require("D_MISC_CFG", "CONV_MODE", {"DIRECT"}, "Winograd")
-    cdma.require("D_MISC_CFG", "IN_PRECISION", {"INT8"}, "INT8 only on this model")
+    precision = cdma.require("D_MISC_CFG", "IN_PRECISION", {"INT8", "INT16", "FP16"})
+    if precision != "INT8":
+        _run_conv16(nv, group, precision, pdp_view, s, rdma)
+        return
     cdma.require("D_WEIGHT_FORMAT", "WEIGHT_FORMAT", {"UNCOMPRESSED"})
     if cdma["D_BATCH_NUMBER"]:
         raise NotModelled("CDMA.D_BATCH_NUMBER.BATCHES>0 (batched convolution) is not modelled")
@@ -198,6 +234,73 @@ def run_conv(nv: Nvdla, group: int, pdp_view: UnitView | None = None) -> None:
         y = torch.cat([y, y.new_zeros((kp - y.shape[0], *y.shape[1:]))])
     result = sdp.sdp_process(y[:kp, : out.height, : out.width], mem, s, rdma, nv.luts["SDP"], atom)
     sdp.deliver(mem, s, result, atom, pdp_view)
+
+
+def _run_conv16(
+    nv: Nvdla,
+    group: int,
+    precision: str,
+    pdp_view: UnitView | None,
+    s: UnitView,
+    rdma: UnitView,
+) -> None:
+    """INT16 or FP16 direct convolution: 16-bit data and weights, kernels in groups of the
+    16-bit atomic K, channel blocks of atomic C elements (two bytes each), the INT8 layouts."""
+    cdma, csc, cacc = nv.view("CDMA", group), nv.view("CSC", group), nv.view("CACC", group)
+    cdma.require("D_MISC_CFG", "PROC_PRECISION", {precision}, "input and processing differ")
+    atom_k = nv.config.atomic_k_int16
+    if atom_k is None:
+        raise NotModelled(
+            f"CDMA.D_MISC_CFG.IN_PRECISION={precision}: {nv.target.name} is INT8-only"
+        )
+    if cdma.f("D_CVT_CFG", "CVT_EN"):
+        raise NotModelled("CDMA.D_CVT_CFG.CVT_EN=1 with INT16 data is not modelled")
+    atom, mem = nv.atom, nv.memory
+    c = cdma["D_DATAIN_SIZE_1"] + 1
+    h = cdma.f("D_DATAIN_SIZE_0", "DATAIN_HEIGHT") + 1
+    w = cdma.f("D_DATAIN_SIZE_0", "DATAIN_WIDTH") + 1
+    x = read_elements(
+        mem,
+        cdma.addr("D_DAIN_ADDR_LOW_0", "D_DAIN_ADDR_HIGH_0"),
+        padded(c, atom, precision),
+        h,
+        w,
+        cdma["D_LINE_STRIDE"],
+        cdma["D_SURF_STRIDE"],
+        atom,
+        precision,
+    )[:c]
+    k = cdma["D_WEIGHT_SIZE_1"] + 1
+    r = csc.f("D_WEIGHT_SIZE_EXT_0", "WEIGHT_HEIGHT_EXT") + 1
+    ks = csc.f("D_WEIGHT_SIZE_EXT_0", "WEIGHT_WIDTH_EXT") + 1
+    offsets = _weight_offsets(k, c, r, ks, atom_k, nv.config.atomic_c, mem.device) * 2
+    w_base = cdma.addr("D_WEIGHT_ADDR_LOW", "D_WEIGHT_ADDR_HIGH")
+    lo = mem.gather(w_base + offsets).to(torch.int64)
+    hi = mem.gather(w_base + offsets + 1).to(torch.int64)
+    weights = ((hi << 8) | lo).to(torch.int16).to(torch.int64).reshape(k, c, r, ks)
+    geo = conv_geometry(cdma, csc, pad_bits=16)
+    if precision == "FP16":
+        y = _conv_fp16(x & 0xFFFF, weights & 0xFFFF, geo, s)
+    else:
+        acc = conv_accumulate_int16(x, weights, geo)
+        y = shift_right_round(acc, cacc["D_CLIP_CFG"] & 0x1F, INT16_ACC_BITS, 32)
+    out = sdp.output_cube(s)
+    kp = padded(out.channels, atom, precision)
+    if kp > y.shape[0]:
+        y = torch.cat([y, y.new_zeros((kp - y.shape[0], *y.shape[1:]))])
+    result = sdp.sdp_process(y[:kp, : out.height, : out.width], mem, s, rdma, nv.luts["SDP"], atom)
+    sdp.deliver(mem, s, result, atom, pdp_view)
+
+
+def _conv_fp16(x: torch.Tensor, w: torch.Tensor, geo: ConvGeometry, s: UnitView) -> torch.Tensor:
+    """CMAC/CACC FP16 (``fp16_conv``): FP32 bit patterns for SDP, which must process FP16."""
+    if not sdp.is_fp16(s):
+        raise NotModelled("SDP.D_DATA_FORMAT.PROC_PRECISION must be FP16 after an FP16 convolution")
+    top, left = geo.pad_top_left
+    y = fp16_conv.conv_fp16(
+        x, w, geo.stride, geo.dilation, (left, 0, top, 0), geo.out_hw, geo.pad_value & 0xFFFF
+    )
+    return fp16_sdp.prepare_input(y, s, from_memory=False)
 
 
 def _input_convert(x: torch.Tensor, cdma: UnitView) -> torch.Tensor:

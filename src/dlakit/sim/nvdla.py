@@ -7,7 +7,9 @@ bits rise (``S_INTR_STATUS``, one bit per unit and group).
 
 Operations: SDP from memory (SDP + SDP_RDMA), convolution (CDMA, CSC, CMAC_A/B, CACC feeding SDP
 on the fly, + SDP_RDMA when SDP reads operands), PDP from memory (PDP + PDP_RDMA), CDP (CDP +
-CDP_RDMA).
+CDP_RDMA), RUBIK (RBK) and BDMA (``CFG_OP`` queues a transfer, ``CFG_LAUNCHn`` runs the queue).
+A finished group moves the unit's consumer pointer (``S_POINTER.CONSUMER``) to the other group;
+each unit of an operation takes part with its own next group.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import torch
 
 from dlakit.errors import DlakitError
 from dlakit.hw import Register, load_register_map
-from dlakit.sim import cdp, conv, pdp, sdp
+from dlakit.sim import cdp, conv, pdp, rubik, sdp
+from dlakit.sim.bdma import BdmaQueue
 from dlakit.sim.lut import LutTables
 from dlakit.sim.memory import Memory
 from dlakit.sim.regs import NotModelled, RegisterFile, UnitView
@@ -37,21 +40,40 @@ _DONE_FIELDS = {
     "PDP": "PDP_DONE_STATUS",
     "CACC": "CACC_DONE_STATUS",
     "CDMA": ("CDMA_DAT_DONE_STATUS", "CDMA_WT_DONE_STATUS"),
+    "RBK": "RUBIK_DONE_STATUS",
+    "BDMA": "BDMA_DONE_STATUS",
+}
+
+# Precision fields an INT8-only configuration (no INT16/FP16 MACs: NvdlaSpec.atomic_k_int16 is
+# None) must leave at INT8; the units model the 16-bit paths of nv_full.
+_PRECISION_FIELDS = {
+    "SDP": ("D_DATA_FORMAT", "OUT_PRECISION"),
+    "SDP_RDMA": ("D_FEATURE_MODE_CFG", "IN_PRECISION"),
+    "CDMA": ("D_MISC_CFG", "IN_PRECISION"),
+    "PDP": ("D_DATA_FORMAT", "INPUT_DATA"),
+    "PDP_RDMA": ("D_DATA_FORMAT", "INPUT_DATA"),
+    "CDP": ("D_DATA_FORMAT", "INPUT_DATA_TYPE"),
+    "CDP_RDMA": ("D_DATA_FORMAT", "INPUT_DATA"),
 }
 
 
 @dataclass(frozen=True)
 class Launch:
-    """One operation the last OP_ENABLE started: its kind, register group and the units it uses.
+    """One operation the last OP_ENABLE started: its kind, the register group each unit's
+    registers are read from, and the units it uses.
 
     ``units`` are the units whose OP_ENABLE it consumes (and whose done interrupts it raises);
     ``pdp_on_the_fly``: SDP hands its output to PDP instead of writing it.
     """
 
-    kind: str  # "conv" | "sdp" | "pdp" | "cdp"
-    group: int
+    kind: str  # "conv" | "sdp" | "pdp" | "cdp" | "rubik"
+    groups: tuple[tuple[str, int], ...]
     units: tuple[str, ...]
     pdp_on_the_fly: bool = False
+
+    def group(self, unit: str) -> int:
+        """The register group ``unit`` takes part with (0 for a unit the operation leaves out)."""
+        return dict(self.groups).get(unit, 0)
 
 
 # Runs a launched operation instead of the definition (e.g. the replay layer's decoder).
@@ -96,6 +118,8 @@ class Nvdla:
         self.memory = memory if memory is not None else Memory(self.device)
         self.luts = {"SDP": LutTables(), "CDP": LutTables()}
         self.enabled: set[tuple[str, int]] = set()
+        self.consumer: dict[str, int] = {}  # hardware S_POINTER.CONSUMER per unit
+        self.bdma = BdmaQueue()
         self.operations = 0
         # None: every operation runs the unit models below (the definition).
         self.engine = engine
@@ -126,6 +150,11 @@ class Nvdla:
     def _read(self, r: Register) -> int:
         if r.unit == "CDMA" and r.name == "S_CBUF_FLUSH_STATUS":
             return 1  # the convolution buffer is always flushed here
+        if r.name == "S_POINTER" and "CONSUMER" in r.fields:
+            consumer = r.fields["CONSUMER"]
+            return (self.regs.load(r) & ~consumer.mask) | (
+                self.consumer.get(r.unit, 0) << consumer.lsb
+            )
         return self.regs.load(r)
 
     def _write(self, r: Register, value: int) -> None:
@@ -139,7 +168,10 @@ class Nvdla:
             self.luts[r.unit].write(value & 0xFFFF)
         elif r.name == "D_OP_ENABLE" and value & 1:
             self.enabled.add((r.unit, group))
+            self._check_precision(r.unit, group)
             self._launch(group)
+        elif r.unit == "BDMA" and value & 1:
+            self._bdma(r.name)
 
     # -- interrupts ---------------------------------------------------------------------------
     def _glb_status(self, value: int | None = None) -> int:
@@ -189,32 +221,79 @@ class Nvdla:
             self.enabled.discard((unit, group))
             self.regs.store(op_en(unit, "D_OP_ENABLE"), 0, group)
             self._raise_done(unit, group)
+            self.consumer[unit] = 1 - group
         self.operations += 1
 
+    def _consumer(self, unit: str) -> int:
+        """The register group a unit executes next: its consumer pointer's when that group is
+        enabled (units work through their groups in turn), else the other one if that is. Real
+        hardware would wait for the consumer group; the fallback keeps programs that reuse one
+        group (the compiler's) running."""
+        group = self.consumer.get(unit, 0)
+        if not self._on(unit, group) and self._on(unit, 1 - group):
+            return 1 - group
+        return group
+
+    def _ready(self, unit: str) -> bool:
+        return self._on(unit, self._consumer(unit))
+
     def _launch(self, group: int) -> None:
-        v = self.regs.view
-        if self._on("SDP", group):
-            self._launch_sdp(group)
-        if self._on("PDP", group):
-            p = v("PDP", group)
+        """Run every operation whose units all have their next group enabled."""
+        c = self._consumer
+        if self._ready("SDP"):
+            self._launch_sdp()
+        if self._ready("PDP"):
+            p = self.regs.view("PDP", c("PDP"))
             # On the fly, PDP runs as part of the SDP operation that feeds it.
-            if p.enum("D_OPERATION_MODE_CFG", "FLYING_MODE") == "OFF_FLYING" and self._on(
-                "PDP_RDMA", group
+            if p.enum("D_OPERATION_MODE_CFG", "FLYING_MODE") == "OFF_FLYING" and self._ready(
+                "PDP_RDMA"
             ):
                 self._check_engine("pdp", "PDP.D_OP_ENABLE")
-                self._run(Launch("pdp", group, ("PDP", "PDP_RDMA")))
-        if self._on("CDP", group) and self._on("CDP_RDMA", group):
+                self._run(self._launch_of("pdp", ("PDP", "PDP_RDMA")))
+        if self._ready("CDP") and self._ready("CDP_RDMA"):
             self._check_engine("cdp", "CDP.D_OP_ENABLE")
-            self._run(Launch("cdp", group, ("CDP", "CDP_RDMA")))
+            self._run(self._launch_of("cdp", ("CDP", "CDP_RDMA")))
+        if self._ready("RBK"):
+            self._check_engine("rubik", "RBK.D_OP_ENABLE")
+            self._run(self._launch_of("rubik", ("RBK",)))
 
-    def _launch_sdp(self, group: int) -> None:
-        """SDP from memory or after the convolution pipe, optionally into PDP on the fly."""
-        s = self.regs.view("SDP", group)
+    def _launch_of(self, kind: str, units: tuple[str, ...], pdp_on_the_fly: bool = False) -> Launch:
+        """The operation of ``units`` now: each unit's registers in the group it executes next;
+        the convolution pipe's in CACC's (as the unit models read them)."""
+        pipe = self._consumer("CACC")
+        read = (*units, "SDP_RDMA") if kind == "conv" else units
+        groups = {u: pipe if u in CONV_UNITS else self._consumer(u) for u in read}
+        return Launch(kind, tuple(groups.items()), units, pdp_on_the_fly)
+
+    def _finish_units(self, units: tuple[str, ...]) -> None:
+        """Finish an operation of units each in its own current group."""
+        groups = {u: self._consumer(u) for u in units}
+        for unit, group in groups.items():
+            self._finish((unit,), group)
+        self.operations -= len(units) - 1
+
+    def _bdma(self, reg: str) -> None:
+        """BDMA has no register groups: CFG_OP queues a transfer, CFG_LAUNCHn runs them."""
+        if reg not in ("CFG_OP", "CFG_LAUNCH0", "CFG_LAUNCH1"):
+            return
+        self._check_engine("bdma", f"BDMA.{reg}")
+        if reg == "CFG_OP":
+            self.bdma.push(self.regs.view("BDMA", 0))
+            return
+        self.bdma.launch(self.memory)
+        self._raise_done("BDMA", int(reg[-1]))
+        self.operations += 1
+
+    def _launch_sdp(self) -> None:
+        """SDP from memory or after the convolution pipe, optionally into PDP on the fly. Each
+        unit takes part with the group it executes next (CACC hands SDP its results whatever
+        groups the two are in)."""
+        s = self.regs.view("SDP", self._consumer("SDP"))
         tail: tuple[str, ...] = ()
         if sdp.to_pdp(s):
-            if not self._on("PDP", group):
+            if not self._ready("PDP"):
                 return
-            pdp_view = self.regs.view("PDP", group)
+            pdp_view = self.regs.view("PDP", self._consumer("PDP"))
             if pdp_view.enum("D_OPERATION_MODE_CFG", "FLYING_MODE") != "ON_FLYING":
                 raise NotModelled(
                     "SDP.D_FEATURE_MODE_CFG.OUTPUT_DST=PDP with "
@@ -223,14 +302,14 @@ class Nvdla:
             self._check_engine("pdp", "PDP.D_OP_ENABLE")
             tail = ("PDP",)
         if s.enum("D_FEATURE_MODE_CFG", "FLYING_MODE") == "OFF":
-            if self._on("SDP_RDMA", group):
-                self._run(Launch("sdp", group, ("SDP", "SDP_RDMA", *tail), bool(tail)))
-        elif all(self._on(u, group) for u in CONV_UNITS) and (
-            not sdp.needs_rdma(s) or self._on("SDP_RDMA", group)
+            if self._ready("SDP_RDMA"):
+                self._run(self._launch_of("sdp", ("SDP", "SDP_RDMA", *tail), bool(tail)))
+        elif all(self._ready(u) for u in CONV_UNITS) and (
+            not sdp.needs_rdma(s) or self._ready("SDP_RDMA")
         ):
             self._check_engine("conv", "CDMA.D_OP_ENABLE")
-            used = ("SDP_RDMA",) if self._on("SDP_RDMA", group) else ()
-            self._run(Launch("conv", group, ("SDP", *CONV_UNITS, *used, *tail), bool(tail)))
+            used = ("SDP_RDMA",) if self._ready("SDP_RDMA") else ()
+            self._run(self._launch_of("conv", ("SDP", *CONV_UNITS, *used, *tail), bool(tail)))
 
     def _run(self, launch: Launch) -> None:
         """Execute one launched operation (through ``self.engine``), then finish its units."""
@@ -238,22 +317,36 @@ class Nvdla:
             self.execute(launch)
         else:
             self.engine(self, launch)
-        self._finish(launch.units, launch.group)
+        self._finish_units(launch.units)
 
     def execute(self, launch: Launch) -> None:
         """The definition: each unit model reads this register file and ``self.memory``."""
-        v, g = self.regs.view, launch.group
-        pdp_view = v("PDP", g) if launch.pdp_on_the_fly else None
+        g = launch.group
+
+        def v(unit: str) -> UnitView:
+            return self.regs.view(unit, g(unit))
+
+        pdp_view = v("PDP") if launch.pdp_on_the_fly else None
         if launch.kind == "conv":
-            conv.run_conv(self, g, pdp_view)
+            conv.run_conv(self, g("CACC"), pdp_view, g("SDP"), g("SDP_RDMA"))
         elif launch.kind == "sdp":
             sdp.run_sdp_from_memory(
-                self.memory, v("SDP", g), v("SDP_RDMA", g), self.luts["SDP"], self.atom, pdp_view
+                self.memory, v("SDP"), v("SDP_RDMA"), self.luts["SDP"], self.atom, pdp_view
             )
         elif launch.kind == "pdp":
-            pdp.run_pdp(self.memory, v("PDP", g), v("PDP_RDMA", g), self.atom)
+            pdp.run_pdp(self.memory, v("PDP"), v("PDP_RDMA"), self.atom)
+        elif launch.kind == "cdp":
+            cdp.run_cdp(self.memory, v("CDP"), v("CDP_RDMA"), self.luts["CDP"], self.atom)
         else:
-            cdp.run_cdp(self.memory, v("CDP", g), v("CDP_RDMA", g), self.luts["CDP"], self.atom)
+            rubik.run_rubik(self.memory, v("RBK"))
+
+    def _check_precision(self, unit: str, group: int) -> None:
+        if self.config.atomic_k_int16 is not None or unit not in _PRECISION_FIELDS:
+            return
+        reg, field = _PRECISION_FIELDS[unit]
+        self.view(unit, group).require(
+            reg, field, {"INT8"}, f"{self.target.name} is INT8-only: it has no 16-bit MACs"
+        )
 
     def _check_engine(self, engine: str, where: str) -> None:
         if not self.engines.get(engine, False):

@@ -16,7 +16,8 @@ from dlakit.sim.nvdla import Nvdla
 
 @dataclass(frozen=True)
 class ConvSpec:
-    """One INT8 direct convolution written by SDP (X1/X2 per ``sdp_regs``, else bypassed)."""
+    """One direct convolution written by SDP (X1/X2 per ``sdp_regs``, else bypassed): INT8, or
+    INT16 / FP16 on a target with 16-bit MACs (FP16: ``pad_value`` is a bit pattern)."""
 
     in_addr: int
     weight_addr: int
@@ -30,6 +31,7 @@ class ConvSpec:
     clip_truncate: int = 0
     cvt: tuple[int, int, int] = (0, 1, 0)  # SDP output converter offset, scale, shift
     sdp_regs: dict[str, dict[str, int | str]] = field(default_factory=dict)
+    precision: str = "INT8"
 
     @property
     def out_hw(self) -> tuple[int, int]:
@@ -48,19 +50,21 @@ def program_conv(nv: Nvdla, spec: ConvSpec, group: int = 0) -> None:
     atom = nv.atom
     line, surf = packed_strides(h, w, atom)
     out_line, out_surf = packed_strides(oh, ow, atom)
-    weight_bytes = -(-(k * c * r * s) // 128) * 128
+    size = 1 if spec.precision == "INT8" else 2
+    weight_bytes = -(-(k * c * r * s * size) // 128) * 128
     left, right, top, bottom = spec.pads
     units = ("SDP", "CACC", "CMAC_A", "CMAC_B", "CSC", "CDMA")
     for unit in units:
         nv.write_reg(unit, "S_POINTER", PRODUCER=group)
     wr = nv.write_reg
-    # Reset values select INT16: every unit of the pipe is set to INT8 explicitly.
-    int8 = {"CONV_MODE": "DIRECT", "PROC_PRECISION": "INT8"}
+    # Reset values select INT16: every unit of the pipe is set to its precision explicitly.
+    prec = spec.precision
+    mode = {"CONV_MODE": "DIRECT", "PROC_PRECISION": prec}
     for unit in ("CDMA", "CSC"):
-        wr(unit, "D_MISC_CFG", IN_PRECISION="INT8", **int8)
+        wr(unit, "D_MISC_CFG", IN_PRECISION=prec, **mode)
     for unit in ("CMAC_A", "CMAC_B", "CACC"):
-        wr(unit, "D_MISC_CFG", **int8)
-    wr("SDP", "D_DATA_FORMAT", PROC_PRECISION="INT8", OUT_PRECISION="INT8")
+        wr(unit, "D_MISC_CFG", **mode)
+    wr("SDP", "D_DATA_FORMAT", PROC_PRECISION=prec, OUT_PRECISION=prec)
     wr("CDMA", "D_DATAIN_FORMAT", DATAIN_FORMAT="FEATURE")
     wr("CDMA", "D_DATAIN_SIZE_0", DATAIN_WIDTH=w - 1, DATAIN_HEIGHT=h - 1)
     wr("CDMA", "D_DATAIN_SIZE_1", DATAIN_CHANNEL=c - 1)
@@ -68,7 +72,7 @@ def program_conv(nv: Nvdla, spec: ConvSpec, group: int = 0) -> None:
     wr("CDMA", "D_DAIN_ADDR_HIGH_0", spec.in_addr >> 32)
     wr("CDMA", "D_LINE_STRIDE", line)
     wr("CDMA", "D_SURF_STRIDE", surf)
-    wr("CDMA", "D_WEIGHT_SIZE_0", BYTE_PER_KERNEL=c * r * s - 1)
+    wr("CDMA", "D_WEIGHT_SIZE_0", BYTE_PER_KERNEL=c * r * s * size - 1)
     wr("CDMA", "D_WEIGHT_SIZE_1", WEIGHT_KERNEL=k - 1)
     wr("CDMA", "D_WEIGHT_ADDR_LOW", spec.weight_addr & 0xFFFFFFFF)
     wr("CDMA", "D_WEIGHT_ADDR_HIGH", spec.weight_addr >> 32)
@@ -116,7 +120,7 @@ def program_conv(nv: Nvdla, spec: ConvSpec, group: int = 0) -> None:
     for reg, fields in spec.sdp_regs.items():
         wr("SDP", reg, **fields)
     nv.memory.alloc_covering(
-        spec.out_addr, spec.out_addr + padded_channels(k, atom) // atom * out_surf
+        spec.out_addr, spec.out_addr + padded_channels(k, atom // size) // (atom // size) * out_surf
     )
     for unit in units:
         wr(unit, "D_OP_ENABLE", OP_EN="ENABLE")

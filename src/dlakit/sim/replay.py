@@ -64,7 +64,7 @@ class Fallback:
     @classmethod
     def capture(cls, nv: Nvdla, launch: Launch) -> Fallback:
         values = nv.regs.values
-        registers = {unit: dict(values[(unit, launch.group)]) for unit in nv.regmap.registers}
+        registers = {unit: dict(values[(unit, launch.group(unit))]) for unit in nv.regmap.registers}
         luts = {}
         for name, tables in nv.luts.items():
             copy = LutTables()
@@ -124,7 +124,7 @@ class Program:
     def _record(self, nv: Nvdla, launch: Launch) -> None:
         step = None
         if self._decode:
-            views = {unit: nv.view(unit, launch.group) for unit in nv.regmap.registers}
+            views = {unit: nv.view(unit, launch.group(unit)) for unit in nv.regmap.registers}
             step = self._decoder.decode(launch.kind, views, launch.pdp_on_the_fly)
         self.steps.append(step if step is not None else Fallback.capture(nv, launch))
 
@@ -155,9 +155,8 @@ class Program:
         if self._scratch is None:
             self._scratch = Nvdla(self.target, memory.device)
         nv = self._scratch
-        group = step.launch.group
         for unit, values in step.registers.items():
-            nv.regs.values[(unit, group)].update(values)
+            nv.regs.values[(unit, step.launch.group(unit))].update(values)
         nv.luts = step.luts
         for index in range(memory.batch):
             nv.memory = memory.image(index)
@@ -168,7 +167,7 @@ def immediate(nv: Nvdla, launch: Launch) -> None:
     """An :class:`Nvdla` engine: decode the operation now and run it on ``nv.memory``, or run
     the unit models where the decoder does not cover it."""
     memory = BatchedMemory.wrap(nv.memory)
-    views = {unit: nv.view(unit, launch.group) for unit in nv.regmap.registers}
+    views = {unit: nv.view(unit, launch.group(unit)) for unit in nv.regmap.registers}
     decoder = Decoder(memory, nv.atom, nv.config.atomic_c, nv.config.atomic_k, False)
     step = decoder.decode(launch.kind, views, launch.pdp_on_the_fly)
     if step is None:

@@ -13,17 +13,15 @@ from dataclasses import dataclass
 
 import torch
 
-from dlakit.sim import lut, pdp
+from dlakit.sim import fp16_sdp, lut, pdp
 from dlakit.sim.arith import saturate, shift_left_sat, shift_right_round
 from dlakit.sim.layout import (
     feature_addresses,
     load_signed,
-    padded_channels,
-    read_cube,
-    write_cube,
 )
 from dlakit.sim.lut import LutTables
 from dlakit.sim.memory import Memory
+from dlakit.sim.precision import INT_BITS, padded, read_elements, write_elements
 from dlakit.sim.regs import NotModelled, UnitView
 
 # Register-name stems of the X units and the RDMA that feeds each (nvdla.md §1, §3).
@@ -123,8 +121,17 @@ def _x_unit(
     return y
 
 
+def is_fp16(sdp: UnitView) -> bool:
+    return sdp.enum("D_DATA_FORMAT", "PROC_PRECISION") == "FP16"
+
+
+def out_precision(sdp: UnitView) -> str:
+    return sdp.enum("D_DATA_FORMAT", "OUT_PRECISION")
+
+
 def convert_out(x: torch.Tensor, sdp: UnitView) -> torch.Tensor:
-    """The C output converter to INT8."""
+    """The C output converter to INT8 or INT16 (cmod ``sdp_c.cpp``: saturate to 17 bits, then
+    to the output width)."""
     off = sdp.signed("D_CVT_OFFSET")
     scale = sdp.signed("D_CVT_SCALE")
     shift = sdp["D_CVT_SHIFT"] & 0x3F
@@ -133,20 +140,29 @@ def convert_out(x: torch.Tensor, sdp: UnitView) -> torch.Tensor:
         x = x - off
     if scale != 1:
         x = x * scale
-    # sat8(sat17(v)) == sat8(v): one saturation does both.
-    return shift_right_round(x, shift, 49, 8)
+    # sat8(sat17(v)) == sat8(v), and likewise for 16 bits: one saturation does both.
+    return shift_right_round(x, shift, 49, INT_BITS[out_precision(sdp)])
 
 
 def sdp_process(
     x: torch.Tensor, mem: Memory, sdp: UnitView, rdma: UnitView, lut_tables: LutTables, atom: int
 ) -> torch.Tensor:
-    """int32/int8 cube [C, H, W] in, int8 values out, through X1, X2, Y and C."""
+    """int32/int8 cube [C, H, W] in, int8 values out, through X1, X2, Y and C (with FP16
+    processing: FP32 bit patterns in, FP16 bit patterns out, see ``fp16_sdp``)."""
     shape = tuple(x.shape)
+    fp16 = is_fp16(sdp)
     for stem, dma in _X_UNITS:
         if sdp.f(f"D_DP_{stem}_CFG", f"{stem}_BYPASS"):
             continue
         alu, mul = _operands(mem, rdma, stem, dma, shape, atom)  # type: ignore[arg-type]
-        x = _x_unit(x, sdp, stem, alu, mul)
+        if fp16:
+            x = fp16_sdp.x_unit_fp16(x, sdp, stem, alu, mul)
+        else:
+            x = _x_unit(x, sdp, stem, alu, mul)
+    if fp16:
+        if not sdp.f("D_DP_EW_CFG", "EW_BYPASS"):
+            raise NotModelled("SDP.D_DP_EW_CFG.EW_BYPASS=NO with FP16 processing is not modelled")
+        return fp16_sdp.convert_out_fp16(x, sdp)
     if not sdp.f("D_DP_EW_CFG", "EW_BYPASS"):
         # nv_small's spec has no Y unit, yet its official sdp_*_ew_* traces program it and their
         # golden CRCs include its LUT: the model runs Y whenever it is programmed.
@@ -210,7 +226,7 @@ def output_cube(sdp: UnitView) -> Cube:
 
 
 def check_formats(sdp: UnitView) -> None:
-    sdp.require("D_DATA_FORMAT", "OUT_PRECISION", {"INT8"}, "INT8 only on this model")
+    sdp.require("D_DATA_FORMAT", "OUT_PRECISION", {"INT8", "INT16", "FP16"})
     sdp.require("D_FEATURE_MODE_CFG", "WINOGRAD", {"OFF"})
     if sdp.f("D_FEATURE_MODE_CFG", "BATCH_NUMBER"):
         raise NotModelled("SDP.D_FEATURE_MODE_CFG.BATCH_NUMBER>0 (batches) is not modelled")
@@ -228,11 +244,13 @@ def deliver(
     if pdp_view is not None:
         pdp.pool_and_write(mem, pdp_view, values, atom)
     else:
-        write_output(mem, output_cube(sdp), values, atom)
+        write_output(mem, output_cube(sdp), values, atom, out_precision(sdp))
 
 
-def write_output(mem: Memory, out: Cube, values: torch.Tensor, atom: int) -> None:
-    write_cube(mem, out.base, values, out.line_stride, out.surf_stride, atom)
+def write_output(
+    mem: Memory, out: Cube, values: torch.Tensor, atom: int, precision: str = "INT8"
+) -> None:
+    write_elements(mem, out.base, values, out.line_stride, out.surf_stride, atom, precision)
 
 
 def run_sdp_from_memory(
@@ -245,7 +263,7 @@ def run_sdp_from_memory(
 ) -> None:
     """Off-flying SDP: the M-RDMA reads an INT8 cube, the WDMA writes the result."""
     check_formats(sdp)
-    rdma.require("D_FEATURE_MODE_CFG", "IN_PRECISION", {"INT8"}, "INT8 only on this model")
+    precision = rdma.require("D_FEATURE_MODE_CFG", "IN_PRECISION", {"INT8", "INT16", "FP16"})
     src = Cube(
         base=rdma.addr("D_SRC_BASE_ADDR_LOW", "D_SRC_BASE_ADDR_HIGH"),
         channels=rdma["D_DATA_CUBE_CHANNEL"] + 1,
@@ -254,8 +272,14 @@ def run_sdp_from_memory(
         line_stride=rdma["D_SRC_LINE_STRIDE"],
         surf_stride=rdma["D_SRC_SURFACE_STRIDE"],
     )
-    c = padded_channels(src.channels, atom)
-    x = read_cube(mem, src.base, c, src.height, src.width, src.line_stride, src.surf_stride, atom)
+    c = padded(src.channels, atom, precision)
+    x = read_elements(
+        mem, src.base, c, src.height, src.width, src.line_stride, src.surf_stride, atom, precision
+    )
+    if is_fp16(sdp):
+        if precision != "FP16":
+            raise NotModelled(f"SDP_RDMA.D_FEATURE_MODE_CFG.IN_PRECISION={precision} with FP16 SDP")
+        x = fp16_sdp.prepare_input(x, sdp, from_memory=True)
     deliver(mem, sdp, sdp_process(x, mem, sdp, rdma, lut_tables, atom), atom, pdp_view)
 
 

@@ -32,28 +32,11 @@ import numpy as np
 
 from dlakit.errors import DlakitError
 from dlakit.sim.nvdla import Engine, Nvdla
+from dlakit.sim.trace_check import ARITY, MEM_INIT_PATTERNS, check_trace
 
 _COMMAND = re.compile(r"^\s*(\w+)\s*\((.*)\)\s*;?\s*$")
 _PACKET = re.compile(
     r"offset\s*:\s*(0x[0-9a-fA-F]+|\d+)\s*,\s*size\s*:\s*(\d+)\s*,\s*payload\s*:([^}]*)\}"
-)
-# Memory patterns mem_init can fill; the testbench's others (random data) cannot be reproduced.
-_PATTERNS = {"ALL_ZERO": 0}
-COMMANDS = (
-    "reg_write",
-    "reg_read",
-    "reg_read_check",
-    "poll_reg_equal",
-    "intr_notify",
-    "sync_notify",
-    "sync_wait",
-    "mem_init",
-    "mem_load",
-    "mem_reserve",
-    "mem_release",
-    "check_crc",
-    "check_file",
-    "check_nothing",
 )
 
 
@@ -156,7 +139,9 @@ def run_trace(
     result = TraceResult(name=cfg.stem, path=cfg)
     start = time.perf_counter()
     try:
-        player = TracePlayer(Nvdla(target, device=device, engine=engine), cfg, result)
+        nv = Nvdla(target, device=device, engine=engine)
+        check_trace(cfg, nv.config.mem_address_width, nv.regmap)  # every line, before any runs
+        player = TracePlayer(nv, cfg, result)
         for cmd in parse_cfg(cfg):
             player.run(cmd)
         player.finish()
@@ -177,23 +162,12 @@ class TracePlayer:
         # Commands waiting for an event, in trace order: (sync_id, where, action).
         self.pending: list[tuple[str, str, Callable[[], None]]] = []
         self._handlers: dict[str, Callable[[str, tuple[str, ...]], None]] = {
-            name: getattr(self, f"_{name}") for name in COMMANDS
+            name: getattr(self, f"_{name}") for name in ARITY
         }
 
     def run(self, cmd: Command) -> None:
-        where = f"{self.cfg.name}:{cmd.line}"
-        handler = self._handlers.get(cmd.name)
-        if handler is None:
-            raise DlakitError(
-                f"{where}: trace command {cmd.name} is not in the NVDLA trace syntax "
-                f"({', '.join(COMMANDS)})"
-            )
-        try:
-            handler(where, cmd.args)
-        except (IndexError, ValueError):
-            raise DlakitError(
-                f"{where}: {cmd.name}({', '.join(cmd.args)}) has wrong arguments"
-            ) from None
+        """Play one command (of a trace :func:`check_trace` accepted: known, well formed)."""
+        self._handlers[cmd.name](f"{self.cfg.name}:{cmd.line}", cmd.args)
 
     def finish(self) -> None:
         for sync_id, where, _ in self.pending:
@@ -265,14 +239,7 @@ class TracePlayer:
 
     def _mem_init(self, where: str, a: tuple[str, ...]) -> None:
         self._memory(where, a[0])
-        if not a[2][:1].isdigit():
-            raise DlakitError(f"{where}: mem_init from a file ({a[2]}) is not modelled")
-        if a[3] not in _PATTERNS:
-            raise DlakitError(
-                f"{where}: mem_init pattern {a[3]} is not modelled (only "
-                f"{', '.join(_PATTERNS)}: other patterns are the testbench's own data)"
-            )
-        base, size, fill = _int(a[1]), _int(a[2]), _PATTERNS[a[3]]
+        base, size, fill = _int(a[1]), _int(a[2]), MEM_INIT_PATTERNS[a[3]]
         self._when(a[4] if len(a) > 4 else None, where,
                    lambda: self.nv.memory.alloc(base, size, fill))  # fmt: skip
 

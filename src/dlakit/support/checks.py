@@ -312,6 +312,19 @@ def softmax_axis_len(view: NodeView, p: dict[str, Any]) -> Violation | None:
     return None
 
 
+@predicate("io_rank")
+def io_rank(view: NodeView, p: dict[str, Any]) -> Violation | None:
+    """The data input and the output both have rank ``p["rank"]``."""
+    src, dst = view.input_shape(0), view.output_shape(0)
+    if src is None or dst is None:
+        return None
+    if len(src) != p["rank"] or len(dst) != p["rank"]:
+        return Violation(
+            "ranks", f"{len(src)}-D -> {len(dst)}-D", f"{p['rank']}-D -> {p['rank']}-D"
+        )
+    return None
+
+
 @predicate("perm_keeps_batch")
 def perm_keeps_batch(view: NodeView, p: dict[str, Any]) -> Violation | None:
     perm = view.attrs.get("perm")

@@ -2,7 +2,13 @@
 
 For every node, the target's rule set says whether it can run on the DLA; every "no" carries
 the violated rule, the attribute, its value, the limit, the rule's source and the rewrite that
-would fix it. Partitioning (dlakit.partition) then groups the DLA nodes into loadables.
+would fix it. The rule set's subgraph rules then look at each DLA node's DLA neighbours
+(support/subgraph.py). Partitioning (dlakit.partition) groups the DLA nodes into loadables.
+
+Every reason has a kind (:data:`ReasonKind`): what the target does (``rule``: TensorRT's rules
+on Jetson, the hardware's on open NVDLA), what dlakit's own lowering cannot build where it is the
+compiler (``lowering``), what the user asked for (``user``), or dlakit's placement advice
+(``policy``, from dlakit.partition: a recommendation, not a prediction).
 """
 
 from __future__ import annotations
@@ -17,11 +23,13 @@ from dlakit.graph.stats import node_macs
 from dlakit.support.checks import PREDICATES, NodeView, Violation
 from dlakit.support.lowering import LoweringRules
 from dlakit.support.rules import RuleSet, Version, in_range, load_rule_set, parse_version
+from dlakit.support.subgraph import SUBGRAPH_PREDICATES
 from dlakit.targets import Target
 
 # Where a node runs: on the DLA, or on the target's fallback device (the GPU on Jetson boards,
 # the host CPU beside an open NVDLA).
 Engine = Literal["dla", "fallback"]
+ReasonKind = Literal["rule", "lowering", "user", "policy"]
 
 
 @dataclass
@@ -35,9 +43,15 @@ class Reason:
     value: Any = None
     limit: str | None = None
     fix: str | None = None
+    kind: ReasonKind = "rule"
 
     def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"rule": self.rule, "message": self.message, "source": self.source}
+        out: dict[str, Any] = {
+            "rule": self.rule,
+            "kind": self.kind,
+            "message": self.message,
+            "source": self.source,
+        }
         for key in ("attribute", "value", "limit", "fix"):
             value = getattr(self, key)
             if value is not None:
@@ -65,6 +79,13 @@ class NodeVerdict:
     def to_fallback(self, reason: Reason) -> None:
         self.engine = "fallback"
         self.reasons.append(reason)
+
+    def move_to_fallback(self, reason: Reason) -> None:
+        """A move after the verdict is settled (partitioning, policy): no DLA fields remain."""
+        self.to_fallback(reason)
+        self.hw_engine = None
+        self.precision = None
+        self.modeled_fp32 = None
 
 
 @dataclass(frozen=True)
@@ -266,6 +287,7 @@ def node_verdicts(
                     rule="user.fallback_layers",
                     message="--fallback-layers puts this node on the fallback device",
                     source=USER_SOURCE,
+                    kind="user",
                 )
             )
         if verdict.engine == "dla" and node.name in fp16:
@@ -281,15 +303,33 @@ def node_verdicts(
                     source="nvdla.md §2 (nv_small: INT8 only)",
                 )
             )
+        verdicts.append(verdict)
+    _subgraph_verdicts(model, verdicts, ctx)
+    for node, verdict in zip(model.nodes, verdicts, strict=True):
         if verdict.engine == "fallback":
             verdict.hw_engine = None
             verdict.precision = None
             verdict.modeled_fp32 = None
             verdict.fallback_int8 = lowering.int8_on_fallback(
-                view, [r.rule for r in verdict.reasons]
+                NodeView(node, model, ctx.generation), [r.rule for r in verdict.reasons]
             )
-        verdicts.append(verdict)
     return verdicts
+
+
+def _subgraph_verdicts(model: LoadedModel, verdicts: list[NodeVerdict], ctx: RuleContext) -> None:
+    """The rule set's subgraph rules, on the DLA nodes the per-layer rules left (one pass, as
+    TensorRT validates the subgraphs its per-layer decisions formed)."""
+    rules = [r for r in ctx.rules.data.get("subgraph", []) if _applies(r, ctx)]
+    if not rules:
+        return
+    on_dla = {v.name for v in verdicts if v.engine == "dla"}
+    for node, verdict in zip(model.nodes, verdicts, strict=True):
+        if verdict.engine != "dla":
+            continue
+        for rule in rules:
+            violation = SUBGRAPH_PREDICATES[rule["check"]](node, model, on_dla, rule)
+            if violation is not None:
+                verdict.to_fallback(_violation_reason(rule, violation, rule["source"]))
 
 
 def _lowering_verdict(
@@ -306,6 +346,7 @@ def _lowering_verdict(
             value=_jsonable(refusal.value),
             limit=refusal.limit,
             fix=refusal.fix,
+            kind="lowering",
         )
         if own_compiler:
             verdict.to_fallback(reason)

