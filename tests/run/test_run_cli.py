@@ -145,18 +145,25 @@ def test_run_json_reports_speed_and_agreement(fmnist, tmp_path, capsys):
 
 @pytest.mark.parametrize(
     ("batch", "message"),
-    [("0", "--batch 0: must be at least 1"), ("100000000", "--batch 100000000: needs about")],
+    [
+        ("0", "'--batch' / '-b': Input should be greater than or equal to 1"),
+        ("100000000", "'--batch' / '-b': Input should be less than or equal to 65536"),
+        ("64", "--batch 64: needs about"),
+    ],
 )
-def test_run_refuses_a_batch_it_cannot_take(fmnist, capsys, batch, message):
+def test_run_refuses_a_batch_it_cannot_take(fmnist, capsys, monkeypatch, batch, message):
     _, _, art = fmnist
+    # 1 MiB for the run: 64 fmnist-cnn images do not fit, and the refusal says what would.
+    monkeypatch.setattr("dlakit.run.runner.memory_budget", lambda device=None: 1 << 20)
     assert main(["run", str(art), "-d", "fashion-mnist", "-n", "2", "--batch", batch]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+    assert batch != "64" or "GiB is available to this run; use --batch" in err
 
 
 @pytest.mark.parametrize(("field", "value", "message"), [
     ("version", 99, "version 99; this dlakit reads version"),
-    ("hw_tree", "v9", "no register map for NVDLA hw tree 'v9'"),
+    ("hw_tree", "v9", "manifest hw.hw_tree: 'v9', but target nv_small has 'v2'"),
 ])  # fmt: skip
 def test_run_refuses_an_artifact_for_another_simulator(fmnist, tmp_path, capsys, field, value,
                                                        message):  # fmt: skip
