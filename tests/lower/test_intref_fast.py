@@ -85,3 +85,21 @@ def test_standalone_sdp_matches_the_definition(seed):
     graph = _graph(layer, {"x": (1, 5, 4, 3), "y": (1, 5, 4, 3)})
     x = rng.integers(-128, 128, (2, 5, 4, 3)).astype(np.float32)
     _both(graph, {"x": x})
+
+
+def test_quantize_matches_the_definition_and_still_names_nan():
+    from dlakit.errors import DlakitError
+    from dlakit.lower.qgraph import QQuantize
+
+    rng = np.random.default_rng(7)
+    scale = 0.037
+    layer = QQuantize("q", ["x"], ["y"], scale=scale)
+    graph = QGraph("t", "nv_full", [layer], {"x": QTensor("x", (1, 3, 5, 7), "fp32"),
+                   "y": QTensor("y", (1, 3, 5, 7), "int8", scale)}, ["x"], ["y"])  # fmt: skip
+    x = (rng.normal(size=(4, 3, 5, 7)) * 3).astype(np.float32)
+    # Halves of the scale (ties round away from zero), saturation, zeros and signed zeros.
+    x.reshape(-1)[:8] = np.float32([0.5, -0.5, 1.5, -1.5, 1e9, -1e9, 0.0, -0.0]) * scale
+    _both(graph, {"x": x})
+    x.reshape(-1)[3] = np.nan
+    with pytest.raises(DlakitError, match="tensor 'x' holds NaN"):
+        IntReference(graph, fused=True).run({"x": x})

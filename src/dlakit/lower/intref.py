@@ -185,7 +185,7 @@ def conv_sums(x: torch.Tensor, layer: QConv, weights: torch.Tensor) -> torch.Ten
     """Exact convolution sums of INT8 values ``x`` as floats, with the layer's pad value in
     padded taps (direct or GEMM algorithms only: NNPACK's Winograd would round)."""
     top, left, bottom, right = layer.pads
-    xf = x.to(weights.dtype)
+    xf = x if x.dtype == weights.dtype else x.to(weights.dtype)
     padding = (0, 0)
     if (top, left) == (bottom, right) and layer.pad_value == 0:
         padding = (top, left)  # conv2d pads with zeros itself: no padded copy
@@ -392,7 +392,7 @@ class IntReference:
             if weights is None:
                 weights = conv_weights(layer).contiguous(memory_format=torch.channels_last)
                 self._weights[layer.name] = weights
-            x = x.contiguous(memory_format=torch.channels_last)
+            x = _widened(x.contiguous(memory_format=torch.channels_last), weights.dtype)
             out = self._fused_chain(layer, conv_sums(x, layer, weights), ew, layer.cacc_truncate)
         else:
             acc = cacc_output(conv_accumulate(x.to(torch.int64), layer), layer.cacc_truncate)
@@ -450,6 +450,11 @@ class IntReference:
     def _quantize(self, layer: QLayer, values: dict[str, torch.Tensor]) -> None:
         assert isinstance(layer, QQuantize)
         x = values[layer.inputs[0]]
+        if self.fused and x.dtype == torch.float32:
+            q = _kernels().quantize(x.numpy(), layer.scale)
+            if q is not None:  # else NaN or infinities: the definition names the tensor
+                values[layer.outputs[0]] = torch.from_numpy(q)
+                return
         values[layer.outputs[0]] = quantize(x, layer.scale, layer.inputs[0]).to(torch.int8)
 
     def _dequantize(self, layer: QLayer, values: dict[str, torch.Tensor]) -> None:
@@ -485,6 +490,13 @@ def _kernels():
     except ImportError:
         return None
     return intref_kernels
+
+
+def _widened(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Channels-last INT8 ``x`` as ``dtype`` (channels last), cast by the compiled loop."""
+    nhwc = x.permute(0, 2, 3, 1).contiguous()
+    wide = _kernels().widen(nhwc.numpy(), torch.empty(0, dtype=dtype).numpy().dtype)
+    return torch.from_numpy(wide).permute(0, 3, 1, 2)
 
 
 def _stored(out: torch.Tensor) -> torch.Tensor:

@@ -222,3 +222,42 @@ def chain(acc: np.ndarray, out: np.ndarray, ew: np.ndarray, cfg: np.ndarray, row
         )
         kernel = _COMPILED[kind] = numba.njit(signature, cache=True, parallel=True)(_chain)
     kernel(acc, out, ew, cfg, rows)
+
+
+@numba.njit(cache=True, parallel=True)
+def _quantize(x, scale, out):
+    bad = 0
+    for i in numba.prange(x.size):
+        v = np.float64(x[i])
+        if not np.isfinite(v):
+            bad += 1
+            continue
+        v = v / scale
+        q = np.floor(abs(v) + 0.5)
+        q = -q if v < 0 else q
+        out[i] = np.int8(min(max(q, -128.0), 127.0))
+    return bad
+
+
+def quantize(x: np.ndarray, scale: float) -> np.ndarray | None:
+    """INT8 of float32 ``x`` as ``intref.quantize`` computes it (round half away from zero of
+    ``x / scale`` in float64, saturated); None if ``x`` holds NaN or infinite values."""
+    flat = np.ascontiguousarray(x, dtype=np.float32).reshape(-1)
+    out = np.empty(flat.shape, dtype=np.int8)
+    if _quantize(flat, np.float64(scale), out):
+        return None
+    return out.reshape(x.shape)
+
+
+@numba.njit(cache=True, parallel=True)
+def _widen(x, out):
+    for i in numba.prange(x.size):
+        out[i] = x[i]
+
+
+def widen(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """``x`` (INT8, C-contiguous) as float32 or float64, in parallel (torch's and numpy's casts
+    take one core)."""
+    out = np.empty(x.shape, dtype=dtype)
+    _widen(x.reshape(-1), out.reshape(-1))
+    return out
