@@ -66,10 +66,7 @@ def _random_x(rng, channels: int) -> XParams:
     )
 
 
-@pytest.mark.parametrize("seed", range(6))
-def test_compiled_chain_equals_the_torch_chain(seed, sim_engine):
-    if sim_engine != "replay":
-        pytest.skip("independent of the engine")
+def _random_chain(seed: int):
     rng = np.random.default_rng(seed)
     atom, channels = 8, 24
     shape = (3, channels // atom, 5, 7, atom)
@@ -98,9 +95,31 @@ def test_compiled_chain_equals_the_torch_chain(seed, sim_engine):
         cvt_scale=int(rng.integers(-(2**15), 2**15)),
         cvt_shift=int(rng.integers(0, 40)),
     )
-    out = torch.empty(shape, dtype=torch.int8)
+    return acc, params, ew
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_compiled_chain_equals_the_torch_chain(seed, sim_engine):
+    if sim_engine != "replay":
+        pytest.skip("independent of the engine")
+    acc, params, ew = _random_chain(seed)
+    out = torch.empty(acc.shape, dtype=torch.int8)
     run_chain(acc, out, params, ew)
     assert torch.equal(out, chain_torch(acc, params, ew))
+
+
+@pytest.mark.gpu
+def test_the_fused_cuda_chain_equals_the_compiled_cpu_chain(sim_engine):
+    """On CUDA the chain is one torch.compile kernel per structure; every seed's bytes equal
+    the CPU loop's."""
+    if sim_engine != "replay":
+        pytest.skip("independent of the engine")
+    for seed in range(8):  # each new chain structure compiles (seconds): a few suffice
+        acc, params, ew = _random_chain(seed)
+        out = torch.empty(acc.shape, dtype=torch.int8)
+        run_chain(acc, out, params, ew)
+        on_gpu = chain_torch(acc.cuda(), params, ew.cuda()).cpu()
+        assert torch.equal(out, on_gpu), f"seed {seed}"
 
 
 def _grouped(groups: int, k: int, c: int) -> torch.Tensor:

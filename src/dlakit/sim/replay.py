@@ -381,12 +381,25 @@ def _stage(
 
 
 def _convolve(x: torch.Tensor, op: ConvOp) -> torch.Tensor:
-    """Exact sums of the staged NHWC input: [B, OH, OW, K] (NHWC memory)."""
-    b, h, w, c = x.shape
-    kp = op.weights.shape[0]
-    if op.groups == 1 and op.weights.shape[2:] == (1, 1) and op.stride == (1, 1):
-        acc = x.reshape(-1, c) @ op.weights.reshape(kp, c).t()
-        return acc.reshape(b, h, w, kp)
+    """Exact sums of the staged NHWC input: [B, OH, OW, K] (NHWC memory).
+
+    A dense convolution is one GEMM over the patches of the whole batch (conv2d without cuDNN
+    loops over the images on CUDA); any summation order is exact in the weights' dtype."""
+    b, c = x.shape[0], x.shape[3]
+    kp, _, r, s = op.weights.shape
+    if op.groups == 1:
+        oh, ow = op.out_hw
+        if (r, s, op.stride) == (1, 1, (1, 1)):
+            patches = x[:, :oh, :ow].reshape(-1, c)
+        else:
+            sb, sh, sw, _ = x.stride()
+            (sy, sx), (dy, dx) = op.stride, op.dilation
+            view = x.as_strided((b, oh, ow, r, s, c), (sb, sy * sh, sx * sw, dy * sh, dx * sw, 1))
+            patches = view.reshape(b * oh * ow, r * s * c)
+        # channels-last OIHW weights: [K, R, S, C] is a view
+        with _exact_convolution(x.device):
+            acc = patches @ op.weights.permute(0, 2, 3, 1).reshape(kp, r * s * c).t()
+        return acc.reshape(b, oh, ow, kp)
     with _exact_convolution(x.device):
         acc = F.conv2d(x.permute(0, 3, 1, 2), op.weights, None, op.stride, 0, op.dilation,
                        op.groups)  # fmt: skip
@@ -403,7 +416,9 @@ def _conv(op: ConvOp, memory: BatchedMemory, atom: int) -> None:
         return
     kp = op.weights.shape[0]
     sh, sw = op.sdp_hw
-    per_image = kp * op.out_hw[0] * op.out_hw[1] * op.weights.element_size()
+    r, s = op.weights.shape[2:]
+    columns = kp + (op.in_channels * r * s if op.groups == 1 else 0)  # sums and patches
+    per_image = columns * op.out_hw[0] * op.out_hw[1] * op.weights.element_size()
     for part in _chunks(memory.batch, per_image, memory.device):
         x = _stage(src[part], op.in_channels, op.pads, op.pad_value, op.weights.dtype)
         acc = _convolve(x, op)[:, :sh, :sw]

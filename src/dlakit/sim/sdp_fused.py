@@ -7,7 +7,8 @@ per element (an INT8 cube through its converter), no LUT. Two implementations of
 
 * :func:`_chain_numba`: a compiled loop over the batch that reads each accumulator once and
   writes each INT8 result once into its destination surface (CPU; no temporaries);
-* :func:`_chain_torch`: whole-tensor int64 operations (CUDA, or CPU without numba).
+* :func:`chain_torch`: whole-tensor int64 operations (CUDA, where they compile into one fused
+  kernel per chain structure, or CPU without numba).
 
 Cubes are ``[batch, C/atom, H, W, atom]`` views (the feature layout, any strides), so the
 result lands in memory without a copy.
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from dlakit.sim.arith import saturate, shift_right_round
+from dlakit.sim.arith import saturate
 
 ALU_CODES = {"SUM": 1, "MAX": 2, "MIN": 3}
 
@@ -93,6 +94,25 @@ class SdpParams:
             self._packed["chan"] = np.ascontiguousarray(np.stack(chan).astype(np.int64))
         return self._packed["cfg"], self._packed["chan"]
 
+    def on_device(self, device: torch.device, atom: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`packed` as tensors on ``device``: scalars [26], operands [6, 1, C/a, 1, 1, a]."""
+        key = (str(device), atom)
+        if key not in self._packed:
+            cfg, chan = self.packed()
+            scal = torch.as_tensor(cfg, device=device)
+            ops = torch.as_tensor(chan, device=device).reshape(6, 1, -1, 1, 1, atom)
+            self._packed[key] = (scal, ops)
+        return self._packed[key]
+
+    def flags(self) -> tuple:
+        """The chain's structure (what the compiled kernel specialises on)."""
+        units = tuple(
+            None if u is None else (u.alu, u.mul, u.prelu, u.relu) for u in (self.x1, self.x2)
+        )
+        y = self.y
+        ys = None if y is None else (y.mul, y.mul_prelu, y.alu, y.per_element, y.cvt)
+        return (self.cacc_shift >= 0, *units, ys)
+
 
 def _same_but_operands(items: list, skip: tuple[str, ...] = ()) -> bool:
     """Whether dataclasses differ only in their per-channel operand arrays (and ``skip``)."""
@@ -164,58 +184,99 @@ def run_chain(
 # ---------------------------------------------------------------- whole tensors (torch)
 
 
-def _per_channel(values: np.ndarray, like: torch.Tensor) -> torch.Tensor:
-    """[C] operands as [1, C/a, 1, 1, a], broadcastable to a feature cube."""
-    atom = like.shape[-1]
-    t = torch.as_tensor(values, dtype=torch.int64, device=like.device)
-    return t.reshape(1, -1, 1, 1, atom)
+def _srr(x: torch.Tensor, shift: torch.Tensor, in_bits: int, out_bits: int) -> torch.Tensor:
+    """:func:`~dlakit.sim.arith.shift_right_round` with the shift a 0-d tensor, so one compiled
+    kernel serves every layer (no Python branch on its value)."""
+    s = shift.clamp(0, 63)
+    half = torch.where(s > 0, 1 << (s - 1).clamp_min(0), 0)
+    mag = (x.abs() + half) >> s
+    y = torch.where(s > 0, torch.where(x < 0, -mag, mag), x)
+    return saturate(torch.where(shift >= in_bits, 0, y), out_bits)
 
 
-def _x_torch(x: torch.Tensor, p: XParams) -> torch.Tensor:
-    if p.alu:
-        op = _per_channel(p.alu_op, x)
-        x = x + op if p.alu == 1 else (torch.maximum(x, op) if p.alu == 2 else torch.minimum(x, op))
-    if not p.mul:
-        y = shift_right_round(x, p.shift, 49, 32)
+def _cacc(acc: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """:func:`~dlakit.sim.conv.cacc_truncate` with the shift a 0-d tensor."""
+    s = shift.clamp(0, 62)
+    guide = (acc >> (s - 1).clamp_min(0)) & 1
+    lo = (s - 16).clamp_min(0)
+    mask = (1 << (s - 1 - lo).clamp_min(0)) - 1
+    sticky = ((acc >> lo) & mask) != 0
+    up = (guide == 1) & ((acc >= 0) | sticky)
+    return saturate(torch.where(s == 0, acc, (acc >> s) + up.to(torch.int64)), 32)
+
+
+def _x_unit(x, alu: int, alu_op, mul: bool, mul_op, shift, prelu: bool, relu: bool):
+    if alu:
+        x = (
+            x + alu_op
+            if alu == 1
+            else (torch.maximum(x, alu_op) if alu == 2 else torch.minimum(x, alu_op))
+        )
+    if not mul:
+        y = _srr(x, shift, 49, 32)
     else:
-        y = shift_right_round(x * _per_channel(p.mul_op, x), p.shift, 49, 32)
-        if p.prelu:
+        y = _srr(x * mul_op, shift, 49, 32)
+        if prelu:
             y = torch.where(x >= 0, x, y)
-    return y.clamp_min(0) if p.relu else y
+    return y.clamp_min(0) if relu else y
+
+
+def _chain_core(
+    x: torch.Tensor, ew: torch.Tensor | None, scal: torch.Tensor, chan: torch.Tensor, flags: tuple
+) -> torch.Tensor:
+    """The chain on whole int64 tensors; scalars ``scal`` and per-channel operands ``chan``
+    ([6, 1, C/a, 1, 1, a]) as :meth:`SdpParams.packed` lays them out; ``flags`` the structure."""
+    cacc, x1, x2, y = flags
+    x = x.to(torch.int64)
+    if cacc:
+        x = _cacc(x, scal[0])
+    for i, unit in enumerate((x1, x2)):
+        if unit is not None:
+            alu, mul, prelu, relu = unit
+            x = _x_unit(x, alu, chan[2 * i], mul, chan[2 * i + 1], scal[4 + 6 * i], prelu, relu)
+    if y is not None:
+        mul, prelu, alu, per_element, cvt = y
+        if mul:
+            prod = _srr(x * chan[4], scal[15], 64, 32)
+            x = torch.where(x >= 0, x, prod) if prelu else prod
+        if alu:
+            if per_element:
+                assert ew is not None
+                op = ew.to(torch.int64)
+                if cvt:
+                    op = _srr((op - scal[20]) * scal[21], scal[22], 49, 32)
+            else:
+                op = chan[5]
+            if alu == 1:
+                x = saturate(x + op, 32)
+            else:
+                x = torch.maximum(x, op) if alu == 2 else torch.minimum(x, op)
+    x = (x - scal[23]) * scal[24]
+    return _srr(x, scal[25], 49, 8).to(torch.int8)
+
+
+_COMPILED_CORE: list = []
+
+
+def _core_for(device: torch.device):
+    """On CUDA the chain compiles into one fused kernel per chain structure (a pass over memory
+    instead of one per operation); elsewhere it runs op by op."""
+    if device.type != "cuda":
+        return _chain_core
+    if not _COMPILED_CORE:
+        import torch._dynamo
+
+        # one entry per chain structure, not per layer: shapes and values are kernel arguments
+        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+        _COMPILED_CORE.append(torch.compile(_chain_core, dynamic=True))
+    return _COMPILED_CORE[0]
 
 
 def chain_torch(x: torch.Tensor, params: SdpParams, ew: torch.Tensor | None = None) -> torch.Tensor:
     """The chain on whole int64 tensors; returns the INT8 cube."""
-    x = x.to(torch.int64)
-    if params.cacc_shift >= 0:
-        from dlakit.sim.conv import cacc_truncate
-
-        x = cacc_truncate(x, params.cacc_shift)
-    for unit in (params.x1, params.x2):
-        if unit is not None:
-            x = _x_torch(x, unit)
-    y = params.y
-    if y is not None:
-        if y.mul:
-            prod = shift_right_round(x * _per_channel(y.mul_op, x), y.mul_shift, 64, 32)
-            x = torch.where(x >= 0, x, prod) if y.mul_prelu else prod
-        if y.alu:
-            if y.per_element:
-                assert ew is not None
-                op = ew.view(torch.int8).to(torch.int64)
-                if y.cvt:
-                    op = shift_right_round((op - y.cvt_offset) * y.cvt_scale, y.cvt_shift, 49, 32)
-            else:
-                op = _per_channel(y.alu_op, x)
-            if y.alu == 1:
-                x = saturate(x + op, 32)
-            else:
-                x = torch.maximum(x, op) if y.alu == 2 else torch.minimum(x, op)
-    if params.cvt_offset:
-        x = x - params.cvt_offset
-    if params.cvt_scale != 1:
-        x = x * params.cvt_scale
-    return shift_right_round(x, params.cvt_shift, 49, 8).to(torch.int8)
+    scal, chan = params.on_device(x.device, x.shape[-1])
+    ew = ew.view(torch.int8) if ew is not None else None
+    return _core_for(x.device)(x, ew, scal, chan, params.flags())
 
 
 # ---------------------------------------------------------------- one pass (numba)
