@@ -71,6 +71,7 @@ def accuracy_command(
         "--ort-int8",
         help="Also measure onnxruntime's static INT8 (QDQ, per-channel) calibrated on this data.",
     ),
+    batch: int | None = o.BATCH,
     json_path: Path | None = o.JSON,
     input_shape: list[str] | None = o.INPUT_SHAPE,
     workers: int = o.WORKERS,
@@ -120,9 +121,10 @@ def accuracy_command(
     graph = quantize_model(
         loaded, table, target, fp16_layers=layers, trt=trt, output_precision=output_precision
     )
-    fp32, int8 = accuracy_outputs(out, loaded, graph, x, sharding, scales=file_digest(scales),
-                                  target=target, trt=trt, fp16_layers=layers,
-                                  output_precision=output_precision)  # fmt: skip
+    fp32, int8 = accuracy_outputs(
+        out, loaded, graph, x, sharding, batch, scales=file_digest(scales), target=target,
+        trt=trt, fp16_layers=layers, output_precision=output_precision,
+    )  # fmt: skip
     report = acc.evaluate(loaded, graph, x, y, per_layer_inputs if per_layer else 0, fp32=fp32,
                           int8=int8, names=ds.names)  # fmt: skip
     doc = report.to_json()
@@ -163,7 +165,7 @@ def accuracy_command(
         chosen = mix.chosen.layers
         graph = quantize_model(loaded, table, target, fp16_layers=chosen, trt=trt,
                                output_precision=output_precision)  # fmt: skip
-        fp32, int8 = accuracy_outputs(out, loaded, graph, x, replace(sharding, resume=None))
+        fp32, int8 = accuracy_outputs(out, loaded, graph, x, replace(sharding, resume=None), batch)
         report = acc.evaluate(loaded, graph, x, y, fp32=fp32, int8=int8, names=ds.names)
         doc = report.to_json() | {k: v for k, v in doc.items() if k not in report.to_json()}
         written = auto_fp16_out or Path(f"{Path(model).stem}.fp16-layers.txt")

@@ -50,6 +50,7 @@ def run_command(
     compare: str | None = typer.Option(
         None, "--compare", help="FP32 model (ONNX or zoo name) to compare against, as accuracy."
     ),
+    batch: int | None = o.BATCH,
     json_path: Path | None = o.JSON,
     workers: int = o.WORKERS,
     ray: str | None = o.RAY,
@@ -61,13 +62,14 @@ def run_command(
 ) -> None:
     """Run DLA segments on the simulator and fallback segments in PyTorch, in dependency order.
 
-    The inputs run in shards (--workers, --ray, --resume: docs/cli.md). JSON: schema dlakit.run
-    v1, the timings (simulator seconds, summed over shards) and the --compare metrics
-    (docs/compiler.md).
+    The hardware operations are decoded once, then run on --batch images at a time, in shards
+    (--workers, --ray, --resume: docs/cli.md). JSON: schema dlakit.run v1, images, seconds
+    (simulator time, summed over shards), images_per_second, hardware operations and the
+    --compare metrics (docs/artifact.md). -v adds how many operations run on the fast path.
     """
     from dlakit.cli.sharding import Sharding, run_outputs
     from dlakit.nvdla import read_artifact
-    from dlakit.run.runner import resolve_device  # without torch: one line, before any work
+    from dlakit.run.runner import Runner
 
     out = o.output(verbose, quiet, json_path)
     o.guard_outputs({"--output": output, "--json": json_path, "--resume": resume}, artifact, data,
@@ -81,9 +83,18 @@ def run_command(
     shape = comp.tensors[name].shape
     x, labels = _inputs(data, preprocess or comp.preprocess, shape, o.limit_value(limit))
     reference = _reference(compare, comp, artifact) if compare else None
-    where = resolve_device(device)
-    outs, stats = run_outputs(out, comp, artifact, x, device, fallback_engine, sharding)
-    table = report.run_table(f"{artifact.name} on {data} ({len(x)} inputs, {where})", stats)
+    with out.status(f"decoding {comp.stats.get('hardware_ops', '')} hardware operations"):
+        runner = Runner(comp, device, fallback_engine, batch)
+    steps = len(runner.program.steps)
+    out.detail(
+        f"{runner.program.operations} hardware operations decoded into {steps} steps: "
+        f"{runner.fast_operations} on the fast path, {steps - runner.fast_operations} on the "
+        f"unit models; batch {runner.batch}, about "
+        f"{runner.memory_needed(runner.batch) / 2**30:.2f} GiB"
+    )
+    outs, stats = run_outputs(out, runner, artifact, x, device, fallback_engine, sharding, batch)
+    title = f"{artifact.name} on {data} ({len(x)} inputs, {runner.device}, batch {stats.batch})"
+    table = report.run_table(title, stats)
     comparison = _compare(reference, compare, x, labels, outs, comp.outputs) if compare else None
     if comparison:
         report.add_comparison(table, comparison)
@@ -92,7 +103,9 @@ def run_command(
         atomic_write(output, npz_writer(outs))
         out.line(f"wrote {output}")
     if json_path:
-        doc = report.run_json(artifact, data, str(where), stats, comparison)
+        doc = report.run_json(
+            artifact, data, str(runner.device), stats, comparison, runner.program.operations
+        )
         write_json(doc, json_path, out)
 
 

@@ -65,18 +65,40 @@ def run_pass(
     return run
 
 
+def worker_batch(asked: int | None, default: int, sharding: Sharding) -> int | None:
+    """Images per batch in each worker: the asked batch; else, for local workers, this process's
+    default shared out between them (they share the machine's memory); else each worker's own
+    default (None). The outputs do not depend on it (batched runs equal image-by-image ones)."""
+    if asked is not None:
+        return asked
+    if sharding.ray is None and sharding.workers > 1:
+        return max(1, default // sharding.workers)
+    return None
+
+
 def accuracy_outputs(
-    out: Output, loaded: Any, graph: Any, x: Any, sharding: Sharding, **identity: Any
+    out: Output,
+    loaded: Any,
+    graph: Any,
+    x: Any,
+    sharding: Sharding,
+    batch: int | None = None,
+    **identity: Any,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """FP32 and DLA-INT8 outputs of ``x`` in shards; ``identity`` names what the quantized
-    graph was made from (scales file, target, layers, ...) for the results file."""
+    """FP32 and DLA-INT8 outputs of ``x`` in shards, the integer reference ``batch`` inputs at a
+    time; ``identity`` names what the quantized graph was made from (scales file, target,
+    layers, ...) for the results file."""
     from dlakit.accuracy.compare import check_finite
+    from dlakit.lower.intref import default_batch
     from dlakit.scale.jobs import AccuracyJob, accuracy_outputs
 
     check_finite(x)
+    if batch is not None and batch < 1:
+        raise DlakitError(f"--batch {batch}: must be at least 1")
     config = config_of("accuracy", model=_model_digest(loaded), inputs=digest(x), **identity)
-    run = run_pass(out, AccuracyJob(loaded, graph), len(x), lambda s: x[s.start : s.stop],
-                   config, sharding, "FP32 and DLA-INT8", "images")  # fmt: skip
+    job = AccuracyJob(loaded, graph, worker_batch(batch, default_batch(graph), sharding))
+    run = run_pass(out, job, len(x), lambda s: x[s.start : s.stop], config, sharding,
+                   "FP32 and DLA-INT8", "images")  # fmt: skip
     return accuracy_outputs(merge_arrays(run.results))
 
 
@@ -86,21 +108,24 @@ def _model_digest(loaded: Any) -> str:
 
 def run_outputs(
     out: Output,
-    comp: Any,
+    runner: Any,
     artifact: Path,
     x: Any,
     device: str,
     fallback_engine: str,
     sharding: Sharding,
+    batch: int | None = None,
 ) -> tuple[dict[str, Any], Any]:
     """The artifact's outputs on ``x`` in shards, and the run statistics summed over shards
-    (simulator time; the summary line gives the wall clock)."""
+    (simulator time; the summary line gives the wall clock). ``runner`` (decoded here) runs the
+    shards in this process; workers decode their own."""
     from dlakit.scale.jobs import RunJob, run_outputs
 
     data = artifact.read_bytes()
     config = config_of("run", artifact=digest(data), inputs=digest(x), device=device,
                        fallback_engine=fallback_engine)  # fmt: skip
-    run = run_pass(out, RunJob(data, device, fallback_engine), len(x),
-                   lambda s: x[s.start : s.stop], config, sharding,
-                   f"simulated {comp.target.name}", "images")  # fmt: skip
+    job = RunJob(data, device, fallback_engine, worker_batch(batch, runner.batch, sharding),
+                 runner=runner)  # fmt: skip
+    run = run_pass(out, job, len(x), lambda s: x[s.start : s.stop], config, sharding,
+                   f"simulated {runner.comp.target.name}", "images")  # fmt: skip
     return run_outputs(merge_arrays(run.results))

@@ -10,33 +10,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TextColumn,
-    TimeRemainingColumn,
-)
-from rich.text import Text
-
 from dlakit.extras import require
-from dlakit.report.console import Output
+from dlakit.report.console import Output, progress_bars
 from dlakit.report.tables import COMPACT, Column, print_table
 from dlakit.scale import ShardRun
-
-
-class RateColumn(ProgressColumn):
-    """Items per second of a progress bar (``images/s``, ``points/s``)."""
-
-    def __init__(self, unit: str) -> None:
-        super().__init__()
-        self.unit = unit
-
-    def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text(f"{speed:.2f} {self.unit}/s" if speed else f"- {self.unit}/s")
 
 
 @contextmanager
@@ -45,21 +22,12 @@ def shard_progress(
 ) -> Iterator[Callable[[int], None] | None]:
     """One bar over every shard of a pass (count, rate in ``unit``/s, time left); the callback
     takes the items done so far. None when quiet."""
-    if output.quiet:
-        yield None
-        return
-    bar = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        RateColumn(unit),
-        TimeRemainingColumn(),
-        console=output.console,
-        transient=True,
-    )
-    with bar:
-        task = bar.add_task(description, total=total)
-        yield lambda done: bar.update(task, completed=done)
+    with progress_bars(output, unit) as bars:
+        if bars is None:
+            yield None
+            return
+        task = bars.add_task(description, total=total)
+        yield lambda done: bars.update(task, completed=done)
 
 
 def shard_summary(run: ShardRun, unit: str) -> str:

@@ -9,7 +9,7 @@ shards' outputs joined in input order are the outputs of one process.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -25,6 +25,7 @@ class AccuracyJob:
 
     loaded: LoadedModel
     graph: QGraph
+    batch: int | None = None  # integer-reference inputs per batch (None: the worker's default)
     kind: str = "accuracy"
 
     def setup(self) -> None:
@@ -34,7 +35,8 @@ class AccuracyJob:
         from dlakit.accuracy.compare import float_run, int8_run
 
         fp32 = float_run(self.loaded, x)
-        int8 = int8_run(self.graph, self.loaded.input_names[0], x)
+        int8 = int8_run(self.graph, self.loaded.input_names[0], x, batch=self.batch,
+                        progress=progress)  # fmt: skip
         return {f"fp32/{k}": v for k, v in fp32.items()} | {f"int8/{k}": v for k, v in int8.items()}
 
 
@@ -45,23 +47,32 @@ def accuracy_outputs(merged: Result) -> tuple[dict[str, np.ndarray], dict[str, n
     return fp32, int8
 
 
-# Run statistics a shard returns, in this order (stats/values).
-_RUN_STATS = ("images", "seconds", "dla_seconds", "fallback_seconds", "operations")
+# Run statistics a shard returns, in this order (stats/values); summed over shards but batch.
+_RUN_STATS = ("images", "seconds", "dla_seconds", "fallback_seconds", "operations", "batch")
 
 
 @dataclass
 class RunJob:
-    """A compiled artifact on the simulator (DLA segments) and PyTorch/onnxruntime (fallback).
+    """A compiled artifact on the simulator (DLA segments) and PyTorch/onnxruntime (fallback),
+    ``batch`` images per simulator pass (None: the worker's default).
 
     The job carries the artifact's bytes (a worker on another machine has no copy of the file),
-    read once per worker."""
+    decoded once per worker; ``runner``, the caller's decoded one, serves shards run in the
+    caller's process and is not sent to workers."""
 
     artifact: bytes
     device: str
     fallback_engine: str
+    batch: int | None = None
+    runner: Any = field(default=None, repr=False, compare=False)
     kind: str = "run"
 
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "runner": None}
+
     def setup(self) -> Any:
+        if self.runner is not None:
+            return self.runner
         import tempfile
         from pathlib import Path
 
@@ -72,10 +83,10 @@ class RunJob:
             path = Path(folder) / "job.dla"
             path.write_bytes(self.artifact)
             comp = read_artifact(path)
-        return Runner(comp, self.device, self.fallback_engine)
+        return Runner(comp, self.device, self.fallback_engine, self.batch)
 
     def run(self, runner: Any, x: np.ndarray, progress: Progress | None) -> Result:
-        outs, stats = runner.run({runner.comp.inputs[0]: x})
+        outs, stats = runner.run({runner.comp.inputs[0]: x}, progress=progress)
         values = np.array([float(getattr(stats, s)) for s in _RUN_STATS], dtype=np.float64)
         return {f"out/{k}": v for k, v in outs.items()} | {"stats/values": values[None]}
 
@@ -85,10 +96,11 @@ def run_outputs(merged: Result) -> tuple[dict[str, np.ndarray], Any]:
     from dlakit.run.runner import RunStats
 
     outs = {k.removeprefix("out/"): v for k, v in merged.items() if k.startswith("out/")}
-    total = merged["stats/values"].sum(axis=0)
-    values = dict(zip(_RUN_STATS, total.tolist(), strict=True))
+    per_shard = merged["stats/values"]
+    values = dict(zip(_RUN_STATS, per_shard.sum(axis=0).tolist(), strict=True))
     stats = RunStats(
         images=int(values["images"]),
+        batch=int(per_shard[:, _RUN_STATS.index("batch")].max()),
         seconds=values["seconds"],
         dla_seconds=values["dla_seconds"],
         fallback_seconds=values["fallback_seconds"],
