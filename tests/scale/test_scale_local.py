@@ -126,3 +126,22 @@ def test_a_ray_address_where_nothing_answers_is_one_line(capsys):
     )
     assert main(["sweep", "mnist-cnn", "--ray", "nohost", "-q"]) == 2
     assert "not HOST:PORT or ray://HOST:PORT" in capsys.readouterr().err
+
+
+def test_a_worker_that_died_idle_is_replaced():
+    import os
+    import signal
+
+    pool = LocalPool(1)
+    pool.start(SquareJob())
+    victim = pool._workers[0].process
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.join()
+    shard = plan_shards(len(X), 50)[0]
+    pool.submit(shard, payload_of(X)(shard))
+    outcomes = []
+    while not outcomes:  # a wait may return only progress
+        outcomes = pool.wait(None)
+    pool.close()
+    (outcome,) = outcomes
+    assert outcome.error is None and outcome.result["square"].tobytes() == (X * X).tobytes()

@@ -165,9 +165,15 @@ class LocalPool:
         self._workers = [self._spawn() for _ in range(self.slots)]
 
     def submit(self, shard: Shard, payload: Any) -> None:
-        worker = next(w for w in self._workers if w.shard is None)
-        worker.conn.send((shard, payload))
-        worker.shard = shard
+        index = next(i for i, w in enumerate(self._workers) if w.shard is None)
+        try:
+            self._workers[index].conn.send((shard, payload))
+        except OSError:  # the idle worker died (killed, out of memory): a new one takes it
+            self._workers[index].process.join(timeout=5)
+            self._workers[index].conn.close()
+            self._workers[index] = self._spawn()
+            self._workers[index].conn.send((shard, payload))
+        self._workers[index].shard = shard
 
     def _died(self, index: int) -> Outcome:
         worker = self._workers[index]
@@ -180,6 +186,7 @@ class LocalPool:
         return Outcome(worker.shard, None, f"the worker running it died ({how})")
 
     def wait(self, progress: ShardProgress | None) -> list[Outcome]:
+        """The shards that ended; empty when only progress came in."""
         busy = {i: w for i, w in enumerate(self._workers) if w.shard is not None}
         waitables = {w.conn: i for i, w in busy.items()}
         waitables.update({w.process.sentinel: i for i, w in busy.items()})
