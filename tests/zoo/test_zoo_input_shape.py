@@ -140,3 +140,14 @@ def test_what_static_inference_misses_onnxruntime_refuses():
     node = helper.make_node("Gather", ["x", "index"], ["y"], name="last_column", axis=3)
     with pytest.raises(DlakitError, match=r"toy: cannot take input 1x3x4x4: onnxruntime cannot"):
         pin_input(_small_model(node, (), [index]), (1, 3, 4, 4), "toy")
+
+
+def test_cli_calibrate_takes_input_shape_on_a_zoo_architecture(tmp_path):
+    scales = tmp_path / "r18.scales.json"
+    argv = ["calibrate", "resnet18", "--input-shape", "1x3x96x96", "-d", "foolbox-imagenet"]
+    argv += ["-p", "order=rgb,resize=110,crop=96x96,scale=1/255", "-m", "max", "-n", "2"]
+    assert main([*argv, "-o", str(scales), "-q"]) == 0
+    from dlakit.quant.scales import graph_sha256
+
+    asked = load_model(resolve_model("resnet18", input_shape=(1, 3, 96, 96)))
+    assert json.loads(scales.read_text())["model"]["graph_sha256"] == graph_sha256(asked)

@@ -13,13 +13,6 @@ from dlakit.report import calibrate as report
 from dlakit.report.console import write_json
 
 
-def _resolve(model: str) -> tuple[Path, str | None]:
-    """The model file and, for a zoo name, its default preprocess preset."""
-    from dlakit.zoo import resolve_model
-
-    return resolve_model(model), o.zoo_preset(model)
-
-
 def _companion(scales_path: Path, suffix: str) -> Path:
     name = scales_path.name
     for ending in (".scales.json", ".json"):
@@ -115,7 +108,6 @@ def calibrate_command(
     JSON: schema dlakit.calibrate v1, the summary (docs/calibrate.md). -v adds every
     activation's range, scale and clipped share.
     """
-    from dlakit.graph import load_model, parse_input_shapes
     from dlakit.quant.calibrate import calibrate
     from dlakit.quant.formats import (
         read_scale_table,
@@ -145,8 +137,9 @@ def calibrate_command(
          "--json": json_path, "--equalize model": equalized},
         o.model_file(model), data, from_cache,
     )  # fmt: skip
-    path, preset = _resolve(model)
-    loaded = load_model(path, parse_input_shapes(input_shape))
+    preset = o.zoo_preset(model)
+    loaded = o.load_cli_model(model, input_shape)
+    path = loaded.path
     run = None
     if from_cache is not None:
         scales = scales_from_table(loaded, read_scale_table(from_cache), str(from_cache))
