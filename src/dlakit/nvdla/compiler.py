@@ -280,6 +280,59 @@ def pools_on_the_fly(graph: QGraph, target: Target, engines: list[Engine]) -> di
     return fused
 
 
+@dataclass
+class Placement:
+    """Where the compiler puts the DLA tensors that no operation of their own writes."""
+
+    alias: dict[str, tuple[str, int]]  # tensor -> (parent tensor, channel offset)
+    copies: set[str]  # QView layers that run as a copy operation
+    unplaced: set[str]  # view outputs read only as part of a placed parent
+
+
+def place_tensors(graph: QGraph, engines: list[Engine], atom: int) -> Placement:
+    """Reshapes, concatenation inputs and channel views as surfaces of their parents, and the
+    views that need a copy operation (also the performance model's rule for views)."""
+    placement = Placement({}, set(), set())
+    alias = placement.alias
+    layers = [x for x, e in zip(graph.layers, engines, strict=True) if e == "dla"]
+    views = dla_views(graph)
+    in_run: dict[str, str] = {}  # view output -> the concatenation that places its parent
+    for layer in layers:
+        if isinstance(layer, QReshape):
+            alias[layer.outputs[0]] = (layer.inputs[0], 0)
+        elif isinstance(layer, QConcat):
+            c0 = 0
+            for group in concat_groups(graph, layer, views):
+                placed = views[group[0]].inputs[0] if len(group) > 1 or (
+                    group[0] in views and covers(graph, group, views)
+                ) else group[0]  # fmt: skip
+                if placed in alias or placed in graph.inputs:
+                    raise DlakitError(
+                        f"layer {layer.name}: input '{placed}' is already placed elsewhere; "
+                        "a tensor can be placed in one concatenation only"
+                    )
+                alias[placed] = (layer.outputs[0], c0)
+                c0 += cube_of(graph.tensors[placed].shape, placed)[0]
+                if placed not in group:
+                    in_run.update(dict.fromkeys(group, layer.name))
+    readers = graph.readers()
+    for out, view in views.items():
+        others = [i for i in readers.get(out, []) if graph.layers[i].name != in_run.get(out)]
+        parent_c = cube_of(graph.tensors[view.inputs[0]].shape, view.inputs[0])[0]
+        on_surface = view.start % atom == 0 and (
+            view.channels % atom == 0 or view.start + view.channels == parent_c
+        )  # its padding channels are the parent's padding, or none
+        if out in alias:
+            placement.copies.add(view.name)  # placed in a concatenation as itself
+        elif not others and out not in graph.outputs:
+            placement.unplaced.add(out)
+        elif on_surface:
+            alias[out] = (view.inputs[0], view.start)
+        else:
+            placement.copies.add(view.name)
+    return placement
+
+
 def _nvdla(target: Target) -> NvdlaSpec:
     if target.nvdla is None:
         raise DlakitError(f"target {target.name} is not an open NVDLA configuration")
@@ -325,43 +378,12 @@ class _Compiler:
         return name, offset
 
     def build_aliases(self) -> None:
-        layers = [x for x, e in zip(self.g.layers, self.engines, strict=True) if e == "dla"]
-        views = dla_views(self.g)
-        in_run: dict[str, str] = {}  # view output -> the concatenation that places its parent
-        for layer in layers:
-            if isinstance(layer, QReshape):
-                self.alias[layer.outputs[0]] = (layer.inputs[0], 0)
-            elif isinstance(layer, QConcat):
-                c0 = 0
-                for group in concat_groups(self.g, layer, views):
-                    placed = views[group[0]].inputs[0] if len(group) > 1 or (
-                        group[0] in views and covers(self.g, group, views)
-                    ) else group[0]  # fmt: skip
-                    if placed in self.alias or placed in self.g.inputs:
-                        raise DlakitError(
-                            f"layer {layer.name}: input '{placed}' is already placed elsewhere; "
-                            "a tensor can be placed in one concatenation only"
-                        )
-                    self.alias[placed] = (layer.outputs[0], c0)
-                    c0 += cube_of(self.g.tensors[placed].shape, placed)[0]
-                    if placed not in group:
-                        in_run.update(dict.fromkeys(group, layer.name))
-        readers = self.g.readers()
-        atom = self.cfg.memory_atomic
-        for out, view in views.items():
-            others = [i for i in readers.get(out, []) if self.g.layers[i].name != in_run.get(out)]
-            parent_c = cube_of(self.g.tensors[view.inputs[0]].shape, view.inputs[0])[0]
-            on_surface = view.start % atom == 0 and (
-                view.channels % atom == 0 or view.start + view.channels == parent_c
-            )  # its padding channels are the parent's padding, or none
-            if out in self.alias:
-                self.copies.add(view.name)  # placed in a concatenation as itself
-            elif not others and out not in self.g.outputs:
-                self.unplaced.add(out)
-            elif on_surface:
-                self.alias[out] = (view.inputs[0], view.start)
-            else:
-                self.copies.add(view.name)
+        placement = place_tensors(self.g, self.engines, self.cfg.memory_atomic)
+        self.alias, self.copies, self.unplaced = (
+            placement.alias,
+            placement.copies,
+            placement.unplaced,
+        )
 
     def allocate_memory(self, names: set[str]) -> int:
         atom = self.cfg.memory_atomic
