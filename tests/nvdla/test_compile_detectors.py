@@ -156,3 +156,33 @@ def test_lut_activations_from_memory_and_on_the_fly_and_two_tensor_mul_max(tmp_p
     assert len(luts) == 4  # tanh on the fly, three from memory
     assert comp.stats["dla_segments"] == 1
     check_bitexact(graph, comp, x)
+
+
+def test_host_values_a_dla_run_reads_are_converted_before_it(tmp_path):
+    """Two host results read at different points of one DLA run (PP-OCR's SE blocks feed its
+    FPN adds so): both INT8 conversions come before the run, which stays one DLA segment, as
+    `check` predicts, instead of splitting at the second conversion."""
+    from dlakit.graph import load_model
+    from dlakit.partition import check_model
+    from dlakit.targets import load_target
+
+    nodes = [
+        mk("Conv", ["x", "w1", "b1"], ["c1"], name="c1", pads=[1, 1, 1, 1]),
+        mk("Exp", ["c1"], ["h1"], name="host_exp"),
+        mk("Abs", ["c1"], ["h2"], name="host_abs"),
+        mk("Add", ["c1", "h1"], ["a1"], name="add1"),
+        mk("Conv", ["a1", "w2", "b2"], ["c2"], name="c2", pads=[1, 1, 1, 1]),
+        mk("Add", ["c2", "h2"], ["a2"], name="add2"),
+        mk("Conv", ["a2", "w3", "b3"], ["y"], name="c3"),
+    ]
+    inits = {"w1": _w(32, 3, 3, 3), "b1": _w(32), "w2": _w(32, 32, 3, 3), "b2": _w(32),
+             "w3": _w(16, 32, 1, 1), "b3": _w(16)}  # fmt: skip
+    path = conv_model(tmp_path / "late.onnx", nodes, inits, (1, 3, 8, 8), "y", (1, 16, 8, 8))
+    predicted = check_model(load_model(path), load_target("nv_full")).segments
+    assert [s.engine for s in predicted if s.engine == "dla"] == ["dla", "dla"]
+    x = RNG.normal(size=(2, 3, 8, 8)).astype(np.float32)
+    _, graph, comp = compile_case(path, x, "nv_full")
+    assert comp.stats["dla_segments"] == 2
+    dla = [s.layers for s in comp.segments if s.kind == "dla"]
+    assert dla[1] == ["add1", "c2"]  # c2 with add2 in its SDP; c3 writes the FP16 output
+    check_bitexact(graph, comp, x)

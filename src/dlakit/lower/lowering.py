@@ -28,6 +28,7 @@ converter), whatever the calibration said for their output.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
@@ -772,6 +773,16 @@ def _concat_scales(loaded: LoadedModel, decisions: Mapping[str, str], st: _State
     return planned
 
 
+def _hoist_conversions(layers: list[QLayer], start: int, graph_inputs: Iterable[str]) -> None:
+    """Moves the INT8 conversions of values made before ``layers[start:]`` (a run of DLA
+    segments) to the run's start. They are emitted where a layer first reads them; left there,
+    each would split the run's DLA segment at a host conversion (one more round trip)."""
+    made = {name for layer in layers[:start] for name in layer.outputs} | set(graph_inputs)
+    run = layers[start:]
+    early = [x for x in run if isinstance(x, QQuantize) and x.inputs[0] in made]
+    layers[start:] = early + [x for x in run if not any(x is e for e in early)]
+
+
 def decide(verdicts: Mapping[str, NodeVerdict]) -> dict[str, Decision]:
     """Per node: ``int8`` or ``fp16`` (DLA), ``int8-fallback`` (exact data movement kept INT8 on
     the fallback) or ``fp32`` (fallback, or a Jetson DLA layer the reference computes in FP32)."""
@@ -837,9 +848,13 @@ def quantize_model(
     st.planned = _concat_scales(loaded, decisions, st)
     lowering = _Lowering(st, decisions)
     # In the partition's segment order, so that each DLA segment's layers are consecutive.
-    for segment in result.segments:
-        for index in segment.nodes:
-            lowering.lower(loaded.nodes[index])
+    for engine, run in itertools.groupby(result.segments, key=lambda seg: seg.engine):
+        start = len(st.layers)
+        for segment in run:
+            for index in segment.nodes:
+                lowering.lower(loaded.nodes[index])
+        if engine == "dla":
+            _hoist_conversions(st.layers, start, loaded.input_names)
     for name in loaded.output_names:
         if not st.available(name):
             raise DlakitError(f"model output '{name}' was not produced by the lowering")
