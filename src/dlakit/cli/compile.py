@@ -1,4 +1,5 @@
-"""``dlakit compile``: an ONNX model and its scales -> an NVDLA ``.dla`` artifact."""
+"""``dlakit compile``: an ONNX model and its scales -> an NVDLA ``.dla`` artifact, or NVDLA
+loadables (``--format loadable``) for the nvdla/sw runtime."""
 
 from __future__ import annotations
 
@@ -7,8 +8,11 @@ from pathlib import Path
 import typer
 
 from dlakit.cli import options as o
+from dlakit.errors import DlakitError
 from dlakit.report import artifact as report
 from dlakit.report.console import write_json
+
+FORMATS = ("dla", "loadable")
 
 
 def compile_command(
@@ -16,6 +20,14 @@ def compile_command(
     target: str = o.target_option(None),
     scales: Path = o.SCALES,
     output: Path = o.output_option(required=True),
+    fmt: str = typer.Option(
+        "dla",
+        "--format",
+        "-f",
+        help="dla: the .dla artifact dlakit runs; loadable: NVDLA loadables for nvdla_runtime "
+        "(one file, or a folder of loadables and host ONNX pieces when the model has fallback "
+        "segments; docs/loadable.md).",
+    ),
     fp16_layers: list[str] | None = o.FP16_LAYERS,
     output_precision: str | None = o.OUTPUT_PRECISION,
     fallback_layers: list[str] | None = o.FALLBACK_LAYERS,
@@ -28,14 +40,30 @@ def compile_command(
 
     The target is an open NVDLA: nv_small or nv_full. JSON: schema dlakit.compile v1, the stats
     (docs/artifact.md). -v adds the list of hardware operations (as dlakit inspect prints it).
+    With --format loadable the firmware's PDP reciprocals replace dlakit's (what the KMD
+    programs); the JSON then adds "loadables".
     """
     from dlakit.nvdla import compile_model, nvdla_target, write_artifact
     from dlakit.quant.scales import Scales
 
+    if fmt not in FORMATS:
+        raise DlakitError(f"--format {fmt!r}: choose {' or '.join(FORMATS)}")
     out = o.output(verbose, quiet, json_path)
-    o.guard_outputs({"--output": output, "--json": json_path}, o.model_file(model), scales)
+    if fmt == "loadable":
+        from dlakit.loadable.package import is_loadable_folder
+
+        # A folder of loadables this verb wrote before may be replaced; it is no input.
+        guarded = None if output.is_dir() and is_loadable_folder(output) else output
+        o.guard_outputs({"--output": guarded, "--json": json_path}, o.model_file(model), scales)
+    else:
+        o.guard_outputs({"--output": output, "--json": json_path}, o.model_file(model), scales)
     fp16, fallback = o.placement(fp16_layers, fallback_layers)
-    nvdla_target(target)
+    try:
+        nvdla_target(target)
+    except DlakitError as exc:
+        if fmt != "loadable":
+            raise
+        raise DlakitError(f"{exc}; NVDLA loadables are for those targets only") from None
     loaded = o.load_cli_model(model, input_shape)
     table = Scales.load(scales).for_model(loaded)
     name = Path(model).stem
@@ -48,9 +76,24 @@ def compile_command(
             fallback,
             o.zoo_preset(model),
             output_precision,
+            via_firmware=fmt == "loadable",
         )
-        path = write_artifact(comp, output)
+        if fmt == "loadable":
+            from dlakit.loadable.package import write_loadables
+
+            written = write_loadables(comp, output)
+            path = written.path
+        else:
+            path = write_artifact(comp, output)
     report.render_compile(comp, name, path, target, out)
+    if fmt == "loadable":
+        from dlakit.report.loadable import loadables_json, render_loadables
+
+        render_loadables(written, out)
+        if json_path:
+            doc = report.compile_json(comp, str(loaded.path), path, target)
+            write_json(doc | {"loadables": loadables_json(written)}, json_path, out)
+        return
     if out.verbose:
         from dlakit.nvdla.artifact import read_manifest
 

@@ -112,6 +112,35 @@ class Layout:
                 pos += sub.size * (f.count or 1)
         return Record(self.name, values)
 
+    def encode(self, values: Mapping[str, Any], version: Version = (0, 12, 0)) -> bytes:
+        """The packed bytes of ``values`` (a mapping or Record; nested structs as mappings).
+        Fields left out are zero, as the compiler's zero-filled descriptor memory."""
+        unknown = set(values) - {f.name for f in self.fields}
+        if unknown:
+            raise DlakitError(f"{self.name} has no field {', '.join(sorted(unknown))}")
+        out = bytearray()
+        for f in self.fields:
+            n = f.count or 1
+            given = values.get(f.name)
+            items = [given] * n if f.count is None else list(given or [])
+            if f.count is not None and given is not None and len(items) != n:
+                raise DlakitError(f"{self.name}.{f.name} has {n} entries, not {len(items)}")
+            if f.kind in _SCALARS:
+                fmt = _SCALARS[f.kind]
+                nums = [0 if v is None else v for v in (items or [None] * n)]
+                try:
+                    out += struct.pack(f"<{n}{fmt}", *nums)
+                except struct.error:
+                    raise DlakitError(
+                        f"{self.name}.{f.name} = {given!r} does not fit {f.kind}"
+                    ) from None
+            else:
+                sub = layout(f.kind, version)
+                for v in items or [None] * n:
+                    out += sub.encode(v or {}, version)
+        out += b"\0" * (self.size - len(out))
+        return bytes(out)
+
 
 INTERFACES = ("dla_interface", "emu_interface")
 
@@ -161,3 +190,8 @@ def layout(name: str, version: Version = (0, 12, 0)) -> Layout:
 
 def decode(name: str, data: bytes, offset: int = 0, version: Version = (0, 12, 0)) -> Record:
     return layout(name, version).decode(data, offset, version)
+
+
+def encode(name: str, values: Mapping[str, Any], version: Version = (0, 12, 0)) -> bytes:
+    """``values`` packed as struct ``name`` of firmware interface ``version``."""
+    return layout(name, version).encode(values, version)

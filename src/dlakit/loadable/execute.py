@@ -66,30 +66,39 @@ def firmware_version(ld: Loadable, placement: Placement, task_addresses: list[in
     return ld.blob(mem.contents[0]).version
 
 
-def run_loadable(
+@dataclass
+class BoundRun:
+    """Every bound output buffer's bytes (by bind id) after a run."""
+
+    outputs: dict[int, bytes]
+    tasks: list[TaskRun]
+    seconds: float
+
+
+def run_bound(
     ld: Loadable,
     target: str = "nv_full",
-    input_data: bytes | None = None,
+    inputs: dict[int, bytes] | None = None,
     device: str | torch.device | None = "cpu",
-) -> LoadableRun:
+) -> BoundRun:
+    """Run ``ld`` with ``inputs`` (bind id -> the bytes of that input buffer; an input left
+    out is zero) and return every bound output buffer."""
     start = time.perf_counter()
     nv = Nvdla(target, device=device)
     placement = Placement(ld, nv.memory)
     placement.fill_contents()
-    inputs = ld.bound(MemoryFlags.INPUT)
-    outputs = ld.bound(MemoryFlags.OUTPUT)
-    if not outputs:
-        raise DlakitError(f"{ld.path}: the loadable binds no output tensor")
-    if input_data is not None:
-        if not inputs:
-            raise DlakitError(f"{ld.path}: the loadable binds no input tensor to take --input")
-        tensor = ld.tensor_of(inputs[0])
-        if len(input_data) != tensor.size:
+    bound_in = {m.bind_id: m for m in ld.bound(MemoryFlags.INPUT)}
+    for bind_id, data in (inputs or {}).items():
+        if bind_id not in bound_in:
+            raise DlakitError(f"{ld.path}: the loadable binds no input {bind_id}")
+        mem = bound_in[bind_id]
+        tensor = ld.tensor_of(mem)
+        if tensor.offset + len(data) > mem.size:
             raise DlakitError(
-                f"{ld.path}: input tensor {tensor.name!r} takes {tensor.size} bytes, got "
-                f"{len(input_data)}"
+                f"{ld.path}: input {bind_id} ({tensor.name!r}) takes {mem.size - tensor.offset} "
+                f"bytes, got {len(data)}"
             )
-        placement.write(inputs[0].id, tensor.offset, input_data)
+        placement.write(mem.id, tensor.offset, data)
     placement.reload_dep_graphs()
     config = firmware_config(nv)
     runs: list[TaskRun] = []
@@ -106,7 +115,36 @@ def run_loadable(
             else:
                 ops = run_emu_task(ld, placement, task, where)
                 runs.append(TaskRun(task.id, "EMU1", ops, time.perf_counter() - t0))
-    out_mem = outputs[0]
-    tensor = ld.tensor_of(out_mem)
-    data = placement.read(out_mem.id, tensor.offset, tensor.size)
-    return LoadableRun(data, tensor, runs, time.perf_counter() - start)
+    outputs = {}
+    for mem in ld.bound(MemoryFlags.OUTPUT):
+        tensor = ld.tensor_of(mem)
+        outputs[mem.bind_id] = placement.read(mem.id, tensor.offset, tensor.size)
+    return BoundRun(outputs, runs, time.perf_counter() - start)
+
+
+def run_loadable(
+    ld: Loadable,
+    target: str = "nv_full",
+    input_data: bytes | None = None,
+    device: str | torch.device | None = "cpu",
+) -> LoadableRun:
+    """Run ``ld`` as the runtime test application does: ``input_data`` in the first bound
+    input (zeros without it), the first bound output returned."""
+    inputs = ld.bound(MemoryFlags.INPUT)
+    outputs = ld.bound(MemoryFlags.OUTPUT)
+    if not outputs:
+        raise DlakitError(f"{ld.path}: the loadable binds no output tensor")
+    feeds = {}
+    if input_data is not None:
+        if not inputs:
+            raise DlakitError(f"{ld.path}: the loadable binds no input tensor to take --input")
+        tensor = ld.tensor_of(inputs[0])
+        if len(input_data) != tensor.size:
+            raise DlakitError(
+                f"{ld.path}: input tensor {tensor.name!r} takes {tensor.size} bytes, got "
+                f"{len(input_data)}"
+            )
+        feeds[inputs[0].bind_id] = input_data
+    run = run_bound(ld, target, feeds, device)
+    tensor = ld.tensor_of(outputs[0])
+    return LoadableRun(run.outputs[outputs[0].bind_id], tensor, run.tasks, run.seconds)

@@ -108,19 +108,26 @@ def input_buffer(path: Path, tensor: TensorDesc) -> bytes:
             f"({tensor.c}x{tensor.h}x{tensor.w})"
         )
     size = _BYTES[DataType(tensor.data_type)]
-    atom = 8 if tensor.pixel_format == PIXEL_FORMAT_FEATURE_X8 else 32
-    per_atom = atom // size
-    line, surf = tensor.strides[1], tensor.strides[2]
-    cc = np.arange(c)[:, None, None]
-    hh = np.arange(h)[None, :, None]
-    ww = np.arange(w)[None, None, :]
-    offsets = (cc // per_atom) * surf + hh * line + ww * atom + (cc % per_atom) * size
-    if int(offsets.max()) + size > tensor.size:
-        raise DlakitError(
-            f"input tensor {tensor.name!r}: its strides run past its {tensor.size} bytes"
-        )
+    offsets = feature_offsets(tensor, c)
     buf = np.zeros(tensor.size, dtype=np.uint8)
     v = values.astype(np.int64) & ((1 << (8 * size)) - 1)
     for i in range(size):
         buf[offsets + i] = (v >> (8 * i)) & 0xFF
     return buf.tobytes()
+
+
+def feature_offsets(tensor: TensorDesc, channels: int, first_channel: int = 0) -> np.ndarray:
+    """Byte offset in ``tensor``'s buffer of each element [C, H, W] of ``channels`` channels
+    from ``first_channel`` on (the feature layout: atoms of 8 or 32 bytes, line and surface
+    strides); refused when the strides run past the buffer."""
+    size = _BYTES[DataType(tensor.data_type)]
+    atom = 8 if tensor.pixel_format == PIXEL_FORMAT_FEATURE_X8 else 32
+    per_atom = atom // size
+    line, surf = tensor.strides[1], tensor.strides[2]
+    cc = np.arange(first_channel, first_channel + channels)[:, None, None]
+    hh = np.arange(tensor.h)[None, :, None]
+    ww = np.arange(tensor.w)[None, None, :]
+    offsets = (cc // per_atom) * surf + hh * line + ww * atom + (cc % per_atom) * size
+    if offsets.size and int(offsets.max()) + size > tensor.size:
+        raise DlakitError(f"tensor {tensor.name!r}: its strides run past its {tensor.size} bytes")
+    return offsets

@@ -6,6 +6,7 @@ import time
 from collections.abc import Iterable, Mapping
 
 from dlakit.graph.load import LoadedModel
+from dlakit.lower.firmware import as_programmed_by_firmware
 from dlakit.lower.lowering import ScaleSource, quantize_model
 from dlakit.nvdla.compiler import Compiled, compile_graph
 from dlakit.nvdla.config import nvdla_target
@@ -19,13 +20,18 @@ def compile_model(
     fallback_layers: Iterable[str] = (),
     preprocess: str | None = None,
     output_precision: str | None = None,
+    via_firmware: bool = False,
 ) -> Compiled:
     """Quantize ``loaded`` with ``scales`` (the integer reference's lowering), then compile it;
-    ``output_precision`` as :func:`dlakit.lower.lowering.quantize_model` takes it."""
+    ``output_precision`` as :func:`dlakit.lower.lowering.quantize_model` takes it. With
+    ``via_firmware`` the registers the KMD firmware computes itself take its values
+    (:mod:`dlakit.lower.firmware`): what a loadable needs."""
     t0 = time.perf_counter()
     tgt = nvdla_target(target)  # refuse a non-NVDLA target before any work
     graph = quantize_model(loaded, scales, target, fp16_layers, fallback_layers,
                            output_precision=output_precision)  # fmt: skip
+    if via_firmware:
+        graph = as_programmed_by_firmware(graph)
     comp = compile_graph(graph, tgt)
     comp.preprocess = preprocess
     comp.stats["compile_seconds"] = round(time.perf_counter() - t0, 3)

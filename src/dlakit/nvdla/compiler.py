@@ -123,6 +123,9 @@ class Compiled:
     act_bytes: int
     stats: dict[str, Any]
     preprocess: str | None = None  # the model's input preset, when known (zoo models)
+    # Tensor -> the tensor whose buffer holds it (itself, or the concatenation/reshape it is a
+    # view of), for writers that give buffers their own memory (loadables). Not in the .dla.
+    roots: dict[str, str] = field(default_factory=dict)
 
     @property
     def peak_bytes(self) -> int:
@@ -723,4 +726,4 @@ def compile_graph(graph: QGraph, target: Target) -> Compiled:
     }
     return Compiled(graph.model_name, target, list(graph.inputs), list(graph.outputs), tensors,
                     segments, bytes(c.consts.data), c.consts.base, ACT_BASE, act_bytes,
-                    stats)  # fmt: skip
+                    stats, roots={n: c.root(n)[0] for n in c.surfaces})  # fmt: skip

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from dlakit.loadable.dimg import DlaImage
     from dlakit.loadable.execute import LoadableRun
     from dlakit.loadable.network import DlaNetwork
+    from dlakit.loadable.package import WrittenLoadables
     from dlakit.loadable.reader import Loadable
     from dlakit.loadable.regression import CaseResult
 
@@ -213,5 +214,47 @@ def test_json(results: list[CaseResult], root: str, out_dir: str | None) -> dict
                 else [{**o, "path": None} for o in r.outputs],
             }
             for r in results
+        ],
+    }
+
+
+# --- compile --format loadable ------------------------------------------------------------------
+
+
+def render_loadables(written: WrittenLoadables, out: Output) -> None:
+    """One line per segment file: what runs on nvdla_runtime and what on the host."""
+    where = f"{written.path}/" if written.folder else ""
+    by_file = dict(zip([f for f in written.files if f.endswith(".nvdla") or not written.folder],
+                       written.loadables, strict=False))  # fmt: skip
+    for file in written.files:
+        sl = by_file.get(file)
+        if sl is None:
+            out.line(f"{where}{file}: host (fallback) ONNX")
+            continue
+        binds = ", ".join(f"in{b.bind_id} {b.tensor}" for b in sl.inputs)
+        binds += "; " + ", ".join(f"out{b.bind_id} {b.tensor}" for b in sl.outputs)
+        out.line(
+            f"{where}{file}: loadable of segment {sl.segment}, {len(sl.operations)} firmware "
+            f"operations, {len(sl.data):,} bytes ({binds})"
+        )
+        if out.verbose:
+            for op in sl.operations:
+                out.line(f"  {op}")
+
+
+def loadables_json(written: WrittenLoadables) -> dict[str, Any]:
+    return {
+        "path": str(written.path),
+        "folder": written.folder,
+        "files": written.files,
+        "segments": [
+            {
+                "segment": sl.segment,
+                "bytes": len(sl.data),
+                "operations": len(sl.operations),
+                "inputs": [b.tensor for b in sl.inputs],
+                "outputs": [b.tensor for b in sl.outputs],
+            }
+            for sl in written.loadables
         ],
     }
