@@ -42,6 +42,21 @@ def _ops(comp, kind):
     return [op for s in comp.segments for op in s.ops if op.kind == kind]
 
 
+def _on_the_definition(comp) -> list[str]:
+    """Layers whose operations the replay engine leaves to the unit models (the decoder covers
+    no SDP lookup table, Y multiplier with a tensor operand, or RUBIK)."""
+    from dlakit.run.runner import Runner
+    from dlakit.sim.replay import Fallback
+
+    ops = [op for s in comp.segments for op in s.ops]
+    program = Runner(comp, "cpu", "torch").program
+    return [
+        ops[lo].layer
+        for step, (lo, _) in zip(program.steps, program.spans, strict=True)
+        if isinstance(step, Fallback)
+    ]
+
+
 def test_c2f_block_split_views_copies_and_silu(tmp_path):
     """YOLOv8's C2f: conv+SiLU, Split 16+16 (the second half starts inside a 32-channel atom:
     copied for its reader, while the concatenation places the parent whole), bottleneck with
@@ -131,6 +146,7 @@ def test_nearest_resize_and_conv_transpose_through_the_rubik_contract(tmp_path):
     _, graph, comp = compile_case(path, x, "nv_full")
     assert sum(isinstance(layer, QContract) for layer in graph.layers) == 3
     assert len(_ops(comp, "rubik")) == 3 and comp.stats["dla_segments"] == 1
+    assert _on_the_definition(comp) == ["up:contract", "deconv:contract", "up4:contract"]
     check_bitexact(graph, comp, x)
 
 
@@ -155,6 +171,7 @@ def test_lut_activations_from_memory_and_on_the_fly_and_two_tensor_mul_max(tmp_p
     luts = [op for op in comp.segments[1].ops if any(w[1] == "S_LUT_CFG" for w in op.writes)]
     assert len(luts) == 4  # tanh on the fly, three from memory
     assert comp.stats["dla_segments"] == 1
+    assert _on_the_definition(comp) == ["tanh_fly", "sig_mem", "hswish_mem", "hsig_mem", "mul"]
     check_bitexact(graph, comp, x)
 
 

@@ -370,8 +370,9 @@ class IntReference:
     ``keep`` names tensors to return as well (INT8 tensors are returned dequantized), for
     per-layer comparisons. With ``fused`` (default where numba is installed) each convolution's
     and SDP pass's CACC + SDP chain runs as one compiled pass
-    (:mod:`dlakit.lower.intref_kernels`) on channels-last tensors; the whole-tensor functions
-    above are the definition it is tested against, and the integers are the same.
+    (:mod:`dlakit.lower.intref_kernels`) on channels-last tensors, except chains with a lookup
+    table or the Y multiplier (:func:`_fusable`), which it does not cover; the whole-tensor
+    functions above are the definition it is tested against, and the integers are the same.
     """
 
     def __init__(self, graph: QGraph, fused: bool | None = None) -> None:
@@ -443,7 +444,7 @@ class IntReference:
         if x.ndim == 2:
             x = x.reshape(batch, -1, 1, 1)
         ew = values[layer.inputs[1]] if layer.sdp.y is not None else None
-        if self.fused and layer.sdp.c.precision == "int8":
+        if self.fused and _fusable(layer.sdp):
             weights = self._weights.get(layer.name)
             if weights is None:
                 weights = conv_weights(layer).contiguous(memory_format=torch.channels_last)
@@ -459,7 +460,7 @@ class IntReference:
         assert isinstance(layer, QSdp)
         x = values[layer.inputs[0]]  # INT8 from memory, sign-extended
         ew = values[layer.inputs[1]] if layer.sdp.y is not None else None
-        if self.fused and x.ndim == 4 and layer.sdp.c.precision == "int8":
+        if self.fused and x.ndim == 4 and _fusable(layer.sdp):
             values[layer.outputs[0]] = self._fused_chain(layer, x, ew, -1)
         else:
             values[layer.outputs[0]] = _stored(sdp(x.to(torch.int64), layer.sdp, ew))
@@ -551,6 +552,13 @@ class IntReference:
             if layer.precision == "fp16" and out.dtype == np.float32:
                 out = out.astype(np.float16).astype(np.float32)
             values[name] = torch.as_tensor(out)
+
+
+def _fusable(chain: SdpChain) -> bool:
+    """Whether the compiled pass covers ``chain``: INT8 out, no lookup table, Y (if any) in its
+    ALU stage. The LUT and the Y multiplier run in the whole-tensor definition."""
+    y_alu = chain.y is None or chain.y.stage == "alu"
+    return chain.c.precision == "int8" and chain.lut is None and y_alu
 
 
 def _kernels():
