@@ -98,3 +98,17 @@ def test_a_batch_that_does_not_fit_is_refused_by_name(residual, monkeypatch):
     with pytest.raises(DlakitError, match=r"--batch 8: needs about .* GiB.*use --batch 3"):
         Runner(residual, "cpu", batch=8)
     assert Runner(residual, "cpu").batch == 3
+
+
+def test_run_says_when_memory_reduces_the_default_batch(residual, tmp_path, monkeypatch, capsys):
+    from dlakit.cli import main
+    from dlakit.run import runner as runner_module
+
+    artifact = tmp_path / "res.dla"
+    write_artifact(residual, artifact)
+    data = tmp_path / "x.npy"
+    np.save(data, RNG.normal(size=(6, 4, 64, 64)).astype(np.float32))
+    budget = Runner(residual, "cpu", batch=1).memory_needed(2)
+    monkeypatch.setattr(runner_module, "memory_budget", lambda device: budget)
+    assert main(["run", str(artifact), "-d", str(data)]) == 0
+    assert "batch 2 (not 32)" in capsys.readouterr().out

@@ -223,9 +223,14 @@ class Runner:
             fit -= 1
         return max(fit, 1)
 
+    @property
+    def preferred_batch(self) -> int:
+        """The device's default batch where memory allows it."""
+        return DEFAULT_BATCH.get(self.device.type, 32)
+
     def default_batch(self) -> int:
         """The device's default batch, as large as memory allows (at least 1)."""
-        return max(1, min(DEFAULT_BATCH.get(self.device.type, 32), self._fit()))
+        return max(1, min(self.preferred_batch, self._fit()))
 
     def check_batch(self, batch: int) -> int:
         free = memory_budget(self.device)
