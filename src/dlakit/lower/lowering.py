@@ -65,6 +65,18 @@ WEIGHT_SCALE_SPAN = 256  # largest / smallest per-channel weight scale of one la
 FP16_OUTPUT_UNITS = 2048  # an FP16 network output's calibrated amax, in INT17 units (2^11)
 
 
+@dataclass
+class Fused:
+    """A convolution-like node with what it absorbs (:meth:`_Lowering.fuse`)."""
+
+    w: np.ndarray
+    b: np.ndarray | None
+    clip: tuple[float | None, float | None]
+    ew_src: str | None
+    nodes: list[str]
+    out: str
+
+
 class ScaleSource(Protocol):
     def activation_scale(self, name: str) -> float: ...
 
@@ -174,6 +186,8 @@ def _clip_bounds(node: onnx.NodeProto, inits: Mapping[str, np.ndarray]):
 
 
 class _Lowering:
+    placed = "int8"  # the decision of the nodes this lowering builds hardware layers for
+
     def __init__(self, st: _State, decisions: dict[str, str]) -> None:
         self.st = st
         self.decisions = decisions
@@ -184,12 +198,16 @@ class _Lowering:
         self.done: set[str] = set()
 
     # ---- helpers
+    def on_dla(self, tensor: str) -> bool:
+        """Whether ``tensor`` already has the value a hardware layer of this lowering reads."""
+        return tensor in self.st.int8_of
+
     def sole_consumer(self, tensor: str) -> onnx.NodeProto | None:
         users = self.consumers.get(tensor, [])
         if len(users) != 1 or tensor in self.outputs:
             return None
         user = users[0]
-        return user if self.decisions.get(user.name) == "int8" else None
+        return user if self.decisions.get(user.name) == self.placed else None
 
     def emit_int8(self, layer: QLayer, onnx_out: str, scale: float) -> None:
         self.st.add_tensor(onnx_out, self.st.shape(onnx_out), "int8", scale)
@@ -316,25 +334,20 @@ class _Lowering:
         producer = self.producers.get(tensor)
         if producer is None or producer.op_type not in ("Flatten", "Reshape"):
             return None
-        if self.decisions.get(producer.name) != "int8":
+        if self.decisions.get(producer.name) != self.placed:
             return None
         source = producer.input[0]
         shape = self.st.shape(source)
-        if len(shape) != 4 or not self.st.available(source) or source not in self.st.int8_of:
+        if len(shape) != 4 or not self.st.available(source) or not self.on_dla(source):
             return None
         return source
 
-    def conv_like(
-        self,
-        node: onnx.NodeProto,
-        src: str,
-        w: np.ndarray,
-        b: np.ndarray | None,
-        stride=(1, 1),
-        pads=(0, 0, 0, 0),
-        dilation=(1, 1),
-        groups: int = 1,
-    ) -> None:
+    def fuse(
+        self, node: onnx.NodeProto, w: np.ndarray, b: np.ndarray | None, elementwise: bool = True
+    ) -> Fused:
+        """The nodes a convolution-like ``node`` absorbs: BatchNormalization (folded into the
+        weights and bias), Relu/Clip with a lower bound of 0 or none, and (``elementwise``) an
+        Add of a tensor computed earlier."""
         st = self.st
         fused = [node.name]
         out = node.output[0]
@@ -359,7 +372,7 @@ class _Lowering:
                 out = nxt.output[0]
                 nxt = self.sole_consumer(out)
         ew_src = None
-        if nxt is not None and nxt.op_type == "Add":  # an INT8 DLA Add: the target has SDP Y
+        if elementwise and nxt is not None and nxt.op_type == "Add":  # the target has SDP Y
             other = [n for n in nxt.input if n != out]
             if (
                 len(other) == 1
@@ -369,6 +382,22 @@ class _Lowering:
                 ew_src = other[0]
                 fused.append(nxt.name)
                 out = nxt.output[0]
+        return Fused(w, b, clip, ew_src, fused, out)
+
+    def conv_like(
+        self,
+        node: onnx.NodeProto,
+        src: str,
+        w: np.ndarray,
+        b: np.ndarray | None,
+        stride=(1, 1),
+        pads=(0, 0, 0, 0),
+        dilation=(1, 1),
+        groups: int = 1,
+    ) -> None:
+        st = self.st
+        f = self.fuse(node, w, b)
+        w, b, clip, ew_src, fused, out = f.w, f.b, f.clip, f.ew_src, f.nodes, f.out
         x = st.int8(src)
         s_in = st.tensors[x].scale or 1.0
         if st.structure_only:  # the layer's shape without quantizing weights nobody reads
@@ -513,10 +542,10 @@ class _Lowering:
             return False
         return all(
             u.op_type in ("Gemm", "MatMul")
-            and self.decisions.get(u.name) == "int8"
+            and self.decisions.get(u.name) == self.placed
             and u.input[0] == out
             and len(self.st.shape(self.producers[out].input[0])) == 4
-            and self.producers[out].input[0] in self.st.int8_of
+            and self.on_dla(self.producers[out].input[0])
             for u in users
         )
 

@@ -19,6 +19,7 @@ from dlakit.errors import DlakitError
 from dlakit.nvdla.compiler import Compiled, Segment
 from dlakit.sim.layout import read_feature, write_feature
 from dlakit.sim.nvdla import Nvdla, resolve_device
+from dlakit.sim.precision import read_elements, write_elements
 
 FALLBACK_ENGINES = ("torch", "ort")
 
@@ -117,13 +118,25 @@ class Runner:
         info = self.comp.tensors[name]
         s = info.surface
         assert s is not None
+        if info.precision == "fp16":  # FP16 surfaces: their numbers, exact in FP32
+            bits = read_elements(self.nv.memory, s.address, s.channels, s.height, s.width,
+                                 s.line_stride, s.surf_stride, self.atom, "FP16")  # fmt: skip
+            value = bits.to(torch.int32).to(torch.int16).view(torch.float16).to(torch.float32)
+            return value.reshape((1, *info.shape[1:]))
         cube = read_feature(self.nv.memory, s.address, (s.channels, s.height, s.width),
                             s.line_stride, s.surf_stride, self.atom)  # fmt: skip
         return cube.to(torch.int8).reshape((1, *info.shape[1:]))
 
     def _write(self, name: str, value: torch.Tensor) -> None:
-        s = self.comp.tensors[name].surface
+        info = self.comp.tensors[name]
+        s = info.surface
         assert s is not None
+        if info.precision == "fp16":  # FP16 of the value (nearest even), as its bit pattern
+            half = value.reshape(s.channels, s.height, s.width).to(torch.float16)
+            bits = half.view(torch.int16).to(torch.int64) & 0xFFFF
+            write_elements(self.nv.memory, s.address, bits, s.line_stride, s.surf_stride,
+                           self.atom, "FP16")  # fmt: skip
+            return
         cube = value.reshape(s.channels, s.height, s.width).to(torch.int64)
         write_feature(self.nv.memory, s.address, cube, s.line_stride, s.surf_stride, self.atom)
 

@@ -276,8 +276,8 @@ class Nvdla:
             not sdp.needs_rdma(s) or self._ready("SDP_RDMA")
         ):
             self._check_engine("conv", "CDMA.D_OP_ENABLE")
-            conv.run_conv(self, c("CACC"), pdp_view, c("SDP"), c("SDP_RDMA"))
             used = ("SDP_RDMA",) if self._ready("SDP_RDMA") else ()
+            conv.run_conv(self, c("CACC"), pdp_view, c("SDP"), c("SDP_RDMA"), bool(used))
             self._finish_units(("SDP", *CONV_UNITS, *used, *tail))
 
     def _check_precision(self, unit: str, group: int) -> None:
