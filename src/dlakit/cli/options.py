@@ -111,6 +111,9 @@ def limit_value(limit: int | None) -> int | None:
 # --- precision and placement --------------------------------------------------------------------
 
 SCALES = typer.Option(..., "--scales", "-s", help="Scales file from dlakit calibrate.")
+SCALES_INT8 = typer.Option(
+    None, "--scales", "-s", help="Scales file from dlakit calibrate (INT8; fp16 needs none)."
+)
 FP16_LAYERS = typer.Option(
     None,
     "--fp16-layers",

@@ -39,7 +39,7 @@ from dlakit.lower.qgraph import (
 from dlakit.partition import check_model
 from dlakit.support.rules import load_rule_set
 from dlakit.support.verdict import NodeVerdict, Reason
-from dlakit.targets import load_target
+from dlakit.targets import Target, load_target
 
 PLACED = "dla-fp16"
 _RULES = "lowering_fp16"
@@ -205,6 +205,17 @@ class _Fp16Lowering(_Lowering):
     _fp16_Dropout = _fp16_layout
 
 
+def require_fp16(target: str) -> Target:
+    """``target``, refused in one line when its DLA has no FP16 data path."""
+    tgt = load_target(target)
+    if "fp16" not in tgt.dla.precisions:
+        raise DlakitError(
+            f"--precision fp16: target {target}'s DLA has no FP16 (its data path is INT8 only); "
+            "use --precision int8 with --scales"
+        )
+    return tgt
+
+
 def lower_fp16(
     loaded: LoadedModel,
     target: str = "nv_full",
@@ -213,12 +224,7 @@ def lower_fp16(
 ) -> QGraph:
     """Lower ``loaded`` for ``target``'s DLA in FP16 (see the module docstring); a target
     without FP16 is refused in one line."""
-    tgt = load_target(target)
-    if "fp16" not in tgt.dla.precisions:
-        raise DlakitError(
-            f"--precision fp16: target {target}'s DLA has no FP16 (its data path is INT8 only); "
-            "use --precision int8 with --scales"
-        )
+    tgt = require_fp16(target)
     result = check_model(loaded, tgt, None, fallback_layers=fallback_layers,
                          fp16_layers=fp16_layers)  # fmt: skip
     verdicts = {v.name: v for v in result.nodes}
