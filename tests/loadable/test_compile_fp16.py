@@ -120,7 +120,7 @@ def _conv_reference(layer: QConv, x: np.ndarray) -> np.ndarray:
 
 
 def _maxpool(x: np.ndarray, k: int, s: int) -> np.ndarray:
-    c, h, w = x.shape
+    h, w = x.shape[1:]
     oh, ow = (h - k) // s + 1, (w - k) // s + 1
     win = [x[:, i : i + s * oh : s, j : j + s * ow : s] for i in range(k) for j in range(k)]
     return np.max(np.stack(win), axis=0)

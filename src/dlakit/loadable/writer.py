@@ -214,7 +214,9 @@ class _SegmentWriter:
             return self.const_index, addr - comp.const_base
         for name in [*op.inputs, *op.outputs]:
             s = comp.tensors[name].surface if name in comp.tensors else None
-            if s is None or not s.address <= addr < s.address + _extent(s, self.atom, self.bpe(name)):
+            if s is None or not s.address <= addr < s.address + _extent(
+                s, self.atom, self.bpe(name)
+            ):
                 continue
             buf = self.root(name)
             if buf in self.bound:

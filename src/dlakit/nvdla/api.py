@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping
 
+from dlakit.errors import DlakitError
 from dlakit.graph.load import LoadedModel
 from dlakit.lower.firmware import as_programmed_by_firmware
-from dlakit.errors import DlakitError
 from dlakit.lower.lowering import ScaleSource, quantize_model
 from dlakit.lower.lowering_fp16 import lower_fp16
 from dlakit.nvdla.compiler import Compiled, compile_graph

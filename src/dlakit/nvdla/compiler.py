@@ -162,9 +162,7 @@ def _is_layout_noop(layer: QReshape, graph: QGraph) -> bool:
 def _concat_aligned(layer: QConcat, graph: QGraph, atom: int) -> bool:
     """Every input but the last must end on a surface, or its padding would overwrite the next."""
     per_surface = atom // element_bytes(graph.tensors[layer.outputs[0]].precision)
-    return all(
-        cube_of(graph.tensors[n].shape, n)[0] % per_surface == 0 for n in layer.inputs[:-1]
-    )
+    return all(cube_of(graph.tensors[n].shape, n)[0] % per_surface == 0 for n in layer.inputs[:-1])
 
 
 def _engine_of(layer: QLayer, graph: QGraph, atom: int) -> Engine:
@@ -238,8 +236,12 @@ def pools_on_the_fly(graph: QGraph, target: Target, engines: list[Engine]) -> di
             rows_split = any(
                 t.out_rows != conv_shape(layer, graph, cin, kn).out_h
                 for _, cin, _, kn, _ in block_ranges(layer, atom)
-                for t in split_tiles(conv_shape(layer, graph, cin, kn), target, layer.name,
-                                     element_bytes(layer.precision))  # fmt: skip
+                for t in split_tiles(
+                    conv_shape(layer, graph, cin, kn),
+                    target,
+                    layer.name,
+                    element_bytes(layer.precision),
+                )
             )
         except DlakitError:
             continue  # does not fit CBUF at all: refused, with the reason, when its ops are made

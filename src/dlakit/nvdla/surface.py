@@ -63,8 +63,7 @@ def channel_view(parent: Surface, c0: int, channels: int, atom: int, bpe: int = 
     per_surface = atom // bpe
     if c0 % per_surface:
         raise DlakitError(
-            f"a concatenation input starts at channel {c0}, not on a {per_surface}-channel "
-            "surface"
+            f"a concatenation input starts at channel {c0}, not on a {per_surface}-channel surface"
         )
     return Surface(
         parent.address + (c0 // per_surface) * parent.surf_stride,
