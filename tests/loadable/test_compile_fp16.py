@@ -212,3 +212,46 @@ def test_cli_compiles_fp16_and_refuses_nv_small(tmp_path, capsys):
         assert main(["compile", str(path), *flags, "-o", str(out)]) == 2
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1 and not out.exists()
+
+
+def _conv_model(path: Path, c: int, hw: int, k: int, r: int) -> Path:
+    rng = np.random.default_rng(2)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, hw, hw])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    w = numpy_helper.from_array((rng.normal(size=(k, c, r, r)) / np.sqrt(c * r * r)).astype(
+        np.float32), "w")  # fmt: skip
+    b = numpy_helper.from_array(rng.normal(size=k).astype(np.float32), "b")
+    nodes = [
+        helper.make_node(
+            "Conv", ["x", "w", "b"], ["c"], pads=[r // 2] * 4, kernel_shape=[r, r], name="conv"
+        ),  # fmt: skip
+        helper.make_node("Relu", ["c"], ["y"], name="relu"),
+    ]
+    model = helper.make_model(helper.make_graph(nodes, "conv", [x], [y], [w, b]),
+                              opset_imports=[helper.make_opsetid("", 13)])  # fmt: skip
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("c", "hw", "k", "r", "split"),
+    [(16, 96, 16, 1, "rows"), (256, 1, 256, 3, "kernels")],
+)
+def test_tiled_convolutions_equal_the_c_model_primitives(c, hw, k, r, split, tmp_path):
+    """A convolution whose FP16 input rows (or weights) do not fit CBUF runs in tiles; the
+    tiles together equal the untiled C-model computation bit for bit."""
+    from dlakit.lower.lowering_fp16 import lower_fp16
+
+    loaded = load_model(_conv_model(tmp_path / "c.onnx", c, hw, k, r))
+    comp = compile_model(loaded, {}, "nv_full", precision="fp16")
+    ops = [op for seg in comp.segments for op in seg.ops]
+    assert comp.stats["tiling"]["split_layers"] == 1 and len(ops) > 1
+    tiles = {(op.info["tile"]["rows_from"], op.info["tile"]["kernels_from"]) for op in ops}
+    assert len({t[0 if split == "rows" else 1] for t in tiles}) == len(ops)
+    (layer,) = [la for la in lower_fp16(loaded, "nv_full").layers if isinstance(la, QConv)]
+    x = np.random.default_rng(3).normal(size=(1, c, hw, hw)).astype(np.float32)
+    got, _ = Runner(comp).run({"x": x})
+    want = _conv_reference(layer, x[0].astype(np.float16))
+    np.testing.assert_array_equal(got["y"][0].astype(np.float16).view(np.uint16),
+                                  want.view(np.uint16))  # fmt: skip
