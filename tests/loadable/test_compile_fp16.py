@@ -224,7 +224,7 @@ def _conv_model(path: Path, c: int, hw: int, k: int, r: int) -> Path:
     nodes = [
         helper.make_node(
             "Conv", ["x", "w", "b"], ["c"], pads=[r // 2] * 4, kernel_shape=[r, r], name="conv"
-        ),  # fmt: skip
+        ),
         helper.make_node("Relu", ["c"], ["y"], name="relu"),
     ]
     model = helper.make_model(helper.make_graph(nodes, "conv", [x], [y], [w, b]),

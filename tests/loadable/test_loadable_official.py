@@ -1,5 +1,6 @@
 """A compiled single-layer model's loadable against the official KMD regression loadable of the
-same layer, field by field (nv_small INT8: CONV_D_L0_0_small, SDP_X1_L0_0_small, PDP_L0_0_small).
+same layer, field by field (nv_small INT8: CONV_D_L0_0_small, SDP_X1_L0_0_small, PDP_L0_0_small;
+nv_full FP16 against CONV_D_L0_0, the same convolution in INT16: no official loadable is FP16).
 
 Both loadables are read by the reader and their descriptors decoded by the firmware interface
 each blob states (official: 0.10.0, dlakit: the interface it writes); every field the two
