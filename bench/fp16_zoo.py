@@ -62,7 +62,8 @@ def row(model: str, limit: int) -> str:
         path = resolve_model(model)
         loaded = load_model(path)
         name = loaded.input_names[0]
-        x = load_inputs(DATA[model], get_entry(model).preprocess, loaded.input_shapes[name], limit)
+        data = DATA.get(model, "foolbox-imagenet")
+        x = load_inputs(data, get_entry(model).preprocess, loaded.input_shapes[name], limit)
     except DlakitError as exc:
         return f"| {model} | - | - | - | - | - | - | not run: {exc} |"
     comp = compile_model(loaded, {}, "nv_full", precision="fp16", via_firmware=True)
@@ -85,7 +86,7 @@ def row(model: str, limit: int) -> str:
     compared = sum(r.bytes_compared for r in results)
     segs = f"{comp.stats['dla_segments']} DLA / {comp.stats['fallback_segments']} host"
     return (
-        f"| {model} | {len(x)} ({DATA[model]}) | {segs}, {comp.stats['fp16_layers']} FP16 layers "
+        f"| {model} | {len(x)} ({data}) | {segs}, {comp.stats['fp16_layers']} FP16 layers "
         f"| {err.max():.3g} | {err.max() / np.abs(ref).max():.2e} | "
         f"{np.mean(got.argmax(1) == ref.argmax(1)):.3f} | {vs_half} | "
         f"{differing} of {compared:,} bytes; {seconds / len(x):.1f} s/image |"
