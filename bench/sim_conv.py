@@ -26,7 +26,7 @@ from dlakit.sim.conv import ConvGeometry, cacc_truncate, conv_accumulate, conv_g
 from dlakit.sim.layout import pack_weights, write_feature
 from dlakit.sim.nvdla import CONV_UNITS, Nvdla
 from dlakit.sim.program import ConvSpec, program_conv
-from dlakit.sim.trace import TraceResult, execute, find_traces, parse_cfg
+from dlakit.sim.trace import TracePlayer, TraceResult, find_traces, parse_cfg
 
 
 def _time_together(fns: list, device: torch.device, rounds: int = 15) -> list[float]:
@@ -108,8 +108,9 @@ def largest_trace(device: torch.device) -> tuple[str, Nvdla]:
         if not cfg.stem.startswith("dc_"):
             continue
         nv = Nvdla("nv_small", device=device)
+        player = TracePlayer(nv, cfg, TraceResult(cfg.stem, cfg))
         for cmd in parse_cfg(cfg):
-            execute(nv, cfg, cmd, TraceResult(cfg.stem, cfg))
+            player.run(cmd)
         (c, _, _), (k, _, r, s), geo = _conv_params(nv)
         macs = k * geo.out_hw[0] * geo.out_hw[1] * c * r * s
         if best is None or macs > best[0]:

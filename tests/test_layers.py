@@ -10,7 +10,7 @@ from pathlib import Path
 import dlakit
 
 PIPELINE = [
-    {"errors", "paths", "extras", "files", "__init__"},
+    {"errors", "paths", "extras", "files", "system", "__init__"},
     {"graph"},
     {"targets", "hw"},
     {"zoo"},
@@ -76,7 +76,7 @@ def test_imports_point_down_the_pipeline():
         own = _stage(".".join(rel.parts))
         for line, module in _imports(path):
             other = _stage(module)
-            if other == own or other in ("errors", "paths", "extras"):
+            if other == own or other in ("errors", "paths", "extras", "system"):
                 continue
             if other == "__init__" and module == "dlakit":
                 continue  # the package version

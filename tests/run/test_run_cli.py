@@ -127,3 +127,61 @@ def test_run_on_cuda_without_a_gpu_is_refused(fmnist, capsys):
     _, _, art = fmnist
     assert main(["run", str(art), "-d", "fashion-mnist", "-n", "1", "--device", "cuda"]) == 2
     assert "no CUDA device" in capsys.readouterr().err
+
+
+def test_run_json_reports_speed_and_agreement(fmnist, tmp_path, capsys):
+    _, _, art = fmnist
+    doc_path = tmp_path / "run.json"
+    rc = main(["run", str(art), "-d", "fashion-mnist", "-n", "5", "--batch", "2",
+               "--compare", "fmnist-cnn", "--json", str(doc_path), "-q"])  # fmt: skip
+    assert rc == 0
+    doc = json.loads(doc_path.read_text())
+    assert doc["schema"] == "dlakit.run" and doc["images"] == 5 and doc["batch"] == 2
+    assert doc["images_per_second"] == pytest.approx(5 / doc["seconds"])
+    assert doc["hardware_operations"] == read_artifact(art).stats["hardware_ops"]
+    assert doc["operations"] == 5 * doc["hardware_operations"]
+    assert doc["top1_agreement"] == doc["compare"]["agreement"] and 0 <= doc["top1_agreement"] <= 1
+
+
+@pytest.mark.parametrize(
+    ("batch", "message"),
+    [
+        ("0", "'--batch' / '-b': Input should be greater than or equal to 1"),
+        ("100000000", "'--batch' / '-b': Input should be less than or equal to 65536"),
+        ("64", "--batch 64: needs about"),
+    ],
+)
+def test_run_refuses_a_batch_it_cannot_take(fmnist, capsys, monkeypatch, batch, message):
+    _, _, art = fmnist
+    # 1 MiB for the run: 64 fmnist-cnn images do not fit, and the refusal says what would.
+    monkeypatch.setattr("dlakit.run.runner.memory_budget", lambda device=None: 1 << 20)
+    assert main(["run", str(art), "-d", "fashion-mnist", "-n", "2", "--batch", batch]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert batch != "64" or "GiB is available to this run; use --batch" in err
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("version", 99, "version 99; this dlakit reads version"),
+    ("hw_tree", "v9", "manifest hw.hw_tree: 'v9', but target nv_small has 'v2'"),
+])  # fmt: skip
+def test_run_refuses_an_artifact_for_another_simulator(fmnist, tmp_path, capsys, field, value,
+                                                       message):  # fmt: skip
+    import zipfile
+
+    _, _, art = fmnist
+    bad = tmp_path / "other.dla"
+    with zipfile.ZipFile(art) as src, zipfile.ZipFile(bad, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            if item.filename == "manifest.json":
+                doc = json.loads(data)
+                if field == "version":
+                    doc["version"] = value
+                else:
+                    doc["hw"]["hw_tree"] = value
+                data = json.dumps(doc).encode()
+            dst.writestr(item, data)
+    assert main(["run", str(bad), "-d", "fashion-mnist", "-n", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1

@@ -17,7 +17,7 @@ import onnx
 
 from dlakit.errors import DlakitError
 from dlakit.graph.load import LoadedModel
-from dlakit.lower.intref import IntReference
+from dlakit.lower.intref import IntReference, default_batch
 from dlakit.lower.lowering import ScaleSource, quantize_model
 from dlakit.lower.qgraph import QConv, QGraph
 
@@ -124,15 +124,24 @@ def float_run(
 
 
 def int8_run(
-    graph: QGraph, input_name: str, x: np.ndarray, keep: set[str] | None = None, batch: int = 64
+    graph: QGraph,
+    input_name: str,
+    x: np.ndarray,
+    keep: set[str] | None = None,
+    batch: int | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Integer-reference outputs (dequantized) in batches of ``batch``."""
+    """Integer-reference outputs (dequantized) in batches of ``batch`` (None: what fits the
+    memory budget); ``progress`` gets the number of inputs done after each batch."""
     ref = IntReference(graph)
+    batch = batch or default_batch(graph)
     parts: dict[str, list[np.ndarray]] = {}
     for start in range(0, len(x), batch):
         out = ref.run({input_name: x[start : start + batch]}, keep=keep)
         for name, value in out.items():
             parts.setdefault(name, []).append(value)
+        if progress is not None:
+            progress(min(start + batch, len(x)))
     return {n: np.concatenate(v) for n, v in parts.items()}
 
 
@@ -236,14 +245,19 @@ def evaluate(
     per_layer: int = 0,
     fp32: dict[str, np.ndarray] | None = None,
     names: Sequence[str] | None = None,
+    batch: int | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> AccuracyReport:
     """Compare FP32 and INT8 on ``x``; ``per_layer`` > 0 adds per-layer SQNR on that many inputs;
-    ``names`` name the inputs in the per-input records (default: their index)."""
+    ``names`` name the inputs in the per-input records (default: their index).
+
+    The integer reference runs ``batch`` inputs at a time (None: what fits the memory budget)
+    and reports each batch to ``progress``."""
     if not np.all(np.isfinite(x)):
         raise DlakitError("the input data holds NaN or infinite values")
     inp = loaded.input_names[0]
     fp32 = fp32 if fp32 is not None else float_run(loaded, x)
-    int8 = int8_run(graph, inp, x)
+    int8 = int8_run(graph, inp, x, batch=batch, progress=progress)
     first = loaded.output_names[0]
     outputs = [
         OutputStats(name, cosine(fp32[name], int8[name]), sqnr_db(fp32[name], int8[name]))

@@ -10,7 +10,7 @@ import typer
 from dlakit.cli import options as o
 from dlakit.errors import DlakitError
 from dlakit.report.accuracy import render
-from dlakit.report.console import write_json
+from dlakit.report.console import progress_bars, write_json
 
 
 def _labels(path: Path, count: int) -> np.ndarray:
@@ -69,6 +69,7 @@ def accuracy_command(
         "--ort-int8",
         help="Also measure onnxruntime's static INT8 (QDQ, per-channel) calibrated on this data.",
     ),
+    batch: int | None = o.BATCH,
     json_path: Path | None = o.JSON,
     input_shape: list[str] | None = o.INPUT_SHAPE,
     verbose: bool = o.VERBOSE,
@@ -105,9 +106,20 @@ def accuracy_command(
     graph = quantize_model(
         loaded, table, target, fp16_layers=layers, trt=trt, output_precision=output_precision
     )
-    with out.status(f"running FP32 and INT8 on {len(x)} inputs"):
+    with out.status(f"running FP32 on {len(x)} inputs"):
+        fp32 = acc.float_run(loaded, x)
+    with progress_bars(out, "inputs") as bars:
+        task = bars.add_task("DLA-INT8 (integer reference)", total=len(x)) if bars else None
         report = acc.evaluate(
-            loaded, graph, x, y, per_layer_inputs if per_layer else 0, names=ds.names
+            loaded,
+            graph,
+            x,
+            y,
+            per_layer_inputs if per_layer else 0,
+            fp32=fp32,
+            names=ds.names,
+            batch=batch,
+            progress=(lambda done: bars.update(task, completed=done)) if bars else None,
         )
     doc = report.to_json()
     peer = None

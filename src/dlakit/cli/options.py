@@ -69,7 +69,9 @@ MAX_BATCH = 65536
 MAX_LIMIT = 1_000_000
 _BATCH_HELP = (
     "Images per inference (a DLA runs a batch as a loop: its time is linear in it); default: "
-    "the model's. plan takes a list (1,4,16) for a curve."
+    "the model's. plan takes a list (1,4,16) for a curve. run and accuracy pass that many at "
+    "once through the simulator or the integer reference (default: what fits the device's "
+    "memory)."
 )
 BATCH = typer.Option(None, "--batch", "-b", min=1, max=MAX_BATCH, help=_BATCH_HELP)
 BATCH_LIST = typer.Option(None, "--batch", "-b", help=_BATCH_HELP, show_default=False)

@@ -50,15 +50,19 @@ def run_command(
     compare: str | None = typer.Option(
         None, "--compare", help="FP32 model (ONNX or zoo name) to compare against, as accuracy."
     ),
+    batch: int | None = o.BATCH,
     json_path: Path | None = o.JSON,
     verbose: bool = o.VERBOSE,
     quiet: bool = o.QUIET,
 ) -> None:
     """Run DLA segments on the simulator and fallback segments in PyTorch, in dependency order.
 
-    JSON: schema dlakit.run v1, the timings and the --compare metrics (docs/compiler.md).
+    The hardware operations are decoded once, then run on --batch images at a time. JSON:
+    schema dlakit.run v1, images, seconds, images_per_second, hardware operations and the
+    --compare metrics (docs/artifact.md). -v adds how many operations run on the fast path.
     """
     from dlakit.nvdla import read_artifact
+    from dlakit.report.console import progress_bars
     from dlakit.run.runner import Runner
 
     out = o.output(verbose, quiet, json_path)
@@ -70,10 +74,22 @@ def run_command(
     shape = comp.tensors[name].shape
     x, labels = _inputs(data, preprocess or comp.preprocess, shape, o.limit_value(limit))
     reference = _reference(compare, comp, artifact) if compare else None
-    runner = Runner(comp, device, fallback_engine)
-    with out.status(f"running {len(x)} input(s) on the simulated {comp.target.name}"):
-        outs, stats = runner.run({name: x})
-    table = report.run_table(f"{artifact.name} on {data} ({len(x)} inputs, {runner.device})", stats)
+    with out.status(f"decoding {comp.stats.get('hardware_ops', '')} hardware operations"):
+        runner = Runner(comp, device, fallback_engine, batch)
+    steps = len(runner.program.steps)
+    out.detail(
+        f"{runner.program.operations} hardware operations decoded into {steps} steps: "
+        f"{runner.fast_operations} on the fast path, {steps - runner.fast_operations} on the "
+        f"unit models; batch {runner.batch}, about "
+        f"{runner.memory_needed(runner.batch) / 2**30:.2f} GiB"
+    )
+    with progress_bars(out, "images") as bars:
+        task = bars.add_task(f"simulated {comp.target.name}", total=len(x)) if bars else None
+        outs, stats = runner.run(
+            {name: x}, progress=(lambda done: bars.update(task, completed=done)) if bars else None
+        )
+    title = f"{artifact.name} on {data} ({len(x)} inputs, {runner.device}, batch {stats.batch})"
+    table = report.run_table(title, stats)
     comparison = _compare(reference, compare, x, labels, outs, comp.outputs) if compare else None
     if comparison:
         report.add_comparison(table, comparison)
@@ -82,7 +98,9 @@ def run_command(
         atomic_write(output, npz_writer(outs))
         out.line(f"wrote {output}")
     if json_path:
-        doc = report.run_json(artifact, data, str(runner.device), stats, comparison)
+        doc = report.run_json(
+            artifact, data, str(runner.device), stats, comparison, runner.program.operations
+        )
         write_json(doc, json_path, out)
 
 

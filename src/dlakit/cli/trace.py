@@ -18,17 +18,26 @@ def run(
     path: Path = typer.Argument(..., help="a trace .cfg, a test folder, or a folder of tests"),
     device: str = o.DEVICE,
     target: str = o.target_option("nv_small"),
+    definition: bool = typer.Option(
+        False,
+        "--definition",
+        help="Run every operation on the unit models (the slow definition) instead of the "
+        "decoder and fast path that dlakit run uses.",
+    ),
     json_path: Path | None = o.JSON,
     verbose: bool = o.VERBOSE,
     quiet: bool = o.QUIET,
 ) -> None:
-    """Execute every command of the trace(s); exit 0 iff every check_crc matches.
+    """Execute every command of the trace(s); exit 0 iff every check matches.
 
-    The target is an NVDLA hardware configuration (nv_small, nv_full). JSON: schema dlakit.trace
-    v1, every check of every trace (docs/simulator.md). -v adds each trace's time.
+    The target is an NVDLA hardware configuration (nv_small, nv_full). Operations run through
+    the replay layer (decoded at launch, the fast path), or on the unit models with
+    --definition. JSON: schema dlakit.trace v1, every check of every trace
+    (docs/simulator.md). -v adds each trace's time.
     """
     from dlakit.hw import load_register_map
     from dlakit.report.trace import render_result, summary_line, to_json
+    from dlakit.sim import replay
     from dlakit.sim.nvdla import resolve_device
     from dlakit.sim.trace import find_traces, run_trace
     from dlakit.sim.trace_check import check_trace
@@ -48,7 +57,9 @@ def run(
         check_trace(cfg, nvdla.mem_address_width, regmap)
     results = []
     for cfg in cfgs:
-        result = run_trace(cfg, device=dev, target=target)
+        result = run_trace(
+            cfg, device=dev, target=target, engine=None if definition else replay.immediate
+        )
         render_result(result, out)
         results.append(result)
     if path.is_dir() or out.verbose:

@@ -167,8 +167,9 @@ def sdp(x: torch.Tensor, chain: SdpChain, ew: torch.Tensor | None = None) -> tor
 # ---------------------------------------------------------------- conv (§5.1-5.3) and PDP (§5.5)
 
 
-def conv_accumulate(x: torch.Tensor, layer: QConv) -> torch.Tensor:
-    """Exact INT8 convolution sums (int64), with the layer's pad value in padded taps."""
+def conv_weights(layer: QConv) -> torch.Tensor:
+    """The layer's weights as the float type whose sums are exact for them: float32 when every
+    partial sum stays below 2^24, else float64; refused when the accumulator could reach 34 bits."""
     w = np.asarray(layer.weight, dtype=np.int64)
     bound = 128 * int(np.abs(w).reshape(w.shape[0], -1).sum(axis=1).max(initial=0))
     if bound >= 1 << (CACC_WIDTH - 1):
@@ -177,18 +178,33 @@ def conv_accumulate(x: torch.Tensor, layer: QConv) -> torch.Tensor:
             "would depend on the summation order"
         )
     dtype = torch.float32 if bound < 1 << 24 else torch.float64
+    return torch.as_tensor(w).to(dtype)
+
+
+def conv_sums(x: torch.Tensor, layer: QConv, weights: torch.Tensor) -> torch.Tensor:
+    """Exact convolution sums of INT8 values ``x`` as floats, with the layer's pad value in
+    padded taps (direct or GEMM algorithms only: NNPACK's Winograd would round)."""
     top, left, bottom, right = layer.pads
-    xf = x.to(dtype)
-    if any(layer.pads):
+    xf = x if x.dtype == weights.dtype else x.to(weights.dtype)
+    padding = (0, 0)
+    if (top, left) == (bottom, right) and layer.pad_value == 0:
+        padding = (top, left)  # conv2d pads with zeros itself: no padded copy
+    elif any(layer.pads):
         xf = F.pad(xf, (left, right, top, bottom), value=float(layer.pad_value))
-    acc = F.conv2d(
-        xf,
-        torch.as_tensor(w).to(dtype),
-        stride=layer.stride,
-        dilation=layer.dilation,
-        groups=layer.groups,
-    )
-    return acc.to(torch.int64)
+    with torch.backends.nnpack.flags(enabled=False):
+        return F.conv2d(
+            xf,
+            weights,
+            stride=layer.stride,
+            padding=padding,
+            dilation=layer.dilation,
+            groups=layer.groups,
+        )
+
+
+def conv_accumulate(x: torch.Tensor, layer: QConv) -> torch.Tensor:
+    """Exact INT8 convolution sums (int64), with the layer's pad value in padded taps."""
+    return conv_sums(x, layer, conv_weights(layer)).to(torch.int64)
 
 
 def pool(x: torch.Tensor, layer: QPool) -> torch.Tensor:
@@ -279,15 +295,36 @@ def dequantize(q: torch.Tensor, scale: float) -> torch.Tensor:
     return q.to(torch.float32) * np.float32(scale)
 
 
+# Bytes a batch of one needs per element of the model's largest tensor: the INT8 tensors kept
+# alive, the float convolution input and sums, and the int64 temporaries of the definition.
+_BYTES_PER_ELEMENT = 32
+DEFAULT_BATCH = 64
+
+
+def default_batch(graph: QGraph) -> int:
+    """Inputs per batch: ``DEFAULT_BATCH``, fewer when the memory budget asks for it."""
+    from dlakit.system import memory_budget
+
+    largest = max((int(np.prod(t.shape[1:])) for t in graph.tensors.values()), default=1)
+    fit = memory_budget() // max(largest * _BYTES_PER_ELEMENT, 1)
+    return int(max(1, min(DEFAULT_BATCH, fit)))
+
+
 class IntReference:
     """Runs a QGraph on a batch; ``run`` returns the graph outputs as float arrays.
 
     ``keep`` names tensors to return as well (INT8 tensors are returned dequantized), for
-    per-layer comparisons.
+    per-layer comparisons. With ``fused`` (default where numba is installed) each convolution's
+    and SDP pass's CACC + SDP chain runs as one compiled pass
+    (:mod:`dlakit.lower.intref_kernels`) on channels-last tensors; the whole-tensor functions
+    above are the definition it is tested against, and the integers are the same.
     """
 
-    def __init__(self, graph: QGraph) -> None:
+    def __init__(self, graph: QGraph, fused: bool | None = None) -> None:
         self.graph = graph
+        self.fused = _kernels() is not None if fused is None else fused
+        self._weights: dict[str, torch.Tensor] = {}
+        self._packed: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._sessions: dict[str, object] = {}
         self._handlers: dict[type, Callable[[QLayer, dict[str, torch.Tensor]], None]] = {
             QConv: self._conv,
@@ -337,28 +374,56 @@ class IntReference:
     def _as_float(self, name: str, value: torch.Tensor) -> np.ndarray:
         tensor = self.graph.tensors[name]
         if tensor.precision == "int8" or tensor.scale is not None:  # INT8, or FP16 of an INT17
-            return dequantize(value, tensor.scale or 1.0).numpy()
-        return value.to(torch.float32).numpy()
+            return np.ascontiguousarray(dequantize(value, tensor.scale or 1.0).numpy())
+        return np.ascontiguousarray(value.to(torch.float32).numpy())
 
     def _shape(self, name: str, batch: int) -> tuple[int, ...]:
         return (batch, *self.graph.tensors[name].shape[1:])
 
     def _conv(self, layer: QLayer, values: dict[str, torch.Tensor]) -> None:
         assert isinstance(layer, QConv)
-        x = values[layer.inputs[0]].to(torch.int64)
+        x = values[layer.inputs[0]]
         batch = x.shape[0]
         if x.ndim == 2:
             x = x.reshape(batch, -1, 1, 1)
-        acc = cacc_output(conv_accumulate(x, layer), layer.cacc_truncate)
         ew = values[layer.inputs[1]] if layer.sdp.y is not None else None
-        out = sdp(acc, layer.sdp, ew)
+        if self.fused and layer.sdp.c.precision == "int8":
+            weights = self._weights.get(layer.name)
+            if weights is None:
+                weights = conv_weights(layer).contiguous(memory_format=torch.channels_last)
+                self._weights[layer.name] = weights
+            x = _widened(x.contiguous(memory_format=torch.channels_last), weights.dtype)
+            out = self._fused_chain(layer, conv_sums(x, layer, weights), ew, layer.cacc_truncate)
+        else:
+            acc = cacc_output(conv_accumulate(x.to(torch.int64), layer), layer.cacc_truncate)
+            out = sdp(acc, layer.sdp, ew)
         values[layer.outputs[0]] = _stored(out.reshape(self._shape(layer.outputs[0], batch)))
 
     def _sdp(self, layer: QLayer, values: dict[str, torch.Tensor]) -> None:
         assert isinstance(layer, QSdp)
-        x = values[layer.inputs[0]].to(torch.int64)  # INT8 from memory, sign-extended
+        x = values[layer.inputs[0]]  # INT8 from memory, sign-extended
         ew = values[layer.inputs[1]] if layer.sdp.y is not None else None
-        values[layer.outputs[0]] = _stored(sdp(x, layer.sdp, ew))
+        if self.fused and x.ndim == 4 and layer.sdp.c.precision == "int8":
+            values[layer.outputs[0]] = self._fused_chain(layer, x, ew, -1)
+        else:
+            values[layer.outputs[0]] = _stored(sdp(x.to(torch.int64), layer.sdp, ew))
+
+    def _fused_chain(
+        self, layer: QConv | QSdp, x: torch.Tensor, ew: torch.Tensor | None, cacc_truncate: int
+    ) -> torch.Tensor:
+        """INT8 [B, K, H, W] (channels last) of sums or INT8 values ``x`` [B, K, H, W]."""
+        kernels = _kernels()
+        assert kernels is not None
+        packed = self._packed.get(layer.name)
+        if packed is None:
+            packed = self._packed[layer.name] = kernels.pack(layer.sdp, x.shape[1],
+                                                             cacc_truncate)  # fmt: skip
+        out = torch.empty(x.shape, dtype=torch.int8, memory_format=torch.channels_last)
+        operand = np.zeros((1, 1, 1, 1), dtype=np.int8)
+        if ew is not None:
+            operand = ew.reshape(x.shape).to(torch.int8).numpy()
+        kernels.chain(x.numpy(), out.numpy(), operand, *packed)
+        return out
 
     def _pool(self, layer: QLayer, values: dict[str, torch.Tensor]) -> None:
         assert isinstance(layer, QPool)
@@ -385,6 +450,11 @@ class IntReference:
     def _quantize(self, layer: QLayer, values: dict[str, torch.Tensor]) -> None:
         assert isinstance(layer, QQuantize)
         x = values[layer.inputs[0]]
+        if self.fused and x.dtype == torch.float32:
+            q = _kernels().quantize(x.numpy(), layer.scale)
+            if q is not None:  # else NaN or infinities: the definition names the tensor
+                values[layer.outputs[0]] = torch.from_numpy(q)
+                return
         values[layer.outputs[0]] = quantize(x, layer.scale, layer.inputs[0]).to(torch.int8)
 
     def _dequantize(self, layer: QLayer, values: dict[str, torch.Tensor]) -> None:
@@ -400,7 +470,7 @@ class IntReference:
         for name in layer.inputs:
             if name in layer.initializers or not name:
                 continue
-            value = values[name].numpy()
+            value = np.ascontiguousarray(values[name].numpy())
             if layer.precision == "fp16" and value.dtype == np.float32:
                 value = value.astype(np.float16).astype(np.float32)
             feeds[name] = value
@@ -411,6 +481,22 @@ class IntReference:
             if layer.precision == "fp16" and out.dtype == np.float32:
                 out = out.astype(np.float16).astype(np.float32)
             values[name] = torch.as_tensor(out)
+
+
+def _kernels():
+    """:mod:`dlakit.lower.intref_kernels`, or None where numba is not installed."""
+    try:
+        from dlakit.lower import intref_kernels
+    except ImportError:
+        return None
+    return intref_kernels
+
+
+def _widened(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Channels-last INT8 ``x`` as ``dtype`` (channels last), cast by the compiled loop."""
+    nhwc = x.permute(0, 2, 3, 1).contiguous()
+    wide = _kernels().widen(nhwc.numpy(), torch.empty(0, dtype=dtype).numpy().dtype)
+    return torch.from_numpy(wide).permute(0, 3, 1, 2)
 
 
 def _stored(out: torch.Tensor) -> torch.Tensor:

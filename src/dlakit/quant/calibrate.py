@@ -9,9 +9,16 @@ from dataclasses import dataclass, field
 from dlakit.errors import DlakitError
 from dlakit.graph.load import LoadedModel
 from dlakit.quant.calibrators import METHODS, clipped_fraction, compute_amax
-from dlakit.quant.observe import InputSource, Observer, observe_histograms, observe_ranges
+from dlakit.quant.observe import (
+    InputSource,
+    Observer,
+    Store,
+    observe_histograms,
+    observe_ranges,
+)
 from dlakit.quant.scales import ActivationRange, Scales, graph_sha256
 from dlakit.quant.weights import weight_ranges
+from dlakit.system import memory_budget
 
 DEFAULT_PERCENTILE = 99.99
 # Called once per pass with its label and number of runs; returns the per-run step callback.
@@ -63,12 +70,14 @@ def calibrate(
     seconds: dict[str, float] = {}
     observer = Observer(loaded)
     start = time.perf_counter()
-    stats = observe_ranges(observer, inputs, step("ranges"))
+    # Pass 2 bins what pass 1 saw while it fits in memory, instead of running the model again.
+    store = Store(memory_budget()) if method != "max" else None
+    stats = observe_ranges(observer, inputs, step("ranges"), store)
     seconds["ranges"] = time.perf_counter() - start
     passes = 1
     if method != "max":
         start = time.perf_counter()
-        observe_histograms(observer, inputs, stats, step("histograms"))
+        observe_histograms(observer, inputs, stats, step("histograms"), store)
         seconds["histograms"] = time.perf_counter() - start
         passes = 2
 

@@ -204,7 +204,7 @@ def run_table(title: str, stats: RunStats) -> Table:
         f"{stats.seconds:.2f} s (DLA {stats.dla_seconds:.2f} s, host "
         f"{stats.fallback_seconds:.2f} s)",
     )
-    t.add_row("images/s", f"{stats.images / stats.seconds:.2f}")
+    t.add_row("images/s", f"{stats.images_per_second:.2f}")
     return t
 
 
@@ -219,8 +219,14 @@ def add_comparison(t: Table, comparison: dict[str, Any]) -> None:
 
 
 def run_json(
-    artifact: Path, source: str, device: str, stats: RunStats, comparison: dict[str, Any] | None
+    artifact: Path,
+    source: str,
+    device: str,
+    stats: RunStats,
+    comparison: dict[str, Any] | None,
+    hardware_operations: int,
 ) -> dict[str, Any]:
+    """Schema dlakit.run (docs/artifact.md, "Running it")."""
     return {
         "schema": RUN_SCHEMA,
         "schema_version": SCHEMA_VERSION,
@@ -229,9 +235,13 @@ def run_json(
         "data": source,
         "device": device,
         "images": stats.images,
-        "operations": stats.operations,
+        "batch": stats.batch,
         "seconds": stats.seconds,
+        "images_per_second": stats.images_per_second,
+        "hardware_operations": hardware_operations,
+        "operations": stats.operations,
         "dla_seconds": stats.dla_seconds,
         "fallback_seconds": stats.fallback_seconds,
+        "top1_agreement": None if comparison is None else comparison["agreement"],
         "compare": comparison,
     }

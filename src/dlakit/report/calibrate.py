@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import Progress
 from rich.table import Table
 
 from dlakit import __version__
-from dlakit.report.console import Output
+from dlakit.report.console import Output, progress_bars
 from dlakit.report.tables import Column, print_table
 
 if TYPE_CHECKING:
@@ -31,16 +31,7 @@ ProgressHook = Callable[[str, int], Callable[[], None]]
 
 def progress(output: Output) -> AbstractContextManager[Progress | None]:
     """The two-pass progress bars (none when quiet)."""
-    if output.quiet:
-        return nullcontext()
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=output.console,
-        transient=True,
-    )
+    return progress_bars(output, "inputs")
 
 
 def progress_hook(bars: Progress | None) -> ProgressHook | None:
@@ -48,9 +39,9 @@ def progress_hook(bars: Progress | None) -> ProgressHook | None:
         return None
     labels = {"ranges": "pass 1/2: ranges", "histograms": "pass 2/2: histograms"}
 
-    def start(label: str, total: int) -> Callable[[], None]:
+    def start(label: str, total: int) -> Callable[[int], None]:
         task = bars.add_task(labels.get(label, label), total=total)
-        return lambda: bars.advance(task)
+        return lambda done=1: bars.advance(task, done)
 
     return start
 

@@ -16,6 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console, RenderableType
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.text import Text
 
 from dlakit.files import atomic_write
@@ -26,6 +35,33 @@ STDOUT = "-"
 
 def _stderr() -> Console:
     return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class RateColumn(ProgressColumn):
+    """Items per second of a progress bar (``images/s``, ``inputs/s``)."""
+
+    def __init__(self, unit: str) -> None:
+        super().__init__()
+        self.unit = unit
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:.1f} {self.unit}/s" if speed else f"- {self.unit}/s")
+
+
+def progress_bars(output: Output, unit: str) -> Any:
+    """Progress bars with the count, the rate in ``unit``/s and the time left (none when quiet)."""
+    if output.quiet:
+        return nullcontext()
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        RateColumn(unit),
+        TimeRemainingColumn(),
+        console=output.console,
+        transient=True,
+    )
 
 
 @dataclass

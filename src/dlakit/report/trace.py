@@ -24,8 +24,9 @@ def render_result(result: TraceResult, output: Output) -> None:
     """Every check of one trace; with -v, its time."""
     for check in result.checks:
         line = Text(
-            f"{result.name}: check_crc {check.sync_id} 0x{check.base:08x}+0x{check.size:x} "
-            f"expected 0x{check.expected:08x} computed 0x{check.computed:08x} "
+            f"{result.name}: check_{check.kind} {check.sync_id} "
+            f"0x{check.base:08x}+0x{check.size:x} expected 0x{check.expected:08x} "
+            f"computed 0x{check.computed:08x} "
         )
         line.append("ok" if check.ok else "MISMATCH", style="green" if check.ok else "red")
         output.console.print(line, soft_wrap=True)
@@ -61,6 +62,7 @@ def to_json(results: list[TraceResult], device: str, target: str) -> dict[str, A
                 "seconds": r.seconds,
                 "checks": [
                     {
+                        "kind": c.kind,
                         "sync_id": c.sync_id,
                         "base": c.base,
                         "size": c.size,

@@ -1,10 +1,12 @@
 """Execute a compiled model: DLA segments on the register-level simulator, fallback segments in
-PyTorch (or onnxruntime), in dependency order.
+PyTorch (or onnxruntime), in dependency order, a batch of images at a time.
 
-The simulator is programmed only through the register writes stored per hardware operation, the
-same path a trace takes (:class:`dlakit.sim.Nvdla`). Host code moves tensors in and out of the
-simulated memory at segment boundaries, as a driver copies input and output tensors. The
-simulator runs one image at a time (``BATCH_NUMBER`` is not modelled), so a batch loops.
+The simulator is programmed only through the register writes stored per hardware operation.
+They are decoded once, when the runner is built (:class:`dlakit.sim.replay.Program`); each batch
+then replays the decoded operations on a batch of memory images (the simulator's batch axis:
+activations per image, constants shared), byte for byte what running the images one at a time
+gives. Host code moves tensors in and out of the simulated memory at segment boundaries, whole
+batches as strided views of the surfaces, as a driver copies input and output tensors.
 """
 
 from __future__ import annotations
@@ -17,21 +19,30 @@ import torch
 
 from dlakit.errors import DlakitError
 from dlakit.nvdla.compiler import Compiled, Segment
-from dlakit.sim.layout import read_feature, write_feature
-from dlakit.sim.nvdla import Nvdla, resolve_device
-from dlakit.sim.precision import read_elements, write_elements
+from dlakit.sim.batch import BatchedMemory
+from dlakit.sim.decode import ConvOp
+from dlakit.sim.nvdla import resolve_device
+from dlakit.sim.replay import Fallback, Program
+from dlakit.system import memory_budget
 
 FALLBACK_ENGINES = ("torch", "ort")
+# Default batch: enough images per pass to amortise each operation's fixed cost, within memory.
+DEFAULT_BATCH = {"cpu": 32, "cuda": 256}
 
 
 @dataclass
 class RunStats:
     images: int = 0
+    batch: int = 0
     seconds: float = 0.0
     dla_seconds: float = 0.0
     fallback_seconds: float = 0.0
-    operations: int = 0
+    operations: int = 0  # hardware operations executed, all images counted
     kept: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def images_per_second(self) -> float:
+        return self.images / self.seconds if self.seconds > 0 else 0.0
 
 
 class _OrtSegment:
@@ -76,10 +87,19 @@ class _OrtSegment:
 
 
 class Runner:
-    """A compiled model loaded into a simulated NVDLA and its fallback segments, ready to run."""
+    """A compiled model decoded for a simulated NVDLA and its fallback segments, ready to run.
+
+    ``batch``: images per simulator pass (None: :meth:`default_batch`). ``decode=False`` runs
+    every hardware operation on the unit models one image at a time (the definition, slow).
+    """
 
     def __init__(
-        self, comp: Compiled, device: str | None = "cpu", fallback_engine: str = "torch"
+        self,
+        comp: Compiled,
+        device: str | None = "cpu",
+        fallback_engine: str = "torch",
+        batch: int | None = None,
+        decode: bool = True,
     ) -> None:
         from dlakit.run.torch_exec import TorchGraph
 
@@ -87,22 +107,33 @@ class Runner:
             raise DlakitError(
                 f"--fallback-engine {fallback_engine!r}: choose {' or '.join(FALLBACK_ENGINES)}"
             )
+        if batch is not None and batch < 1:
+            raise DlakitError(f"--batch {batch}: must be at least 1")
         self.comp = comp
         self.device = resolve_device(device)
-        self.nv = Nvdla(comp.target.name, self.device)
+        assert comp.target.nvdla is not None
         self.atom = comp.target.nvdla.memory_atomic
-        mem = self.nv.memory
-        mem.alloc(comp.act_base, max(comp.act_bytes, 1))
+        self.memory = BatchedMemory(1, self.device)
+        self.memory.alloc(comp.act_base, max(comp.act_bytes, 1))
         if comp.constants:
-            mem.alloc(comp.const_base, len(comp.constants))
-            mem.write(comp.const_base, comp.constants)
-        regmap = self.nv.regmap
-        self.programs: list[list[list[tuple[int, int]]]] = []
+            self.memory.alloc(comp.const_base, len(comp.constants), shared=True)
+            self.memory.load(comp.const_base, comp.constants)
+        ops = [op for seg in comp.segments for op in seg.ops]
+        regmap = self._regmap()
+        self.program = Program(
+            comp.target.name,
+            self.memory,
+            [[(regmap.register(u, r).address, v) for u, r, v in op.writes] for op in ops],
+            [op.name for op in ops],
+            decode=decode,
+            layers=[op.layer for op in ops],
+        )
         self.fallbacks: list[object | None] = []
+        self.first_step: list[int] = []
+        count = 0
         for seg in comp.segments:
-            self.programs.append(
-                [[(regmap.register(u, r).address, v) for u, r, v in op.writes] for op in seg.ops]
-            )
+            self.first_step.append(count)
+            count += len(seg.ops)
             if seg.kind == "fallback":
                 assert seg.model is not None
                 self.fallbacks.append(
@@ -112,38 +143,99 @@ class Runner:
                 )
             else:
                 self.fallbacks.append(None)
+        self.batch = self.check_batch(batch) if batch is not None else self.default_batch()
+
+    def _regmap(self):
+        from dlakit.hw import load_register_map
+
+        assert self.comp.target.nvdla is not None
+        return load_register_map(self.comp.target.nvdla.hw_tree)
+
+    # ---- memory
+    @property
+    def fast_operations(self) -> int:
+        """Hardware operations on the decoded fast path (the others run the unit models)."""
+        return self.program.decoded
+
+    def memory_needed(self, batch: int) -> int:
+        """Bytes a pass of ``batch`` images plans to use: per-image memory images, host tensors,
+        the largest operation's workspace, and the decoded weights."""
+        comp = self.comp
+        host = max((int(np.prod(t.shape)) * 4 for t in comp.tensors.values()), default=0)
+        per_image = comp.act_bytes + 4 * host
+        work = 0
+        weights = 0
+        for step in self.program.steps:
+            if isinstance(step, ConvOp):
+                kp = step.weights.shape[0]
+                c, (oh, ow) = step.in_channels, step.out_hw
+                h, w = step.src.height + sum(step.pads[2:]), step.src.width + sum(step.pads[:2])
+                e = step.weights.element_size()
+                work = max(work, e * (c * h * w + kp * oh * ow) + 2 * kp * oh * ow)
+                weights += step.weights.numel() * e
+            elif isinstance(step, Fallback):
+                work = max(work, 64 * comp.act_bytes)  # the unit models' int64 temporaries
+        return batch * (per_image + work) + weights + len(comp.constants)
+
+    def _fit(self) -> int:
+        free = memory_budget(self.device)
+        fit = 0
+        while fit < 4096 and self.memory_needed(fit + 1) <= free:
+            fit = fit + 1 if fit < 8 else fit * 2
+        while fit > 1 and self.memory_needed(fit) > free:
+            fit -= 1
+        return max(fit, 1)
+
+    def default_batch(self) -> int:
+        """The device's default batch, as large as memory allows (at least 1)."""
+        return max(1, min(DEFAULT_BATCH.get(self.device.type, 32), self._fit()))
+
+    def check_batch(self, batch: int) -> int:
+        free = memory_budget(self.device)
+        need = self.memory_needed(batch)
+        if need > free:
+            raise DlakitError(
+                f"--batch {batch}: needs about {need / 2**30:.2f} GiB on {self.device}, "
+                f"{free / 2**30:.2f} GiB is available to this run; use --batch {self._fit()} "
+                "or less"
+            )
+        return batch
 
     # ---- moving tensors between host and simulated memory
-    def _read(self, name: str) -> torch.Tensor:
+    def _surface_view(self, memory: BatchedMemory, name: str, writable: bool) -> torch.Tensor:
+        """[N, surfaces, H, W, channels per atom]: INT8, or float16 for an FP16 surface."""
+        s = self.comp.tensors[name].surface
+        assert s is not None
+        fp16 = self.comp.tensors[name].precision == "fp16"
+        per_atom = self.atom // 2 if fp16 else self.atom
+        blocks = -(-s.channels // per_atom)
+        shape = (blocks, s.height, s.width, self.atom)
+        strides = (s.surf_stride, s.line_stride, self.atom, 1)
+        view = memory.view(s.address, shape, strides, writable=writable)
+        if view is None:
+            raise DlakitError(f"tensor {name}: its surface is outside the activation memory")
+        return view.view(torch.float16 if fp16 else torch.int8)
+
+    def _read(self, memory: BatchedMemory, name: str) -> torch.Tensor:
         info = self.comp.tensors[name]
         s = info.surface
         assert s is not None
-        if info.precision == "fp16":  # FP16 surfaces: their numbers, exact in FP32
-            bits = read_elements(self.nv.memory, s.address, s.channels, s.height, s.width,
-                                 s.line_stride, s.surf_stride, self.atom, "FP16")  # fmt: skip
-            value = bits.to(torch.int32).to(torch.int16).view(torch.float16).to(torch.float32)
-            return value.reshape((1, *info.shape[1:]))
-        cube = read_feature(self.nv.memory, s.address, (s.channels, s.height, s.width),
-                            s.line_stride, s.surf_stride, self.atom)  # fmt: skip
-        return cube.to(torch.int8).reshape((1, *info.shape[1:]))
+        view = self._surface_view(memory, name, writable=False)
+        n, blocks, h, w, a = view.shape
+        cube = view.permute(0, 1, 4, 2, 3).reshape(n, blocks * a, h, w)[:, : s.channels]
+        if info.precision == "fp16":  # FP16 numbers are exact in FP32
+            cube = cube.to(torch.float32)
+        return cube.reshape((n, *info.shape[1:]))
 
-    def _write(self, name: str, value: torch.Tensor) -> None:
-        info = self.comp.tensors[name]
-        s = info.surface
+    def _write(self, memory: BatchedMemory, name: str, value: torch.Tensor) -> None:
+        s = self.comp.tensors[name].surface
         assert s is not None
-        if info.precision == "fp16":  # FP16 of the value (nearest even), as its bit pattern
-            half = value.reshape(s.channels, s.height, s.width).to(torch.float16)
-            bits = half.view(torch.int16).to(torch.int64) & 0xFFFF
-            write_elements(self.nv.memory, s.address, bits, s.line_stride, s.surf_stride,
-                           self.atom, "FP16")  # fmt: skip
-            return
-        cube = value.reshape(s.channels, s.height, s.width).to(torch.int64)
-        write_feature(self.nv.memory, s.address, cube, s.line_stride, s.surf_stride, self.atom)
-
-    def _value(self, name: str, values: dict[str, torch.Tensor]) -> torch.Tensor:
-        if name not in values:
-            values[name] = self._read(name)
-        return values[name]
+        view = self._surface_view(memory, name, writable=True)
+        n, blocks, h, w, a = view.shape
+        # An FP16 surface takes the FP16 of each value (nearest even), an INT8 one the integer.
+        cube = torch.zeros((n, blocks * a, h, w), dtype=view.dtype, device=self.device)
+        cube[:, : s.channels] = value.reshape(n, s.channels, h, w).to(view.dtype)
+        view.copy_(cube.view(n, blocks, a, h, w).permute(0, 1, 3, 4, 2))
 
     # ---- execution
     def _given(self, name: str, value: np.ndarray) -> torch.Tensor:
@@ -154,63 +246,78 @@ class Runner:
             return torch.round(t.to(torch.float64) / (info.scale or 1.0)).to(torch.int8)
         return t
 
-    def run_one(
+    def run_batch(
         self,
+        memory: BatchedMemory,
         feeds: dict[str, np.ndarray],
         stats: RunStats,
         keep: set[str],
         given: dict[str, np.ndarray] | None = None,
-    ) -> dict:
+    ) -> dict[str, np.ndarray]:
+        """Outputs of one pass over ``memory.batch`` images."""
         values: dict[str, torch.Tensor] = {
             k: torch.as_tensor(np.ascontiguousarray(v, dtype=np.float32), device=self.device)
             for k, v in feeds.items()
         }
+        kept: dict[str, list[torch.Tensor]] = {}
         for index, seg in enumerate(self.comp.segments):
             t0 = time.perf_counter()
             if seg.kind == "dla":
-                for name in seg.inputs:
-                    if name in values and self.comp.tensors[name].surface is not None:
-                        self._write(name, values[name])
-                last_of = {op.layer: i for i, op in enumerate(seg.ops)}
-                captured: set[str] = set()
-                for i, (op, prog) in enumerate(zip(seg.ops, self.programs[index], strict=True)):
-                    before = self.nv.operations
-                    for address, value in prog:
-                        self.nv.write(address, value)
-                    if self.nv.operations != before + 1:
-                        raise DlakitError(f"hardware operation {op.name} did not launch")
-                    if last_of[op.layer] == i:
-                        # Read kept tensors now: a later operation may reuse their bytes.
-                        for name in keep.intersection(op.outputs) - captured:
-                            stats.kept.setdefault(name, []).append(self._read(name).cpu())
-                            captured.add(name)
-                stats.operations += len(seg.ops)
-                for name in seg.outputs:
-                    values[name] = self._read(name)  # now in DLA memory: the host copy is stale
-                    if name in keep and name not in captured:
-                        stats.kept.setdefault(name, []).append(values[name].cpu())
+                self._dla_segment(index, seg, memory, values, keep, kept)
+                stats.operations += len(seg.ops) * memory.batch
                 stats.dla_seconds += time.perf_counter() - t0
             else:
                 if given is not None:
                     outs = {n: self._given(n, given[n]) for n in seg.outputs}
                 else:
-                    feeds_t = {n: self._value(n, values) for n in seg.inputs}
+                    feeds_t = {n: self._value(memory, n, values) for n in seg.inputs}
                     outs = self.fallbacks[index].run(feeds_t)  # type: ignore[union-attr]
                 for name, value in outs.items():
                     values[name] = value
                     if self.comp.tensors[name].surface is not None:
-                        self._write(name, value)
+                        self._write(memory, name, value)
                     if name in keep:
-                        stats.kept.setdefault(name, []).append(value.cpu())
+                        kept.setdefault(name, []).append(value.cpu())
                 stats.fallback_seconds += time.perf_counter() - t0
+        for name, parts in kept.items():
+            stats.kept.setdefault(name, []).append(torch.cat(parts).numpy())  # type: ignore[arg-type]
         result = {}
         for name in self.comp.outputs:
-            value = self._value(name, values)
+            value = self._value(memory, name, values)
             info = self.comp.tensors[name]
             if info.precision == "int8" or info.scale is not None:  # INT8, or FP16 of an INT17
                 value = value.to(torch.float32) * np.float32(info.scale or 1.0)
             result[name] = value.cpu().numpy()
         return result
+
+    def _value(self, memory: BatchedMemory, name: str, values: dict[str, torch.Tensor]):
+        if name not in values:
+            values[name] = self._read(memory, name)
+        return values[name]
+
+    def _dla_segment(self, index: int, seg: Segment, memory: BatchedMemory,
+                     values: dict[str, torch.Tensor], keep: set[str],
+                     kept: dict[str, list[torch.Tensor]]) -> None:  # fmt: skip
+        for name in seg.inputs:
+            if name in values and self.comp.tensors[name].surface is not None:
+                self._write(memory, name, values[name])
+        captured: set[str] = set()
+        first = self.first_step[index]
+        start = 0
+        for i, op in enumerate(seg.ops):
+            if i + 1 < len(seg.ops) and seg.ops[i + 1].layer == op.layer:
+                continue
+            # The layer's operations (fused where they can be), then its kept tensors: a later
+            # operation may reuse their bytes.
+            self.program.run(memory, first + start, first + i + 1)
+            start = i + 1
+            for name in keep.intersection(op.outputs) - captured:
+                kept.setdefault(name, []).append(self._read(memory, name).cpu().clone())
+                captured.add(name)
+        for name in seg.outputs:
+            values[name] = self._read(memory, name).clone()  # in DLA memory: the host copy is stale
+            if name in keep and name not in captured:
+                kept.setdefault(name, []).append(values[name].cpu())
 
     def fallback_outputs(self) -> set[str]:
         return {n for seg in self.comp.segments if seg.kind == "fallback" for n in seg.outputs}
@@ -220,31 +327,42 @@ class Runner:
         feeds: dict[str, np.ndarray],
         keep: set[str] | None = None,
         fallback_values: dict[str, np.ndarray] | None = None,
+        progress=None,
     ) -> tuple[dict[str, np.ndarray], RunStats]:
-        """Outputs for a batch (float32, INT8 outputs dequantized) and the run's statistics.
+        """Outputs (float32, INT8 outputs dequantized) and the run's statistics, in batches.
 
         ``fallback_values`` (batch-first, INT8 tensors dequantized, e.g. the integer reference's
         kept tensors) replaces every fallback segment's outputs: the DLA segments then see exactly
-        those inputs, which isolates them from host floating-point differences.
+        those inputs, which isolates them from host floating-point differences. ``progress`` is
+        called with the number of images done after each batch.
         """
         missing = [n for n in self.comp.inputs if n not in feeds]
         if missing:
             raise DlakitError(f"no data for model input(s): {', '.join(missing)}")
-        batch = len(next(iter(feeds.values())))
-        stats = RunStats()
+        total = len(next(iter(feeds.values())))
+        stats = RunStats(batch=min(self.batch, max(total, 1)))
         outs: dict[str, list[np.ndarray]] = {}
+        memories: dict[int, BatchedMemory] = {}
         t0 = time.perf_counter()
-        for i in range(batch):
+        for start in range(0, total, self.batch):
+            part = slice(start, min(start + self.batch, total))
+            n = part.stop - part.start
+            if n not in memories:
+                memories[n] = self.memory.with_batch(n)
             given = (
                 None
                 if fallback_values is None
-                else {k: v[i : i + 1] for k, v in fallback_values.items()}
+                else {k: v[part] for k, v in fallback_values.items()}
             )
-            one = self.run_one({k: v[i : i + 1] for k, v in feeds.items()}, stats, keep or set(),
-                               given)  # fmt: skip
+            one = self.run_batch(memories[n], {k: v[part] for k, v in feeds.items()}, stats,
+                                 keep or set(), given)  # fmt: skip
             for k, v in one.items():
                 outs.setdefault(k, []).append(v)
+            if progress is not None:
+                progress(part.stop)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
         stats.seconds = time.perf_counter() - t0
-        stats.images = batch
-        stats.kept = {k: torch.cat(v).numpy() for k, v in stats.kept.items()}  # type: ignore[arg-type]
+        stats.images = total
+        stats.kept = {k: np.concatenate(v) for k, v in stats.kept.items()}  # type: ignore[arg-type]
         return {k: np.concatenate(v) for k, v in outs.items()}, stats

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from dlakit.errors import DlakitError
 from dlakit.sim.memory import Memory
 
 
@@ -51,13 +52,14 @@ def store_signed(mem: Memory, addrs: torch.Tensor, values: torch.Tensor, elem_by
         mem.scatter(addrs + i, (values >> (8 * i)) & 0xFF)
 
 
-def _cube_view(
-    mem: Memory, base: int, channels: int, height: int, width: int, line: int, surf: int, atom: int
-) -> torch.Tensor | None:
-    """The cube's bytes as a [C/atom, H, W, atom] strided view (None: not one plain region)."""
-    if channels % atom or line < width * atom or surf < height * line:
+def _cube_shape(
+    channels: int, height: int, width: int, line: int, surf: int, atom: int
+) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+    """The cube's bytes as a [C/atom, H, W, atom] strided access (None: lines or surfaces
+    overlap, so it is no such view)."""
+    if channels % atom or line < width * atom or (channels > atom and surf < height * line):
         return None
-    return mem.strided(base, (channels // atom, height, width, atom), (surf, line, atom, 1))
+    return (channels // atom, height, width, atom), (surf, line, atom, 1)
 
 
 def read_cube(
@@ -71,31 +73,44 @@ def read_cube(
     atom: int,
     dtype: torch.dtype = torch.int64,
 ) -> torch.Tensor:
-    """INT8 feature cube [C, H, W] as ``dtype`` (C a multiple of the atom)."""
-    view = _cube_view(mem, base, channels, height, width, line, surf, atom)
-    if view is None:
+    """INT8 feature cube [C, H, W] as ``dtype`` (C a multiple of the atom).
+
+    The bytes move as strided views of memory; only the bytes of the cube are read, so the
+    gaps between its lines and surfaces may be uninitialised.
+    """
+    layout = _cube_shape(channels, height, width, line, surf, atom)
+    if layout is None:
         addrs = feature_addresses(
             base, channels, height, width, line, surf, atom, device=mem.device
         )
         return load_signed(mem, addrs, 1).to(dtype)
-    cube = view.view(torch.int8).permute(0, 3, 1, 2).reshape(channels, height, width)
+    pieces = list(mem.strided_pieces(base, *layout))
+    if len(pieces) == 1 and pieces[0][0] == ():
+        raw = pieces[0][1]
+    else:
+        raw = torch.empty(layout[0], dtype=torch.uint8, device=mem.device)
+        for index, piece in pieces:
+            raw[index] = piece
+    cube = raw.view(torch.int8).permute(0, 3, 1, 2).reshape(channels, height, width)
     return cube.to(dtype)
 
 
 def write_cube(
     mem: Memory, base: int, values: torch.Tensor, line: int, surf: int, atom: int
 ) -> None:
-    """Store int values [C, H, W] (already in INT8 range, C a multiple of the atom)."""
+    """Store int values [C, H, W] (already in INT8 range, C a multiple of the atom); bytes
+    between its lines and surfaces are left as they are."""
     channels, height, width = values.shape
-    view = _cube_view(mem, base, channels, height, width, line, surf, atom)
-    if view is None:
+    layout = _cube_shape(channels, height, width, line, surf, atom)
+    if layout is None:
         addrs = feature_addresses(
             base, channels, height, width, line, surf, atom, device=mem.device
         )
         store_signed(mem, addrs, values, 1)
         return
     data = values.to(torch.int8).reshape(channels // atom, atom, height, width).permute(0, 2, 3, 1)
-    view.view(torch.int8).copy_(data)
+    for index, piece in mem.strided_pieces(base, *layout):
+        piece.view(torch.int8).copy_(data[index])
 
 
 def padded_channels(channels: int, atom: int) -> int:
@@ -139,7 +154,8 @@ def write_feature(
 ) -> None:
     """Store an INT8 cube [C, H, W] in the feature layout (compact strides by default).
 
-    Channels past C up to the atom are written as 0, as a compiler lays them out.
+    Channels past C up to the atom are written as 0, as a compiler lays them out. Where a byte
+    of the cube is not addressable, the memory it spans is allocated first.
     """
     c, h, w = cube.shape
     dl, ds = packed_strides(h, w, atom)
@@ -148,9 +164,12 @@ def write_feature(
     cp = padded_channels(c, atom)
     full = torch.zeros((cp, h, w), dtype=torch.int64, device=mem.device)
     full[:c] = torch.as_tensor(cube, device=mem.device).to(torch.int64)
-    addrs = feature_addresses(base, cp, h, w, line_stride, surf_stride, atom, device=mem.device)
-    mem.alloc_covering(int(addrs.min()), int(addrs.max()) + 1)
-    store_signed(mem, addrs, full, 1)
+    try:
+        write_cube(mem, base, full, line_stride, surf_stride, atom)
+    except DlakitError:
+        last = (cp // atom - 1) * surf_stride + (h - 1) * line_stride + (w - 1) * atom + atom
+        mem.alloc_covering(base, base + last)
+        write_cube(mem, base, full, line_stride, surf_stride, atom)
 
 
 def read_feature(
@@ -164,17 +183,9 @@ def read_feature(
     """Load an INT8 cube [C, H, W] (int64 values) from the feature layout."""
     c, h, w = shape
     dl, ds = packed_strides(h, w, atom)
-    addrs = feature_addresses(
-        base,
-        c,
-        h,
-        w,
-        dl if line_stride is None else line_stride,
-        ds if surf_stride is None else surf_stride,
-        atom,
-        device=mem.device,
-    )
-    return load_signed(mem, addrs, 1)
+    line = dl if line_stride is None else line_stride
+    surf = ds if surf_stride is None else surf_stride
+    return read_cube(mem, base, padded_channels(c, atom), h, w, line, surf, atom)[:c]
 
 
 def pack_weights(weights: torch.Tensor, atom_k: int = 8, atom_c: int = 8) -> bytes:

@@ -14,6 +14,9 @@ each unit of an operation takes part with its own next group.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import torch
 
 from dlakit.errors import DlakitError
@@ -54,6 +57,29 @@ _PRECISION_FIELDS = {
 }
 
 
+@dataclass(frozen=True)
+class Launch:
+    """One operation the last OP_ENABLE started: its kind, the register group each unit's
+    registers are read from, and the units it uses.
+
+    ``units`` are the units whose OP_ENABLE it consumes (and whose done interrupts it raises);
+    ``pdp_on_the_fly``: SDP hands its output to PDP instead of writing it.
+    """
+
+    kind: str  # "conv" | "sdp" | "pdp" | "cdp" | "rubik"
+    groups: tuple[tuple[str, int], ...]
+    units: tuple[str, ...]
+    pdp_on_the_fly: bool = False
+
+    def group(self, unit: str) -> int:
+        """The register group ``unit`` takes part with (0 for a unit the operation leaves out)."""
+        return dict(self.groups).get(unit, 0)
+
+
+# Runs a launched operation instead of the definition (e.g. the replay layer's decoder).
+Engine = Callable[["Nvdla", Launch], None]
+
+
 def resolve_device(device: str | torch.device | None) -> torch.device:
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -71,6 +97,7 @@ class Nvdla:
         target: str = "nv_small",
         device: str | torch.device | None = "cpu",
         memory: Memory | None = None,
+        engine: Engine | None = None,
     ) -> None:
         tgt = load_target(target)
         if tgt.nvdla is None:
@@ -94,6 +121,8 @@ class Nvdla:
         self.consumer: dict[str, int] = {}  # hardware S_POINTER.CONSUMER per unit
         self.bdma = BdmaQueue()
         self.operations = 0
+        # None: every operation runs the unit models below (the definition).
+        self.engine = engine
 
     # -- CSB access -------------------------------------------------------------------------
     def write(self, address: int, value: int) -> None:
@@ -159,14 +188,22 @@ class Nvdla:
             status |= 1 << reg.field(f"{stem}{group}").lsb
         self._glb_status(status)
 
-    def take_interrupt(self, unit: str) -> bool:
-        """True (and clear it) if ``unit`` has a done interrupt pending in either group."""
+    def take_interrupt(self, unit: str | None = None) -> bool:
+        """True (and clear it) if ``unit`` has a done interrupt pending in either group.
+
+        ``unit`` is a unit (``SDP``, ``CDMA``), one of CDMA's two interrupts (``CDMA_DAT``,
+        ``CDMA_WT``), or None for any unit's.
+        """
         reg = self.regmap.register("GLB", "S_INTR_STATUS")
-        stems = _DONE_FIELDS.get(unit)
-        if stems is None:
-            raise DlakitError(f"unit {unit} raises no interrupt")
+        stems = [s for v in _DONE_FIELDS.values() for s in ((v,) if isinstance(v, str) else v)]
+        if unit is not None:
+            own = _DONE_FIELDS.get(unit, ())
+            own = (own,) if isinstance(own, str) else own
+            stems = [s for s in stems if s in own or s == f"{unit}_DONE_STATUS"]
+            if not stems:
+                raise DlakitError(f"unit {unit} raises no interrupt")
         status = self._glb_status()
-        for stem in (stems,) if isinstance(stems, str) else stems:
+        for stem in stems:
             for group in (0, 1):
                 bit = 1 << reg.field(f"{stem}{group}").lsb
                 if status & bit:
@@ -202,32 +239,31 @@ class Nvdla:
 
     def _launch(self, group: int) -> None:
         """Run every operation whose units all have their next group enabled."""
-        v, c = self.regs.view, self._consumer
+        c = self._consumer
         if self._ready("SDP"):
             self._launch_sdp()
         if self._ready("PDP"):
-            p = v("PDP", c("PDP"))
+            p = self.regs.view("PDP", c("PDP"))
             # On the fly, PDP runs as part of the SDP operation that feeds it.
             if p.enum("D_OPERATION_MODE_CFG", "FLYING_MODE") == "OFF_FLYING" and self._ready(
                 "PDP_RDMA"
             ):
                 self._check_engine("pdp", "PDP.D_OP_ENABLE")
-                pdp.run_pdp(self.memory, p, v("PDP_RDMA", c("PDP_RDMA")), self.atom)
-                self._finish_units(("PDP", "PDP_RDMA"))
+                self._run(self._launch_of("pdp", ("PDP", "PDP_RDMA")))
         if self._ready("CDP") and self._ready("CDP_RDMA"):
             self._check_engine("cdp", "CDP.D_OP_ENABLE")
-            cdp.run_cdp(
-                self.memory,
-                v("CDP", c("CDP")),
-                v("CDP_RDMA", c("CDP_RDMA")),
-                self.luts["CDP"],
-                self.atom,
-            )
-            self._finish_units(("CDP", "CDP_RDMA"))
+            self._run(self._launch_of("cdp", ("CDP", "CDP_RDMA")))
         if self._ready("RBK"):
             self._check_engine("rubik", "RBK.D_OP_ENABLE")
-            rubik.run_rubik(self.memory, v("RBK", c("RBK")))
-            self._finish_units(("RBK",))
+            self._run(self._launch_of("rubik", ("RBK",)))
+
+    def _launch_of(self, kind: str, units: tuple[str, ...], pdp_on_the_fly: bool = False) -> Launch:
+        """The operation of ``units`` now: each unit's registers in the group it executes next;
+        the convolution pipe's in CACC's (as the unit models read them)."""
+        pipe = self._consumer("CACC")
+        read = (*units, "SDP_RDMA") if kind == "conv" else units
+        groups = {u: pipe if u in CONV_UNITS else self._consumer(u) for u in read}
+        return Launch(kind, tuple(groups.items()), units, pdp_on_the_fly)
 
     def _finish_units(self, units: tuple[str, ...]) -> None:
         """Finish an operation of units each in its own current group."""
@@ -252,15 +288,12 @@ class Nvdla:
         """SDP from memory or after the convolution pipe, optionally into PDP on the fly. Each
         unit takes part with the group it executes next (CACC hands SDP its results whatever
         groups the two are in)."""
-        c = self._consumer
-        s = self.regs.view("SDP", c("SDP"))
-        rdma = self.regs.view("SDP_RDMA", c("SDP_RDMA"))
+        s = self.regs.view("SDP", self._consumer("SDP"))
         tail: tuple[str, ...] = ()
-        pdp_view = None
         if sdp.to_pdp(s):
             if not self._ready("PDP"):
                 return
-            pdp_view = self.regs.view("PDP", c("PDP"))
+            pdp_view = self.regs.view("PDP", self._consumer("PDP"))
             if pdp_view.enum("D_OPERATION_MODE_CFG", "FLYING_MODE") != "ON_FLYING":
                 raise NotModelled(
                     "SDP.D_FEATURE_MODE_CFG.OUTPUT_DST=PDP with "
@@ -270,15 +303,44 @@ class Nvdla:
             tail = ("PDP",)
         if s.enum("D_FEATURE_MODE_CFG", "FLYING_MODE") == "OFF":
             if self._ready("SDP_RDMA"):
-                sdp.run_sdp_from_memory(self.memory, s, rdma, self.luts["SDP"], self.atom, pdp_view)
-                self._finish_units(("SDP", "SDP_RDMA", *tail))
+                self._run(self._launch_of("sdp", ("SDP", "SDP_RDMA", *tail), bool(tail)))
         elif all(self._ready(u) for u in CONV_UNITS) and (
             not sdp.needs_rdma(s) or self._ready("SDP_RDMA")
         ):
             self._check_engine("conv", "CDMA.D_OP_ENABLE")
             used = ("SDP_RDMA",) if self._ready("SDP_RDMA") else ()
-            conv.run_conv(self, c("CACC"), pdp_view, c("SDP"), c("SDP_RDMA"), bool(used))
-            self._finish_units(("SDP", *CONV_UNITS, *used, *tail))
+            self._run(self._launch_of("conv", ("SDP", *CONV_UNITS, *used, *tail), bool(tail)))
+
+    def _run(self, launch: Launch) -> None:
+        """Execute one launched operation (through ``self.engine``), then finish its units."""
+        if self.engine is None:
+            self.execute(launch)
+        else:
+            self.engine(self, launch)
+        self._finish_units(launch.units)
+
+    def execute(self, launch: Launch) -> None:
+        """The definition: each unit model reads this register file and ``self.memory``."""
+        g = launch.group
+
+        def v(unit: str) -> UnitView:
+            return self.regs.view(unit, g(unit))
+
+        pdp_view = v("PDP") if launch.pdp_on_the_fly else None
+        if launch.kind == "conv":
+            conv.run_conv(
+                self, g("CACC"), pdp_view, g("SDP"), g("SDP_RDMA"), "SDP_RDMA" in launch.units
+            )
+        elif launch.kind == "sdp":
+            sdp.run_sdp_from_memory(
+                self.memory, v("SDP"), v("SDP_RDMA"), self.luts["SDP"], self.atom, pdp_view
+            )
+        elif launch.kind == "pdp":
+            pdp.run_pdp(self.memory, v("PDP"), v("PDP_RDMA"), self.atom)
+        elif launch.kind == "cdp":
+            cdp.run_cdp(self.memory, v("CDP"), v("CDP_RDMA"), self.luts["CDP"], self.atom)
+        else:
+            rubik.run_rubik(self.memory, v("RBK"))
 
     def _check_precision(self, unit: str, group: int) -> None:
         if self.config.atomic_k_int16 is not None or unit not in _PRECISION_FIELDS:

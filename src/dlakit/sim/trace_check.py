@@ -4,12 +4,13 @@ before the simulator runs any of it.
 Every malformed line is a named failure (``file:line: ...``), and so is every command that
 would touch memory outside the address space or write a value wider than its register:
 
-* ``.cfg``: one known command per line (``//`` comments), with its number of arguments, every
-  number parsing; ``mem_init`` regions inside the target's address space and under
-  :data:`MAX_REGION_BYTES` in all; ``mem_load`` packets inside the address space (loading makes the
-  memory it writes, as in the official traces); ``check_crc`` ranges inside memory declared or
-  loaded before them; registers named in the hw tree's map; register values, polled values and
-  CRC goldens within 32 bits.
+* ``.cfg``: one command of the official trace syntax per line (``//`` comments), with its
+  number of arguments, every number parsing; ``mem_init`` and ``mem_reserve`` regions inside the
+  target's address space and under :data:`MAX_REGION_BYTES` in all (``mem_init`` from a file or
+  with a pattern other than ``ALL_ZERO`` refused by name); ``mem_load`` packets inside the
+  address space (loading makes the memory it writes, as in the official traces); ``check_crc``
+  and ``check_file`` ranges inside memory declared or loaded before them; registers named in the
+  hw tree's map; register values, polled values and CRC goldens within 32 bits.
 * ``.dat``: ``{`` and ``}`` lines around packets ``{offset:0x0, size:4, payload:0x01 0x00 ...}``
   (a trailing comma allowed); ``size`` equal to the payload's length, each payload byte at most
   0xff, the packet inside the region it is loaded into.
@@ -26,15 +27,26 @@ from dlakit.hw import RegisterMap
 # All mem_init regions of one trace: the largest official nv_small trace declares under 1 MiB.
 MAX_REGION_BYTES = 1 << 30
 MAX_VALUE = 0xFFFFFFFF  # CSB registers are 32 bits
-# name -> number of arguments
+# The official trace syntax (nvdla/hw verif/tools/nvdla_trace_parser.py): name -> the number
+# of arguments, fewest and most (the last, where optional, is the sync_id that delays a command).
 ARITY = {
-    "mem_init": 4,
-    "mem_load": 3,
-    "reg_write": 2,
-    "poll_reg_equal": 2,
-    "intr_notify": 2,
-    "check_crc": 5,
+    "reg_write": (2, 2),
+    "reg_read": (2, 2),
+    "reg_read_check": (2, 2),
+    "poll_reg_equal": (2, 2),
+    "intr_notify": (1, 2),
+    "sync_notify": (2, 2),
+    "sync_wait": (2, 2),
+    "mem_init": (4, 5),
+    "mem_load": (3, 4),
+    "mem_reserve": (3, 4),
+    "mem_release": (2, 3),
+    "check_crc": (5, 5),
+    "check_file": (5, 5),
+    "check_nothing": (1, 1),
 }
+# Memory patterns mem_init can fill; the testbench's others (random data) cannot be reproduced.
+MEM_INIT_PATTERNS = {"ALL_ZERO": 0}
 _COMMAND = re.compile(r"^\s*(\w+)\s*\((.*)\)\s*;?\s*$")
 _PACKET = re.compile(
     r"^\{\s*offset\s*:\s*(0x[0-9a-fA-F]+|0|[1-9]\d*)\s*,\s*size\s*:\s*(\d+)\s*,\s*payload\s*:"
@@ -139,25 +151,27 @@ def check_trace(cfg: Path, address_bits: int = 32, regmap: RegisterMap | None = 
         name = m.group(1)
         args = [a.strip().strip('"') for a in m.group(2).split(",")] if m.group(2).strip() else []
         if name not in ARITY:
-            raise TraceFormatError(f"{where}: unknown trace command {name}")
-        if len(args) != ARITY[name]:
             raise TraceFormatError(
-                f"{where}: {name} takes {ARITY[name]} arguments, the line has {len(args)}"
+                f"{where}: trace command {name} is not in the NVDLA trace syntax "
+                f"({', '.join(ARITY)})"
             )
+        fewest, most = ARITY[name]
+        if not fewest <= len(args) <= most:
+            count = f"{fewest} arguments" + (f" ({most} with a sync id)" if most > fewest else "")
+            raise TraceFormatError(f"{where}: {name} takes {count}, the line has {len(args)}")
         if name == "mem_init":
-            base = number(args[1], where, "base address", top)
-            size = number(args[2], where, "size", MAX_REGION_BYTES)
-            if base + size - 1 > top:
+            if not args[2][:1].isdigit():
+                raise TraceFormatError(f"{where}: mem_init from a file ({args[2]}) is not modelled")
+            if args[3] not in MEM_INIT_PATTERNS:
                 raise TraceFormatError(
-                    f"{where}: region [0x{base:x}, 0x{base + size:x}) ends past the "
-                    f"{address_bits}-bit address space"
+                    f"{where}: mem_init pattern {args[3]} is not modelled (only "
+                    f"{', '.join(MEM_INIT_PATTERNS)}: other patterns are the testbench's own data)"
                 )
-            regions.add(base, base + size)
-            if regions.total > MAX_REGION_BYTES:
-                raise TraceFormatError(
-                    f"{where}: the trace's memory would need {regions.total} bytes, more than "
-                    f"the simulator's cap of {MAX_REGION_BYTES}"
-                )
+            _declare(regions, args, where, address_bits)
+        elif name == "mem_reserve":
+            _declare(regions, args, where, address_bits)
+        elif name == "mem_release":
+            number(args[1], where, "base address", top)
         elif name == "mem_load":
             base = number(args[1], where, "base address", top)
             for offset, payload in dat_packets(cfg.parent / args[2]):
@@ -168,19 +182,41 @@ def check_trace(cfg: Path, address_bits: int = 32, regmap: RegisterMap | None = 
                         f"past the {address_bits}-bit address space"
                     )
                 regions.add(lo, hi)  # loading makes memory, as the simulator's write does
-        elif name in ("reg_write", "poll_reg_equal"):
-            number(args[1], where, "value", MAX_VALUE)
+        elif name in ("reg_write", "reg_read", "reg_read_check", "poll_reg_equal"):
+            if name != "reg_read":  # reg_read's second argument is a sync id
+                number(args[1], where, "value", MAX_VALUE)
             if regmap is not None:
                 try:
                     regmap.lookup(args[0])
                 except DlakitError as exc:
                     raise TraceFormatError(f"{where}: {exc}") from None
-        elif name == "check_crc":
+        elif name in ("check_crc", "check_file"):
             base = number(args[2], where, "base address", top)
             size = number(args[3], where, "size", MAX_REGION_BYTES)
-            number(args[4], where, "golden CRC", MAX_VALUE)
+            if name == "check_crc":
+                number(args[4], where, "golden CRC", MAX_VALUE)
+            else:
+                dat_packets(cfg.parent / args[4])
             if not regions.covers(base, base + size):
                 raise TraceFormatError(
-                    f"{where}: check_crc reads [0x{base:x}, 0x{base + size:x}), outside every "
+                    f"{where}: {name} reads [0x{base:x}, 0x{base + size:x}), outside every "
                     "memory declared or loaded before it"
                 )
+
+
+def _declare(regions: _Regions, args: list[str], where: str, address_bits: int) -> None:
+    """The region of a ``mem_init`` or ``mem_reserve`` (base, size as arguments 1 and 2)."""
+    top = (1 << address_bits) - 1
+    base = number(args[1], where, "base address", top)
+    size = number(args[2], where, "size", MAX_REGION_BYTES)
+    if base + size - 1 > top:
+        raise TraceFormatError(
+            f"{where}: region [0x{base:x}, 0x{base + size:x}) ends past the "
+            f"{address_bits}-bit address space"
+        )
+    regions.add(base, base + size)
+    if regions.total > MAX_REGION_BYTES:
+        raise TraceFormatError(
+            f"{where}: the trace's memory would need {regions.total} bytes, more than "
+            f"the simulator's cap of {MAX_REGION_BYTES}"
+        )
