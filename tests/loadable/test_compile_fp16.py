@@ -146,6 +146,10 @@ def test_every_layer_is_an_fp16_hardware_layer(compiled):
     for seg in comp.segments:
         if seg.kind == "dla":
             assert all(comp.tensors[n].precision == "fp16" for n in [*seg.inputs, *seg.outputs])
+    # The replay engine decodes INT8 only: FP16 operations run the unit models, with the reason.
+    assert Runner(comp).program.definition_reasons == {
+        "FP16 data path: the fast decoder covers INT8 only": 4
+    }
 
 
 def test_convolutions_equal_the_c_model_primitives(compiled):
