@@ -28,13 +28,7 @@ def compile_command(
         "(one file, or a folder of loadables and host ONNX pieces when the model has fallback "
         "segments; docs/loadable.md).",
     ),
-    precision: str = typer.Option(
-        "int8",
-        "--precision",
-        callback=o.choice("int8", "fp16"),
-        help="int8 (with --scales) or fp16 (nv_full: the DLA layers in FP16, no scales; "
-        "docs/compiler.md).",
-    ),
+    precision: str = o.PRECISION,
     fp16_layers: list[str] | None = o.FP16_LAYERS,
     output_precision: str | None = o.OUTPUT_PRECISION,
     fallback_layers: list[str] | None = o.FALLBACK_LAYERS,
