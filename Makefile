@@ -11,13 +11,13 @@ PYTEST_ARGS ?=
 
 setup: $(STAMP)
 
-# Every extra (sim: torch, plot: matplotlib, plan: OR-Tools) and the dev tools. torch is installed first, pinned to
+# Every extra (sim: torch, plot: matplotlib, plan: OR-Tools, ray: Ray) and the dev tools. torch is installed first, pinned to
 # the CPU build that lies on these machines' disk; an unpinned torch would pull a multi-GB CUDA build.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0 || $(PY) -m pip install -q torch --index-url https://download.pytorch.org/whl/cpu
-	$(PY) -m pip install -q -e '.[sim,plot,plan,dev]'
+	$(PY) -m pip install -q -e '.[sim,plot,plan,ray,dev]'
 	touch $@
 
 # Check the default model, rewrite it for the DLA, and check the result again.

@@ -24,6 +24,7 @@ PIPELINE = [
     {"accuracy"},
     {"perf"},
     {"plan"},
+    {"scale"},
     {"report"},
     {"cli"},
     {"__main__"},

@@ -6,7 +6,8 @@ and ``compile`` on onnx, onnxruntime and numpy. The heavier libraries come with 
 
 * ``sim``: torch, for the simulator, running a ``.dla``, the integer reference behind
   ``accuracy``, zoo models exported from PyTorch and ``profile --target host``;
-* ``plot``: matplotlib, for ``profile --plot``.
+* ``plot``: matplotlib, for ``profile --plot``;
+* ``ray``: ray, for ``--ray`` (shards as Ray tasks on a cluster).
 
 Code that needs one imports it through :func:`require` (or :func:`missing_extra` around a
 module-level import), so a missing extra ends in one line naming the extra to install.
@@ -20,7 +21,7 @@ from types import ModuleType
 from dlakit.errors import DlakitError
 
 # Top-level module -> the extra of pyproject.toml that installs it.
-EXTRA_OF = {"torch": "sim", "matplotlib": "plot", "ortools": "plan"}
+EXTRA_OF = {"torch": "sim", "matplotlib": "plot", "ortools": "plan", "ray": "ray"}
 
 
 def missing_extra(exc: ModuleNotFoundError, for_what: str) -> Exception:

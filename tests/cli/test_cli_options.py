@@ -27,6 +27,7 @@ WRITES_A_RESULT = {
     "loadable run",
     "loadable test",
     "plan",
+    "sweep",
 }
 NO_RESULT = {"zoo fetch", "zoo data fetch", "trace list"}
 

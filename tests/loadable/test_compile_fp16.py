@@ -141,7 +141,7 @@ def test_every_layer_is_an_fp16_hardware_layer(compiled):
     }
     assert comp.stats["dla_segments"] == 2
     assert comp.stats["fp16_layers"] == 5  # conv1, pool1 (on the fly), conv2, pool2, fc
-    assert comp.stats["ops_by_kind"] == {"conv": 3, "sdp": 0, "pdp": 1, "cdp": 0}
+    assert {k: v for k, v in comp.stats["ops_by_kind"].items() if v} == {"conv": 3, "pdp": 1}
     assert comp.stats["pools_on_the_fly"] == 1
     for seg in comp.segments:
         if seg.kind == "dla":

@@ -36,7 +36,7 @@ def _chain(rng, k: int, ew: bool) -> SdpChain:
         _x(rng, k),
         _x(rng, k),
         y,
-        OutCvt(
+        c=OutCvt(
             int(rng.integers(-(2**20), 2**20)),
             int(rng.integers(-(2**15), 2**15)),
             int(rng.integers(0, 40)),

@@ -52,14 +52,25 @@ def _every_layer_matches_its_verdict(graph):
                 assert v.engine == "dla" and v.modeled_fp32 is None
 
 
-def test_mul_on_nv_full_falls_back_with_the_lowerings_reason(tmp_path):
+def test_mul_of_two_tensors_is_int8_on_nv_full_and_a_constant_operand_falls_back(tmp_path):
     a, wa = _conv("a", "x", "ta", 8, 8)
     b, wb = _conv("b", "x", "tb", 8, 8)
     mul = helper.make_node("Mul", ["ta", "tb"], ["tm"], name="mul")
     c, wc = _conv("c", "tm", "y", 8, 8)
     loaded = _model(tmp_path, [a, b, mul, c], [wa, wb, wc], 8)
     verdict = {v.name: v for v in check_model(loaded, load_target("nv_full")).nodes}["mul"]
-    assert verdict.engine == "fallback" and verdict.reasons[0].rule == "lower.op"
+    assert verdict.engine == "dla"
+    graph = quantize_model(loaded, _unit_scales(loaded), "nv_full")
+    layer = _by_node(graph)["mul"]
+    assert layer.engine == "dla" and layer.sdp.y is not None and layer.sdp.y.stage == "mul"
+    _every_layer_matches_its_verdict(graph)
+
+    k = numpy_helper.from_array(RNG.normal(size=(1, 8, 1, 1)).astype(np.float32), "k")
+    mul = helper.make_node("Mul", ["ta", "k"], ["tm"], name="mul")
+    c, wc = _conv("c", "tm", "y", 8, 8)
+    loaded = _model(tmp_path, [a, mul, c], [wa, k, wc], 8)
+    verdict = {v.name: v for v in check_model(loaded, load_target("nv_full")).nodes}["mul"]
+    assert verdict.engine == "fallback" and verdict.reasons[0].rule == "lower.mul.two_tensors"
     graph = quantize_model(loaded, _unit_scales(loaded), "nv_full")
     assert (
         isinstance(_by_node(graph)["mul"], QFloat) and _by_node(graph)["mul"].engine == "fallback"

@@ -41,3 +41,19 @@ def test_yolov8n_host_heavy_nv_small():
     assert comp.stats["fallback_segments"] > 5
     assert check_bitexact(graph, comp, x, engine="ort") > 0
     check_bitexact(graph, comp, x, engine="torch", isolate=True)
+
+
+@pytest.mark.slow
+def test_yolov8n_nv_full_backbone_and_neck_in_one_dla_segment():
+    """C2f splits, SiLU in the SDP LUT and the neck's nearest Resize (deconvolution + RUBIK)
+    keep the backbone and neck in one DLA segment; the box decoding stays on the host; the model
+    output on real photos equals the integer reference's byte for byte."""
+    loaded, graph, comp, x = zoo_case("yolov8n", "skimage-photos", 2, "nv_full")
+    assert comp.stats["dla_segments"] <= 3
+    assert comp.stats["ops_by_kind"]["rubik"] == 2
+    nodes_of = {layer.name: layer.onnx_nodes for layer in graph.layers}
+    first = next(s for s in comp.segments if s.kind == "dla")
+    inside = {n for name in first.layers for n in nodes_of[name]}
+    body = [n.name for n in loaded.nodes if int(n.name.split("/")[1].split(".")[1]) <= 21]
+    assert body and all(n in inside for n in body)
+    assert check_bitexact(graph, comp, x[:1], engine="ort") > 0

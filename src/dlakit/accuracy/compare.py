@@ -237,6 +237,11 @@ def per_layer_tensors(graph: QGraph, loaded: LoadedModel) -> dict[str, tuple[str
     return found
 
 
+def check_finite(x: np.ndarray) -> None:
+    if not np.all(np.isfinite(x)):
+        raise DlakitError("the input data holds NaN or infinite values")
+
+
 def evaluate(
     loaded: LoadedModel,
     graph: QGraph,
@@ -247,17 +252,19 @@ def evaluate(
     names: Sequence[str] | None = None,
     batch: int | None = None,
     progress: Callable[[int], None] | None = None,
+    int8: dict[str, np.ndarray] | None = None,
 ) -> AccuracyReport:
     """Compare FP32 and INT8 on ``x``; ``per_layer`` > 0 adds per-layer SQNR on that many inputs;
-    ``names`` name the inputs in the per-input records (default: their index).
+    ``names`` name the inputs in the per-input records (default: their index). ``fp32`` and
+    ``int8`` are both sides' outputs where already computed (by shards, dlakit.scale).
 
     The integer reference runs ``batch`` inputs at a time (None: what fits the memory budget)
     and reports each batch to ``progress``."""
-    if not np.all(np.isfinite(x)):
-        raise DlakitError("the input data holds NaN or infinite values")
+    check_finite(x)
     inp = loaded.input_names[0]
     fp32 = fp32 if fp32 is not None else float_run(loaded, x)
-    int8 = int8_run(graph, inp, x, batch=batch, progress=progress)
+    if int8 is None:
+        int8 = int8_run(graph, inp, x, batch=batch, progress=progress)
     first = loaded.output_names[0]
     outputs = [
         OutputStats(name, cosine(fp32[name], int8[name]), sqnr_db(fp32[name], int8[name]))

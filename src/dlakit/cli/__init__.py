@@ -34,6 +34,7 @@ VERBS = {
     "loadable": "Read and run NVDLA loadables; run the official regression loadables.",
     "profile": "Per-layer DLA/GPU performance model: latency, throughput, utilization.",
     "plan": "How the GPU and the DLA cores should share one or several models (modeled).",
+    "sweep": "A design sweep: models x targets x power modes x batches, modeled, in shards.",
 }
 
 err_console = Console(stderr=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,8 @@ import typer
 from dlakit.cli import options as o
 from dlakit.errors import DlakitError
 from dlakit.report.accuracy import render
-from dlakit.report.console import progress_bars, write_json
+from dlakit.report.console import write_json
+from dlakit.scale.job import file_digest
 
 
 def _labels(path: Path, count: int) -> np.ndarray:
@@ -72,20 +74,33 @@ def accuracy_command(
     batch: int | None = o.BATCH,
     json_path: Path | None = o.JSON,
     input_shape: list[str] | None = o.INPUT_SHAPE,
+    workers: int = o.WORKERS,
+    ray: str | None = o.RAY,
+    resume: Path | None = o.RESUME,
+    retries: int = o.RETRIES,
+    shard_size: int | None = o.SHARD_SIZE,
     verbose: bool = o.VERBOSE,
     quiet: bool = o.QUIET,
 ) -> None:
     """Compare FP32 with DLA-INT8 (the bit-exact integer reference) on the same inputs.
 
-    JSON: the report (docs/accuracy.md). -v adds where the inputs and labels came from.
+    The data set runs in shards (--workers, --ray, --resume: docs/cli.md). JSON: the report
+    (docs/accuracy.md). -v adds where the inputs and labels came from.
     """
     from dlakit.accuracy import compare as acc
+    from dlakit.cli.sharding import Sharding, accuracy_outputs
     from dlakit.data import load_labelled
     from dlakit.lower.lowering import quantize_model
     from dlakit.quant.scales import Scales
 
     out = o.output(verbose, quiet, json_path)
-    o.guard_outputs({"--json": json_path}, o.model_file(model), scales, data, labels, ort_calib)
+    o.guard_outputs({"--json": json_path, "--resume": resume}, o.model_file(model), scales, data,
+                    labels, ort_calib)  # fmt: skip
+    sharding = Sharding(workers, ray, resume, retries, shard_size)
+    sharding.check()
+    if resume is not None and (auto_fp16 is not None or suggest_fp16):
+        raise DlakitError("--resume covers one pass over the data; not with --auto-fp16 or "
+                          "--suggest-fp16, which evaluate other precision mixes")  # fmt: skip
     layers, _ = o.placement(fp16_layers)
     loaded = o.load_cli_model(model, input_shape)
     table = Scales.load(scales).for_model(loaded)
@@ -106,21 +121,12 @@ def accuracy_command(
     graph = quantize_model(
         loaded, table, target, fp16_layers=layers, trt=trt, output_precision=output_precision
     )
-    with out.status(f"running FP32 on {len(x)} inputs"):
-        fp32 = acc.float_run(loaded, x)
-    with progress_bars(out, "inputs") as bars:
-        task = bars.add_task("DLA-INT8 (integer reference)", total=len(x)) if bars else None
-        report = acc.evaluate(
-            loaded,
-            graph,
-            x,
-            y,
-            per_layer_inputs if per_layer else 0,
-            fp32=fp32,
-            names=ds.names,
-            batch=batch,
-            progress=(lambda done: bars.update(task, completed=done)) if bars else None,
-        )
+    fp32, int8 = accuracy_outputs(
+        out, loaded, graph, x, sharding, batch, scales=file_digest(scales), target=target,
+        trt=trt, fp16_layers=layers, output_precision=output_precision,
+    )  # fmt: skip
+    report = acc.evaluate(loaded, graph, x, y, per_layer_inputs if per_layer else 0, fp32=fp32,
+                          int8=int8, names=ds.names)  # fmt: skip
     doc = report.to_json()
     peer = None
     if ort_calib:
@@ -159,8 +165,8 @@ def accuracy_command(
         chosen = mix.chosen.layers
         graph = quantize_model(loaded, table, target, fp16_layers=chosen, trt=trt,
                                output_precision=output_precision)  # fmt: skip
-        with out.status(f"the chosen mix on {len(x)} inputs"):
-            report = acc.evaluate(loaded, graph, x, y, names=ds.names)
+        fp32, int8 = accuracy_outputs(out, loaded, graph, x, replace(sharding, resume=None), batch)
+        report = acc.evaluate(loaded, graph, x, y, fp32=fp32, int8=int8, names=ds.names)
         doc = report.to_json() | {k: v for k, v in doc.items() if k not in report.to_json()}
         written = auto_fp16_out or Path(f"{Path(model).stem}.fp16-layers.txt")
         written.write_text(

@@ -16,7 +16,9 @@ The groups:
   ``--fallback-layers``, ``--apply-policy``;
 * devices: ``--device``;
 * output: ``--output/-o``, ``--json PATH``, ``--wide``, ``--emit DIR``, ``--plot DIR``;
-* logging: ``--verbose/-v``, ``--quiet/-q`` (on every verb).
+* logging: ``--verbose/-v``, ``--quiet/-q`` (on every verb);
+* scale: ``--workers``, ``--ray``, ``--resume``, ``--retries``, ``--shard-size`` (verbs that
+  shard their work, :mod:`dlakit.cli.sharding`).
 """
 
 from __future__ import annotations
@@ -44,7 +46,10 @@ INPUT_SHAPE = typer.Option(
 
 # --- target -------------------------------------------------------------------------------------
 
-_TARGET_HELP = f"Hardware target (targets/data): {', '.join(list_targets())}."
+_TARGET_HELP = (
+    f"Hardware target (targets/data): {', '.join(list_targets())}. sweep takes a list "
+    "(orin,nv_full)."
+)
 
 
 def target_option(default: str | None = "orin") -> Any:
@@ -61,7 +66,8 @@ TRT = typer.Option(
 POWER_MODE = typer.Option(
     None,
     "--power-mode",
-    help="Power mode of the target's data file (Orin: MAXN, 50W, 30W, 15W); default MAXN.",
+    help="Power mode of the target's data file (Orin: MAXN, 50W, 30W, 15W); default MAXN. sweep "
+    "takes a list (MAXN,30W) or all (each target's modes).",
 )
 # Bounds on what one command may be asked to do. A target's own batch limit (targets/data,
 # dla.max_batch) is checked where the batch is used; this one bounds targets without one (host).
@@ -69,9 +75,9 @@ MAX_BATCH = 65536
 MAX_LIMIT = 1_000_000
 _BATCH_HELP = (
     "Images per inference (a DLA runs a batch as a loop: its time is linear in it); default: "
-    "the model's. plan takes a list (1,4,16) for a curve. run and accuracy pass that many at "
-    "once through the simulator or the integer reference (default: what fits the device's "
-    "memory)."
+    "the model's. plan and sweep take a list (1,4,16) for a curve. run and accuracy pass that "
+    "many at once through the simulator or the integer reference (default: what fits the "
+    "device's memory)."
 )
 BATCH = typer.Option(None, "--batch", "-b", min=1, max=MAX_BATCH, help=_BATCH_HELP)
 BATCH_LIST = typer.Option(None, "--batch", "-b", help=_BATCH_HELP, show_default=False)
@@ -182,6 +188,9 @@ def choice(*allowed: str) -> Any:
     return check
 
 
+OBJECTIVE = typer.Option(
+    "throughput", "--objective", help="throughput (images/s), latency (ms) or energy (img/J)."
+)
 PRECISION = typer.Option(
     "int8",
     "--precision",
@@ -331,3 +340,43 @@ def zoo_preset(model: str) -> str | None:
     from dlakit.zoo import get_entry
 
     return get_entry(model).preprocess
+
+
+# --- scale --------------------------------------------------------------------------------------
+
+WORKERS = typer.Option(
+    1,
+    "--workers",
+    min=1,
+    max=1024,
+    help="Shards at once: N local worker processes (1: in this process); with --ray, Ray tasks "
+    "in flight (default: the cluster's CPUs).",
+)
+RAY = typer.Option(
+    None,
+    "--ray",
+    metavar="auto|ADDRESS",
+    help="Run the shards as Ray tasks (the 'ray' extra): auto (RAY_ADDRESS, a running local "
+    "cluster, else a new local one) or a cluster address (HOST:PORT, ray://HOST:10001).",
+)
+RESUME = typer.Option(
+    None,
+    "--resume",
+    metavar="FILE",
+    help="Results file, written as shards finish (and FILE.parts/): a rerun with it skips the "
+    "finished shards; a file of another job is refused.",
+)
+RETRIES = typer.Option(
+    2,
+    "--retries",
+    min=0,
+    max=100,
+    help="Run a failed shard (its error, or its worker's death) again up to this often.",
+)
+SHARD_SIZE = typer.Option(
+    None,
+    "--shard-size",
+    min=1,
+    max=MAX_LIMIT,
+    help="Inputs (sweep: points) per shard; default: 1/16 of them, 8 to 256.",
+)

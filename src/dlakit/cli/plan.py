@@ -58,9 +58,7 @@ def plan(
     power_mode: str | None = o.POWER_MODE,
     precision: str = o.PRECISION,
     batch: str | None = o.BATCH_LIST,
-    objective: str = typer.Option(
-        "throughput", "--objective", help="throughput (images/s), latency (ms) or energy (img/J)."
-    ),
+    objective: str = o.OBJECTIVE,
     strategy: str = typer.Option(
         "auto",
         "--strategy",

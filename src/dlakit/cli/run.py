@@ -52,21 +52,30 @@ def run_command(
     ),
     batch: int | None = o.BATCH,
     json_path: Path | None = o.JSON,
+    workers: int = o.WORKERS,
+    ray: str | None = o.RAY,
+    resume: Path | None = o.RESUME,
+    retries: int = o.RETRIES,
+    shard_size: int | None = o.SHARD_SIZE,
     verbose: bool = o.VERBOSE,
     quiet: bool = o.QUIET,
 ) -> None:
     """Run DLA segments on the simulator and fallback segments in PyTorch, in dependency order.
 
-    The hardware operations are decoded once, then run on --batch images at a time. JSON:
-    schema dlakit.run v1, images, seconds, images_per_second, hardware operations and the
+    The hardware operations are decoded once, then run on --batch images at a time, in shards
+    (--workers, --ray, --resume: docs/cli.md). JSON: schema dlakit.run v1, images, seconds
+    (simulator time, summed over shards), images_per_second, hardware operations and the
     --compare metrics (docs/artifact.md). -v adds how many operations run on the fast path.
     """
+    from dlakit.cli.sharding import Sharding, run_outputs
     from dlakit.nvdla import read_artifact
-    from dlakit.report.console import progress_bars
     from dlakit.run.runner import Runner
 
     out = o.output(verbose, quiet, json_path)
-    o.guard_outputs({"--output": output, "--json": json_path}, artifact, data, compare)
+    o.guard_outputs({"--output": output, "--json": json_path, "--resume": resume}, artifact, data,
+                    compare)  # fmt: skip
+    sharding = Sharding(workers, ray, resume, retries, shard_size)
+    sharding.check()
     comp = read_artifact(artifact)
     if len(comp.inputs) != 1:
         raise DlakitError(f"{artifact}: {len(comp.inputs)} inputs; dlakit run feeds one")
@@ -83,11 +92,7 @@ def run_command(
         f"unit models; batch {runner.batch}, about "
         f"{runner.memory_needed(runner.batch) / 2**30:.2f} GiB"
     )
-    with progress_bars(out, "images") as bars:
-        task = bars.add_task(f"simulated {comp.target.name}", total=len(x)) if bars else None
-        outs, stats = runner.run(
-            {name: x}, progress=(lambda done: bars.update(task, completed=done)) if bars else None
-        )
+    outs, stats = run_outputs(out, runner, artifact, x, device, fallback_engine, sharding, batch)
     title = f"{artifact.name} on {data} ({len(x)} inputs, {runner.device}, batch {stats.batch})"
     table = report.run_table(title, stats)
     comparison = _compare(reference, compare, x, labels, outs, comp.outputs) if compare else None

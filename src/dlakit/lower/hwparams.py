@@ -144,14 +144,18 @@ def conv_chain(
     ew_operand: str = "",
     out_precision: OutPrecision = "int8",
     acc_bound: np.ndarray | float | None = None,
+    ew_alu: str = "sum",
+    x_range: int | None = None,
 ) -> SdpChain:
     """SDP chain for a layer whose 32-bit input is in units ``acc_scale[k]``.
 
     ``clip`` is (lower, upper) in real units (None = no clip; only lower 0 is supported, as ReLU),
-    ``ew_scale`` the scale of an INT8 tensor added by the Y unit, ``out_precision`` what the C
-    converter writes (INT8, or INT17 converted to FP16 with ``out_scale`` its unit),
-    ``acc_bound`` the largest ``|input|`` per channel (a convolution's ``128 * sum |w|``; None:
-    any 32-bit value).
+    ``ew_scale`` the scale of an INT8 tensor that the Y ALU combines with (``ew_alu``: sum, max
+    or min), ``out_precision`` what the C converter writes (INT8, or INT17 converted to FP16 with
+    ``out_scale`` its unit), ``acc_bound`` the largest ``|input|`` per channel (a convolution's
+    ``128 * sum |w|``; None: any 32-bit value). ``x_range``: the X result feeds a lookup table
+    whose tables span ``|x| <= x_range`` (in ``out_scale`` units) instead of the C converter's
+    output range.
 
     Every requantization rounds once (the module docstring says where); the result equals a
     float64 evaluation of the same register values rounded once, which
@@ -163,7 +167,7 @@ def conv_chain(
     acc_scale = np.asarray(acc_scale, dtype=np.float64)
     if not np.all(np.isfinite(acc_scale)) or not math.isfinite(out_scale) or out_scale <= 0:
         raise DlakitError("a requantization scale is NaN or infinite (bad scales or weights)")
-    qmax = output_range(out_precision)[1]
+    qmax = output_range(out_precision)[1] if x_range is None else x_range
     base = acc_scale / out_scale  # output units per accumulator unit, per channel
     headroom = 0
     if ew_scale is not None:
@@ -194,9 +198,22 @@ def conv_chain(
         chain = _one_stage(rescale, bias_acc, top, lower is not None)
     if ew_scale is not None:
         cvt_scale, cvt_truncate = _ew_operand(ew_scale / out_scale * 2.0**headroom)
-        chain.y = EwUnit(ew_operand, cvt_offset=0, cvt_scale=cvt_scale, cvt_truncate=cvt_truncate)
+        chain.y = EwUnit(ew_operand, cvt_offset=0, cvt_scale=cvt_scale, cvt_truncate=cvt_truncate,
+                         alu=ew_alu)  # type: ignore[arg-type]  # fmt: skip
     chain.c = OutCvt(offset=0, scale=1, shift=headroom, precision=out_precision)
     return chain
+
+
+def mul_chain(
+    s_a: float, s_b: float, s_out: float, operand: str, out_precision: OutPrecision = "int8"
+) -> SdpChain:
+    """SDP chain of ``a * b`` for two INT8 tensors (``a`` from the M-RDMA, ``b`` the E-RDMA's):
+    X bypassed, the Y multiplier takes ``b`` through an identity converter (the product is the
+    exact ``a * b``, at most 2^14), and C rescales by ``s_a s_b / s_out`` (INT16 multiplier and
+    right shift): the one rounding."""
+    scale, shift = factorize(s_a * s_b / s_out)
+    y = EwUnit(operand, cvt_offset=0, cvt_scale=1, cvt_truncate=0, stage="mul", truncate=0)
+    return SdpChain(y=y, c=OutCvt(offset=0, scale=scale, shift=shift, precision=out_precision))
 
 
 def _ew_operand(ratio: float) -> tuple[int, int]:

@@ -8,7 +8,8 @@ per-element Python):
 * CACC: 34-bit saturating accumulation, ``CLIP_TRUNCATE`` rounding with the RTL's 16 kept
   fraction bits, saturation to INT32 (§5.3);
 * SDP X1/X2: ALU (33-bit) -> MUL (49-bit) -> truncate (also when MUL is bypassed) -> ReLU; Y
-  operand converter and ALU; C converter to INT17 then INT8 (§5.4);
+  operand converter and ALU or MUL, then the Y lookup table (§5.7); C converter to INT17 then
+  INT8 (§5.4);
 * PDP: max/min over real elements; average with pad values and two rounded reciprocal stages
   (§5.5).
 
@@ -39,6 +40,7 @@ from dlakit.lower.qgraph import (
     LutTable,
     OutCvt,
     QConcat,
+    QContract,
     QConv,
     QDequantize,
     QFloat,
@@ -49,7 +51,9 @@ from dlakit.lower.qgraph import (
     QQuantize,
     QReshape,
     QSdp,
+    QView,
     SdpChain,
+    SdpLut,
     XUnit,
 )
 
@@ -130,10 +134,12 @@ def x_unit(x: torch.Tensor, unit: XUnit) -> torch.Tensor:
 
 
 def y_unit(x: torch.Tensor, unit: EwUnit, operand: torch.Tensor) -> torch.Tensor:
-    """SDP Y as an elementwise ALU with an INT8 tensor through the ALU operand converter."""
+    """SDP Y as an elementwise ALU or MUL with an INT8 tensor through its operand converter."""
     op = shift_right_round(
         (operand.to(torch.int64) - unit.cvt_offset) * unit.cvt_scale, unit.cvt_truncate, 49, 32
     )
+    if unit.stage == "mul":
+        return shift_right_round(x * op, unit.truncate, 64, 32)  # 64-bit product
     if unit.alu == "sum":
         return saturate(x + op, 32)
     if unit.alu == "max":
@@ -161,7 +167,55 @@ def sdp(x: torch.Tensor, chain: SdpChain, ew: torch.Tensor | None = None) -> tor
         if ew is None:
             raise DlakitError("SDP Y unit has no operand tensor")
         x = y_unit(x, chain.y, ew.reshape(x.shape))
+    if chain.lut is not None:
+        x = sdp_lut(x, chain.lut)
     return c_unit(x, chain.c)
+
+
+SDP_LUT_FRACTION = 35  # bits of the index fraction that interpolates (cmod sdp_y_idx)
+
+
+def _sdp_table(x: torch.Tensor, t: LutTable) -> tuple[torch.Tensor, ...]:
+    """Value, hit, underflow, overflow of one linearly indexed SDP table (32-bit value)."""
+    entries = torch.as_tensor(np.asarray(t.entries, dtype=np.int64))
+    last = entries.numel() - 1
+    under = x <= t.start
+    rel = (x - t.start).clamp(min=0)
+    k = t.index_select
+    index = rel << -k if k < 0 else rel >> k
+    over = ~under & (index >= last)
+    if k <= 0:
+        frac = torch.zeros_like(rel)
+    else:
+        frac = rel & ((1 << k) - 1)
+        frac = frac >> (k - SDP_LUT_FRACTION) if k > SDP_LUT_FRACTION else (
+            frac << (SDP_LUT_FRACTION - k)
+        )  # fmt: skip
+    i = index.clamp(0, last)
+    y0, y1 = entries[i], entries[(i + 1).clamp(max=last)]
+    inside = _round_shift(y0 * ((1 << SDP_LUT_FRACTION) - frac) + y1 * frac, SDP_LUT_FRACTION)
+    below = entries[0] + _slope(x - t.start, t.uflow_scale, t.uflow_shift)
+    above = entries[last] + _slope(x - t.end, t.oflow_scale, t.oflow_shift)
+    value = torch.where(under, below, torch.where(over, above, inside))
+    return saturate(value, 32), ~(under | over), under, over
+
+
+def _slope(d: torch.Tensor, scale: int, shift: int) -> torch.Tensor:
+    """``sat32(round(d * scale / 2^shift))``; a negative shift is a saturating left shift."""
+    v = d * scale
+    if shift <= 0:
+        return shift_left_saturate(v, -shift, 32)
+    return saturate(_round_shift(v, shift), 32)
+
+
+def sdp_lut(x: torch.Tensor, lut: SdpLut) -> torch.Tensor:
+    """The SDP Y lookup table on 32-bit values (``SdpLut``): 32-bit values out."""
+    le, le_hit, le_u, le_o = _sdp_table(x, lut.le)
+    lo, lo_hit, lo_u, lo_o = _sdp_table(x, lut.lo)
+    use_lo = torch.where(le_hit == lo_hit, lut.hybrid_lo, lo_hit)
+    use_lo = torch.where(le_o & lo_o, lut.oflow_lo, use_lo)
+    use_lo = torch.where(le_u & lo_u, lut.uflow_lo, use_lo)
+    return torch.where(use_lo, lo, le)
 
 
 # ---------------------------------------------------------------- conv (§5.1-5.3) and PDP (§5.5)
@@ -316,8 +370,9 @@ class IntReference:
     ``keep`` names tensors to return as well (INT8 tensors are returned dequantized), for
     per-layer comparisons. With ``fused`` (default where numba is installed) each convolution's
     and SDP pass's CACC + SDP chain runs as one compiled pass
-    (:mod:`dlakit.lower.intref_kernels`) on channels-last tensors; the whole-tensor functions
-    above are the definition it is tested against, and the integers are the same.
+    (:mod:`dlakit.lower.intref_kernels`) on channels-last tensors, except chains with a lookup
+    table or the Y multiplier (:func:`_fusable`), which it does not cover; the whole-tensor
+    functions above are the definition it is tested against, and the integers are the same.
     """
 
     def __init__(self, graph: QGraph, fused: bool | None = None) -> None:
@@ -332,6 +387,8 @@ class IntReference:
             QPool: self._pool,
             QLrn: self._lrn,
             QConcat: self._concat,
+            QView: self._view,
+            QContract: self._contract,
             QReshape: self._reshape,
             QQuantize: self._quantize,
             QDequantize: self._dequantize,
@@ -387,7 +444,7 @@ class IntReference:
         if x.ndim == 2:
             x = x.reshape(batch, -1, 1, 1)
         ew = values[layer.inputs[1]] if layer.sdp.y is not None else None
-        if self.fused and layer.sdp.c.precision == "int8":
+        if self.fused and _fusable(layer.sdp):
             weights = self._weights.get(layer.name)
             if weights is None:
                 weights = conv_weights(layer).contiguous(memory_format=torch.channels_last)
@@ -403,7 +460,7 @@ class IntReference:
         assert isinstance(layer, QSdp)
         x = values[layer.inputs[0]]  # INT8 from memory, sign-extended
         ew = values[layer.inputs[1]] if layer.sdp.y is not None else None
-        if self.fused and x.ndim == 4 and layer.sdp.c.precision == "int8":
+        if self.fused and x.ndim == 4 and _fusable(layer.sdp):
             values[layer.outputs[0]] = self._fused_chain(layer, x, ew, -1)
         else:
             values[layer.outputs[0]] = _stored(sdp(x.to(torch.int64), layer.sdp, ew))
@@ -443,6 +500,20 @@ class IntReference:
         assert isinstance(layer, QConcat)
         values[layer.outputs[0]] = torch.cat([values[n] for n in layer.inputs], dim=layer.axis)
 
+    def _view(self, layer: QLayer, values: dict[str, torch.Tensor]) -> None:
+        assert isinstance(layer, QView)
+        x = values[layer.inputs[0]]
+        values[layer.outputs[0]] = x.narrow(1, layer.start, layer.channels)
+
+    def _contract(self, layer: QLayer, values: dict[str, torch.Tensor]) -> None:
+        assert isinstance(layer, QContract)
+        x = values[layer.inputs[0]]
+        n, _, h, w = x.shape
+        sy, sx = layer.stride
+        phases = x.reshape(n, sy, sx, layer.padded, h, w)[:, :, :, : layer.channels]
+        out = phases.permute(0, 3, 4, 1, 5, 2).reshape(n, layer.channels, h * sy, w * sx)
+        values[layer.outputs[0]] = out.contiguous()
+
     def _reshape(self, layer: QLayer, values: dict[str, torch.Tensor]) -> None:
         x = values[layer.inputs[0]]
         values[layer.outputs[0]] = x.reshape(self._shape(layer.outputs[0], x.shape[0]))
@@ -481,6 +552,13 @@ class IntReference:
             if layer.precision == "fp16" and out.dtype == np.float32:
                 out = out.astype(np.float16).astype(np.float32)
             values[name] = torch.as_tensor(out)
+
+
+def _fusable(chain: SdpChain) -> bool:
+    """Whether the compiled pass covers ``chain``: INT8 out, no lookup table, Y (if any) in its
+    ALU stage. The LUT and the Y multiplier run in the whole-tensor definition."""
+    y_alu = chain.y is None or chain.y.stage == "alu"
+    return chain.c.precision == "int8" and chain.lut is None and y_alu
 
 
 def _kernels():

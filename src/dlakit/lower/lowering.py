@@ -28,6 +28,7 @@ converter), whatever the calibration said for their output.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
@@ -40,9 +41,11 @@ from dlakit.graph.load import LoadedModel
 from dlakit.graph.nodes import attrs as node_attrs
 from dlakit.lower import hwparams
 from dlakit.lower.lint import lint
+from dlakit.lower.lut import Activation, activation_of, fly_lut_chain, memory_lut_chain
 from dlakit.lower.qgraph import (
     OutPrecision,
     QConcat,
+    QContract,
     QConv,
     QDequantize,
     QFloat,
@@ -54,27 +57,18 @@ from dlakit.lower.qgraph import (
     QReshape,
     QSdp,
     QTensor,
+    QView,
 )
 from dlakit.partition import check_model
 from dlakit.support.verdict import Engine, NodeVerdict
 from dlakit.targets import load_target
 
 Decision = Literal["int8", "fp16", "int8-fallback", "fp32"]
+LUT_OPS = ("Sigmoid", "Tanh", "HardSigmoid", "HardSwish")  # activations of the SDP LUT
+RUBIK_ATOM = 32  # RUBIK moves 32-byte atoms: a deconvolution's phases are 32-channel aligned
 WEIGHT_QMAX = 127
 WEIGHT_SCALE_SPAN = 256  # largest / smallest per-channel weight scale of one layer
 FP16_OUTPUT_UNITS = 2048  # an FP16 network output's calibrated amax, in INT17 units (2^11)
-
-
-@dataclass
-class Fused:
-    """A convolution-like node with what it absorbs (:meth:`_Lowering.fuse`)."""
-
-    w: np.ndarray
-    b: np.ndarray | None
-    clip: tuple[float | None, float | None]
-    ew_src: str | None
-    nodes: list[str]
-    out: str
 
 
 class ScaleSource(Protocol):
@@ -91,8 +85,14 @@ class _State:
     tensors: dict[str, QTensor] = field(default_factory=dict)
     int8_of: dict[str, str] = field(default_factory=dict)  # ONNX tensor -> INT8 QGraph tensor
     float_of: dict[str, str] = field(default_factory=dict)  # ONNX tensor -> float QGraph tensor
+    planned: dict[str, float] = field(default_factory=dict)  # concat inputs at the concat's scale
 
     def scale(self, name: str) -> float:
+        if name in self.planned:
+            return self.planned[name]
+        return self.calibrated(name)
+
+    def calibrated(self, name: str) -> float:
         try:
             if isinstance(self.scales, Mapping):
                 value = float(self.scales[name])
@@ -342,48 +342,6 @@ class _Lowering:
             return None
         return source
 
-    def fuse(
-        self, node: onnx.NodeProto, w: np.ndarray, b: np.ndarray | None, elementwise: bool = True
-    ) -> Fused:
-        """The nodes a convolution-like ``node`` absorbs: BatchNormalization (folded into the
-        weights and bias), Relu/Clip with a lower bound of 0 or none, and (``elementwise``) an
-        Add of a tensor computed earlier."""
-        st = self.st
-        fused = [node.name]
-        out = node.output[0]
-        nxt = self.sole_consumer(out)
-        if nxt is not None and nxt.op_type == "BatchNormalization":
-            gamma, beta, mean, var = (
-                np.asarray(self.inits[n], dtype=np.float64) for n in nxt.input[1:5]
-            )
-            a = gamma / np.sqrt(var + float(node_attrs(nxt).get("epsilon", 1e-5)))
-            if not st.structure_only:
-                w = w * a.reshape(-1, 1, 1, 1)
-            b = (np.zeros(w.shape[0]) if b is None else b) * a + beta - mean * a
-            fused.append(nxt.name)
-            out = nxt.output[0]
-            nxt = self.sole_consumer(out)
-        clip: tuple[float | None, float | None] = (None, None)
-        if nxt is not None and nxt.op_type in ("Relu", "Clip"):
-            lo, hi = _clip_bounds(nxt, self.inits)
-            if lo in (None, 0.0):
-                clip = (lo, hi)
-                fused.append(nxt.name)
-                out = nxt.output[0]
-                nxt = self.sole_consumer(out)
-        ew_src = None
-        if elementwise and nxt is not None and nxt.op_type == "Add":  # the target has SDP Y
-            other = [n for n in nxt.input if n != out]
-            if (
-                len(other) == 1
-                and st.available(other[0])
-                and st.shape(other[0]) == st.shape(nxt.output[0])
-            ):
-                ew_src = other[0]
-                fused.append(nxt.name)
-                out = nxt.output[0]
-        return Fused(w, b, clip, ew_src, fused, out)
-
     def conv_like(
         self,
         node: onnx.NodeProto,
@@ -394,10 +352,64 @@ class _Lowering:
         pads=(0, 0, 0, 0),
         dilation=(1, 1),
         groups: int = 1,
+        phases: tuple[int, int, int, int] | None = None,
     ) -> None:
+        """A convolution and the nodes the SDP applies on the fly. ``phases`` = (sy, sx, K, Kp):
+        ``w`` holds a deconvolution's ``sy * sx`` phases of ``Kp`` kernels (``K`` real ones, the
+        rest zero), whose output a RUBIK contract de-interleaves (:meth:`deconvolution`)."""
         st = self.st
-        f = self.fuse(node, w, b)
-        w, b, clip, ew_src, fused, out = f.w, f.b, f.clip, f.ew_src, f.nodes, f.out
+        fused = [node.name]
+        out = node.output[0]
+        # The model output channel of each weight row (-1: a phase's padding kernel).
+        channel_of = np.arange(w.shape[0])
+        if phases is not None:
+            sy, sx, k_real, k_pad = phases
+            row = np.arange(k_pad)
+            channel_of = np.tile(np.where(row < k_real, row, -1), sy * sx)
+        nxt = self.sole_consumer(out)
+        if nxt is not None and nxt.op_type == "BatchNormalization":
+            gamma, beta, mean, var = (
+                np.asarray(self.inits[n], dtype=np.float64) for n in nxt.input[1:5]
+            )
+            a = gamma / np.sqrt(var + float(node_attrs(nxt).get("epsilon", 1e-5)))
+            shift = beta - mean * a
+            live = channel_of >= 0
+            a = np.where(live, a[np.maximum(channel_of, 0)], 1.0)
+            shift = np.where(live, shift[np.maximum(channel_of, 0)], 0.0)
+            if not st.structure_only:
+                w = w * a.reshape(-1, 1, 1, 1)
+            b = (np.zeros(w.shape[0]) if b is None else b) * a + shift
+            fused.append(nxt.name)
+            out = nxt.output[0]
+            nxt = self.sole_consumer(out)
+        clip: tuple[float | None, float | None] = (None, None)
+        act, pre = None, out  # a lookup-table activation, and the tensor it reads
+        if nxt is not None and nxt.op_type in ("Relu", "Clip"):
+            lo, hi = _clip_bounds(nxt, self.inits)
+            if lo in (None, 0.0):
+                clip = (lo, hi)
+                fused.append(nxt.name)
+                out = nxt.output[0]
+                nxt = self.sole_consumer(out)
+        elif nxt is not None and nxt.op_type in LUT_OPS:
+            act = activation_of(nxt.op_type, node_attrs(nxt))
+            fused.append(nxt.name)
+            out = nxt.output[0]
+        elif nxt is None and (silu := self.silu_pair(out)) is not None:
+            act = Activation("silu")
+            fused += [silu[0].name, silu[1].name]
+            out = silu[1].output[0]
+        ew_src = None
+        if act is None and phases is None and nxt is not None and nxt.op_type == "Add":
+            other = [n for n in nxt.input if n != out]  # an INT8 DLA Add: the target has SDP Y
+            if (
+                len(other) == 1
+                and st.available(other[0])
+                and st.shape(other[0]) == st.shape(nxt.output[0])
+            ):
+                ew_src = other[0]
+                fused.append(nxt.name)
+                out = nxt.output[0]
         x = st.int8(src)
         s_in = st.tensors[x].scale or 1.0
         if st.structure_only:  # the layer's shape without quantizing weights nobody reads
@@ -405,6 +417,8 @@ class _Lowering:
         else:
             wq, s_w = _quantize_weights(w)
         s_out, precision = self.out_format(out)
+        if (act is not None or phases is not None) and precision != "int8":
+            s_out, precision = st.unclipped_scale(out), "int8"  # these layers write INT8 only
         ew_name, ew_scale = "", None
         inputs = [x]
         if ew_src is not None:
@@ -412,15 +426,47 @@ class _Lowering:
             ew_scale = st.tensors[ew_name].scale
             inputs.append(ew_name)
         bound = 128.0 * np.abs(wq.astype(np.float64)).reshape(wq.shape[0], -1).sum(axis=1)
-        chain = hwparams.conv_chain(s_in * s_w, b, s_out, clip, ew_scale, ew_name, precision,
-                                    bound)  # fmt: skip
+        if act is not None:
+            chain = fly_lut_chain(act, s_in * s_w, b, st.scale(pre), s_out, bound)
+        else:
+            chain = hwparams.conv_chain(s_in * s_w, b, s_out, clip, ew_scale, ew_name,
+                                        precision, bound)  # fmt: skip
         self.done.update(fused)
+        conv_out = out if phases is None else f"{out}::phases"
         layer = QConv(
-            node.name, inputs, [out], onnx_nodes=fused, weight=wq,
+            node.name, inputs, [conv_out], onnx_nodes=fused, weight=wq,
             stride=(int(stride[0]), int(stride[1])), pads=tuple(int(p) for p in pads),
             dilation=(int(dilation[0]), int(dilation[1])), groups=groups, sdp=chain,
         )  # fmt: skip
-        self.emit_sdp(layer, out, s_out, precision)
+        if phases is None:
+            self.emit_sdp(layer, out, s_out, precision)
+            return
+        sy, sx, k_real, k_pad = phases
+        _, _, h, wd = st.shape(src)
+        st.add_tensor(conv_out, (1, sy * sx * k_pad, h, wd), "int8", s_out)
+        st.layers.append(layer)
+        contract = QContract(f"{node.name}:contract", [conv_out], [out], onnx_nodes=[node.name],
+                             stride=(sy, sx), channels=k_real, padded=k_pad)  # fmt: skip
+        self.emit_int8(contract, out, s_out)
+
+    def silu_pair(self, tensor: str) -> tuple[onnx.NodeProto, onnx.NodeProto] | None:
+        """(Sigmoid, Mul) when ``tensor`` is read only by ``Sigmoid`` and by the ``Mul`` of it and
+        that Sigmoid's output (SiLU, as PyTorch exports it), all three INT8 on the DLA."""
+        users = self.consumers.get(tensor, [])
+        if tensor in self.outputs or len(users) != 2:
+            return None
+        sig = next((u for u in users if u.op_type == "Sigmoid"), None)
+        mul = next((u for u in users if u.op_type == "Mul"), None)
+        if sig is None or mul is None:
+            return None
+        gate = sig.output[0]
+        if sorted(mul.input) != sorted([tensor, gate]) or gate in self.outputs:
+            return None
+        if [u.name for u in self.consumers.get(gate, [])] != [mul.name]:
+            return None
+        if self.decisions.get(sig.name) != "int8" or self.decisions.get(mul.name) != "int8":
+            return None
+        return sig, mul
 
     # ---- standalone SDP ops
     def _int8_BatchNormalization(self, node: onnx.NodeProto) -> None:
@@ -459,6 +505,120 @@ class _Lowering:
         )  # fmt: skip
         self.emit_sdp(QSdp(node.name, [a, b], [node.output[0]], onnx_nodes=[node.name],
                            sdp=chain), node.output[0], s_out, precision)  # fmt: skip
+
+    def _int8_Mul(self, node: onnx.NodeProto) -> None:
+        """Two INT8 tensors of one shape: the SDP Y multiplier (``hwparams.mul_chain``)."""
+        st = self.st
+        a, b = st.int8(node.input[0]), st.int8(node.input[1])
+        s_out, precision = self.out_format(node.output[0])
+        chain = hwparams.mul_chain(st.tensors[a].scale or 1.0, st.tensors[b].scale or 1.0, s_out,
+                                   b, precision)  # fmt: skip
+        self.emit_sdp(QSdp(node.name, [a, b], [node.output[0]], onnx_nodes=[node.name],
+                           sdp=chain), node.output[0], s_out, precision)  # fmt: skip
+
+    def _int8_Max(self, node: onnx.NodeProto) -> None:
+        self.ew_alu(node, "max")
+
+    def _int8_Min(self, node: onnx.NodeProto) -> None:
+        self.ew_alu(node, "min")
+
+    def ew_alu(self, node: onnx.NodeProto, alu: str) -> None:
+        """Two INT8 tensors of one shape through the SDP Y ALU, as ``Add`` (``conv_chain``)."""
+        st = self.st
+        a, b = st.int8(node.input[0]), st.int8(node.input[1])
+        s_out, precision = self.out_format(node.output[0])
+        chain = hwparams.conv_chain(
+            np.array([st.tensors[a].scale]), None, s_out, (None, None), st.tensors[b].scale, b,
+            precision, 128.0, ew_alu=alu,
+        )  # fmt: skip
+        self.emit_sdp(QSdp(node.name, [a, b], [node.output[0]], onnx_nodes=[node.name],
+                           sdp=chain), node.output[0], s_out, precision)  # fmt: skip
+
+    # ---- SDP lookup table (targets with the SDP LUT)
+    def _int8_Sigmoid(self, node: onnx.NodeProto) -> None:
+        silu = self.silu_pair(node.input[0])
+        if silu is not None and silu[0].name == node.name:
+            self.lut_layer(node, Activation("silu"), [node, silu[1]])
+        else:
+            self.lut_layer(node, activation_of("Sigmoid", {}), [node])
+
+    def _int8_Tanh(self, node: onnx.NodeProto) -> None:
+        self.lut_layer(node, activation_of("Tanh", {}), [node])
+
+    def _int8_HardSigmoid(self, node: onnx.NodeProto) -> None:
+        self.lut_layer(node, activation_of("HardSigmoid", node_attrs(node)), [node])
+
+    def _int8_HardSwish(self, node: onnx.NodeProto) -> None:
+        self.lut_layer(node, activation_of("HardSwish", {}), [node])
+
+    def lut_layer(self, node: onnx.NodeProto, act: Activation, nodes: list[onnx.NodeProto]):
+        """An SDP pass from memory whose INT8 input indexes the activation's table."""
+        st = self.st
+        out = nodes[-1].output[0]
+        x = st.int8(node.input[0])
+        s_out = st.scale(out) if out not in self.outputs else st.unclipped_scale(out)
+        chain = memory_lut_chain(act, st.tensors[x].scale or 1.0, s_out)
+        self.done.update(n.name for n in nodes)
+        self.emit_int8(QSdp(node.name, [x], [out], onnx_nodes=[n.name for n in nodes],
+                            sdp=chain), out, s_out)  # fmt: skip
+
+    # ---- channel views
+    def _int8_Split(self, node: onnx.NodeProto) -> None:
+        start = 0
+        for i, out in enumerate(node.output):
+            channels = int(self.st.shape(out)[1])
+            if out:
+                self.view(node, f"{node.name}:{i}" if i else node.name, out, start, channels)
+            start += channels
+
+    def _int8_Slice(self, node: onnx.NodeProto) -> None:
+        shape = self.st.shape(node.input[0])
+        first, last = _slice_channels(node, self.inits, int(shape[1]), len(shape))
+        self.view(node, node.name, node.output[0], first, last - first)
+
+    def view(self, node: onnx.NodeProto, name: str, out: str, start: int, channels: int) -> None:
+        st = self.st
+        x = st.int8(node.input[0])
+        self.emit_int8(QView(name, [x], [out], onnx_nodes=[node.name], start=start,
+                             channels=channels), out, st.tensors[x].scale or 1.0)  # fmt: skip
+
+    # ---- deconvolution: phase convolution + RUBIK contract
+    def _int8_ConvTranspose(self, node: onnx.NodeProto) -> None:
+        w = np.asarray(self.inits[node.input[1]], dtype=np.float64)  # (C, K, sy, sx)
+        c, k, sy, sx = w.shape
+        b = None
+        if len(node.input) > 2 and node.input[2]:
+            b = np.asarray(self.inits[node.input[2]], dtype=np.float64)
+        self.deconvolution(node, np.transpose(w, (2, 3, 1, 0)), b, c, k, sy, sx)
+
+    def _int8_Resize(self, node: onnx.NodeProto) -> None:
+        """Nearest upsampling by whole factors: a deconvolution whose kernel copies each channel
+        to every phase (weights 1), kept at the input's scale unless a concatenation sets it."""
+        _, c, h, w = self.st.shape(node.input[0])
+        _, _, oh, ow = self.st.shape(node.output[0])
+        sy, sx = oh // h, ow // w
+        phases = np.broadcast_to(np.eye(c), (sy, sx, c, c))
+        self.deconvolution(node, phases, None, c, c, sy, sx, keep_scale=True)
+
+    def deconvolution(self, node: onnx.NodeProto, w: np.ndarray, b: np.ndarray | None, c: int,
+                      k: int, sy: int, sx: int, keep_scale: bool = False) -> None:  # fmt: skip
+        """``w[y, x]`` (K x C) are the phases' kernels: a 1x1 convolution with ``sy * sx * Kp``
+        kernels (``Kp``: K padded to RUBIK's 32-channel atom, zero kernels between) then the
+        RUBIK contract, as the NVDLA compiler lowers a deconvolution whose kernel is its stride
+        (``ConvCoreDeconvolutionOpNode``: one convolution per phase into one buffer, then RUBIK)."""
+        k_pad = -(-k // RUBIK_ATOM) * RUBIK_ATOM
+        rows = np.zeros((sy, sx, k_pad, c), dtype=np.float64)
+        rows[:, :, :k] = w
+        bias = None
+        if b is not None:
+            bias = np.zeros((sy, sx, k_pad))
+            bias[:, :, :k] = b
+            bias = bias.reshape(-1)
+        if keep_scale and node.output[0] not in self.st.planned:
+            x = self.st.int8(node.input[0])
+            self.st.planned[node.output[0]] = self.st.tensors[x].scale or 1.0
+        self.conv_like(node, node.input[0], rows.reshape(-1, c, 1, 1), bias,
+                       phases=(sy, sx, k, k_pad))  # fmt: skip
 
     # ---- PDP
     def _int8_MaxPool(self, node: onnx.NodeProto) -> None:
@@ -557,6 +717,20 @@ class _Lowering:
     _int8_Dropout = layout
 
 
+def _slice_channels(node: onnx.NodeProto, inits: Mapping[str, np.ndarray], c: int, rank: int):
+    """[first, last) channels of a Slice along the channel axis (steps 1; the lowering table's
+    checks admit no other)."""
+    starts = np.ravel(inits[node.input[1]]).astype(np.int64)
+    ends = np.ravel(inits[node.input[2]]).astype(np.int64)
+    axes = np.ravel(inits[node.input[3]]) if len(node.input) > 3 and node.input[3] else None
+    axes = np.arange(len(starts)) if axes is None else axes.astype(np.int64) % rank
+    i = int(np.nonzero(axes == 1)[0][0])
+    first, last = int(starts[i]), int(ends[i])
+    first = first + c if first < 0 else first
+    last = last + c if last < 0 else last
+    return min(max(first, 0), c), min(max(last, 0), c)
+
+
 def _pool_geometry(node: onnx.NodeProto, in_shape: tuple[int, ...]):
     attrs = node_attrs(node)
     if node.op_type.startswith("Global"):
@@ -565,6 +739,54 @@ def _pool_geometry(node: onnx.NodeProto, in_shape: tuple[int, ...]):
     stride = tuple(int(s) for s in attrs.get("strides", [1, 1]))
     p = [int(v) for v in attrs.get("pads", [0, 0, 0, 0])]
     return kernel, stride, (p[0], p[1], p[2], p[3])
+
+
+# Nodes whose INT8 output keeps their input's scale and commutes with clipping to a narrower
+# range (max pooling, data movement), so their input may be made at the concatenation's scale.
+# Average pooling keeps the scale too, but clipping before averaging is not clipping after it.
+_SCALE_KEEPING = (
+    "MaxPool", "GlobalMaxPool", "Split", "Slice", "Flatten", "Reshape", "Squeeze", "Unsqueeze",
+    "Identity", "Dropout",
+)  # fmt: skip
+
+
+def _concat_scales(loaded: LoadedModel, decisions: Mapping[str, str], st: _State) -> dict:
+    """Tensor -> scale: the INT8 concatenations' inputs made at the concatenation's scale.
+
+    A concatenation is a memory layout, so its inputs must share its scale; rather than an SDP
+    pass requantizing each input (an operation, and a second rounding), the layer that makes
+    an input writes it at the concatenation's scale (its output converter rescales anyway). An
+    input made by a scale-keeping node (max pooling, a channel view, a reshape) passes the scale to
+    that node's input. Outer concatenations go first (a nested one then takes their scale); a
+    tensor two concatenations want at different scales keeps the first, the other requantizes.
+    """
+    producers = loaded.producers()
+    planned: dict[str, float] = {}
+    for node in reversed(loaded.nodes):
+        if node.op_type != "Concat" or decisions.get(node.name) not in ("int8", "int8-fallback"):
+            continue
+        out = node.output[0]
+        s_cat = planned.get(out) or st.calibrated(out)
+        for name in node.input:
+            src = name
+            while (
+                (p := producers.get(src)) is not None
+                and p.op_type in _SCALE_KEEPING
+                and (decisions.get(p.name) in ("int8", "int8-fallback"))
+            ):
+                src = p.input[0]
+            planned.setdefault(src, s_cat)
+    return planned
+
+
+def _hoist_conversions(layers: list[QLayer], start: int, graph_inputs: Iterable[str]) -> None:
+    """Moves the INT8 conversions of values made before ``layers[start:]`` (a run of DLA
+    segments) to the run's start. They are emitted where a layer first reads them; left there,
+    each would split the run's DLA segment at a host conversion (one more round trip)."""
+    made = {name for layer in layers[:start] for name in layer.outputs} | set(graph_inputs)
+    run = layers[start:]
+    early = [x for x in run if isinstance(x, QQuantize) and x.inputs[0] in made]
+    layers[start:] = early + [x for x in run if not any(x is e for e in early)]
 
 
 def decide(verdicts: Mapping[str, NodeVerdict]) -> dict[str, Decision]:
@@ -628,9 +850,17 @@ def quantize_model(
     for name in loaded.input_names:
         st.add_tensor(name, tuple(loaded.input_shapes[name]), "fp32")
         st.float_of[name] = name
-    lowering = _Lowering(st, decide(verdicts))
-    for node in loaded.nodes:
-        lowering.lower(node)
+    decisions = decide(verdicts)
+    st.planned = _concat_scales(loaded, decisions, st)
+    lowering = _Lowering(st, decisions)
+    # In the partition's segment order, so that each DLA segment's layers are consecutive.
+    for engine, run in itertools.groupby(result.segments, key=lambda seg: seg.engine):
+        start = len(st.layers)
+        for segment in run:
+            for index in segment.nodes:
+                lowering.lower(loaded.nodes[index])
+        if engine == "dla":
+            _hoist_conversions(st.layers, start, loaded.input_names)
     for name in loaded.output_names:
         if not st.available(name):
             raise DlakitError(f"model output '{name}' was not produced by the lowering")

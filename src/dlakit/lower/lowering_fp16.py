@@ -124,18 +124,42 @@ class _Fp16Lowering(_Lowering):
         pads=(0, 0, 0, 0),
         dilation=(1, 1),
         groups: int = 1,
+        phases: tuple[int, int, int, int] | None = None,
     ) -> None:
-        f = self.fuse(node, w, b, elementwise=False)
+        """A convolution with what its SDP applies on the fly in FP16: BatchNormalization
+        folded into weights and bias, then Relu/Clip with a lower bound of 0 or none (the INT8
+        lowering's first fusions; FP16 has no SDP Y unit or LUT here)."""
+        if phases is not None:
+            raise DlakitError(f"node {node.name}: FP16 deconvolution has no lowering")
+        fused, out = [node.name], node.output[0]
+        nxt = self.sole_consumer(out)
+        if nxt is not None and nxt.op_type == "BatchNormalization":
+            gamma, beta, mean, var = (
+                np.asarray(self.inits[n], dtype=np.float64) for n in nxt.input[1:5]
+            )
+            a = gamma / np.sqrt(var + float(node_attrs(nxt).get("epsilon", 1e-5)))
+            w = w * a.reshape(-1, 1, 1, 1)
+            b = (np.zeros(w.shape[0]) if b is None else b) * a + beta - mean * a
+            fused.append(nxt.name)
+            out = nxt.output[0]
+            nxt = self.sole_consumer(out)
+        clip: tuple[float | None, float | None] = (None, None)
+        if nxt is not None and nxt.op_type in ("Relu", "Clip"):
+            lo, hi = _clip_bounds(nxt, self.inits)
+            if lo in (None, 0.0):
+                clip = (lo, hi)
+                fused.append(nxt.name)
+                out = nxt.output[0]
         x = self.st.fp16(src)
-        self.done.update(f.nodes)
+        self.done.update(fused)
         layer = QConv(
-            node.name, [x], [f.out], onnx_nodes=f.nodes,
-            weight=np.asarray(f.w, dtype=np.float64).astype(np.float16),
+            node.name, [x], [out], onnx_nodes=fused,
+            weight=np.asarray(w, dtype=np.float64).astype(np.float16),
             stride=(int(stride[0]), int(stride[1])), pads=tuple(int(p) for p in pads),
             dilation=(int(dilation[0]), int(dilation[1])), groups=groups,
-            sdp=fp16params.sdp_chain(bias=f.b, clip=f.clip, where=node.name), precision="fp16",
+            sdp=fp16params.sdp_chain(bias=b, clip=clip, where=node.name), precision="fp16",
         )  # fmt: skip
-        self.emit(layer, f.out)
+        self.emit(layer, out)
 
     # ---- standalone SDP passes
     def _fp16_BatchNormalization(self, node: onnx.NodeProto) -> None:

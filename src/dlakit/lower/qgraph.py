@@ -20,7 +20,8 @@ Where a layer's SDP chain puts each job (see :mod:`dlakit.lower.hwparams` for th
   the per-channel requantization multiplier, TRT shifts right, ReLU is the lower clip at 0.
 * X2 (BN): only for an upper clip (ReLU6 / Clip): ALU MIN with a register operand; MUL bypassed
   with truncate 0 (the truncate applies even when MUL is bypassed).
-* Y (EW): an elementwise add of a second INT8 tensor through the ALU operand converter.
+* Y (EW): an elementwise add, max or multiply with a second INT8 tensor through the ALU or MUL
+  operand converter; then, on targets with the SDP LUT, a lookup table (an activation).
 * C: output converter to INT8 (identity when no Y unit is used).
 """
 
@@ -83,12 +84,14 @@ class XUnit:
 
 @dataclass
 class EwUnit:
-    """SDP Y (EW) sub-unit used as an elementwise ALU with a second INT8 tensor (nv_full only).
+    """SDP Y (EW) sub-unit used with a second INT8 tensor (targets with SDP EW).
 
     The operand tensor ``operand`` (INT8, same shape as the layer output) is read by the E-RDMA and
-    passes the ALU operand converter:
+    passes the operand converter of its ``stage``:
     ``op32 = sat32(round((x - cvt_offset) * cvt_scale >> cvt_truncate))`` (offset 32-bit, scale
-    INT16, truncate 6-bit). Then ``sat32(y ALU op32)``; MUL and LUT are bypassed.
+    INT16, truncate 6-bit). Stage ``"alu"``: ``sat32(y ALU op32)``, MUL bypassed. Stage
+    ``"mul"``: ``sat32(round(y * op32 >> truncate))`` (64-bit product, ``D_DP_EW_TRUNCATE_VALUE``
+    10 bits), ALU bypassed.
     """
 
     operand: str
@@ -96,6 +99,8 @@ class EwUnit:
     cvt_scale: int
     cvt_truncate: int
     alu: Literal["sum", "max", "min"] = "sum"
+    stage: Literal["alu", "mul"] = "alu"
+    truncate: int = 0
 
 
 @dataclass
@@ -116,12 +121,58 @@ class OutCvt:
 
 
 @dataclass
+class LutTable:
+    """One linearly indexed lookup table (``nvdla.md`` §5.7): LE has 65 entries, LO 257. As CDP
+    reads it (SDP's reading is :class:`SdpLut`'s):
+
+    ``entries`` are INT16. An input ``s`` with ``0 < s - start`` and index
+    ``(s - start) >> index_select`` below the last entry interpolates between two entries with a
+    16-bit fraction; at or below ``start`` it extrapolates from the first entry,
+    ``entries[0] + ((s - start) * uflow_scale >> uflow_shift)``, past the table from the last one
+    with ``end`` and the overflow slope (slope scale INT16, shift signed 5-bit, negative = left).
+    """
+
+    entries: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int16))
+    start: int = 0
+    end: int = 0
+    index_select: int = 0
+    uflow_scale: int = 0
+    uflow_shift: int = 0
+    oflow_scale: int = 0
+    oflow_shift: int = 0
+
+
+@dataclass
+class SdpLut:
+    """The SDP Y lookup table (``nvdla.md`` §5.7; cmod ``sdp_y_idx``/``sdp_y_inp``), both
+    tables linearly indexed, on the 32-bit Y input ``x``; the result is 32 bits, for C.
+
+    Per table (LE 65 entries, LO 257): ``x <= start`` underflows, ``rel = x - start``, index
+    ``rel >> index_select``, an index at or past the last entry overflows; inside,
+    ``round((e[i] * (2^35 - f) + e[i+1] * f) / 2^35)`` with ``f`` the index's 35-bit fraction;
+    below (above) the table, ``e[0] + round((x - start) * uflow_scale >> uflow_shift)``
+    (``e[last]`` and ``end``, oflow), a negative shift shifting left, saturated to 32 bits.
+    Both underflow: ``uflow_lo`` picks LO; both overflow: ``oflow_lo``; one hit: the one that
+    hit; else ``hybrid_lo``. ``function`` names what the tables hold (for ``inspect``).
+    """
+
+    le: LutTable = field(default_factory=LutTable)
+    lo: LutTable = field(default_factory=LutTable)
+    uflow_lo: bool = False
+    oflow_lo: bool = False
+    hybrid_lo: bool = True
+    function: str = ""
+
+
+@dataclass
 class SdpChain:
-    """The SDP path of one layer: X1 -> X2 -> Y -> C; a None unit is bypassed."""
+    """The SDP path of one layer: X1 -> X2 -> Y (operand stage, then ``lut``) -> C; a None unit
+    is bypassed."""
 
     x1: XUnit | None = None
     x2: XUnit | None = None
     y: EwUnit | None = None
+    lut: SdpLut | None = None
     c: OutCvt = field(default_factory=OutCvt)
 
 
@@ -207,27 +258,6 @@ class QPool(QLayer):
 
 
 @dataclass
-class LutTable:
-    """One linearly indexed CDP lookup table (``nvdla.md`` §5.7): LE has 65 entries, LO 257.
-
-    ``entries`` are INT16. An input ``s`` with ``0 < s - start`` and index
-    ``(s - start) >> index_select`` below the last entry interpolates between two entries with a
-    16-bit fraction; at or below ``start`` it extrapolates from the first entry,
-    ``entries[0] + ((s - start) * uflow_scale >> uflow_shift)``, past the table from the last one
-    with ``end`` and the overflow slope (slope scale INT16, shift signed 5-bit, negative = left).
-    """
-
-    entries: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int16))
-    start: int = 0
-    end: int = 0
-    index_select: int = 0
-    uflow_scale: int = 0
-    uflow_shift: int = 0
-    oflow_scale: int = 0
-    oflow_shift: int = 0
-
-
-@dataclass
 class QLrn(QLayer):
     """ONNX LRN across channels on CDP (``nvdla.md`` §5.6), INT8 in and out.
 
@@ -266,6 +296,28 @@ class QConcat(QLayer):
     has the output's scale (the lowering inserts requantizing :class:`QSdp` layers otherwise)."""
 
     axis: int = 1
+
+
+@dataclass
+class QView(QLayer):
+    """Channels ``[start, start + channels)`` of ``inputs[0]`` (ONNX Split or Slice along the
+    channel axis): a surface at a channel offset where it starts on a memory atom, else a copy;
+    the output has the input's scale."""
+
+    start: int = 0
+    channels: int = 0
+
+
+@dataclass
+class QContract(QLayer):
+    """RUBIK contract (deconvolution's de-interleave, ``nvdla.md`` §1): ``inputs[0]`` holds
+    ``sy * sx`` phases of ``padded`` channels each (phase ``y * sx + x``, channels ``channels``
+    up to ``padded`` zero), ``H x W``; the output is ``channels x (sy H) x (sx W)``, phase
+    ``(y, x)`` at rows ``h * sy + y``, columns ``w * sx + x``. INT8, same scale."""
+
+    stride: tuple[int, int] = (1, 1)
+    channels: int = 0
+    padded: int = 0
 
 
 @dataclass

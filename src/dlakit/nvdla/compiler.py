@@ -13,6 +13,14 @@ executes. Per layer:
   :class:`QLrn` -> a CDP pass from memory (its LUT written before it).
 * :class:`QConcat` -> no operation: its inputs are placed in the output surface (a fallback op when
   an input other than the last does not end on a surface: its padding would overlap the next).
+  Consecutive channel views that cover one tensor in order (a C2f block's Split outputs) place
+  that tensor instead.
+* :class:`QView` -> no operation where the channel range starts on a surface (it is a surface at
+  an offset of its parent) or where only concatenations placing its parent read it; else a copy:
+  a 1x1 convolution with 0/1 kernels over the surfaces holding the range (exact: one tap of
+  weight 1, no rounding anywhere on the way).
+* :class:`QContract` -> a RUBIK contract (a deconvolution's de-interleave after its phase
+  convolution).
 * :class:`QReshape` -> no operation when the feature layout does not change, else a fallback op.
 * :class:`QQuantize`, :class:`QDequantize`, :class:`QFloat`, :class:`QToFp16` -> fallback
   (GPU/CPU) segments.
@@ -35,6 +43,7 @@ from dlakit.hw import load_register_map
 from dlakit.lower.lint import lint
 from dlakit.lower.qgraph import (
     QConcat,
+    QContract,
     QConv,
     QDequantize,
     QFloat,
@@ -46,6 +55,7 @@ from dlakit.lower.qgraph import (
     QReshape,
     QSdp,
     QToFp16,
+    QView,
     SdpChain,
 )
 from dlakit.nvdla import program
@@ -65,7 +75,7 @@ from dlakit.support.verdict import Engine
 from dlakit.targets import NvdlaSpec, Target
 
 ACT_BASE = 0x8000_0000  # activations first, constants after them
-_DLA_TYPES = (QConv, QSdp, QPool, QConcat, QLrn)
+_DLA_TYPES = (QConv, QSdp, QPool, QConcat, QLrn, QView, QContract)
 # Floating-point DLA layers (FP16) and their conversions run in the fallback segments, in FP32,
 # until the compiler emits FP16 hardware layers (the simulator's nv_full FP16 conv/SDP/PDP datapath
 # is sim/fp16*.py; ConvSpec.precision programs it); compile reports them (stats "fp16_on_fallback").
@@ -82,7 +92,7 @@ class HwOp:
     """One hardware operation and the register writes that launch it."""
 
     name: str
-    kind: str  # conv | sdp | pdp | cdp
+    kind: str  # conv | sdp | pdp | cdp | rubik
     layer: str
     onnx_nodes: list[str]
     inputs: list[str]
@@ -159,10 +169,51 @@ def _is_layout_noop(layer: QReshape, graph: QGraph) -> bool:
         return False
 
 
+def dla_views(graph: QGraph) -> dict[str, QView]:
+    """Output tensor -> the DLA channel view that makes it."""
+    return {x.outputs[0]: x for x in graph.layers if isinstance(x, QView) and x.engine == "dla"}
+
+
+def covers(graph: QGraph, group: list[str], views: dict[str, QView]) -> bool:
+    """Whether the views ``group`` are, in order, every channel of one parent tensor."""
+    parent = views[group[0]].inputs[0]
+    end = 0
+    for name in group:
+        v = views.get(name)
+        if v is None or v.inputs[0] != parent or v.start != end:
+            return False
+        end += v.channels
+    return end == cube_of(graph.tensors[parent].shape, parent)[0]
+
+
+def concat_groups(graph: QGraph, layer: QConcat, views: dict[str, QView]) -> list[list[str]]:
+    """A concatenation's inputs grouped: consecutive views covering one parent (not a graph
+    input) form one group, placed as that parent; every other input is a group of its own."""
+    groups: list[list[str]] = []
+    i = 0
+    names = layer.inputs
+    while i < len(names):
+        j = i + 1
+        v = views.get(names[i])
+        if v is not None and v.start == 0 and v.inputs[0] not in graph.inputs:
+            for k in range(i + 1, len(names) + 1):
+                if covers(graph, names[i:k], views):
+                    j = k
+                    break
+        groups.append(list(names[i:j]))
+        i = j
+    return groups
+
+
 def _concat_aligned(layer: QConcat, graph: QGraph, atom: int) -> bool:
-    """Every input but the last must end on a surface, or its padding would overwrite the next."""
+    """Every input but the last must end on a surface, or its padding would overwrite the next
+    (a group of views covering their parent counts as the parent)."""
     per_surface = atom // element_bytes(graph.tensors[layer.outputs[0]].precision)
-    return all(cube_of(graph.tensors[n].shape, n)[0] % per_surface == 0 for n in layer.inputs[:-1])
+    groups = concat_groups(graph, layer, dla_views(graph))
+    return all(
+        sum(cube_of(graph.tensors[n].shape, n)[0] for n in group) % per_surface == 0
+        for group in groups[:-1]
+    )
 
 
 def _engine_of(layer: QLayer, graph: QGraph, atom: int) -> Engine:
@@ -250,6 +301,59 @@ def pools_on_the_fly(graph: QGraph, target: Target, engines: list[Engine]) -> di
     return fused
 
 
+@dataclass
+class Placement:
+    """Where the compiler puts the DLA tensors that no operation of their own writes."""
+
+    alias: dict[str, tuple[str, int]]  # tensor -> (parent tensor, channel offset)
+    copies: set[str]  # QView layers that run as a copy operation
+    unplaced: set[str]  # view outputs read only as part of a placed parent
+
+
+def place_tensors(graph: QGraph, engines: list[Engine], atom: int) -> Placement:
+    """Reshapes, concatenation inputs and channel views as surfaces of their parents, and the
+    views that need a copy operation (also the performance model's rule for views)."""
+    placement = Placement({}, set(), set())
+    alias = placement.alias
+    layers = [x for x, e in zip(graph.layers, engines, strict=True) if e == "dla"]
+    views = dla_views(graph)
+    in_run: dict[str, str] = {}  # view output -> the concatenation that places its parent
+    for layer in layers:
+        if isinstance(layer, QReshape):
+            alias[layer.outputs[0]] = (layer.inputs[0], 0)
+        elif isinstance(layer, QConcat):
+            c0 = 0
+            for group in concat_groups(graph, layer, views):
+                placed = views[group[0]].inputs[0] if len(group) > 1 or (
+                    group[0] in views and covers(graph, group, views)
+                ) else group[0]  # fmt: skip
+                if placed in alias or placed in graph.inputs:
+                    raise DlakitError(
+                        f"layer {layer.name}: input '{placed}' is already placed elsewhere; "
+                        "a tensor can be placed in one concatenation only"
+                    )
+                alias[placed] = (layer.outputs[0], c0)
+                c0 += cube_of(graph.tensors[placed].shape, placed)[0]
+                if placed not in group:
+                    in_run.update(dict.fromkeys(group, layer.name))
+    readers = graph.readers()
+    for out, view in views.items():
+        others = [i for i in readers.get(out, []) if graph.layers[i].name != in_run.get(out)]
+        parent_c = cube_of(graph.tensors[view.inputs[0]].shape, view.inputs[0])[0]
+        on_surface = view.start % atom == 0 and (
+            view.channels % atom == 0 or view.start + view.channels == parent_c
+        )  # its padding channels are the parent's padding, or none
+        if out in alias:
+            placement.copies.add(view.name)  # placed in a concatenation as itself
+        elif not others and out not in graph.outputs:
+            placement.unplaced.add(out)
+        elif on_surface:
+            alias[out] = (view.inputs[0], view.start)
+        else:
+            placement.copies.add(view.name)
+    return placement
+
+
 def _nvdla(target: Target) -> NvdlaSpec:
     if target.nvdla is None:
         raise DlakitError(f"target {target.name} is not an open NVDLA configuration")
@@ -268,6 +372,8 @@ class _Compiler:
         self.consts = _Constants(ACT_BASE)
         self.tiling = {"layers": 0, "split_layers": 0, "operations": 0, "max_tiles": 0}
         self.fused: dict[str, QPool] = {}  # conv layer -> the pooling it feeds on the fly
+        self.copies: set[str] = set()  # QView layers that run as a copy operation
+        self.unplaced: set[str] = set()  # view outputs read only as part of a placed parent
 
     def bpe(self, tensor: str) -> int:
         return element_bytes(self.g.tensors[tensor].precision)
@@ -279,6 +385,7 @@ class _Compiler:
             if engine == "dla":
                 names.update(layer.inputs)
                 names.update(layer.outputs)
+        names -= self.unplaced
         return names - {self.g.layers[i].outputs[0] for i in self.fused_conv_indices()}
 
     def fused_conv_indices(self) -> list[int]:
@@ -295,21 +402,12 @@ class _Compiler:
         return name, offset
 
     def build_aliases(self) -> None:
-        for layer, engine in zip(self.g.layers, self.engines, strict=True):
-            if engine != "dla":
-                continue
-            if isinstance(layer, QReshape):
-                self.alias[layer.outputs[0]] = (layer.inputs[0], 0)
-            elif isinstance(layer, QConcat):
-                c0 = 0
-                for name in layer.inputs:
-                    if name in self.alias or name in self.g.inputs:
-                        raise DlakitError(
-                            f"layer {layer.name}: input '{name}' is already placed elsewhere; "
-                            "a tensor can be placed in one concatenation only"
-                        )
-                    self.alias[name] = (layer.outputs[0], c0)
-                    c0 += cube_of(self.g.tensors[name].shape, name)[0]
+        placement = place_tensors(self.g, self.engines, self.cfg.memory_atomic)
+        self.alias, self.copies, self.unplaced = (
+            placement.alias,
+            placement.copies,
+            placement.unplaced,
+        )
 
     def allocate_memory(self, names: set[str]) -> int:
         atom = self.cfg.memory_atomic
@@ -376,15 +474,19 @@ class _Compiler:
             need.append("pdp")
         if isinstance(layer, QLrn):
             need.append("cdp")
+        if isinstance(layer, QContract):
+            need.append("rubik")
+        if chain is not None and chain.lut is not None:
+            need.append("sdp_lut")
         for engine in need:
             if not self.cfg.has(engine):
                 raise DlakitError(
                     f"layer {layer.name} needs {engine}, which {self.target.name} lacks"
                 )
 
-    def conv_ops(self, layer: QConv) -> list[HwOp]:
+    def conv_ops(self, layer: QConv, src_all: Surface | None = None) -> list[HwOp]:
         atom, cfg = self.cfg.memory_atomic, self.cfg
-        src_all = self.surfaces[layer.inputs[0]]
+        src_all = self.surfaces[layer.inputs[0]] if src_all is None else src_all
         pool = self.fused.get(layer.name)
         if pool is not None:
             # The conv output exists only inside the pipe: dims for the registers, no bytes.
@@ -490,6 +592,29 @@ class _Compiler:
         return HwOp(layer.name, "sdp", layer.name, layer.onnx_nodes, list(layer.inputs),
                     list(layer.outputs), info, writes)  # fmt: skip
 
+    def copy_ops(self, view: QView) -> list[HwOp]:
+        """A channel range that no surface holds: a 1x1 convolution over the surfaces that do,
+        each kernel one weight of 1 on its channel (the accumulator is the INT8 value itself)."""
+        atom = self.cfg.memory_atomic
+        parent = self.surfaces[view.inputs[0]]
+        first = view.start // atom * atom
+        end = min(-(-(view.start + view.channels) // atom) * atom, parent.channels)
+        weight = np.zeros((view.channels, end - first, 1, 1), dtype=np.int8)
+        weight[np.arange(view.channels), view.start - first + np.arange(view.channels)] = 1
+        conv = QConv(view.name, list(view.inputs), list(view.outputs), onnx_nodes=view.onnx_nodes,
+                     weight=weight)  # fmt: skip
+        ops = self.conv_ops(conv, channel_view(parent, first, end - first, atom))
+        for op in ops:
+            op.info["copy"] = {"channels_from": view.start, "channels": view.channels}
+        return ops
+
+    def rubik_op(self, layer: QContract) -> HwOp:
+        src, dst = self.surfaces[layer.inputs[0]], self.surfaces[layer.outputs[0]]
+        writes = program.rubik_contract_program(self.regmap, layer, src, dst)
+        info = _io_info(src, dst) | {"stride": list(layer.stride)}
+        return HwOp(layer.name, "rubik", layer.name, layer.onnx_nodes, list(layer.inputs),
+                    list(layer.outputs), info, writes)  # fmt: skip
+
     def pdp_op(self, layer: QPool) -> HwOp:
         src, dst = self.surfaces[layer.inputs[0]], self.surfaces[layer.outputs[0]]
         writes = program.pdp_program(self.regmap, layer, src, dst)
@@ -547,6 +672,10 @@ class _Compiler:
                         seg.ops.append(self.pdp_op(layer))
                     elif isinstance(layer, QLrn):
                         seg.ops.append(self.cdp_op(layer))
+                    elif isinstance(layer, QView) and layer.name in self.copies:
+                        seg.ops += self.copy_ops(layer)
+                    elif isinstance(layer, QContract):
+                        seg.ops.append(self.rubik_op(layer))
             segments.append(seg)
         return segments
 
@@ -600,7 +729,9 @@ def compile_graph(graph: QGraph, target: Target) -> Compiled:
     ops = [op for s in segments for op in s.ops]
     stats = {
         "hardware_ops": len(ops),
-        "ops_by_kind": {k: sum(op.kind == k for op in ops) for k in ("conv", "sdp", "pdp", "cdp")},
+        "ops_by_kind": {
+            k: sum(op.kind == k for op in ops) for k in ("conv", "sdp", "pdp", "cdp", "rubik")
+        },
         "dla_segments": sum(s.kind == "dla" for s in segments),
         "fallback_segments": sum(s.kind == "fallback" for s in segments),
         "tiling": dict(c.tiling),

@@ -15,7 +15,17 @@ import numpy as np
 
 from dlakit.errors import DlakitError
 from dlakit.hw import RegisterMap
-from dlakit.lower.qgraph import EwUnit, QConv, QLrn, QPool, SdpChain, XUnit
+from dlakit.lower.qgraph import (
+    EwUnit,
+    LutTable,
+    QContract,
+    QConv,
+    QLrn,
+    QPool,
+    SdpChain,
+    SdpLut,
+    XUnit,
+)
 from dlakit.nvdla.surface import Surface
 from dlakit.nvdla.tiling import Tile
 
@@ -146,30 +156,49 @@ def _x_rdma(p: Program, dma: str, stem: str, unit: XUnit | None, address: int | 
     return True
 
 
-def _y_unit(p: Program, unit: EwUnit | None, ew: Surface | None) -> bool:
-    if unit is None or ew is None:
+def _y_unit(p: Program, unit: EwUnit | None, ew: Surface | None, lut: SdpLut | None) -> bool:
+    """Y: the operand stage (ALU or MUL with an E-RDMA tensor), then the lookup table."""
+    if (unit is None or ew is None) and lut is None:
         p.w("SDP", "D_DP_EW_CFG", EW_BYPASS="YES")
         p.w("SDP_RDMA", "D_ERDMA_CFG", ERDMA_DISABLE="YES")
         return False
+    stage = None if unit is None or ew is None else unit.stage
     p.w(
         "SDP",
         "D_DP_EW_CFG",
         EW_BYPASS="NO",
-        EW_ALU_BYPASS="NO",
-        EW_ALU_ALGO=unit.alu.upper(),
-        EW_MUL_BYPASS="YES",
-        EW_LUT_BYPASS="YES",
+        EW_ALU_BYPASS="NO" if stage == "alu" else "YES",
+        EW_ALU_ALGO=(unit.alu if unit is not None else "sum").upper(),
+        EW_MUL_BYPASS="NO" if stage == "mul" else "YES",
+        EW_MUL_PRELU="NO",
+        EW_LUT_BYPASS="NO" if lut is not None else "YES",
     )
-    p.w("SDP", "D_DP_EW_ALU_CFG", EW_ALU_SRC="MEM", EW_ALU_CVT_BYPASS="NO")
-    p.w("SDP", "D_DP_EW_ALU_CVT_OFFSET_VALUE", EW_ALU_CVT_OFFSET=unit.cvt_offset)
-    p.w("SDP", "D_DP_EW_ALU_CVT_SCALE_VALUE", EW_ALU_CVT_SCALE=unit.cvt_scale)
-    p.w("SDP", "D_DP_EW_ALU_CVT_TRUNCATE_VALUE", EW_ALU_CVT_TRUNCATE=unit.cvt_truncate)
-    p.w("SDP", "D_DP_EW_MUL_CFG", EW_MUL_SRC="REG", EW_MUL_CVT_BYPASS="YES")
+    for kind, active in (("ALU", stage == "alu"), ("MUL", stage == "mul")):
+        assert unit is not None or not active
+        p.w(
+            "SDP",
+            f"D_DP_EW_{kind}_CFG",
+            **{
+                f"EW_{kind}_SRC": "MEM" if active else "REG",
+                f"EW_{kind}_CVT_BYPASS": "NO" if active else "YES",
+            },
+        )
+        p.w("SDP", f"D_DP_EW_{kind}_SRC_VALUE", **{f"EW_{kind}_OPERAND": 0 if active else 1})
+        cvt = (unit.cvt_offset, unit.cvt_scale, unit.cvt_truncate) if active and unit else (0, 1, 0)
+        p.w("SDP", f"D_DP_EW_{kind}_CVT_OFFSET_VALUE", **{f"EW_{kind}_CVT_OFFSET": cvt[0]})
+        p.w("SDP", f"D_DP_EW_{kind}_CVT_SCALE_VALUE", **{f"EW_{kind}_CVT_SCALE": cvt[1]})
+        p.w("SDP", f"D_DP_EW_{kind}_CVT_TRUNCATE_VALUE", **{f"EW_{kind}_CVT_TRUNCATE": cvt[2]})
+    p.w(
+        "SDP", "D_DP_EW_TRUNCATE_VALUE", EW_TRUNCATE=unit.truncate if stage == "mul" and unit else 0
+    )
+    if stage is None or ew is None or unit is None:
+        p.w("SDP_RDMA", "D_ERDMA_CFG", ERDMA_DISABLE="YES")
+        return False
     p.w(
         "SDP_RDMA",
         "D_ERDMA_CFG",
         ERDMA_DISABLE="NO",
-        ERDMA_DATA_USE="ALU",
+        ERDMA_DATA_USE=stage.upper(),
         ERDMA_DATA_SIZE="ONE_BYTE",
         ERDMA_DATA_MODE="PER_ELEMENT",
         ERDMA_RAM_TYPE="MC",
@@ -178,6 +207,38 @@ def _y_unit(p: Program, unit: EwUnit | None, ew: Surface | None) -> bool:
     p.value("SDP_RDMA", "D_EW_LINE_STRIDE", ew.line_stride)
     p.value("SDP_RDMA", "D_EW_SURFACE_STRIDE", ew.surf_stride)
     return True
+
+
+def sdp_lut_writes(p: Program, lut: SdpLut) -> None:
+    """The SDP lookup table (shared ``S_`` registers): both tables streamed through
+    S_LUT_ACCESS_DATA, then their bounds, index selects, slopes and priorities, linear LE."""
+    for table_id, table in (("LE", lut.le), ("LO", lut.lo)):
+        p.w("SDP", "S_LUT_ACCESS_CFG", LUT_ADDR=0, LUT_TABLE_ID=table_id, LUT_ACCESS_TYPE="WRITE")
+        for v in np.asarray(table.entries, dtype=np.int64):
+            p.w("SDP", "S_LUT_ACCESS_DATA", LUT_DATA=int(v) & 0xFFFF)
+    p.w(
+        "SDP",
+        "S_LUT_CFG",
+        LUT_LE_FUNCTION="LINEAR",
+        LUT_UFLOW_PRIORITY="LO" if lut.uflow_lo else "LE",
+        LUT_OFLOW_PRIORITY="LO" if lut.oflow_lo else "LE",
+        LUT_HYBRID_PRIORITY="LO" if lut.hybrid_lo else "LE",
+    )
+    p.w("SDP", "S_LUT_INFO", LUT_LE_INDEX_OFFSET=0, LUT_LE_INDEX_SELECT=lut.le.index_select,
+        LUT_LO_INDEX_SELECT=lut.lo.index_select)  # fmt: skip
+    for stem, t in (("LE", lut.le), ("LO", lut.lo)):
+        _sdp_lut_table(p, stem, t)
+
+
+def _sdp_lut_table(p: Program, stem: str, t: LutTable) -> None:
+    p.w("SDP", f"S_LUT_{stem}_START", **{f"LUT_{stem}_START": t.start})
+    p.w("SDP", f"S_LUT_{stem}_END", **{f"LUT_{stem}_END": t.end})
+    p.w("SDP", f"S_LUT_{stem}_SLOPE_SCALE",
+        **{f"LUT_{stem}_SLOPE_UFLOW_SCALE": t.uflow_scale,
+           f"LUT_{stem}_SLOPE_OFLOW_SCALE": t.oflow_scale})  # fmt: skip
+    p.w("SDP", f"S_LUT_{stem}_SLOPE_SHIFT",
+        **{f"LUT_{stem}_SLOPE_UFLOW_SHIFT": t.uflow_shift,
+           f"LUT_{stem}_SLOPE_OFLOW_SHIFT": t.oflow_shift})  # fmt: skip
 
 
 def _cube(p: Program, unit: str, s: Surface) -> None:
@@ -198,6 +259,8 @@ def _sdp(
 ) -> bool:
     """SDP and SDP_RDMA registers of a chain (``precision``: INT8 or FP16 data and processing);
     True when SDP_RDMA takes part."""
+    if chain.lut is not None:
+        sdp_lut_writes(p, chain.lut)  # before the D_ registers: the operation reads them
     _cube(p, "SDP_RDMA", out)
     _cube(p, "SDP", out)
     p.addr("SDP", "D_DST_BASE_ADDR_LOW", "D_DST_BASE_ADDR_HIGH", out.address)
@@ -221,7 +284,7 @@ def _sdp(
     _x_unit(p, "BN", chain.x2, precision == "FP16")
     rdma = _x_rdma(p, "BRDMA", "BS", chain.x1, operands.bs)
     rdma |= _x_rdma(p, "NRDMA", "BN", chain.x2, operands.bn)
-    rdma |= _y_unit(p, chain.y, ew)
+    rdma |= _y_unit(p, chain.y, ew, chain.lut)
     p.w("SDP", "D_CVT_OFFSET", CVT_OFFSET=chain.c.offset)
     p.w("SDP", "D_CVT_SCALE", CVT_SCALE=chain.c.scale)
     p.w("SDP", "D_CVT_SHIFT", CVT_SHIFT=chain.c.shift)
@@ -521,4 +584,35 @@ def cdp_program(regmap: RegisterMap, layer: QLrn, src: Surface, dst: Surface) ->
     p.value("CDP", "D_DST_SURFACE_STRIDE", dst.surf_stride)
     p.w("CDP", "D_DST_DMA_CFG", DST_RAM_TYPE=1)  # MC
     p.enable("CDP", "CDP_RDMA")  # the consumer is armed before its reader
+    return p.writes
+
+
+def rubik_contract_program(
+    regmap: RegisterMap, layer: QContract, src: Surface, dst: Surface
+) -> list[Write]:
+    """RUBIK CONTRACT (a deconvolution's de-interleave): ``src`` holds ``sy * sx`` phases of
+    ``padded`` channels (whole surfaces each), ``dst`` the ``sy H x sx W`` output; input row
+    ``h`` of phase ``(y, x)`` lands on output row ``h sy + y`` (``CONTRACT_STRIDE_1`` per input
+    row, ``DAOUT_LINE_STRIDE`` per ``y``), columns ``w sx + x``."""
+    p = Program(regmap, layer.name)
+    sy, sx = layer.stride
+    p.w("RBK", "D_MISC_CFG", RUBIK_MODE="CONTRACT", IN_PRECISION="INT8")
+    p.w("RBK", "D_DAIN_RAM_TYPE", DATAIN_RAM_TYPE="MCIF")
+    p.w("RBK", "D_DATAIN_SIZE_0", DATAIN_WIDTH=src.width - 1, DATAIN_HEIGHT=src.height - 1)
+    p.w("RBK", "D_DATAIN_SIZE_1", DATAIN_CHANNEL=src.channels - 1)
+    p.addr("RBK", "D_DAIN_ADDR_LOW", "D_DAIN_ADDR_HIGH", src.address)
+    p.value("RBK", "D_DAIN_LINE_STRIDE", src.line_stride)
+    p.value("RBK", "D_DAIN_SURF_STRIDE", src.surf_stride)
+    p.value("RBK", "D_DAIN_PLANAR_STRIDE", 0)
+    p.w("RBK", "D_DAOUT_RAM_TYPE", DATAOUT_RAM_TYPE="MCIF")
+    p.w("RBK", "D_DATAOUT_SIZE_1", DATAOUT_CHANNEL=dst.channels - 1)
+    p.addr("RBK", "D_DAOUT_ADDR_LOW", "D_DAOUT_ADDR_HIGH", dst.address)
+    p.value("RBK", "D_DAOUT_LINE_STRIDE", dst.line_stride)
+    p.value("RBK", "D_DAOUT_SURF_STRIDE", dst.surf_stride)
+    p.value("RBK", "D_DAOUT_PLANAR_STRIDE", 0)
+    # STRIDE_0 is not read by the contract model (sim/rubik.py); set to one output row's bytes.
+    p.value("RBK", "D_CONTRACT_STRIDE_0", dst.line_stride)
+    p.value("RBK", "D_CONTRACT_STRIDE_1", sy * dst.line_stride)
+    p.w("RBK", "D_DECONV_STRIDE", DECONV_X_STRIDE=sx - 1, DECONV_Y_STRIDE=sy - 1)
+    p.enable("RBK")
     return p.writes

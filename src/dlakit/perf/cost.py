@@ -143,7 +143,7 @@ def dla_layer_cost(layer: HwLayer, hw: DlaConfig, params: Params, in_sram: set[s
             compute = layer.in_elems / (rate * hw.cdp_ratio)
         elif layer.kind == "sdp":
             compute = (layer.in_elems + layer.ew_elems) / (rate * hw.sdp_ratio)
-        else:  # copy on Rubik/BDMA: bandwidth-bound
+        else:  # a copy or a RUBIK contract: data movement, bandwidth-bound
             compute = 0.0
     memory = traffic / hw.dram_bytes_per_s(params)
     overhead = params.layer_overhead_us * 1e-6

@@ -1,13 +1,16 @@
 """Hardware layers for the cost model, read from the lowered graph: the compiler's layers.
 
 The lowering (:func:`dlakit.lower.lowering.quantize_model`) decides the fusion: a convolution
-with its BatchNorm, ReLU/Clip and residual Add (``QConv``), standalone SDP passes, pooling, LRN,
-concatenations, reshapes, and the nodes that run in floating point. The compiler's own decisions
-on top of it are applied with the compiler's functions (:mod:`dlakit.nvdla.compiler`): which
-layers it runs on the DLA, which poolings run on the fly behind their convolution (one
-operation), and that concatenations by placement and no-op reshapes cost no operation. CBUF
-tiling (one layer, several operations) is the cost model's business (it models the refetch),
-so one :class:`HwLayer` is one hardware layer, not one operation.
+with its BatchNorm, ReLU/Clip, lookup-table activation (SiLU, Sigmoid, ...) and residual Add
+(``QConv``), standalone SDP passes (lookup tables, two-tensor Add/Mul/Max/Min), pooling, LRN,
+concatenations, channel views, phase convolutions and RUBIK contracts (a nearest Resize or a
+ConvTranspose), reshapes, and the nodes that run in floating point. The compiler's own
+decisions on top of it are applied with the compiler's functions (:mod:`dlakit.nvdla.compiler`):
+which layers it runs on the DLA, which poolings run on the fly behind their convolution (one
+operation), and that concatenations by placement, no-op reshapes and channel views on a surface
+cost no operation while other views are copies (:func:`dlakit.nvdla.compiler.place_tensors`).
+CBUF tiling (one layer, several operations) is the cost model's business (it models the
+refetch), so one :class:`HwLayer` is one hardware layer, not one operation.
 
 The performance model needs no calibration: it lowers with one placeholder scale for every
 tensor (:class:`PlaceholderScales`) and zero weights of the real shapes, which fix the
@@ -38,6 +41,7 @@ from dlakit.graph.nodes import attrs as node_attrs
 from dlakit.lower.lowering import quantize_model
 from dlakit.lower.qgraph import (
     QConcat,
+    QContract,
     QConv,
     QDequantize,
     QFloat,
@@ -48,8 +52,9 @@ from dlakit.lower.qgraph import (
     QQuantize,
     QReshape,
     QSdp,
+    QView,
 )
-from dlakit.nvdla.compiler import layer_engines, pools_on_the_fly
+from dlakit.nvdla.compiler import layer_engines, place_tensors, pools_on_the_fly
 from dlakit.partition import check_model
 from dlakit.support.verdict import Engine
 from dlakit.targets import Target, load_target
@@ -67,7 +72,8 @@ class PlaceholderScales:
 
     No fusion or engine decision depends on a scale's value. The one structural choice that
     does is a requantizing SDP pass before a Concat input whose scale differs from the output's:
-    with one scale there is none (calibrated scales may add some on open NVDLA targets).
+    the lowering makes each input at its concatenation's scale, so only a tensor that two
+    concatenations want at different calibrated scales needs one; with one scale none does.
     """
 
     def activation_scale(self, name: str) -> float:
@@ -79,7 +85,7 @@ class HwLayer:
     """One hardware layer; shapes are per image (N excluded), sizes in elements."""
 
     name: str
-    kind: str  # conv, fc, sdp, pdp, cdp, copy, concat, view, gpu
+    kind: str  # conv, fc, sdp, pdp, cdp, rubik, copy, concat, view, gpu
     ops: list[str]
     nodes: list[str]
     engine: Engine = "dla"
@@ -173,6 +179,7 @@ def graph_layers(
     structure = target if target.nvdla else load_target(STRUCTURE_TARGET)
     on_the_fly = pools_on_the_fly(graph, structure, engines)
     merged = {pool.name: conv for conv, pool in on_the_fly.items()}
+    copies = place_tensors(graph, engines, structure.nvdla.memory_atomic).copies
     alias = _vanished_conversions(graph, engines, target)
     nodes = {n.name: n for n in model.nodes}
     ops_of = {name: n.op_type for name, n in nodes.items()}
@@ -189,6 +196,8 @@ def graph_layers(
             hw = _node_layer(model, nodes[layer.onnx_nodes[0]], engine)
         else:
             hw = _hw_layer(graph, layer, engine, ops_of, images)
+            if isinstance(layer, QView):
+                _view_layer(hw, layer, graph, engine, copies, structure.nvdla.memory_atomic)
         hw.inputs = [alias.get(t, t) for t in hw.inputs]
         layers.append(hw)
         by_name[hw.name] = hw
@@ -301,6 +310,28 @@ def _hw_layer(
     return hw
 
 
+def _view_layer(
+    hw: HwLayer, view: QView, graph: QGraph, engine: Engine, copies: set[str], atom: int
+) -> None:
+    """A channel view: no operation where the compiler places it as a surface of its parent;
+    else the compiler's copy, a 1x1 convolution with 0/1 kernels over the surfaces holding the
+    range (so it reads whole surfaces and costs MACs); a copy on the fallback device."""
+    if engine != "dla":
+        hw.kind = "copy"
+        return
+    if view.name not in copies:
+        hw.kind = "view"
+        return
+    parent_c = graph.tensors[view.inputs[0]].shape[1]
+    first = view.start // atom * atom
+    read = min(-(-(view.start + view.channels) // atom) * atom, parent_c) - first
+    hw.kind = "conv"
+    hw.in_shape = (read, *hw.in_shape[1:])
+    hw.in_elems = _count(hw.in_shape)
+    hw.weights = view.channels * read
+    hw.macs = hw.out_elems * read
+
+
 def _absorb_pool(conv: HwLayer, pool: QLayer, graph: QGraph, ops_of: dict[str, str]) -> None:
     """A pooling run on the fly: part of its convolution's operation, writing the pooled result."""
     conv.ops += [ops_of[n] for n in pool.onnx_nodes if n in ops_of]
@@ -315,6 +346,8 @@ _KINDS: dict[type, str] = {
     QPool: "pdp",
     QLrn: "cdp",
     QConcat: "concat",
+    QView: "view",
+    QContract: "rubik",  # a deconvolution's de-interleave: data movement on RUBIK
     QReshape: "view",
     QQuantize: "copy",
     QDequantize: "copy",

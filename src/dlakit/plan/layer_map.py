@@ -173,8 +173,10 @@ def _solve(ctx: Context, devices: list[str], slow: dict[str, float]):
         model.AddMaxEquality(makespan, ends)
         model.Minimize(makespan)
     solver = cp_model.CpSolver()
-    solver.parameters.max_time_in_seconds = SOLVER_SECONDS
-    solver.parameters.num_workers = 2
+    # One worker and a deterministic time limit: the same request gives the same mapping on any
+    # machine and under any load (a sweep's shards, run anywhere, equal one process's run).
+    solver.parameters.max_deterministic_time = SOLVER_SECONDS
+    solver.parameters.num_workers = 1
     status = solver.Solve(model)
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         raise NotApplicable(f"the solver found no mapping ({solver.StatusName(status)})")

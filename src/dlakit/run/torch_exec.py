@@ -177,12 +177,20 @@ def _resize(x, a):
     )
 
 
+def _sum(x, a):
+    y = x[0]
+    for v in x[1:]:  # left to right, as onnxruntime adds
+        y = y + v
+    return [y]
+
+
 def _cast(x, a):
     return [x[0].to(_TORCH_DTYPES[a["to"]])]
 
 
 OPS: dict[str, Op] = {
     "Add": _binary(torch.add),
+    "Sum": _sum,
     "Sub": _binary(torch.sub),
     "Mul": _binary(torch.mul),
     "Div": _binary(torch.div),

@@ -4,9 +4,10 @@ A descriptor holds everything the operation does as plain numbers and tensors: s
 convolution's geometry and weights, the SDP chain (:class:`~dlakit.sim.sdp_fused.SdpParams`),
 pooling parameters. :mod:`dlakit.sim.replay` runs descriptors on a whole batch without looking
 at a register again. The decoder reads the registers exactly as the unit models (the
-definition) do, but only for the subset it can run fast: anything else (another precision, a
-LUT, per-element X operands, CDP, hardware batches, gaps in a surface ...) decodes to None and
-that operation runs the unit models instead.
+definition) do, but only for the subset it can run fast: anything else (another precision, the
+SDP LUT (activations), the Y multiplier with a per-element operand (two-tensor Mul),
+per-element X operands, CDP, RUBIK (a deconvolution's contract), hardware batches, gaps in a
+surface ...) decodes to None and that operation runs the unit models instead.
 
 With ``constant_only`` (a program decoded once and replayed on new data), what the decoder
 reads from memory -- weights, per-kernel operand tables -- must lie in a shared (constant)

@@ -263,7 +263,9 @@ def sdp_lookup(x: torch.Tensor, tables: LutTables, p: LutParams) -> torch.Tensor
     frac = torch.where(use_lo, lo_f, le_f)
     uflow = torch.where(use_lo, lo_u, le_u)
     oflow = torch.where(use_lo, lo_o, le_o)
-    y0 = torch.where(use_lo, lo[index], le[index])
+    # Both tables are read at the chosen index; the one not chosen may be past its end.
+    le_at, lo_at = index.clamp(max=LE_ENTRIES - 1), index.clamp(max=LO_ENTRIES - 1)
+    y0 = torch.where(use_lo, lo[lo_at], le[le_at])
     nxt = (index + 1).clamp(max=LE_ENTRIES - 1)
     y1 = torch.where(use_lo, lo[(index + 1).clamp(max=LO_ENTRIES - 1)], le[nxt])
     full = 1 << _SDP_FRAC

@@ -159,7 +159,9 @@ def sdp_process(
     for stem, dma in _X_UNITS:
         if sdp.f(f"D_DP_{stem}_CFG", f"{stem}_BYPASS"):
             continue
-        alu, mul = _operands(mem, rdma, stem, dma, shape, atom)  # type: ignore[arg-type]
+        alu, mul = None, None
+        if _reads_memory(sdp, stem):  # an RDMA not taking part fetches nothing
+            alu, mul = _operands(mem, rdma, stem, dma, shape, atom)  # type: ignore[arg-type]
         if fp16:
             x = fp16_sdp.x_unit_fp16(x, sdp, stem, alu, mul)
         else:
@@ -171,7 +173,9 @@ def sdp_process(
     if not sdp.f("D_DP_EW_CFG", "EW_BYPASS"):
         # nv_small's spec has no Y unit, yet its official sdp_*_ew_* traces program it and their
         # golden CRCs include its LUT: the model runs Y whenever it is programmed.
-        alu, mul = _operands(mem, rdma, "EW", "ERDMA", shape, atom)  # type: ignore[arg-type]
+        alu, mul = None, None
+        if _reads_memory(sdp, "EW"):
+            alu, mul = _operands(mem, rdma, "EW", "ERDMA", shape, atom)  # type: ignore[arg-type]
         x = _y_unit(x, sdp, lut_tables, alu, mul)
     return convert_out(x, sdp)
 
@@ -288,20 +292,18 @@ def run_sdp_from_memory(
     deliver(mem, sdp, sdp_process(x, mem, sdp, rdma, lut_tables, atom), atom, pdp_view)
 
 
+def _reads_memory(sdp: UnitView, stem: str) -> bool:
+    """Whether the active unit ``stem`` (BS, BN, EW) takes its ALU or MUL operand from memory."""
+    cfg = f"D_DP_{stem}_CFG"
+    if sdp.f(cfg, f"{stem}_BYPASS"):
+        return False
+    return any(
+        not sdp.f(cfg, f"{stem}_{kind}_BYPASS")
+        and sdp.enum(f"D_DP_{stem}_{kind}_CFG", f"{stem}_{kind}_SRC") == "MEM"
+        for kind in ("ALU", "MUL")
+    )
+
+
 def needs_rdma(sdp: UnitView) -> bool:
     """Whether an active X unit takes an operand from memory (so SDP_RDMA takes part)."""
-    for stem, _ in _X_UNITS:
-        cfg = f"D_DP_{stem}_CFG"
-        if sdp.f(cfg, f"{stem}_BYPASS"):
-            continue
-        alu = (
-            not sdp.f(cfg, f"{stem}_ALU_BYPASS")
-            and sdp.enum(f"D_DP_{stem}_ALU_CFG", f"{stem}_ALU_SRC") == "MEM"
-        )
-        mul = (
-            not sdp.f(cfg, f"{stem}_MUL_BYPASS")
-            and sdp.enum(f"D_DP_{stem}_MUL_CFG", f"{stem}_MUL_SRC") == "MEM"
-        )
-        if alu or mul:
-            return True
-    return False
+    return any(_reads_memory(sdp, stem) for stem, _ in _X_UNITS)

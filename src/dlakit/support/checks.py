@@ -442,12 +442,165 @@ def _cube(shape: tuple[int, ...]) -> tuple[int, int, int] | None:
 
 @predicate("channels_aligned")
 def channels_aligned(view: NodeView, p: dict[str, Any]) -> Violation | None:
-    """Every input but the last ends on a surface (its channels fill whole memory atoms)."""
+    """Every input but the last ends on a surface (its channels fill whole memory atoms).
+
+    Consecutive inputs that are channel views covering one tensor in order (the outputs of a
+    Split, as in YOLOv8's C2f blocks) count as that tensor: it is placed whole.
+    """
     atom = int(p["atom"])
-    for name in view.data_inputs()[:-1]:
-        shape = view.shape(name)
-        if shape and len(shape) >= 2 and shape[1] % atom:
-            return Violation(f"channels of '{name}'", shape[1], f"a multiple of {atom}")
+    for names in concat_runs(view.model, view.data_inputs())[:-1]:
+        channels = sum((view.shape(n) or (0, 0))[1] for n in names)
+        shape = view.shape(names[0])
+        if shape and len(shape) >= 2 and channels % atom:
+            return Violation(f"channels of '{names[0]}'", channels, f"a multiple of {atom}")
+    return None
+
+
+def channel_range(model: LoadedModel, tensor: str) -> tuple[str, int, int] | None:
+    """(parent, first, end) when ``tensor`` is channels [first, end) of a 4-D parent: an output
+    of a channel Split or of a Slice of the channel axis (steps 1); else None."""
+    node = model.producers().get(tensor)
+    if node is None or not node.input:
+        return None
+    parent = node.input[0]
+    shape = model.shapes.get(parent)
+    if not shape or len(shape) != 4:
+        return None
+    view = NodeView(node, model, "")
+    if node.op_type == "Split" and split_axis(view, {}) is None:
+        first = 0
+        for out in node.output:
+            end = first + int((model.shapes.get(out) or (0, 0))[1])
+            if out == tensor:
+                return parent, first, end
+            first = end
+    if node.op_type == "Slice" and slice_channels(view, {}) is None:
+        out = model.shapes.get(tensor)
+        if out is None:
+            return None
+        starts = np.ravel(model.initializers[node.input[1]]).astype(np.int64)
+        first = int(starts[0]) + (shape[1] if starts[0] < 0 else 0)
+        first = min(max(first, 0), shape[1])
+        return parent, first, first + int(out[1])
+    return None
+
+
+def concat_runs(model: LoadedModel, inputs: list[str]) -> list[list[str]]:
+    """A concatenation's inputs grouped: consecutive channel views that cover one tensor in
+    order form one group (placed as that tensor); every other input is a group of its own."""
+    groups: list[list[str]] = []
+    i = 0
+    while i < len(inputs):
+        first = channel_range(model, inputs[i])
+        j = i + 1
+        if first is not None and first[1] == 0:
+            parent, _, end = first
+            while j < len(inputs) and end < model.shapes[parent][1]:
+                nxt = channel_range(model, inputs[j])
+                if nxt is None or nxt[0] != parent or nxt[1] != end:
+                    break
+                end = nxt[2]
+                j += 1
+            if end != model.shapes[parent][1]:
+                j = i + 1
+        groups.append(list(inputs[i:j]))
+        i = j
+    return groups
+
+
+@predicate("split_axis")
+def split_axis(view: NodeView, p: dict[str, Any]) -> Violation | None:
+    """A Split along the channel axis 1 (ONNX's default axis is 0)."""
+    rank = len(view.input_shape(0) or ())
+    axis = int(view.attrs.get("axis", 0))
+    if not rank or axis % rank != 1:
+        return Violation("axis", axis, "1 (the channel axis)")
+    return None
+
+
+@predicate("slice_channels")
+def slice_channels(view: NodeView, p: dict[str, Any]) -> Violation | None:
+    """A Slice of the channel axis only (constant starts, ends and axes; steps 1)."""
+    for index in (1, 2, 3, 4):
+        name = view.node.input[index] if index < len(view.node.input) else ""
+        if name and not view.is_const(index):
+            return Violation(f"input {index}", name, "a constant")
+    rank = len(view.input_shape(0) or ())
+    starts = view.const(1)
+    if starts is None or view.const(2) is None:
+        return Violation("starts/ends", None, "constants")
+    axes = view.const(3)
+    axes = np.arange(np.size(starts)) if axes is None else np.ravel(axes).astype(np.int64)
+    normalized = sorted(int(a) % rank for a in axes) if rank else []
+    if normalized != [1]:
+        return Violation("axes", np.ravel(axes).tolist(), "[1] (the channel axis)")
+    steps = view.const(4)
+    if steps is not None and np.any(np.ravel(steps) != 1):
+        return Violation("steps", np.ravel(steps).tolist(), "1")
+    return None
+
+
+def _nearest_source(i: np.ndarray, scale: float, n_in: int, n_out: int, mode: str,
+                    rounding: str) -> np.ndarray:  # fmt: skip
+    """ONNX Resize (nearest): the input index each output index reads."""
+    if mode == "half_pixel":
+        x = (i + 0.5) / scale - 0.5
+    elif mode == "pytorch_half_pixel":
+        x = (i + 0.5) / scale - 0.5 if n_out > 1 else np.zeros_like(i, dtype=np.float64)
+    elif mode == "align_corners":
+        x = i * (n_in - 1) / (n_out - 1) if n_out > 1 else np.zeros_like(i, dtype=np.float64)
+    elif mode == "asymmetric":
+        x = i / scale
+    elif mode == "tf_half_pixel_for_nn":
+        x = (i + 0.5) / scale
+    else:
+        return np.full(i.shape, -1)
+    frac = x - np.floor(x)
+    if rounding == "floor":
+        y = np.floor(x)
+    elif rounding == "ceil":
+        y = np.ceil(x)
+    elif rounding == "round_prefer_ceil":
+        y = np.where(frac == 0.5, np.ceil(x), np.round(x))
+    else:  # round_prefer_floor
+        y = np.where(frac == 0.5, np.floor(x), np.round(x))
+    return np.clip(y, 0, n_in - 1).astype(np.int64)
+
+
+@predicate("resize_repeat")
+def resize_repeat(view: NodeView, p: dict[str, Any]) -> Violation | None:
+    """Nearest Resize of H and W by whole factors in [1, max] (not both 1) that repeats every
+    pixel: its coordinate transformation and rounding read input ``i // factor``."""
+    src, dst = view.input_shape(0), view.output_shape(0)
+    if not (src and dst) or len(src) != 4 or len(dst) != 4:
+        return Violation("shape", None, "static 4-D shapes")
+    mode = _text(view.attrs.get("mode"), "nearest")
+    if mode != "nearest":
+        return Violation("mode", mode, "nearest")
+    if src[:2] != dst[:2] or dst[2] % src[2] or dst[3] % src[3]:
+        return Violation("output shape", list(dst), f"whole multiples of {list(src)[2:]}")
+    factors = (dst[2] // src[2], dst[3] // src[3])
+    if factors == (1, 1) or not all(1 <= f <= p["max"] for f in factors):
+        return Violation("factors", list(factors), f"[1, {p['max']}], not both 1")
+    coord = _text(view.attrs.get("coordinate_transformation_mode"), "half_pixel")
+    rounding = _text(view.attrs.get("nearest_mode"), "round_prefer_floor")
+    scales = view.const(2)
+    given = np.ravel(scales).astype(np.float64) if scales is not None and np.size(scales) else None
+    for axis, f in ((2, factors[0]), (3, factors[1])):
+        scale = float(given[axis]) if given is not None and given.size == 4 else float(f)
+        i = np.arange(dst[axis])
+        if not np.array_equal(_nearest_source(i, scale, src[axis], dst[axis], coord, rounding),
+                              i // f):  # fmt: skip
+            return Violation("mode", f"nearest {coord}/{rounding}", "each pixel repeated")
+    return None
+
+
+@predicate("kernel_is_stride")
+def kernel_is_stride(view: NodeView, p: dict[str, Any]) -> Violation | None:
+    """A deconvolution whose kernel equals its stride: each input pixel makes its own block."""
+    kernel, strides = view.ints("kernel_shape"), view.ints("strides")
+    if kernel != strides:
+        return Violation("kernel_shape", kernel, f"the strides {strides}")
     return None
 
 
