@@ -43,6 +43,9 @@ from dlakit.targets import Target, load_target
 
 PLACED = "dla-fp16"
 _RULES = "lowering_fp16"
+# Layout ops that stay exact data movement when they fall back (the INT8 lowering's
+# ``fallback_int8``): a Reshape keeping the batch dimension, whatever the model's own shape says.
+_LAYOUT = {"Flatten", "Reshape", "Squeeze", "Unsqueeze", "Identity", "Dropout"}
 
 
 def _refusal(op: str) -> Reason:
@@ -52,8 +55,9 @@ def _refusal(op: str) -> Reason:
 
 
 def fp16_decisions(verdicts: dict[str, NodeVerdict]) -> dict[str, str]:
-    """Per node: ``dla-fp16`` (an FP16 hardware layer) or ``fp32`` (host); a DLA node the FP16
-    compiler cannot place moves to the fallback with the table's reason."""
+    """Per node: ``dla-fp16`` (an FP16 hardware layer), ``int8-fallback`` (a layout op on the
+    host, as data movement) or ``fp32`` (host); a DLA node the FP16 compiler cannot place moves
+    to the fallback with the table's reason."""
     ops = set(load_rule_set(_RULES).data["ops"])
     decisions: dict[str, str] = {}
     for name, decision in decide(verdicts).items():
@@ -61,6 +65,9 @@ def fp16_decisions(verdicts: dict[str, NodeVerdict]) -> dict[str, str]:
         if decision == "int8" and v.op in ops:
             decisions[name] = PLACED
             v.precision = "fp16"
+            continue
+        if decision == "int8-fallback" and v.op in _LAYOUT:
+            decisions[name] = decision
             continue
         if v.engine == "dla":
             v.move_to_fallback(_refusal(v.op))
@@ -93,6 +100,9 @@ class _Fp16Lowering(_Lowering):
 
     def lower(self, node: onnx.NodeProto) -> None:
         if node.name in self.done:
+            return
+        if self.decisions[node.name] == "int8-fallback":
+            self.layout(node, engine="fallback")  # data movement on the host, batch kept
             return
         if self.decisions[node.name] != PLACED:
             self.float_node(node, "fp32")
