@@ -41,3 +41,28 @@ def numba_thread_pool() -> None:
 
     if "NUMBA_THREADING_LAYER" not in os.environ:
         numba.config.THREADING_LAYER = "workqueue"
+
+
+# glibc's malloc raises its mmap threshold to the size of each large block freed (up to 32 MiB),
+# after which blocks of a few MiB, a batch's activation maps, come from the heap, which
+# fragments and never shrinks: a ResNet-50 nv_small batch of 8 peaked 2.6 GiB instead of 1.3
+# (measured). A fixed threshold gives such blocks back on free.
+MMAP_THRESHOLD = 4 << 20
+_M_MMAP_THRESHOLD = -3  # glibc malloc.h
+
+
+def bound_host_heap() -> None:
+    """Fix glibc's mmap threshold at :data:`MMAP_THRESHOLD` for this process (not elsewhere, nor
+    where MALLOC_MMAP_THRESHOLD_ already sets it)."""
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if not sys.platform.startswith("linux") or "MALLOC_MMAP_THRESHOLD_" in os.environ:
+        return
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return
+    libc = ctypes.CDLL(name)
+    if hasattr(libc, "mallopt"):
+        libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)

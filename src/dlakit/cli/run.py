@@ -86,6 +86,12 @@ def run_command(
     with out.status(f"decoding {comp.stats.get('hardware_ops', '')} hardware operations"):
         runner = Runner(comp, device, fallback_engine, batch)
     steps = len(runner.program.steps)
+    if batch is None and runner.batch < min(runner.preferred_batch, len(x)):
+        out.line(
+            f"batch {runner.batch} (not {runner.preferred_batch}): about "
+            f"{runner.memory_needed(runner.batch) / 2**30:.2f} GiB, what this machine's free "
+            "memory allows"
+        )
     out.detail(
         f"{runner.program.operations} hardware operations decoded into {steps} steps: "
         f"{runner.fast_operations} on the fast path, {steps - runner.fast_operations} on the "

@@ -381,6 +381,7 @@ class IntReference:
         self._weights: dict[str, torch.Tensor] = {}
         self._packed: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._sessions: dict[str, object] = {}
+        self._scratch: dict[torch.dtype, torch.Tensor] = {}
         self._handlers: dict[type, Callable[[QLayer, dict[str, torch.Tensor]], None]] = {
             QConv: self._conv,
             QSdp: self._sdp,
@@ -449,12 +450,24 @@ class IntReference:
             if weights is None:
                 weights = conv_weights(layer).contiguous(memory_format=torch.channels_last)
                 self._weights[layer.name] = weights
-            x = _widened(x.contiguous(memory_format=torch.channels_last), weights.dtype)
+            x = self._widened(x.contiguous(memory_format=torch.channels_last), weights.dtype)
             out = self._fused_chain(layer, conv_sums(x, layer, weights), ew, layer.cacc_truncate)
         else:
             acc = cacc_output(conv_accumulate(x.to(torch.int64), layer), layer.cacc_truncate)
             out = sdp(acc, layer.sdp, ew)
         values[layer.outputs[0]] = _stored(out.reshape(self._shape(layer.outputs[0], batch)))
+
+    def _widened(self, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """Channels-last INT8 ``x`` as ``dtype`` (channels last), cast by the compiled loop into
+        a buffer every layer reuses (only its convolution reads it): a fresh one per layer
+        costs a page fault per 4 KiB, about as long as the cast itself."""
+        nhwc = x.permute(0, 2, 3, 1).contiguous()
+        buffer = self._scratch.get(dtype)
+        if buffer is None or buffer.numel() < nhwc.numel():
+            buffer = self._scratch[dtype] = torch.empty(nhwc.numel(), dtype=dtype)
+        wide = buffer[: nhwc.numel()].view(nhwc.shape)
+        _kernels().widen_into(nhwc.numpy(), wide.numpy())
+        return wide.permute(0, 3, 1, 2)
 
     def _sdp(self, layer: QLayer, values: dict[str, torch.Tensor]) -> None:
         assert isinstance(layer, QSdp)
@@ -568,13 +581,6 @@ def _kernels():
     except ImportError:
         return None
     return intref_kernels
-
-
-def _widened(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """Channels-last INT8 ``x`` as ``dtype`` (channels last), cast by the compiled loop."""
-    nhwc = x.permute(0, 2, 3, 1).contiguous()
-    wide = _kernels().widen(nhwc.numpy(), torch.empty(0, dtype=dtype).numpy().dtype)
-    return torch.from_numpy(wide).permute(0, 3, 1, 2)
 
 
 def _stored(out: torch.Tensor) -> torch.Tensor:

@@ -255,9 +255,7 @@ def _widen(x, out):
         out[i] = x[i]
 
 
-def widen(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """``x`` (INT8, C-contiguous) as float32 or float64, in parallel (torch's and numpy's casts
-    take one core)."""
-    out = np.empty(x.shape, dtype=dtype)
+def widen_into(x: np.ndarray, out: np.ndarray) -> None:
+    """``x`` (INT8, C-contiguous) cast into ``out`` (float32 or float64, C-contiguous, ``x``'s
+    shape), in parallel (torch's and numpy's casts take one core)."""
     _widen(x.reshape(-1), out.reshape(-1))
-    return out

@@ -19,11 +19,12 @@ import torch
 
 from dlakit.errors import DlakitError
 from dlakit.nvdla.compiler import Compiled, Segment
+from dlakit.run.liveness import Liveness, drop
 from dlakit.sim.batch import BatchedMemory
 from dlakit.sim.decode import ConvOp
 from dlakit.sim.nvdla import resolve_device
 from dlakit.sim.replay import Fallback, Program
-from dlakit.system import memory_budget
+from dlakit.system import bound_host_heap, memory_budget
 
 FALLBACK_ENGINES = ("torch", "ort")
 # Default batch: enough images per pass to amortise each operation's fixed cost, within memory.
@@ -60,6 +61,9 @@ class _OrtSegment:
         inits = {t.name: t for t in g.initializer}
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
+        # One session per node: each arena would keep its own peak for good (GBs per batch).
+        options.enable_cpu_mem_arena = False
+        options.enable_mem_pattern = False
         self.steps = []
         for node in g.node:
             used = [n for n in node.input if n and n not in inits]
@@ -76,13 +80,15 @@ class _OrtSegment:
             )
             self.steps.append((session, used, list(node.output)))
         self.outputs = list(seg.outputs)
+        self.liveness = Liveness(seg.model)
 
     def run(self, feeds: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         values = {k: v.cpu().numpy() for k, v in feeds.items()}
-        for session, used, outs in self.steps:
+        for (session, used, outs), dead in zip(self.steps, self.liveness.drops, strict=True):
             for name, value in zip(outs, session.run(outs, {n: values[n] for n in used}),
                                    strict=True):  # fmt: skip
                 values[name] = value
+            drop(values, dead)
         return {k: torch.as_tensor(values[k]) for k in self.outputs}
 
 
@@ -111,6 +117,7 @@ class Runner:
             raise DlakitError(f"--batch {batch}: must be at least 1")
         self.comp = comp
         self.device = resolve_device(device)
+        bound_host_heap()
         assert comp.target.nvdla is not None
         self.atom = comp.target.nvdla.memory_atomic
         self.memory = BatchedMemory(1, self.device)
@@ -143,6 +150,13 @@ class Runner:
                 )
             else:
                 self.fallbacks.append(None)
+        # Host values die after the last segment that reads them (model outputs live on).
+        self._dead_after: list[list[str]] = [[] for _ in comp.segments]
+        last = {n: i for i, seg in enumerate(comp.segments) for n in seg.inputs}
+        for name, index in last.items():
+            if name not in comp.outputs:
+                self._dead_after[index].append(name)
+        self._plan_memory()
         self.batch = self.check_batch(batch) if batch is not None else self.default_batch()
 
     def _regmap(self):
@@ -158,11 +172,34 @@ class Runner:
         return self.program.decoded
 
     def memory_needed(self, batch: int) -> int:
-        """Bytes a pass of ``batch`` images plans to use: per-image memory images, host tensors,
-        the largest operation's workspace, and the decoded weights."""
+        """Bytes a pass of ``batch`` images plans to use: per image, the simulated activation
+        memory plus the most any one segment holds on the host (the values alive across it, its
+        own intermediates, the surface copies in and out) or the largest operation's workspace;
+        once, the decoded weights and constants."""
+        return batch * self.memory_per_image() + self._weight_bytes + len(self.comp.constants)
+
+    def memory_per_image(self) -> int:
+        return self.comp.act_bytes + max(self._host_bytes, self._work_bytes)
+
+    def _plan_memory(self) -> None:
         comp = self.comp
-        host = max((int(np.prod(t.shape)) * 4 for t in comp.tensors.values()), default=0)
-        per_image = comp.act_bytes + 4 * host
+
+        def size(name: str) -> int:  # host values: at most 4 bytes an element (float32)
+            return int(np.prod(comp.tensors[name].shape[1:], dtype=np.int64)) * 4
+
+        live = set(comp.inputs)
+        host = 0
+        for seg, engine, dead in zip(comp.segments, self.fallbacks, self._dead_after, strict=True):
+            held = sum(size(n) for n in live)
+            moved = sum(size(n) for n in [*seg.inputs, *seg.outputs])  # _write/_read copies
+            work = 0
+            if engine is not None:
+                work = engine.liveness.peak_bytes  # type: ignore[attr-defined]
+                if isinstance(engine, _OrtSegment):
+                    work *= 2  # onnxruntime's output buffer next to its numpy copy
+            host = max(host, held + moved + work)
+            live.update(seg.outputs)
+            live.difference_update(dead)
         work = 0
         weights = 0
         for step in self.program.steps:
@@ -175,7 +212,7 @@ class Runner:
                 weights += step.weights.numel() * e
             elif isinstance(step, Fallback):
                 work = max(work, 64 * comp.act_bytes)  # the unit models' int64 temporaries
-        return batch * (per_image + work) + weights + len(comp.constants)
+        self._host_bytes, self._work_bytes, self._weight_bytes = host, work, weights
 
     def _fit(self) -> int:
         free = memory_budget(self.device)
@@ -186,9 +223,14 @@ class Runner:
             fit -= 1
         return max(fit, 1)
 
+    @property
+    def preferred_batch(self) -> int:
+        """The device's default batch where memory allows it."""
+        return DEFAULT_BATCH.get(self.device.type, 32)
+
     def default_batch(self) -> int:
         """The device's default batch, as large as memory allows (at least 1)."""
-        return max(1, min(DEFAULT_BATCH.get(self.device.type, 32), self._fit()))
+        return max(1, min(self.preferred_batch, self._fit()))
 
     def check_batch(self, batch: int) -> int:
         free = memory_budget(self.device)
@@ -279,6 +321,7 @@ class Runner:
                     if name in keep:
                         kept.setdefault(name, []).append(value.cpu())
                 stats.fallback_seconds += time.perf_counter() - t0
+            drop(values, self._dead_after[index])
         for name, parts in kept.items():
             stats.kept.setdefault(name, []).append(torch.cat(parts).numpy())  # type: ignore[arg-type]
         result = {}

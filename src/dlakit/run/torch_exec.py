@@ -17,6 +17,7 @@ from onnx import numpy_helper
 
 from dlakit.errors import DlakitError
 from dlakit.graph.nodes import attrs as node_attrs
+from dlakit.run.liveness import Liveness, drop
 
 _TORCH_DTYPES = {
     onnx.TensorProto.FLOAT: torch.float32,
@@ -238,7 +239,8 @@ OPS: dict[str, Op] = {
 
 
 class TorchGraph:
-    """One ONNX graph ready to run on ``device``: constants uploaded once."""
+    """One ONNX graph ready to run on ``device``: constants uploaded once, each value dropped
+    after its last use."""
 
     def __init__(self, model: onnx.ModelProto, device: torch.device | str = "cpu") -> None:
         self.device = torch.device(device)
@@ -256,13 +258,16 @@ class TorchGraph:
         }
         self.inputs = [i.name for i in g.input if i.name not in self.consts]
         self.outputs = [o.name for o in g.output]
+        self.liveness = Liveness(model)
 
     def run(self, feeds: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         values = dict(self.consts)
         for name in self.inputs:
             values[name] = feeds[name].to(self.device)
-        for node, fn, attrs in self.nodes:
+        for (node, fn, attrs), dead in zip(self.nodes, self.liveness.drops, strict=True):
             args = [values[n] if n else None for n in node.input]
             for name, out in zip(node.output, fn(args, attrs), strict=False):
                 values[name] = out
+            del args
+            drop(values, dead)
         return {name: values[name] for name in self.outputs}
