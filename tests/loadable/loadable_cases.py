@@ -4,7 +4,8 @@ The ``.dla`` path: the artifact written and read back, run by :class:`dlakit.run
 on the simulator, keeping every tensor a DLA segment binds. The loadable path: each segment's
 loadable serialized, read back by the reader and run by dlakit's loadable runner (runtime +
 KMD firmware model on the same simulator) with the ``.dla`` path's values of that segment's
-inputs in its bound buffers. Every output tensor's INT8 bytes must be equal. bench/loadable_zoo.py
+inputs in its bound buffers. Every output tensor's INT8 bytes (FP16: its 16-bit patterns) must
+be equal. bench/loadable_zoo.py
 runs it on the large zoo models and writes bench/results/loadable.md.
 """
 
@@ -46,7 +47,10 @@ def compare_with_dla(
     _, stats = Runner(dla, device).run({comp.inputs[0]: x[:1]}, keep=keep)
     kept = {k: np.asarray(v)[0] for k, v in stats.kept.items()}
     for name, value in kept.items():
-        assert np.issubdtype(value.dtype, np.integer), f"{name} is not an INT8 tensor"
+        fp16 = comp.tensors[name].precision == "fp16"
+        assert fp16 or np.issubdtype(value.dtype, np.integer), f"{name} is not an INT8 tensor"
+        if fp16:  # exact: the runner reads FP16 surfaces into FP32
+            assert (value.astype(np.float16).astype(np.float32) == value).all(), name
     results = []
     for sl in loadables:
         path = folder / f"{sl.segment}.nvdla"
@@ -58,9 +62,14 @@ def compare_with_dla(
         got = tensor_values(sl, run.outputs)
         compared = differing = 0
         for b in sl.outputs:
-            want = kept[b.tensor].astype(np.int8).reshape(got[b.tensor].shape)
-            compared += want.size
-            differing += int((want != got[b.tensor]).sum())
+            if comp.tensors[b.tensor].precision == "fp16":
+                want = kept[b.tensor].astype(np.float16).view(np.uint16)
+                have = got[b.tensor].view(np.uint16)
+            else:
+                want, have = kept[b.tensor].astype(np.int8), got[b.tensor]
+            want = want.reshape(have.shape)
+            compared += want.size * want.itemsize
+            differing += int((want != have).sum()) * want.itemsize
         results.append(
             SegmentAgreement(
                 sl.segment,

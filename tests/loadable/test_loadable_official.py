@@ -1,5 +1,6 @@
 """A compiled single-layer model's loadable against the official KMD regression loadable of the
-same layer, field by field (nv_small INT8: CONV_D_L0_0_small, SDP_X1_L0_0_small, PDP_L0_0_small).
+same layer, field by field (nv_small INT8: CONV_D_L0_0_small, SDP_X1_L0_0_small, PDP_L0_0_small;
+nv_full FP16 against CONV_D_L0_0, the same convolution in INT16: no official loadable is FP16).
 
 Both loadables are read by the reader and their descriptors decoded by the firmware interface
 each blob states (official: 0.10.0, dlakit: the interface it writes); every field the two
@@ -21,7 +22,7 @@ from dlakit.graph import load_model
 from dlakit.loadable.descriptors import Record
 from dlakit.loadable.network import dla_networks
 from dlakit.loadable.package import compile_loadables
-from dlakit.loadable.reader import MemoryFlags, read_loadable
+from dlakit.loadable.reader import DataType, MemoryFlags, read_loadable
 from dlakit.nvdla.api import compile_model
 
 KMD = Path("nvdla-loadables") / "regression" / "flatbufs" / "kmd"
@@ -155,3 +156,62 @@ def test_descriptors_match_the_official_loadable(kind, official, shared, tmp_pat
         r.strides,
         r.size,
     )
+
+
+_OFFICIAL_INT16 = "the official 16-bit convolution loadable (CONV_D_L0_0) is INT16: none is FP16"
+_BANKS = (
+    "CBUF use: the official test gives data and weights 4 banks each, fetch grain 8 and keeps both "
+    "in CBUF (skip release); dlakit takes the banks the layer needs and releases them"
+)
+DIFFERENT_FP16: dict[str, str] = {
+    **DIFFERENT,
+    "CONV.op.in_precision": _OFFICIAL_INT16,
+    "CONV.op.out_precision": _OFFICIAL_INT16,
+    "SDP.op.src_precision": _OFFICIAL_INT16,
+    "SDP.op.dst_precision": _OFFICIAL_INT16,
+    "SDP.op.y_op.precision": _OFFICIAL_INT16,
+    "CONV.op.data_bank": _BANKS,
+    "CONV.op.weight_bank": _BANKS,
+    "CONV.op.fetch_grain": _BANKS,
+    "CONV.op.skip_data_rls": _BANKS,
+    "CONV.op.skip_weight_rls": _BANKS,
+}
+
+
+def test_fp16_conv_descriptors_match_the_official_16_bit_loadable(shared, tmp_path):
+    """A compiled FP16 8x8x128 3x3x32 convolution (nv_full) against CONV_D_L0_0, the official
+    16-bit (INT16) loadable of the same layer: every shared field but the precisions and CBUF
+    use, the dependency graph, and the output tensor's cube and strides (FP16: HALF)."""
+    loaded = load_model(_model("conv", tmp_path / "conv.onnx"))
+    comp = compile_model(loaded, {}, "nv_full", via_firmware=True, precision="fp16")
+    (sl,) = compile_loadables(comp)
+    path = tmp_path / "conv.nvdla"
+    path.write_bytes(sl.data)
+    ours, theirs = read_loadable(path), read_loadable(shared / KMD / "CONV" / "CONV_D_L0_0_fbuf")
+    assert ours.version == theirs.version
+    (mine,), (ref,) = dla_networks(ours), dla_networks(theirs)
+    assert [o.op_type for o in mine.operations] == [o.op_type for o in ref.operations]
+    compared, differ = 0, []
+    for a, b in zip(mine.operations, ref.operations, strict=True):
+        for part in ("op", "surface"):
+            flat_a = _flat(getattr(a, part), f"{a.op_type}.{part}")
+            flat_b = _flat(getattr(b, part), f"{b.op_type}.{part}")
+            for key in sorted(flat_a.keys() & flat_b.keys()):
+                if any(
+                    key.endswith(k) if k.startswith(".") else key.startswith(k)
+                    for k in DIFFERENT_FP16
+                ):
+                    continue
+                compared += 1
+                if flat_a[key] != flat_b[key]:
+                    differ.append(f"{key}: dlakit {flat_a[key]!r}, official {flat_b[key]!r}")
+        assert dict(a.dependency) == dict(b.dependency)
+    assert not differ, "\n".join(differ)
+    assert compared > 60
+    # FP16 precision where the official states INT16 (dla_precision: INT8, INT16, FP16)
+    assert [int(o.op.in_precision) for o in mine.operations[:1]] == [2]
+    assert [int(o.op.in_precision) for o in ref.operations[:1]] == [1]
+    (out_mem,) = ours.bound(MemoryFlags.OUTPUT)
+    t, r = ours.tensor_of(out_mem), theirs.tensors[0]
+    assert (t.n, t.c, t.h, t.w, t.strides, t.size) == (r.n, r.c, r.h, r.w, r.strides, r.size)
+    assert t.data_type == DataType.HALF and r.data_type == DataType.INT16

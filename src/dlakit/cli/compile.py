@@ -18,7 +18,7 @@ FORMATS = ("dla", "loadable")
 def compile_command(
     model: str = o.MODEL,
     target: str = o.target_option(None),
-    scales: Path = o.SCALES,
+    scales: Path | None = o.SCALES_INT8,
     output: Path = o.output_option(required=True),
     fmt: str = typer.Option(
         "dla",
@@ -28,6 +28,7 @@ def compile_command(
         "(one file, or a folder of loadables and host ONNX pieces when the model has fallback "
         "segments; docs/loadable.md).",
     ),
+    precision: str = o.PRECISION,
     fp16_layers: list[str] | None = o.FP16_LAYERS,
     output_precision: str | None = o.OUTPUT_PRECISION,
     fallback_layers: list[str] | None = o.FALLBACK_LAYERS,
@@ -36,7 +37,8 @@ def compile_command(
     verbose: bool = o.VERBOSE,
     quiet: bool = o.QUIET,
 ) -> None:
-    """Compile the DLA segments to NVDLA hardware operations (INT8), the rest to host ONNX.
+    """Compile the DLA segments to NVDLA hardware operations (INT8, or FP16 on nv_full with
+    --precision fp16), the rest to host ONNX.
 
     The target is an open NVDLA: nv_small or nv_full. JSON: schema dlakit.compile v1, the stats
     (docs/artifact.md). -v adds the list of hardware operations (as dlakit inspect prints it).
@@ -48,6 +50,12 @@ def compile_command(
 
     if fmt not in FORMATS:
         raise DlakitError(f"--format {fmt!r}: choose {' or '.join(FORMATS)}")
+    if precision == "int8" and scales is None:
+        raise DlakitError("--scales is required with --precision int8 (dlakit calibrate)")
+    if precision == "fp16" and scales is not None:
+        raise DlakitError("--scales: --precision fp16 reads no scales (drop one of the two)")
+    if precision == "fp16" and output_precision is not None:
+        raise DlakitError("--output-precision: with --precision fp16 every output is FP16")
     out = o.output(verbose, quiet, json_path)
     if fmt == "loadable":
         from dlakit.loadable.package import is_loadable_folder
@@ -57,6 +65,10 @@ def compile_command(
         o.guard_outputs({"--output": guarded, "--json": json_path}, o.model_file(model), scales)
     else:
         o.guard_outputs({"--output": output, "--json": json_path}, o.model_file(model), scales)
+    if precision == "fp16":
+        from dlakit.lower.lowering_fp16 import require_fp16
+
+        require_fp16(target)  # nv_small: refused before the model is read
     fp16, fallback = o.placement(fp16_layers, fallback_layers)
     try:
         nvdla_target(target)
@@ -65,18 +77,19 @@ def compile_command(
             raise
         raise DlakitError(f"{exc}; NVDLA loadables are for those targets only") from None
     loaded = o.load_cli_model(model, input_shape)
-    table = Scales.load(scales).for_model(loaded)
+    table = Scales.load(scales).for_model(loaded) if scales is not None else None
     name = Path(model).stem
     with out.status(f"compiling {name} for {target}"):
         comp = compile_model(
             loaded,
-            table,
+            table if table is not None else {},
             target,
-            fp16 or list(table.fp16_layers),
+            fp16 or (list(table.fp16_layers) if table is not None else []),
             fallback,
             o.zoo_preset(model),
             output_precision,
             via_firmware=fmt == "loadable",
+            precision=precision,
         )
         if fmt == "loadable":
             from dlakit.loadable.package import write_loadables

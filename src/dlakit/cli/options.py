@@ -119,6 +119,8 @@ def limit_value(limit: int | None) -> int | None:
 # --- precision and placement --------------------------------------------------------------------
 
 SCALES = typer.Option(..., "--scales", "-s", help="Scales file from dlakit calibrate.")
+# compile: optional, because --precision fp16 reads none (the same flag and help otherwise)
+SCALES_INT8 = typer.Option(None, "--scales", "-s", help="Scales file from dlakit calibrate.")
 FP16_LAYERS = typer.Option(
     None,
     "--fp16-layers",
@@ -193,7 +195,8 @@ PRECISION = typer.Option(
     "int8",
     "--precision",
     callback=choice("int8", "fp16"),
-    help="int8 or fp16 (profile: the DLA's; plan: every device's).",
+    help="int8 or fp16 (profile: the DLA's; plan: every device's; compile: fp16 compiles "
+    "nv_full's FP16 data path and reads no --scales).",
 )
 
 

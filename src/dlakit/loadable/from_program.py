@@ -273,7 +273,9 @@ def _conv(p: Program, atom: int) -> tuple[FirmwareOp, Cube]:
     oline, osurf = p.raw("CACC", "D_LINE_STRIDE"), p.raw("CACC", "D_SURF_STRIDE")
     # CACC hands its results to SDP on the fly: the cube has no address, only its shape (and
     # the strides the compiler's loadables state; the firmware checks them for 1x1 outputs).
-    dst = Cube(MEM_HW, None, ow, oh, oc, oline, osurf, extent(ow, oh, oc, oline, osurf, atom))
+    obpe = 1 if out_prec == 0 else 2
+    dst = Cube(MEM_HW, None, ow, oh, oc, oline, osurf,
+               extent(ow, oh, oc, oline, osurf, atom, obpe))  # fmt: skip
     surface = {
         "weight_data": weights,
         "wmb_data": Cube.none(),
@@ -500,6 +502,11 @@ def _sdp(
     x1, x1_data = _x_stage(p, "BS", "BRDMA", c, atom, constants)
     x2, x2_data = _x_stage(p, "BN", "NRDMA", c, atom, constants)
     y, y_data = _y_stage(p, Cube(MEM_MC, None, w, h, c), atom)
+    if p.enum("SDP", "D_DATA_FORMAT", "PROC_PRECISION") == "FP16":
+        # FP16 operands (two bytes, map_precision in sdp.c); every stage states the layer's
+        # precision, as the official compiler's 16-bit loadables do.
+        for stage in (x1, x2, y):
+            stage["precision"] = PRECISIONS.index("FP16")
     lut_index = -1
     lut = None
     if y["act"] == _ACT_LUT:

@@ -25,7 +25,7 @@ import numpy as np
 from dlakit.errors import DlakitError
 from dlakit.files import atomic_write
 from dlakit.loadable.inputs import feature_offsets
-from dlakit.loadable.reader import MemoryFlags
+from dlakit.loadable.reader import DataType, MemoryFlags
 from dlakit.loadable.serialize import FILE_IDENTIFIER, LOADABLE_VERSION
 from dlakit.loadable.writer import FIRMWARE_VERSION, Binding, SegmentLoadable, segment_loadable
 from dlakit.nvdla.compiler import Compiled
@@ -151,8 +151,8 @@ def write_loadables(comp: Compiled, path: str | Path) -> WrittenLoadables:
 
 
 def feed_bytes(sl: SegmentLoadable, values: dict[str, np.ndarray]) -> dict[int, bytes]:
-    """The input buffers (bind id -> bytes) of ``sl`` holding the INT8 tensors ``values``
-    (name -> [1, C, H, W] or [C, H, W] values)."""
+    """The input buffers (bind id -> bytes) of ``sl`` holding the INT8 (or FP16: the float16
+    of each value) tensors ``values`` (name -> [1, C, H, W] or [C, H, W] values)."""
     ld = sl.loadable
     mems = {m.bind_id: m for m in ld.bound(MemoryFlags.INPUT)}
     buffers: dict[int, np.ndarray] = {}
@@ -162,17 +162,28 @@ def feed_bytes(sl: SegmentLoadable, values: dict[str, np.ndarray]) -> dict[int, 
         tensor = ld.tensor_of(mems[b.bind_id])
         v = np.asarray(values[b.tensor]).reshape(-1, tensor.h, tensor.w)
         buf = buffers.setdefault(b.bind_id, np.zeros(tensor.size, dtype=np.uint8))
-        buf[feature_offsets(tensor, v.shape[0], b.channels_from)] = v.astype(np.int8).view(np.uint8)
+        offsets = feature_offsets(tensor, v.shape[0], b.channels_from)
+        if DataType(tensor.data_type) == DataType.HALF:
+            pairs = v.astype("<f2").view(np.uint8).reshape(*v.shape, 2)
+            buf[offsets], buf[offsets + 1] = pairs[..., 0], pairs[..., 1]
+        else:
+            buf[offsets] = v.astype(np.int8).view(np.uint8)
     return {k: v.tobytes() for k, v in buffers.items()}
 
 
 def tensor_values(sl: SegmentLoadable, outputs: dict[int, bytes]) -> dict[str, np.ndarray]:
-    """Each INT8 output tensor of ``sl`` ([C, H, W]) read from the output buffers."""
+    """Each INT8 (or FP16: float16) output tensor of ``sl`` ([C, H, W]) read from the output
+    buffers."""
     ld = sl.loadable
     mems = {m.bind_id: m for m in ld.bound(MemoryFlags.OUTPUT)}
     found = {}
     for b in sl.outputs:
         tensor = ld.tensor_of(mems[b.bind_id])
         raw = np.frombuffer(outputs[b.bind_id], dtype=np.uint8)
-        found[b.tensor] = raw[feature_offsets(tensor, b.channels, b.channels_from)].view(np.int8)
+        offsets = feature_offsets(tensor, b.channels, b.channels_from)
+        if DataType(tensor.data_type) == DataType.HALF:
+            pairs = np.stack([raw[offsets], raw[offsets + 1]], axis=-1)
+            found[b.tensor] = np.ascontiguousarray(pairs).view("<f2")[..., 0]
+        else:
+            found[b.tensor] = raw[offsets].view(np.int8)
     return found

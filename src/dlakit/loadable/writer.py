@@ -159,7 +159,7 @@ class _SegmentWriter:
                 c0 = (
                     (self.surface(name).address - self.surface(buf).address)
                     // max(self.surface(buf).surf_stride, 1)
-                    * self.atom
+                    * (self.atom // self.bpe(buf))
                 )
                 self.bindings[direction].append(
                     Binding(
@@ -170,6 +170,9 @@ class _SegmentWriter:
                         self.surface(name).channels,
                     )
                 )
+
+    def bpe(self, name: str) -> int:
+        return 2 if self.comp.tensors[name].precision == "fp16" else 1
 
     def bound_buffers(self) -> list[str]:
         """Inputs first, then outputs, each in bind-id order."""
@@ -211,7 +214,9 @@ class _SegmentWriter:
             return self.const_index, addr - comp.const_base
         for name in [*op.inputs, *op.outputs]:
             s = comp.tensors[name].surface if name in comp.tensors else None
-            if s is None or not s.address <= addr < s.address + _extent(s, self.atom):
+            if s is None or not s.address <= addr < s.address + _extent(
+                s, self.atom, self.bpe(name)
+            ):
                 continue
             buf = self.root(name)
             if buf in self.bound:

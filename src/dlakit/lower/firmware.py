@@ -22,7 +22,8 @@ def as_programmed_by_firmware(graph: QGraph) -> QGraph:
     """``graph`` with every register value the firmware fixes set as the firmware sets it."""
     layers = []
     for layer in graph.layers:
-        if isinstance(layer, QPool) and layer.method == "avg":
+        # FP16 pools already take the firmware's FP17 table (lower/fp16params.py).
+        if isinstance(layer, QPool) and layer.method == "avg" and layer.precision == "int8":
             kh, kw = layer.kernel
             layer = replace(layer, recip_w=pdp_reciprocal(kw), recip_h=pdp_reciprocal(kh))
         layers.append(layer)

@@ -12,7 +12,8 @@ the simulator. Checked:
   layer comes from DLA nodes, a fallback layer from fallback nodes or from DLA nodes the
   reference computes in FP32), so no node changes engine without its verdict's reason;
 * register values fit the fields they are written to, with the widths taken from the register
-  map of the target's hardware tree (``hw/data``).
+  map of the target's hardware tree (``hw/data``); an FP16 layer's weights and operands are
+  finite FP16 numbers.
 """
 
 from __future__ import annotations
@@ -143,15 +144,34 @@ _CDP_FIELDS = {
 }
 
 
+def _fp16_values(layer: QConv | QSdp) -> Iterator[str]:
+    """An FP16 layer's weights and SDP operands are finite FP16 numbers (no integer fields)."""
+    arrays = {"weights": layer.weight} if isinstance(layer, QConv) else {}
+    for stem, unit in (("X1", layer.sdp.x1), ("X2", layer.sdp.x2)):
+        if unit is not None:
+            arrays[f"{stem} ALU operand"] = unit.alu_operand
+            arrays[f"{stem} MUL operand"] = unit.mul
+    for what, value in arrays.items():
+        if value is None:
+            continue
+        arr = np.asarray(value)
+        if arr.dtype != np.float16 or not np.isfinite(arr).all():
+            yield f"layer {layer.name}: {what} are not finite FP16 numbers"
+    if layer.sdp.y is not None:
+        yield f"layer {layer.name}: an FP16 layer with an SDP Y unit"
+
+
 def _fields(layer: QLayer, regmap: RegisterMap) -> Iterator[str]:
-    if isinstance(layer, QConv | QSdp):
+    if isinstance(layer, QConv | QSdp) and layer.precision == "fp16":
+        yield from _fp16_values(layer)
+    elif isinstance(layer, QConv | QSdp):
         for stem, unit in (("BS", layer.sdp.x1), ("BN", layer.sdp.x2)):
             if unit is not None:
                 yield from _unit_fields(layer, regmap, "SDP", unit, _X_FIELDS, stem)
         if layer.sdp.y is not None:
             yield from _unit_fields(layer, regmap, "SDP", layer.sdp.y, _EW_FIELDS)
         yield from _unit_fields(layer, regmap, "SDP", layer.sdp.c, _CVT_FIELDS)
-    if isinstance(layer, QConv):
+    if isinstance(layer, QConv) and layer.precision == "int8":
         w = layer.weight
         if w.size and (w.dtype != np.int8 or int(w.min()) < -128 or int(w.max()) > 127):
             yield f"layer {layer.name}: weights are not INT8"

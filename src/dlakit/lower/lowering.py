@@ -186,6 +186,8 @@ def _clip_bounds(node: onnx.NodeProto, inits: Mapping[str, np.ndarray]):
 
 
 class _Lowering:
+    placed = "int8"  # the decision of the nodes this lowering builds hardware layers for
+
     def __init__(self, st: _State, decisions: dict[str, str]) -> None:
         self.st = st
         self.decisions = decisions
@@ -196,12 +198,16 @@ class _Lowering:
         self.done: set[str] = set()
 
     # ---- helpers
+    def on_dla(self, tensor: str) -> bool:
+        """Whether ``tensor`` already has the value a hardware layer of this lowering reads."""
+        return tensor in self.st.int8_of
+
     def sole_consumer(self, tensor: str) -> onnx.NodeProto | None:
         users = self.consumers.get(tensor, [])
         if len(users) != 1 or tensor in self.outputs:
             return None
         user = users[0]
-        return user if self.decisions.get(user.name) == "int8" else None
+        return user if self.decisions.get(user.name) == self.placed else None
 
     def emit_int8(self, layer: QLayer, onnx_out: str, scale: float) -> None:
         self.st.add_tensor(onnx_out, self.st.shape(onnx_out), "int8", scale)
@@ -328,11 +334,11 @@ class _Lowering:
         producer = self.producers.get(tensor)
         if producer is None or producer.op_type not in ("Flatten", "Reshape"):
             return None
-        if self.decisions.get(producer.name) != "int8":
+        if self.decisions.get(producer.name) != self.placed:
             return None
         source = producer.input[0]
         shape = self.st.shape(source)
-        if len(shape) != 4 or not self.st.available(source) or source not in self.st.int8_of:
+        if len(shape) != 4 or not self.st.available(source) or not self.on_dla(source):
             return None
         return source
 
@@ -696,10 +702,10 @@ class _Lowering:
             return False
         return all(
             u.op_type in ("Gemm", "MatMul")
-            and self.decisions.get(u.name) == "int8"
+            and self.decisions.get(u.name) == self.placed
             and u.input[0] == out
             and len(self.st.shape(self.producers[out].input[0])) == 4
-            and self.producers[out].input[0] in self.st.int8_of
+            and self.on_dla(self.producers[out].input[0])
             for u in users
         )
 

@@ -37,6 +37,7 @@ from dlakit.support.verdict import Engine, NodeVerdict
 
 Precision = Literal["int8", "fp16", "fp32"]
 OutPrecision = Literal["int8", "fp16"]
+LayerPrecision = Literal["int8", "fp16"]  # the data path of a hardware layer
 
 
 @dataclass
@@ -188,7 +189,8 @@ class QLayer:
 
 @dataclass
 class QConv(QLayer):
-    """Direct convolution (CDMA/CSC/CMAC/CACC) followed by an SDP chain, INT8 in and out.
+    """Direct convolution (CDMA/CSC/CMAC/CACC) followed by an SDP chain, INT8 in and out
+    (``precision="fp16"``: FP16 in and out, below).
 
     * ``weight``: INT8 ``(K, C/groups, R, S)``, symmetric per output channel.
     * ``stride`` (h, w), ``pads`` (top, left, bottom, right), ``dilation`` (h, w), ``groups``.
@@ -200,6 +202,11 @@ class QConv(QLayer):
     * ``sdp``: the post-processing chain; its Y operand, if any, is ``inputs[1]``.
 
     Fully-connected layers are convolutions whose kernel covers the whole input (``R x S = H x W``).
+
+    FP16 (``precision="fp16"``, nv_full): ``weight`` is ``float16``, data and output are FP16
+    (CDMA/CSC/CMAC/CACC and SDP in FP16 mode). The SDP chain's operands are ``float16`` values
+    (bias, BatchNorm multiplier, clip bounds); shifts and truncates are 0 and the output converter
+    is the identity (the hardware only narrows FP32 to FP16 there).
     """
 
     weight: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 1, 1), np.int8))
@@ -210,6 +217,7 @@ class QConv(QLayer):
     pad_value: int = 0
     cacc_truncate: int = 0
     sdp: SdpChain = field(default_factory=SdpChain)
+    precision: LayerPrecision = "int8"
 
 
 @dataclass
@@ -217,10 +225,11 @@ class QSdp(QLayer):
     """A standalone SDP pass reading ``inputs[0]`` (INT8, sign-extended to 32 bits) from memory.
 
     Used for requantizing activations, standalone ReLU/Clip and elementwise add (Y operand =
-    ``inputs[1]``).
+    ``inputs[1]``). ``precision="fp16"``: an FP16 cube in and out, ``float16`` operands.
     """
 
     sdp: SdpChain = field(default_factory=SdpChain)
+    precision: LayerPrecision = "int8"
 
 
 @dataclass
@@ -233,6 +242,9 @@ class QPool(QLayer):
       ``PAD_VALUE_1X``) for each padded position (firmware programs ``PAD_VALUE_nX = n*1X``),
       then ``t = round(sum * recip_w / 2^16)``, ``out = sat8(round(t * recip_h / 2^16))``, with
       the 17-bit ``RECIP_KERNEL_WIDTH/HEIGHT``: the divisor is always ``kh * kw``.
+
+    ``precision="fp16"``: FP16 in and out; ``recip_w``/``recip_h`` are FP17 numbers (the
+    firmware's table) and ``pad_value`` is 0, as the firmware requires for FP16.
     """
 
     method: Literal["max", "min", "avg"] = "max"
@@ -242,6 +254,7 @@ class QPool(QLayer):
     pad_value: int = 0
     recip_w: int = 0x10000
     recip_h: int = 0x10000
+    precision: LayerPrecision = "int8"
 
 
 @dataclass
@@ -325,6 +338,12 @@ class QQuantize(QLayer):
 
 
 @dataclass
+class QToFp16(QLayer):
+    """Float -> FP16 at a DLA FP16 segment's input, on the fallback: round to nearest even (as
+    IEEE ``float16``), the value an FP16 surface holds."""
+
+
+@dataclass
 class QDequantize(QLayer):
     """INT8 -> float at a DLA segment's output: ``x * scale`` (exact in FP32)."""
 
@@ -380,7 +399,7 @@ class QGraph:
         rows = []
         for layer in self.layers:
             kind = type(layer).__name__
-            prec = layer.precision if isinstance(layer, QFloat) else "int8"
+            prec = getattr(layer, "precision", "int8")
             rows.append((layer.name, kind, f"{layer.engine}/{prec}", ",".join(layer.outputs)))
         return rows
 
@@ -388,9 +407,9 @@ class QGraph:
         """Number of layers per (engine, precision): how much of the model is DLA INT8."""
         counts: dict[str, int] = {}
         for layer in self.layers:
-            if isinstance(layer, QQuantize | QDequantize | QReshape):
+            if isinstance(layer, QQuantize | QDequantize | QReshape | QToFp16):
                 continue
-            prec = layer.precision if isinstance(layer, QFloat) else "int8"
+            prec = getattr(layer, "precision", "int8")
             key = f"{layer.engine}-{prec}"
             counts[key] = counts.get(key, 0) + 1
         return counts

@@ -22,7 +22,12 @@ executes. Per layer:
 * :class:`QContract` -> a RUBIK contract (a deconvolution's de-interleave after its phase
   convolution).
 * :class:`QReshape` -> no operation when the feature layout does not change, else a fallback op.
-* :class:`QQuantize`, :class:`QDequantize`, :class:`QFloat` -> fallback (GPU/CPU) segments.
+* :class:`QQuantize`, :class:`QDequantize`, :class:`QFloat`, :class:`QToFp16` -> fallback
+  (GPU/CPU) segments.
+
+FP16 layers (``precision="fp16"``, nv_full) take the same operations in FP16 mode: FP16 tensors
+are surfaces of ``memory_atomic // 2`` channels per atom, weights 2-byte elements in kernel groups
+of the 16-bit atomic K, SDP operands FP16 numbers (:mod:`dlakit.lower.lowering_fp16`).
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ from dlakit.lower.qgraph import (
     QQuantize,
     QReshape,
     QSdp,
+    QToFp16,
     QView,
     SdpChain,
 )
@@ -73,7 +79,12 @@ _DLA_TYPES = (QConv, QSdp, QPool, QConcat, QLrn, QView, QContract)
 # Floating-point DLA layers (FP16) and their conversions run in the fallback segments, in FP32,
 # until the compiler emits FP16 hardware layers (the simulator's nv_full FP16 conv/SDP/PDP datapath
 # is sim/fp16*.py; ConvSpec.precision programs it); compile reports them (stats "fp16_on_fallback").
-FLOAT_ON_DLA = (QFloat, QQuantize, QDequantize)
+FLOAT_ON_DLA = (QFloat, QQuantize, QDequantize, QToFp16)
+
+
+def element_bytes(precision: str) -> int:
+    """Bytes of one element of a DLA tensor of this precision (FP16 surfaces: 2)."""
+    return 2 if precision == "fp16" else 1
 
 
 @dataclass
@@ -150,7 +161,7 @@ class _Constants:
 
 def _is_layout_noop(layer: QReshape, graph: QGraph) -> bool:
     a, b = graph.tensors[layer.inputs[0]], graph.tensors[layer.outputs[0]]
-    if a.precision != "int8":
+    if a.precision not in ("int8", "fp16") or b.precision != a.precision or a.scale != b.scale:
         return False
     try:
         return cube_of(a.shape, a.name) == cube_of(b.shape, b.name)
@@ -197,9 +208,10 @@ def concat_groups(graph: QGraph, layer: QConcat, views: dict[str, QView]) -> lis
 def _concat_aligned(layer: QConcat, graph: QGraph, atom: int) -> bool:
     """Every input but the last must end on a surface, or its padding would overwrite the next
     (a group of views covering their parent counts as the parent)."""
+    per_surface = atom // element_bytes(graph.tensors[layer.outputs[0]].precision)
     groups = concat_groups(graph, layer, dla_views(graph))
     return all(
-        sum(cube_of(graph.tensors[n].shape, n)[0] for n in group) % atom == 0
+        sum(cube_of(graph.tensors[n].shape, n)[0] for n in group) % per_surface == 0
         for group in groups[:-1]
     )
 
@@ -229,6 +241,7 @@ def layer_engines(graph: QGraph, cfg: NvdlaSpec) -> list[Engine]:
 def block_ranges(layer: QConv, atom: int) -> list[tuple[int, int, int, int, int]]:
     """(first input channel, channels, first kernel, kernels, groups) of each block: the
     fewest whole groups whose input and output channels start on a surface."""
+    atom //= element_bytes(layer.precision)  # channels per surface
     k_total, cg = layer.weight.shape[:2]
     kg = k_total // layer.groups
     n = 1
@@ -274,7 +287,12 @@ def pools_on_the_fly(graph: QGraph, target: Target, engines: list[Engine]) -> di
             rows_split = any(
                 t.out_rows != conv_shape(layer, graph, cin, kn).out_h
                 for _, cin, _, kn, _ in block_ranges(layer, atom)
-                for t in split_tiles(conv_shape(layer, graph, cin, kn), target, layer.name)
+                for t in split_tiles(
+                    conv_shape(layer, graph, cin, kn),
+                    target,
+                    layer.name,
+                    element_bytes(layer.precision),
+                )
             )
         except DlakitError:
             continue  # does not fit CBUF at all: refused, with the reason, when its ops are made
@@ -357,6 +375,9 @@ class _Compiler:
         self.copies: set[str] = set()  # QView layers that run as a copy operation
         self.unplaced: set[str] = set()  # view outputs read only as part of a placed parent
 
+    def bpe(self, tensor: str) -> int:
+        return element_bytes(self.g.tensors[tensor].precision)
+
     # ---- which tensors live in DLA memory, and where
     def dla_tensors(self) -> set[str]:
         names: set[str] = set()
@@ -411,7 +432,7 @@ class _Compiler:
             span = life[self.root(pooled)[0]]
             span[0] = min(span[0], i)
         buffers = {
-            r: Buffer(r, packed_bytes(cube_of(self.g.tensors[r].shape, r), atom), a, b)
+            r: Buffer(r, packed_bytes(cube_of(self.g.tensors[r].shape, r), atom, self.bpe(r)), a, b)
             for r, (a, b) in life.items()
         }
         peak = place(list(buffers.values()))
@@ -421,11 +442,13 @@ class _Compiler:
                 ACT_BASE + buffers[r].offset, cube_of(self.g.tensors[r].shape, r), atom
             )
             c = cube_of(self.g.tensors[name].shape, name)[0]
-            self.surfaces[name] = channel_view(parent, c0, c, atom) if c0 or r != name else parent
+            self.surfaces[name] = (
+                channel_view(parent, c0, c, atom, self.bpe(r)) if c0 or r != name else parent
+            )
         return peak
 
     # ---- operations
-    def operand_images(self, chain: SdpChain, channels: int) -> program.Operands:
+    def operand_images(self, chain: SdpChain, channels: int, fp16: bool) -> program.Operands:
         addrs: dict[str, int | None] = {}
         for key, unit in (("bs", chain.x1), ("bn", chain.x2)):
             alu_mem, mul_mem = program.x_uses_memory(unit)
@@ -433,6 +456,8 @@ class _Compiler:
                 addrs[key] = None
                 continue
             cols = [c for c, use in ((unit.alu_operand, alu_mem), (unit.mul, mul_mem)) if use]
+            if fp16:  # FP16 operands: their bit patterns, as 16-bit table entries
+                cols = [np.asarray(col, dtype=np.float16).view(np.int16) for col in cols]
             padded = -(-channels // self.cfg.memory_atomic) * self.cfg.memory_atomic
             blob = pack_operands(
                 np.asarray(cols[0]), np.asarray(cols[1]) if len(cols) > 1 else None, padded
@@ -471,7 +496,10 @@ class _Compiler:
         else:
             dst_all = self.surfaces[layer.outputs[0]]
         ew_all = self.surfaces[layer.inputs[1]] if layer.sdp.y is not None else None
-        w = np.asarray(layer.weight, dtype=np.int8)
+        fp16 = layer.precision == "fp16"
+        bpe = element_bytes(layer.precision)
+        w = np.asarray(layer.weight, dtype=np.float16 if fp16 else np.int8)
+        atomic_k = cfg.atomic_k_int16 if fp16 and cfg.atomic_k_int16 else cfg.atomic_k
         k_total, cg, r, s = w.shape
         c, wd = src_all.channels, src_all.width
         if w.shape[1] * layer.groups != c:
@@ -479,26 +507,27 @@ class _Compiler:
                 f"layer {layer.name}: weights {list(w.shape)} do not match {c} channels"
             )
         kg = k_total // layer.groups
-        operands = self.operand_images(layer.sdp, k_total)
+        operands = self.operand_images(layer.sdp, k_total, fp16)
         ops: list[HwOp] = []
         blocks = block_ranges(layer, self.cfg.memory_atomic)
         left, right = layer.pads[1], layer.pads[3]
         for cin0, cin, k0, kn, gn in blocks:
-            wb = np.zeros((kn, cin, r, s), dtype=np.int8)
+            wb = np.zeros((kn, cin, r, s), dtype=w.dtype)
             for gi in range(gn):  # block-diagonal: group gi sees only its own channels
                 wb[gi * kg : (gi + 1) * kg, gi * cg : (gi + 1) * cg] = w[
                     k0 + gi * kg : k0 + (gi + 1) * kg
                 ]
-            tiles = split_tiles(conv_shape(layer, self.g, cin, kn), self.target, layer.name)
+            tiles = split_tiles(conv_shape(layer, self.g, cin, kn), self.target, layer.name, bpe)
             images: dict[int, tuple[int, int]] = {}
             for t in tiles:
                 if t.k0 not in images:
-                    blob = pack_weights(wb[t.k0 : t.k0 + t.kernels], cfg.atomic_k, cfg.atomic_c)
+                    blob = pack_weights(wb[t.k0 : t.k0 + t.kernels], atomic_k, cfg.atomic_c)
                     images[t.k0] = (self.consts.add(blob), len(blob))
                 waddr, wsize = images[t.k0]
                 kabs = k0 + t.k0
-                src = row_view(channel_view(src_all, cin0, cin, atom), t.ih0, t.in_rows)
-                dst = row_view(channel_view(dst_all, kabs, t.kernels, atom), t.oh0, t.out_rows)
+                src = row_view(channel_view(src_all, cin0, cin, atom, bpe), t.ih0, t.in_rows)
+                dst = row_view(channel_view(dst_all, kabs, t.kernels, atom, bpe), t.oh0,
+                               t.out_rows)  # fmt: skip
                 ew = None
                 if ew_all is not None:
                     ew = row_view(channel_view(ew_all, kabs, t.kernels, atom), t.oh0, t.out_rows)
@@ -508,7 +537,7 @@ class _Compiler:
                 )
                 pooled = None
                 if pool is not None:
-                    pooled = (pool, channel_view(pool_all, kabs, t.kernels, atom))
+                    pooled = (pool, channel_view(pool_all, kabs, t.kernels, atom, bpe))
                 writes = program.conv_program(
                     self.regmap, layer, t, src, dst, waddr, wsize, (r, s), layer.dilation,
                     (left, right), ops_at, ew, atom, pooled,
@@ -556,8 +585,9 @@ class _Compiler:
     def sdp_op(self, layer: QSdp) -> HwOp:
         src, dst = self.surfaces[layer.inputs[0]], self.surfaces[layer.outputs[0]]
         ew = self.surfaces[layer.inputs[1]] if layer.sdp.y is not None else None
-        operands = self.operand_images(layer.sdp, dst.channels)
-        writes = program.sdp_program(self.regmap, layer.name, layer.sdp, src, dst, operands, ew)
+        operands = self.operand_images(layer.sdp, dst.channels, layer.precision == "fp16")
+        writes = program.sdp_program(self.regmap, layer.name, layer.sdp, src, dst, operands, ew,
+                                     layer.precision.upper())  # fmt: skip
         info = _io_info(src, dst)
         return HwOp(layer.name, "sdp", layer.name, layer.onnx_nodes, list(layer.inputs),
                     list(layer.outputs), info, writes)  # fmt: skip
@@ -712,6 +742,8 @@ def compile_graph(graph: QGraph, target: Target) -> Compiled:
             for layer in graph.layers
             if layer.engine == "dla" and isinstance(layer, QFloat)
         ],
+        # FP16 hardware layers (compile --precision fp16)
+        "fp16_layers": sum(getattr(layer, "precision", "int8") == "fp16" for layer in graph.layers),
         # INT8 layers whose output converter writes FP16 (network outputs): emulated exactly on
         # the fallback until the simulator has SDP FP16 output.
         "fp16_output_on_fallback": [

@@ -5,6 +5,7 @@ that compute exactly what the integer reference does (``dlakit.lower.intref``):
 
 * quantize: ``clip(sign(v) * floor(|v| + 0.5), -128, 127)`` with ``v = double(x) / scale``
   (round half away from zero, in float64), cast to INT8;
+* to FP16 (an FP16 segment's input): ``Cast`` to FLOAT16 and back (nearest even);
 * dequantize: ``float(q) * float32(scale)``;
 * a reshape that changes the feature layout: ``Reshape`` with the batch dimension kept;
 * a concatenation whose inputs cannot share one surface: ``Concat``;
@@ -32,6 +33,7 @@ from dlakit.lower.qgraph import (
     QQuantize,
     QReshape,
     QSdp,
+    QToFp16,
     SdpChain,
     XUnit,
 )
@@ -203,7 +205,20 @@ def _int8_layer(graph: QGraph, layer: QConv | QSdp, inits: list) -> list[onnx.No
 
 def writes_fp16(layer: QLayer) -> bool:
     """An INT8 layer whose SDP output converter writes FP16 (a network output)."""
-    return isinstance(layer, QConv | QSdp) and layer.sdp.c.precision == "fp16"
+    return (
+        isinstance(layer, QConv | QSdp)
+        and layer.precision == "int8"
+        and layer.sdp.c.precision == "fp16"
+    )
+
+
+def _to_fp16(layer: QToFp16) -> list[onnx.NodeProto]:
+    """Round to FP16 (ONNX ``Cast``: nearest even) and back: the FP16 value, held in FP32."""
+    x, y, p = layer.inputs[0], layer.outputs[0], f"{layer.name}/"
+    return [
+        helper.make_node("Cast", [x], [p + "h"], to=TensorProto.FLOAT16, name=p + "to_fp16"),
+        helper.make_node("Cast", [p + "h"], [y], to=TensorProto.FLOAT, name=p + "to_fp32"),
+    ]
 
 
 def fallback_segment_model(
@@ -217,6 +232,8 @@ def fallback_segment_model(
     for layer in layers:
         if isinstance(layer, QQuantize):
             nodes += _quantize(layer, inits)
+        elif isinstance(layer, QToFp16):
+            nodes += _to_fp16(layer)
         elif isinstance(layer, QDequantize):
             nodes += _dequantize(layer, inits)
         elif isinstance(layer, QReshape):

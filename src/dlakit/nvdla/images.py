@@ -2,7 +2,9 @@
 
 * Direct-convolution weights (``nvdla.md`` §3): kernels in groups of ``atomic_k``; inside a
   group, channel blocks of ``atomic_c`` (the last one partial), then R, then S, then the group's
-  kernels, then the block's channels; the image is padded to 128 bytes (CDMA fetch unit).
+  kernels, then the block's channels; the image is padded to 128 bytes (CDMA fetch unit). FP16
+  weights take the same order in 2-byte elements with the 16-bit atomic K (``sim/conv.py``
+  reads them so; the official 16-bit regression loadables pass through it bit-exactly).
 * SDP per-channel operands read by the B/N-RDMA in ``PER_KERNEL`` mode: one INT16 (two bytes,
   little endian) per channel, or an (ALU, MUL) pair per channel when both are per-channel.
 """
@@ -27,9 +29,11 @@ def _group_bytes(w: np.ndarray, atomic_c: int) -> np.ndarray:
 
 
 def pack_weights(w: np.ndarray, atomic_k: int, atomic_c: int) -> bytes:
-    """INT8 weights (K, C, R, S) as the CDMA reads them."""
+    """INT8 or FP16 weights (K, C, R, S) as the CDMA reads them (FP16: little-endian elements,
+    ``atomic_k`` the 16-bit atomic K, blocks of ``atomic_c`` elements)."""
     k, c, r, s = w.shape
-    out = np.zeros(-(-(k * c * r * s) // WEIGHT_ALIGN) * WEIGHT_ALIGN, dtype=np.int8)
+    per_align = WEIGHT_ALIGN // w.dtype.itemsize
+    out = np.zeros(-(-(k * c * r * s) // per_align) * per_align, dtype=w.dtype.newbyteorder("<"))
     whole = k - k % atomic_k
     head = _group_bytes(w[:whole].reshape(whole // atomic_k, atomic_k, c, r, s), atomic_c)
     out[: head.size] = head.reshape(-1)

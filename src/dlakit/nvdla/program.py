@@ -89,7 +89,14 @@ def x_uses_memory(unit: XUnit | None) -> tuple[bool, bool]:
     )
 
 
-def _x_unit(p: Program, stem: str, unit: XUnit | None) -> None:
+def _register_operand(value, fp16: bool) -> int:
+    """A register operand: the INT16 itself, or an FP16 number's bit pattern (as INT16)."""
+    if fp16:
+        return int(np.asarray(value, dtype=np.float16).reshape(-1)[:1].view(np.int16)[0])
+    return int(np.asarray(value).reshape(-1)[0])
+
+
+def _x_unit(p: Program, stem: str, unit: XUnit | None, fp16: bool = False) -> None:
     if unit is None:
         p.w("SDP", f"D_DP_{stem}_CFG", **{f"{stem}_BYPASS": "YES"})
         return
@@ -114,7 +121,7 @@ def _x_unit(p: Program, stem: str, unit: XUnit | None) -> None:
             f"{stem}_ALU_SHIFT_VALUE": unit.alu_shift,
         },
     )
-    alu_reg = 0 if unit.alu is None or alu_mem else int(np.asarray(unit.alu_operand).reshape(-1)[0])
+    alu_reg = 0 if unit.alu is None or alu_mem else _register_operand(unit.alu_operand, fp16)
     p.w("SDP", f"D_DP_{stem}_ALU_SRC_VALUE", **{f"{stem}_ALU_OPERAND": alu_reg})
     p.w(
         "SDP",
@@ -124,7 +131,7 @@ def _x_unit(p: Program, stem: str, unit: XUnit | None) -> None:
             f"{stem}_MUL_SHIFT_VALUE": unit.truncate,
         },
     )
-    mul_reg = 1 if unit.mul is None or mul_mem else int(np.asarray(unit.mul).reshape(-1)[0])
+    mul_reg = 1 if unit.mul is None or mul_mem else _register_operand(unit.mul, fp16)
     p.w("SDP", f"D_DP_{stem}_MUL_SRC_VALUE", **{f"{stem}_MUL_OPERAND": mul_reg})
 
 
@@ -248,8 +255,10 @@ def _sdp(
     ew: Surface | None,
     flying: bool,
     to_pdp: bool = False,
+    precision: str = "INT8",
 ) -> bool:
-    """SDP and SDP_RDMA registers of a chain; True when SDP_RDMA takes part."""
+    """SDP and SDP_RDMA registers of a chain (``precision``: INT8 or FP16 data and processing);
+    True when SDP_RDMA takes part."""
     if chain.lut is not None:
         sdp_lut_writes(p, chain.lut)  # before the D_ registers: the operation reads them
     _cube(p, "SDP_RDMA", out)
@@ -258,7 +267,7 @@ def _sdp(
     p.value("SDP", "D_DST_LINE_STRIDE", out.line_stride)
     p.value("SDP", "D_DST_SURFACE_STRIDE", out.surf_stride)
     p.w("SDP", "D_DST_DMA_CFG", DST_RAM_TYPE="MC")
-    p.w("SDP", "D_DATA_FORMAT", PROC_PRECISION="INT8", OUT_PRECISION="INT8")
+    p.w("SDP", "D_DATA_FORMAT", PROC_PRECISION=precision, OUT_PRECISION=precision)
     mode = "ON" if flying else "OFF"
     p.w("SDP", "D_FEATURE_MODE_CFG", FLYING_MODE=mode, OUTPUT_DST="PDP" if to_pdp else "MEM",
         WINOGRAD="OFF")  # fmt: skip
@@ -267,12 +276,12 @@ def _sdp(
         "D_FEATURE_MODE_CFG",
         FLYING_MODE=mode,
         WINOGRAD="OFF",
-        IN_PRECISION="INT8",
-        PROC_PRECISION="INT8",
-        OUT_PRECISION="INT8",
+        IN_PRECISION=precision,
+        PROC_PRECISION=precision,
+        OUT_PRECISION=precision,
     )
-    _x_unit(p, "BS", chain.x1)
-    _x_unit(p, "BN", chain.x2)
+    _x_unit(p, "BS", chain.x1, precision == "FP16")
+    _x_unit(p, "BN", chain.x2, precision == "FP16")
     rdma = _x_rdma(p, "BRDMA", "BS", chain.x1, operands.bs)
     rdma |= _x_rdma(p, "NRDMA", "BN", chain.x2, operands.bn)
     rdma |= _y_unit(p, chain.y, ew, chain.lut)
@@ -309,14 +318,15 @@ def conv_program(
     c, h, w = src.channels, src.height, src.width
     r, s = kernel
     left, right = pads_lr
-    bytes_per_kernel = c * r * s
+    prec = layer.precision.upper()
+    bytes_per_kernel = c * r * s * (2 if prec == "FP16" else 1)
     for unit in ("CDMA", "CSC"):
         p.w(
             unit,
             "D_MISC_CFG",
             CONV_MODE="DIRECT",
-            IN_PRECISION="INT8",
-            PROC_PRECISION="INT8",
+            IN_PRECISION=prec,
+            PROC_PRECISION=prec,
             DATA_REUSE="DISABLE",
             WEIGHT_REUSE="DISABLE",
             SKIP_DATA_RLS="DISABLE",
@@ -380,8 +390,8 @@ def conv_program(
     p.w("CSC", "D_ZERO_PADDING", PAD_LEFT=left, PAD_TOP=tile.pad_top)
     p.w("CSC", "D_PRA_CFG", PRA_TRUNCATE=0)
     for unit in ("CMAC_A", "CMAC_B"):
-        p.w(unit, "D_MISC_CFG", CONV_MODE="DIRECT", PROC_PRECISION="INT8")
-    p.w("CACC", "D_MISC_CFG", CONV_MODE="DIRECT", PROC_PRECISION="INT8")
+        p.w(unit, "D_MISC_CFG", CONV_MODE="DIRECT", PROC_PRECISION=prec)
+    p.w("CACC", "D_MISC_CFG", CONV_MODE="DIRECT", PROC_PRECISION=prec)
     p.w("CACC", "D_DATAOUT_SIZE_0", DATAOUT_WIDTH=dst.width - 1, DATAOUT_HEIGHT=dst.height - 1)
     p.w("CACC", "D_DATAOUT_SIZE_1", DATAOUT_CHANNEL=dst.channels - 1)
     p.value("CACC", "D_DATAOUT_ADDR", dst.address & 0xFFFFFFFF)
@@ -395,7 +405,8 @@ def conv_program(
         SURF_PACKED=_bool(dst.surf_stride == dst.height * dst.line_stride),
     )
     p.w("CACC", "D_CLIP_CFG", CLIP_TRUNCATE=layer.cacc_truncate)
-    rdma = _sdp(p, layer.sdp, dst, operands, ew, flying=True, to_pdp=pool is not None)
+    rdma = _sdp(p, layer.sdp, dst, operands, ew, flying=True, to_pdp=pool is not None,
+                precision=prec)  # fmt: skip
     units = ("SDP_RDMA",) if rdma else ()
     if pool is not None:
         _pdp(p, pool[0], dst, pool[1], flying=True)
@@ -416,10 +427,12 @@ def sdp_program(
     dst: Surface,
     operands: Operands,
     ew: Surface | None,
+    precision: str = "INT8",
 ) -> list[Write]:
     """A standalone SDP pass from memory to memory."""
     p = Program(regmap, name)
-    _sdp(p, chain, dst, operands, ew, flying=False)  # the M-RDMA reads src: RDMA always runs
+    # the M-RDMA reads src: RDMA always runs
+    _sdp(p, chain, dst, operands, ew, flying=False, precision=precision)
     p.addr("SDP_RDMA", "D_SRC_BASE_ADDR_LOW", "D_SRC_BASE_ADDR_HIGH", src.address)
     p.value("SDP_RDMA", "D_SRC_LINE_STRIDE", src.line_stride)
     p.value("SDP_RDMA", "D_SRC_SURFACE_STRIDE", src.surf_stride)
@@ -443,7 +456,7 @@ def _pdp(p: Program, layer: QPool, src: Surface, dst: Surface, flying: bool) -> 
     p.w("PDP", "D_DATA_CUBE_IN_WIDTH", CUBE_IN_WIDTH=src.width - 1)
     p.w("PDP", "D_DATA_CUBE_IN_HEIGHT", CUBE_IN_HEIGHT=src.height - 1)
     p.w("PDP", "D_DATA_CUBE_IN_CHANNEL", CUBE_IN_CHANNEL=src.channels - 1)
-    p.w("PDP", "D_DATA_FORMAT", INPUT_DATA="INT8")
+    p.w("PDP", "D_DATA_FORMAT", INPUT_DATA=layer.precision.upper())
     p.w("PDP", "D_PARTIAL_WIDTH_IN", PARTIAL_WIDTH_IN_FIRST=0, PARTIAL_WIDTH_IN_LAST=0,
         PARTIAL_WIDTH_IN_MID=0)  # fmt: skip
     if not flying:
@@ -491,7 +504,7 @@ def pdp_program(regmap: RegisterMap, layer: QPool, src: Surface, dst: Surface) -
     p.w("PDP_RDMA", "D_DATA_CUBE_IN_WIDTH", CUBE_IN_WIDTH=src.width - 1)
     p.w("PDP_RDMA", "D_DATA_CUBE_IN_HEIGHT", CUBE_IN_HEIGHT=src.height - 1)
     p.w("PDP_RDMA", "D_DATA_CUBE_IN_CHANNEL", CUBE_IN_CHANNEL=src.channels - 1)
-    p.w("PDP_RDMA", "D_DATA_FORMAT", INPUT_DATA="INT8")
+    p.w("PDP_RDMA", "D_DATA_FORMAT", INPUT_DATA=layer.precision.upper())
     p.addr("PDP_RDMA", "D_SRC_BASE_ADDR_LOW", "D_SRC_BASE_ADDR_HIGH", src.address)
     p.value("PDP_RDMA", "D_SRC_LINE_STRIDE", src.line_stride)
     p.value("PDP_RDMA", "D_SRC_SURFACE_STRIDE", src.surf_stride)

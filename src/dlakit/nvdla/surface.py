@@ -1,5 +1,7 @@
 """Feature surfaces in memory (``nvdla.md`` §3): channels in atoms, order C'(atom) -> W -> H ->
-C-surface; an INT8 tensor of shape (1, C, H, W) or (1, C) is the cube C x H x W (H = W = 1)."""
+C-surface; an INT8 tensor of shape (1, C, H, W) or (1, C) is the cube C x H x W (H = W = 1).
+An atom holds ``atom`` bytes whatever the precision: ``atom // bpe`` channels of ``bpe`` bytes
+(FP16: 2)."""
 
 from __future__ import annotations
 
@@ -46,9 +48,9 @@ class Surface:
         return cls(**{k: int(doc[k]) for k in cls.__dataclass_fields__})
 
 
-def packed_bytes(cube: tuple[int, int, int], atom: int) -> int:
+def packed_bytes(cube: tuple[int, int, int], atom: int, bpe: int = 1) -> int:
     c, h, w = cube
-    return -(-c // atom) * h * w * atom
+    return -(-c // (atom // bpe)) * h * w * atom
 
 
 def packed_surface(address: int, cube: tuple[int, int, int], atom: int) -> Surface:
@@ -56,14 +58,15 @@ def packed_surface(address: int, cube: tuple[int, int, int], atom: int) -> Surfa
     return Surface(address, c, h, w, w * atom, h * w * atom)
 
 
-def channel_view(parent: Surface, c0: int, channels: int, atom: int) -> Surface:
+def channel_view(parent: Surface, c0: int, channels: int, atom: int, bpe: int = 1) -> Surface:
     """Channels ``[c0, c0 + channels)`` of ``parent``; ``c0`` must start a surface."""
-    if c0 % atom:
+    per_surface = atom // bpe
+    if c0 % per_surface:
         raise DlakitError(
-            f"a concatenation input starts at channel {c0}, not on a {atom}-channel surface"
+            f"a concatenation input starts at channel {c0}, not on a {per_surface}-channel surface"
         )
     return Surface(
-        parent.address + (c0 // atom) * parent.surf_stride,
+        parent.address + (c0 // per_surface) * parent.surf_stride,
         channels,
         parent.height,
         parent.width,

@@ -53,7 +53,11 @@ class Tile:
 
 
 def entry_per_slice(channels: int, width: int, cfg: NvdlaSpec) -> int:
-    """CBUF entries of one input row: whole entries of atoms, then the leftover atoms."""
+    """CBUF entries of one input row: whole entries of atoms, then the leftover atoms.
+
+    Counted in channels whatever the precision: the official 16-bit regression loadable
+    (CONV_D_L0_0: 128 channels x 8, nv_full) states 16 entries, as many as INT8 data of the same
+    channels; such an entry holds ``bpe`` times the bytes (:func:`split_tiles`)."""
     per_entry = max(cfg.cbuf_bank_width // cfg.memory_atomic, 1)
     atoms = -(-channels // cfg.memory_atomic)
     whole, rest = divmod(atoms, per_entry)
@@ -66,8 +70,8 @@ def entry_per_slice(channels: int, width: int, cfg: NvdlaSpec) -> int:
     return whole * width + partial
 
 
-def weight_bytes(kernels: int, shape: ConvShape) -> int:
-    raw = kernels * shape.channels * shape.r * shape.s
+def weight_bytes(kernels: int, shape: ConvShape, bpe: int = 1) -> int:
+    raw = kernels * shape.channels * shape.r * shape.s * bpe
     return -(-raw // WEIGHT_ALIGN) * WEIGHT_ALIGN
 
 
@@ -87,21 +91,22 @@ def _row_window(oh0: int, rows: int, shape: ConvShape) -> tuple[int, int, int, i
     return lo, max(hi - lo, 0), lo - start, end - hi
 
 
-def split_tiles(shape: ConvShape, target: Target, name: str) -> list[Tile]:
-    """The tiles of one convolution on ``target``'s CBUF (one tile when it fits)."""
+def split_tiles(shape: ConvShape, target: Target, name: str, bpe: int = 1) -> list[Tile]:
+    """The tiles of one convolution on ``target``'s CBUF (one tile when it fits); ``bpe`` = 2
+    for FP16 data and weights."""
     cfg = target.nvdla
     if cfg is None:
         raise DlakitError(f"target {target.name} has no convolution buffer to tile for")
     entries = entry_per_slice(shape.channels, shape.width, cfg)
-    q = cfg.k_quantum
+    q = cfg.k_quantum if bpe == 1 else cfg.k_quantum_fp16
     candidates = sorted({shape.kernels, *range(q, shape.kernels, q)}, reverse=True)
     best: tuple[int, int, int] | None = None  # (operations, kernels per tile, rows per tile)
     for kc in candidates:
-        wb = _banks(weight_bytes(kc, shape), cfg)
+        wb = _banks(weight_bytes(kc, shape, bpe), cfg)
         free = cfg.cbuf_banks - wb
         if free < 1:
             continue
-        max_rows = free * cfg.cbuf_bank_depth // entries
+        max_rows = free * cfg.cbuf_bank_depth // (entries * bpe)
         if min(shape.height, _rows_for(1, shape)) > max_rows:
             continue
         if min(shape.height, _rows_for(shape.out_h, shape)) <= max_rows:
@@ -122,10 +127,10 @@ def split_tiles(shape: ConvShape, target: Target, name: str) -> list[Tile]:
     tiles = []
     for k0 in range(0, shape.kernels, kc):
         kn = min(kc, shape.kernels - k0)
-        wb = _banks(weight_bytes(kn, shape), cfg)
+        wb = _banks(weight_bytes(kn, shape, bpe), cfg)
         for oh0 in range(0, shape.out_h, oh):
             rows = min(oh, shape.out_h - oh0)
             ih0, in_rows, top, bottom = _row_window(oh0, rows, shape)
-            db = _banks(entries * cfg.cbuf_bank_width * in_rows, cfg)
+            db = _banks(entries * cfg.cbuf_bank_width * bpe * in_rows, cfg)
             tiles.append(Tile(k0, kn, oh0, rows, ih0, in_rows, top, bottom, db, wb, entries))
     return tiles

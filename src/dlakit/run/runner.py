@@ -245,15 +245,18 @@ class Runner:
 
     # ---- moving tensors between host and simulated memory
     def _surface_view(self, memory: BatchedMemory, name: str, writable: bool) -> torch.Tensor:
+        """[N, surfaces, H, W, channels per atom]: INT8, or float16 for an FP16 surface."""
         s = self.comp.tensors[name].surface
         assert s is not None
-        cp = -(-s.channels // self.atom) * self.atom
-        shape = (cp // self.atom, s.height, s.width, self.atom)
+        fp16 = self.comp.tensors[name].precision == "fp16"
+        per_atom = self.atom // 2 if fp16 else self.atom
+        blocks = -(-s.channels // per_atom)
+        shape = (blocks, s.height, s.width, self.atom)
         strides = (s.surf_stride, s.line_stride, self.atom, 1)
         view = memory.view(s.address, shape, strides, writable=writable)
         if view is None:
             raise DlakitError(f"tensor {name}: its surface is outside the activation memory")
-        return view.view(torch.int8)
+        return view.view(torch.float16 if fp16 else torch.int8)
 
     def _read(self, memory: BatchedMemory, name: str) -> torch.Tensor:
         info = self.comp.tensors[name]
@@ -262,6 +265,8 @@ class Runner:
         view = self._surface_view(memory, name, writable=False)
         n, blocks, h, w, a = view.shape
         cube = view.permute(0, 1, 4, 2, 3).reshape(n, blocks * a, h, w)[:, : s.channels]
+        if info.precision == "fp16":  # FP16 numbers are exact in FP32
+            cube = cube.to(torch.float32)
         return cube.reshape((n, *info.shape[1:]))
 
     def _write(self, memory: BatchedMemory, name: str, value: torch.Tensor) -> None:
@@ -269,8 +274,9 @@ class Runner:
         assert s is not None
         view = self._surface_view(memory, name, writable=True)
         n, blocks, h, w, a = view.shape
-        cube = torch.zeros((n, blocks * a, h, w), dtype=torch.int8, device=self.device)
-        cube[:, : s.channels] = value.reshape(n, s.channels, h, w).to(torch.int8)
+        # An FP16 surface takes the FP16 of each value (nearest even), an INT8 one the integer.
+        cube = torch.zeros((n, blocks * a, h, w), dtype=view.dtype, device=self.device)
+        cube[:, : s.channels] = value.reshape(n, s.channels, h, w).to(view.dtype)
         view.copy_(cube.view(n, blocks, a, h, w).permute(0, 1, 3, 4, 2))
 
     # ---- execution

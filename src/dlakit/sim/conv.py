@@ -181,12 +181,14 @@ def run_conv(
     pdp_view: UnitView | None = None,
     sdp_group: int | None = None,
     rdma_group: int | None = None,
+    rdma_on: bool = True,
 ) -> None:
     """The fused convolution operation of one register group of the convolution pipe, written
-    out by SDP (in its own group, by default the same)."""
+    out by SDP (in its own group, by default the same). Without ``rdma_on`` SDP_RDMA takes no
+    part: its registers (another operation's, or never written) are not read."""
     cdma, csc, cacc = nv.view("CDMA", group), nv.view("CSC", group), nv.view("CACC", group)
     s = nv.view("SDP", group if sdp_group is None else sdp_group)
-    rdma = nv.view("SDP_RDMA", group if rdma_group is None else rdma_group)
+    rdma = nv.view("SDP_RDMA", group if rdma_group is None else rdma_group) if rdma_on else None
     cdma.require("D_DATAIN_FORMAT", "DATAIN_FORMAT", {"FEATURE"}, "image input")
     cdma.require("D_MISC_CFG", "CONV_MODE", {"DIRECT"}, "Winograd")
     precision = cdma.require("D_MISC_CFG", "IN_PRECISION", {"INT8", "INT16", "FP16"})
@@ -242,7 +244,7 @@ def _run_conv16(
     precision: str,
     pdp_view: UnitView | None,
     s: UnitView,
-    rdma: UnitView,
+    rdma: UnitView | None,
 ) -> None:
     """INT16 or FP16 direct convolution: 16-bit data and weights, kernels in groups of the
     16-bit atomic K, channel blocks of atomic C elements (two bytes each), the INT8 layouts."""

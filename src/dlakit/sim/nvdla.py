@@ -328,7 +328,9 @@ class Nvdla:
 
         pdp_view = v("PDP") if launch.pdp_on_the_fly else None
         if launch.kind == "conv":
-            conv.run_conv(self, g("CACC"), pdp_view, g("SDP"), g("SDP_RDMA"))
+            conv.run_conv(
+                self, g("CACC"), pdp_view, g("SDP"), g("SDP_RDMA"), "SDP_RDMA" in launch.units
+            )
         elif launch.kind == "sdp":
             sdp.run_sdp_from_memory(
                 self.memory, v("SDP"), v("SDP_RDMA"), self.luts["SDP"], self.atom, pdp_view

@@ -60,9 +60,10 @@ class Fallback:
     launch: Launch
     registers: dict[str, dict[str, int]]
     luts: dict[str, LutTables]
+    reason: str = ""  # why the decoder does not cover it
 
     @classmethod
-    def capture(cls, nv: Nvdla, launch: Launch) -> Fallback:
+    def capture(cls, nv: Nvdla, launch: Launch, reason: str = "") -> Fallback:
         values = nv.regs.values
         registers = {unit: dict(values[(unit, launch.group(unit))]) for unit in nv.regmap.registers}
         luts = {}
@@ -70,10 +71,26 @@ class Fallback:
             copy = LutTables()
             copy.le, copy.lo = list(tables.le), list(tables.lo)
             luts[name] = copy
-        return cls(launch, registers, luts)
+        return cls(launch, registers, luts, reason)
 
 
 Step = Descriptor | Fallback
+# The precision field of each kind of operation the decoder reads first: it covers INT8 only.
+_PRECISION_FIELD = {
+    "conv": ("CDMA", "D_MISC_CFG", "IN_PRECISION"),
+    "sdp": ("SDP", "D_DATA_FORMAT", "PROC_PRECISION"),
+    "pdp": ("PDP", "D_DATA_FORMAT", "INPUT_DATA"),
+}
+
+
+def _not_decoded(kind: str, views) -> str:
+    """Why the decoder left an operation to the unit models (the definition)."""
+    if kind in _PRECISION_FIELD:
+        unit, reg, name = _PRECISION_FIELD[kind]
+        precision = views[unit].enum(reg, name)
+        if precision != "INT8":
+            return f"{precision} data path: the fast decoder covers INT8 only"
+    return f"{kind}: outside the fast decoder's subset (sim/decode.py)"
 
 
 class Program:
@@ -123,10 +140,21 @@ class Program:
 
     def _record(self, nv: Nvdla, launch: Launch) -> None:
         step = None
+        reason = "decode=False: every operation runs the unit models"
         if self._decode:
             views = {unit: nv.view(unit, launch.group(unit)) for unit in nv.regmap.registers}
             step = self._decoder.decode(launch.kind, views, launch.pdp_on_the_fly)
-        self.steps.append(step if step is not None else Fallback.capture(nv, launch))
+            reason = _not_decoded(launch.kind, views)
+        self.steps.append(step if step is not None else Fallback.capture(nv, launch, reason))
+
+    @property
+    def definition_reasons(self) -> dict[str, int]:
+        """Why operations run the unit models instead of the fast path: reason -> count."""
+        found: dict[str, int] = {}
+        for step, (lo, hi) in zip(self.steps, self.spans, strict=True):
+            if isinstance(step, Fallback):
+                found[step.reason] = found.get(step.reason, 0) + hi - lo
+        return found
 
     @property
     def decoded(self) -> int:

@@ -41,7 +41,7 @@ class Cube:
 
 def _operands(
     mem: Memory,
-    rdma: UnitView,
+    rdma: UnitView | None,
     stem: str,
     dma: str,
     shape: tuple[int, int, int],
@@ -54,7 +54,7 @@ def _operands(
     DATA_USE = BOTH each element is the ALU operand followed by the MUL operand.
     """
     cfg = f"D_{dma}_CFG"
-    if rdma.enum(cfg, f"{dma}_DISABLE") == "YES":
+    if rdma is None or rdma.enum(cfg, f"{dma}_DISABLE") == "YES":  # SDP_RDMA not taking part
         return None, None
     use = rdma.enum(cfg, f"{dma}_DATA_USE")
     size = 2 if rdma.enum(cfg, f"{dma}_DATA_SIZE") == "TWO_BYTE" else 1
@@ -145,7 +145,12 @@ def convert_out(x: torch.Tensor, sdp: UnitView) -> torch.Tensor:
 
 
 def sdp_process(
-    x: torch.Tensor, mem: Memory, sdp: UnitView, rdma: UnitView, lut_tables: LutTables, atom: int
+    x: torch.Tensor,
+    mem: Memory,
+    sdp: UnitView,
+    rdma: UnitView | None,
+    lut_tables: LutTables,
+    atom: int,
 ) -> torch.Tensor:
     """int32/int8 cube [C, H, W] in, int8 values out, through X1, X2, Y and C (with FP16
     processing: FP32 bit patterns in, FP16 bit patterns out, see ``fp16_sdp``)."""

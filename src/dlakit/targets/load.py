@@ -112,6 +112,12 @@ class NvdlaSpec:
         """Output channels per split step: whole kernel groups that start on a surface."""
         return math.lcm(self.atomic_k, self.memory_atomic)
 
+    @property
+    def k_quantum_fp16(self) -> int:
+        """The same for FP16: kernel groups of ``atomic_k_int16``, half as many channels per
+        surface (an FP16-less configuration has no FP16 split)."""
+        return math.lcm(self.atomic_k_int16 or self.atomic_k, self.memory_atomic // 2)
+
     def has(self, engine: str) -> bool:
         return bool(self.engines.get(engine, False))
 
