@@ -117,3 +117,21 @@ def test_mean_count_that_does_not_fit_the_layer_is_named(tmp_path):
     scales.bias_correction["conv"].mean = [0.0] * 3
     with pytest.raises(DlakitError, match="bias_correction 'conv': 3 input means"):
         quantize_model(loaded, scales, "nv_full")
+
+
+def test_cli_writes_the_table_and_refuses_it_with_a_cache(tmp_path, capsys):
+    from dlakit.cli import main
+
+    model = tmp_path / "m.onnx"
+    _biased_conv_model(model)
+    samples = tmp_path / "x.npz"
+    np.savez(samples, x=_biased_inputs(6))
+    out = tmp_path / "m.scales.json"
+    args = ["calibrate", str(model), "-d", str(samples), "-m", "max", "--bias-correction"]
+    assert main([*args, "-o", str(out)]) == 0
+    assert set(Scales.load(out).bias_correction) == {"conv"}
+    capsys.readouterr()
+    again = ["calibrate", str(model), "--from-cache", str(tmp_path / "m.trtcache")]
+    assert main([*again, "--bias-correction", "-o", str(tmp_path / "s.json")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--bias-correction needs calibration inputs" in err and "\n" not in err
