@@ -14,7 +14,7 @@ Agreement is reported on all inputs and on the confident ones (FP32's top softma
 >= 0.5); the JSON holds every row's per-input records (dlakit.accuracy v2).
 
 Usage: .venv/bin/python bench/accuracy_table.py [--models mnist-cnn,...] [--json out.json]
-       [--output-precision int8|fp16] [--no-ort]
+       [--output-precision int8|fp16] [--no-ort] [--equalize] [--bias-correction]
 """
 
 from __future__ import annotations
@@ -78,6 +78,7 @@ def run(
     ort: bool = True,
     equalize: bool = False,
     save_scales: str | None = None,
+    bias_correction: bool = False,
 ) -> list[dict]:
     loaded = load_model(resolve_model(model))
     name = loaded.input_names[0]
@@ -94,9 +95,10 @@ def run(
         t0 = time.time()
         inputs = ArrayInputs(f"{len(calib)} calibration inputs", name, shape, calib,
                              [str(i) for i in range(len(calib))])  # fmt: skip
-        scales = calibrate(loaded, inputs, method).scales
+        scales = calibrate(loaded, inputs, method, bias_correction=bias_correction).scales
         if save_scales:
-            scales.save(f"{save_scales}/{model}.{method}{'.eq' if equalize else ''}.scales.json")
+            tags = ".eq" * equalize + ".bc" * bias_correction
+            scales.save(f"{save_scales}/{model}.{method}{tags}.scales.json")
         graph = quantize_model(loaded, scales, target, output_precision=output_precision)
         int8 = acc.int8_run(graph, name, x)[loaded.output_names[0]]
         report = acc.evaluate(loaded, graph, x, None, fp32={loaded.output_names[0]: fp32},
@@ -107,6 +109,7 @@ def run(
             "target": target,
             "method": method,
             "equalize": equalize,
+            "bias_correction": bias_correction,
             "output_precision": report.output_precision,
             "calib": len(calib),
             "eval": len(x),
@@ -151,6 +154,7 @@ def markdown(rows: list[dict]) -> str:
     ]
     for r in rows:
         eq = ", equalized" if r.get("equalize") else ""
+        eq += ", bias-corrected" if r.get("bias_correction") else ""
         ort = "ort_top1" in r
         lines.append(
             f"| {r['model']} | {r['method']} ({r['calib']}){eq} | {r['output_precision']} | "
@@ -173,13 +177,15 @@ def main() -> None:
     parser.add_argument("--output-precision", default=None)
     parser.add_argument("--no-ort", action="store_true")
     parser.add_argument("--equalize", action="store_true")
+    parser.add_argument("--bias-correction", action="store_true")
     parser.add_argument("--save-scales", help="folder to save each calibration's scales in")
     parser.add_argument("--json")
     args = parser.parse_args()
     rows = []
     for model in args.models.split(","):
         rows += run(model, args.methods.split(","), args.target, args.output_precision,
-                    not args.no_ort, args.equalize, args.save_scales)  # fmt: skip
+                    not args.no_ort, args.equalize, args.save_scales,
+                    args.bias_correction)  # fmt: skip
     print(f"\n{platform.processor() or platform.machine()}\n")
     print(markdown(rows))
     if args.json:

@@ -83,6 +83,12 @@ def calibrate_command(
         help="Cross-layer equalization first (a function-preserving rewrite checked with "
         "onnxruntime); writes the equalized model beside the scales, which hold only for it.",
     ),
+    bias_correction: bool = typer.Option(
+        False,
+        "--bias-correction",
+        help="Record each convolution's input means so the lowering corrects its bias for the "
+        "mean error of its INT8 weights (empirical bias correction, Nagel et al. 2019).",
+    ),
     input_shape: list[str] | None = o.INPUT_SHAPE,
     trt_version: int = typer.Option(
         8600,
@@ -104,6 +110,8 @@ def calibrate_command(
 
     --fp16-layers are recorded in the scales file; accuracy and compile then run them in FP16.
     --equalize writes <stem>.equalized.onnx beside the scales: use that model afterwards.
+    --bias-correction records the convolutions' input means; accuracy, run and compile then
+    correct those biases.
 
     JSON: schema dlakit.calibrate v1, the summary (docs/calibrate.md). -v adds every
     activation's range, scale and clipped share.
@@ -124,6 +132,10 @@ def calibrate_command(
         )
     if method not in METHODS:
         raise DlakitError(f"--method {method!r}: choose one of {', '.join(METHODS)}")
+    if bias_correction and from_cache is not None:
+        raise DlakitError(
+            "--bias-correction needs calibration inputs (--data): a cache or table has no means"
+        )
     if percentile is not None and percentile <= 0:
         raise DlakitError(f"--percentile {percentile}: must be in (0, 100]")
     count = o.limit_value(limit)
@@ -161,6 +173,12 @@ def calibrate_command(
                 percentile,
                 model_name=Path(model).stem,
                 progress=report.progress_hook(bars),
+                bias_correction=bias_correction,
+            )
+        if bias_correction:
+            out.line(
+                f"bias correction: input means of {len(run.scales.bias_correction)} "
+                "convolutions recorded; the lowering corrects their biases"
             )
         scales = run.scales
         scales.fp16_layers = _known_nodes(loaded, o.split_names(fp16_layers))

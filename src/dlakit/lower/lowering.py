@@ -416,6 +416,8 @@ class _Lowering:
             wq, s_w = np.broadcast_to(np.int8(0), w.shape), np.ones(w.shape[0])
         else:
             wq, s_w = _quantize_weights(w)
+            if phases is None:
+                b = self.corrected_bias(node, w, wq, s_w, b, groups)
         s_out, precision = self.out_format(out)
         if (act is not None or phases is not None) and precision != "int8":
             s_out, precision = st.unclipped_scale(out), "int8"  # these layers write INT8 only
@@ -448,6 +450,37 @@ class _Lowering:
         contract = QContract(f"{node.name}:contract", [conv_out], [out], onnx_nodes=[node.name],
                              stride=(sy, sx), channels=k_real, padded=k_pad)  # fmt: skip
         self.emit_int8(contract, out, s_out)
+
+    def corrected_bias(
+        self,
+        node: onnx.NodeProto,
+        w: np.ndarray,
+        wq: np.ndarray,
+        s_w: np.ndarray,
+        b: np.ndarray | None,
+        groups: int,
+    ) -> np.ndarray | None:
+        """``b`` less the expected output error of ``w``'s INT8 weights, ``(W_q - W) . E[x]``,
+        where the scales hold ``node``'s input means (calibrate --bias-correction): the error
+        of each weight times the mean of the input channel it reads, summed over the taps."""
+        table = getattr(self.st.scales, "bias_correction", None)
+        if not table or node.name not in table:
+            return b
+        mean = np.asarray(table[node.name].mean, dtype=np.float64)
+        k, c_per_group = w.shape[0], w.shape[1]
+        if mean.size == c_per_group * groups:  # a convolution's channels, one group per slice
+            by_row = mean.reshape(groups, c_per_group)[np.arange(k) // (k // groups)]
+            expected = by_row.reshape(k, c_per_group, 1, 1)
+        elif groups == 1 and mean.size == w[0].size:  # an FC reading a flattened tensor
+            expected = mean.reshape((1, *w.shape[1:]))
+        else:
+            raise DlakitError(
+                f"bias_correction '{node.name}': {mean.size} input means, the layer reads "
+                f"{c_per_group * groups} channels"
+            )
+        error = wq.astype(np.float64) * s_w.reshape(-1, 1, 1, 1) - w
+        shift = (error * expected).sum(axis=(1, 2, 3))
+        return (np.zeros(k) if b is None else b) - shift
 
     def silu_pair(self, tensor: str) -> tuple[onnx.NodeProto, onnx.NodeProto] | None:
         """(Sigmoid, Mul) when ``tensor`` is read only by ``Sigmoid`` and by the ``Mul`` of it and

@@ -10,13 +10,14 @@ from dlakit.errors import DlakitError
 from dlakit.graph.load import LoadedModel
 from dlakit.quant.calibrators import METHODS, clipped_fraction, compute_amax
 from dlakit.quant.observe import (
+    ChannelMeans,
     InputSource,
     Observer,
     Store,
     observe_histograms,
     observe_ranges,
 )
-from dlakit.quant.scales import ActivationRange, Scales, graph_sha256
+from dlakit.quant.scales import ActivationRange, InputMean, Scales, graph_sha256
 from dlakit.quant.weights import weight_ranges
 from dlakit.system import memory_budget
 
@@ -45,6 +46,22 @@ class CalibrationRun:
         return self.runs / self.total_seconds if self.total_seconds > 0 else float("inf")
 
 
+def corrected_nodes(loaded: LoadedModel) -> dict[str, str]:
+    """The nodes bias correction applies to, with the tensor each reads: every Conv and Gemm
+    (not transA) whose weights are an initializer, so the lowering quantizes them per channel."""
+    inits = loaded.initializers
+    nodes: dict[str, str] = {}
+    for node in loaded.nodes:
+        if node.op_type not in ("Conv", "Gemm") or len(node.input) < 2:
+            continue
+        if node.input[1] not in inits or node.input[0] in inits:
+            continue
+        if any(a.name == "transA" and a.i for a in node.attribute):
+            continue
+        nodes[node.name] = node.input[0]
+    return nodes
+
+
 def calibrate(
     loaded: LoadedModel,
     inputs: InputSource,
@@ -52,8 +69,10 @@ def calibrate(
     percentile: float | None = None,
     model_name: str | None = None,
     progress: ProgressHook | None = None,
+    bias_correction: bool = False,
 ) -> CalibrationRun:
-    """Scales for every float tensor of ``loaded`` (and its weights) from ``inputs``."""
+    """Scales for every float tensor of ``loaded`` (and its weights) from ``inputs``;
+    ``bias_correction`` adds the input means the lowering's bias correction needs."""
     if method not in METHODS:
         raise DlakitError(f"--method {method!r}: choose one of {', '.join(METHODS)}")
     if percentile is not None and method != "percentile":
@@ -72,7 +91,9 @@ def calibrate(
     start = time.perf_counter()
     # Pass 2 bins what pass 1 saw while it fits in memory, instead of running the model again.
     store = Store(memory_budget()) if method != "max" else None
-    stats = observe_ranges(observer, inputs, step("ranges"), store)
+    corrected = corrected_nodes(loaded) if bias_correction else {}
+    means = ChannelMeans(set(corrected.values())) if bias_correction else None
+    stats = observe_ranges(observer, inputs, step("ranges"), store, means)
     seconds["ranges"] = time.perf_counter() - start
     passes = 1
     if method != "max":
@@ -93,6 +114,12 @@ def calibrate(
             amax = entry.absmax if entry.absmax > 0 else 1.0
         activations[name] = ActivationRange(amax=amax, min=entry.min, max=entry.max)
     weights = weight_ranges(loaded)
+    observed = means.means() if means is not None else {}
+    table = {
+        node: InputMean(tensor, [float(v) for v in observed[tensor]])
+        for node, tensor in corrected.items()
+        if tensor in observed
+    }
     seconds["amax"] = time.perf_counter() - start
 
     scales = Scales(
@@ -104,5 +131,6 @@ def calibrate(
         data=inputs.description,
         activations=activations,
         weights=weights,
+        bias_correction=table,
     )
     return CalibrationRun(scales, runs, passes, seconds, clipped)

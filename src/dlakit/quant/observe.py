@@ -13,6 +13,9 @@ instead of running the model again. The per-value work runs as compiled loops wh
 installed (:mod:`dlakit.quant.observe_kernels`, the same float32 arithmetic as the numpy code
 here, which stays the definition).
 
+For bias correction, pass 1 can also sum the per-channel (axis 1) values of chosen tensors
+(:class:`ChannelMeans`): the inputs of convolutions, whose means the correction needs.
+
 A NaN or infinite value stops the run with a DlakitError naming the tensor and the input.
 """
 
@@ -143,6 +146,26 @@ def _check_finite(name: str, low: float, high: float, source: str) -> None:
         )
 
 
+@dataclass
+class ChannelMeans:
+    """Per-channel mean (axis 1, over every other axis and every run) of the tensors named."""
+
+    names: set[str]
+    sums: dict[str, np.ndarray] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def add(self, name: str, value: np.ndarray) -> None:
+        if name not in self.names or value.ndim < 2:
+            return
+        axes = tuple(d for d in range(value.ndim) if d != 1)
+        total = np.asarray(value, dtype=np.float64).sum(axis=axes)
+        self.sums[name] = self.sums.get(name, 0.0) + total
+        self.counts[name] = self.counts.get(name, 0) + value.size // value.shape[1]
+
+    def means(self) -> dict[str, np.ndarray]:
+        return {name: self.sums[name] / self.counts[name] for name in self.sums}
+
+
 class Store:
     """The activations pass 1 saw, kept for pass 2 while they fit in ``budget`` bytes."""
 
@@ -179,8 +202,10 @@ def observe_ranges(
     inputs: InputSource,
     step: Callable[[], None] | None = None,
     store: Store | None = None,
+    means: ChannelMeans | None = None,
 ) -> dict[str, TensorStats]:
-    """Pass 1: min and max of every calibrated tensor over all inputs (kept in ``store``)."""
+    """Pass 1: min and max of every calibrated tensor over all inputs (kept in ``store``; the
+    per-channel sums of ``means``' tensors added to it)."""
     stats = {name: TensorStats(name) for name in observer.tensors}
     for sample in inputs:
         values = []
@@ -191,6 +216,8 @@ def observe_ranges(
             entry = stats[name]
             entry.min = min(entry.min, low)
             entry.max = max(entry.max, high)
+            if means is not None:
+                means.add(name, value)
             values.append((name, np.asarray(value, dtype=np.float32)))
         if store is not None:
             store.add(values)

@@ -8,7 +8,8 @@ reference, NVDLA lowering, TensorRT cache export) read::
      "method": "entropy", "percentile": null, "num_inputs": 500, "data": "<source description>",
      "activations": {"<tensor>": {"amax": 2.5, "scale": 0.019685, "min": 0.0, "max": 3.1}},
      "weights": {"<initializer>": {"axis": 0, "amax": [0.31, 0.27, ...]}},
-     "fp16_layers": ["<node>", ...]}
+     "fp16_layers": ["<node>", ...],
+     "bias_correction": {"<node>": {"input": "<tensor>", "mean": [0.41, -0.02, ...]}}}
 
 Activations are symmetric per tensor: ``scale = amax / 127`` and ``min``/``max`` are the raw
 extremes seen during calibration (``amax`` may be below ``max(|min|, |max|)`` when the method
@@ -19,6 +20,14 @@ stages use unless given their own ``--fp16-layers``.
 made for another model, or for other input shapes, is refused by :meth:`Scales.for_model`;
 ``weights_sha256`` (optional, written by ``calibrate --equalize``) ties the scales to the
 equalized weights as well.
+
+``bias_correction`` (optional, written by ``calibrate --bias-correction``) holds, per
+convolution or Gemm node, the per-channel mean over the calibration inputs of the tensor it
+reads (axis 1; a Gemm's per feature). The lowering subtracts ``(W_q - W) . mean`` from the
+node's float bias, with ``W_q`` its own dequantized INT8 weights (Nagel et al., "Data-Free
+Quantization", 2019, §4.2, empirical form). A file with the table is version 2, so a reader of
+version 1 refuses it instead of silently leaving the biases uncorrected; a file without it is
+version 1, as before.
 """
 
 from __future__ import annotations
@@ -42,6 +51,8 @@ from dlakit.quant.validate import check_range_value, check_scale, check_weight_a
 
 FORMAT = "dlakit-scales"
 VERSION = 1
+VERSION_BIAS_CORRECTION = 2  # the version of a file with a bias_correction table
+READ_VERSIONS = (VERSION, VERSION_BIAS_CORRECTION)
 QMAX = 127
 
 
@@ -71,6 +82,14 @@ class WeightRange:
 
 
 @dataclass
+class InputMean:
+    """Per-channel mean of the tensor ``input`` that one convolution or Gemm reads."""
+
+    input: str
+    mean: list[float]
+
+
+@dataclass
 class Scales:
     """The contents of a scales file; see the module docstring for the JSON layout."""
 
@@ -86,6 +105,8 @@ class Scales:
     fp16_layers: list[str] = field(default_factory=list)
     # Set when the scales hold only for these weight values (calibrate --equalize).
     weights_sha256: str | None = None
+    # Per conv/Gemm node: the means its INT8 bias correction needs (calibrate --bias-correction).
+    bias_correction: dict[str, InputMean] = field(default_factory=dict)
 
     def activation_scale(self, name: str) -> float:
         """The INT8 scale (amax/127) of activation tensor ``name``."""
@@ -120,7 +141,7 @@ class Scales:
     def to_json(self) -> dict[str, Any]:
         return {
             "format": FORMAT,
-            "version": VERSION,
+            "version": VERSION_BIAS_CORRECTION if self.bias_correction else VERSION,
             "model": {"name": self.model_name, "graph_sha256": self.graph_sha256}
             | ({"weights_sha256": self.weights_sha256} if self.weights_sha256 else {}),
             "method": self.method,
@@ -135,7 +156,16 @@ class Scales:
                 name: {"axis": w.axis, "amax": list(w.amax)} for name, w in self.weights.items()
             },
             "fp16_layers": list(self.fp16_layers),
-        }
+        } | (
+            {
+                "bias_correction": {
+                    node: {"input": m.input, "mean": list(m.mean)}
+                    for node, m in self.bias_correction.items()
+                }
+            }
+            if self.bias_correction
+            else {}
+        )
 
     def save(self, path: str | Path) -> Path:
         return atomic_write(path, json.dumps(self.to_json(), indent=1) + "\n")
@@ -156,9 +186,16 @@ class Scales:
     def from_json(cls, doc: Any, where: str = "<scales>") -> Scales:
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:
             raise DlakitError(f'{where} is not a dlakit scales file (no "format": "{FORMAT}")')
-        if doc.get("version") != VERSION:
+        version = doc.get("version")
+        if version not in READ_VERSIONS or isinstance(version, bool):
             raise DlakitError(
-                f"{where}: scales file version {doc.get('version')!r}; this dlakit reads {VERSION}"
+                f"{where}: scales file version {version!r}; this dlakit reads "
+                f"{' and '.join(map(str, READ_VERSIONS))}"
+            )
+        if "bias_correction" in doc and version != VERSION_BIAS_CORRECTION:
+            raise DlakitError(
+                f"{where}: a bias_correction table needs version {VERSION_BIAS_CORRECTION}, "
+                f"the file says {version}"
             )
         try:
             model = doc["model"]
@@ -190,6 +227,7 @@ class Scales:
                 weights=weights,
                 fp16_layers=[str(n) for n in doc.get("fp16_layers", [])],
                 weights_sha256=model.get("weights_sha256"),
+                bias_correction=_bias_correction(doc.get("bias_correction", {}), where),
             )
         except (KeyError, TypeError, AttributeError, ValueError, OverflowError) as exc:
             raise DlakitError(
@@ -230,6 +268,22 @@ def _weight(entry: Any, where: str) -> WeightRange:
     if not isinstance(values, list) or not values:
         raise DlakitError(f"{where}: amax is not a list of per-channel values")
     return WeightRange(axis=axis, amax=[check_weight_amax(v, f"{where}: amax") for v in values])
+
+
+def _bias_correction(table: Any, where: str) -> dict[str, InputMean]:
+    if not isinstance(table, dict):
+        raise DlakitError(f"{where}: bias_correction is not a table of nodes")
+    out: dict[str, InputMean] = {}
+    for node, entry in table.items():
+        at = f"{where}: bias_correction '{node}'"
+        if not isinstance(entry, dict) or set(entry) != {"input", "mean"}:
+            raise DlakitError(f'{at}: needs exactly "input" and "mean"')
+        values = entry["mean"]
+        if not isinstance(values, list) or not values:
+            raise DlakitError(f"{at}: mean is not a list of per-channel values")
+        mean = [check_range_value(v, f"{at}: mean") for v in values]
+        out[str(node)] = InputMean(input=_text(entry["input"], f"{at}: input"), mean=mean)
+    return out
 
 
 def weights_sha256(loaded: LoadedModel) -> str:
