@@ -45,7 +45,7 @@ PLACEHOLDERS = {
     "N": "1",
 }
 # Options whose value is a file the command writes (the work folder keeps it for later ones).
-OUTPUT_FLAGS = {"-o", "--output", "--json", "--trt-cache", "--nvdla-table"}
+OUTPUT_FLAGS = {"-o", "--output", "--json", "--trt-cache", "--nvdla-table", "--auto-fp16-out"}
 # Commands run only with the slow tests; seconds in this test on the shared 2-core machine.
 SLOW = {
     # 60 s: 5,000 digits through the integer reference
@@ -54,7 +54,8 @@ SLOW = {
     "dlakit accuracy mobilenetv2 --scales mnv2.scales.json --data eval-photos --per-layer "
     "--suggest-fp16 2 --ort-int8 skimage-photos --json report.json",
     # minutes: the tensor-level FP16 search on 133 photos, and the compile that reads its list
-    "dlakit accuracy mobilenetv2 -s mnv2.scales.json -d eval-photos -t nv_full --auto-fp16 0.1",
+    "dlakit accuracy mobilenetv2 -s mnv2.scales.json -d eval-photos -t nv_full --auto-fp16 0.1 "
+    "--auto-fp16-out mobilenetv2.fp16-layers.txt",
     "dlakit compile mobilenetv2 -t nv_full -s mnv2.scales.json "
     "--fp16-layers @mobilenetv2.fp16-layers.txt -o m.dla",
     # 25 s: entropy calibration of MobileNetV2
@@ -170,7 +171,8 @@ def _argv(command: str) -> list[str]:
 
 def _run(command: Command, workdir: Path, monkeypatch, capsys) -> None:
     monkeypatch.chdir(workdir)
-    for word in _argv(command.runnable or ""):
+    for arg in _argv(command.runnable or ""):
+        word = arg.removeprefix("@")  # a list file (--fp16-layers @FILE) is a file too
         _reader_file(workdir, word)
         producer = next((c for c in RUNNABLE if word in c.outputs and c is not command), None)
         if producer is not None and word not in command.outputs and not (workdir / word).exists():
