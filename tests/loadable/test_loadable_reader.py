@@ -7,13 +7,13 @@ import struct
 from pathlib import Path
 
 import pytest
-from loadable_builder import build
 
 from dlakit.errors import DlakitError
 from dlakit.loadable.descriptors import decode, layout
 from dlakit.loadable.execute import run_loadable
 from dlakit.loadable.network import dla_networks
 from dlakit.loadable.reader import Interface, MemoryFlags, read_loadable
+from dlakit.loadable.serialize import to_bytes
 
 KMD = Path("nvdla-loadables") / "regression" / "flatbufs" / "kmd"
 
@@ -25,7 +25,7 @@ def kmd(shared) -> Path:
 
 def _write(tmp_path: Path, ld, name: str = "x_fbuf") -> Path:
     path = tmp_path / name
-    path.write_bytes(build(ld))
+    path.write_bytes(to_bytes(ld))
     return path
 
 
