@@ -41,15 +41,10 @@ class ConvGeometry:
     pad_value: int
 
 
-def conv_accumulate(
-    x: torch.Tensor, w: torch.Tensor, geo: ConvGeometry, atom_c: int = 8
-) -> torch.Tensor:
-    """CACC accumulator values [K, OH, OW] (int64) of INT8 data [C, H, W] and weights [K, C, R, S].
-
-    Exact: the GEMM runs on float32 in chunks (see ``gemm``); a sum that could reach the 34-bit
-    accumulator's range is recomputed step by step with the hardware's saturation.
-    """
-    k, c, r, s = w.shape
+def _pads(x: torch.Tensor, w: torch.Tensor, geo: ConvGeometry) -> tuple[int, int, int, int]:
+    """(left, right, top, bottom): the right and bottom padding the output size needs, refused
+    beyond what CDMA pads."""
+    r, s = w.shape[2:]
     h, wd = x.shape[1:]
     sy, sx = geo.stride
     dy, dx = geo.dilation
@@ -62,6 +57,22 @@ def conv_accumulate(
             f"CSC.D_DATAOUT_SIZE_0: {ow}x{oh} outputs need {right} right / {bottom} bottom "
             f"padding of a {wd}x{h} input (CDMA pads at most {_MAX_PAD})"
         )
+    return left, right, top, bottom
+
+
+def conv_accumulate(
+    x: torch.Tensor, w: torch.Tensor, geo: ConvGeometry, atom_c: int = 8
+) -> torch.Tensor:
+    """CACC accumulator values [K, OH, OW] (int64) of INT8 data [C, H, W] and weights [K, C, R, S].
+
+    Exact: the GEMM runs on float32 in chunks (see ``gemm``); a sum that could reach the 34-bit
+    accumulator's range is recomputed step by step with the hardware's saturation.
+    """
+    k, c, r, s = w.shape
+    sy, sx = geo.stride
+    dy, dx = geo.dilation
+    oh, ow = geo.out_hw
+    left, right, top, bottom = _pads(x, w, geo)
     terms = c * r * s
     dtype = torch.int8 if use_int8_gemm(x.device, terms) else torch.float32
     if dtype == torch.float32:
@@ -83,18 +94,10 @@ def conv_accumulate_int16(x: torch.Tensor, w: torch.Tensor, geo: ConvGeometry) -
     stay far below float64's 2**53, so one float64 GEMM is exact; the 48-bit assembly SRAM
     saturates (cmod)."""
     k, c, r, s = w.shape
-    h, wd = x.shape[1:]
     sy, sx = geo.stride
     dy, dx = geo.dilation
-    top, left = geo.pad_top_left
     oh, ow = geo.out_hw
-    bottom = max((oh - 1) * sy + (r - 1) * dy + 1 - h - top, 0)
-    right = max((ow - 1) * sx + (s - 1) * dx + 1 - wd - left, 0)
-    if max(right, bottom) > _MAX_PAD:
-        raise DlakitError(
-            f"CSC.D_DATAOUT_SIZE_0: {ow}x{oh} outputs need {right} right / {bottom} bottom "
-            f"padding of a {wd}x{h} input (CDMA pads at most {_MAX_PAD})"
-        )
+    left, right, top, bottom = _pads(x, w, geo)
     padded_x = F.pad(x.to(torch.float64)[None], (left, right, top, bottom), value=geo.pad_value)[0]
     cols = im2col(padded_x, (r, s), (sy, sx), (dy, dx), (oh, ow))
     acc = torch.matmul(w.reshape(k, c * r * s).to(torch.float64), cols).to(torch.int64)
