@@ -10,12 +10,12 @@ the amax computation, and prints a Markdown table to paste into bench/results/ca
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 from datetime import UTC, datetime
 
 import numpy as np
 import onnxruntime as ort
+from machine import cpu_name, loadavg
 
 from dlakit.graph import load_model
 from dlakit.quant.calibrate import calibrate
@@ -23,19 +23,6 @@ from dlakit.quant.inputs import calibration_inputs
 from dlakit.zoo import get_entry, resolve_model
 
 CASES = [("mnist-cnn", "opencv-digits", 1000), ("mobilenetv2", "opencv-photos", 90)]
-
-
-def _cpu() -> str:
-    with open("/proc/cpuinfo") as info:
-        for line in info:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
-
-
-def _loadavg() -> str:
-    with open("/proc/loadavg") as avg:
-        return " ".join(avg.read().split()[:3])
 
 
 def _plain_rate(path: str, inputs) -> float:
@@ -74,10 +61,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=0, help="inputs per model (default: per case)")
     args = parser.parse_args()
-    print(f"- machine: {_cpu()}, {__import__('os').cpu_count()} cores, no GPU")
+    print(f"- machine: {cpu_name()}, {__import__('os').cpu_count()} cores, no GPU")
     print(f"- onnxruntime {ort.__version__} (CPU, default threads), numpy {np.__version__}")
     print(f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
-    print(f"- load average before the run: {_loadavg()} (the machine is shared)\n")
+    print(f"- load average before the run: {loadavg()} (the machine is shared)\n")
     print(
         "| model | inputs | method | tensors | load+preprocess /s | plain ORT /s | pass 1 /s | "
         "pass 2 /s | amax s | total s | calibration inputs/s |"
@@ -86,7 +73,7 @@ def main() -> None:
     for name, dataset, runs in CASES:
         for row in bench(name, dataset, args.runs or runs):
             print(row)
-    print(f"\n- load average after the run: {_loadavg()}")
+    print(f"\n- load average after the run: {loadavg()}")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -32,25 +31,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+from machine import cpu_name, loadavg
 
 import dlakit  # noqa: F401  (first: it sets OMP_WAIT_POLICY before torch loads OpenMP)
 
 MODELS = ["mobilenetv2", "efficientnet-lite0", "resnet50"]
 TARGETS = ["nv_full", "nv_small"]
 DATA = "foolbox-imagenet"
-
-
-def _cpu() -> str:
-    with open("/proc/cpuinfo") as info:
-        for line in info:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
-
-
-def _loadavg() -> str:
-    with open("/proc/loadavg") as avg:
-        return " ".join(avg.read().split()[:3])
 
 
 _ORT_CHILD = """
@@ -216,18 +203,18 @@ def main() -> None:
     import torch
 
     lines = [
-        f"- machine: {_cpu()}, {os.cpu_count()} cores; device {args.device}"
+        f"- machine: {cpu_name()}, {os.cpu_count()} cores; device {args.device}"
         + (f" ({torch.cuda.get_device_name()})" if args.device == "cuda" else ""),
         f"- torch {torch.__version__} ({torch.get_num_threads()} threads), onnxruntime "
         f"{onnxruntime.__version__} ({args.threads} intra-op threads), numpy {np.__version__}",
-        f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; load average before: {_loadavg()}",
+        f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; load average before: {loadavg()}",
         f"- {args.images} images per row, simulator batch {args.batch}",
     ]
     rows: list[str] = []
     calib_rows: list[str] = []
     for model in args.models.split(","):
         bench_model(model, args.targets.split(","), args, rows, calib_rows)
-    lines.append(f"- load average after: {_loadavg()}")
+    lines.append(f"- load average after: {loadavg()}")
     doc = [*lines, "", "Simulated run and integer reference:", "",
            "| model | target | hw ops | device | batch | simulated img/s | ORT FP32 img/s | ratio "
            "| byte-equal to intref | intref img/s | ORT FP32 img/s | ratio |",

@@ -39,7 +39,8 @@ import numpy as np
 import dlakit  # noqa: F401  (first: it sets OMP_WAIT_POLICY before torch loads OpenMP)
 
 sys.path.insert(0, str(Path(__file__).parent))
-from e2e_speed import DATA, OrtTimer, _cpu, _images
+from e2e_speed import DATA, OrtTimer, _images
+from machine import cpu_name
 
 ROWS = "resnet50:nv_full,mobilenetv2:nv_full,mobilenetv2:nv_small"
 
@@ -169,7 +170,7 @@ def main() -> None:
         raise SystemExit("e2e_speed_cuda: no CUDA device here")
     head = [
         f"- GPU: {_gpu_line() if args.device == 'cuda' else 'none (dry run on the CPU)'}",
-        f"- CPU: {_cpu()}, {os.cpu_count()} cores ({platform.machine()})",
+        f"- CPU: {cpu_name()}, {os.cpu_count()} cores ({platform.machine()})",
         f"- torch {torch.__version__}, onnxruntime {onnxruntime.__version__} "
         f"({os.cpu_count()} intra-op threads), numpy {np.__version__}, Python "
         f"{platform.python_version()}",

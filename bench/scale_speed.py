@@ -23,6 +23,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from machine import cpu_name, loadavg
+
 IMAGENET_VAL = 50_000
 # (model, calibration data, evaluation data, two image counts, target): the pass's time at two
 # sizes gives the steady rate ((n2 - n1) / (t2 - t1)) and the fixed start-up apart.
@@ -36,19 +38,6 @@ MODES = [
     ("Ray, 2 CPUs", ["--ray", "auto"]),
 ]
 SUMMARY = re.compile(r"(\d+) computed in ([\d.]+) s, ([\d.]+) images/s")
-
-
-def _cpu() -> str:
-    with open("/proc/cpuinfo") as info:
-        for line in info:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
-
-
-def _loadavg() -> str:
-    with open("/proc/loadavg") as avg:
-        return " ".join(avg.read().split()[:3])
 
 
 def _dlakit(*args: str, env: dict[str, str]) -> tuple[str, float]:
@@ -68,7 +57,7 @@ def main() -> None:
     # A Ray instance of this command's own (2 CPUs: the machine's), not one RAY_ADDRESS names.
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env["COLUMNS"] = "200"
-    rows, loads = [], [_loadavg()]
+    rows, loads = [], [loadavg()]
     with tempfile.TemporaryDirectory() as work:
         for model, calib, data, counts, target in CASES:
             scales = Path(work) / f"{model}.scales.json"
@@ -88,7 +77,7 @@ def main() -> None:
                         raise SystemExit(f"no summary line in: {text}")
                     passes.append((float(match.group(2)), wall))
                     reports.append((count, report.read_bytes()))
-                    loads.append(_loadavg())
+                    loads.append(loadavg())
                 (t1, _), (t2, wall2) = passes
                 steady = (counts[1] - counts[0]) / (t2 - t1)
                 startup = t1 - counts[0] / steady
@@ -111,7 +100,8 @@ def main() -> None:
         "report). *ImageNet-val h* is start-up plus 50,000 images at the steady rate. The JSON",
         "reports of the three ways at one size are compared byte for byte.",
         "",
-        f"- machine: {_cpu()}, {os.cpu_count()} cores, no GPU; shared with other engineers' jobs",
+        f"- machine: {cpu_name()}, {os.cpu_count()} cores, no GPU; "
+        "shared with other engineers' jobs",
         f"- Python {platform.python_version()}, dlakit {_version()}, ray {_ray_version()}",
         f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
         f"- load average before and after each run: {' -> '.join(loads)}",
