@@ -5,10 +5,23 @@ the function, priorities, index offsets/selects, start/end points and slopes."""
 from __future__ import annotations
 
 from dlakit.loadable.descriptors import Record
-from dlakit.loadable.firmware.engine import PRECISION_FP16, Firmware
+from dlakit.loadable.firmware.engine import PRECISION_FP16, Firmware, Group, Processor
 
 _METHOD = ("EXPONENT", "LINEAR")
 _PRIORITY = ("LE", "LO")
+
+
+def lut_ready(proc: Processor, group: Group) -> bool:
+    """One LUT serves both groups of a unit: a group may program a different one only when the
+    other group is idle."""
+    assert group.operation is not None
+    lut = int(group.operation.lut_index)
+    other = proc.groups[int(not group.id)]
+    if lut == -1 or other.lut_index == lut:
+        return True
+    if other.lut_index != -1:
+        return False
+    return not other.active
 
 
 def update_lut(fw: Firmware, unit: str, lut: Record, precision: int) -> None:

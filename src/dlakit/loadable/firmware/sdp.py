@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from dlakit.loadable.firmware.engine import MEM_HW, Firmware, Group, Processor
-from dlakit.loadable.firmware.lut import update_lut
+from dlakit.loadable.firmware.lut import lut_ready, update_lut
 
 _PRECISION = ("INT8", "INT16", "FP16")
 # map_proc_precision[dst][src] (sdp.c)
@@ -61,15 +61,7 @@ class Sdp:
         )
 
     def is_ready(self, fw: Firmware, proc: Processor, group: Group) -> bool:
-        """One LUT serves both groups: program a different one only when the other is idle."""
-        assert group.operation is not None
-        lut = int(group.operation.lut_index)
-        other = proc.groups[int(not group.id)]
-        if lut == -1 or other.lut_index == lut:
-            return True
-        if other.lut_index != -1:
-            return False
-        return not other.active
+        return lut_ready(proc, group)
 
     def program(self, fw: Firmware, group: Group) -> None:
         assert group.operation is not None and group.surface is not None
