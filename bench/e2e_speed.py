@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -172,14 +171,15 @@ def _memory_child(artifact: Path) -> None:
     from dlakit.graph import load_model
     from dlakit.nvdla import read_artifact
     from dlakit.run.runner import Runner
+    from dlakit.system import peak_resident
     from dlakit.zoo import resolve_model
 
     x = _images(load_model(resolve_model("mobilenetv2")), 32)
     comp = read_artifact(artifact)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    before = peak_resident()
     runner = Runner(comp, "cpu", batch=32)
     runner.run({comp.inputs[0]: x})
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = peak_resident()
     print(f"{before} {peak} {runner.memory_needed(32)}")
 
 
