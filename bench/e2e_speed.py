@@ -5,8 +5,11 @@ the integer reference (``dlakit.lower.intref``) and the compiled artifact on the
 (``dlakit.run.Runner``, decoded once, ``--batch`` images per pass). onnxruntime FP32 (the
 unmodified ONNX model, ``--threads`` intra-op threads, one image per run: the zoo models have a
 fixed batch of 1) is timed right before and right after each of them, and the ratio uses the
-mean of the two, so a shared machine's load changes hit both sides alike. Every simulated
-output is compared byte for byte with the integer reference's.
+mean of the two. Load does not hit both sides alike: onnxruntime's spinning thread pool slows
+far more than the simulator on a busy machine (MobileNetV2: 270 img/s at load 0, 35-48 at
+load 2-10), so only a quiet machine's ratios say anything. onnxruntime on the model exported
+at ``--batch`` is reported as context. Every simulated output is compared byte for byte with
+the integer reference's.
 
 Images: foolbox's 20 labelled ImageNet photos, repeated to ``--images`` (speed does not depend
 on the pixels; ResNet-50 has random weights, so only its speed and byte-equality mean
@@ -48,12 +51,14 @@ options = ort.SessionOptions()
 options.intra_op_num_threads = threads
 session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 name = session.get_inputs()[0].name
+batch = session.get_inputs()[0].shape[0]
+feeds = [x[i : i + batch] for i in range(0, len(x) - batch + 1, batch)]
 for i in range(3):
-    session.run(None, {name: x[i % len(x)][None]})
+    session.run(None, {name: feeds[i % len(feeds)]})
 start = time.perf_counter()
-for i in range(n):
-    session.run(None, {name: x[i % len(x)][None]})
-print(n / (time.perf_counter() - start))
+for i in range(-(-n // batch)):
+    session.run(None, {name: feeds[i % len(feeds)]})
+print(-(-n // batch) * batch / (time.perf_counter() - start))
 """
 
 
@@ -63,7 +68,7 @@ class OrtTimer:
     process does next."""
 
     def __init__(self, path: Path, threads: int, x: np.ndarray, scratch: Path) -> None:
-        self.path = path
+        self.path = path  # its input's batch is the batch of each run
         self.threads = threads
         self.images = scratch / f"{path.stem}.npy"
         np.save(self.images, x)
@@ -123,6 +128,11 @@ def bench_model(model: str, targets: list[str], args, rows: list[str], calib_row
     loaded = load_model(path)
     x = _images(loaded, args.images)
     ort = OrtTimer(path, args.threads, x, args.scratch)
+    # Context, not the targets' peer: onnxruntime on the same model exported at the simulator's
+    # batch (on a CPU a batch of activations falls out of the caches a single image stays in).
+    shape = tuple(loaded.input_shapes[loaded.input_names[0]])
+    batched = resolve_model(model, input_shape=(args.batch, *shape[1:]))
+    ort_batch = OrtTimer(batched, args.threads, x, args.scratch).rate(len(x))
     run, calib_rate, ort_rate = _calibrate(loaded, x, ort)
     calib_rows.append(
         f"| {model} | {len(x)} | {calib_rate:.2f} | {ort_rate:.1f} | "
@@ -160,7 +170,7 @@ def bench_model(model: str, targets: list[str], args, rows: list[str], calib_row
             f"| {model} | {target} | {runner.program.operations} ({len(runner.program.steps)} "
             f"steps) | {runner.device} | {stats.batch} | {stats.images_per_second:.2f} | "
             f"{ort_sim:.1f} | **{stats.images_per_second / ort_sim:.3f}** | {same} | "
-            f"{ref_rate:.2f} | {ort_ref:.1f} | **{ref_rate / ort_ref:.3f}** |"
+            f"{ref_rate:.2f} | {ort_ref:.1f} | **{ref_rate / ort_ref:.3f}** | {ort_batch:.1f} |"
         )
         print(rows[-1], flush=True)
 
@@ -217,8 +227,9 @@ def main() -> None:
     lines.append(f"- load average after: {loadavg()}")
     doc = [*lines, "", "Simulated run and integer reference:", "",
            "| model | target | hw ops | device | batch | simulated img/s | ORT FP32 img/s | ratio "
-           "| byte-equal to intref | intref img/s | ORT FP32 img/s | ratio |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|", *rows, "",
+           "| byte-equal to intref | intref img/s | ORT FP32 img/s | ratio "
+           f"| ORT FP32 img/s at batch {args.batch} |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|", *rows, "",
            "Calibration (entropy, both passes and the KL search):", "",
            "| model | inputs | calibration inputs/s | ORT FP32 img/s | ratio | passes | phases |",
            "|---|---|---|---|---|---|---|", *calib_rows]  # fmt: skip
