@@ -28,6 +28,7 @@ from dlakit.quant.inputs import ArrayInputs
 from dlakit.quant.observe import (
     Observer,
     Store,
+    clipped_tensors,
     observe_histograms,
     observe_ranges,
     reference_histograms,
@@ -64,17 +65,23 @@ def _both_ways(loaded, inputs):
 
 
 def _toy(path, shape=(2, 3, 40, 41)):
-    """x -> Conv -> Relu -> Mul(-1e-3) -> Add(x-shaped constant): ReLU zeros, -0.0, tiny and
-    negative values, and a tensor of only zeros (x * 0)."""
+    """x -> Conv -> Relu -> Mul(-1e-3), and x * 0: ReLU zeros, -0.0, tiny and negative values,
+    a tensor of only zeros; Clips of the Conv (both bounds), of x (an upper bound only) and of
+    the Relu (a clip of a clipped tensor, so stored)."""
     rng = np.random.default_rng(0)
     weights = numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "w")
     scale = numpy_helper.from_array(np.array(-1e-3, np.float32), "k")
     zero = numpy_helper.from_array(np.array(0.0, np.float32), "z")
+    low = numpy_helper.from_array(np.array(-0.5, np.float32), "low")
+    high = numpy_helper.from_array(np.array(0.7, np.float32), "high")
     nodes = [
         helper.make_node("Conv", ["x", "w"], ["conv"], pads=[1, 1, 1, 1], name="conv"),
         helper.make_node("Relu", ["conv"], ["relu"], name="relu"),
         helper.make_node("Mul", ["relu", "k"], ["small"], name="small"),
         helper.make_node("Mul", ["x", "z"], ["nothing"], name="nothing"),
+        helper.make_node("Clip", ["conv", "low", "high"], ["clip"], name="clip"),
+        helper.make_node("Clip", ["x", "", "high"], ["clip_x"], name="clip_x"),
+        helper.make_node("Clip", ["relu", "low", "high"], ["clip_relu"], name="clip_relu"),
     ]
     out_shape = [shape[0], 4, shape[2], shape[3]]
     graph = helper.make_graph(
@@ -85,8 +92,10 @@ def _toy(path, shape=(2, 3, 40, 41)):
             helper.make_tensor_value_info("small", TensorProto.FLOAT, out_shape),
             helper.make_tensor_value_info("nothing", TensorProto.FLOAT, list(shape)),
         ],
-        [weights, scale, zero],
+        [weights, scale, zero, low, high],
     )
+    graph.output.extend(helper.make_tensor_value_info(n, TensorProto.FLOAT, None)
+                        for n in ("clip", "clip_x", "clip_relu"))  # fmt: skip
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     save_model(model, path)
     return load_model(path)
@@ -101,6 +110,11 @@ def test_collection_equals_the_definition_on_edge_cases(tmp_path):
     # The input's extreme value sits exactly on the last bin's edge.
     x[3, 1, 2, 7, 7] = np.abs(x).max() * 1.5
     inputs = ArrayInputs("toy", "x", (2, 3, 40, 41), x.reshape(10, 3, 40, 41), [""] * 10)
+    assert clipped_tensors(loaded, Observer(loaded).tensors) == {
+        "relu": ("conv", 0.0, np.inf),
+        "clip": ("conv", np.float32(-0.5), np.float32(0.7)),
+        "clip_x": ("x", -np.inf, np.float32(0.7)),
+    }
     kept, again, reference = _both_ways(loaded, inputs)
     _assert_same(kept, reference)
     _assert_same(again, reference)
@@ -126,7 +140,7 @@ def test_work_items_cover_every_value_once():
     sizes = np.array([0, 5, kernels.ITEM_VALUES * 2 + 3, 1000, kernels.ITEM_VALUES], np.int64)
     for rows in (1, 7, 200):
         covered = [np.zeros((rows, s), np.int64) for s in sizes]
-        for tensor, r0, r1, lo, hi in kernels.work_items(np.zeros(5, np.int64), sizes, rows):
+        for tensor, r0, r1, lo, hi in kernels.work_items(sizes, rows):
             covered[tensor][r0:r1, lo:hi] += 1
         assert all((c == 1).all() for c in covered)
 
@@ -134,7 +148,7 @@ def test_work_items_cover_every_value_once():
 def test_ranges_find_nan_and_infinity():
     row = np.zeros((1, 48), np.float32)
     offsets = np.array([0, 16, 32], np.int64)
-    items = kernels.work_items(offsets, np.array([16, 16, 16], np.int64), 1)
+    items = kernels.work_items(np.array([16, 16, 16], np.int64), 1)
     row[0, :16] = np.linspace(-3, 2, 16)
     row[0, 20] = -np.inf
     row[0, 40] = np.nan

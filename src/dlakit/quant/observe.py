@@ -24,6 +24,7 @@ A NaN or infinite value stops the run with a DlakitError naming the tensor and t
 
 from __future__ import annotations
 
+import mmap
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -90,62 +91,131 @@ def calibration_tensors(loaded: LoadedModel) -> list[str]:
     return names
 
 
+def clipped_tensors(loaded: LoadedModel, names: list[str]) -> dict[str, tuple[str, float, float]]:
+    """Float32 tensors made by Relu or Clip with constant bounds from another float32 tensor
+    of ``names`` that is not one of these itself: ``{tensor: (source, low, high)}``. Their values
+    are ``min(max(x, low), high)`` of the source's exactly, so they are binned from the
+    source's values and onnxruntime never writes them out."""
+    float32 = {n for n in names if loaded.dtypes.get(n) == onnx.TensorProto.FLOAT}
+    inits = loaded.initializers
+    clipped: dict[str, tuple[str, float, float]] = {}
+    for node in loaded.nodes:
+        if node.op_type not in ("Relu", "Clip") or not node.input or not node.output:
+            continue
+        source, out = node.input[0], node.output[0]
+        if out not in float32 or source not in float32 or source in clipped:
+            continue
+        low, high = (0.0, np.inf) if node.op_type == "Relu" else (-np.inf, np.inf)
+        if node.op_type == "Clip":
+            attrs = {a.name: a.f for a in node.attribute}
+            bounds = [attrs.get("min"), attrs.get("max")]
+            constant = True
+            for i, name in enumerate(node.input[1:3]):
+                if not name:
+                    continue
+                value = inits.get(name)
+                if value is None or value.size != 1:
+                    constant = False
+                    break
+                bounds[i] = float(np.float32(value.reshape(())))
+            if not constant:
+                continue
+            low = bounds[0] if bounds[0] is not None else -np.inf
+            high = bounds[1] if bounds[1] is not None else np.inf
+        clipped[out] = (source, low, high)
+    return clipped
+
+
 @dataclass
 class Layout:
-    """Where each calibrated tensor's values lie in an arena row (float32)."""
+    """Where each calibrated tensor's values lie in an arena row (float32): its own values at
+    its offset, or a clipped tensor's source values at the source's offset, clipped to
+    ``[low, high]`` as they are read (other tensors: -inf, inf, so no change)."""
 
     names: list[str]
     shapes: list[tuple[int, ...]]
-    offsets: np.ndarray  # int64, first value of each tensor
+    offsets: np.ndarray  # int64, first value of each tensor (of its source for a clipped one)
     sizes: np.ndarray  # int64, values of each tensor
     width: int  # values per row
+    source: np.ndarray  # int64, the tensor whose values are read: itself unless clipped
+    low: np.ndarray  # float32 clip bounds
+    high: np.ndarray
 
     @classmethod
-    def of(cls, names: list[str], shapes: list[tuple[int, ...]]) -> Layout:
+    def of(
+        cls,
+        names: list[str],
+        shapes: list[tuple[int, ...]],
+        clipped: dict[str, tuple[str, float, float]] | None = None,
+    ) -> Layout:
+        clipped = clipped or {}
+        index = {name: i for i, name in enumerate(names)}
         sizes = np.array([int(np.prod(s, dtype=np.int64)) for s in shapes], dtype=np.int64)
-        padded = -(-sizes // _ALIGN) * _ALIGN
-        offsets = np.concatenate(([0], np.cumsum(padded)[:-1])).astype(np.int64)
-        return cls(names, shapes, offsets, sizes, int(padded.sum()))
+        source = np.array([index[clipped[n][0]] if n in clipped else i
+                           for i, n in enumerate(names)], dtype=np.int64)  # fmt: skip
+        own = source == np.arange(len(names))
+        padded = np.where(own, -(-sizes // _ALIGN) * _ALIGN, 0)
+        offsets = np.concatenate(([0], np.cumsum(padded)[:-1])).astype(np.int64)[source]
+        low = np.array([clipped[n][1] if n in clipped else -np.inf for n in names], np.float32)
+        high = np.array([clipped[n][2] if n in clipped else np.inf for n in names], np.float32)
+        return cls(names, shapes, offsets, sizes, int(padded.sum()), source, low, high)
+
+    @property
+    def index(self) -> np.ndarray:
+        return np.arange(len(self.names))
 
     def view(self, row: np.ndarray, index: int) -> np.ndarray:
+        """Tensor ``index``'s values in ``row`` (a new array for a clipped tensor)."""
         start = int(self.offsets[index])
-        return row[start : start + int(self.sizes[index])].reshape(self.shapes[index])
+        values = row[start : start + int(self.sizes[index])].reshape(self.shapes[index])
+        if self.source[index] == index:
+            return values
+        return np.minimum(np.maximum(values, self.low[index]), self.high[index])
+
+
+def _session(loaded: LoadedModel, outputs: list[str]):
+    import onnxruntime as ort
+
+    probe = onnx.ModelProto()
+    probe.CopyFrom(loaded.proto)
+    present = {o.name for o in probe.graph.output}
+    for name in outputs:
+        if name not in present:
+            probe.graph.output.append(onnx.ValueInfoProto(name=name))
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    # Idle threads that spin between runs would take the cores the binning loops need.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    try:
+        return ort.InferenceSession(
+            probe.SerializeToString(), options, providers=["CPUExecutionProvider"]
+        )
+    except Exception as exc:
+        raise DlakitError(f"{loaded.path}: onnxruntime cannot run the model: {exc}") from None
 
 
 class Observer:
-    """An onnxruntime session that writes every calibrated tensor of ``loaded`` into an arena
-    row on each run (:meth:`run_into`), or returns them (:meth:`run`, the definition)."""
+    """onnxruntime sessions that write every calibrated tensor of ``loaded`` into an arena row
+    on each run (:meth:`run_into`; clipped tensors are read from their sources), or return
+    them all (:meth:`run`, the definition)."""
 
     def __init__(self, loaded: LoadedModel) -> None:
-        import onnxruntime as ort
-
         self.loaded = loaded
         self.tensors = calibration_tensors(loaded)
         inputs = set(loaded.input_names)
         self.outputs = [name for name in self.tensors if name not in inputs]
-        probe = onnx.ModelProto()
-        probe.CopyFrom(loaded.proto)
-        present = {o.name for o in probe.graph.output}
-        for name in self.outputs:
-            if name not in present:
-                probe.graph.output.append(onnx.ValueInfoProto(name=name))
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        # Idle threads that spin between runs would take the cores the binning loops need.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        try:
-            self.session = ort.InferenceSession(
-                probe.SerializeToString(), options, providers=["CPUExecutionProvider"]
-            )
-        except Exception as exc:
-            raise DlakitError(f"{loaded.path}: onnxruntime cannot run the model: {exc}") from None
-        self.layout = Layout.of(self.tensors, self._shapes())
+        clipped = clipped_tensors(loaded, self.tensors)
+        # Only the tensors the row holds are graph outputs: onnxruntime skips writing the rest.
+        self.written = [name for name in self.outputs if name not in clipped]
+        self.session = _session(loaded, self.written)
+        self._reference = None
+        self.layout = Layout.of(self.tensors, self._shapes(), clipped)
+        index = {name: i for i, name in enumerate(self.tensors)}
         # onnxruntime writes float32 outputs into the row itself; others are cast into it.
-        self.bound = [
-            (name, self.tensors.index(name))
-            for name in self.outputs
-            if loaded.dtypes.get(name) == onnx.TensorProto.FLOAT
-        ]
+        self.bound = [(n, index[n]) for n in self.written
+                      if loaded.dtypes.get(n) == onnx.TensorProto.FLOAT]  # fmt: skip
+        bound = {n for n, _ in self.bound}
+        self.copied = [(n, index[n]) for n in self.written if n not in bound]
         self.binding = self.session.io_binding()
 
     def _shapes(self) -> list[tuple[int, ...]]:
@@ -158,16 +228,21 @@ class Observer:
                     self.loaded.dtypes.get(i.name, onnx.TensorProto.FLOAT)))
                 for i in self.session.get_inputs()
             }  # fmt: skip
-            values = self.session.run(self.outputs, feeds)
-            shapes.update((n, v.shape) for n, v in zip(self.outputs, values, strict=True))
+            values = self.session.run(self.written, feeds)
+            shapes.update((n, v.shape) for n, v in zip(self.written, values, strict=True))
+            for name, (source, _, _) in clipped_tensors(self.loaded, self.tensors).items():
+                shapes.setdefault(name, shapes[source])
         return [tuple(int(d) for d in shapes[name]) for name in self.tensors]
 
     def run(self, sample: Sample) -> Iterator[tuple[str, np.ndarray]]:
-        """(name, value) of every calibrated tensor for one run, inputs first."""
+        """(name, value) of every calibrated tensor for one run, inputs first, as
+        ``session.run`` returns them with every tensor a graph output."""
         source, feeds = sample
         self._check_feeds(source, feeds)
+        if self._reference is None:
+            self._reference = _session(self.loaded, self.outputs)
         try:
-            values = self.session.run(self.outputs, feeds)
+            values = self._reference.run(self.outputs, feeds)
         except Exception as exc:
             raise DlakitError(f"onnxruntime failed on input {source}: {exc}") from None
         for name in self.tensors:
@@ -176,7 +251,7 @@ class Observer:
         yield from zip(self.outputs, values, strict=True)
 
     def run_into(self, sample: Sample, row: np.ndarray) -> None:
-        """Run the model once and write every calibrated tensor's values into ``row``."""
+        """Run the model once and write the values of every tensor the row holds into it."""
         source, feeds = sample
         self._check_feeds(source, feeds)
         layout, binding = self.layout, self.binding
@@ -189,17 +264,16 @@ class Observer:
         for name, index in self.bound:
             binding.bind_output(name, "cpu", 0, np.float32, list(layout.shapes[index]),
                                 base + 4 * int(layout.offsets[index]))  # fmt: skip
-        others = [n for n in self.outputs if n not in {name for name, _ in self.bound}]
-        for name in others:
+        for name, _ in self.copied:
             binding.bind_output(name, "cpu")
         try:
             self.session.run_with_iobinding(binding)
         except Exception as exc:
             raise DlakitError(f"onnxruntime failed on input {source}: {exc}") from None
-        if others:
+        if self.copied:
             values = binding.copy_outputs_to_cpu()[len(self.bound) :]
-            for name, value in zip(others, values, strict=True):
-                layout.view(row, self.tensors.index(name))[...] = value
+            for (_, index), value in zip(self.copied, values, strict=True):
+                layout.view(row, index)[...] = value
         binding.clear_binding_outputs()
         binding.clear_binding_inputs()
 
@@ -250,8 +324,13 @@ class Store:
     The rows are allocated once, untouched: pages appear as pass 1 writes them."""
 
     def __init__(self, layout: Layout, runs: int, budget: int) -> None:
-        fits = runs * layout.width * 4 <= budget
-        self.rows: np.ndarray | None = np.empty((runs, layout.width), np.float32) if fits else None
+        size = runs * layout.width * 4
+        self.rows: np.ndarray | None = None
+        if 0 < size <= budget:
+            # Not numpy's allocator: it asks for transparent huge pages, and where the kernel
+            # compacts memory to find them, writing a few GiB took 11 s instead of 2 (measured).
+            pages = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+            self.rows = np.frombuffer(pages, np.float32).reshape(runs, layout.width)
         self.kept = 0  # rows pass 1 filled
 
     @property
@@ -269,7 +348,8 @@ def observe_ranges(
     """Pass 1: min and max of every calibrated tensor over all inputs (kept in ``store``; the
     per-channel sums of ``means``' tensors added to it)."""
     layout = observer.layout
-    items = kernels.work_items(layout.offsets, layout.sizes, 1)
+    # Clipped tensors' extremes follow from their sources'; no item reads them.
+    items = kernels.work_items(np.where(layout.source == layout.index, layout.sizes, 0), 1)
     low = np.full(len(layout.names), np.inf, dtype=np.float32)
     high = np.full(len(layout.names), -np.inf, dtype=np.float32)
     scratch = np.empty(layout.width, np.float32)
@@ -280,6 +360,9 @@ def observe_ranges(
         row = store.rows[run] if store is not None and store.rows is not None else scratch
         observer.run_into(sample, row)
         run_low, run_high = kernels.ranges(row[None], layout.offsets, items)
+        # Clipping is monotone: a clipped tensor's extremes are its source's, clipped.
+        run_low = np.minimum(np.maximum(run_low[layout.source], layout.low), layout.high)
+        run_high = np.minimum(np.maximum(run_high[layout.source], layout.low), layout.high)
         finite = (np.isfinite(run_low) & np.isfinite(run_high)) | (layout.sizes == 0)
         if not finite.all():
             index = int(np.argmin(finite))
@@ -335,17 +418,28 @@ def observe_histograms(
         for start in range(0, store.kept, block):
             rows = store.rows[start : min(store.kept, start + block)]
             if len(rows) not in items:
-                items[len(rows)] = kernels.work_items(offsets, layout.sizes, len(rows))
-            hist.add(rows, offsets, items[len(rows)], absmax, factor, signed_factor)
+                items[len(rows)] = kernels.work_items(layout.sizes, len(rows))
+            hist.add(
+                rows,
+                offsets,
+                items[len(rows)],
+                layout.low,
+                layout.high,
+                absmax,
+                factor,
+                signed_factor,
+            )
             for _ in range(len(rows)):
                 if step:
                     step()
     else:
         row = np.empty((1, layout.width), np.float32)
-        items_one = kernels.work_items(offsets, layout.sizes, 1)
+        items_one = kernels.work_items(layout.sizes, 1)
         for sample in inputs:
             observer.run_into(sample, row[0])
-            hist.add(row, offsets, items_one, absmax, factor, signed_factor)
+            hist.add(
+                row, offsets, items_one, layout.low, layout.high, absmax, factor, signed_factor
+            )
             if step:
                 step()
     counts, signed, zeros = hist.totals()

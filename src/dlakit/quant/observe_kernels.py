@@ -32,9 +32,10 @@ _KEY_MAX = np.iinfo(np.int32).max
 _KEY_MIN = np.iinfo(np.int32).min
 
 
-def work_items(offsets: np.ndarray, sizes: np.ndarray, rows: int) -> np.ndarray:
+def work_items(sizes: np.ndarray, rows: int) -> np.ndarray:
     """Items (tensor, first row, end row, first element, end element) covering ``rows`` rows
-    of every tensor: a large tensor split within each row, small ones over several rows."""
+    of every tensor of ``sizes`` values: a large tensor split within each row, small ones over
+    several rows."""
     items = []
     for tensor, size in enumerate(int(s) for s in sizes):
         if size == 0:
@@ -86,6 +87,7 @@ def ranges(arena: np.ndarray, offsets: np.ndarray, items: np.ndarray) -> tuple[n
     _ranges(arena, offsets, items, low, high)
     keys = np.stack([low.min(axis=0), high.max(axis=0)])
     values = (keys ^ ((keys >> 31) & 0x7FFFFFFF)).view(np.float32)
+    values[values == 0] = 0.0  # -0.0 sorts below 0.0 as a key; an extreme of zero is 0.0
     empty = low.min(axis=0) == _KEY_MAX
     values[0, empty], values[1, empty] = np.inf, -np.inf
     return values[0], values[1]
@@ -104,11 +106,12 @@ def _flush(local, local_signed, counts, signed):
 
 @numba.njit(
     "void(float32[:, ::1], int64[::1], int64[:, ::1], float32[::1], float32[::1], float32[::1],"
-    " int64[:, :, ::1], int64[:, :, ::1], int64[:, ::1])",
+    " float32[::1], float32[::1], int64[:, :, ::1], int64[:, :, ::1], int64[:, ::1])",
     cache=True,
     parallel=True,
 )
-def _histograms(arena, offsets, items, absmax, factor, signed_factor, counts, signed, zeros):
+def _histograms(arena, offsets, items, low, high, absmax, factor, signed_factor, counts, signed,
+                zeros):  # fmt: skip
     threads = counts.shape[0]
     bins, signed_bins = counts.shape[2], signed.shape[2]
     for k in numba.prange(threads):
@@ -126,6 +129,7 @@ def _histograms(arena, offsets, items, absmax, factor, signed_factor, counts, si
                 current, pending = tensor, 0
             pending += (r1 - r0) * (hi - lo)
             a, f, sf = absmax[tensor], factor[tensor], signed_factor[tensor]
+            clip_low, clip_high = low[tensor], high[tensor]
             start = offsets[tensor]
             found = 0
             for row in range(r0, r1):
@@ -133,7 +137,7 @@ def _histograms(arena, offsets, items, absmax, factor, signed_factor, counts, si
                 for b0 in range(0, values.size, _BLOCK):
                     m = min(_BLOCK, values.size - b0)
                     for i in range(m):
-                        v = values[b0 + i]
+                        v = min(max(values[b0 + i], clip_low), clip_high)
                         found += v == 0
                         s = np.int32((v + a) * sf)
                         signed_index[i] = min(max(s, 0), signed_bins - 1)
@@ -162,12 +166,15 @@ class Histograms:
         arena: np.ndarray,
         offsets: np.ndarray,
         items: np.ndarray,
+        low: np.ndarray,
+        high: np.ndarray,
         absmax: np.ndarray,
         factor: np.ndarray,
         signed_factor: np.ndarray,
     ) -> None:
-        """Count the values the items cover; ``absmax`` and the factors are float32 per tensor."""
-        _histograms(arena, offsets, items, absmax, factor, signed_factor,
+        """Count the values the items cover, each clipped to its tensor's [low, high] first;
+        ``offsets``, the bounds, ``absmax`` and the factors are per tensor (float32)."""
+        _histograms(arena, offsets, items, low, high, absmax, factor, signed_factor,
                     self.counts, self.signed, self.zeros)  # fmt: skip
 
     def totals(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
