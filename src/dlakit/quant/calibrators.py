@@ -50,7 +50,6 @@ class RangeHistogram:
 
     counts: np.ndarray
     absmax: float
-    zeros: int = 0  # how many of counts[0] are exact zeros
     signed: np.ndarray | None = None  # counts of x in SIGNED_BINS bins over [-absmax, absmax]
 
     @property

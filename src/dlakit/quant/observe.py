@@ -63,14 +63,13 @@ class TensorStats:
     max: float = -np.inf
     counts: np.ndarray = field(default_factory=lambda: np.zeros(NUM_BINS, dtype=np.int64))
     signed: np.ndarray = field(default_factory=lambda: np.zeros(SIGNED_BINS, dtype=np.int64))
-    zeros: int = 0
 
     @property
     def absmax(self) -> float:
         return float(max(abs(self.min), abs(self.max))) if self.min <= self.max else 0.0
 
     def histogram(self) -> RangeHistogram:
-        return RangeHistogram(self.counts, self.absmax, self.zeros, self.signed)
+        return RangeHistogram(self.counts, self.absmax, self.signed)
 
 
 def calibration_tensors(loaded: LoadedModel) -> list[str]:
@@ -442,11 +441,10 @@ def observe_histograms(
             )
             if step:
                 step()
-    counts, signed, zeros = hist.totals()
+    counts, signed = hist.totals()
     for index, entry in enumerate(stats.values()):
         entry.counts += counts[index]
         entry.signed += signed[index]
-        entry.zeros += int(zeros[index])
 
 
 def reference_ranges(observer: Observer, inputs: InputSource) -> dict[str, TensorStats]:
@@ -474,8 +472,6 @@ def reference_histograms(
             signed_index = ((flat + absmax[i]) * signed_factor[i]).astype(np.intp)
             np.clip(signed_index, 0, SIGNED_BINS - 1, out=signed_index)
             entry.signed += np.bincount(signed_index, minlength=SIGNED_BINS)
-            magnitude = np.abs(flat)
-            entry.zeros += magnitude.size - int(np.count_nonzero(magnitude))
-            index = (magnitude * factor[i]).astype(np.intp)
+            index = (np.abs(flat) * factor[i]).astype(np.intp)
             np.minimum(index, NUM_BINS - 1, out=index)
             entry.counts += np.bincount(index, minlength=NUM_BINS)

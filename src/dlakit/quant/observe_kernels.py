@@ -10,7 +10,7 @@ covers every tensor of every row at once instead of one call per tensor and run.
   bit pattern with the lower 31 bits flipped where the sign is set orders like the float, and
   integer min and max vectorise where float min and max with NaN rules do not). NaN sorts past
   the infinities, so the extremes tell whether a tensor holds NaN or infinite values.
-- :func:`histograms`: per tensor the |x| and signed histograms with the same float32
+- :class:`Histograms`: per tensor the |x| and signed histograms with the same float32
   arithmetic as :func:`dlakit.quant.observe.reference_histograms` (``(x + absmax) *
   signed_factor`` and ``|x| * factor``, truncated to bin indices), so every count is the same;
   ``tests/quant/test_calib_fast.py`` checks both against numpy on random and real tensors.
@@ -28,6 +28,7 @@ numba_thread_pool()
 ITEM_VALUES = 1 << 16  # values per work item: enough to amortise a histogram flush
 _BLOCK = 512  # bin indices computed (vectorised) per block before they are counted
 _COPIES = 4  # interleaved local histograms: breaks the chains of increments to one bin
+_BINS, _SIGNED_BINS = 2048, 4095  # calibrators.NUM_BINS and SIGNED_BINS (checked by Histograms)
 _KEY_MAX = np.iinfo(np.int32).max
 _KEY_MIN = np.iinfo(np.int32).min
 
@@ -95,30 +96,54 @@ def ranges(arena: np.ndarray, offsets: np.ndarray, items: np.ndarray) -> tuple[n
 
 @numba.njit(cache=True)
 def _flush(local, local_signed, counts, signed):
+    bins, signed_bins = counts.size, signed.size
     for copy in range(_COPIES):
-        for b in range(counts.size):
-            counts[b] += local[copy, b]
-            local[copy, b] = 0
-        for b in range(signed.size):
-            signed[b] += local_signed[copy, b]
-            local_signed[copy, b] = 0
+        for b in range(bins):
+            counts[b] += local[copy * bins + b]
+            local[copy * bins + b] = 0
+        for b in range(signed_bins):
+            signed[b] += local_signed[copy * signed_bins + b]
+            local_signed[copy * signed_bins + b] = 0
+
+
+@numba.njit(cache=True)
+def _bin_indices(values, clip, low, high, absmax, factor, signed_factor, index, signed_index):
+    """Bin indices of ``values`` (clipped to [low, high] first if ``clip``) into the local
+    histograms, copy ``i % _COPIES`` for value i. The clamps come before the truncation, in
+    float32: the same indices as truncating first (every bin index is >= 0), and they
+    vectorise; unsigned indices spare the scatter loops numba's negative-index checks."""
+    top = np.float32(_BINS - 1)
+    signed_top = np.float32(_SIGNED_BINS - 1)
+    zero = np.float32(0)
+    if clip:
+        for i in range(values.size):
+            v = min(max(values[i], low), high)
+            copy = np.uint32(i & (_COPIES - 1))
+            signed_index[i] = np.uint32(min(max((v + absmax) * signed_factor, zero), signed_top))
+            signed_index[i] += copy * np.uint32(_SIGNED_BINS)
+            index[i] = np.uint32(min(abs(v) * factor, top)) + copy * np.uint32(_BINS)
+    else:
+        for i in range(values.size):
+            v = values[i]
+            copy = np.uint32(i & (_COPIES - 1))
+            signed_index[i] = np.uint32(min(max((v + absmax) * signed_factor, zero), signed_top))
+            signed_index[i] += copy * np.uint32(_SIGNED_BINS)
+            index[i] = np.uint32(min(abs(v) * factor, top)) + copy * np.uint32(_BINS)
 
 
 @numba.njit(
     "void(float32[:, ::1], int64[::1], int64[:, ::1], float32[::1], float32[::1], float32[::1],"
-    " float32[::1], float32[::1], int64[:, :, ::1], int64[:, :, ::1], int64[:, ::1])",
+    " float32[::1], float32[::1], int64[:, :, ::1], int64[:, :, ::1])",
     cache=True,
     parallel=True,
 )
-def _histograms(arena, offsets, items, low, high, absmax, factor, signed_factor, counts, signed,
-                zeros):  # fmt: skip
+def _histograms(arena, offsets, items, low, high, absmax, factor, signed_factor, counts, signed):
     threads = counts.shape[0]
-    bins, signed_bins = counts.shape[2], signed.shape[2]
     for k in numba.prange(threads):
-        local = np.zeros((_COPIES, bins), dtype=np.int32)
-        local_signed = np.zeros((_COPIES, signed_bins), dtype=np.int32)
-        index = np.empty(_BLOCK, dtype=np.int32)
-        signed_index = np.empty(_BLOCK, dtype=np.int32)
+        local = np.zeros(_COPIES * _BINS, dtype=np.int32)
+        local_signed = np.zeros(_COPIES * _SIGNED_BINS, dtype=np.int32)
+        index = np.empty(_BLOCK, dtype=np.uint32)
+        signed_index = np.empty(_BLOCK, dtype=np.uint32)
         current = -1
         pending = 0  # values counted in the local histograms since the last flush
         for j in range(k, items.shape[0], threads):
@@ -128,25 +153,18 @@ def _histograms(arena, offsets, items, low, high, absmax, factor, signed_factor,
                     _flush(local, local_signed, counts[k, current], signed[k, current])
                 current, pending = tensor, 0
             pending += (r1 - r0) * (hi - lo)
-            a, f, sf = absmax[tensor], factor[tensor], signed_factor[tensor]
-            clip_low, clip_high = low[tensor], high[tensor]
+            clip = low[tensor] > -np.inf or high[tensor] < np.inf
             start = offsets[tensor]
-            found = 0
             for row in range(r0, r1):
-                values = arena[row, start + lo : start + hi]
-                for b0 in range(0, values.size, _BLOCK):
-                    m = min(_BLOCK, values.size - b0)
-                    for i in range(m):
-                        v = min(max(values[b0 + i], clip_low), clip_high)
-                        found += v == 0
-                        s = np.int32((v + a) * sf)
-                        signed_index[i] = min(max(s, 0), signed_bins - 1)
-                        index[i] = min(np.int32(abs(v) * f), bins - 1)
-                    for i in range(m):
-                        local_signed[i & (_COPIES - 1), signed_index[i]] += 1
-                    for i in range(m):
-                        local[i & (_COPIES - 1), index[i]] += 1
-            zeros[k, tensor] += found
+                for b0 in range(start + lo, start + hi, _BLOCK):
+                    values = arena[row, b0 : min(start + hi, b0 + _BLOCK)]
+                    _bin_indices(values, clip, low[tensor], high[tensor], absmax[tensor],
+                                 factor[tensor], signed_factor[tensor], index,
+                                 signed_index)  # fmt: skip
+                    for i in range(values.size):
+                        local_signed[signed_index[i]] += 1
+                    for i in range(values.size):
+                        local[index[i]] += 1
         if current >= 0:
             _flush(local, local_signed, counts[k, current], signed[k, current])
 
@@ -156,10 +174,11 @@ class Histograms:
     :meth:`add` over any number of calls and summed by :meth:`totals`."""
 
     def __init__(self, tensors: int, bins: int, signed_bins: int) -> None:
+        if (bins, signed_bins) != (_BINS, _SIGNED_BINS):
+            raise ValueError(f"the compiled loops count {_BINS} and {_SIGNED_BINS} bins")
         threads = numba.get_num_threads()
         self.counts = np.zeros((threads, tensors, bins), dtype=np.int64)
         self.signed = np.zeros((threads, tensors, signed_bins), dtype=np.int64)
-        self.zeros = np.zeros((threads, tensors), dtype=np.int64)
 
     def add(
         self,
@@ -175,8 +194,8 @@ class Histograms:
         """Count the values the items cover, each clipped to its tensor's [low, high] first;
         ``offsets``, the bounds, ``absmax`` and the factors are per tensor (float32)."""
         _histograms(arena, offsets, items, low, high, absmax, factor, signed_factor,
-                    self.counts, self.signed, self.zeros)  # fmt: skip
+                    self.counts, self.signed)  # fmt: skip
 
-    def totals(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(counts, signed, zeros) per tensor, over every thread."""
-        return self.counts.sum(axis=0), self.signed.sum(axis=0), self.zeros.sum(axis=0)
+    def totals(self) -> tuple[np.ndarray, np.ndarray]:
+        """(counts, signed) per tensor, over every thread."""
+        return self.counts.sum(axis=0), self.signed.sum(axis=0)
