@@ -112,7 +112,7 @@ def test_entropy_keeps_the_full_range_of_a_uniform_distribution():
 def test_entropy_keeps_most_of_a_relu_despite_its_zero_spike():
     relu = np.maximum(np.random.default_rng(3).normal(size=400_000), 0)
     hist = _hist(relu)
-    assert hist.zeros > 150_000
+    assert np.count_nonzero(relu == 0) > 150_000  # the spike
     assert entropy_amax(hist) > 2.0  # sigma 1: the spike at 0 must not collapse the range
 
 
