@@ -328,7 +328,10 @@ class Store:
         if 0 < size <= budget:
             # Not numpy's allocator: it asks for transparent huge pages, and where the kernel
             # compacts memory to find them, writing a few GiB took 11 s instead of 2 (measured).
-            pages = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+            # The pages are mapped at once (MAP_POPULATE): cheaper than a fault for each page
+            # as onnxruntime first writes it (0.56 s instead of 0.7 for 1.8 GB, measured).
+            flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_POPULATE", 0)
+            pages = mmap.mmap(-1, size, flags=flags)
             self.rows = np.frombuffer(pages, np.float32).reshape(runs, layout.width)
         self.kept = 0  # rows pass 1 filled
 
