@@ -86,14 +86,17 @@ def _xlogx(v: np.ndarray) -> np.ndarray:
 
 @cache
 def _level_starts(centre: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """For every candidate half-width: (half, start, per_level) and the flat index into a
-    ``(per_level, bin)`` table of the first bin of each of its levels but the last."""
+    """For every candidate half-width: (half, start, per_level) and, for each of its levels,
+    the index of its term in the per-level terms: a ``(per_level, bin)`` table of the levels
+    but the last, flattened, then the last level of each candidate."""
     half = np.arange(NUM_LEVELS, centre + 1)
     start = centre - half
     per_level = (2 * half + 1) // SIGNED_LEVELS
     lo = start[:, None] + np.arange(SIGNED_LEVELS - 1)[None, :] * per_level[:, None]
-    flat = (per_level[:, None] - 1) * (2 * centre + 1) + lo
-    return half, start, per_level, flat
+    bins = 2 * centre + 1
+    table = (per_level[:, None] - 1) * bins + lo
+    last = int(per_level.max()) * bins + np.arange(len(half))
+    return half, start, per_level, np.concatenate((table, last[:, None]), axis=1)
 
 
 def entropy_divergences(signed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -144,9 +147,8 @@ def entropy_divergences(signed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     last_plogq, last_q = level_terms(
         cum[stop] - cum[last_lo], cum_nonempty[stop] - cum_nonempty[last_lo]
     )
-    plogq_levels = np.concatenate((table_plogq.reshape(-1)[flat], last_plogq[:, None]), axis=1).sum(
-        axis=1
-    )
+    terms = np.concatenate((table_plogq.reshape(-1), last_plogq))
+    plogq_levels = terms[flat].sum(axis=1)
 
     left, right = cum[start], total - cum[stop]
     h_first, h_last = h[start], h[stop - 1]
