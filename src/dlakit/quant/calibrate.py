@@ -90,7 +90,7 @@ def calibrate(
     observer = Observer(loaded)
     start = time.perf_counter()
     # Pass 2 bins what pass 1 saw while it fits in memory, instead of running the model again.
-    store = Store(memory_budget()) if method != "max" else None
+    store = Store(observer.layout, runs, memory_budget()) if method != "max" else None
     corrected = corrected_nodes(loaded) if bias_correction else {}
     means = ChannelMeans(set(corrected.values())) if bias_correction else None
     stats = observe_ranges(observer, inputs, step("ranges"), store, means)
