@@ -127,7 +127,9 @@ def x_unit(x: torch.Tensor, unit: XUnit) -> torch.Tensor:
         if unit.prelu:
             y = torch.where(x >= 0, saturate(x, 32), y)  # PReLU: non-negatives skip MUL and TRT
     else:
-        y = shift_right_round(x, unit.truncate, 33, 32)  # truncate applies even in bypass
+        # The truncate applies in bypass too, to the ALU result sign-extended to 49 bits (RTL
+        # NV_NVDLA_SDP_HLS_X_int_mul/_trt): a shift of 33 still rounds -2^32 to -1.
+        y = shift_right_round(x, unit.truncate, 49, 32)
     if unit.relu:
         y = y.clamp_min(0)
     return y

@@ -103,7 +103,7 @@ def _x(x, alu, op, mul_on, mul, truncate, prelu, relu):
         if prelu and x >= 0:
             y = _sat(x, 32)
     else:
-        y = _srr(x, truncate, 33, 32)
+        y = _srr(x, truncate, 49, 32)
     if relu:
         y = max(y, np.int64(0))
     return y
@@ -153,7 +153,7 @@ def _x_rows(v, u, alu, ops, mul_on, muls, truncate, prelu, relu):
             for i in range(n):
                 v[p, i] = u[p, i]
     else:
-        _srr_rows(v, truncate, 33, 32)
+        _srr_rows(v, truncate, 49, 32)
     if relu:
         for p in range(pixels):
             for i in range(n):
