@@ -384,6 +384,9 @@ class IntReference:
         self._packed: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._sessions: dict[str, object] = {}
         self._scratch: dict[torch.dtype, torch.Tensor] = {}
+        # (tensor, its float copy in the shared buffer) that the previous chain wrote.
+        self._wide: tuple[str, torch.Tensor] | None = None
+        self._copies = self._copying_chains() if self.fused else set()
         self._handlers: dict[type, Callable[[QLayer, dict[str, torch.Tensor]], None]] = {
             QConv: self._conv,
             QSdp: self._sdp,
@@ -410,6 +413,7 @@ class IntReference:
             for name in self.graph.inputs
         }
         last_use = self._last_use(keep)
+        self._wide = None
         kept: dict[str, np.ndarray] = {}
         for index, layer in enumerate(self.graph.layers):
             self._handlers[type(layer)](layer, values)
@@ -421,6 +425,23 @@ class IntReference:
         for name in self.graph.outputs:
             kept[name] = self._as_float(name, values[name])
         return kept
+
+    def _copying_chains(self) -> set[str]:
+        """Layers whose compiled chain also writes its INT8 result as float32 into the shared
+        buffer: those whose 4-D output the next layer convolves with float32 sums. That saves
+        the next convolution a pass that casts its input."""
+        names = set()
+        for layer, consumer in zip(self.graph.layers, self.graph.layers[1:], strict=False):
+            if not isinstance(layer, QConv | QSdp) or not _fusable(layer.sdp):
+                continue
+            if len(self.graph.tensors[layer.outputs[0]].shape) != 4:
+                continue
+            if not isinstance(consumer, QConv) or not _fusable(consumer.sdp):
+                continue
+            float32 = self._conv_weights(consumer).dtype == torch.float32
+            if consumer.inputs[0] == layer.outputs[0] and float32:
+                names.add(layer.name)
+        return names
 
     def _last_use(self, keep: set[str]) -> dict[str, int]:
         last: dict[str, int] = {}
@@ -448,26 +469,40 @@ class IntReference:
             x = x.reshape(batch, -1, 1, 1)
         ew = values[layer.inputs[1]] if layer.sdp.y is not None else None
         if self.fused and _fusable(layer.sdp):
-            weights = self._weights.get(layer.name)
-            if weights is None:
-                weights = conv_weights(layer).contiguous(memory_format=torch.channels_last)
-                self._weights[layer.name] = weights
-            x = self._widened(x.contiguous(memory_format=torch.channels_last), weights.dtype)
+            weights = self._conv_weights(layer)
+            wide, self._wide = self._wide, None
+            if wide is not None and wide[0] == layer.inputs[0]:
+                x = wide[1]
+            else:
+                x = self._widened(x.contiguous(memory_format=torch.channels_last), weights.dtype)
             out = self._fused_chain(layer, conv_sums(x, layer, weights), ew, layer.cacc_truncate)
         else:
             acc = cacc_output(conv_accumulate(x.to(torch.int64), layer), layer.cacc_truncate)
             out = sdp(acc, layer.sdp, ew)
         values[layer.outputs[0]] = _stored(out.reshape(self._shape(layer.outputs[0], batch)))
 
+    def _conv_weights(self, layer: QConv) -> torch.Tensor:
+        weights = self._weights.get(layer.name)
+        if weights is None:
+            weights = conv_weights(layer).contiguous(memory_format=torch.channels_last)
+            self._weights[layer.name] = weights
+        return weights
+
+    def _buffer(self, dtype: torch.dtype, shape: tuple[int, ...]) -> torch.Tensor:
+        """A C-contiguous ``shape`` view of the one float buffer of ``dtype`` every layer reuses
+        for its convolution's input: a fresh one per layer costs a page fault per 4 KiB, about
+        as long as filling it."""
+        numel = int(np.prod(shape))
+        buffer = self._scratch.get(dtype)
+        if buffer is None or buffer.numel() < numel:
+            buffer = self._scratch[dtype] = torch.empty(numel, dtype=dtype)
+        return buffer[:numel].view(shape)
+
     def _widened(self, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """Channels-last INT8 ``x`` as ``dtype`` (channels last), cast by the compiled loop into
-        a buffer every layer reuses (only its convolution reads it): a fresh one per layer
-        costs a page fault per 4 KiB, about as long as the cast itself."""
+        the shared buffer (torch's and numpy's casts take one core)."""
         nhwc = x.permute(0, 2, 3, 1).contiguous()
-        buffer = self._scratch.get(dtype)
-        if buffer is None or buffer.numel() < nhwc.numel():
-            buffer = self._scratch[dtype] = torch.empty(nhwc.numel(), dtype=dtype)
-        wide = buffer[: nhwc.numel()].view(nhwc.shape)
+        wide = self._buffer(dtype, tuple(nhwc.shape))
         _kernels().widen_into(nhwc.numpy(), wide.numpy())
         return wide.permute(0, 3, 1, 2)
 
@@ -483,18 +518,25 @@ class IntReference:
     def _fused_chain(
         self, layer: QConv | QSdp, x: torch.Tensor, ew: torch.Tensor | None, cacc_truncate: int
     ) -> torch.Tensor:
-        """INT8 [B, K, H, W] (channels last) of sums or INT8 values ``x`` [B, K, H, W]."""
+        """INT8 [B, K, H, W] (channels last) of sums or INT8 values ``x`` [B, K, H, W]; also
+        cast into the shared float buffer when the next layer convolves it (``_copies``)."""
         kernels = _kernels()
         assert kernels is not None
+        batch, channels, height, width = x.shape
         packed = self._packed.get(layer.name)
         if packed is None:
-            packed = self._packed[layer.name] = kernels.pack(layer.sdp, x.shape[1],
-                                                             cacc_truncate)  # fmt: skip
+            packed = self._packed[layer.name] = kernels.pack(layer.sdp, channels, cacc_truncate)
         out = torch.empty(x.shape, dtype=torch.int8, memory_format=torch.channels_last)
-        operand = np.zeros((1, 1, 1, 1), dtype=np.int8)
+        operand = None
         if ew is not None:
-            operand = ew.reshape(x.shape).to(torch.int8).numpy()
-        kernels.chain(x.numpy(), out.numpy(), operand, *packed)
+            operand = _pixels(ew.reshape(x.shape).to(torch.int8)).numpy()
+        wide = None
+        if layer.name in self._copies:
+            wide = self._buffer(torch.float32, (batch, height, width, channels))
+        kernels.chain(_pixels(x).numpy(), _pixels(out).numpy(), *packed, operand,
+                      None if wide is None else wide.view(-1, channels).numpy())  # fmt: skip
+        if wide is not None:
+            self._wide = (layer.outputs[0], wide.permute(0, 3, 1, 2))
         return out
 
     def _pool(self, layer: QLayer, values: dict[str, torch.Tensor]) -> None:
@@ -583,6 +625,13 @@ def _kernels():
     except ImportError:
         return None
     return intref_kernels
+
+
+def _pixels(x: torch.Tensor) -> torch.Tensor:
+    """[B, K, H, W] as a C-contiguous [B * H * W, K] view of its channels-last copy (``x``
+    itself when it is channels-last already)."""
+    nhwc = x.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1)
+    return nhwc.reshape(-1, x.shape[1])
 
 
 def _stored(out: torch.Tensor) -> torch.Tensor:
