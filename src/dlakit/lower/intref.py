@@ -223,11 +223,17 @@ def sdp_lut(x: torch.Tensor, lut: SdpLut) -> torch.Tensor:
 # ---------------------------------------------------------------- conv (§5.1-5.3) and PDP (§5.5)
 
 
+def _accumulator_bounds(layer: QConv) -> np.ndarray:
+    """Per output channel, the largest magnitude of its sums (INT8 inputs and pad value)."""
+    w = np.asarray(layer.weight, dtype=np.int64)
+    return 128 * np.abs(w).reshape(w.shape[0], -1).sum(axis=1)
+
+
 def conv_weights(layer: QConv) -> torch.Tensor:
     """The layer's weights as the float type whose sums are exact for them: float32 when every
     partial sum stays below 2^24, else float64; refused when the accumulator could reach 34 bits."""
     w = np.asarray(layer.weight, dtype=np.int64)
-    bound = 128 * int(np.abs(w).reshape(w.shape[0], -1).sum(axis=1).max(initial=0))
+    bound = int(_accumulator_bounds(layer).max(initial=0))
     if bound >= 1 << (CACC_WIDTH - 1):
         raise DlakitError(
             f"layer {layer.name}: accumulator bound {bound} reaches 34 bits; the RTL result "
@@ -525,7 +531,11 @@ class IntReference:
         batch, channels, height, width = x.shape
         packed = self._packed.get(layer.name)
         if packed is None:
-            packed = self._packed[layer.name] = kernels.pack(layer.sdp, channels, cacc_truncate)
+            bound = 128  # INT8 values
+            if isinstance(layer, QConv):
+                bound = _accumulator_bounds(layer)
+            packed = kernels.pack(layer.sdp, channels, cacc_truncate, bound)
+            self._packed[layer.name] = packed
         out = torch.empty(x.shape, dtype=torch.int8, memory_format=torch.channels_last)
         operand = None
         if ew is not None:

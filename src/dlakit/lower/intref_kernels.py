@@ -26,15 +26,16 @@ CACC_NONE = -1  # the input is INT8 from memory: no CACC stage
 # the L1 cache) and runs each stage over it. One loop doing every stage per element from
 # memory runs 2-3x slower: its long dependency chains leave too few loads in flight.
 BLOCK = 2048
-_WIDE = np.int64(1) << 40  # beyond any 33-bit value: the bound of an ALU that is not there
+_I32_MIN, _I32_MAX = -(1 << 31), (1 << 31) - 1
 _Y_ALU = {"sum": 1, "max": 2, "min": 3}
 
 
-def _x_rows(unit: XUnit, channels: int) -> np.ndarray:
-    """int64 [4, K]: the ALU as ``min(max(x + add, low), high)``, then the multiplier."""
+def _x_rows(unit: XUnit, channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ALU as ``min(max(x, low), high) + add`` and the multiplier ``mul`` (int32 [3, K]:
+    low, high, mul), and int64 [2, K]: add, add * mul."""
     add = np.zeros(channels, dtype=np.int64)
-    low = np.full(channels, -_WIDE)
-    high = np.full(channels, _WIDE)
+    low = np.full(channels, _I32_MIN, dtype=np.int64)
+    high = np.full(channels, _I32_MAX, dtype=np.int64)
     if unit.alu is not None:
         # sat32(operand << shift), as shift_left_saturate computes it.
         op = np.broadcast_to(np.asarray(unit.alu_operand, dtype=np.int64), (channels,))
@@ -46,27 +47,65 @@ def _x_rows(unit: XUnit, channels: int) -> np.ndarray:
         {"sum": add, "max": low, "min": high}[unit.alu][:] = op
     # A bypassed MUL is a multiplier of 1: the truncate then sees the same 49-bit value.
     mul = np.broadcast_to(np.asarray(1 if unit.mul is None else unit.mul, np.int64), (channels,))
-    return np.stack([add, low, high, mul])
+    return np.stack([low, high, mul]).astype(np.int32), np.stack([add, add * mul])
 
 
-def pack(chain: SdpChain, channels: int, cacc_truncate: int) -> tuple[np.ndarray, np.ndarray]:
-    """(config int64 [20], per-channel rows int64 [8, K]) of a layer's chain."""
+def _folded(chain: SdpChain, channels: int, bound: np.ndarray):
+    """X1 and X2 as one unit (its ``_x_rows``), or None where that could change a result.
+
+    X1 = ``(x + a1) * m1`` with truncate 0 and no ReLU or PReLU is exact (its sat32 never
+    clips) when ``bound * |m1| + |a1 * m1| < 2^31`` for the input bound ``bound``; X2 with a
+    SUM (or no) ALU and no PReLU then multiplies ``(x * m1 + a1 * m1 + a2) * m2``, which is
+    ``x * (m1 * m2) + (a1 * m1 + a2) * m2``: one multiply (``|m1 * m2| <= 2^30``) instead of
+    two, the same integers (``|x * m1 * m2| < 2^61``)."""
+    x1, x2 = chain.x1, chain.x2
+    if x1 is None or x2 is None or x1.alu in ("max", "min") or x2.alu in ("max", "min"):
+        return None
+    if x1.truncate or x1.relu or (x1.prelu and x1.mul is not None):
+        return None
+    if x2.prelu and x2.mul is not None:
+        return None
+    (_, _, m1), (_, am1) = (r.astype(np.int64) for r in _x_rows(x1, channels))
+    if np.any(bound * np.abs(m1) + np.abs(am1) >= 1 << 31):
+        return None
+    (low, high, m2), (a2, _) = (r.astype(np.int64) for r in _x_rows(x2, channels))
+    rows32 = np.stack([low, high, m1 * m2]).astype(np.int32)
+    return rows32, np.stack([am1 + a2, (am1 + a2) * m2])
+
+
+def pack(
+    chain: SdpChain, channels: int, cacc_truncate: int, bound: np.ndarray | int
+) -> tuple[np.ndarray, ...]:
+    """(config int64 [21], per-channel rows int32 [6, K] and int64 [4, K]) of a layer's chain
+    (``_x_rows`` of X1, then of X2), for inputs (accumulators or INT8 values) of at most
+    ``bound`` (per channel) in magnitude."""
+    bound = np.broadcast_to(np.asarray(bound, dtype=np.int64), (channels,))
     cfg = [cacc_truncate]
-    rows = []
-    for unit in (chain.x1, chain.x2):
+    rows32, rows64 = [], []
+    folded = _folded(chain, channels, bound)
+    units = (chain.x1, chain.x2) if folded is None else (None, chain.x2)
+    for unit in units:
         if unit is None:
             cfg += [0, 0, 0, 0, 0, 0]
-            rows.append(np.zeros((4, channels), dtype=np.int64))
+            rows32.append(np.zeros((3, channels), dtype=np.int32))
+            rows64.append(np.zeros((2, channels), dtype=np.int64))
         else:
             prelu = unit.prelu and unit.mul is not None
-            cfg += [1, int(unit.alu is not None), int(unit.mul is not None), unit.truncate,
-                    int(prelu), int(unit.relu)]  # fmt: skip
-            rows.append(_x_rows(unit, channels))
+            clamp = unit.alu in ("max", "min")  # a SUM is in add * mul
+            cfg += [1, int(clamp), int(unit.mul is not None), unit.truncate, int(prelu),
+                    int(unit.relu)]  # fmt: skip
+            r32, r64 = _x_rows(unit, channels) if folded is None or unit is not chain.x2 else (
+                folded
+            )  # fmt: skip
+            rows32.append(r32)
+            rows64.append(r64)
     y = chain.y
     cfg += [0, 0, 0, 0] if y is None else [_Y_ALU[y.alu], y.cvt_offset, y.cvt_scale,
                                             y.cvt_truncate]  # fmt: skip
     cfg += [chain.c.offset, chain.c.scale, chain.c.shift]
-    return np.asarray(cfg, dtype=np.int64), np.ascontiguousarray(np.concatenate(rows))
+    cfg.append(int(bound.max(initial=0) < 1 << 31))  # accumulators convert straight to int32
+    return (np.asarray(cfg, dtype=np.int64), np.ascontiguousarray(np.concatenate(rows32)),
+            np.ascontiguousarray(np.concatenate(rows64)))  # fmt: skip
 
 
 jit = numba.njit(cache=True)
@@ -91,83 +130,157 @@ def _srr(x, shift, half, sign, keep, lim):
 
 
 @numba.njit(inline="always")
-def _x_truncate(t, n, mul, use_mul, shift, floor):
-    # MUL (or its bypass: the ALU value itself) -> truncate -> ReLU, without PReLU; the
-    # callers pass use_mul as a constant, so each call compiles to its own loops.
+def _wide(x):
+    # int64 of an int32: products of two of them compile to one 32x32->64 multiply (vpmuldq)
+    # instead of the 64-bit one (vpmullq, three times the work).
+    return np.int64(x)
+
+
+@numba.njit(inline="always")
+def _x_loop(t, n, low, high, mul, add_mul, clamp, shift, floor):
+    # ALU -> MUL -> truncate -> ReLU without PReLU, for a shift below 49. The callers pass
+    # clamp (a MAX or MIN ALU) and shift == 0 as constants: each call compiles to a loop of
+    # its own with only the operations that case needs.
     lim = np.int64(1) << 31
-    channels = t.shape[1]
-    if shift == 0:
-        for i in range(n):
-            for k in range(channels):
-                x = t[i, k] * mul[k] if use_mul else t[i, k]
-                t[i, k] = max(min(max(x, -lim), lim - 1), floor)
-    elif shift >= 49:
-        for i in range(n):
-            for k in range(channels):
-                t[i, k] = max(np.int64(0), floor)
-    else:
-        half = np.int64(1) << (shift - 1)
-        for i in range(n):
-            for k in range(channels):
-                x = t[i, k] * mul[k] if use_mul else t[i, k]
-                x = (x + half + (x >> 63)) >> shift
-                t[i, k] = max(min(max(x, -lim), lim - 1), floor)
+    half = np.int64(1) << max(shift - 1, 0)
+    for i in range(n):
+        for k in range(t.shape[1]):
+            x = min(max(t[i, k], low[k]), high[k]) if clamp else t[i, k]
+            p = _wide(x) * _wide(mul[k]) + add_mul[k]
+            if shift:
+                p = (p + half + (p >> 63)) >> shift
+            t[i, k] = max(min(max(p, -lim), lim - 1), floor)
+
+
+@numba.njit(inline="always")
+def _x_out_loop(t, n, mul, add_mul, shift, floor, out, wide, p0, with_wide):
+    # The last X unit (SUM or no ALU, no PReLU, shift below 49), a plain output converter
+    # (sat8) and the stores in one loop; shift == 0 and with_wide are constants of each call.
+    half = np.int64(1) << max(shift - 1, 0)
+    for i in range(n):
+        for k in range(t.shape[1]):
+            p = _wide(t[i, k]) * _wide(mul[k]) + add_mul[k]
+            if shift:
+                p = (p + half + (p >> 63)) >> shift
+            v = np.int32(min(max(p, floor), np.int64(127)))  # sat32, ReLU, sat8 in one
+            out[p0 + i, k] = np.int8(v)
+            if with_wide:
+                wide[p0 + i, k] = np.float32(v)
 
 
 @jit
-def _x_block(t, n, rows, r, cfg, c):
-    """SDP X1 or X2 on ``t[:n]`` in place: ALU -> MUL -> truncate (49-bit input) -> ReLU;
-    its flags from ``cfg[c:c + 6]``, its per-channel operands from ``rows[r:r + 4]``."""
-    alu, use_mul, truncate, prelu, relu = cfg[c + 1], cfg[c + 2], cfg[c + 3], cfg[c + 4], cfg[c + 5]
-    add, low, high, mul = rows[r], rows[r + 1], rows[r + 2], rows[r + 3]
-    floor = np.int64(0) if relu else -_WIDE
+def _x_block(t, n, rows32, rows64, r, cfg, c):
+    """SDP X1 or X2 on ``t[:n]`` (int32) in place: ALU -> MUL -> truncate (49-bit input) ->
+    ReLU; its flags from ``cfg[c:c + 6]``, its per-channel operands from ``rows32[r:r + 3]``
+    and ``rows64[2r/3:2r/3 + 2]`` (``_x_rows``). ``(x + add) * mul`` is computed as
+    ``x * mul + add * mul``: the same integer, from a 32-bit product."""
+    clamp, truncate, prelu, relu = cfg[c + 1], cfg[c + 3], cfg[c + 4], cfg[c + 5]
+    low, high, mul = rows32[r], rows32[r + 1], rows32[r + 2]
+    add, add_mul = rows64[2 * r // 3], rows64[2 * r // 3 + 1]
+    floor = np.int64(0) if relu else np.int64(_I32_MIN)
     channels = t.shape[1]
-    if alu:
-        for i in range(n):
-            for k in range(channels):
-                t[i, k] = min(max(t[i, k] + add[k], low[k]), high[k])
     if prelu:  # non-negatives skip MUL and truncate
         shift, half, sign, keep = _rounding(truncate, 49)
         lim = np.int64(1) << 31
         for i in range(n):
             for k in range(channels):
-                x = t[i, k]
+                x = _wide(min(max(t[i, k], low[k]), high[k])) + add[k]
                 y = _srr(x * mul[k], shift, half, sign, keep, lim)
                 t[i, k] = max(min(x, lim - 1) if x >= 0 else y, floor)
-    elif use_mul:
-        _x_truncate(t, n, mul, True, truncate, floor)
+    elif truncate >= 49:
+        for i in range(n):
+            for k in range(channels):
+                t[i, k] = max(np.int64(0), floor)
+    elif clamp == 1 and truncate == 0:
+        _x_loop(t, n, low, high, mul, add_mul, True, 0, floor)
+    elif clamp == 1:
+        _x_loop(t, n, low, high, mul, add_mul, True, truncate, floor)
+    elif truncate == 0:
+        _x_loop(t, n, low, high, mul, add_mul, False, 0, floor)
     else:
-        _x_truncate(t, n, mul, False, truncate, floor)
+        _x_loop(t, n, low, high, mul, add_mul, False, truncate, floor)
 
 
-@numba.njit(inline="always")
-def _store(t, n, out, wide, p0, with_wide):
+@jit
+def _x_out_block(t, n, rows32, rows64, cfg, last, out, wide, p0, with_wide):
+    """The last X unit (``cfg[last:last + 6]``), a plain converter and the stores, fused."""
+    unit = last // 7  # X1 or X2
+    mul, add_mul = rows32[3 * unit + 2], rows64[2 * unit + 1]
+    shift, floor = cfg[last + 3], np.int64(0) if cfg[last + 5] else np.int64(-128)
+    if shift == 0 and with_wide:
+        _x_out_loop(t, n, mul, add_mul, 0, floor, out, wide, p0, True)
+    elif shift == 0:
+        _x_out_loop(t, n, mul, add_mul, 0, floor, out, wide, p0, False)
+    elif with_wide:
+        _x_out_loop(t, n, mul, add_mul, shift, floor, out, wide, p0, True)
+    else:
+        _x_out_loop(t, n, mul, add_mul, shift, floor, out, wide, p0, False)
+
+
+@jit
+def _y_block(t, n, ew, p0, cfg):
+    """SDP Y's ALU with the INT8 operand ``ew`` through its converter, on ``t[:n]``."""
+    y_alu, y_scale, y_offset_scale = cfg[13], np.int32(cfg[15]), cfg[14] * cfg[15]
+    shift, half, sign, keep = _rounding(cfg[16], 49)
+    lim = np.int64(1) << 31
     for i in range(n):
         for k in range(t.shape[1]):
+            op = _srr(_wide(np.int32(ew[p0 + i, k])) * _wide(y_scale) - y_offset_scale, shift,
+                      half, sign, keep, lim)  # fmt: skip
+            x = _wide(t[i, k])
+            if y_alu == 1:
+                x = min(max(x + op, -lim), lim - 1)
+            elif y_alu == 2:
+                x = max(x, op)
+            else:
+                x = min(x, op)
+            t[i, k] = x
+
+
+@jit
+def _c_out_block(t, n, cfg, out, wide, p0, with_wide):
+    """SDP C (INT17, then INT8) on ``t[:n]`` and the stores."""
+    channels = t.shape[1]
+    if cfg[17] == 0 and cfg[18] == 1 and cfg[19] == 0:  # sat8(sat17(x)) = sat8(x)
+        for i in range(n):
+            for k in range(channels):
+                t[i, k] = min(max(t[i, k], np.int32(-128)), np.int32(127))
+    else:
+        scale, offset_scale = np.int32(cfg[18]), cfg[17] * cfg[18]
+        shift, half, sign, keep = _rounding(cfg[19], 49)
+        lim = np.int64(1) << 16
+        for i in range(n):
+            for k in range(channels):
+                v = _srr(_wide(t[i, k]) * _wide(scale) - offset_scale, shift, half, sign, keep,
+                         lim)  # fmt: skip
+                t[i, k] = min(max(v, np.int64(-128)), np.int64(127))
+    for i in range(n):
+        for k in range(channels):
             out[p0 + i, k] = np.int8(t[i, k])
     if with_wide:
         for i in range(n):
-            for k in range(t.shape[1]):
+            for k in range(channels):
                 wide[p0 + i, k] = np.float32(t[i, k])
 
 
-def _chain(acc, out, wide, ew, cfg, rows, threads):
+def _chain(acc, out, wide, ew, cfg, rows32, rows64, threads):
+    # The stages are functions of their own, compiled once for every input type; only the
+    # loads below are compiled per type.
     pixels, channels = acc.shape
     per = max(1, BLOCK // channels)
     blocks = (pixels + per - 1) // per
     jobs = min(blocks, 8 * threads)
-    cacc = cfg[0]
-    y_alu, y_off, y_scale = cfg[13], cfg[14], cfg[15]
-    y_shift, y_half, y_sign, y_keep = _rounding(cfg[16], 49)
-    c_off, c_scale = cfg[17], cfg[18]
-    c_shift, c_half, c_sign, c_keep = _rounding(cfg[19], 49)
-    c_plain = c_off == 0 and c_scale == 1 and cfg[19] == 0  # sat8(sat17(x)) = sat8(x)
+    cacc, small = cfg[0], cfg[20]
+    c_plain = cfg[17] == 0 and cfg[18] == 1 and cfg[19] == 0
+    # The last X unit runs with the converter and the stores (``_x_out_loop``) where it can.
+    last = 7 if cfg[7] else (1 if cfg[1] else 0)
+    if not c_plain or cfg[13] or cfg[last + 1] or cfg[last + 4] or cfg[last + 3] >= 49:
+        last = 0
     lim34 = np.int64(1) << 33
     lim32 = np.int64(1) << 31
-    lim17 = np.int64(1) << 16
     with_wide = wide.shape[0] == pixels
     for job in numba.prange(jobs):
-        t = np.empty((per, channels), dtype=np.int64)
+        t = np.empty((per, channels), dtype=np.int32)  # every stage's result fits 32 bits
         for block in range(job * blocks // jobs, (job + 1) * blocks // jobs):
             p0 = block * per
             n = min(pixels - p0, per)
@@ -179,6 +292,10 @@ def _chain(acc, out, wide, ew, cfg, rows, threads):
                         v = (a << 16) >> cacc
                         up = ((v >> 15) & 1) & ((a >= 0) | ((v & 32767) != 0))
                         t[i, k] = min(max((v >> 16) + up, -lim32), lim32 - 1)
+            elif cacc == 0 and small:
+                for i in range(n):
+                    for k in range(channels):
+                        t[i, k] = np.int32(acc[p0 + i, k])
             elif cacc == 0:
                 for i in range(n):
                     for k in range(channels):
@@ -186,35 +303,17 @@ def _chain(acc, out, wide, ew, cfg, rows, threads):
             else:
                 for i in range(n):
                     for k in range(channels):
-                        t[i, k] = np.int64(acc[p0 + i, k])
-            if cfg[1]:
-                _x_block(t, n, rows, 0, cfg, 1)
-            if cfg[7]:
-                _x_block(t, n, rows, 4, cfg, 7)
-            if y_alu:
-                for i in range(n):
-                    for k in range(channels):
-                        e = (np.int64(ew[p0 + i, k]) - y_off) * y_scale
-                        op = _srr(e, y_shift, y_half, y_sign, y_keep, lim32)
-                        x = t[i, k]
-                        if y_alu == 1:
-                            x = min(max(x + op, -lim32), lim32 - 1)
-                        elif y_alu == 2:
-                            x = max(x, op)
-                        else:
-                            x = min(x, op)
-                        t[i, k] = x
-            if c_plain:
-                for i in range(n):
-                    for k in range(channels):
-                        t[i, k] = min(max(t[i, k], np.int64(-128)), np.int64(127))
-            else:
-                for i in range(n):
-                    for k in range(channels):
-                        v = (t[i, k] - c_off) * c_scale
-                        v = _srr(v, c_shift, c_half, c_sign, c_keep, lim17)
-                        t[i, k] = min(max(v, np.int64(-128)), np.int64(127))
-            _store(t, n, out, wide, p0, with_wide)
+                        t[i, k] = acc[p0 + i, k]
+            if cfg[1] and last != 1:
+                _x_block(t, n, rows32, rows64, 0, cfg, 1)
+            if cfg[7] and last != 7:
+                _x_block(t, n, rows32, rows64, 3, cfg, 7)
+            if last:
+                _x_out_block(t, n, rows32, rows64, cfg, last, out, wide, p0, with_wide)
+                continue
+            if cfg[13]:
+                _y_block(t, n, ew, p0, cfg)
+            _c_out_block(t, n, cfg, out, wide, p0, with_wide)
 
 
 _COMPILED: dict[str, object] = {}
@@ -224,7 +323,8 @@ def chain(
     acc: np.ndarray,
     out: np.ndarray,
     cfg: np.ndarray,
-    rows: np.ndarray,
+    rows32: np.ndarray,
+    rows64: np.ndarray,
     ew: np.ndarray | None = None,
     wide: np.ndarray | None = None,
 ) -> None:
@@ -235,7 +335,7 @@ def chain(
     kernel = _COMPILED.get(kind)
     if kernel is None:
         signature = f"void({kind}[:, ::1], int8[:, ::1], float32[:, ::1], int8[:, ::1], "
-        signature += "int64[::1], int64[:, ::1], int64)"
+        signature += "int64[::1], int32[:, ::1], int64[:, ::1], int64)"
         kernel = _COMPILED[kind] = numba.njit(signature, cache=True, parallel=True)(_chain)
     channels = acc.shape[1]
     if ew is None:
@@ -243,7 +343,7 @@ def chain(
     if wide is None:
         wide = np.zeros((0, channels), dtype=np.float32)
     # numba.get_num_threads() inside the kernel would keep it from being cached.
-    kernel(acc, out, wide, ew, cfg, rows, numba.get_num_threads())
+    kernel(acc, out, wide, ew, cfg, rows32, rows64, numba.get_num_threads())
 
 
 @numba.njit(cache=True, parallel=True)
