@@ -243,16 +243,24 @@ def conv_weights(layer: QConv) -> torch.Tensor:
     return torch.as_tensor(w).to(dtype)
 
 
+def _conv_input(
+    x: torch.Tensor, layer: QConv, weights: torch.Tensor
+) -> tuple[torch.Tensor, tuple[int, int]]:
+    """``x`` as ``weights``' float type, padded with the layer's pad value where conv2d's own
+    zero padding does not do it, and the padding left to conv2d."""
+    top, left, bottom, right = layer.pads
+    xf = x if x.dtype == weights.dtype else x.to(weights.dtype)
+    if (top, left) == (bottom, right) and layer.pad_value == 0:
+        return xf, (top, left)  # conv2d pads with zeros itself: no padded copy
+    if any(layer.pads):
+        xf = F.pad(xf, (left, right, top, bottom), value=float(layer.pad_value))
+    return xf, (0, 0)
+
+
 def conv_sums(x: torch.Tensor, layer: QConv, weights: torch.Tensor) -> torch.Tensor:
     """Exact convolution sums of INT8 values ``x`` as floats, with the layer's pad value in
     padded taps (direct or GEMM algorithms only: NNPACK's Winograd would round)."""
-    top, left, bottom, right = layer.pads
-    xf = x if x.dtype == weights.dtype else x.to(weights.dtype)
-    padding = (0, 0)
-    if (top, left) == (bottom, right) and layer.pad_value == 0:
-        padding = (top, left)  # conv2d pads with zeros itself: no padded copy
-    elif any(layer.pads):
-        xf = F.pad(xf, (left, right, top, bottom), value=float(layer.pad_value))
+    xf, padding = _conv_input(x, layer, weights)
     with torch.backends.nnpack.flags(enabled=False):
         return F.conv2d(
             xf,
@@ -262,6 +270,26 @@ def conv_sums(x: torch.Tensor, layer: QConv, weights: torch.Tensor) -> torch.Ten
             dilation=layer.dilation,
             groups=layer.groups,
         )
+
+
+def conv_sums_into(
+    x: torch.Tensor, layer: QConv, weights: torch.Tensor, zeros: Callable[[tuple], torch.Tensor]
+) -> torch.Tensor:
+    """``conv_sums`` (float32 weights), added by oneDNN's direct convolution to the zeros of
+    ``zeros(shape)`` (a channels-last [B, K, H, W] view of a buffer every layer reuses): a
+    fresh output costs a page fault per 4 KiB, a third of a large layer's time. Where torch
+    has no oneDNN, ``conv_sums``."""
+    binary = getattr(torch.ops.mkldnn, "_convolution_pointwise_", None)
+    if binary is None or weights.dtype != torch.float32:
+        return conv_sums(x, layer, weights)
+    xf, padding = _conv_input(x, layer, weights)
+    (kh, kw), (sh, sw), (dh, dw) = weights.shape[2:], layer.stride, layer.dilation
+    height = (xf.shape[2] + 2 * padding[0] - dh * (kh - 1) - 1) // sh + 1
+    width = (xf.shape[3] + 2 * padding[1] - dw * (kw - 1) - 1) // sw + 1
+    out = zeros((xf.shape[0], weights.shape[0], height, width))
+    # sums + 0 is the sum: every partial sum is an integer below 2^24 (conv_weights).
+    geometry = (list(padding), list(layer.stride), list(layer.dilation), layer.groups)
+    return binary.binary(out, xf, weights, None, *geometry, "add", 1.0, None, [], None)
 
 
 def conv_accumulate(x: torch.Tensor, layer: QConv) -> torch.Tensor:
@@ -392,6 +420,7 @@ class IntReference:
         self._scratch: dict[torch.dtype, torch.Tensor] = {}
         # (tensor, its float copy in the shared buffer) that the previous chain wrote.
         self._wide: tuple[str, torch.Tensor] | None = None
+        self._sums: torch.Tensor | None = None  # zeros but while a layer's sums are in it
         self._copies = self._copying_chains() if self.fused else set()
         self._handlers: dict[type, Callable[[QLayer, dict[str, torch.Tensor]], None]] = {
             QConv: self._conv,
@@ -481,7 +510,8 @@ class IntReference:
                 x = wide[1]
             else:
                 x = self._widened(x.contiguous(memory_format=torch.channels_last), weights.dtype)
-            out = self._fused_chain(layer, conv_sums(x, layer, weights), ew, layer.cacc_truncate)
+            acc = conv_sums_into(x, layer, weights, self._zeros)
+            out = self._fused_chain(layer, acc, ew, layer.cacc_truncate)
         else:
             acc = cacc_output(conv_accumulate(x.to(torch.int64), layer), layer.cacc_truncate)
             out = sdp(acc, layer.sdp, ew)
@@ -503,6 +533,15 @@ class IntReference:
         if buffer is None or buffer.numel() < numel:
             buffer = self._scratch[dtype] = torch.empty(numel, dtype=dtype)
         return buffer[:numel].view(shape)
+
+    def _zeros(self, shape: tuple[int, ...]) -> torch.Tensor:
+        """A channels-last [B, K, H, W] view of zeros in the one accumulator buffer: the
+        compiled chain that reads the sums writes the zeros back (``clear``)."""
+        batch, channels, height, width = shape
+        numel = batch * channels * height * width
+        if self._sums is None or self._sums.numel() < numel:
+            self._sums = torch.zeros(numel, dtype=torch.float32)
+        return self._sums[:numel].view(batch, height, width, channels).permute(0, 3, 1, 2)
 
     def _widened(self, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """Channels-last INT8 ``x`` as ``dtype`` (channels last), cast by the compiled loop into
@@ -543,8 +582,9 @@ class IntReference:
         wide = None
         if layer.name in self._copies:
             wide = self._buffer(torch.float32, (batch, height, width, channels))
+        clear = self._sums is not None and x.data_ptr() == self._sums.data_ptr()
         kernels.chain(_pixels(x).numpy(), _pixels(out).numpy(), *packed, operand,
-                      None if wide is None else wide.view(-1, channels).numpy())  # fmt: skip
+                      None if wide is None else wide.view(-1, channels).numpy(), clear)  # fmt: skip
         if wide is not None:
             self._wide = (layer.outputs[0], wide.permute(0, 3, 1, 2))
         return out

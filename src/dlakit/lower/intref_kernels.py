@@ -263,7 +263,7 @@ def _c_out_block(t, n, cfg, out, wide, p0, with_wide):
                 wide[p0 + i, k] = np.float32(t[i, k])
 
 
-def _chain(acc, out, wide, ew, cfg, rows32, rows64, threads):
+def _chain(acc, out, wide, ew, cfg, rows32, rows64, clear, threads):
     # The stages are functions of their own, compiled once for every input type; only the
     # loads below are compiled per type.
     pixels, channels = acc.shape
@@ -304,6 +304,10 @@ def _chain(acc, out, wide, ew, cfg, rows32, rows64, threads):
                 for i in range(n):
                     for k in range(channels):
                         t[i, k] = acc[p0 + i, k]
+            if clear:
+                for i in range(n):
+                    for k in range(channels):
+                        acc[p0 + i, k] = 0
             if cfg[1] and last != 1:
                 _x_block(t, n, rows32, rows64, 0, cfg, 1)
             if cfg[7] and last != 7:
@@ -327,15 +331,17 @@ def chain(
     rows64: np.ndarray,
     ew: np.ndarray | None = None,
     wide: np.ndarray | None = None,
+    clear: bool = False,
 ) -> None:
     """INT8 ``out`` [pixels, K] of accumulators (float sums) or INT8 values ``acc``, both
     C-contiguous (channels last); ``ew`` the Y operand (INT8, ``out``'s shape) where the chain
-    has one; ``wide``, if given, receives the result as float32 too (a convolution's input)."""
+    has one; ``wide``, if given, receives the result as float32 too (a convolution's input);
+    with ``clear`` the pass sets every element of ``acc`` it read to 0."""
     kind = acc.dtype.name
     kernel = _COMPILED.get(kind)
     if kernel is None:
         signature = f"void({kind}[:, ::1], int8[:, ::1], float32[:, ::1], int8[:, ::1], "
-        signature += "int64[::1], int32[:, ::1], int64[:, ::1], int64)"
+        signature += "int64[::1], int32[:, ::1], int64[:, ::1], boolean, int64)"
         kernel = _COMPILED[kind] = numba.njit(signature, cache=True, parallel=True)(_chain)
     channels = acc.shape[1]
     if ew is None:
@@ -343,7 +349,7 @@ def chain(
     if wide is None:
         wide = np.zeros((0, channels), dtype=np.float32)
     # numba.get_num_threads() inside the kernel would keep it from being cached.
-    kernel(acc, out, wide, ew, cfg, rows32, rows64, numba.get_num_threads())
+    kernel(acc, out, wide, ew, cfg, rows32, rows64, clear, numba.get_num_threads())
 
 
 @numba.njit(cache=True, parallel=True)
