@@ -200,9 +200,13 @@ def test_compiled_pass_matches_the_definition(case):
     out = np.empty(acc.shape, np.int8)
     wide = np.empty(acc.shape, np.float32)
     packed = intref_kernels.pack(chain, acc.shape[1], truncate, bound)
-    intref_kernels.chain(acc.astype(kind), out, *packed, ew.astype(np.int8), wide)
-    assert np.array_equal(out, want)
-    assert np.array_equal(wide, want.astype(np.float32))
+    for parallel in (False, True):  # on the calling thread, and on the pool
+        sums = acc.astype(kind)
+        clear = kind != np.int8
+        intref_kernels.chain(sums, out, *packed, ew.astype(np.int8), wide, clear, parallel)
+        assert np.array_equal(out, want)
+        assert np.array_equal(wide, want.astype(np.float32))
+        assert not clear or not sums.any()  # the sums it read set to 0
 
 
 @pytest.mark.parametrize("bound", [2**10, 2**23])

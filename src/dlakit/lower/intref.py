@@ -513,8 +513,9 @@ class IntReference:
             acc = conv_sums_into(x, layer, weights, self._zeros)
             out = self._fused_chain(layer, acc, ew, layer.cacc_truncate)
         else:
-            acc = cacc_output(conv_accumulate(x.to(torch.int64), layer), layer.cacc_truncate)
-            out = sdp(acc, layer.sdp, ew)
+            # conv_accumulate with the weights cast once
+            sums = conv_sums(x.to(torch.int64), layer, self._conv_weights(layer))
+            out = sdp(cacc_output(sums.to(torch.int64), layer.cacc_truncate), layer.sdp, ew)
         values[layer.outputs[0]] = _stored(out.reshape(self._shape(layer.outputs[0], batch)))
 
     def _conv_weights(self, layer: QConv) -> torch.Tensor:

@@ -320,7 +320,10 @@ def _chain(acc, out, wide, ew, cfg, rows32, rows64, clear, threads):
             _c_out_block(t, n, cfg, out, wide, p0, with_wide)
 
 
-_COMPILED: dict[str, object] = {}
+_COMPILED: dict[tuple[str, bool], object] = {}
+# Below this many elements a layer's pass runs on the calling thread: waking the thread pool
+# costs more (0.1-0.5 ms a call measured, about the pass of 200k elements).
+SERIAL_BELOW = 1 << 17
 
 
 def chain(
@@ -332,17 +335,22 @@ def chain(
     ew: np.ndarray | None = None,
     wide: np.ndarray | None = None,
     clear: bool = False,
+    parallel: bool | None = None,
 ) -> None:
     """INT8 ``out`` [pixels, K] of accumulators (float sums) or INT8 values ``acc``, both
     C-contiguous (channels last); ``ew`` the Y operand (INT8, ``out``'s shape) where the chain
     has one; ``wide``, if given, receives the result as float32 too (a convolution's input);
-    with ``clear`` the pass sets every element of ``acc`` it read to 0."""
+    with ``clear`` the pass sets every element of ``acc`` it read to 0. ``parallel`` (default:
+    from the size) picks the thread pool or the calling thread."""
+    if parallel is None:
+        parallel = acc.size >= SERIAL_BELOW
     kind = acc.dtype.name
-    kernel = _COMPILED.get(kind)
+    kernel = _COMPILED.get((kind, parallel))
     if kernel is None:
         signature = f"void({kind}[:, ::1], int8[:, ::1], float32[:, ::1], int8[:, ::1], "
         signature += "int64[::1], int32[:, ::1], int64[:, ::1], boolean, int64)"
-        kernel = _COMPILED[kind] = numba.njit(signature, cache=True, parallel=True)(_chain)
+        compiled = numba.njit(signature, cache=True, parallel=parallel)(_chain)
+        kernel = _COMPILED[kind, parallel] = compiled
     channels = acc.shape[1]
     if ew is None:
         ew = np.zeros((1, channels), dtype=np.int8)
