@@ -314,10 +314,10 @@ def _chain(acc, out, wide, ew, cfg, rows32, rows64, clear, threads):
                 _x_block(t, n, rows32, rows64, 3, cfg, 7)
             if last:
                 _x_out_block(t, n, rows32, rows64, cfg, last, out, wide, p0, with_wide)
-                continue
-            if cfg[13]:
-                _y_block(t, n, ew, p0, cfg)
-            _c_out_block(t, n, cfg, out, wide, p0, with_wide)
+            else:
+                if cfg[13]:
+                    _y_block(t, n, ew, p0, cfg)
+                _c_out_block(t, n, cfg, out, wide, p0, with_wide)
 
 
 _COMPILED: dict[tuple[str, bool], object] = {}
