@@ -3,11 +3,17 @@ functions (the definition), on random chains with extreme operands and on lowere
 
 import numpy as np
 import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from dlakit.lower import intref
 from dlakit.lower.intref import IntReference
 from dlakit.lower.qgraph import EwUnit, OutCvt, QConv, QGraph, QSdp, QTensor, SdpChain, XUnit
 
 pytest.importorskip("numba")
+
+from dlakit.lower import intref_kernels  # needs numba
 
 
 def _x(rng, k: int) -> XUnit | None:
@@ -103,3 +109,118 @@ def test_quantize_matches_the_definition_and_still_names_nan():
     x.reshape(-1)[3] = np.nan
     with pytest.raises(DlakitError, match="tensor 'x' holds NaN"):
         IntReference(graph, fused=True).run({"x": x})
+
+
+# ------------------------------------------------------------- the compiled pass, property-based
+
+INT16_EDGES = [-32768, -32767, -1, 0, 1, 2, 255, 32767]
+SHIFTS = [0, 1, 2, 15, 16, 17, 26, 31, 32, 33, 34, 48, 49, 50, 63]
+
+
+def _int16s(k: int):
+    value = st.one_of(st.sampled_from(INT16_EDGES), st.integers(-(2**15), 2**15 - 1))
+    per_channel = st.lists(value, min_size=k, max_size=k)
+    return st.one_of(per_channel, per_channel.map(lambda v: v[:1])).map(np.array)
+
+
+def _x_units(k: int):
+    return st.builds(
+        XUnit,
+        alu=st.sampled_from([None, "sum", "max", "min"]),
+        alu_operand=_int16s(k),
+        alu_shift=st.sampled_from([0, 1, 15, 16, 31, 32, 40, 63]),
+        mul=st.one_of(st.none(), _int16s(k)),
+        prelu=st.booleans(),
+        truncate=st.one_of(st.sampled_from(SHIFTS), st.integers(0, 63)),
+        relu=st.booleans(),
+    )
+
+
+def _requant(k: int):
+    """The chain lowering writes most: X1 multiplier (truncate 0), X2 bias + multiplier +
+    truncate (+ ReLU), plain output converter: the folded and fused path of the pass."""
+    x1 = st.builds(XUnit, mul=_int16s(k))
+    x2 = st.builds(XUnit, alu=st.sampled_from([None, "sum"]), alu_operand=_int16s(k),
+                   alu_shift=st.sampled_from([0, 4, 16]), mul=_int16s(k),
+                   truncate=st.sampled_from(SHIFTS), relu=st.booleans())  # fmt: skip
+    return st.tuples(x1, x2)
+
+
+CVTS = st.one_of(
+    st.just(OutCvt()),
+    st.builds(OutCvt, offset=st.one_of(st.sampled_from([0, -1, 2**31 - 1, -(2**31)]),
+                                       st.integers(-(2**20), 2**20)),
+              scale=st.sampled_from(INT16_EDGES), shift=st.sampled_from(SHIFTS)),
+)  # fmt: skip
+EWS = st.one_of(
+    st.none(),
+    st.builds(EwUnit, operand=st.just("e"), cvt_offset=st.integers(-(2**31), 2**31 - 1),
+              cvt_scale=st.sampled_from(INT16_EDGES), cvt_truncate=st.sampled_from(SHIFTS),
+              alu=st.sampled_from(["sum", "max", "min"])),
+)  # fmt: skip
+
+
+@st.composite
+def _cases(draw):
+    k = draw(st.integers(1, 5))
+    if draw(st.booleans()):
+        x1, x2 = draw(_requant(k))
+    else:
+        x1, x2 = draw(st.one_of(st.none(), _x_units(k))), draw(st.one_of(st.none(), _x_units(k)))
+    chain = SdpChain(x1, x2, draw(EWS), c=draw(CVTS))
+    # Inputs: INT8 from memory (no CACC), or accumulators below a bound (float32 sums below
+    # 2^24, float64 below 2^33) with a CACC truncate.
+    bound = draw(st.sampled_from([128, 2**10, 2**23, 2**33 - 1]))
+    memory = bound == 128 and draw(st.booleans())
+    truncate = -1 if memory else draw(st.sampled_from([0, 1, 15, 16, 17, 31]))
+    edges = [bound, -bound, 0, -1, 1, bound // 2, -(bound // 2) - 1]
+    value = st.one_of(st.sampled_from(edges), st.integers(-bound, bound))
+    pixels = draw(st.integers(1, 7))
+    acc = np.array(draw(st.lists(value, min_size=pixels * k, max_size=pixels * k)))
+    ew = np.array(draw(st.lists(st.integers(-128, 127), min_size=pixels * k,
+                                max_size=pixels * k)))  # fmt: skip
+    if memory:
+        acc = np.clip(acc, -128, 127)
+    return chain, truncate, bound, acc.reshape(pixels, k), ew.reshape(pixels, k)
+
+
+@settings(max_examples=120, deadline=None, derandomize=True)
+@given(_cases())
+def test_compiled_pass_matches_the_definition(case):
+    """``intref_kernels.chain`` (with its float copy) against ``cacc_output`` + ``sdp``, on random
+    chains with edge shifts (0, >= the input width), saturating operands, negative values,
+    PReLU, a Y ALU with a second tensor, and the folded X1 + X2 of the common requantization."""
+    chain, truncate, bound, acc, ew = case
+    x = torch.as_tensor(acc.T.reshape(1, acc.shape[1], 1, -1))  # [1, K, 1, pixels]
+    if truncate >= 0:
+        x = intref.cacc_output(x, truncate)
+    e = torch.as_tensor(ew.T.reshape(x.shape))
+    want = intref.sdp(x, chain, e).reshape(acc.shape[1], -1).T.numpy()
+    kind = np.int8 if truncate < 0 else np.float32 if bound < 2**24 else np.float64
+    out = np.empty(acc.shape, np.int8)
+    wide = np.empty(acc.shape, np.float32)
+    packed = intref_kernels.pack(chain, acc.shape[1], truncate, bound)
+    for parallel in (False, True):  # on the calling thread, and on the pool
+        sums = acc.astype(kind)
+        clear = kind != np.int8
+        intref_kernels.chain(sums, out, *packed, ew.astype(np.int8), wide, clear, parallel)
+        assert np.array_equal(out, want)
+        assert np.array_equal(wide, want.astype(np.float32))
+        assert not clear or not sums.any()  # the sums it read set to 0
+
+
+@pytest.mark.parametrize("bound", [2**10, 2**23])
+def test_x1_folds_into_x2_only_where_its_saturation_cannot_clip(bound):
+    """X1 ``x * 32767`` clips at 2^31 for accumulators above 65537: there the pass must keep X1
+    (and give sat32's 32 after X2's ``>> 26``, not 127); below it, X1 folds into X2."""
+    chain = SdpChain(XUnit(mul=np.array([32767])), XUnit(mul=np.array([1]), truncate=26))
+    cfg, *rows = intref_kernels.pack(chain, 1, 0, bound)
+    assert bool(cfg[1]) == (bound * 32767 >= 2**31)  # X1 kept, or folded away
+    acc = np.array([[bound], [-bound], [2**10], [3]], np.float32)
+    out = np.empty(acc.shape, np.int8)
+    intref_kernels.chain(acc, out, cfg, *rows)
+    x = torch.as_tensor(acc.astype(np.int64).reshape(1, 1, 1, -1))
+    want = intref.sdp(intref.cacc_output(x, 0), chain).reshape(-1, 1).numpy()
+    assert np.array_equal(out, want)
+    if bound == 2**23:
+        assert out[:2, 0].tolist() == [32, -32]

@@ -88,7 +88,7 @@ def py_x_unit(x: int, c: int, u: XUnit) -> int:
         y = x if (u.prelu and x >= 0) else py_shift_right(x * m, u.truncate, 49, 32)
         y = py_sat(y, 32)
     else:
-        y = py_shift_right(x, u.truncate, 33, 32)
+        y = py_shift_right(x, u.truncate, 49, 32)  # the ALU value sign-extended to 49 bits
     return max(y, 0) if u.relu else y
 
 
@@ -217,3 +217,33 @@ def test_two_stage_requant_keeps_small_channels_precise():
     assert np.abs(got - exact).max() <= 1.0
     want = [[py_sdp(int(v), c, chain) for c, v in enumerate(row[:, 0, 0])] for row in acc]
     assert np.array_equal(got[:, :, 0, 0], np.array(want))
+
+
+@pytest.mark.parametrize("truncate", [32, 33, 34, 48, 49])
+def test_mul_bypass_truncate_sees_the_49_bit_value(truncate):
+    """With MUL bypassed the truncate still shifts the ALU result sign-extended to 49 bits (RTL
+    NV_NVDLA_SDP_HLS_X_int_mul: ``{{16{alu[32]}}, alu}`` into a 49-bit shiftrightsu): a shift of
+    33 rounds -2^32 (-0.5) away from zero to -1, which a 33-bit input width would make 0. The
+    definition, its compiled pass and the simulator's kernel agree on it."""
+    from dlakit.lower.intref import IntReference
+    from dlakit.lower.qgraph import QGraph, QSdp, QTensor
+    from dlakit.sim import numba_kernels
+
+    unit = XUnit("sum", np.array([-32768]), 16, None, False, truncate, False)  # op = -2^31
+    x = t([-(2**31), 2**31 - 1, -5])
+    want = [py_shift_right(v + -(2**31), truncate, 49, 32) for v in x.tolist()]
+    assert want[0] == {32: -1, 33: -1}.get(truncate, 0)  # 33: where a 33-bit width gives 0
+    assert intref.x_unit(x, unit).tolist() == want
+    sim = [numba_kernels.x_unit(v, 1, -(2**31), False, 1, truncate, False, False)
+           for v in x.tolist()]  # fmt: skip
+    assert sim == want
+    # The compiled pass (and the definition) on an SDP layer: X1 takes the INT8 input 0 to
+    # -2^31, X2 adds -2^31 more and truncates; the output converter keeps the sign of -1.
+    first = XUnit("sum", np.array([-32768]), 16, None, False, 0, False)
+    layer = QSdp("s", ["a"], ["b"], sdp=SdpChain(x1=first, x2=unit))
+    tensors = {n: QTensor(n, (1, 1, 1, 1), "int8", 1.0) for n in "ab"}
+    graph = QGraph("t", "nv_full", [layer], tensors, ["a"], ["b"])
+    feeds = {"a": np.zeros((1, 1, 1, 1), np.float32)}
+    for fused in (True, False):
+        got = IntReference(graph, fused=fused).run(feeds)["b"]
+        assert got.reshape(-1).tolist() == [py_shift_right(-(2**32), truncate, 49, 32)], fused

@@ -127,7 +127,9 @@ def x_unit(x: torch.Tensor, unit: XUnit) -> torch.Tensor:
         if unit.prelu:
             y = torch.where(x >= 0, saturate(x, 32), y)  # PReLU: non-negatives skip MUL and TRT
     else:
-        y = shift_right_round(x, unit.truncate, 33, 32)  # truncate applies even in bypass
+        # The truncate applies in bypass too, to the ALU result sign-extended to 49 bits (RTL
+        # NV_NVDLA_SDP_HLS_X_int_mul/_trt): a shift of 33 still rounds -2^32 to -1.
+        y = shift_right_round(x, unit.truncate, 49, 32)
     if unit.relu:
         y = y.clamp_min(0)
     return y
@@ -221,11 +223,17 @@ def sdp_lut(x: torch.Tensor, lut: SdpLut) -> torch.Tensor:
 # ---------------------------------------------------------------- conv (§5.1-5.3) and PDP (§5.5)
 
 
+def _accumulator_bounds(layer: QConv) -> np.ndarray:
+    """Per output channel, the largest magnitude of its sums (INT8 inputs and pad value)."""
+    w = np.asarray(layer.weight, dtype=np.int64)
+    return 128 * np.abs(w).reshape(w.shape[0], -1).sum(axis=1)
+
+
 def conv_weights(layer: QConv) -> torch.Tensor:
     """The layer's weights as the float type whose sums are exact for them: float32 when every
     partial sum stays below 2^24, else float64; refused when the accumulator could reach 34 bits."""
     w = np.asarray(layer.weight, dtype=np.int64)
-    bound = 128 * int(np.abs(w).reshape(w.shape[0], -1).sum(axis=1).max(initial=0))
+    bound = int(_accumulator_bounds(layer).max(initial=0))
     if bound >= 1 << (CACC_WIDTH - 1):
         raise DlakitError(
             f"layer {layer.name}: accumulator bound {bound} reaches 34 bits; the RTL result "
@@ -235,16 +243,24 @@ def conv_weights(layer: QConv) -> torch.Tensor:
     return torch.as_tensor(w).to(dtype)
 
 
+def _conv_input(
+    x: torch.Tensor, layer: QConv, weights: torch.Tensor
+) -> tuple[torch.Tensor, tuple[int, int]]:
+    """``x`` as ``weights``' float type, padded with the layer's pad value where conv2d's own
+    zero padding does not do it, and the padding left to conv2d."""
+    top, left, bottom, right = layer.pads
+    xf = x if x.dtype == weights.dtype else x.to(weights.dtype)
+    if (top, left) == (bottom, right) and layer.pad_value == 0:
+        return xf, (top, left)  # conv2d pads with zeros itself: no padded copy
+    if any(layer.pads):
+        xf = F.pad(xf, (left, right, top, bottom), value=float(layer.pad_value))
+    return xf, (0, 0)
+
+
 def conv_sums(x: torch.Tensor, layer: QConv, weights: torch.Tensor) -> torch.Tensor:
     """Exact convolution sums of INT8 values ``x`` as floats, with the layer's pad value in
     padded taps (direct or GEMM algorithms only: NNPACK's Winograd would round)."""
-    top, left, bottom, right = layer.pads
-    xf = x if x.dtype == weights.dtype else x.to(weights.dtype)
-    padding = (0, 0)
-    if (top, left) == (bottom, right) and layer.pad_value == 0:
-        padding = (top, left)  # conv2d pads with zeros itself: no padded copy
-    elif any(layer.pads):
-        xf = F.pad(xf, (left, right, top, bottom), value=float(layer.pad_value))
+    xf, padding = _conv_input(x, layer, weights)
     with torch.backends.nnpack.flags(enabled=False):
         return F.conv2d(
             xf,
@@ -254,6 +270,26 @@ def conv_sums(x: torch.Tensor, layer: QConv, weights: torch.Tensor) -> torch.Ten
             dilation=layer.dilation,
             groups=layer.groups,
         )
+
+
+def conv_sums_into(
+    x: torch.Tensor, layer: QConv, weights: torch.Tensor, zeros: Callable[[tuple], torch.Tensor]
+) -> torch.Tensor:
+    """``conv_sums`` (float32 weights), added by oneDNN's direct convolution to the zeros of
+    ``zeros(shape)`` (a channels-last [B, K, H, W] view of a buffer every layer reuses): a
+    fresh output costs a page fault per 4 KiB, a third of a large layer's time. Where torch
+    has no oneDNN, ``conv_sums``."""
+    binary = getattr(torch.ops.mkldnn, "_convolution_pointwise_", None)
+    if binary is None or weights.dtype != torch.float32:
+        return conv_sums(x, layer, weights)
+    xf, padding = _conv_input(x, layer, weights)
+    (kh, kw), (sh, sw), (dh, dw) = weights.shape[2:], layer.stride, layer.dilation
+    height = (xf.shape[2] + 2 * padding[0] - dh * (kh - 1) - 1) // sh + 1
+    width = (xf.shape[3] + 2 * padding[1] - dw * (kw - 1) - 1) // sw + 1
+    out = zeros((xf.shape[0], weights.shape[0], height, width))
+    # sums + 0 is the sum: every partial sum is an integer below 2^24 (conv_weights).
+    geometry = (list(padding), list(layer.stride), list(layer.dilation), layer.groups)
+    return binary.binary(out, xf, weights, None, *geometry, "add", 1.0, None, [], None)
 
 
 def conv_accumulate(x: torch.Tensor, layer: QConv) -> torch.Tensor:
@@ -382,6 +418,10 @@ class IntReference:
         self._packed: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._sessions: dict[str, object] = {}
         self._scratch: dict[torch.dtype, torch.Tensor] = {}
+        # (tensor, its float copy in the shared buffer) that the previous chain wrote.
+        self._wide: tuple[str, torch.Tensor] | None = None
+        self._sums: torch.Tensor | None = None  # zeros but while a layer's sums are in it
+        self._copies = self._copying_chains() if self.fused else set()
         self._handlers: dict[type, Callable[[QLayer, dict[str, torch.Tensor]], None]] = {
             QConv: self._conv,
             QSdp: self._sdp,
@@ -408,6 +448,7 @@ class IntReference:
             for name in self.graph.inputs
         }
         last_use = self._last_use(keep)
+        self._wide = None
         kept: dict[str, np.ndarray] = {}
         for index, layer in enumerate(self.graph.layers):
             self._handlers[type(layer)](layer, values)
@@ -419,6 +460,23 @@ class IntReference:
         for name in self.graph.outputs:
             kept[name] = self._as_float(name, values[name])
         return kept
+
+    def _copying_chains(self) -> set[str]:
+        """Layers whose compiled chain also writes its INT8 result as float32 into the shared
+        buffer: those whose 4-D output the next layer convolves with float32 sums. That saves
+        the next convolution a pass that casts its input."""
+        names = set()
+        for layer, consumer in zip(self.graph.layers, self.graph.layers[1:], strict=False):
+            if not isinstance(layer, QConv | QSdp) or not _fusable(layer.sdp):
+                continue
+            if len(self.graph.tensors[layer.outputs[0]].shape) != 4:
+                continue
+            if not isinstance(consumer, QConv) or not _fusable(consumer.sdp):
+                continue
+            float32 = self._conv_weights(consumer).dtype == torch.float32
+            if consumer.inputs[0] == layer.outputs[0] and float32:
+                names.add(layer.name)
+        return names
 
     def _last_use(self, keep: set[str]) -> dict[str, int]:
         last: dict[str, int] = {}
@@ -446,26 +504,51 @@ class IntReference:
             x = x.reshape(batch, -1, 1, 1)
         ew = values[layer.inputs[1]] if layer.sdp.y is not None else None
         if self.fused and _fusable(layer.sdp):
-            weights = self._weights.get(layer.name)
-            if weights is None:
-                weights = conv_weights(layer).contiguous(memory_format=torch.channels_last)
-                self._weights[layer.name] = weights
-            x = self._widened(x.contiguous(memory_format=torch.channels_last), weights.dtype)
-            out = self._fused_chain(layer, conv_sums(x, layer, weights), ew, layer.cacc_truncate)
+            weights = self._conv_weights(layer)
+            wide, self._wide = self._wide, None
+            if wide is not None and wide[0] == layer.inputs[0]:
+                x = wide[1]
+            else:
+                x = self._widened(x.contiguous(memory_format=torch.channels_last), weights.dtype)
+            acc = conv_sums_into(x, layer, weights, self._zeros)
+            out = self._fused_chain(layer, acc, ew, layer.cacc_truncate)
         else:
-            acc = cacc_output(conv_accumulate(x.to(torch.int64), layer), layer.cacc_truncate)
-            out = sdp(acc, layer.sdp, ew)
+            # conv_accumulate with the weights cast once
+            sums = conv_sums(x.to(torch.int64), layer, self._conv_weights(layer))
+            out = sdp(cacc_output(sums.to(torch.int64), layer.cacc_truncate), layer.sdp, ew)
         values[layer.outputs[0]] = _stored(out.reshape(self._shape(layer.outputs[0], batch)))
+
+    def _conv_weights(self, layer: QConv) -> torch.Tensor:
+        weights = self._weights.get(layer.name)
+        if weights is None:
+            weights = conv_weights(layer).contiguous(memory_format=torch.channels_last)
+            self._weights[layer.name] = weights
+        return weights
+
+    def _buffer(self, dtype: torch.dtype, shape: tuple[int, ...]) -> torch.Tensor:
+        """A C-contiguous ``shape`` view of the one float buffer of ``dtype`` every layer reuses
+        for its convolution's input: a fresh one per layer costs a page fault per 4 KiB, about
+        as long as filling it."""
+        numel = int(np.prod(shape))
+        buffer = self._scratch.get(dtype)
+        if buffer is None or buffer.numel() < numel:
+            buffer = self._scratch[dtype] = torch.empty(numel, dtype=dtype)
+        return buffer[:numel].view(shape)
+
+    def _zeros(self, shape: tuple[int, ...]) -> torch.Tensor:
+        """A channels-last [B, K, H, W] view of zeros in the one accumulator buffer: the
+        compiled chain that reads the sums writes the zeros back (``clear``)."""
+        batch, channels, height, width = shape
+        numel = batch * channels * height * width
+        if self._sums is None or self._sums.numel() < numel:
+            self._sums = torch.zeros(numel, dtype=torch.float32)
+        return self._sums[:numel].view(batch, height, width, channels).permute(0, 3, 1, 2)
 
     def _widened(self, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """Channels-last INT8 ``x`` as ``dtype`` (channels last), cast by the compiled loop into
-        a buffer every layer reuses (only its convolution reads it): a fresh one per layer
-        costs a page fault per 4 KiB, about as long as the cast itself."""
+        the shared buffer (torch's and numpy's casts take one core)."""
         nhwc = x.permute(0, 2, 3, 1).contiguous()
-        buffer = self._scratch.get(dtype)
-        if buffer is None or buffer.numel() < nhwc.numel():
-            buffer = self._scratch[dtype] = torch.empty(nhwc.numel(), dtype=dtype)
-        wide = buffer[: nhwc.numel()].view(nhwc.shape)
+        wide = self._buffer(dtype, tuple(nhwc.shape))
         _kernels().widen_into(nhwc.numpy(), wide.numpy())
         return wide.permute(0, 3, 1, 2)
 
@@ -481,18 +564,30 @@ class IntReference:
     def _fused_chain(
         self, layer: QConv | QSdp, x: torch.Tensor, ew: torch.Tensor | None, cacc_truncate: int
     ) -> torch.Tensor:
-        """INT8 [B, K, H, W] (channels last) of sums or INT8 values ``x`` [B, K, H, W]."""
+        """INT8 [B, K, H, W] (channels last) of sums or INT8 values ``x`` [B, K, H, W]; also
+        cast into the shared float buffer when the next layer convolves it (``_copies``)."""
         kernels = _kernels()
         assert kernels is not None
+        batch, channels, height, width = x.shape
         packed = self._packed.get(layer.name)
         if packed is None:
-            packed = self._packed[layer.name] = kernels.pack(layer.sdp, x.shape[1],
-                                                             cacc_truncate)  # fmt: skip
+            bound = 128  # INT8 values
+            if isinstance(layer, QConv):
+                bound = _accumulator_bounds(layer)
+            packed = kernels.pack(layer.sdp, channels, cacc_truncate, bound)
+            self._packed[layer.name] = packed
         out = torch.empty(x.shape, dtype=torch.int8, memory_format=torch.channels_last)
-        operand = np.zeros((1, 1, 1, 1), dtype=np.int8)
+        operand = None
         if ew is not None:
-            operand = ew.reshape(x.shape).to(torch.int8).numpy()
-        kernels.chain(x.numpy(), out.numpy(), operand, *packed)
+            operand = _pixels(ew.reshape(x.shape).to(torch.int8)).numpy()
+        wide = None
+        if layer.name in self._copies:
+            wide = self._buffer(torch.float32, (batch, height, width, channels))
+        clear = self._sums is not None and x.data_ptr() == self._sums.data_ptr()
+        kernels.chain(_pixels(x).numpy(), _pixels(out).numpy(), *packed, operand,
+                      None if wide is None else wide.view(-1, channels).numpy(), clear)  # fmt: skip
+        if wide is not None:
+            self._wide = (layer.outputs[0], wide.permute(0, 3, 1, 2))
         return out
 
     def _pool(self, layer: QLayer, values: dict[str, torch.Tensor]) -> None:
@@ -581,6 +676,13 @@ def _kernels():
     except ImportError:
         return None
     return intref_kernels
+
+
+def _pixels(x: torch.Tensor) -> torch.Tensor:
+    """[B, K, H, W] as a C-contiguous [B * H * W, K] view of its channels-last copy (``x``
+    itself when it is channels-last already)."""
+    nhwc = x.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1)
+    return nhwc.reshape(-1, x.shape[1])
 
 
 def _stored(out: torch.Tensor) -> torch.Tensor:

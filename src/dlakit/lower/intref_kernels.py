@@ -2,12 +2,13 @@
 
 The same integers as the whole-tensor functions of :mod:`dlakit.lower.intref`
 (``cacc_output``, ``x_unit``, ``y_unit``, ``c_unit``), which stay the definition: each
-accumulator is read once and each INT8 result written once, so a layer's SDP costs one pass
-instead of a dozen int64 ones. Written from those functions, independently of the simulator's
-kernels. ``tests/lower/test_intref_fast.py`` checks both against each other.
+accumulator is read once and each INT8 result written once (and, for a convolution that reads
+it next, its float copy), so a layer's SDP costs one pass instead of a dozen int64 ones. Written
+from those functions, independently of the simulator's kernels. ``tests/lower/test_intref_fast.py``
+checks both against each other.
 
 ``pack`` turns a layer's :class:`~dlakit.lower.qgraph.SdpChain` into a config vector and
-per-channel operand rows; ``chain`` runs it on ``[B, K, H, W]`` tensors of any strides.
+per-channel operand rows; ``chain`` runs it on channels-last ``[pixels, K]`` views.
 """
 
 from __future__ import annotations
@@ -20,208 +21,343 @@ from dlakit.system import numba_thread_pool
 
 numba_thread_pool()
 
-_ALU = {None: 0, "sum": 1, "max": 2, "min": 3}
 CACC_NONE = -1  # the input is INT8 from memory: no CACC stage
+# Elements per block: the pass reads a block of accumulators into an int64 buffer (16 KiB, in
+# the L1 cache) and runs each stage over it. One loop doing every stage per element from
+# memory runs 2-3x slower: its long dependency chains leave too few loads in flight.
+BLOCK = 2048
+_I32_MIN, _I32_MAX = -(1 << 31), (1 << 31) - 1
+_Y_ALU = {"sum": 1, "max": 2, "min": 3}
 
 
-def _x_cfg(unit: XUnit | None, channels: int) -> tuple[list[int], np.ndarray, np.ndarray]:
-    zeros = np.zeros(channels, dtype=np.int64)
-    if unit is None:
-        return [0, 0, 0, 0, 0, 0, 0], zeros, zeros
-    alu = np.zeros(channels, dtype=np.int64)
+def _x_rows(unit: XUnit, channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ALU as ``min(max(x, low), high) + add`` and the multiplier ``mul`` (int32 [3, K]:
+    low, high, mul), and int64 [2, K]: add, add * mul."""
+    add = np.zeros(channels, dtype=np.int64)
+    low = np.full(channels, _I32_MIN, dtype=np.int64)
+    high = np.full(channels, _I32_MAX, dtype=np.int64)
     if unit.alu is not None:
         # sat32(operand << shift), as shift_left_saturate computes it.
         op = np.broadcast_to(np.asarray(unit.alu_operand, dtype=np.int64), (channels,))
         limit = 1 << 31
         if unit.alu_shift >= 32:
-            alu = np.where(op > 0, limit - 1, np.where(op < 0, -limit, 0))
+            op = np.where(op > 0, limit - 1, np.where(op < 0, -limit, 0))
         else:
-            alu = np.clip(np.clip(op, -limit, limit) << unit.alu_shift, -limit, limit - 1)
-    mul = (
-        zeros if unit.mul is None else np.broadcast_to(np.asarray(unit.mul, np.int64), (channels,))
-    )
-    cfg = [1, _ALU[unit.alu], int(unit.mul is not None), unit.truncate, int(unit.prelu),
-           int(unit.relu), 0]  # fmt: skip
-    return cfg, np.asarray(alu, dtype=np.int64), np.asarray(mul, dtype=np.int64)
+            op = np.clip(np.clip(op, -limit, limit) << unit.alu_shift, -limit, limit - 1)
+        {"sum": add, "max": low, "min": high}[unit.alu][:] = op
+    # A bypassed MUL is a multiplier of 1: the truncate then sees the same 49-bit value.
+    mul = np.broadcast_to(np.asarray(1 if unit.mul is None else unit.mul, np.int64), (channels,))
+    return np.stack([low, high, mul]).astype(np.int32), np.stack([add, add * mul])
 
 
-def pack(chain: SdpChain, channels: int, cacc_truncate: int) -> tuple[np.ndarray, np.ndarray]:
-    """(config int64 [23], per-channel rows int64 [4, K]) of a layer's chain."""
-    c1, alu1, mul1 = _x_cfg(chain.x1, channels)
-    c2, alu2, mul2 = _x_cfg(chain.x2, channels)
+def _folded(chain: SdpChain, channels: int, bound: np.ndarray):
+    """X1 and X2 as one unit (its ``_x_rows``), or None where that could change a result.
+
+    X1 = ``(x + a1) * m1`` with truncate 0 and no ReLU or PReLU is exact (its sat32 never
+    clips) when ``bound * |m1| + |a1 * m1| < 2^31`` for the input bound ``bound``; X2 with a
+    SUM (or no) ALU and no PReLU then multiplies ``(x * m1 + a1 * m1 + a2) * m2``, which is
+    ``x * (m1 * m2) + (a1 * m1 + a2) * m2``: one multiply (``|m1 * m2| <= 2^30``) instead of
+    two, the same integers (``|x * m1 * m2| < 2^61``)."""
+    x1, x2 = chain.x1, chain.x2
+    if x1 is None or x2 is None or x1.alu in ("max", "min") or x2.alu in ("max", "min"):
+        return None
+    if x1.truncate or x1.relu or (x1.prelu and x1.mul is not None):
+        return None
+    if x2.prelu and x2.mul is not None:
+        return None
+    (_, _, m1), (_, am1) = (r.astype(np.int64) for r in _x_rows(x1, channels))
+    if np.any(bound * np.abs(m1) + np.abs(am1) >= 1 << 31):
+        return None
+    (low, high, m2), (a2, _) = (r.astype(np.int64) for r in _x_rows(x2, channels))
+    rows32 = np.stack([low, high, m1 * m2]).astype(np.int32)
+    return rows32, np.stack([am1 + a2, (am1 + a2) * m2])
+
+
+def pack(
+    chain: SdpChain, channels: int, cacc_truncate: int, bound: np.ndarray | int
+) -> tuple[np.ndarray, ...]:
+    """(config int64 [21], per-channel rows int32 [6, K] and int64 [4, K]) of a layer's chain
+    (``_x_rows`` of X1, then of X2), for inputs (accumulators or INT8 values) of at most
+    ``bound`` (per channel) in magnitude."""
+    bound = np.broadcast_to(np.asarray(bound, dtype=np.int64), (channels,))
+    cfg = [cacc_truncate]
+    rows32, rows64 = [], []
+    folded = _folded(chain, channels, bound)
+    units = (chain.x1, chain.x2) if folded is None else (None, chain.x2)
+    for unit in units:
+        if unit is None:
+            cfg += [0, 0, 0, 0, 0, 0]
+            rows32.append(np.zeros((3, channels), dtype=np.int32))
+            rows64.append(np.zeros((2, channels), dtype=np.int64))
+        else:
+            prelu = unit.prelu and unit.mul is not None
+            clamp = unit.alu in ("max", "min")  # a SUM is in add * mul
+            cfg += [1, int(clamp), int(unit.mul is not None), unit.truncate, int(prelu),
+                    int(unit.relu)]  # fmt: skip
+            r32, r64 = _x_rows(unit, channels) if folded is None or unit is not chain.x2 else (
+                folded
+            )  # fmt: skip
+            rows32.append(r32)
+            rows64.append(r64)
     y = chain.y
-    cy = [0, 0, 0, 0, 0] if y is None else [1, _ALU[y.alu], y.cvt_offset, y.cvt_scale,
-                                              y.cvt_truncate]  # fmt: skip
-    cfg = [cacc_truncate, *c1, *c2, *cy, chain.c.offset, chain.c.scale, chain.c.shift]
-    rows = np.ascontiguousarray(np.stack([alu1, mul1, alu2, mul2]))
-    return np.asarray(cfg, dtype=np.int64), rows
+    cfg += [0, 0, 0, 0] if y is None else [_Y_ALU[y.alu], y.cvt_offset, y.cvt_scale,
+                                            y.cvt_truncate]  # fmt: skip
+    cfg += [chain.c.offset, chain.c.scale, chain.c.shift]
+    cfg.append(int(bound.max(initial=0) < 1 << 31))  # accumulators convert straight to int32
+    return (np.asarray(cfg, dtype=np.int64), np.ascontiguousarray(np.concatenate(rows32)),
+            np.ascontiguousarray(np.concatenate(rows64)))  # fmt: skip
 
 
 jit = numba.njit(cache=True)
 
 
 @jit
-def _sat(x, bits):
-    lim = np.int64(1) << (bits - 1)
-    return min(max(x, -lim), lim - 1)
-
-
-@jit
-def _srr(x, shift, in_bits, out_bits):
-    # intref.shift_right_round: floor((x + 2^(s-1) - [x < 0]) / 2^s), then saturate.
+def _rounding(shift, in_bits):
+    """(shift, half, sign mask, keep mask) that make ``_srr`` intref.shift_right_round."""
     if shift == 0:
-        return _sat(x, out_bits)
+        return np.int64(0), np.int64(0), np.int64(0), np.int64(-1)
     if shift >= in_bits:
-        return np.int64(0)
-    neg = np.int64(1) if x < 0 else np.int64(0)
-    return _sat((x + ((np.int64(1) << (shift - 1)) - neg)) >> shift, out_bits)
+        return np.int64(0), np.int64(0), np.int64(0), np.int64(0)
+    return np.int64(shift), np.int64(1) << (shift - 1), np.int64(-1), np.int64(-1)
+
+
+@numba.njit(inline="always")
+def _srr(x, shift, half, sign, keep, lim):
+    # floor((x + 2^(s-1) - [x < 0]) / 2^s), saturated; (x >> 63) is -[x < 0]. Branch-free, so
+    # the loops around it vectorise.
+    r = (x + half + ((x >> 63) & sign)) >> shift
+    return min(max(r, -lim), lim - 1) & keep
+
+
+@numba.njit(inline="always")
+def _wide(x):
+    # int64 of an int32: products of two of them compile to one 32x32->64 multiply (vpmuldq)
+    # instead of the 64-bit one (vpmullq, three times the work).
+    return np.int64(x)
+
+
+@numba.njit(inline="always")
+def _x_loop(t, n, low, high, mul, add_mul, clamp, shift, floor):
+    # ALU -> MUL -> truncate -> ReLU without PReLU, for a shift below 49. The callers pass
+    # clamp (a MAX or MIN ALU) and shift == 0 as constants: each call compiles to a loop of
+    # its own with only the operations that case needs.
+    lim = np.int64(1) << 31
+    half = np.int64(1) << max(shift - 1, 0)
+    for i in range(n):
+        for k in range(t.shape[1]):
+            x = min(max(t[i, k], low[k]), high[k]) if clamp else t[i, k]
+            p = _wide(x) * _wide(mul[k]) + add_mul[k]
+            if shift:
+                p = (p + half + (p >> 63)) >> shift
+            t[i, k] = max(min(max(p, -lim), lim - 1), floor)
+
+
+@numba.njit(inline="always")
+def _x_out_loop(t, n, mul, add_mul, shift, floor, out, wide, p0, with_wide):
+    # The last X unit (SUM or no ALU, no PReLU, shift below 49), a plain output converter
+    # (sat8) and the stores in one loop; shift == 0 and with_wide are constants of each call.
+    half = np.int64(1) << max(shift - 1, 0)
+    for i in range(n):
+        for k in range(t.shape[1]):
+            p = _wide(t[i, k]) * _wide(mul[k]) + add_mul[k]
+            if shift:
+                p = (p + half + (p >> 63)) >> shift
+            v = np.int32(min(max(p, floor), np.int64(127)))  # sat32, ReLU, sat8 in one
+            out[p0 + i, k] = np.int8(v)
+            if with_wide:
+                wide[p0 + i, k] = np.float32(v)
 
 
 @jit
-def _cacc(acc, truncate):
-    acc = _sat(acc, 34)
-    if truncate == 0:
-        return _sat(acc, 32)
-    v = (acc << 16) >> truncate
-    data = v >> 16
-    guide = (v >> 15) & 1
-    sticky = (v & ((np.int64(1) << 15) - 1)) != 0
-    up = guide == 1 and (acc >= 0 or sticky)
-    return _sat(data + np.int64(up), 32)
-
-
-@jit
-def _x(x, alu, op, mul_on, mul, truncate, prelu, relu):
-    if alu == 1:
-        x = x + op
-    elif alu == 2:
-        x = max(x, op)
-    elif alu == 3:
-        x = min(x, op)
-    if mul_on:
-        y = _srr(x * mul, truncate, 49, 32)
-        if prelu and x >= 0:
-            y = _sat(x, 32)
-    else:
-        y = _srr(x, truncate, 33, 32)
-    if relu:
-        y = max(y, np.int64(0))
-    return y
-
-
-@jit
-def _srr_rows(v, shift, in_bits, out_bits):
-    if shift >= in_bits and shift != 0:
-        v[:, :] = 0
-        return
-    lim = np.int64(1) << (out_bits - 1)
-    pixels, n = v.shape
-    if shift > 0:
-        half = np.int64(1) << (shift - 1)
-        for p in range(pixels):
-            for i in range(n):
-                neg = np.int64(1) if v[p, i] < 0 else np.int64(0)
-                v[p, i] = (v[p, i] + (half - neg)) >> shift
-    for p in range(pixels):
-        for i in range(n):
-            v[p, i] = min(max(v[p, i], -lim), lim - 1)
-
-
-@jit
-def _x_rows(v, u, alu, ops, mul_on, muls, truncate, prelu, relu):
-    pixels, n = v.shape
-    for p in range(pixels):
-        if alu == 1:
-            for i in range(n):
-                v[p, i] += ops[i]
-        elif alu == 2:
-            for i in range(n):
-                v[p, i] = max(v[p, i], ops[i])
-        elif alu == 3:
-            for i in range(n):
-                v[p, i] = min(v[p, i], ops[i])
-    if mul_on:
-        for p in range(pixels):
-            for i in range(n):
-                u[p, i] = v[p, i] * muls[i]
-        _srr_rows(u, truncate, 49, 32)
+def _x_block(t, n, rows32, rows64, r, cfg, c):
+    """SDP X1 or X2 on ``t[:n]`` (int32) in place: ALU -> MUL -> truncate (49-bit input) ->
+    ReLU; its flags from ``cfg[c:c + 6]``, its per-channel operands from ``rows32[r:r + 3]``
+    and ``rows64[2r/3:2r/3 + 2]`` (``_x_rows``). ``(x + add) * mul`` is computed as
+    ``x * mul + add * mul``: the same integer, from a 32-bit product."""
+    clamp, truncate, prelu, relu = cfg[c + 1], cfg[c + 3], cfg[c + 4], cfg[c + 5]
+    low, high, mul = rows32[r], rows32[r + 1], rows32[r + 2]
+    add, add_mul = rows64[2 * r // 3], rows64[2 * r // 3 + 1]
+    floor = np.int64(0) if relu else np.int64(_I32_MIN)
+    channels = t.shape[1]
+    if prelu:  # non-negatives skip MUL and truncate
+        shift, half, sign, keep = _rounding(truncate, 49)
         lim = np.int64(1) << 31
-        for p in range(pixels):
-            if prelu:
-                for i in range(n):
-                    u[p, i] = min(max(v[p, i], -lim), lim - 1) if v[p, i] >= 0 else u[p, i]
-            for i in range(n):
-                v[p, i] = u[p, i]
+        for i in range(n):
+            for k in range(channels):
+                x = _wide(min(max(t[i, k], low[k]), high[k])) + add[k]
+                y = _srr(x * mul[k], shift, half, sign, keep, lim)
+                t[i, k] = max(min(x, lim - 1) if x >= 0 else y, floor)
+    elif truncate >= 49:
+        for i in range(n):
+            for k in range(channels):
+                t[i, k] = max(np.int64(0), floor)
+    elif clamp == 1 and truncate == 0:
+        _x_loop(t, n, low, high, mul, add_mul, True, 0, floor)
+    elif clamp == 1:
+        _x_loop(t, n, low, high, mul, add_mul, True, truncate, floor)
+    elif truncate == 0:
+        _x_loop(t, n, low, high, mul, add_mul, False, 0, floor)
     else:
-        _srr_rows(v, truncate, 33, 32)
-    if relu:
-        for p in range(pixels):
-            for i in range(n):
-                v[p, i] = max(v[p, i], np.int64(0))
+        _x_loop(t, n, low, high, mul, add_mul, False, truncate, floor)
 
 
-def _chain(acc, out, ew, cfg, rows):
-    # One row of pixels at a time, each stage a loop over its pixels' channels (vectorised).
-    batch, channels, height, width = acc.shape
-    truncate = cfg[0]
-    y, y_alu, y_off, y_scale, y_t = cfg[15], cfg[16], cfg[17], cfg[18], cfg[19]
-    c_off, c_scale, c_shift = cfg[20], cfg[21], cfg[22]
+@jit
+def _x_out_block(t, n, rows32, rows64, cfg, last, out, wide, p0, with_wide):
+    """The last X unit (``cfg[last:last + 6]``), a plain converter and the stores, fused."""
+    unit = last // 7  # X1 or X2
+    mul, add_mul = rows32[3 * unit + 2], rows64[2 * unit + 1]
+    shift, floor = cfg[last + 3], np.int64(0) if cfg[last + 5] else np.int64(-128)
+    if shift == 0 and with_wide:
+        _x_out_loop(t, n, mul, add_mul, 0, floor, out, wide, p0, True)
+    elif shift == 0:
+        _x_out_loop(t, n, mul, add_mul, 0, floor, out, wide, p0, False)
+    elif with_wide:
+        _x_out_loop(t, n, mul, add_mul, shift, floor, out, wide, p0, True)
+    else:
+        _x_out_loop(t, n, mul, add_mul, shift, floor, out, wide, p0, False)
+
+
+@jit
+def _y_block(t, n, ew, p0, cfg):
+    """SDP Y's ALU with the INT8 operand ``ew`` through its converter, on ``t[:n]``."""
+    y_alu, y_scale, y_offset_scale = cfg[13], np.int32(cfg[15]), cfg[14] * cfg[15]
+    shift, half, sign, keep = _rounding(cfg[16], 49)
+    lim = np.int64(1) << 31
+    for i in range(n):
+        for k in range(t.shape[1]):
+            op = _srr(_wide(np.int32(ew[p0 + i, k])) * _wide(y_scale) - y_offset_scale, shift,
+                      half, sign, keep, lim)  # fmt: skip
+            x = _wide(t[i, k])
+            if y_alu == 1:
+                x = min(max(x + op, -lim), lim - 1)
+            elif y_alu == 2:
+                x = max(x, op)
+            else:
+                x = min(x, op)
+            t[i, k] = x
+
+
+@jit
+def _c_out_block(t, n, cfg, out, wide, p0, with_wide):
+    """SDP C (INT17, then INT8) on ``t[:n]`` and the stores."""
+    channels = t.shape[1]
+    if cfg[17] == 0 and cfg[18] == 1 and cfg[19] == 0:  # sat8(sat17(x)) = sat8(x)
+        for i in range(n):
+            for k in range(channels):
+                t[i, k] = min(max(t[i, k], np.int32(-128)), np.int32(127))
+    else:
+        scale, offset_scale = np.int32(cfg[18]), cfg[17] * cfg[18]
+        shift, half, sign, keep = _rounding(cfg[19], 49)
+        lim = np.int64(1) << 16
+        for i in range(n):
+            for k in range(channels):
+                v = _srr(_wide(t[i, k]) * _wide(scale) - offset_scale, shift, half, sign, keep,
+                         lim)  # fmt: skip
+                t[i, k] = min(max(v, np.int64(-128)), np.int64(127))
+    for i in range(n):
+        for k in range(channels):
+            out[p0 + i, k] = np.int8(t[i, k])
+    if with_wide:
+        for i in range(n):
+            for k in range(channels):
+                wide[p0 + i, k] = np.float32(t[i, k])
+
+
+def _chain(acc, out, wide, ew, cfg, rows32, rows64, clear, threads):
+    # The stages are functions of their own, compiled once for every input type; only the
+    # loads below are compiled per type.
+    pixels, channels = acc.shape
+    per = max(1, BLOCK // channels)
+    blocks = (pixels + per - 1) // per
+    jobs = min(blocks, 8 * threads)
+    cacc, small = cfg[0], cfg[20]
+    c_plain = cfg[17] == 0 and cfg[18] == 1 and cfg[19] == 0
+    # The last X unit runs with the converter and the stores (``_x_out_loop``) where it can.
+    last = 7 if cfg[7] else (1 if cfg[1] else 0)
+    if not c_plain or cfg[13] or cfg[last + 1] or cfg[last + 4] or cfg[last + 3] >= 49:
+        last = 0
+    lim34 = np.int64(1) << 33
     lim32 = np.int64(1) << 31
-    for job in numba.prange(batch * height):
-        b = job // height
-        h = job % height
-        v = np.empty((width, channels), dtype=np.int64)
-        u = np.empty((width, channels), dtype=np.int64)
-        for w in range(width):
-            for k in range(channels):
-                v[w, k] = np.int64(acc[b, k, h, w])
-        if truncate >= 0:
-            for w in range(width):
-                for k in range(channels):
-                    v[w, k] = _cacc(v[w, k], truncate)
-        if cfg[1]:
-            _x_rows(v, u, cfg[2], rows[0], cfg[3], rows[1], cfg[4], cfg[5], cfg[6])
-        if cfg[8]:
-            _x_rows(v, u, cfg[9], rows[2], cfg[10], rows[3], cfg[11], cfg[12], cfg[13])
-        if y:
-            for w in range(width):
-                for k in range(channels):
-                    u[w, k] = (np.int64(ew[b, k, h, w]) - y_off) * y_scale
-            _srr_rows(u, y_t, 49, 32)
-            for w in range(width):
-                if y_alu == 1:
+    with_wide = wide.shape[0] == pixels
+    for job in numba.prange(jobs):
+        t = np.empty((per, channels), dtype=np.int32)  # every stage's result fits 32 bits
+        for block in range(job * blocks // jobs, (job + 1) * blocks // jobs):
+            p0 = block * per
+            n = min(pixels - p0, per)
+            if cacc > 0:
+                # {acc34, 16'b0} >>> truncate, rounded with the RTL's 16 kept fraction bits.
+                for i in range(n):
                     for k in range(channels):
-                        v[w, k] = min(max(v[w, k] + u[w, k], -lim32), lim32 - 1)
-                elif y_alu == 2:
+                        a = min(max(np.int64(acc[p0 + i, k]), -lim34), lim34 - 1)
+                        v = (a << 16) >> cacc
+                        up = ((v >> 15) & 1) & ((a >= 0) | ((v & 32767) != 0))
+                        t[i, k] = min(max((v >> 16) + up, -lim32), lim32 - 1)
+            elif cacc == 0 and small:
+                for i in range(n):
                     for k in range(channels):
-                        v[w, k] = max(v[w, k], u[w, k])
-                else:
+                        t[i, k] = np.int32(acc[p0 + i, k])
+            elif cacc == 0:
+                for i in range(n):
                     for k in range(channels):
-                        v[w, k] = min(v[w, k], u[w, k])
-        for w in range(width):
-            for k in range(channels):
-                v[w, k] = (v[w, k] - c_off) * c_scale
-        _srr_rows(v, c_shift, 49, 17)
-        for w in range(width):
-            for k in range(channels):
-                out[b, k, h, w] = np.int8(min(max(v[w, k], np.int64(-128)), np.int64(127)))
+                        t[i, k] = min(max(np.int64(acc[p0 + i, k]), -lim32), lim32 - 1)
+            else:
+                for i in range(n):
+                    for k in range(channels):
+                        t[i, k] = acc[p0 + i, k]
+            if clear:
+                for i in range(n):
+                    for k in range(channels):
+                        acc[p0 + i, k] = 0
+            if cfg[1] and last != 1:
+                _x_block(t, n, rows32, rows64, 0, cfg, 1)
+            if cfg[7] and last != 7:
+                _x_block(t, n, rows32, rows64, 3, cfg, 7)
+            if last:
+                _x_out_block(t, n, rows32, rows64, cfg, last, out, wide, p0, with_wide)
+            else:
+                if cfg[13]:
+                    _y_block(t, n, ew, p0, cfg)
+                _c_out_block(t, n, cfg, out, wide, p0, with_wide)
 
 
-_COMPILED: dict[str, object] = {}
+_COMPILED: dict[tuple[str, bool], object] = {}
+# Below this many elements a layer's pass runs on the calling thread: waking the thread pool
+# costs more (0.1-0.5 ms a call measured, about the pass of 200k elements).
+SERIAL_BELOW = 1 << 17
 
 
-def chain(acc: np.ndarray, out: np.ndarray, ew: np.ndarray, cfg: np.ndarray, rows: np.ndarray):
-    """INT8 ``out`` [B, K, H, W] of accumulators (float sums) or INT8 values ``acc``."""
+def chain(
+    acc: np.ndarray,
+    out: np.ndarray,
+    cfg: np.ndarray,
+    rows32: np.ndarray,
+    rows64: np.ndarray,
+    ew: np.ndarray | None = None,
+    wide: np.ndarray | None = None,
+    clear: bool = False,
+    parallel: bool | None = None,
+) -> None:
+    """INT8 ``out`` [pixels, K] of accumulators (float sums) or INT8 values ``acc``, both
+    C-contiguous (channels last); ``ew`` the Y operand (INT8, ``out``'s shape) where the chain
+    has one; ``wide``, if given, receives the result as float32 too (a convolution's input);
+    with ``clear`` the pass sets every element of ``acc`` it read to 0. ``parallel`` (default:
+    from the size) picks the thread pool or the calling thread."""
+    if parallel is None:
+        parallel = acc.size >= SERIAL_BELOW
     kind = acc.dtype.name
-    kernel = _COMPILED.get(kind)
+    kernel = _COMPILED.get((kind, parallel))
     if kernel is None:
-        cube = "{}[:, :, :, :]"
-        signature = (
-            f"void({cube.format(kind)}, {cube.format('int8')}, {cube.format('int8')}, "
-            "int64[::1], int64[:, ::1])"
-        )
-        kernel = _COMPILED[kind] = numba.njit(signature, cache=True, parallel=True)(_chain)
-    kernel(acc, out, ew, cfg, rows)
+        signature = f"void({kind}[:, ::1], int8[:, ::1], float32[:, ::1], int8[:, ::1], "
+        signature += "int64[::1], int32[:, ::1], int64[:, ::1], boolean, int64)"
+        compiled = numba.njit(signature, cache=True, parallel=parallel)(_chain)
+        kernel = _COMPILED[kind, parallel] = compiled
+    channels = acc.shape[1]
+    if ew is None:
+        ew = np.zeros((1, channels), dtype=np.int8)
+    if wide is None:
+        wide = np.zeros((0, channels), dtype=np.float32)
+    # numba.get_num_threads() inside the kernel would keep it from being cached.
+    kernel(acc, out, wide, ew, cfg, rows32, rows64, clear, numba.get_num_threads())
 
 
 @numba.njit(cache=True, parallel=True)
