@@ -1,6 +1,8 @@
 """The lowering follows the support verdicts: no node changes engine or precision without the
 reason `check` gives it, and the lowered graph passes its invariants (lower/lint.py)."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
@@ -138,6 +140,13 @@ def test_lint_names_the_broken_invariant(tmp_path):
     with pytest.raises(LintError, match="CVT_SHIFT"):
         lint(graph)
     conv.sdp.c.shift = 0
+    x1 = conv.sdp.x1
+    conv.sdp.x1 = replace(x1, alu="sum", alu_operand=np.zeros(8, np.int64), prelu=True)
+    with pytest.raises(LintError, match="PReLU with its ALU enabled"):
+        lint(graph)
+    conv.sdp.x1 = replace(x1, prelu=True)  # ALU bypassed: allowed
+    lint(graph)
+    conv.sdp.x1 = x1
     graph.tensors["ta"].scale = 0.0
     with pytest.raises(LintError, match="scale"):
         lint(graph)

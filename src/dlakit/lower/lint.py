@@ -168,6 +168,11 @@ def _fields(layer: QLayer, regmap: RegisterMap) -> Iterator[str]:
         for stem, unit in (("BS", layer.sdp.x1), ("BN", layer.sdp.x2)):
             if unit is not None:
                 yield from _unit_fields(layer, regmap, "SDP", unit, _X_FIELDS, stem)
+            if unit is not None and unit.prelu and unit.alu is not None:
+                # The programming model asks for the ALU bypassed under PReLU (nvdla.md §2): a
+                # 33-bit ALU sum would pass PReLU as its low 32 bits (RTL _X_int_trt), a wrap
+                # no implementation here models.
+                yield f"layer {layer.name}: SDP {stem} PReLU with its ALU enabled"
         if layer.sdp.y is not None:
             yield from _unit_fields(layer, regmap, "SDP", layer.sdp.y, _EW_FIELDS)
         yield from _unit_fields(layer, regmap, "SDP", layer.sdp.c, _CVT_FIELDS)
