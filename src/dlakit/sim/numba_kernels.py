@@ -10,6 +10,7 @@
 
 import numba
 import numpy as np
+import torch
 
 from dlakit.system import numba_thread_pool
 
@@ -498,6 +499,127 @@ def _conv_depthwise(x, xv, w, out, ov, ew, ev, geo, cfg, chan):
                 _put_block(q, n, channels, 0, out, ov, b, oh, p0)
 
 
+def _patches(x, xv, geo, taps_r, taps_s, c0, cg, out_w, j0, patches):
+    # patches[t * out_w + ow, (r * S + s) * cg + ci]: channel c0 + ci of the input pixel tap
+    # (r, s) of output pixel (oh, ow) of image b reads, or the pad value, for output rows
+    # j0 + t = b * out_h + oh; further columns are left as they are (zero).
+    image, surface, line, pixel, atom = xv[0], xv[1], xv[2], xv[3], xv[4]
+    height, width = xv[6], xv[7]
+    sy, sx, dy, dx, top, left = geo[0], geo[1], geo[2], geo[3], geo[4], geo[5]
+    pad = np.int8(geo[6])
+    out_h = geo[8]
+    for t in numba.prange(patches.shape[0] // out_w):
+        b = (j0 + t) // out_h
+        oh = (j0 + t) % out_h
+        for ow in range(out_w):
+            dst = patches[t * out_w + ow]
+            for r in range(taps_r):
+                ih = oh * sy + r * dy - top
+                for s in range(taps_s):
+                    iw = ow * sx + s * dx - left
+                    into = dst[(r * taps_s + s) * cg : (r * taps_s + s + 1) * cg]
+                    if ih < 0 or ih >= height or iw < 0 or iw >= width:
+                        for i in range(cg):
+                            into[i] = pad
+                        continue
+                    base = b * image + ih * line + iw * pixel
+                    i = 0
+                    while i < cg:
+                        cb, lane = (c0 + i) // atom, (c0 + i) % atom
+                        run = min(atom - lane, cg - i)
+                        at = base + cb * surface + lane
+                        part, seg = x[at : at + run], into[i : i + run]
+                        for j in range(run):
+                            seg[j] = part[j]
+                        i += run
+
+
+def _chain_rows(sums, j0, out_w, out_h, c0, cfg, chan, out, ov, ew, ev):
+    # The chain on the sums [t * out_w + ow, k] of output rows j0 + t = b * out_h + oh,
+    # channels c0.., INT8 into the flat surface ``out``.
+    channels = sums.shape[1]
+    per_element = cfg[13] != 0 and cfg[17] != 0 and cfg[18] != 0
+    rows = _unit_rows(cfg, chan)
+    block = min(max(1, BLOCK // channels), out_w)
+    for t in numba.prange(sums.shape[0] // out_w):
+        b = (j0 + t) // out_h
+        oh = (j0 + t) % out_h
+        v = np.empty((block, channels), dtype=np.int64)
+        q = np.empty((block, channels), dtype=np.int8)
+        e = np.zeros((block, channels), dtype=np.int8)
+        for p0 in range(0, out_w, block):
+            n = min(block, out_w - p0)
+            _cacc_block(sums[t * out_w + p0 :], n, channels, cfg[0], v)
+            if per_element:
+                _get_block(ew, ev, b, oh, p0, n, channels, c0, e)
+            _chain_block(v, e, n, channels, c0, cfg, rows, q)
+            _put_block(q, n, channels, c0, out, ov, b, oh, p0)
+
+
+_FLAT = "int8[::1], int64[::1]"
+_PATCHES_SIGNATURE = f"void({_FLAT}, int64[::1], {', '.join(['int64'] * 6)}, int8[:, ::1])"
+_CHAIN_ROWS_SIGNATURE = (
+    f"void(int32[:, ::1], {', '.join(['int64'] * 4)}, int64[::1], int64[:, ::1], {_FLAT}, {_FLAT})"
+)
+_GEMM_KERNELS = {
+    "patches": (_patches, _PATCHES_SIGNATURE),
+    "chain_rows": (_chain_rows, _CHAIN_ROWS_SIGNATURE),
+}
+
+
+def _gemm_kernel(name: str):
+    kernel = _COMPILED.get(name)
+    if kernel is None:
+        function, signature = _GEMM_KERNELS[name]
+        kernel = _COMPILED[name] = numba.njit(signature, cache=True, parallel=True)(function)
+    return kernel
+
+
+# Patches and sums of one GEMM: a few MiB, so that the chain reads the sums from the cache.
+GEMM_BYTES = 4 << 20
+_INT8_WEIGHTS: dict[int, tuple[np.ndarray, torch.Tensor]] = {}
+
+
+def _int8_weights(w: np.ndarray) -> torch.Tensor | None:
+    """The dense weights [G, R, S, Cg, Kg] as INT8 [G, R * S * Cg, Kg], or None where one
+    is outside INT8 (kept per weights array: a program runs the same operations again)."""
+    held = _INT8_WEIGHTS.get(id(w))
+    if held is not None and held[0] is w:
+        return held[1]
+    if w.size and (w.min() < -128 or w.max() > 127):
+        return None
+    groups, r, s, cg, kg = w.shape
+    w8 = torch.from_numpy(np.ascontiguousarray(w.reshape(groups, r * s * cg, kg).astype(np.int8)))
+    if len(_INT8_WEIGHTS) > 512:
+        _INT8_WEIGHTS.clear()
+    _INT8_WEIGHTS[id(w)] = (w, w8)
+    return w8
+
+
+def _conv_gemm(x, w8, w_shape, out, ew, geo, cfg, chan) -> None:
+    """The dense convolution as GEMMs of INT8 patches of output rows by the INT8 weights
+    (torch._int_mm: int32 sums, exact below 2**31, which the decoder's bound guarantees for
+    weights summed in float32 or int32), then the chain over each GEMM's sums."""
+    groups, r, s, cg, kg = w_shape
+    xf, xv = _flat(x)
+    of, ov = _flat(out)
+    ef, ev = _flat(ew)
+    batch, out_h, out_w = int(ov[5]), int(ov[6]), int(ov[7])
+    cols = r * s * cg
+    jobs = batch * out_h
+    per = max(1, min(jobs, GEMM_BYTES // (out_w * (cols + 4 * kg))))
+    geo9 = np.array([*geo[:7], geo[7], out_h], dtype=np.int64)
+    patches = np.zeros((per * out_w, cols), dtype=np.int8)
+    sums = torch.empty((per * out_w, kg), dtype=torch.int32)
+    make, chain_rows = _gemm_kernel("patches"), _gemm_kernel("chain_rows")
+    for j0 in range(0, jobs, per):
+        m = min(per, jobs - j0) * out_w
+        for g in range(groups):
+            make(xf, xv, geo9, r, s, g * cg, cg, out_w, j0, patches[:m])
+            torch._int_mm(torch.from_numpy(patches[:m]), w8[g], out=sums[:m])
+            chain_rows(sums[:m].numpy(), j0, out_w, out_h, g * kg, cfg, chan, of, ov, ef, ev)
+
+
 def _flat(cube: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """An INT8 cube view [B, C/a, H, W, a] (lanes contiguous) as the flat bytes from its first
     element and int64 (image, surface, line, pixel strides, atom, B, H, W)."""
@@ -537,6 +659,12 @@ def _conv(name, function, x, w, out, ew, geo, cfg, chan) -> None:
 # The weights' type is the sums' type: float32 where every partial sum stays below 2**24
 # (exact, and twice the lanes), int32 below 2**31, else int64.
 def conv_dense(x, w, out, ew, geo, cfg, chan) -> None:
+    if x.size == 0 or out.size == 0:
+        return
+    w8 = None if w.dtype == np.int64 else _int8_weights(w)
+    if w8 is not None:
+        _conv_gemm(x, w8, w.shape, out, ew, geo, cfg, chan)
+        return
     _conv("conv_dense", _conv_dense, x, w, out, ew, geo, cfg, chan)
 
 
