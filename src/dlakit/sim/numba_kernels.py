@@ -471,8 +471,14 @@ def _conv_depthwise(x, xv, w, out, ov, ew, ev, geo, cfg, chan):
                     taps[r, s, cb * atom + i] = w[cb, r, s, i]
     jobs = batch * out_h
     chunks = min(jobs, CHUNKS)
+    # Staged rows in a ring: the next output row of a chunk reuses the rows it shares with
+    # this one (each input row is staged once per chunk, not once per tap row).
+    ring = (taps_r - 1) * dy + 1
     for chunk in numba.prange(chunks):
-        staged = np.empty((taps_r, span, channels), dtype=np.int8)
+        staged = np.empty((ring, span, channels), dtype=np.int8)
+        held_b = np.full(ring, -1, dtype=np.int64)  # the image and row each slot holds
+        held_h = np.zeros(ring, dtype=np.int64)
+        slots = np.empty(taps_r, dtype=np.int64)
         sums = np.empty((block, channels), dtype=w.dtype)
         v = np.empty((block, channels), dtype=np.int64)
         q = np.empty((block, channels), dtype=np.int8)
@@ -480,7 +486,14 @@ def _conv_depthwise(x, xv, w, out, ov, ew, ev, geo, cfg, chan):
         for job in range(chunk * jobs // chunks, (chunk + 1) * jobs // chunks):
             b = job // out_h
             oh = job % out_h
-            _stage_rows(x, xv, b, oh * sy - top, dy, taps_r, -left, span, channels, pad, staged)
+            for r in range(taps_r):
+                ih = oh * sy - top + r * dy
+                slot = ih % ring
+                if held_b[slot] != b or held_h[slot] != ih:
+                    _stage_rows(x, xv, b, ih, dy, 1, -left, span, channels, pad,
+                                staged[slot : slot + 1])  # fmt: skip
+                    held_b[slot], held_h[slot] = b, ih
+                slots[r] = slot
             for p0 in range(0, out_w, block):
                 n = min(block, out_w - p0)
                 sums[:, :] = 0
@@ -488,7 +501,7 @@ def _conv_depthwise(x, xv, w, out, ov, ew, ev, geo, cfg, chan):
                     acc = sums[p]
                     for r in range(taps_r):
                         for s in range(taps_s):
-                            row = staged[r, (p0 + p) * sx + s * dx]
+                            row = staged[slots[r], (p0 + p) * sx + s * dx]
                             tap = taps[r, s]
                             for c in range(channels):
                                 acc[c] += row[c] * tap[c]
