@@ -4,8 +4,9 @@
   values, each read once and each INT8 result written once; same arithmetic as the torch twin
   there, in int64 scalars;
 * ``stage``: an INT8 feature cube into a padded float NHWC buffer (for conv2d);
-* ``conv_dense``, ``conv_depthwise``: a convolution and its SDP chain in one pass from the input
-  surface to the output surface, integer sums (see below).
+* ``conv_dense``, ``conv_depthwise``: a convolution and its SDP chain from the input surface to
+  the output surface, integer sums (see below); a dense one with INT8 weights as INT8 GEMMs
+  (torch) over the patches of a few MiB of output rows, each followed by the chain.
 """
 
 import numba
