@@ -274,10 +274,17 @@ class Runner:
         assert s is not None
         view = self._surface_view(memory, name, writable=True)
         n, blocks, h, w, a = view.shape
-        # An FP16 surface takes the FP16 of each value (nearest even), an INT8 one the integer.
-        cube = torch.zeros((n, blocks * a, h, w), dtype=view.dtype, device=self.device)
-        cube[:, : s.channels] = value.reshape(n, s.channels, h, w).to(view.dtype)
-        view.copy_(cube.view(n, blocks, a, h, w).permute(0, 1, 3, 4, 2))
+        # An FP16 surface takes the FP16 of each value (nearest even), an INT8 one the integer;
+        # the lanes past the last channel are zero. Block by block straight into the surface:
+        # a zero-padded copy of the whole cube first costs several times more (an image's
+        # 3-channel input fills 3 lanes of 32).
+        planar = value.reshape(n, s.channels, h, w)
+        for block in range(blocks):
+            lanes = min(a, s.channels - block * a)
+            part = planar[:, block * a : block * a + lanes].permute(0, 2, 3, 1)
+            view[:, block, :, :, :lanes].copy_(part)
+            if lanes < a:
+                view[:, block, :, :, lanes:].zero_()
 
     # ---- execution
     def _given(self, name: str, value: np.ndarray) -> torch.Tensor:

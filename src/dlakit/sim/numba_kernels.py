@@ -4,12 +4,14 @@
   values, each read once and each INT8 result written once; same arithmetic as the torch twin
   there, in int64 scalars;
 * ``stage``: an INT8 feature cube into a padded float NHWC buffer (for conv2d);
-* ``conv_dense``, ``conv_depthwise``: a convolution and its SDP chain in one pass from the input
-  surface to the output surface, integer sums (see below).
+* ``conv_dense``, ``conv_depthwise``: a convolution and its SDP chain from the input surface to
+  the output surface, integer sums (see below); a dense one with INT8 weights as INT8 GEMMs
+  (torch) over the patches of a few MiB of output rows, each followed by the chain.
 """
 
 import numba
 import numpy as np
+import torch
 
 from dlakit.system import numba_thread_pool
 
@@ -180,241 +182,468 @@ def stage(src: np.ndarray, out: np.ndarray, top: int, left: int, value: int, cha
 
 # ---------------------------------------------------------------- convolution + SDP, fused
 #
-# One output pixel at a time: the accumulators of all its kernels (or, depthwise, of one atom of
-# channels) in a lane array, then the SDP chain stage by stage over the lanes (each stage one
-# short loop without branches on the data, which the compiler vectorises), then INT8 straight
-# into the destination surface. Sums are int64: exact (the decoder bounds them below 2**33).
+# One output row per job. Its input rows are staged channels-last (padding included), so every
+# inner loop runs over contiguous memory; the sums of a block of output pixels go into a flat
+# [pixels, K] int64 buffer held in the first-level cache, the SDP chain runs over that block
+# stage by stage (each stage one loop without branches on the data, its flags tested once per
+# block, so the compiler vectorises it), then INT8 goes straight into the destination surface.
+# Sums are exact (the decoder bounds them below 2**33). Surfaces arrive flat (``_flat``): their
+# bytes from the cube's first element and the strides of image, surface, line and pixel.
+
+BLOCK = 2048  # int64 elements of a chain block: 16 KiB
+
+
+_MIN, _MAX = np.int64(-(1 << 63)), np.int64((1 << 63) - 1)
 
 
 @jit
-def _srr_lanes(v, rows, n, shift, in_bits, out_bits):
-    lim = np.int64(1) << (out_bits - 1)
+def _rounding(shift, in_bits):
+    """(shift, half, sign mask, keep mask) that make ``_srr`` ``srr``."""
     if shift >= in_bits:
-        v[:rows, :n] = 0
-        return
-    if shift > 0:
-        half = np.int64(1) << (shift - 1)
-        for p in range(rows):
-            for i in range(n):
-                x = v[p, i]
-                mag = (abs(x) + half) >> shift
-                v[p, i] = -mag if x < 0 else mag
-    for p in range(rows):
-        for i in range(n):
-            v[p, i] = min(max(v[p, i], -lim), lim - 1)
+        return np.int64(0), np.int64(0), np.int64(0), np.int64(0)
+    if shift <= 0:
+        return np.int64(0), np.int64(0), np.int64(0), np.int64(-1)
+    return np.int64(shift), np.int64(1) << (shift - 1), np.int64(-1), np.int64(-1)
 
 
 @jit
-def _x_lanes(v, u, rows, n, c0, alu, ops, mul_on, muls, shift, prelu, relu):
-    for p in range(rows):
-        if alu == 1:
-            for i in range(n):
-                v[p, i] += ops[c0 + i]
-        elif alu == 2:
-            for i in range(n):
-                v[p, i] = max(v[p, i], ops[c0 + i])
-        elif alu == 3:
-            for i in range(n):
-                v[p, i] = min(v[p, i], ops[c0 + i])
-    if mul_on:
-        for p in range(rows):
-            for i in range(n):
-                u[p, i] = v[p, i] * muls[c0 + i]
-        _srr_lanes(u, rows, n, shift, 49, 32)
-        for p in range(rows):
-            if prelu:
-                for i in range(n):
-                    v[p, i] = v[p, i] if v[p, i] >= 0 else u[p, i]
-            else:
-                for i in range(n):
-                    v[p, i] = u[p, i]
-    else:
-        _srr_lanes(v, rows, n, shift, 49, 32)
-    if relu:
-        for p in range(rows):
-            for i in range(n):
-                v[p, i] = max(v[p, i], np.int64(0))
+def _srr(x, shift, half, sign, keep, lim):
+    # srr without a branch: round half away from zero is floor((x + half - [x < 0]) / 2^shift)
+    # ((x >> 63) is -[x < 0]); a shift past the input's width gives 0 (keep mask 0).
+    r = (x + half + ((x >> 63) & sign)) >> shift
+    return min(max(r, -lim), lim - 1) & keep
 
 
 @jit
-def _chain_lanes(v, u, e, rows, n, c0, cfg, chan, ew, b, oh, ow0, per_element):
-    """The chain of ``_chain`` on ``v[:rows, :n]``: ``rows`` output pixels (oh, ow0 + p) of
-    image b, channels c0..c0+n-1 in the lanes; ``ew`` holds the per-element Y operands when the
-    chain takes them (``e``, ``u``: scratch of the same shape)."""
-    if per_element:
-        atom = ew.shape[4]
-        for p in range(rows):
-            k = 0
-            while k < n:
-                cb, lane = (c0 + k) // atom, (c0 + k) % atom
-                run = min(atom - lane, n - k)
-                for j in range(run):
-                    e[p, k + j] = ew[b, cb, oh, ow0 + p, lane + j]
-                k += run
-    shift = cfg[0]
-    lo32, hi32 = np.int64(-(1 << 31)), np.int64((1 << 31) - 1)
-    for p in range(rows):
-        if shift == 0:
-            for i in range(n):
-                v[p, i] = min(max(v[p, i], lo32), hi32)
-        elif shift > 0:
-            for i in range(n):
-                v[p, i] = cacc(v[p, i], shift)
+def _unit_rows(cfg, chan):
+    """The X units and the Y unit as per-channel rows int64 [3, 4, C]: ALU as
+    ``min(max(x, low), high) + add`` (neutral where bypassed) and the multiplier (1 where
+    bypassed: the truncate then sees the same value); Y's row 3 is its per-channel ALU
+    operand."""
+    channels = chan.shape[1]
+    rows = np.empty((3, 4, channels), dtype=np.int64)
+    for unit in range(3):
+        rows[unit, 0, :] = _MIN
+        rows[unit, 1, :] = _MAX
+        rows[unit, 2, :] = 0
+        rows[unit, 3, :] = 1
+    for unit in range(2):
+        at = 1 + 6 * unit
+        if cfg[at]:
+            alu = cfg[at + 1]
+            if alu == 1:
+                rows[unit, 2, :] = chan[2 * unit]
+            elif alu == 2:
+                rows[unit, 0, :] = chan[2 * unit]
+            elif alu == 3:
+                rows[unit, 1, :] = chan[2 * unit]
+            if cfg[at + 2]:
+                rows[unit, 3, :] = chan[2 * unit + 1]
+    if cfg[13] and cfg[14]:
+        rows[2, 3, :] = chan[4]
+    rows[2, 2, :] = chan[5]
+    return rows
+
+
+@jit
+def _x_block(v, n, k, c0, rows, cfg, at):
+    # One X unit (flags at cfg[at:at + 6]) on v[:n, :k] in one loop: ALU, MUL, truncate,
+    # PReLU (non-negative inputs pass unchanged, unsaturated), ReLU.
+    # slices from c0: indices inside the loop are the loop's own, so the compiler sees they
+    # are not negative (numba wraps negative indices, which keeps a loop from vectorising)
+    low, high, add, mul = rows[0, c0:], rows[1, c0:], rows[2, c0:], rows[3, c0:]
+    shift, half, sign, keep = _rounding(cfg[at + 3], 49)
+    prelu = -np.int64(cfg[at + 2] != 0 and cfg[at + 4] != 0)
+    lim = np.int64(1) << 31
+    floor = np.int64(0) if cfg[at + 5] else -lim  # the results are 32-bit
+    for p in range(n):
+        for i in range(k):
+            x = min(max(v[p, i], low[i]), high[i]) + add[i]
+            y = _srr(x * mul[i], shift, half, sign, keep, lim)
+            m = prelu & ~(x >> 63)
+            v[p, i] = max((x & m) | (y & ~m), floor)
+
+
+@jit
+def _chain_block(v, e, n, k, c0, cfg, rows, q):
+    """The chain of ``_chain`` on ``v[:n, :k]`` (channels c0..c0+k-1 of ``n`` output pixels,
+    the CACC truncate already done), INT8 into ``q[:n, :k]``; ``e`` holds the per-element Y
+    operands when the chain takes them. Each unit one loop over the block."""
+    lim = np.int64(1) << 31
     if cfg[1]:
-        _x_lanes(v, u, rows, n, c0, cfg[2], chan[0], cfg[3], chan[1], cfg[4], cfg[5], cfg[6])
+        _x_block(v, n, k, c0, rows[0], cfg, 1)
     if cfg[7]:
-        _x_lanes(v, u, rows, n, c0, cfg[8], chan[2], cfg[9], chan[3], cfg[10], cfg[11], cfg[12])
+        _x_block(v, n, k, c0, rows[1], cfg, 7)
     if cfg[13]:
-        if cfg[14]:
-            for p in range(rows):
-                for i in range(n):
-                    u[p, i] = v[p, i] * chan[4, c0 + i]
-            _srr_lanes(u, rows, n, cfg[15], 64, 32)
-            for p in range(rows):
-                for i in range(n):
-                    v[p, i] = v[p, i] if (cfg[16] and v[p, i] >= 0) else u[p, i]
-        if cfg[17]:
-            if cfg[18]:
-                for p in range(rows):
-                    for i in range(n):
-                        u[p, i] = (e[p, i] - cfg[20]) * cfg[21] if cfg[19] else e[p, i]
-                if cfg[19]:
-                    _srr_lanes(u, rows, n, cfg[22], 49, 32)
-            else:
-                for p in range(rows):
-                    for i in range(n):
-                        u[p, i] = chan[5, c0 + i]
-            for p in range(rows):
-                if cfg[17] == 1:
-                    for i in range(n):
-                        v[p, i] = min(max(v[p, i] + u[p, i], lo32), hi32)
-                elif cfg[17] == 2:
-                    for i in range(n):
-                        v[p, i] = max(v[p, i], u[p, i])
+        mul, ops = rows[2, 3, c0:], rows[2, 2, c0:]
+        shift, half, sign, keep = _rounding(cfg[15] if cfg[14] else 0, 64)
+        prelu = -np.int64(cfg[14] != 0 and cfg[16] != 0)
+        # the ALU as masks: SUM adds (and saturates), MAX and MIN clamp, else all neutral
+        alu = cfg[17]
+        take, mx, mn = -np.int64(alu == 1), -np.int64(alu == 2), -np.int64(alu == 3)
+        per_element = alu != 0 and cfg[18] != 0
+        # the per-element operand: the E-RDMA cube through its converter (neutral when off)
+        cvt = cfg[19] != 0
+        ce, ch, cs, ck = _rounding(cfg[22] if cvt else 0, 49)
+        offset, scale = (cfg[20], cfg[21]) if cvt else (np.int64(0), np.int64(1))
+        for p in range(n):
+            for i in range(k):
+                x = v[p, i]
+                y = _srr(x * mul[i], shift, half, sign, keep, lim)
+                m = prelu & ~(x >> 63)
+                x = (x & m) | (y & ~m)
+                if per_element:
+                    op = _srr((np.int64(e[p, i]) - offset) * scale, ce, ch, cs, ck, lim)
                 else:
-                    for i in range(n):
-                        v[p, i] = min(v[p, i], u[p, i])
-    for p in range(rows):
-        for i in range(n):
-            v[p, i] = (v[p, i] - cfg[23]) * cfg[24]
-    _srr_lanes(v, rows, n, cfg[25], 49, 8)
+                    op = ops[i]
+                x = min(max(x + (op & take), -lim), lim - 1)
+                x = max(x, (op & mx) | (_MIN & ~mx))
+                v[p, i] = min(x, (op & mn) | (_MAX & ~mn))
+    offset, scale = cfg[23], cfg[24]
+    shift, half, sign, keep = _rounding(cfg[25], 49)
+    for p in range(n):
+        for i in range(k):
+            q[p, i] = np.int8(_srr((v[p, i] - offset) * scale, shift, half, sign, keep, 128))
 
 
-def _conv_dense(x, w, out, ew, geo, cfg, chan):
-    # x [B, C/a, H, W, a] INT8; w [G, R, S, Cg, Kg] (float32, int32 or int64);
-    # out/ew [B, K/a, OH, OW, a] INT8; geo = (stride y, x, dilation y, x, pad top, left, pad
-    # value, groups). Four output pixels of a row at a time, so each weight row is read once
-    # for all four (a layer's weights rarely fit the first-level cache).
-    batch, _, height, width, atom = x.shape
+@jit
+def _cacc_block(sums, n, k, shift, v):
+    """v[:n, :k] = the CACC truncate of the sums (any numeric type): sat32 for shift 0, else
+    floor + the guide bit, rounded up when non-negative or any of the 15 bits below the guide
+    (the RTL's kept fraction) is set."""
+    lim = np.int64(1) << 31
+    if shift <= 0:
+        for p in range(n):
+            for i in range(k):
+                v[p, i] = min(max(np.int64(sums[p, i]), -lim), lim - 1)
+        return
+    lo = max(shift - 16, 0)
+    width = shift - 1 - lo
+    mask = (np.int64(1) << width) - 1 if width > 0 else np.int64(0)
+    gs = shift - 1
+    for p in range(n):
+        for i in range(k):
+            a = np.int64(sums[p, i])
+            sticky = np.int64(((a >> lo) & mask) != 0)
+            up = (a >> gs) & 1 & (np.int64(a >= 0) | sticky)
+            v[p, i] = min(max((a >> shift) + up, -lim), lim - 1)
+
+
+@jit
+def _get_block(src, sv, b, oh, ow0, n, k, c0, dst):
+    # dst[:n, :k] = channels c0.. of pixels (oh, ow0..ow0+n-1) of image b of a flat INT8 surface
+    # (strides as local scalars: a store could otherwise alias them and reload them)
+    image, surface, line, pixel, atom = sv[0], sv[1], sv[2], sv[3], sv[4]
+    for p in range(n):
+        base = b * image + oh * line + (ow0 + p) * pixel
+        i = 0
+        while i < k:
+            cb, lane = (c0 + i) // atom, (c0 + i) % atom
+            run = min(atom - lane, k - i)
+            at = base + cb * surface + lane
+            part, into = src[at : at + run], dst[p, i : i + run]
+            for j in range(run):
+                into[j] = part[j]
+            i += run
+
+
+@jit
+def _put_block(q, n, k, c0, out, ov, b, oh, ow0):
+    # q[:n, :k] (INT8) into channels c0.. of pixels (oh, ow0..) of image b of a flat surface
+    image, surface, line, pixel, atom = ov[0], ov[1], ov[2], ov[3], ov[4]
+    for p in range(n):
+        base = b * image + oh * line + (ow0 + p) * pixel
+        i = 0
+        while i < k:
+            cb, lane = (c0 + i) // atom, (c0 + i) % atom
+            run = min(atom - lane, k - i)
+            at = base + cb * surface + lane
+            part, into = q[p, i : i + run], out[at : at + run]
+            for j in range(run):
+                into[j] = part[j]
+            i += run
+
+
+@jit
+def _stage_rows(x, xv, b, ih0, dy, rows, iw0, span, channels, pad, staged):
+    # staged[r, j, c] = channel c of input pixel (ih0 + r * dy, iw0 + j) of image b, or ``pad``
+    # outside the input: the rows a job's taps read, channels-last.
+    image, surface, line, pixel, atom = xv[0], xv[1], xv[2], xv[3], xv[4]
+    height, width = xv[6], xv[7]
+    for r in range(rows):
+        ih = ih0 + r * dy
+        for j in range(span):
+            iw = iw0 + j
+            if ih < 0 or ih >= height or iw < 0 or iw >= width:
+                for c in range(channels):
+                    staged[r, j, c] = pad
+                continue
+            base = b * image + ih * line + iw * pixel
+            for c0 in range(0, channels, atom):
+                at = base + (c0 // atom) * surface
+                run = min(atom, channels - c0)
+                part, into = x[at : at + run], staged[r, j, c0 : c0 + run]
+                for i in range(run):
+                    into[i] = part[i]
+
+
+# Jobs (output rows) go to the threads in this many chunks, each with its own buffers.
+CHUNKS = 64
+
+
+def _conv_dense(x, xv, w, out, ov, ew, ev, geo, cfg, chan):
+    # x, out, ew: flat surfaces (``_flat``); w [G, R, S, Cg, Kg] (float32, int32 or int64);
+    # geo = (stride y, x, dilation y, x, pad top, left, pad value, groups). Four output pixels
+    # at a time, so each weight row is read once for all four (a layer's weights rarely fit
+    # the first-level cache).
     groups, taps_r, taps_s, cg, kg = w.shape
-    out_h, out_w = out.shape[2], out.shape[3]
+    batch, out_h, out_w = ov[5], ov[6], ov[7]
     sy, sx, dy, dx, top, left = geo[0], geo[1], geo[2], geo[3], geo[4], geo[5]
     pad = np.int8(geo[6])  # INT8 like the data: products keep the weights' type
-    zero = np.int8(0)
-    per_element = cfg[13] and cfg[17] and cfg[18]
-    for job in numba.prange(batch * out_h):
-        b = job // out_h
-        oh = job % out_h
-        sums = np.zeros((4, kg), dtype=w.dtype)
-        taps = np.zeros((4, cg), dtype=np.int8)
-        v = np.empty((4, kg), dtype=np.int64)
-        u = np.empty((4, kg), dtype=np.int64)
-        e = np.zeros((4, kg), dtype=np.int64)
-        for ow0 in range(0, out_w, 4):
-            count = min(4, out_w - ow0)
+    per_element = cfg[13] != 0 and cfg[17] != 0 and cfg[18] != 0
+    rows = _unit_rows(cfg, chan)
+    quads = (out_w + 3) // 4
+    # staged input columns: those of four pixels per quad (the last quad's extra pixels read
+    # zeros; their sums are dropped)
+    span = (quads * 4 - 1) * sx + (taps_s - 1) * dx + 1
+    real = (out_w - 1) * sx + (taps_s - 1) * dx + 1
+    block = min(max(4, BLOCK // kg // 4 * 4), quads * 4)
+    jobs = batch * out_h
+    chunks = min(jobs, CHUNKS)
+    for chunk in numba.prange(chunks):
+        staged = np.zeros((taps_r, span, groups * cg), dtype=np.int8)
+        sums = np.empty((block, kg), dtype=w.dtype)
+        v = np.empty((block, kg), dtype=np.int64)
+        q = np.empty((block, kg), dtype=np.int8)
+        e = np.zeros((block, kg), dtype=np.int8)
+        for job in range(chunk * jobs // chunks, (chunk + 1) * jobs // chunks):
+            b = job // out_h
+            oh = job % out_h
+            _stage_rows(x, xv, b, oh * sy - top, dy, taps_r, -left, real, groups * cg, pad,
+                        staged)  # fmt: skip
             for g in range(groups):
-                sums[:, :] = 0
-                s0, s1, s2, s3 = sums[0], sums[1], sums[2], sums[3]
-                for r in range(taps_r):
-                    ih = oh * sy + r * dy - top
-                    for s in range(taps_s):
-                        iw0 = ow0 * sx + s * dx - left
-                        # The tap's inputs for the four pixels, channel by channel (channel
-                        # c = g * cg + ci sits in atom block c // atom, lane c % atom: walk
-                        # blocks and lanes, no division per channel).
-                        c = g * cg
-                        ci = 0
-                        while ci < cg:
-                            cb, lane = (c + ci) // atom, (c + ci) % atom
-                            run = min(atom - lane, cg - ci)
-                            for p in range(4):
-                                iw = iw0 + p * sx
-                                inside = p < count and 0 <= ih < height and 0 <= iw < width
-                                for j in range(run):
-                                    taps[p, ci + j] = x[b, cb, ih, iw, lane + j] if inside else pad
-                                if p >= count:
-                                    for j in range(run):
-                                        taps[p, ci + j] = zero
-                            ci += run
-                        rows = w[g, r, s]
-                        t0, t1, t2, t3 = taps[0], taps[1], taps[2], taps[3]
-                        for ci in range(cg):
-                            x0, x1, x2, x3 = t0[ci], t1[ci], t2[ci], t3[ci]
-                            if x0 != 0 or x1 != 0 or x2 != 0 or x3 != 0:
-                                for k in range(kg):
-                                    wk = rows[ci, k]
-                                    s0[k] += x0 * wk
-                                    s1[k] += x1 * wk
-                                    s2[k] += x2 * wk
-                                    s3[k] += x3 * wk
                 c0 = g * kg
-                for p in range(count):
-                    for k in range(kg):
-                        v[p, k] = np.int64(sums[p, k])
-                _chain_lanes(v, u, e, count, kg, c0, cfg, chan, ew, b, oh, ow0, per_element)
-                for p in range(count):
-                    k = 0
-                    while k < kg:
-                        cb, lane = (c0 + k) // atom, (c0 + k) % atom
-                        run = min(atom - lane, kg - k)
-                        for j in range(run):
-                            out[b, cb, oh, ow0 + p, lane + j] = np.int8(v[p, k + j])
-                        k += run
+                for p0 in range(0, out_w, block):
+                    n = min(block, out_w - p0)
+                    sums[:, :] = 0
+                    for q0 in range(0, n, 4):
+                        s0, s1, s2, s3 = sums[q0], sums[q0 + 1], sums[q0 + 2], sums[q0 + 3]
+                        for r in range(taps_r):
+                            for s in range(taps_s):
+                                j0 = (p0 + q0) * sx + s * dx
+                                t0 = staged[r, j0, g * cg :]
+                                t1 = staged[r, j0 + sx, g * cg :]
+                                t2 = staged[r, j0 + 2 * sx, g * cg :]
+                                t3 = staged[r, j0 + 3 * sx, g * cg :]
+                                weights = w[g, r, s]
+                                for ci in range(cg):
+                                    x0, x1, x2, x3 = t0[ci], t1[ci], t2[ci], t3[ci]
+                                    if x0 != 0 or x1 != 0 or x2 != 0 or x3 != 0:
+                                        for k in range(kg):
+                                            wk = weights[ci, k]
+                                            s0[k] += x0 * wk
+                                            s1[k] += x1 * wk
+                                            s2[k] += x2 * wk
+                                            s3[k] += x3 * wk
+                    _cacc_block(sums, n, kg, cfg[0], v)
+                    if per_element:
+                        _get_block(ew, ev, b, oh, p0, n, kg, c0, e)
+                    _chain_block(v, e, n, kg, c0, cfg, rows, q)
+                    _put_block(q, n, kg, c0, out, ov, b, oh, p0)
 
 
-def _conv_depthwise(x, w, out, ew, geo, cfg, chan):
-    # One kernel per channel: lanes are the channels of an atom, contiguous in memory; four
-    # output pixels of a row per pass. x [B, C/a, H, W, a] INT8; w [C/a, R, S, a] (float32,
-    # int32 or int64); out/ew [B, C/a, OH, OW, a] INT8.
-    batch, blocks, height, width, atom = x.shape
-    taps_r, taps_s = w.shape[1], w.shape[2]
-    out_h, out_w = out.shape[2], out.shape[3]
+def _conv_depthwise(x, xv, w, out, ov, ew, ev, geo, cfg, chan):
+    # One kernel per channel: each tap one loop over all channels of the staged rows.
+    # x, out, ew: flat surfaces (``_flat``); w [C/a, R, S, a] (float32, int32 or int64).
+    blocks, taps_r, taps_s, atom = w.shape
+    channels = blocks * atom
+    batch, out_h, out_w = ov[5], ov[6], ov[7]
     sy, sx, dy, dx, top, left = geo[0], geo[1], geo[2], geo[3], geo[4], geo[5]
-    pad = np.int8(geo[6])  # INT8 like the data: products keep the weights' type
-    per_element = cfg[13] and cfg[17] and cfg[18]
-    for job in numba.prange(batch * out_h):
-        b = job // out_h
-        oh = job % out_h
-        sums = np.zeros((4, atom), dtype=w.dtype)
-        v = np.empty((4, atom), dtype=np.int64)
-        u = np.empty((4, atom), dtype=np.int64)
-        e = np.zeros((4, atom), dtype=np.int64)
-        for ow0 in range(0, out_w, 4):
-            count = min(4, out_w - ow0)
-            for cb in range(blocks):
+    pad = np.int8(geo[6])
+    per_element = cfg[13] != 0 and cfg[17] != 0 and cfg[18] != 0
+    rows = _unit_rows(cfg, chan)
+    span = (out_w - 1) * sx + (taps_s - 1) * dx + 1
+    block = min(max(1, BLOCK // channels), out_w)
+    taps = np.empty((taps_r, taps_s, channels), dtype=w.dtype)
+    for cb in range(blocks):
+        for r in range(taps_r):
+            for s in range(taps_s):
+                for i in range(atom):
+                    taps[r, s, cb * atom + i] = w[cb, r, s, i]
+    jobs = batch * out_h
+    chunks = min(jobs, CHUNKS)
+    # Staged rows in a ring: the next output row of a chunk reuses the rows it shares with
+    # this one (each input row is staged once per chunk, not once per tap row).
+    ring = (taps_r - 1) * dy + 1
+    for chunk in numba.prange(chunks):
+        staged = np.empty((ring, span, channels), dtype=np.int8)
+        held_b = np.full(ring, -1, dtype=np.int64)  # the image and row each slot holds
+        held_h = np.zeros(ring, dtype=np.int64)
+        slots = np.empty(taps_r, dtype=np.int64)
+        sums = np.empty((block, channels), dtype=w.dtype)
+        v = np.empty((block, channels), dtype=np.int64)
+        q = np.empty((block, channels), dtype=np.int8)
+        e = np.zeros((block, channels), dtype=np.int8)
+        for job in range(chunk * jobs // chunks, (chunk + 1) * jobs // chunks):
+            b = job // out_h
+            oh = job % out_h
+            for r in range(taps_r):
+                ih = oh * sy - top + r * dy
+                slot = ih % ring
+                if held_b[slot] != b or held_h[slot] != ih:
+                    _stage_rows(x, xv, b, ih, dy, 1, -left, span, channels, pad,
+                                staged[slot : slot + 1])  # fmt: skip
+                    held_b[slot], held_h[slot] = b, ih
+                slots[r] = slot
+            for p0 in range(0, out_w, block):
+                n = min(block, out_w - p0)
                 sums[:, :] = 0
-                for r in range(taps_r):
-                    ih = oh * sy + r * dy - top
-                    row_inside = 0 <= ih < height
-                    for s in range(taps_s):
-                        weights = w[cb, r, s]
-                        for p in range(count):
-                            iw = (ow0 + p) * sx + s * dx - left
-                            acc = sums[p]
-                            if row_inside and 0 <= iw < width:
-                                for i in range(atom):
-                                    acc[i] += x[b, cb, ih, iw, i] * weights[i]
-                            elif pad != 0:
-                                for i in range(atom):
-                                    acc[i] += pad * weights[i]
-                for p in range(count):
-                    for i in range(atom):
-                        v[p, i] = np.int64(sums[p, i])
-                _chain_lanes(v, u, e, count, atom, cb * atom, cfg, chan, ew, b, oh, ow0,
-                             per_element)  # fmt: skip
-                for p in range(count):
-                    for i in range(atom):
-                        out[b, cb, oh, ow0 + p, i] = np.int8(v[p, i])
+                for p in range(n):
+                    acc = sums[p]
+                    for r in range(taps_r):
+                        for s in range(taps_s):
+                            row = staged[slots[r], (p0 + p) * sx + s * dx]
+                            tap = taps[r, s]
+                            for c in range(channels):
+                                acc[c] += row[c] * tap[c]
+                _cacc_block(sums, n, channels, cfg[0], v)
+                if per_element:
+                    _get_block(ew, ev, b, oh, p0, n, channels, 0, e)
+                _chain_block(v, e, n, channels, 0, cfg, rows, q)
+                _put_block(q, n, channels, 0, out, ov, b, oh, p0)
+
+
+def _patches(x, xv, geo, taps_r, taps_s, c0, cg, out_w, j0, patches):
+    # patches[t * out_w + ow, (r * S + s) * cg + ci]: channel c0 + ci of the input pixel tap
+    # (r, s) of output pixel (oh, ow) of image b reads, or the pad value, for output rows
+    # j0 + t = b * out_h + oh; further columns are left as they are (zero).
+    image, surface, line, pixel, atom = xv[0], xv[1], xv[2], xv[3], xv[4]
+    height, width = xv[6], xv[7]
+    sy, sx, dy, dx, top, left = geo[0], geo[1], geo[2], geo[3], geo[4], geo[5]
+    pad = np.int8(geo[6])
+    out_h = geo[8]
+    for t in numba.prange(patches.shape[0] // out_w):
+        b = (j0 + t) // out_h
+        oh = (j0 + t) % out_h
+        for ow in range(out_w):
+            dst = patches[t * out_w + ow]
+            for r in range(taps_r):
+                ih = oh * sy + r * dy - top
+                for s in range(taps_s):
+                    iw = ow * sx + s * dx - left
+                    into = dst[(r * taps_s + s) * cg : (r * taps_s + s + 1) * cg]
+                    if ih < 0 or ih >= height or iw < 0 or iw >= width:
+                        for i in range(cg):
+                            into[i] = pad
+                        continue
+                    base = b * image + ih * line + iw * pixel
+                    i = 0
+                    while i < cg:
+                        cb, lane = (c0 + i) // atom, (c0 + i) % atom
+                        run = min(atom - lane, cg - i)
+                        at = base + cb * surface + lane
+                        part, seg = x[at : at + run], into[i : i + run]
+                        for j in range(run):
+                            seg[j] = part[j]
+                        i += run
+
+
+def _chain_rows(sums, j0, out_w, out_h, c0, cfg, chan, out, ov, ew, ev):
+    # The chain on the sums [t * out_w + ow, k] of output rows j0 + t = b * out_h + oh,
+    # channels c0.., INT8 into the flat surface ``out``.
+    channels = sums.shape[1]
+    per_element = cfg[13] != 0 and cfg[17] != 0 and cfg[18] != 0
+    rows = _unit_rows(cfg, chan)
+    block = min(max(1, BLOCK // channels), out_w)
+    for t in numba.prange(sums.shape[0] // out_w):
+        b = (j0 + t) // out_h
+        oh = (j0 + t) % out_h
+        v = np.empty((block, channels), dtype=np.int64)
+        q = np.empty((block, channels), dtype=np.int8)
+        e = np.zeros((block, channels), dtype=np.int8)
+        for p0 in range(0, out_w, block):
+            n = min(block, out_w - p0)
+            _cacc_block(sums[t * out_w + p0 :], n, channels, cfg[0], v)
+            if per_element:
+                _get_block(ew, ev, b, oh, p0, n, channels, c0, e)
+            _chain_block(v, e, n, channels, c0, cfg, rows, q)
+            _put_block(q, n, channels, c0, out, ov, b, oh, p0)
+
+
+_FLAT = "int8[::1], int64[::1]"
+_PATCHES_SIGNATURE = f"void({_FLAT}, int64[::1], {', '.join(['int64'] * 6)}, int8[:, ::1])"
+_CHAIN_ROWS_SIGNATURE = (
+    f"void(int32[:, ::1], {', '.join(['int64'] * 4)}, int64[::1], int64[:, ::1], {_FLAT}, {_FLAT})"
+)
+_GEMM_KERNELS = {
+    "patches": (_patches, _PATCHES_SIGNATURE),
+    "chain_rows": (_chain_rows, _CHAIN_ROWS_SIGNATURE),
+}
+
+
+def _gemm_kernel(name: str):
+    kernel = _COMPILED.get(name)
+    if kernel is None:
+        function, signature = _GEMM_KERNELS[name]
+        kernel = _COMPILED[name] = numba.njit(signature, cache=True, parallel=True)(function)
+    return kernel
+
+
+# Patches and sums of one GEMM: a few MiB, so that the chain reads the sums from the cache.
+GEMM_BYTES = 4 << 20
+_INT8_WEIGHTS: dict[int, tuple[np.ndarray, torch.Tensor]] = {}
+
+
+def _int8_weights(w: np.ndarray) -> torch.Tensor | None:
+    """The dense weights [G, R, S, Cg, Kg] as INT8 [G, R * S * Cg, Kg], or None where one
+    is outside INT8 (kept per weights array: a program runs the same operations again)."""
+    held = _INT8_WEIGHTS.get(id(w))
+    if held is not None and held[0] is w:
+        return held[1]
+    if w.size and (w.min() < -128 or w.max() > 127):
+        return None
+    groups, r, s, cg, kg = w.shape
+    w8 = torch.from_numpy(np.ascontiguousarray(w.reshape(groups, r * s * cg, kg).astype(np.int8)))
+    if len(_INT8_WEIGHTS) > 512:
+        _INT8_WEIGHTS.clear()
+    _INT8_WEIGHTS[id(w)] = (w, w8)
+    return w8
+
+
+def _conv_gemm(x, w8, w_shape, out, ew, geo, cfg, chan) -> None:
+    """The dense convolution as GEMMs of INT8 patches of output rows by the INT8 weights
+    (torch._int_mm: int32 sums, exact below 2**31, which the decoder's bound guarantees for
+    weights summed in float32 or int32), then the chain over each GEMM's sums."""
+    groups, r, s, cg, kg = w_shape
+    xf, xv = _flat(x)
+    of, ov = _flat(out)
+    ef, ev = _flat(ew)
+    batch, out_h, out_w = int(ov[5]), int(ov[6]), int(ov[7])
+    cols = r * s * cg
+    jobs = batch * out_h
+    per = max(1, min(jobs, GEMM_BYTES // (out_w * (cols + 4 * kg))))
+    geo9 = np.array([*geo[:7], geo[7], out_h], dtype=np.int64)
+    patches = np.zeros((per * out_w, cols), dtype=np.int8)
+    sums = torch.empty((per * out_w, kg), dtype=torch.int32)
+    make, chain_rows = _gemm_kernel("patches"), _gemm_kernel("chain_rows")
+    for j0 in range(0, jobs, per):
+        m = min(per, jobs - j0) * out_w
+        for g in range(groups):
+            make(xf, xv, geo9, r, s, g * cg, cg, out_w, j0, patches[:m])
+            torch._int_mm(torch.from_numpy(patches[:m]), w8[g], out=sums[:m])
+            chain_rows(sums[:m].numpy(), j0, out_w, out_h, g * kg, cfg, chan, of, ov, ef, ev)
+
+
+def _flat(cube: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """An INT8 cube view [B, C/a, H, W, a] (lanes contiguous) as the flat bytes from its first
+    element and int64 (image, surface, line, pixel strides, atom, B, H, W)."""
+    batch, _, height, width, atom = cube.shape
+    strides = cube.strides
+    assert strides[4] == 1 and min(strides) >= 0, strides
+    extent = 1 + sum((d - 1) * st for d, st in zip(cube.shape, strides, strict=True))
+    flat = np.lib.stride_tricks.as_strided(cube, shape=(max(extent, 0),), strides=(1,))
+    view = np.array([*strides[:4], atom, batch, height, width], dtype=np.int64)
+    return flat, view
 
 
 _CUBE = "int8[:, :, :, :, :]"
@@ -422,7 +651,8 @@ _CUBE = "int8[:, :, :, :, :]"
 
 def _conv_signature(weights: str, dims: int) -> str:
     w = f"{weights}[{', '.join([':'] * (dims - 1))}, ::1]"
-    return f"void({_CUBE}, {w}, {_CUBE}, {_CUBE}, int64[::1], int64[::1], int64[:, ::1])"
+    flat = "int8[::1], int64[::1]"
+    return f"void({flat}, {w}, {flat}, {flat}, int64[::1], int64[::1], int64[:, ::1])"
 
 
 def _compiled_conv(name: str, function, w: np.ndarray):
@@ -434,14 +664,26 @@ def _compiled_conv(name: str, function, w: np.ndarray):
     return kernel
 
 
+def _conv(name, function, x, w, out, ew, geo, cfg, chan) -> None:
+    if x.size == 0 or out.size == 0:
+        return
+    _compiled_conv(name, function, w)(*_flat(x), w, *_flat(out), *_flat(ew), geo, cfg, chan)
+
+
 # The weights' type is the sums' type: float32 where every partial sum stays below 2**24
 # (exact, and twice the lanes), int32 below 2**31, else int64.
 def conv_dense(x, w, out, ew, geo, cfg, chan) -> None:
-    _compiled_conv("conv_dense", _conv_dense, w)(x, w, out, ew, geo, cfg, chan)
+    if x.size == 0 or out.size == 0:
+        return
+    w8 = None if w.dtype == np.int64 else _int8_weights(w)
+    if w8 is not None:
+        _conv_gemm(x, w8, w.shape, out, ew, geo, cfg, chan)
+        return
+    _conv("conv_dense", _conv_dense, x, w, out, ew, geo, cfg, chan)
 
 
 def conv_depthwise(x, w, out, ew, geo, cfg, chan) -> None:
-    _compiled_conv("conv_depthwise", _conv_depthwise, w)(x, w, out, ew, geo, cfg, chan)
+    _conv("conv_depthwise", _conv_depthwise, x, w, out, ew, geo, cfg, chan)
 
 
 # ---------------------------------------------------------------- PDP
