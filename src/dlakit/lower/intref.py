@@ -292,6 +292,51 @@ def conv_sums_into(
     return binary.binary(out, xf, weights, None, *geometry, "add", 1.0, None, [], None)
 
 
+def pointwise(layer: QConv) -> bool:
+    """Whether the layer is a plain matrix product of its channels-last pixels: 1x1 kernel,
+    stride 1, no padding, one group."""
+    weight = np.asarray(layer.weight)
+    plain = tuple(layer.stride) == (1, 1) and not any(layer.pads) and layer.groups == 1
+    return plain and weight.shape[2:] == (1, 1)
+
+
+def matmul_weights(layer: QConv) -> torch.Tensor | None:
+    """A pointwise layer's INT8 weights as the [C, K] matrix ``torch._int_mm`` multiplies
+    pixels by, or None where its sums need not be exact in int32 (bound >= 2^31) or this
+    torch's INT8 matrix product is not exact (``_int_mm_exact``)."""
+    if layer.precision != "int8" or not pointwise(layer):
+        return None
+    if int(_accumulator_bounds(layer).max(initial=0)) >= 1 << 31:
+        return None
+    if not _int_mm_exact():
+        return None
+    weight = torch.as_tensor(np.asarray(layer.weight, dtype=np.int8))
+    return weight.reshape(weight.shape[0], -1).t().contiguous()
+
+
+_INT_MM_EXACT: list[bool] = []
+
+
+def _int_mm_exact() -> bool:
+    """Whether ``torch._int_mm`` gives the exact int32 sums here, probed once: a kernel that
+    shifts one side to UINT8 and sums products in 16-bit saturating pairs (``vpmaddubsw``,
+    CPUs without VNNI) clips pairs of 255 * -128; the probe holds such pairs, every sign, and
+    random values."""
+    if not _INT_MM_EXACT:
+        generator = torch.Generator().manual_seed(0)
+        a = torch.randint(-128, 128, (64, 96), dtype=torch.int8, generator=generator)
+        b = torch.randint(-128, 128, (96, 24), dtype=torch.int8, generator=generator)
+        a[:16], b[:, :4] = 127, -128
+        a[16:32], b[:, 4:8] = -128, -128
+        a[32:40], b[:, 8:12] = 127, 127
+        try:
+            got = torch._int_mm(a, b)
+            _INT_MM_EXACT.append(torch.equal(got.to(torch.int64), a.long() @ b.long()))
+        except (AttributeError, RuntimeError):
+            _INT_MM_EXACT.append(False)
+    return _INT_MM_EXACT[0]
+
+
 def conv_accumulate(x: torch.Tensor, layer: QConv) -> torch.Tensor:
     """Exact INT8 convolution sums (int64), with the layer's pad value in padded taps."""
     return conv_sums(x, layer, conv_weights(layer)).to(torch.int64)
@@ -421,6 +466,8 @@ class IntReference:
         # (tensor, its float copy in the shared buffer) that the previous chain wrote.
         self._wide: tuple[str, torch.Tensor] | None = None
         self._sums: torch.Tensor | None = None  # zeros but while a layer's sums are in it
+        self._int_sums: torch.Tensor | None = None  # pointwise layers' int32 sums
+        self._matrices: dict[str, torch.Tensor | None] = {}
         self._copies = self._copying_chains() if self.fused else set()
         self._handlers: dict[type, Callable[[QLayer, dict[str, torch.Tensor]], None]] = {
             QConv: self._conv,
@@ -474,6 +521,7 @@ class IntReference:
             if not isinstance(consumer, QConv) or not _fusable(consumer.sdp):
                 continue
             float32 = self._conv_weights(consumer).dtype == torch.float32
+            float32 = float32 and self._matrix(consumer) is None  # a matmul reads INT8
             if consumer.inputs[0] == layer.outputs[0] and float32:
                 names.add(layer.name)
         return names
@@ -503,7 +551,12 @@ class IntReference:
         if x.ndim == 2:
             x = x.reshape(batch, -1, 1, 1)
         ew = values[layer.inputs[1]] if layer.sdp.y is not None else None
-        if self.fused and _fusable(layer.sdp):
+        matrix = self._matrix(layer) if self.fused and _fusable(layer.sdp) else None
+        if matrix is not None and x.dtype == torch.int8:
+            self._wide = None
+            acc = self._matmul_sums(_pixels(x), matrix, x.shape)
+            out = self._fused_chain(layer, acc, ew, layer.cacc_truncate)
+        elif self.fused and _fusable(layer.sdp):
             weights = self._conv_weights(layer)
             wide, self._wide = self._wide, None
             if wide is not None and wide[0] == layer.inputs[0]:
@@ -524,6 +577,27 @@ class IntReference:
             weights = conv_weights(layer).contiguous(memory_format=torch.channels_last)
             self._weights[layer.name] = weights
         return weights
+
+    def _matrix(self, layer: QConv) -> torch.Tensor | None:
+        if layer.name not in self._matrices:
+            self._matrices[layer.name] = matmul_weights(layer)
+        return self._matrices[layer.name]
+
+    def _matmul_sums(
+        self, pixels: torch.Tensor, matrix: torch.Tensor, shape: tuple[int, ...]
+    ) -> torch.Tensor:
+        """A pointwise layer's sums, int32 [B, K, H, W] (channels last), of INT8 ``pixels``
+        [B * H * W, C]: ``torch._int_mm`` (INT8 products summed in int32, exact below the
+        layer's bound < 2^31) into the one int32 buffer such layers reuse, which it
+        overwrites: no page faults, no zeroing, and no float copy of its input."""
+        batch, _, height, width = shape
+        channels = matrix.shape[1]
+        numel = pixels.shape[0] * channels
+        if self._int_sums is None or self._int_sums.numel() < numel:
+            self._int_sums = torch.empty(numel, dtype=torch.int32)
+        out = self._int_sums[:numel].view(pixels.shape[0], channels)
+        torch._int_mm(pixels, matrix, out=out)
+        return out.view(batch, height, width, channels).permute(0, 3, 1, 2)
 
     def _buffer(self, dtype: torch.dtype, shape: tuple[int, ...]) -> torch.Tensor:
         """A C-contiguous ``shape`` view of the one float buffer of ``dtype`` every layer reuses
