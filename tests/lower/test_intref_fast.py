@@ -120,6 +120,46 @@ def test_pointwise_conv_by_int8_matmul_matches_the_definition(seed):
     assert np.array_equal(got, IntReference(graph, fused=False).run(feeds)["y"])
 
 
+@pytest.mark.parametrize("seed", range(8))
+def test_depthwise_conv_in_the_compiled_pass_matches_the_definition(seed):
+    """A depthwise convolution fed INT8 sums its taps in the compiled pass: strides,
+    dilations, uneven pads with any pad value, and (seeds 6-7) INT8 extremes."""
+    rng = np.random.default_rng(300 + seed)
+    c = int(rng.integers(2, 40))
+    kh, kw = [(3, 3), (5, 5), (3, 1), (1, 2)][seed % 4]
+    stride, dilation = (1 + seed % 2, 1 + seed // 4 % 2), (1 + seed // 2 % 2, 1)
+    pads = tuple(int(v) for v in rng.integers(0, 3, 4))
+    w = rng.integers(-128, 128, (c, 1, kh, kw)).astype(np.int8)
+    x = rng.integers(-128, 128, (3, c, 9, 8))
+    if seed >= 6:
+        w[:] = -128
+        x[:] = 127
+        x[0, :, :4] = -128
+    out_h = (9 + pads[0] + pads[2] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+    out_w = (8 + pads[1] + pads[3] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+    first = QSdp("s", ["x"], ["h"], sdp=SdpChain(None, None, None, c=OutCvt(0, 1, 0)))
+    ew = seed % 3 == 2
+    bound = 128 * 128 * kh * kw
+    plain = SdpChain(None, None, None, c=OutCvt(0, 1, max(0, bound.bit_length() - 8)))
+    conv = QConv("c", ["h", "e"] if ew else ["h"], ["y"], weight=w, stride=stride,
+                 pads=pads, dilation=dilation, groups=c, pad_value=int(rng.integers(-128, 128)),
+                 cacc_truncate=int(rng.integers(0, 24)) if ew else 0,
+                 sdp=_chain(rng, c, ew) if ew else plain)  # fmt: skip
+    out_shape = (1, c, out_h, out_w)
+    shapes = {"x": (1, c, 9, 8), "h": (1, c, 9, 8), "y": out_shape, "e": out_shape}
+    tensors = {n: QTensor(n, s, "int8", 1.0) for n, s in shapes.items()}
+    graph = QGraph("t", "nv_full", [first, conv], tensors, ["x"], ["y"])
+    feeds = {"x": x.astype(np.float32)}
+    if ew:
+        graph.inputs.append("e")
+        feeds["e"] = rng.integers(-128, 128, (3, *out_shape[1:])).astype(np.float32)
+    fast = IntReference(graph, fused=True)
+    got = fast.run(feeds)["y"]
+    assert fast._filters["c"] is not None  # the compiled depthwise pass ran
+    assert "s" not in fast._copies
+    assert np.array_equal(got, IntReference(graph, fused=False).run(feeds)["y"])
+
+
 def test_int8_matmul_is_refused_where_it_would_saturate(monkeypatch):
     """A kernel that shifts the input to UINT8 and sums its products in 16-bit saturating
     pairs (``vpmaddubsw``, CPUs without VNNI) fails the probe, and pointwise layers then take

@@ -16,7 +16,9 @@ per-element Python):
 Convolution sums are computed with float GEMMs over integers, which is exact because every
 partial sum is an integer below 2^24 (float32) or 2^53 (float64): the code picks the type from
 a per-layer bound and refuses layers whose accumulator could exceed 34 bits (where the RTL's
-per-step saturation would make the result depend on the summation order).
+per-step saturation would make the result depend on the summation order). The executor's
+compiled path sums pointwise and depthwise layers in int32 instead (INT8 matrix product,
+compiled depthwise pass), exact where the layer's bound is below 2^31.
 """
 
 from __future__ import annotations
@@ -337,6 +339,20 @@ def _int_mm_exact() -> bool:
     return _INT_MM_EXACT[0]
 
 
+def depthwise_weights(layer: QConv) -> np.ndarray | None:
+    """A depthwise layer's (one filter per channel) INT8 weights as int32 [R, S, K], for the
+    compiled pass that sums them in int32; None for other layers and where a sum could reach
+    2^31."""
+    weight = np.asarray(layer.weight)
+    channels = weight.shape[0]
+    depthwise = layer.groups == channels and weight.shape[1] == 1 and channels > 1
+    if layer.precision != "int8" or not depthwise:
+        return None
+    if int(_accumulator_bounds(layer).max(initial=0)) >= 1 << 31:
+        return None
+    return np.ascontiguousarray(weight[:, 0].transpose(1, 2, 0), dtype=np.int32)
+
+
 def conv_accumulate(x: torch.Tensor, layer: QConv) -> torch.Tensor:
     """Exact INT8 convolution sums (int64), with the layer's pad value in padded taps."""
     return conv_sums(x, layer, conv_weights(layer)).to(torch.int64)
@@ -468,6 +484,7 @@ class IntReference:
         self._sums: torch.Tensor | None = None  # zeros but while a layer's sums are in it
         self._int_sums: torch.Tensor | None = None  # pointwise layers' int32 sums
         self._matrices: dict[str, torch.Tensor | None] = {}
+        self._filters: dict[str, np.ndarray | None] = {}
         self._copies = self._copying_chains() if self.fused else set()
         self._handlers: dict[type, Callable[[QLayer, dict[str, torch.Tensor]], None]] = {
             QConv: self._conv,
@@ -521,7 +538,9 @@ class IntReference:
             if not isinstance(consumer, QConv) or not _fusable(consumer.sdp):
                 continue
             float32 = self._conv_weights(consumer).dtype == torch.float32
-            float32 = float32 and self._matrix(consumer) is None  # a matmul reads INT8
+            # a matmul and the depthwise pass read INT8
+            int8 = self._matrix(consumer) is not None or self._depthwise(consumer) is not None
+            float32 = float32 and not int8
             if consumer.inputs[0] == layer.outputs[0] and float32:
                 names.add(layer.name)
         return names
@@ -552,7 +571,11 @@ class IntReference:
             x = x.reshape(batch, -1, 1, 1)
         ew = values[layer.inputs[1]] if layer.sdp.y is not None else None
         matrix = self._matrix(layer) if self.fused and _fusable(layer.sdp) else None
-        if matrix is not None and x.dtype == torch.int8:
+        depthwise = self._depthwise(layer) if self.fused and _fusable(layer.sdp) else None
+        if depthwise is not None and x.dtype == torch.int8:
+            self._wide = None
+            out = self._depthwise_chain(layer, x, depthwise, ew)
+        elif matrix is not None and x.dtype == torch.int8:
             self._wide = None
             acc = self._matmul_sums(_pixels(x), matrix, x.shape)
             out = self._fused_chain(layer, acc, ew, layer.cacc_truncate)
@@ -582,6 +605,44 @@ class IntReference:
         if layer.name not in self._matrices:
             self._matrices[layer.name] = matmul_weights(layer)
         return self._matrices[layer.name]
+
+    def _depthwise(self, layer: QConv) -> np.ndarray | None:
+        if layer.name not in self._filters:
+            self._filters[layer.name] = depthwise_weights(layer)
+        return self._filters[layer.name]
+
+    def _depthwise_chain(
+        self, layer: QConv, x: torch.Tensor, weight: np.ndarray, ew: torch.Tensor | None
+    ) -> torch.Tensor:
+        """INT8 [B, K, H', W'] (channels last) of a depthwise layer and its chain, its sums
+        computed in the compiled pass from the INT8 input (no float copy, no sums in memory)."""
+        kernels = _kernels()
+        batch, channels, height, width = x.shape
+        top, left, bottom, right = layer.pads
+        (taps_h, taps_w, _), (sh, sw), (dh, dw) = weight.shape, layer.stride, layer.dilation
+        out_h = (height + top + bottom - dh * (taps_h - 1) - 1) // sh + 1
+        out_w = (width + left + right - dw * (taps_w - 1) - 1) // sw + 1
+        geometry = np.array([sh, sw, dh, dw, top, left, layer.pad_value, out_h, out_w], np.int64)
+        packed = self._packed.get(layer.name)
+        if packed is None:
+            packed = kernels.pack(layer.sdp, channels, layer.cacc_truncate,
+                                  _accumulator_bounds(layer))  # fmt: skip
+            self._packed[layer.name] = packed
+        shape = (batch, channels, out_h, out_w)
+        out = torch.empty(shape, dtype=torch.int8, memory_format=torch.channels_last)
+        operand = None
+        if ew is not None:
+            operand = _pixels(ew.reshape(shape).to(torch.int8)).numpy()
+        wide = None
+        if layer.name in self._copies:
+            wide = self._buffer(torch.float32, (batch, out_h, out_w, channels))
+        nhwc = x.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1).numpy()
+        flat = None if wide is None else wide.view(-1, channels).numpy()
+        kernels.depthwise_chain(nhwc, weight, geometry, _pixels(out).numpy(), *packed, operand,
+                                flat)  # fmt: skip
+        if wide is not None:
+            self._wide = (layer.outputs[0], wide.permute(0, 3, 1, 2))
+        return out
 
     def _matmul_sums(
         self, pixels: torch.Tensor, matrix: torch.Tensor, shape: tuple[int, ...]
