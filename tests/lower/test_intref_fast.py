@@ -84,6 +84,104 @@ def test_conv_chain_matches_the_definition(seed):
     _both(graph, feeds)
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_pointwise_conv_by_int8_matmul_matches_the_definition(seed):
+    """A 1x1 convolution fed INT8 by the chain before it runs as ``torch._int_mm``; seeds 4-5
+    take every input and weight to the INT8 extremes, with sums beyond 2^24 (float64 in the
+    definition) at 1100 channels."""
+    rng = np.random.default_rng(200 + seed)
+    c, k = (1100, 24) if seed >= 4 else (int(rng.integers(1, 40)), int(rng.integers(1, 40)))
+    w = rng.integers(-128, 128, (k, c, 1, 1)).astype(np.int8)
+    x = rng.integers(-128, 128, (3, c, 5, 4))
+    if seed >= 4:
+        w[:] = -128 if seed == 4 else 127
+        x[:] = 127 if seed == 4 else -128
+        x[0, : c // 2] = -x[0, : c // 2] - 1  # mixed signs: sums of every size
+    first = QSdp("s", ["x"], ["h"], sdp=SdpChain(None, None, None, c=OutCvt(0, 1, 0)))
+    ew = seed % 2 == 1
+    # Odd seeds: random chains (with Y); even ones: a converter shift that keeps the sums'
+    # top 8 bits, so that a sum off by a little changes the output.
+    bound = 128 * int(np.abs(w.astype(np.int64)).sum(axis=(1, 2, 3)).max())
+    plain = SdpChain(None, None, None, c=OutCvt(0, 1, max(0, bound.bit_length() - 8)))
+    conv = QConv("c", ["h", "e"] if ew else ["h"], ["y"], weight=w, stride=(1, 1),
+                 pads=(0, 0, 0, 0), cacc_truncate=int(rng.integers(0, 24)) if ew else 0,
+                 sdp=_chain(rng, k, ew) if ew else plain)  # fmt: skip
+    shapes = {"x": (1, c, 5, 4), "h": (1, c, 5, 4), "y": (1, k, 5, 4), "e": (1, k, 5, 4)}
+    tensors = {n: QTensor(n, s, "int8", 1.0) for n, s in shapes.items()}
+    graph = QGraph("t", "nv_full", [first, conv], tensors, ["x"], ["y"])
+    feeds = {"x": x.astype(np.float32)}
+    if ew:
+        graph.inputs.append("e")
+        feeds["e"] = rng.integers(-128, 128, (3, k, 5, 4)).astype(np.float32)
+    fast = IntReference(graph, fused=True)
+    got = fast.run(feeds)["y"]
+    assert fast._matrices["c"] is not None  # the matmul path ran
+    assert "s" not in fast._copies  # and its input needed no float copy
+    assert np.array_equal(got, IntReference(graph, fused=False).run(feeds)["y"])
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_depthwise_conv_in_the_compiled_pass_matches_the_definition(seed):
+    """A depthwise convolution fed INT8 sums its taps in the compiled pass: strides,
+    dilations, uneven pads with any pad value, and (seeds 6-7) INT8 extremes."""
+    rng = np.random.default_rng(300 + seed)
+    c = int(rng.integers(2, 40))
+    kh, kw = [(3, 3), (5, 5), (3, 1), (1, 2)][seed % 4]
+    stride, dilation = (1 + seed % 2, 1 + seed // 4 % 2), (1 + seed // 2 % 2, 1)
+    pads = tuple(int(v) for v in rng.integers(0, 3, 4))
+    w = rng.integers(-128, 128, (c, 1, kh, kw)).astype(np.int8)
+    x = rng.integers(-128, 128, (3, c, 9, 8))
+    if seed >= 6:
+        w[:] = -128
+        x[:] = 127
+        x[0, :, :4] = -128
+    out_h = (9 + pads[0] + pads[2] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+    out_w = (8 + pads[1] + pads[3] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+    first = QSdp("s", ["x"], ["h"], sdp=SdpChain(None, None, None, c=OutCvt(0, 1, 0)))
+    ew = seed % 3 == 2
+    bound = 128 * 128 * kh * kw
+    plain = SdpChain(None, None, None, c=OutCvt(0, 1, max(0, bound.bit_length() - 8)))
+    conv = QConv("c", ["h", "e"] if ew else ["h"], ["y"], weight=w, stride=stride,
+                 pads=pads, dilation=dilation, groups=c, pad_value=int(rng.integers(-128, 128)),
+                 cacc_truncate=int(rng.integers(0, 24)) if ew else 0,
+                 sdp=_chain(rng, c, ew) if ew else plain)  # fmt: skip
+    out_shape = (1, c, out_h, out_w)
+    shapes = {"x": (1, c, 9, 8), "h": (1, c, 9, 8), "y": out_shape, "e": out_shape}
+    tensors = {n: QTensor(n, s, "int8", 1.0) for n, s in shapes.items()}
+    graph = QGraph("t", "nv_full", [first, conv], tensors, ["x"], ["y"])
+    feeds = {"x": x.astype(np.float32)}
+    if ew:
+        graph.inputs.append("e")
+        feeds["e"] = rng.integers(-128, 128, (3, *out_shape[1:])).astype(np.float32)
+    fast = IntReference(graph, fused=True)
+    got = fast.run(feeds)["y"]
+    assert fast._filters["c"] is not None  # the compiled depthwise pass ran
+    assert "s" not in fast._copies
+    assert np.array_equal(got, IntReference(graph, fused=False).run(feeds)["y"])
+
+
+def test_int8_matmul_is_refused_where_it_would_saturate(monkeypatch):
+    """A kernel that shifts the input to UINT8 and sums its products in 16-bit saturating
+    pairs (``vpmaddubsw``, CPUs without VNNI) fails the probe, and pointwise layers then take
+    the float convolution."""
+
+    def saturating(a, b, out=None):
+        products = (a.long() + 128).unsqueeze(2) * b.long().unsqueeze(0)
+        c = products.shape[1] // 2 * 2
+        paired = (products[:, 0:c:2] + products[:, 1:c:2]).clamp(-(2**15), 2**15 - 1)
+        sums = paired.sum(1) + products[:, c:].sum(1) - 128 * b.long().sum(0)
+        return sums.to(torch.int32) if out is None else out.copy_(sums)
+
+    monkeypatch.setattr(torch, "_int_mm", saturating)
+    monkeypatch.setattr(intref, "_INT_MM_EXACT", [])
+    layer = QConv("c", ["x"], ["y"], weight=np.ones((4, 8, 1, 1), np.int8), stride=(1, 1),
+                  pads=(0, 0, 0, 0), sdp=SdpChain(None, None, None, c=OutCvt(0, 1, 0)))  # fmt: skip
+    assert intref.matmul_weights(layer) is None
+    monkeypatch.setattr(intref, "_INT_MM_EXACT", [])
+    monkeypatch.undo()
+    assert intref.matmul_weights(layer) is not None
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_standalone_sdp_matches_the_definition(seed):
     rng = np.random.default_rng(100 + seed)

@@ -16,7 +16,9 @@ per-element Python):
 Convolution sums are computed with float GEMMs over integers, which is exact because every
 partial sum is an integer below 2^24 (float32) or 2^53 (float64): the code picks the type from
 a per-layer bound and refuses layers whose accumulator could exceed 34 bits (where the RTL's
-per-step saturation would make the result depend on the summation order).
+per-step saturation would make the result depend on the summation order). The executor's
+compiled path sums pointwise and depthwise layers in int32 instead (INT8 matrix product,
+compiled depthwise pass), exact where the layer's bound is below 2^31.
 """
 
 from __future__ import annotations
@@ -292,6 +294,65 @@ def conv_sums_into(
     return binary.binary(out, xf, weights, None, *geometry, "add", 1.0, None, [], None)
 
 
+def pointwise(layer: QConv) -> bool:
+    """Whether the layer is a plain matrix product of its channels-last pixels: 1x1 kernel,
+    stride 1, no padding, one group."""
+    weight = np.asarray(layer.weight)
+    plain = tuple(layer.stride) == (1, 1) and not any(layer.pads) and layer.groups == 1
+    return plain and weight.shape[2:] == (1, 1)
+
+
+def matmul_weights(layer: QConv) -> torch.Tensor | None:
+    """A pointwise layer's INT8 weights as the [C, K] matrix ``torch._int_mm`` multiplies
+    pixels by, or None where its sums need not be exact in int32 (bound >= 2^31) or this
+    torch's INT8 matrix product is not exact (``_int_mm_exact``)."""
+    if layer.precision != "int8" or not pointwise(layer):
+        return None
+    if int(_accumulator_bounds(layer).max(initial=0)) >= 1 << 31:
+        return None
+    if not _int_mm_exact():
+        return None
+    weight = torch.as_tensor(np.asarray(layer.weight, dtype=np.int8))
+    return weight.reshape(weight.shape[0], -1).t().contiguous()
+
+
+_INT_MM_EXACT: list[bool] = []
+
+
+def _int_mm_exact() -> bool:
+    """Whether ``torch._int_mm`` gives the exact int32 sums here, probed once: a kernel that
+    shifts one side to UINT8 and sums products in 16-bit saturating pairs (``vpmaddubsw``,
+    CPUs without VNNI) clips pairs of 255 * -128; the probe holds such pairs, every sign, and
+    random values."""
+    if not _INT_MM_EXACT:
+        generator = torch.Generator().manual_seed(0)
+        a = torch.randint(-128, 128, (64, 96), dtype=torch.int8, generator=generator)
+        b = torch.randint(-128, 128, (96, 24), dtype=torch.int8, generator=generator)
+        a[:16], b[:, :4] = 127, -128
+        a[16:32], b[:, 4:8] = -128, -128
+        a[32:40], b[:, 8:12] = 127, 127
+        try:
+            got = torch._int_mm(a, b)
+            _INT_MM_EXACT.append(torch.equal(got.to(torch.int64), a.long() @ b.long()))
+        except (AttributeError, RuntimeError):
+            _INT_MM_EXACT.append(False)
+    return _INT_MM_EXACT[0]
+
+
+def depthwise_weights(layer: QConv) -> np.ndarray | None:
+    """A depthwise layer's (one filter per channel) INT8 weights as int32 [R, S, K], for the
+    compiled pass that sums them in int32; None for other layers and where a sum could reach
+    2^31."""
+    weight = np.asarray(layer.weight)
+    channels = weight.shape[0]
+    depthwise = layer.groups == channels and weight.shape[1] == 1 and channels > 1
+    if layer.precision != "int8" or not depthwise:
+        return None
+    if int(_accumulator_bounds(layer).max(initial=0)) >= 1 << 31:
+        return None
+    return np.ascontiguousarray(weight[:, 0].transpose(1, 2, 0), dtype=np.int32)
+
+
 def conv_accumulate(x: torch.Tensor, layer: QConv) -> torch.Tensor:
     """Exact INT8 convolution sums (int64), with the layer's pad value in padded taps."""
     return conv_sums(x, layer, conv_weights(layer)).to(torch.int64)
@@ -421,6 +482,9 @@ class IntReference:
         # (tensor, its float copy in the shared buffer) that the previous chain wrote.
         self._wide: tuple[str, torch.Tensor] | None = None
         self._sums: torch.Tensor | None = None  # zeros but while a layer's sums are in it
+        self._int_sums: torch.Tensor | None = None  # pointwise layers' int32 sums
+        self._matrices: dict[str, torch.Tensor | None] = {}
+        self._filters: dict[str, np.ndarray | None] = {}
         self._copies = self._copying_chains() if self.fused else set()
         self._handlers: dict[type, Callable[[QLayer, dict[str, torch.Tensor]], None]] = {
             QConv: self._conv,
@@ -474,6 +538,9 @@ class IntReference:
             if not isinstance(consumer, QConv) or not _fusable(consumer.sdp):
                 continue
             float32 = self._conv_weights(consumer).dtype == torch.float32
+            # a matmul and the depthwise pass read INT8
+            int8 = self._matrix(consumer) is not None or self._depthwise(consumer) is not None
+            float32 = float32 and not int8
             if consumer.inputs[0] == layer.outputs[0] and float32:
                 names.add(layer.name)
         return names
@@ -503,7 +570,16 @@ class IntReference:
         if x.ndim == 2:
             x = x.reshape(batch, -1, 1, 1)
         ew = values[layer.inputs[1]] if layer.sdp.y is not None else None
-        if self.fused and _fusable(layer.sdp):
+        matrix = self._matrix(layer) if self.fused and _fusable(layer.sdp) else None
+        depthwise = self._depthwise(layer) if self.fused and _fusable(layer.sdp) else None
+        if depthwise is not None and x.dtype == torch.int8:
+            self._wide = None
+            out = self._depthwise_chain(layer, x, depthwise, ew)
+        elif matrix is not None and x.dtype == torch.int8:
+            self._wide = None
+            acc = self._matmul_sums(_pixels(x), matrix, x.shape)
+            out = self._fused_chain(layer, acc, ew, layer.cacc_truncate)
+        elif self.fused and _fusable(layer.sdp):
             weights = self._conv_weights(layer)
             wide, self._wide = self._wide, None
             if wide is not None and wide[0] == layer.inputs[0]:
@@ -524,6 +600,65 @@ class IntReference:
             weights = conv_weights(layer).contiguous(memory_format=torch.channels_last)
             self._weights[layer.name] = weights
         return weights
+
+    def _matrix(self, layer: QConv) -> torch.Tensor | None:
+        if layer.name not in self._matrices:
+            self._matrices[layer.name] = matmul_weights(layer)
+        return self._matrices[layer.name]
+
+    def _depthwise(self, layer: QConv) -> np.ndarray | None:
+        if layer.name not in self._filters:
+            self._filters[layer.name] = depthwise_weights(layer)
+        return self._filters[layer.name]
+
+    def _depthwise_chain(
+        self, layer: QConv, x: torch.Tensor, weight: np.ndarray, ew: torch.Tensor | None
+    ) -> torch.Tensor:
+        """INT8 [B, K, H', W'] (channels last) of a depthwise layer and its chain, its sums
+        computed in the compiled pass from the INT8 input (no float copy, no sums in memory)."""
+        kernels = _kernels()
+        batch, channels, height, width = x.shape
+        top, left, bottom, right = layer.pads
+        (taps_h, taps_w, _), (sh, sw), (dh, dw) = weight.shape, layer.stride, layer.dilation
+        out_h = (height + top + bottom - dh * (taps_h - 1) - 1) // sh + 1
+        out_w = (width + left + right - dw * (taps_w - 1) - 1) // sw + 1
+        geometry = np.array([sh, sw, dh, dw, top, left, layer.pad_value, out_h, out_w], np.int64)
+        packed = self._packed.get(layer.name)
+        if packed is None:
+            packed = kernels.pack(layer.sdp, channels, layer.cacc_truncate,
+                                  _accumulator_bounds(layer))  # fmt: skip
+            self._packed[layer.name] = packed
+        shape = (batch, channels, out_h, out_w)
+        out = torch.empty(shape, dtype=torch.int8, memory_format=torch.channels_last)
+        operand = None
+        if ew is not None:
+            operand = _pixels(ew.reshape(shape).to(torch.int8)).numpy()
+        wide = None
+        if layer.name in self._copies:
+            wide = self._buffer(torch.float32, (batch, out_h, out_w, channels))
+        nhwc = x.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1).numpy()
+        flat = None if wide is None else wide.view(-1, channels).numpy()
+        kernels.depthwise_chain(nhwc, weight, geometry, _pixels(out).numpy(), *packed, operand,
+                                flat)  # fmt: skip
+        if wide is not None:
+            self._wide = (layer.outputs[0], wide.permute(0, 3, 1, 2))
+        return out
+
+    def _matmul_sums(
+        self, pixels: torch.Tensor, matrix: torch.Tensor, shape: tuple[int, ...]
+    ) -> torch.Tensor:
+        """A pointwise layer's sums, int32 [B, K, H, W] (channels last), of INT8 ``pixels``
+        [B * H * W, C]: ``torch._int_mm`` (INT8 products summed in int32, exact below the
+        layer's bound < 2^31) into the one int32 buffer such layers reuse, which it
+        overwrites: no page faults, no zeroing, and no float copy of its input."""
+        batch, _, height, width = shape
+        channels = matrix.shape[1]
+        numel = pixels.shape[0] * channels
+        if self._int_sums is None or self._int_sums.numel() < numel:
+            self._int_sums = torch.empty(numel, dtype=torch.int32)
+        out = self._int_sums[:numel].view(pixels.shape[0], channels)
+        torch._int_mm(pixels, matrix, out=out)
+        return out.view(batch, height, width, channels).permute(0, 3, 1, 2)
 
     def _buffer(self, dtype: torch.dtype, shape: tuple[int, ...]) -> torch.Tensor:
         """A C-contiguous ``shape`` view of the one float buffer of ``dtype`` every layer reuses

@@ -8,7 +8,8 @@ from those functions, independently of the simulator's kernels. ``tests/lower/te
 checks both against each other.
 
 ``pack`` turns a layer's :class:`~dlakit.lower.qgraph.SdpChain` into a config vector and
-per-channel operand rows; ``chain`` runs it on channels-last ``[pixels, K]`` views.
+per-channel operand rows; ``chain`` runs it on channels-last ``[pixels, K]`` views;
+``depthwise_chain`` computes a depthwise convolution's sums in the same pass.
 """
 
 from __future__ import annotations
@@ -263,6 +264,60 @@ def _c_out_block(t, n, cfg, out, wide, p0, with_wide):
                 wide[p0 + i, k] = np.float32(t[i, k])
 
 
+@jit
+def _last_unit(cfg):
+    """The X unit (cfg offset 1 or 7) that runs with the converter and the stores
+    (``_x_out_loop``), or 0 where the chain cannot end that way."""
+    c_plain = cfg[17] == 0 and cfg[18] == 1 and cfg[19] == 0
+    last = 7 if cfg[7] else (1 if cfg[1] else 0)
+    if not c_plain or cfg[13] or cfg[last + 1] or cfg[last + 4] or cfg[last + 3] >= 49:
+        return 0
+    return last
+
+
+@numba.njit(inline="always")
+def _load(t, n, acc, p0, cacc, small):
+    # The accumulators acc[p0:p0 + n] (float sums, int32 sums, or INT8 values) as int32 in t.
+    lim34 = np.int64(1) << 33
+    lim32 = np.int64(1) << 31
+    channels = t.shape[1]
+    if cacc > 0:
+        # {acc34, 16'b0} >>> truncate, rounded with the RTL's 16 kept fraction bits.
+        for i in range(n):
+            for k in range(channels):
+                a = min(max(np.int64(acc[p0 + i, k]), -lim34), lim34 - 1)
+                v = (a << 16) >> cacc
+                up = ((v >> 15) & 1) & ((a >= 0) | ((v & 32767) != 0))
+                t[i, k] = min(max((v >> 16) + up, -lim32), lim32 - 1)
+    elif cacc == 0 and small:
+        for i in range(n):
+            for k in range(channels):
+                t[i, k] = np.int32(acc[p0 + i, k])
+    elif cacc == 0:
+        for i in range(n):
+            for k in range(channels):
+                t[i, k] = min(max(np.int64(acc[p0 + i, k]), -lim32), lim32 - 1)
+    else:
+        for i in range(n):
+            for k in range(channels):
+                t[i, k] = acc[p0 + i, k]
+
+
+@numba.njit(inline="always")
+def _stages(t, n, rows32, rows64, cfg, last, ew, out, wide, p0, with_wide):
+    # X1, X2, Y, C and the stores on the block t[:n] of int32 values.
+    if cfg[1] and last != 1:
+        _x_block(t, n, rows32, rows64, 0, cfg, 1)
+    if cfg[7] and last != 7:
+        _x_block(t, n, rows32, rows64, 3, cfg, 7)
+    if last:
+        _x_out_block(t, n, rows32, rows64, cfg, last, out, wide, p0, with_wide)
+    else:
+        if cfg[13]:
+            _y_block(t, n, ew, p0, cfg)
+        _c_out_block(t, n, cfg, out, wide, p0, with_wide)
+
+
 def _chain(acc, out, wide, ew, cfg, rows32, rows64, clear, threads):
     # The stages are functions of their own, compiled once for every input type; only the
     # loads below are compiled per type.
@@ -271,53 +326,59 @@ def _chain(acc, out, wide, ew, cfg, rows32, rows64, clear, threads):
     blocks = (pixels + per - 1) // per
     jobs = min(blocks, 8 * threads)
     cacc, small = cfg[0], cfg[20]
-    c_plain = cfg[17] == 0 and cfg[18] == 1 and cfg[19] == 0
-    # The last X unit runs with the converter and the stores (``_x_out_loop``) where it can.
-    last = 7 if cfg[7] else (1 if cfg[1] else 0)
-    if not c_plain or cfg[13] or cfg[last + 1] or cfg[last + 4] or cfg[last + 3] >= 49:
-        last = 0
-    lim34 = np.int64(1) << 33
-    lim32 = np.int64(1) << 31
+    last = _last_unit(cfg)
     with_wide = wide.shape[0] == pixels
     for job in numba.prange(jobs):
         t = np.empty((per, channels), dtype=np.int32)  # every stage's result fits 32 bits
         for block in range(job * blocks // jobs, (job + 1) * blocks // jobs):
             p0 = block * per
             n = min(pixels - p0, per)
-            if cacc > 0:
-                # {acc34, 16'b0} >>> truncate, rounded with the RTL's 16 kept fraction bits.
-                for i in range(n):
-                    for k in range(channels):
-                        a = min(max(np.int64(acc[p0 + i, k]), -lim34), lim34 - 1)
-                        v = (a << 16) >> cacc
-                        up = ((v >> 15) & 1) & ((a >= 0) | ((v & 32767) != 0))
-                        t[i, k] = min(max((v >> 16) + up, -lim32), lim32 - 1)
-            elif cacc == 0 and small:
-                for i in range(n):
-                    for k in range(channels):
-                        t[i, k] = np.int32(acc[p0 + i, k])
-            elif cacc == 0:
-                for i in range(n):
-                    for k in range(channels):
-                        t[i, k] = min(max(np.int64(acc[p0 + i, k]), -lim32), lim32 - 1)
-            else:
-                for i in range(n):
-                    for k in range(channels):
-                        t[i, k] = acc[p0 + i, k]
+            _load(t, n, acc, p0, cacc, small)
             if clear:
                 for i in range(n):
                     for k in range(channels):
                         acc[p0 + i, k] = 0
-            if cfg[1] and last != 1:
-                _x_block(t, n, rows32, rows64, 0, cfg, 1)
-            if cfg[7] and last != 7:
-                _x_block(t, n, rows32, rows64, 3, cfg, 7)
-            if last:
-                _x_out_block(t, n, rows32, rows64, cfg, last, out, wide, p0, with_wide)
-            else:
-                if cfg[13]:
-                    _y_block(t, n, ew, p0, cfg)
-                _c_out_block(t, n, cfg, out, wide, p0, with_wide)
+            _stages(t, n, rows32, rows64, cfg, last, ew, out, wide, p0, with_wide)
+
+
+def _depthwise_chain(x, weight, geometry, out, wide, ew, cfg, rows32, rows64, threads):
+    # A depthwise convolution's sums, computed block by block into the L1 cache (int32: the
+    # caller checks the layer's bound < 2^31), then the chain: no sums in memory, and the
+    # INT8 input read as it is.
+    height, width, channels = x.shape[1], x.shape[2], x.shape[3]
+    taps_h, taps_w = weight.shape[0], weight.shape[1]
+    sh, sw, dh, dw, top, left, pad, out_h, out_w = geometry
+    pixels = out.shape[0]
+    per = max(1, BLOCK // channels)
+    blocks = (pixels + per - 1) // per
+    jobs = min(blocks, 8 * threads)
+    cacc, small = cfg[0], cfg[20]
+    last = _last_unit(cfg)
+    with_wide = wide.shape[0] == pixels
+    for job in numba.prange(jobs):
+        t = np.empty((per, channels), dtype=np.int32)
+        sums = np.empty((per, channels), dtype=np.int32)
+        for block in range(job * blocks // jobs, (job + 1) * blocks // jobs):
+            p0 = block * per
+            n = min(pixels - p0, per)
+            for i in range(n):
+                b = (p0 + i) // (out_h * out_w)
+                oy = (p0 + i) // out_w % out_h
+                ox = (p0 + i) % out_w
+                for k in range(channels):
+                    sums[i, k] = 0
+                for r in range(taps_h):
+                    iy = oy * sh - top + r * dh
+                    for c in range(taps_w):
+                        ix = ox * sw - left + c * dw
+                        if 0 <= iy < height and 0 <= ix < width:
+                            for k in range(channels):
+                                sums[i, k] += np.int32(x[b, iy, ix, k]) * weight[r, c, k]
+                        else:
+                            for k in range(channels):
+                                sums[i, k] += np.int32(pad) * weight[r, c, k]
+            _load(t, n, sums, 0, cacc, small)
+            _stages(t, n, rows32, rows64, cfg, last, ew, out, wide, p0, with_wide)
 
 
 _COMPILED: dict[tuple[str, bool], object] = {}
@@ -358,6 +419,40 @@ def chain(
         wide = np.zeros((0, channels), dtype=np.float32)
     # numba.get_num_threads() inside the kernel would keep it from being cached.
     kernel(acc, out, wide, ew, cfg, rows32, rows64, clear, numba.get_num_threads())
+
+
+_DEPTHWISE: dict[bool, object] = {}
+
+
+def depthwise_chain(
+    x: np.ndarray,
+    weight: np.ndarray,
+    geometry: np.ndarray,
+    out: np.ndarray,
+    cfg: np.ndarray,
+    rows32: np.ndarray,
+    rows64: np.ndarray,
+    ew: np.ndarray | None = None,
+    wide: np.ndarray | None = None,
+) -> None:
+    """``chain`` of a depthwise convolution's sums, computed in the pass: INT8 ``x``
+    [B, H, W, K] (C-contiguous), int32 ``weight`` [R, S, K] whose sums stay below 2^31,
+    ``geometry`` int64 (stride h, w, dilation h, w, pad top, left, pad value, output h, w);
+    ``out`` [B * out h * out w, K]."""
+    parallel = out.size >= SERIAL_BELOW
+    kernel = _DEPTHWISE.get(parallel)
+    if kernel is None:
+        signature = "void(int8[:, :, :, ::1], int32[:, :, ::1], int64[::1], int8[:, ::1], "
+        signature += "float32[:, ::1], int8[:, ::1], int64[::1], int32[:, ::1], int64[:, ::1], "
+        signature += "int64)"
+        compiled = numba.njit(signature, cache=True, parallel=parallel)(_depthwise_chain)
+        kernel = _DEPTHWISE[parallel] = compiled
+    channels = out.shape[1]
+    if ew is None:
+        ew = np.zeros((1, channels), dtype=np.int8)
+    if wide is None:
+        wide = np.zeros((0, channels), dtype=np.float32)
+    kernel(x, weight, geometry, out, wide, ew, cfg, rows32, rows64, numba.get_num_threads())
 
 
 @numba.njit(cache=True, parallel=True)
