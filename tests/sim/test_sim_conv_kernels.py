@@ -73,14 +73,19 @@ def _cube(memory: BatchedMemory, base: int, c: int, h: int, w: int, gap: int) ->
     return Cube(base, c, h, w, line, surf)
 
 
-# (groups, in channels, kernels, kernel size, stride, dilation, pads l r t b, weight range)
+# (groups, in channels, kernels, kernel size, stride, dilation, pads l r t b, weight range,
+# the input's gap after each line)
 CASES = [
-    (1, 16, 24, 1, 1, 1, (0, 0, 0, 0), 128),  # 1x1: one GEMM of the pixels
-    (1, 16, 16, 3, 2, 1, (1, 1, 1, 1), 128),  # 3x3 stride 2 with padding
-    (2, 16, 32, 3, 1, 2, (2, 2, 0, 2), 128),  # grouped, dilated
-    (1, 8, 16, 3, 1, 1, (1, 1, 1, 1), 2000),  # weights beyond INT8: the direct loop
-    (16, 16, 16, 3, 1, 1, (1, 1, 1, 1), 128),  # depthwise
-    (16, 16, 16, 3, 2, 1, (0, 1, 1, 0), 128),  # depthwise, stride 2
+    (1, 16, 24, 1, 1, 1, (0, 0, 0, 0), 128, 16),  # 1x1: one GEMM of the pixels
+    (1, 16, 16, 3, 2, 1, (1, 1, 1, 1), 128, 16),  # 3x3 stride 2 with padding
+    (2, 16, 32, 3, 1, 2, (2, 2, 0, 2), 128, 16),  # grouped, dilated
+    (1, 8, 16, 3, 1, 1, (1, 1, 1, 1), 2000, 16),  # weights beyond INT8: the direct loop
+    (16, 16, 16, 3, 1, 1, (1, 1, 1, 1), 128, 16),  # depthwise
+    (16, 16, 16, 3, 2, 1, (0, 1, 1, 0), 128, 16),  # depthwise, stride 2
+    # 1x1 on packed lines of one atom: the surface's rows are the GEMM's operand, the lanes
+    # past the input channels (random bytes here) multiplied by zero weights
+    (1, 8, 24, 1, 1, 1, (0, 0, 0, 0), 128, 0),
+    (1, 6, 16, 1, 1, 1, (0, 0, 0, 0), 128, 0),
 ]
 
 
@@ -89,14 +94,15 @@ CASES = [
 def test_compiled_convolution_equals_the_torch_path(case, seed, sim_engine):
     if sim_engine != "replay":
         pytest.skip("independent of the engine")
-    groups, c, k, size, stride, dilation, pads, wmax = CASES[case]
+    groups, c, k, size, stride, dilation, pads, wmax, src_gap = CASES[case]
     rng = np.random.default_rng(100 * case + seed)
     h, w = 7, 9
     left, right, top, bottom = pads
     oh = (h + top + bottom - (size - 1) * dilation - 1) // stride + 1
     ow = (w + left + right - (size - 1) * dilation - 1) // stride + 1
     memory = BatchedMemory(BATCH)
-    src = _cube(memory, 0x10000, c, h, w, gap=16)
+    # whole atoms in memory; the convolution reads the first c channels
+    src = _cube(memory, 0x10000, -(-c // ATOM) * ATOM, h, w, gap=src_gap)
     dst = _cube(memory, 0x40000, k, oh, ow, gap=8)
     per_element = seed != 0
     ew = _cube(memory, 0x80000, k, oh, ow, gap=24) if per_element else None

@@ -623,15 +623,51 @@ def _conv_gemm(x, w8, w_shape, out, ew, geo, cfg, chan) -> None:
     jobs = batch * out_h
     per = max(1, min(jobs, GEMM_BYTES // (out_w * (cols + 4 * kg))))
     geo9 = np.array([*geo[:7], geo[7], out_h], dtype=np.int64)
+    chain_rows = _gemm_kernel("chain_rows")
+    if _rows_are_patches(xv, w_shape, geo, out_h, out_w):
+        # The input's rows of pixels are the patches: [pixels, atom] with the lanes past the
+        # input channels multiplied by zero weights.
+        atom = int(xv[4])
+        w_atom = torch.zeros((atom, kg), dtype=torch.int8)
+        w_atom[:cg] = w8[0]
+        per = max(1, min(out_h, GEMM_BYTES // (out_w * (atom + 4 * kg))))
+        sums = torch.empty((per * out_w, kg), dtype=torch.int32)
+        image, line = int(xv[0]), int(xv[2])
+        for b in range(batch):
+            for oh in range(0, out_h, per):
+                m = min(per, out_h - oh) * out_w
+                at = b * image + oh * line
+                rows = torch.from_numpy(xf[at : at + m * atom].reshape(m, atom))
+                torch._int_mm(rows, w_atom, out=sums[:m])
+                chain_rows(sums[:m].numpy(), b * out_h + oh, out_w, out_h, 0, cfg, chan, of, ov,
+                           ef, ev)  # fmt: skip
+        return
     patches = np.zeros((per * out_w, cols), dtype=np.int8)
     sums = torch.empty((per * out_w, kg), dtype=torch.int32)
-    make, chain_rows = _gemm_kernel("patches"), _gemm_kernel("chain_rows")
+    make = _gemm_kernel("patches")
     for j0 in range(0, jobs, per):
         m = min(per, jobs - j0) * out_w
         for g in range(groups):
             make(xf, xv, geo9, r, s, g * cg, cg, out_w, j0, patches[:m])
             torch._int_mm(torch.from_numpy(patches[:m]), w8[g], out=sums[:m])
             chain_rows(sums[:m].numpy(), j0, out_w, out_h, g * kg, cfg, chan, of, ov, ef, ev)
+
+
+def _rows_are_patches(xv: np.ndarray, w_shape, geo: np.ndarray, out_h: int, out_w: int) -> bool:
+    """Whether a dense convolution's patches are its input surface's rows as they lie: 1x1,
+    stride 1, no padding, one group of at most one atom of channels, each output row as wide
+    as the input's, pixels of a line and lines of the surface packed."""
+    groups, r, s, cg, _ = w_shape
+    atom, line, pixel, height, width = int(xv[4]), int(xv[2]), int(xv[3]), int(xv[6]), int(xv[7])
+    return (
+        (groups, r, s) == (1, 1, 1)
+        and cg <= atom
+        and tuple(geo[[0, 1, 4, 5]]) == (1, 1, 0, 0)
+        and pixel == atom
+        and line == width * atom
+        and out_h <= height
+        and out_w == width
+    )
 
 
 def _flat(cube: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
