@@ -84,3 +84,29 @@ def bound_host_heap() -> None:
     libc = ctypes.CDLL(name)
     if hasattr(libc, "mallopt"):
         libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+
+
+_INT8_MATMUL_EXACT: list[bool] = []
+
+
+def int8_matmul_exact() -> bool:
+    """Whether this machine's ``torch._int_mm`` (CPU) gives exact int32 sums, probed once. A
+    kernel that shifts one side to UINT8 and sums products in 16-bit saturating pairs
+    (``vpmaddubsw``, CPUs without VNNI) clips pairs of 255 * -128; the probe holds such pairs,
+    every sign, and random values. The integer reference and the simulator use INT8 matrix
+    products only where it holds."""
+    if not _INT8_MATMUL_EXACT:
+        import torch
+
+        generator = torch.Generator().manual_seed(0)
+        a = torch.randint(-128, 128, (64, 96), dtype=torch.int8, generator=generator)
+        b = torch.randint(-128, 128, (96, 24), dtype=torch.int8, generator=generator)
+        a[:16], b[:, :4] = 127, -128
+        a[16:32], b[:, 4:8] = -128, -128
+        a[32:40], b[:, 8:12] = 127, 127
+        try:
+            got = torch._int_mm(a, b)
+            _INT8_MATMUL_EXACT.append(torch.equal(got.to(torch.int64), a.long() @ b.long()))
+        except (AttributeError, RuntimeError):
+            _INT8_MATMUL_EXACT.append(False)
+    return _INT8_MATMUL_EXACT[0]

@@ -7,6 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dlakit import system
 from dlakit.lower import intref
 from dlakit.lower.intref import IntReference
 from dlakit.lower.qgraph import EwUnit, OutCvt, QConv, QGraph, QSdp, QTensor, SdpChain, XUnit
@@ -173,11 +174,11 @@ def test_int8_matmul_is_refused_where_it_would_saturate(monkeypatch):
         return sums.to(torch.int32) if out is None else out.copy_(sums)
 
     monkeypatch.setattr(torch, "_int_mm", saturating)
-    monkeypatch.setattr(intref, "_INT_MM_EXACT", [])
+    monkeypatch.setattr(system, "_INT8_MATMUL_EXACT", [])
     layer = QConv("c", ["x"], ["y"], weight=np.ones((4, 8, 1, 1), np.int8), stride=(1, 1),
                   pads=(0, 0, 0, 0), sdp=SdpChain(None, None, None, c=OutCvt(0, 1, 0)))  # fmt: skip
     assert intref.matmul_weights(layer) is None
-    monkeypatch.setattr(intref, "_INT_MM_EXACT", [])
+    monkeypatch.setattr(system, "_INT8_MATMUL_EXACT", [])
     monkeypatch.undo()
     assert intref.matmul_weights(layer) is not None
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from dlakit import system
 from dlakit.sim import replay
 from dlakit.sim.batch import BatchedMemory
 from dlakit.sim.decode import ConvOp, Cube, pack_weights_for_lanes
@@ -89,12 +90,19 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize("int8_matmul", [True, False])  # False: as where the probe fails
 @pytest.mark.parametrize("seed", range(3))  # 2: a wild chain
 @pytest.mark.parametrize("case", range(len(CASES)))
-def test_compiled_convolution_equals_the_torch_path(case, seed, sim_engine):
+def test_compiled_convolution_equals_the_torch_path(case, seed, int8_matmul, sim_engine,
+                                                    monkeypatch):  # fmt: skip
     if sim_engine != "replay":
         pytest.skip("independent of the engine")
     groups, c, k, size, stride, dilation, pads, wmax, src_gap = CASES[case]
+    if not int8_matmul:
+        if groups == c:
+            pytest.skip("depthwise layers take no matrix product")
+        # Dense layers then take the direct compiled loop (CPUs without VNNI).
+        monkeypatch.setattr(system, "_INT8_MATMUL_EXACT", [False])
     rng = np.random.default_rng(100 * case + seed)
     h, w = 7, 9
     left, right, top, bottom = pads

@@ -58,6 +58,7 @@ from dlakit.lower.qgraph import (
     SdpLut,
     XUnit,
 )
+from dlakit.system import int8_matmul_exact
 
 CACC_WIDTH = 34
 CACC_FRACTION_BITS = 16  # RTL keeps 16 fraction bits when truncating (nvdla.md §5.3)
@@ -305,38 +306,15 @@ def pointwise(layer: QConv) -> bool:
 def matmul_weights(layer: QConv) -> torch.Tensor | None:
     """A pointwise layer's INT8 weights as the [C, K] matrix ``torch._int_mm`` multiplies
     pixels by, or None where its sums need not be exact in int32 (bound >= 2^31) or this
-    torch's INT8 matrix product is not exact (``_int_mm_exact``)."""
+    torch's INT8 matrix product is not exact (:func:`dlakit.system.int8_matmul_exact`)."""
     if layer.precision != "int8" or not pointwise(layer):
         return None
     if int(_accumulator_bounds(layer).max(initial=0)) >= 1 << 31:
         return None
-    if not _int_mm_exact():
+    if not int8_matmul_exact():
         return None
     weight = torch.as_tensor(np.asarray(layer.weight, dtype=np.int8))
     return weight.reshape(weight.shape[0], -1).t().contiguous()
-
-
-_INT_MM_EXACT: list[bool] = []
-
-
-def _int_mm_exact() -> bool:
-    """Whether ``torch._int_mm`` gives the exact int32 sums here, probed once: a kernel that
-    shifts one side to UINT8 and sums products in 16-bit saturating pairs (``vpmaddubsw``,
-    CPUs without VNNI) clips pairs of 255 * -128; the probe holds such pairs, every sign, and
-    random values."""
-    if not _INT_MM_EXACT:
-        generator = torch.Generator().manual_seed(0)
-        a = torch.randint(-128, 128, (64, 96), dtype=torch.int8, generator=generator)
-        b = torch.randint(-128, 128, (96, 24), dtype=torch.int8, generator=generator)
-        a[:16], b[:, :4] = 127, -128
-        a[16:32], b[:, 4:8] = -128, -128
-        a[32:40], b[:, 8:12] = 127, 127
-        try:
-            got = torch._int_mm(a, b)
-            _INT_MM_EXACT.append(torch.equal(got.to(torch.int64), a.long() @ b.long()))
-        except (AttributeError, RuntimeError):
-            _INT_MM_EXACT.append(False)
-    return _INT_MM_EXACT[0]
 
 
 def depthwise_weights(layer: QConv) -> np.ndarray | None:

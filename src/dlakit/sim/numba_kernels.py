@@ -13,7 +13,7 @@ import numba
 import numpy as np
 import torch
 
-from dlakit.system import numba_thread_pool
+from dlakit.system import int8_matmul_exact, numba_thread_pool
 
 numba_thread_pool()
 
@@ -596,7 +596,10 @@ _INT8_WEIGHTS: dict[int, tuple[np.ndarray, torch.Tensor]] = {}
 
 def _int8_weights(w: np.ndarray) -> torch.Tensor | None:
     """The dense weights [G, R, S, Cg, Kg] as INT8 [G, R * S * Cg, Kg], or None where one
-    is outside INT8 (kept per weights array: a program runs the same operations again)."""
+    is outside INT8 or this machine's INT8 matrix product is not exact (kept per weights
+    array: a program runs the same operations again)."""
+    if not int8_matmul_exact():
+        return None
     held = _INT8_WEIGHTS.get(id(w))
     if held is not None and held[0] is w:
         return held[1]
