@@ -121,6 +121,67 @@ def test_collection_equals_the_definition_on_edge_cases(tmp_path):
     assert reference["small"].counts[0] > 0 and reference["small"].max <= 0
 
 
+@pytest.mark.parametrize("populate", ["thread", "failing", "none"])
+def test_kept_rows_equal_the_definition_however_their_pages_come(tmp_path, monkeypatch, populate):
+    """The kept rows' pages mapped by the thread, by onnxruntime's writes where the kernel
+    refuses the call (the thread gives up), or at once where there is no such call."""
+    from dlakit.quant import observe
+
+    if populate == "failing":
+        monkeypatch.setattr(observe, "_populate_write", lambda: lambda address, length: False)
+    elif populate == "none":
+        monkeypatch.setattr(observe, "_populate_write", lambda: None)
+    loaded = _toy(tmp_path / "toy.onnx", (1, 3, 8, 8))
+    x = np.random.default_rng(3).standard_normal((6, 3, 8, 8)).astype(np.float32)
+    inputs = ArrayInputs("toy", "x", (1, 3, 8, 8), x, [""] * 6)
+    observer = Observer(loaded)
+    store = Store(observer.layout, len(inputs), 1 << 40)
+    stats = observe_ranges(observer, inputs, store=store)
+    assert store.kept == 6
+    observe_histograms(observer, inputs, stats, store=store)
+    reference = reference_ranges(observer, inputs)
+    reference_histograms(observer, inputs, reference)
+    _assert_same(stats, reference)
+
+
+def test_store_thread_maps_rows_in_order_and_stops_when_closed(monkeypatch):
+    """wait_row returns only once its row is mapped; close stops the thread early."""
+    import mmap
+    import threading
+
+    from dlakit.quant import observe
+
+    calls: list[tuple[int, int]] = []
+    gate = threading.Semaphore(0)
+
+    def populate(address, length):
+        gate.acquire()
+        calls.append((address, length))
+        return True
+
+    monkeypatch.setattr(observe, "_populate_write", lambda: populate)
+    layout = observe.Layout.of(["a"], [(1, 3000)])
+    store = Store(layout, 8, 1 << 40)
+    base, row_bytes = store.rows.ctypes.data, layout.width * 4
+    gate.release()
+    store.wait_row(0)
+    assert calls == [
+        (
+            base // mmap.PAGESIZE * mmap.PAGESIZE,
+            base + row_bytes - base // mmap.PAGESIZE * mmap.PAGESIZE,
+        )
+    ]
+    gate.release()
+    store.wait_row(1)
+    start = (base + row_bytes) // mmap.PAGESIZE * mmap.PAGESIZE
+    assert calls[1] == (start, base + 2 * row_bytes - start)
+    store.close()
+    gate.release()  # the row under way finishes; no further row is mapped
+    store.wait_row(7)  # the stopped thread leaves nothing to wait for
+    assert len(calls) == 3
+    store.rows[:] = 1.0  # every row stays usable
+
+
 def test_a_differing_count_is_seen(tmp_path):
     """The comparison can fail: one value moved to another bin is caught."""
     loaded = _toy(tmp_path / "toy.onnx", (1, 3, 8, 8))
