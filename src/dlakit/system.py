@@ -12,19 +12,27 @@ import os
 MEMORY_SHARE = 0.5
 
 
+def _proc_bytes(path: str, key: str) -> int | None:
+    """A ``key:  N kB`` line of a Linux /proc file, in bytes; None where there is none."""
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith(f"{key}:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
 def available_memory(device=None) -> int:
     """Bytes free on ``device`` (a torch device; None or CPU: host RAM)."""
     if device is not None and getattr(device, "type", str(device)) == "cuda":
         import torch
 
         return int(torch.cuda.mem_get_info(device)[0])
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
+    free = _proc_bytes("/proc/meminfo", "MemAvailable")
+    if free is not None:
+        return free
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
@@ -39,13 +47,9 @@ def peak_resident() -> int:
     Not ``getrusage``'s ``ru_maxrss``: Linux carries that across ``fork`` and ``exec``, so a
     child started by a large process reports its parent's peak (a bench child measured 3.99 GiB
     where it used 0.55)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
+    peak = _proc_bytes("/proc/self/status", "VmHWM")
+    if peak is not None:
+        return peak
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
