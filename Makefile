@@ -33,8 +33,8 @@ test-all: setup
 	$(PY) -m pytest -q -n 2 $(PYTEST_ARGS)
 
 lint: setup
-	$(VENV)/bin/ruff check src tests bench scripts
-	$(VENV)/bin/ruff format --check src tests bench scripts
+	$(VENV)/bin/ruff check --no-cache src tests bench scripts
+	$(VENV)/bin/ruff format --no-cache --check src tests bench scripts
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

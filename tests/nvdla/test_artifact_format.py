@@ -5,13 +5,13 @@ import zipfile
 
 import numpy as np
 import pytest
-from nvdla_cases import compile_case, conv_model
 from onnx import helper
 
 from dlakit.errors import DlakitError
 from dlakit.nvdla import read_artifact, write_artifact
 from dlakit.nvdla.artifact import FORMAT, VERSION, read_manifest
 from dlakit.run.runner import Runner
+from nvdla_cases import compile_case, conv_model
 
 
 @pytest.fixture

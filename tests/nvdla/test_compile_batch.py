@@ -7,10 +7,10 @@ run decodes once, fuses what it can and replays on all images of a batch togethe
 
 import numpy as np
 import pytest
-from nvdla_cases import compile_case, segment_outputs
 from test_compile_bitexact import _features_model, _residual_model
 
 from dlakit.run.runner import Runner
+from nvdla_cases import compile_case, segment_outputs
 
 RNG = np.random.default_rng(11)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from nvdla_cases import check_bitexact, conv_model
 from onnx import helper
 
 from dlakit.graph import load_model
@@ -13,6 +12,7 @@ from dlakit.lower.lowering import quantize_model
 from dlakit.nvdla import compile_graph, nvdla_target
 from dlakit.quant.calibrate import calibrate
 from dlakit.quant.inputs import ArrayInputs
+from nvdla_cases import check_bitexact, conv_model
 
 
 @pytest.mark.parametrize("target", ["nv_small", "nv_full"])

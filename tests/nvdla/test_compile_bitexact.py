@@ -2,8 +2,9 @@
 
 import numpy as np
 import pytest
-from nvdla_cases import check_bitexact, compile_case, conv_model, zoo_case
 from onnx import helper
+
+from nvdla_cases import check_bitexact, compile_case, conv_model, zoo_case
 
 RNG = np.random.default_rng(5)
 
@@ -139,11 +140,10 @@ def test_nv_full_fuses_the_residual_add_into_the_sdp_y_unit(tmp_path):
 
 
 def test_int8_outputs_on_nv_full_stay_on_the_dla(tmp_path):
-    from nvdla_cases import max_scales
-
     from dlakit.graph import load_model
     from dlakit.lower.lowering import quantize_model
     from dlakit.nvdla import compile_graph, nvdla_target
+    from nvdla_cases import max_scales
 
     path, x = _residual_model(tmp_path, 40)
     loaded = load_model(path)

@@ -4,11 +4,11 @@ concatenation), nearest Resize and ConvTranspose (phase convolution + RUBIK cont
 lookup table (on the fly and from memory) and two-tensor Mul/Max in SDP Y."""
 
 import numpy as np
-from nvdla_cases import check_bitexact, compile_case
 from onnx import TensorProto, helper, numpy_helper
 
 from dlakit.graph import save_model
 from dlakit.lower.qgraph import QContract, QConv, QSdp, QView
+from nvdla_cases import check_bitexact, compile_case
 
 RNG = np.random.default_rng(14)
 mk = helper.make_node

@@ -4,12 +4,12 @@ import dataclasses
 
 import numpy as np
 import pytest
-from nvdla_cases import check_bitexact, compile_case, conv_model
 from onnx import helper
 
 from dlakit.errors import DlakitError
 from dlakit.nvdla import compile_graph, nvdla_target
 from dlakit.nvdla.artifact import read_artifact, write_artifact
+from nvdla_cases import check_bitexact, compile_case, conv_model
 
 RNG = np.random.default_rng(3)
 

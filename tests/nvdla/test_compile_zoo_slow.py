@@ -1,6 +1,7 @@
 """The larger zoo models on nv_small, byte-exact against the integer reference (minutes)."""
 
 import pytest
+
 from nvdla_cases import check_bitexact, zoo_case
 
 
@@ -29,10 +30,10 @@ def test_yolov8n_host_heavy_nv_small():
     the onnxruntime host engine mirrors the reference node by node, so the model output is
     byte-exact; with the torch engine the DLA segments are byte-exact on the reference's inputs."""
     import numpy as np
-    from nvdla_cases import compile_case
 
     from dlakit.graph import load_model
     from dlakit.zoo import resolve_model
+    from nvdla_cases import compile_case
 
     path = resolve_model("yolov8n")
     shape = load_model(path).input_shapes["images"]

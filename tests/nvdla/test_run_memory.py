@@ -12,12 +12,12 @@ import sys
 
 import numpy as np
 import pytest
-from nvdla_cases import compile_case, conv_model
 from onnx import helper
 
 from dlakit.errors import DlakitError
 from dlakit.nvdla import write_artifact
 from dlakit.run.runner import Runner
+from nvdla_cases import compile_case, conv_model
 
 RNG = np.random.default_rng(5)
 SMALL, LARGE = 2, 24

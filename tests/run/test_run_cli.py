@@ -4,7 +4,6 @@ import json
 
 import numpy as np
 import pytest
-from nvdla_cases import conv_model
 from onnx import helper
 
 from dlakit.accuracy.compare import agreement, float_run
@@ -12,6 +11,7 @@ from dlakit.cli import main
 from dlakit.errors import DlakitError
 from dlakit.graph import load_model
 from dlakit.nvdla import read_artifact
+from nvdla_cases import conv_model
 
 
 @pytest.fixture(scope="module")
