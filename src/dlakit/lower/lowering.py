@@ -185,6 +185,24 @@ def _clip_bounds(node: onnx.NodeProto, inits: Mapping[str, np.ndarray]):
     return lo, hi
 
 
+def fused_clip(node: onnx.NodeProto | None, inits: Mapping[str, np.ndarray]):
+    """(lower, upper) of a Relu/Clip the SDP applies after a convolution (a lower bound of 0 or
+    none), or None where ``node`` is no such activation."""
+    if node is None or node.op_type not in ("Relu", "Clip"):
+        return None
+    lo, hi = _clip_bounds(node, inits)
+    return (lo, hi) if lo in (None, 0.0) else None
+
+
+def batchnorm_factors(
+    node: onnx.NodeProto, inits: Mapping[str, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """A BatchNormalization as ``y = a * x + shift`` per channel (float64): (a, shift)."""
+    gamma, beta, mean, var = (np.asarray(inits[n], dtype=np.float64) for n in node.input[1:5])
+    a = gamma / np.sqrt(var + float(node_attrs(node).get("epsilon", 1e-5)))
+    return a, beta - mean * a
+
+
 class _Lowering:
     placed = "int8"  # the decision of the nodes this lowering builds hardware layers for
 
@@ -368,11 +386,7 @@ class _Lowering:
             channel_of = np.tile(np.where(row < k_real, row, -1), sy * sx)
         nxt = self.sole_consumer(out)
         if nxt is not None and nxt.op_type == "BatchNormalization":
-            gamma, beta, mean, var = (
-                np.asarray(self.inits[n], dtype=np.float64) for n in nxt.input[1:5]
-            )
-            a = gamma / np.sqrt(var + float(node_attrs(nxt).get("epsilon", 1e-5)))
-            shift = beta - mean * a
+            a, shift = batchnorm_factors(nxt, self.inits)
             live = channel_of >= 0
             a = np.where(live, a[np.maximum(channel_of, 0)], 1.0)
             shift = np.where(live, shift[np.maximum(channel_of, 0)], 0.0)
@@ -384,13 +398,11 @@ class _Lowering:
             nxt = self.sole_consumer(out)
         clip: tuple[float | None, float | None] = (None, None)
         act, pre = None, out  # a lookup-table activation, and the tensor it reads
-        if nxt is not None and nxt.op_type in ("Relu", "Clip"):
-            lo, hi = _clip_bounds(nxt, self.inits)
-            if lo in (None, 0.0):
-                clip = (lo, hi)
-                fused.append(nxt.name)
-                out = nxt.output[0]
-                nxt = self.sole_consumer(out)
+        if (bounds := fused_clip(nxt, self.inits)) is not None:
+            clip = bounds
+            fused.append(nxt.name)
+            out = nxt.output[0]
+            nxt = self.sole_consumer(out)
         elif nxt is not None and nxt.op_type in LUT_OPS:
             act = activation_of(nxt.op_type, node_attrs(nxt))
             fused.append(nxt.name)
@@ -503,12 +515,11 @@ class _Lowering:
 
     # ---- standalone SDP ops
     def _int8_BatchNormalization(self, node: onnx.NodeProto) -> None:
-        gamma, beta, mean, var = (np.asarray(self.inits[n], np.float64) for n in node.input[1:5])
-        a = gamma / np.sqrt(var + float(node_attrs(node).get("epsilon", 1e-5)))
+        a, shift = batchnorm_factors(node, self.inits)
         x = self.st.int8(node.input[0])
         s_in = self.st.tensors[x].scale or 1.0
         s_out, precision = self.out_format(node.output[0])
-        chain = hwparams.conv_chain(a * s_in, beta - mean * a, s_out, out_precision=precision,
+        chain = hwparams.conv_chain(a * s_in, shift, s_out, out_precision=precision,
                                     acc_bound=128.0)  # fmt: skip
         self.emit_sdp(QSdp(node.name, [x], [node.output[0]], onnx_nodes=[node.name], sdp=chain),
                       node.output[0], s_out, precision)  # fmt: skip

@@ -25,7 +25,15 @@ from dlakit.graph.load import LoadedModel
 from dlakit.graph.nodes import attrs as node_attrs
 from dlakit.lower import fp16params
 from dlakit.lower.lint import lint
-from dlakit.lower.lowering import _clip_bounds, _Lowering, _pool_geometry, _State, decide
+from dlakit.lower.lowering import (
+    _clip_bounds,
+    _Lowering,
+    _pool_geometry,
+    _State,
+    batchnorm_factors,
+    decide,
+    fused_clip,
+)
 from dlakit.lower.qgraph import (
     QConcat,
     QConv,
@@ -144,22 +152,17 @@ class _Fp16Lowering(_Lowering):
         fused, out = [node.name], node.output[0]
         nxt = self.sole_consumer(out)
         if nxt is not None and nxt.op_type == "BatchNormalization":
-            gamma, beta, mean, var = (
-                np.asarray(self.inits[n], dtype=np.float64) for n in nxt.input[1:5]
-            )
-            a = gamma / np.sqrt(var + float(node_attrs(nxt).get("epsilon", 1e-5)))
+            a, shift = batchnorm_factors(nxt, self.inits)
             w = w * a.reshape(-1, 1, 1, 1)
-            b = (np.zeros(w.shape[0]) if b is None else b) * a + beta - mean * a
+            b = (np.zeros(w.shape[0]) if b is None else b) * a + shift
             fused.append(nxt.name)
             out = nxt.output[0]
             nxt = self.sole_consumer(out)
         clip: tuple[float | None, float | None] = (None, None)
-        if nxt is not None and nxt.op_type in ("Relu", "Clip"):
-            lo, hi = _clip_bounds(nxt, self.inits)
-            if lo in (None, 0.0):
-                clip = (lo, hi)
-                fused.append(nxt.name)
-                out = nxt.output[0]
+        if (bounds := fused_clip(nxt, self.inits)) is not None:
+            clip = bounds
+            fused.append(nxt.name)
+            out = nxt.output[0]
         x = self.st.fp16(src)
         self.done.update(fused)
         layer = QConv(
@@ -173,9 +176,8 @@ class _Fp16Lowering(_Lowering):
 
     # ---- standalone SDP passes
     def _fp16_BatchNormalization(self, node: onnx.NodeProto) -> None:
-        gamma, beta, mean, var = (np.asarray(self.inits[n], np.float64) for n in node.input[1:5])
-        a = gamma / np.sqrt(var + float(node_attrs(node).get("epsilon", 1e-5)))
-        chain = fp16params.sdp_chain(bias=beta - mean * a, mul=a, where=node.name)
+        a, shift = batchnorm_factors(node, self.inits)
+        chain = fp16params.sdp_chain(bias=shift, mul=a, where=node.name)
         self.sdp_pass(node, chain)
 
     def _fp16_Relu(self, node: onnx.NodeProto) -> None:
