@@ -311,3 +311,25 @@ def test_kl_table_equals_per_candidate_levels_on_mobilenetv2(mobilenet_stats):
             continue
         assert np.array_equal(entropy_divergences(entry.signed)[1],
                               _per_candidate_divergences(entry.signed)), entry.name  # fmt: skip
+
+
+@pytest.mark.parametrize("histograms", [("signed",), ("abs",)])
+def test_one_histogram_counts_what_both_count(tmp_path, histograms):
+    """A method reads one histogram (entropy the signed, percentile |x|): pass 2 counting only
+    that one gives it exactly as counting both does, and the other is marked not counted."""
+    loaded = _toy(tmp_path / "toy.onnx", (1, 3, 12, 13))
+    x = np.random.default_rng(5).standard_normal((4, 3, 12, 13)).astype(np.float32) * 2
+    inputs = ArrayInputs("toy", "x", (1, 3, 12, 13), x, [""] * 4)
+    observer = Observer(loaded)
+    both = observe_ranges(observer, inputs)
+    observe_histograms(observer, inputs, both)
+    one = observe_ranges(observer, inputs)
+    observe_histograms(observer, inputs, one, histograms=histograms)
+    for name, entry in one.items():
+        hist, want = entry.histogram(), both[name].histogram()
+        if histograms == ("signed",):
+            assert hist.counts is None and np.array_equal(hist.signed, want.signed), name
+        else:
+            assert hist.signed is None and np.array_equal(hist.counts, want.counts), name
+    with pytest.raises(ValueError, match="histograms"):
+        observe_histograms(observer, inputs, one, histograms=("both",))

@@ -11,6 +11,7 @@ from dlakit.quant.calibrators import (
     SIGNED_BINS,
     SIGNED_LEVELS,
     RangeHistogram,
+    clipped_fraction,
     compute_amax,
     entropy_amax,
     entropy_divergences,
@@ -139,3 +140,25 @@ def test_empty_histogram_gives_zero():
     empty = RangeHistogram(np.zeros(NUM_BINS), 0.0, np.zeros(SIGNED_BINS))
     assert entropy_amax(empty) == 0.0
     assert percentile_amax(empty, 99.0) == 0.0
+
+
+def test_clipped_share_from_the_signed_histogram_alone():
+    """Where only the signed histogram was counted (entropy), the clipped share at entropy's
+    amax, a bin edge, is the share of values beyond it exactly; off an edge, to a bin."""
+    rng = np.random.default_rng(7)
+    x = np.concatenate([rng.standard_normal(200_000), rng.standard_normal(300) * 20])
+    hist = _hist(x)
+    signed_only = RangeHistogram(None, hist.absmax, hist.signed)
+    width = 2 * hist.absmax / SIGNED_BINS
+    for half in (128, 300, 1000, 2000):
+        amax = (half + 0.5) * width
+        assert clipped_fraction(signed_only, amax) == pytest.approx(
+            np.mean(np.abs(x) > amax), abs=1e-12
+        ), half
+    amax = compute_amax(signed_only, "entropy")
+    assert 0 < clipped_fraction(signed_only, amax) == pytest.approx(np.mean(np.abs(x) > amax))
+    off_edge = 400.2 * width
+    share = clipped_fraction(signed_only, off_edge)
+    assert np.mean(np.abs(x) > 400.5 * width) <= share <= np.mean(np.abs(x) > 399.5 * width)
+    with pytest.raises(ValueError, match="not counted"):
+        percentile_amax(signed_only, 99.9)

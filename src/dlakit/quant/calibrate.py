@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from dlakit.errors import DlakitError
 from dlakit.graph.load import LoadedModel
-from dlakit.quant.calibrators import METHODS, clipped_fraction, compute_amax
+from dlakit.quant.calibrators import HISTOGRAMS, METHODS, clipped_fraction, compute_amax
 from dlakit.quant.observe import (
     ChannelMeans,
     InputSource,
@@ -98,7 +98,7 @@ def calibrate(
     passes = 1
     if method != "max":
         start = time.perf_counter()
-        observe_histograms(observer, inputs, stats, step("histograms"), store)
+        observe_histograms(observer, inputs, stats, step("histograms"), store, HISTOGRAMS[method])
         seconds["histograms"] = time.perf_counter() - start
         passes = 2
 

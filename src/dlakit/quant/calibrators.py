@@ -42,19 +42,27 @@ SIGNED_LEVELS = 255  # INT8 values -127..127
 # bin of the histogram is empty); Q gets this tiny count there so the KL stays finite but large.
 EMPTY_BIN_EPS = 1e-4
 METHODS = ("entropy", "percentile", "max")
+# The histograms each method reads: the calibration pass counts only those.
+HISTOGRAMS = {"entropy": ("signed",), "percentile": ("abs",), "max": ()}
 
 
 @dataclass
 class RangeHistogram:
-    """Counts of |x| in ``len(counts)`` equal bins over ``[0, absmax]``."""
+    """Counts of |x| in ``NUM_BINS`` equal bins over ``[0, absmax]`` and of x in SIGNED_BINS
+    bins over [-absmax, absmax], each None where it was not counted."""
 
-    counts: np.ndarray
+    counts: np.ndarray | None
     absmax: float
-    signed: np.ndarray | None = None  # counts of x in SIGNED_BINS bins over [-absmax, absmax]
+    signed: np.ndarray | None = None
 
     @property
     def bin_width(self) -> float:
-        return self.absmax / len(self.counts)
+        return self.absmax / (NUM_BINS if self.counts is None else len(self.counts))
+
+    def abs_counts(self) -> np.ndarray:
+        if self.counts is None:
+            raise ValueError("this method needs the |x| histogram, which was not counted")
+        return np.asarray(self.counts, dtype=np.float64)
 
 
 def max_amax(hist: RangeHistogram) -> float:
@@ -66,7 +74,7 @@ def percentile_amax(hist: RangeHistogram, percentile: float) -> float:
     """The ``percentile`` of |x|, read from the histogram with linear interpolation in its bin."""
     if not 0.0 < percentile <= 100.0:
         raise DlakitError(f"--percentile {percentile}: must be in (0, 100]")
-    counts = np.asarray(hist.counts, dtype=np.float64)
+    counts = hist.abs_counts()
     total = counts.sum()
     if total <= 0 or hist.absmax <= 0:
         return 0.0
@@ -186,8 +194,21 @@ def entropy_amax(hist: RangeHistogram) -> float:
 
 
 def clipped_fraction(hist: RangeHistogram, amax: float) -> float:
-    """Share of all values whose |x| exceeds ``amax`` (to bin resolution): what clipping costs."""
-    counts = np.asarray(hist.counts, dtype=np.float64)
+    """Share of all values whose |x| exceeds ``amax`` (to bin resolution): what clipping costs.
+    From the |x| histogram, or the signed one where only that was counted (a bin counts as
+    clipped when it lies wholly beyond ``amax``; entropy's amax is a bin edge of it)."""
+    if hist.counts is None and hist.signed is not None:
+        signed = np.asarray(hist.signed, dtype=np.float64)
+        total = signed.sum()
+        if total <= 0 or hist.absmax <= 0 or amax >= hist.absmax:
+            return 0.0
+        centre, edge = len(signed) // 2, amax / (2.0 * hist.absmax / len(signed))
+        # Bin j covers [j - centre - 0.5, j - centre + 0.5) bin widths; a tolerance for amax
+        # computed as (half + 0.5) * width.
+        first = int(np.ceil(centre + 0.5 + edge - 1e-6))
+        last = int(np.floor(centre - 0.5 - edge + 1e-6))
+        return float((signed[first:].sum() + signed[: max(last + 1, 0)].sum()) / total)
+    counts = hist.abs_counts()
     total = counts.sum()
     if total <= 0 or hist.absmax <= 0 or amax >= hist.absmax:
         return 0.0

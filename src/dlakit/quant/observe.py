@@ -65,13 +65,15 @@ class TensorStats:
     max: float = -np.inf
     counts: np.ndarray = field(default_factory=lambda: np.zeros(NUM_BINS, dtype=np.int64))
     signed: np.ndarray = field(default_factory=lambda: np.zeros(SIGNED_BINS, dtype=np.int64))
+    counted: tuple[str, ...] = ("abs", "signed")  # the histograms pass 2 filled
 
     @property
     def absmax(self) -> float:
         return float(max(abs(self.min), abs(self.max))) if self.min <= self.max else 0.0
 
     def histogram(self) -> RangeHistogram:
-        return RangeHistogram(self.counts, self.absmax, self.signed)
+        return RangeHistogram(self.counts if "abs" in self.counted else None, self.absmax,
+                              self.signed if "signed" in self.counted else None)  # fmt: skip
 
 
 def calibration_tensors(loaded: LoadedModel) -> list[str]:
@@ -470,20 +472,27 @@ def bin_factors(stats: dict[str, TensorStats]) -> tuple[np.ndarray, np.ndarray, 
 _PROGRESS_STEPS = 16
 
 
+_FILL = {"abs": kernels.ABS, "signed": kernels.SIGNED}
+
+
 def observe_histograms(
     observer: Observer,
     inputs: InputSource,
     stats: dict[str, TensorStats],
     step: Callable[[], None] | None = None,
     store: Store | None = None,
+    histograms: tuple[str, ...] = ("abs", "signed"),
 ) -> None:
-    """Pass 2: fill each tensor's |x| and signed histograms over its range from pass 1, from
-    the ``store`` when it holds every run, else by running the model again."""
+    """Pass 2: fill each tensor's ``histograms`` (|x| "abs", "signed") over its range from
+    pass 1, from the ``store`` when it holds every run, else by running the model again."""
     layout = observer.layout
     if list(stats) != layout.names:
         raise ValueError("observe_histograms needs the stats observe_ranges gave")
+    if not histograms or any(h not in _FILL for h in histograms):
+        raise ValueError(f"histograms {histograms}: 'abs', 'signed' or both")
     absmax, factor, signed_factor = bin_factors(stats)
-    hist = kernels.Histograms(len(layout.names), NUM_BINS, SIGNED_BINS)
+    fill = sum(_FILL[h] for h in set(histograms))
+    hist = kernels.Histograms(len(layout.names), NUM_BINS, SIGNED_BINS, fill)
     offsets = layout.offsets
     if store is not None and store.rows is not None:
         block = max(1, -(-store.kept // _PROGRESS_STEPS))
@@ -519,6 +528,7 @@ def observe_histograms(
     for index, entry in enumerate(stats.values()):
         entry.counts += counts[index]
         entry.signed += signed[index]
+        entry.counted = tuple(h for h in ("abs", "signed") if h in histograms)
 
 
 def reference_ranges(observer: Observer, inputs: InputSource) -> dict[str, TensorStats]:

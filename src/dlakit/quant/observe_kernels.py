@@ -31,6 +31,9 @@ _COPIES = 4  # interleaved local histograms: breaks the chains of increments to 
 _BINS, _SIGNED_BINS = 2048, 4095  # calibrators.NUM_BINS and SIGNED_BINS (checked by Histograms)
 _KEY_MAX = np.iinfo(np.int32).max
 _KEY_MIN = np.iinfo(np.int32).min
+# Which histograms a pass fills: a method reads one (entropy the signed, percentile the |x|),
+# and each costs about half the pass.
+ABS, SIGNED = 1, 2
 
 
 def work_items(sizes: np.ndarray, rows: int) -> np.ndarray:
@@ -107,37 +110,37 @@ def _flush(local, local_signed, counts, signed):
 
 
 @numba.njit(cache=True)
-def _bin_indices(values, clip, low, high, absmax, factor, signed_factor, index, signed_index):
+def _bin_indices(values, clip, low, high, absmax, factor, signed_factor, index, signed_index,
+                 fill):  # fmt: skip
     """Bin indices of ``values`` (clipped to [low, high] first if ``clip``) into the local
-    histograms, copy ``i % _COPIES`` for value i. The clamps come before the truncation, in
-    float32: the same indices as truncating first (every bin index is >= 0), and they
-    vectorise; unsigned indices spare the scatter loops numba's negative-index checks."""
+    histograms ``fill`` names (ABS, SIGNED or both), copy ``i % _COPIES`` for value i. The
+    clamps come before the truncation, in float32: the same indices as truncating first
+    (every bin index is >= 0), and they vectorise; unsigned indices spare the scatter loops
+    numba's negative-index checks."""
     top = np.float32(_BINS - 1)
     signed_top = np.float32(_SIGNED_BINS - 1)
     zero = np.float32(0)
-    if clip:
+    if fill & SIGNED:
         for i in range(values.size):
-            v = min(max(values[i], low), high)
+            v = min(max(values[i], low), high) if clip else values[i]
             copy = np.uint32(i & (_COPIES - 1))
             signed_index[i] = np.uint32(min(max((v + absmax) * signed_factor, zero), signed_top))
             signed_index[i] += copy * np.uint32(_SIGNED_BINS)
-            index[i] = np.uint32(min(abs(v) * factor, top)) + copy * np.uint32(_BINS)
-    else:
+    if fill & ABS:
         for i in range(values.size):
-            v = values[i]
+            v = min(max(values[i], low), high) if clip else values[i]
             copy = np.uint32(i & (_COPIES - 1))
-            signed_index[i] = np.uint32(min(max((v + absmax) * signed_factor, zero), signed_top))
-            signed_index[i] += copy * np.uint32(_SIGNED_BINS)
             index[i] = np.uint32(min(abs(v) * factor, top)) + copy * np.uint32(_BINS)
 
 
 @numba.njit(
     "void(float32[:, ::1], int64[::1], int64[:, ::1], float32[::1], float32[::1], float32[::1],"
-    " float32[::1], float32[::1], int64[:, :, ::1], int64[:, :, ::1])",
+    " float32[::1], float32[::1], int64[:, :, ::1], int64[:, :, ::1], int64)",
     cache=True,
     parallel=True,
 )
-def _histograms(arena, offsets, items, low, high, absmax, factor, signed_factor, counts, signed):
+def _histograms(arena, offsets, items, low, high, absmax, factor, signed_factor, counts, signed,
+                fill):  # fmt: skip
     threads = counts.shape[0]
     for k in numba.prange(threads):
         local = np.zeros(_COPIES * _BINS, dtype=np.int32)
@@ -160,22 +163,28 @@ def _histograms(arena, offsets, items, low, high, absmax, factor, signed_factor,
                     values = arena[row, b0 : min(start + hi, b0 + _BLOCK)]
                     _bin_indices(values, clip, low[tensor], high[tensor], absmax[tensor],
                                  factor[tensor], signed_factor[tensor], index,
-                                 signed_index)  # fmt: skip
-                    for i in range(values.size):
-                        local_signed[signed_index[i]] += 1
-                    for i in range(values.size):
-                        local[index[i]] += 1
+                                 signed_index, fill)  # fmt: skip
+                    if fill & SIGNED:
+                        for i in range(values.size):
+                            local_signed[signed_index[i]] += 1
+                    if fill & ABS:
+                        for i in range(values.size):
+                            local[index[i]] += 1
         if current >= 0:
             _flush(local, local_signed, counts[k, current], signed[k, current])
 
 
 class Histograms:
-    """Per-thread |x| and signed histograms and zero counts of ``tensors`` tensors, filled by
-    :meth:`add` over any number of calls and summed by :meth:`totals`."""
+    """Per-thread |x| and signed histograms of ``tensors`` tensors (those ``fill`` names: ABS,
+    SIGNED or both; the other stays zero), filled by :meth:`add` over any number of calls and
+    summed by :meth:`totals`."""
 
-    def __init__(self, tensors: int, bins: int, signed_bins: int) -> None:
+    def __init__(self, tensors: int, bins: int, signed_bins: int, fill: int = ABS | SIGNED):
         if (bins, signed_bins) != (_BINS, _SIGNED_BINS):
             raise ValueError(f"the compiled loops count {_BINS} and {_SIGNED_BINS} bins")
+        if fill not in (ABS, SIGNED, ABS | SIGNED):
+            raise ValueError(f"fill {fill}: ABS, SIGNED or both")
+        self.fill = fill
         threads = numba.get_num_threads()
         self.counts = np.zeros((threads, tensors, bins), dtype=np.int64)
         self.signed = np.zeros((threads, tensors, signed_bins), dtype=np.int64)
@@ -194,7 +203,7 @@ class Histograms:
         """Count the values the items cover, each clipped to its tensor's [low, high] first;
         ``offsets``, the bounds, ``absmax`` and the factors are per tensor (float32)."""
         _histograms(arena, offsets, items, low, high, absmax, factor, signed_factor,
-                    self.counts, self.signed)  # fmt: skip
+                    self.counts, self.signed, self.fill)  # fmt: skip
 
     def totals(self) -> tuple[np.ndarray, np.ndarray]:
         """(counts, signed) per tensor, over every thread."""
