@@ -49,14 +49,19 @@ def _assert_same(fast, reference):
 
 
 def _both_ways(loaded, inputs):
-    """(fast with the rows kept, fast with the model run again, the definition)."""
+    """(fast with the rows kept, fast with the model run again, fast with half the rows kept
+    and the rest run again, the definition)."""
     observer = Observer(loaded)
     results = []
-    for budget in (1 << 40, 0):
+    row_bytes, half = observer.layout.width * 4, max(1, len(inputs) // 2)
+    for budget, kept in ((1 << 40, len(inputs)), (0, 0), (half * row_bytes + 5, half)):
         store = Store(observer.layout, len(inputs), budget)
-        assert store.complete == (budget > 0)
+        assert store.complete == (kept == len(inputs))
         stats = observe_ranges(observer, inputs, store=store)
+        assert store.kept == kept
+        before = observer.runs
         observe_histograms(observer, inputs, stats, store=store)
+        assert observer.runs - before == len(inputs) - kept  # only the runs past the kept rows
         results.append(stats)
     reference = reference_ranges(observer, inputs)
     reference_histograms(observer, inputs, reference)
@@ -114,9 +119,10 @@ def test_collection_equals_the_definition_on_edge_cases(tmp_path):
         "clip": ("conv", np.float32(-0.5), np.float32(0.7)),
         "clip_x": ("x", -np.inf, np.float32(0.7)),
     }
-    kept, again, reference = _both_ways(loaded, inputs)
+    kept, again, partly, reference = _both_ways(loaded, inputs)
     _assert_same(kept, reference)
     _assert_same(again, reference)
+    _assert_same(partly, reference)
     assert reference["nothing"].absmax == 0 and reference["x"].counts[-1] >= 1
     assert reference["small"].counts[0] > 0 and reference["small"].max <= 0
 
@@ -187,7 +193,7 @@ def test_a_differing_count_is_seen(tmp_path):
     loaded = _toy(tmp_path / "toy.onnx", (1, 3, 8, 8))
     x = np.random.default_rng(2).standard_normal((3, 1, 3, 8, 8)).astype(np.float32)
     inputs = ArrayInputs("toy", "x", (1, 3, 8, 8), x.reshape(3, 3, 8, 8), [""] * 3)
-    kept, _, reference = _both_ways(loaded, inputs)
+    kept, _, _, reference = _both_ways(loaded, inputs)
     counts = kept["conv"].signed
     bin_ = int(np.flatnonzero(counts)[0])
     counts[bin_] -= 1
@@ -234,10 +240,11 @@ def mobilenet_stats():
 
 @pytest.mark.network
 def test_collection_equals_the_definition_on_mobilenetv2(mobilenet_stats):
-    kept, again, reference = mobilenet_stats
+    kept, again, partly, reference = mobilenet_stats
     assert len(reference) > 100
     _assert_same(kept, reference)
     _assert_same(again, reference)
+    _assert_same(partly, reference)
 
 
 def _per_candidate_divergences(signed: np.ndarray) -> np.ndarray:

@@ -10,11 +10,12 @@ re-binning and lose resolution):
 
 onnxruntime writes each run's tensors straight into one float32 row, an *arena* (a
 :class:`Layout` gives each tensor its offset), through an I/O binding: no fresh output arrays,
-no copies. While every run's row fits the memory budget, pass 1 writes them into one
-:class:`Store` and pass 2 bins that instead of running the model again; otherwise both passes
-reuse one row. The per-value work is compiled (:mod:`dlakit.quant.observe_kernels`), one call
-per pass or run for every tensor; :func:`reference_ranges` and :func:`reference_histograms` are
-its definition in numpy, on the values ``session.run`` returns.
+no copies. Pass 1 writes the first runs' rows, as many as the memory budget holds, into a
+:class:`Store`; pass 2 bins those instead of running the model again, and runs it again only
+for the runs after them (one reused row). The per-value work is compiled
+(:mod:`dlakit.quant.observe_kernels`), one call per pass or run for every tensor;
+:func:`reference_ranges` and :func:`reference_histograms` are its definition in numpy, on the
+values ``session.run`` returns.
 
 For bias correction, pass 1 can also sum the per-channel (axis 1) values of chosen tensors
 (:class:`ChannelMeans`): the inputs of convolutions, whose means the correction needs.
@@ -220,6 +221,7 @@ class Observer:
         bound = {n for n, _ in self.bound}
         self.copied = [(n, index[n]) for n in self.written if n not in bound]
         self.binding = self.session.io_binding()
+        self.runs = 0  # model runs by run_into
 
     def _shapes(self) -> list[tuple[int, ...]]:
         shapes = dict(self.loaded.shapes)
@@ -257,6 +259,7 @@ class Observer:
         """Run the model once and write the values of every tensor the row holds into it."""
         source, feeds = sample
         self._check_feeds(source, feeds)
+        self.runs += 1
         layout, binding = self.layout, self.binding
         for index, name in enumerate(self.tensors):
             if name in feeds:
@@ -342,8 +345,9 @@ def _populate_write() -> Callable[[int, int], bool] | None:
 
 
 class Store:
-    """One arena row per run, written by pass 1 and binned by pass 2, when ``runs`` rows of
-    ``layout`` fit in ``budget`` bytes (else ``rows`` is None and pass 2 runs the model again).
+    """Arena rows for the first runs, as many as ``budget`` bytes hold (``rows`` None where not
+    one does): pass 1 writes them, pass 2 bins them and runs the model again only for the runs
+    after them.
 
     A thread maps the rows' pages in, row by row, while onnxruntime fills the rows before
     them (:meth:`wait_row`): mapping 1.8 GB (MobileNetV2, 64 runs) costs the kernel about
@@ -351,13 +355,15 @@ class Store:
     onnxruntime runs on 2 threads leave a core partly idle between their nodes."""
 
     def __init__(self, layout: Layout, runs: int, budget: int) -> None:
-        size = runs * layout.width * 4
+        row_bytes = layout.width * 4
+        fit = min(runs, budget // row_bytes) if row_bytes > 0 else 0
+        self.runs = runs
         self.rows: np.ndarray | None = None
         self.kept = 0  # rows pass 1 filled
-        self._ready = runs  # rows whose pages are mapped (all, unless the thread maps them)
+        self._ready = fit  # rows whose pages are mapped (all, unless the thread maps them)
         self._changed = threading.Condition()
         self._stop = False
-        if not 0 < size <= budget:
+        if fit <= 0:
             return
         populate = _populate_write()
         # Not numpy's allocator: it asks for transparent huge pages, and where the kernel
@@ -367,14 +373,15 @@ class Store:
         flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
         if populate is None:
             flags |= getattr(mmap, "MAP_POPULATE", 0)
-        pages = mmap.mmap(-1, size, flags=flags)
-        self.rows = np.frombuffer(pages, np.float32).reshape(runs, layout.width)
+        pages = mmap.mmap(-1, fit * row_bytes, flags=flags)
+        self.rows = np.frombuffer(pages, np.float32).reshape(fit, layout.width)
         if populate is not None:
             self._ready = 0
-            base, row_bytes = self.rows.ctypes.data, layout.width * 4
             # The thread holds ``pages``: the mapping outlives it even if the rows are dropped.
             threading.Thread(
-                target=self._populate, args=(populate, pages, base, row_bytes, runs), daemon=True
+                target=self._populate,
+                args=(populate, pages, self.rows.ctypes.data, row_bytes, fit),
+                daemon=True,
             ).start()
 
     def _populate(self, populate, pages: mmap.mmap, base: int, row_bytes: int, runs: int) -> None:
@@ -402,7 +409,15 @@ class Store:
 
     @property
     def complete(self) -> bool:
-        return self.rows is not None
+        """Whether the rows hold every run the source announced."""
+        return self.rows is not None and len(self.rows) >= self.runs
+
+    def row(self, run: int) -> np.ndarray | None:
+        """Run ``run``'s kept row, its pages mapped, or None past the kept rows."""
+        if self.rows is None or run >= len(self.rows):
+            return None
+        self.wait_row(run)
+        return self.rows[run]
 
 
 def observe_ranges(
@@ -423,13 +438,8 @@ def observe_ranges(
     averaged = [(i, n) for i, n in enumerate(layout.names) if means and n in means.names]
     try:
         for run, sample in enumerate(inputs):
-            if store is not None and store.rows is not None and run >= len(store.rows):
-                store.rows = None  # more runs than the source said: pass 2 runs the model again
-            if store is not None and store.rows is not None:
-                store.wait_row(run)
-                row = store.rows[run]
-            else:
-                row = scratch
+            kept = store.row(run) if store is not None else None
+            row = scratch if kept is None else kept
             observer.run_into(sample, row)
             run_low, run_high = kernels.ranges(row[None], layout.offsets, items)
             # Clipping is monotone: a clipped tensor's extremes are its source's, clipped.
@@ -443,8 +453,8 @@ def observe_ranges(
             np.maximum(high, run_high, out=high)
             for index, name in averaged:
                 means.add(name, layout.view(row, index))  # type: ignore[union-attr]
-            if store is not None:
-                store.kept = run + 1
+            if kept is not None:
+                store.kept = run + 1  # type: ignore[union-attr]
             if step:
                 step()
     finally:
@@ -484,7 +494,7 @@ def observe_histograms(
     histograms: tuple[str, ...] = ("abs", "signed"),
 ) -> None:
     """Pass 2: fill each tensor's ``histograms`` (|x| "abs", "signed") over its range from
-    pass 1, from the ``store`` when it holds every run, else by running the model again."""
+    pass 1, from the rows the ``store`` kept, and by running the model again for the rest."""
     layout = observer.layout
     if list(stats) != layout.names:
         raise ValueError("observe_histograms needs the stats observe_ranges gave")
@@ -494,11 +504,12 @@ def observe_histograms(
     fill = sum(_FILL[h] for h in set(histograms))
     hist = kernels.Histograms(len(layout.names), NUM_BINS, SIGNED_BINS, fill)
     offsets = layout.offsets
-    if store is not None and store.rows is not None:
-        block = max(1, -(-store.kept // _PROGRESS_STEPS))
+    kept = store.kept if store is not None and store.rows is not None else 0
+    if kept:
+        block = max(1, -(-kept // _PROGRESS_STEPS))
         items = {}
-        for start in range(0, store.kept, block):
-            rows = store.rows[start : min(store.kept, start + block)]
+        for start in range(0, kept, block):
+            rows = store.rows[start : min(kept, start + block)]  # type: ignore[union-attr]
             if len(rows) not in items:
                 items[len(rows)] = kernels.work_items(layout.sizes, len(rows))
             hist.add(
@@ -514,16 +525,15 @@ def observe_histograms(
             for _ in range(len(rows)):
                 if step:
                     step()
-    else:
-        row = np.empty((1, layout.width), np.float32)
-        items_one = kernels.work_items(layout.sizes, 1)
-        for sample in inputs:
-            observer.run_into(sample, row[0])
-            hist.add(
-                row, offsets, items_one, layout.low, layout.high, absmax, factor, signed_factor
-            )
-            if step:
-                step()
+    row = np.empty((1, layout.width), np.float32)
+    items_one = kernels.work_items(layout.sizes, 1)
+    for run, sample in enumerate(inputs):
+        if run < kept:
+            continue  # binned from its kept row
+        observer.run_into(sample, row[0])
+        hist.add(row, offsets, items_one, layout.low, layout.high, absmax, factor, signed_factor)
+        if step:
+            step()
     counts, signed = hist.totals()
     for index, entry in enumerate(stats.values()):
         entry.counts += counts[index]
