@@ -295,17 +295,24 @@ def test_compiled_pass_matches_the_definition(case):
         x = intref.cacc_output(x, truncate)
     e = torch.as_tensor(ew.T.reshape(x.shape))
     want = intref.sdp(x, chain, e).reshape(acc.shape[1], -1).T.numpy()
-    kind = np.int8 if truncate < 0 else np.float32 if bound < 2**24 else np.float64
-    out = np.empty(acc.shape, np.int8)
-    wide = np.empty(acc.shape, np.float32)
+    # Sums as the float convolution (float32 below 2^24, else float64) or the INT8 matrix
+    # product (int32) deliver them.
+    kinds = [np.int8] if truncate < 0 else [np.float32 if bound < 2**24 else np.float64]
+    if truncate >= 0 and bound < 2**31:
+        kinds.append(np.int32)
     packed = intref_kernels.pack(chain, acc.shape[1], truncate, bound)
-    for parallel in (False, True):  # on the calling thread, and on the pool
-        sums = acc.astype(kind)
-        clear = kind != np.int8
-        intref_kernels.chain(sums, out, *packed, ew.astype(np.int8), wide, clear, parallel)
-        assert np.array_equal(out, want)
-        assert np.array_equal(wide, want.astype(np.float32))
-        assert not clear or not sums.any()  # the sums it read set to 0
+    for kind in kinds:
+        # float sums are cleared (the shared accumulator) or not; int32 ones never are
+        for clear in [False, True] if kind in (np.float32, np.float64) else [False]:
+            for parallel in (False, True):  # on the calling thread, and on the pool
+                out = np.empty(acc.shape, np.int8)
+                wide = np.empty(acc.shape, np.float32)
+                sums = acc.astype(kind)
+                intref_kernels.chain(sums, out, *packed, ew.astype(np.int8), wide, clear,
+                                     parallel)  # fmt: skip
+                assert np.array_equal(out, want)
+                assert np.array_equal(wide, want.astype(np.float32))
+                assert not clear or not sums.any()  # the sums it read set to 0
 
 
 @pytest.mark.parametrize("bound", [2**10, 2**23])
@@ -323,3 +330,30 @@ def test_x1_folds_into_x2_only_where_its_saturation_cannot_clip(bound):
     assert np.array_equal(out, want)
     if bound == 2**23:
         assert out[:2, 0].tolist() == [32, -32]
+
+
+@pytest.mark.parametrize("kind", [np.int32, np.float32])
+@pytest.mark.parametrize("relu", [False, True])
+def test_one_pass_rounds_ties_and_saturates_like_the_definition(kind, relu):
+    """The lowering's requantization (X1 multiplier folded into X2's bias, multiplier,
+    truncate), with a Y SUM and a converter, runs in the one-pass loop (``_one_pass_unit``):
+    ties of the truncate round away from zero, and the Y sum saturates to 32 bits before a
+    converter whose offset sits at the top of the range would read it."""
+    k = 3
+    acc = np.array([[-3, -1, 1], [3, -5, 5], [2**30, 2**30, -(2**30)], [-7, 7, 0]], np.int64)
+    x1 = XUnit(mul=np.array([1, 1, -1]))
+    x2 = XUnit(alu="sum", alu_operand=np.array([0, 0, 1]), mul=np.array([1, 1, 1]),
+               truncate=1, relu=relu)  # fmt: skip
+    ew_unit = EwUnit("e", -(2**31), 32767, 0, "sum")
+    ew = np.array([[0, 0, 0], [0, 0, 0], [127, 127, -128], [0, 0, 0]], np.int64)
+    for c in (OutCvt(), OutCvt(2**31 - 2, 1, 0), OutCvt(-3, 5, 2)):
+        for y in (None, ew_unit):
+            chain = SdpChain(x1, x2, y, c=c)
+            cfg, *rows = intref_kernels.pack(chain, k, 0, 2**30)
+            assert intref_kernels._one_pass_unit(cfg, False) == 7  # X1 folded into X2
+            x = torch.as_tensor(acc.T.reshape(1, k, 1, -1))
+            e = torch.as_tensor(ew.T.reshape(x.shape))
+            want = intref.sdp(intref.cacc_output(x, 0), chain, e).reshape(k, -1).T.numpy()
+            out = np.empty(acc.shape, np.int8)
+            intref_kernels.chain(acc.astype(kind), out, cfg, *rows, ew.astype(np.int8))
+            assert np.array_equal(out, want), (c, y)

@@ -318,6 +318,85 @@ def _stages(t, n, rows32, rows64, cfg, last, ew, out, wide, p0, with_wide):
         _c_out_block(t, n, cfg, out, wide, p0, with_wide)
 
 
+@jit
+def _one_pass_unit(cfg, clear):
+    """The cfg offset (1 or 7) of the chain's one X unit, 0 where it has none, or -1 where
+    ``_one_pass`` cannot run it: a CACC round or a saturating load, sums to clear, two X units
+    (after folding), a MAX or MIN ALU, PReLU, a truncate >= 49, or Y's MAX or MIN."""
+    loads_plain = cfg[0] == -1 or (cfg[0] == 0 and cfg[20])
+    if clear or not loads_plain or (cfg[1] and cfg[7]) or cfg[13] > 1:
+        return -1
+    unit = 7 if cfg[7] else (1 if cfg[1] else 0)
+    if unit and (cfg[unit + 1] or cfg[unit + 4] or cfg[unit + 3] >= 49):
+        return -1
+    return unit
+
+
+@numba.njit(inline="always")
+def _one_pass_rows(acc, out, wide, ew, i0, i1, mul, add_mul, xr, floor, y, yr, c, cr, with_y,
+                   c_plain, with_wide):  # fmt: skip
+    # Every stage per element from the accumulator to the stores, in one loop: an X unit (SUM
+    # or no ALU, ``xr`` its ``_rounding``), the Y ALU's SUM (``y``: scale, offset * scale),
+    # the converter (``c`` likewise); with_y, c_plain and with_wide are constants per call.
+    lim = np.int64(1) << 31
+    lim17 = np.int64(1) << 16
+    for i in range(i0, i1):
+        for k in range(acc.shape[1]):
+            p = _wide(np.int32(acc[i, k])) * _wide(mul[k]) + add_mul[k]
+            x = min(max((p + xr[1] + ((p >> 63) & xr[2])) >> xr[0], floor), lim - 1)
+            if with_y:
+                op = _wide(np.int32(ew[i, k])) * y[0] - y[1]
+                x = min(max(x + _srr(op, yr[0], yr[1], yr[2], yr[3], lim), -lim), lim - 1)
+            if not c_plain:
+                x = _srr(x * c[0] - c[1], cr[0], cr[1], cr[2], cr[3], lim17)
+            v = np.int32(min(max(x, np.int64(-128)), np.int64(127)))
+            out[i, k] = np.int8(v)
+            if with_wide:
+                wide[i, k] = np.float32(v)
+
+
+@jit
+def _one_pass_span(acc, out, wide, ew, i0, i1, cfg, rows32, rows64, unit, with_wide):
+    """``_one_pass_rows`` on pixels ``i0:i1`` of a chain ``_one_pass_unit`` accepts."""
+    channels = acc.shape[1]
+    if unit:
+        r = 3 * (unit // 7)
+        mul, add_mul = rows32[r + 2], rows64[2 * r // 3 + 1]
+        xr = _rounding(cfg[unit + 3], 49)
+        floor = np.int64(0) if cfg[unit + 5] else np.int64(_I32_MIN)
+    else:
+        mul, add_mul = np.ones(channels, np.int32), np.zeros(channels, np.int64)
+        xr = _rounding(0, 49)
+        floor = np.int64(_I32_MIN)
+    y = (np.int64(cfg[15]), cfg[14] * cfg[15])
+    yr = _rounding(cfg[16], 49)
+    c = (np.int64(cfg[18]), cfg[17] * cfg[18])
+    cr = _rounding(cfg[19], 49)
+    with_y = cfg[13] == 1
+    c_plain = cfg[17] == 0 and cfg[18] == 1 and cfg[19] == 0
+    a = (acc, out, wide, ew, i0, i1, mul, add_mul, xr, floor, y, yr, c, cr)
+    if with_y and c_plain:
+        _one_pass_wide(a, True, True, with_wide)
+    elif with_y:
+        _one_pass_wide(a, True, False, with_wide)
+    elif c_plain:
+        _one_pass_wide(a, False, True, with_wide)
+    else:
+        _one_pass_wide(a, False, False, with_wide)
+
+
+@numba.njit(inline="always")
+def _one_pass_wide(a, with_y, c_plain, with_wide):
+    # with_wide as a constant too: each of the eight calls is a loop of its own.
+    acc, out, wide, ew, i0, i1, mul, add_mul, xr, floor, y, yr, c, cr = a
+    if with_wide:
+        _one_pass_rows(acc, out, wide, ew, i0, i1, mul, add_mul, xr, floor, y, yr, c, cr,
+                       with_y, c_plain, True)  # fmt: skip
+    else:
+        _one_pass_rows(acc, out, wide, ew, i0, i1, mul, add_mul, xr, floor, y, yr, c, cr,
+                       with_y, c_plain, False)  # fmt: skip
+
+
 def _chain(acc, out, wide, ew, cfg, rows32, rows64, clear, threads):
     # The stages are functions of their own, compiled once for every input type; only the
     # loads below are compiled per type.
@@ -328,6 +407,12 @@ def _chain(acc, out, wide, ew, cfg, rows32, rows64, clear, threads):
     cacc, small = cfg[0], cfg[20]
     last = _last_unit(cfg)
     with_wide = wide.shape[0] == pixels
+    unit = _one_pass_unit(cfg, clear)
+    if unit >= 0:
+        for job in numba.prange(jobs):
+            i0, i1 = job * blocks // jobs * per, min((job + 1) * blocks // jobs * per, pixels)
+            _one_pass_span(acc, out, wide, ew, i0, i1, cfg, rows32, rows64, unit, with_wide)
+        return
     for job in numba.prange(jobs):
         t = np.empty((per, channels), dtype=np.int32)  # every stage's result fits 32 bits
         for block in range(job * blocks // jobs, (job + 1) * blocks // jobs):
