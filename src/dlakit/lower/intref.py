@@ -462,6 +462,11 @@ class IntReference:
         self._sums: torch.Tensor | None = None  # zeros but while a layer's sums are in it
         self._int_sums: torch.Tensor | None = None  # pointwise layers' int32 sums
         self._matrices: dict[str, torch.Tensor | None] = {}
+        # INT8 buffers of the compiled passes' outputs, by storage address, and those free:
+        # a fresh multi-MiB output per layer costs a page fault per 4 KiB (and, under a fixed
+        # mmap threshold, an mmap and munmap), as long as the pass that fills it.
+        self._outputs: dict[int, torch.Tensor] = {}
+        self._free: list[torch.Tensor] = []
         self._filters: dict[str, np.ndarray | None] = {}
         self._copies = self._copying_chains() if self.fused else set()
         self._handlers: dict[type, Callable[[QLayer, dict[str, torch.Tensor]], None]] = {
@@ -492,16 +497,42 @@ class IntReference:
         last_use = self._last_use(keep)
         self._wide = None
         kept: dict[str, np.ndarray] = {}
+        # What a run returns are float copies: every output buffer is free when one starts.
+        self._free = list(self._outputs.values())
+        # Tensors (views included) alive per output buffer: at 0 the buffer is free again.
+        users: dict[int, int] = {}
         for index, layer in enumerate(self.graph.layers):
             self._handlers[type(layer)](layer, values)
             for name in layer.outputs:
+                address = values[name].untyped_storage().data_ptr()
+                if address in self._outputs:
+                    users[address] = users.get(address, 0) + 1
                 if name in keep:
                     kept[name] = self._as_float(name, values[name])
             for name in [n for n, last in last_use.items() if last == index]:
-                values.pop(name, None)
+                value = values.pop(name, None)
+                address = -1 if value is None else value.untyped_storage().data_ptr()
+                if address in users:
+                    users[address] -= 1
+                    if not users[address]:
+                        del users[address]
+                        self._free.append(self._outputs[address])
         for name in self.graph.outputs:
             kept[name] = self._as_float(name, values[name])
         return kept
+
+    def _output(self, shape: tuple[int, ...]) -> torch.Tensor:
+        """An INT8 [B, K, H, W] channels-last tensor in the smallest free output buffer that
+        holds it (a new one where none does); ``run`` frees it after its last use."""
+        batch, channels, height, width = shape
+        numel = batch * channels * height * width
+        fits = [i for i, b in enumerate(self._free) if b.numel() >= numel]
+        if fits:
+            buffer = self._free.pop(min(fits, key=lambda i: self._free[i].numel()))
+        else:
+            buffer = torch.empty(numel, dtype=torch.int8)
+            self._outputs[buffer.untyped_storage().data_ptr()] = buffer
+        return buffer[:numel].view(batch, height, width, channels).permute(0, 3, 1, 2)
 
     def _copying_chains(self) -> set[str]:
         """Layers whose compiled chain also writes its INT8 result as float32 into the shared
@@ -607,7 +638,7 @@ class IntReference:
                                   _accumulator_bounds(layer))  # fmt: skip
             self._packed[layer.name] = packed
         shape = (batch, channels, out_h, out_w)
-        out = torch.empty(shape, dtype=torch.int8, memory_format=torch.channels_last)
+        out = self._output(shape)
         operand = None
         if ew is not None:
             operand = _pixels(ew.reshape(shape).to(torch.int8)).numpy()
@@ -689,7 +720,7 @@ class IntReference:
                 bound = _accumulator_bounds(layer)
             packed = kernels.pack(layer.sdp, channels, cacc_truncate, bound)
             self._packed[layer.name] = packed
-        out = torch.empty(x.shape, dtype=torch.int8, memory_format=torch.channels_last)
+        out = self._output(tuple(x.shape))
         operand = None
         if ew is not None:
             operand = _pixels(ew.reshape(x.shape).to(torch.int8)).numpy()
