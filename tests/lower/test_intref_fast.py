@@ -357,3 +357,34 @@ def test_one_pass_rounds_ties_and_saturates_like_the_definition(kind, relu):
             out = np.empty(acc.shape, np.int8)
             intref_kernels.chain(acc.astype(kind), out, cfg, *rows, ew.astype(np.int8))
             assert np.array_equal(out, want), (c, y)
+
+
+def test_serial_pass_is_its_own_compilation(tmp_path):
+    """The serial pass never touches numba's thread pool (not thread-safe: concurrent use
+    aborts the process), also after the parallel one of the same signature was compiled and
+    cached, so Python threads can run it side by side. In a subprocess with a cache of its
+    own, since a failure aborts and the shared cache could hold either compilation."""
+    import os
+    import subprocess
+    import sys
+
+    script = """
+import threading, numpy as np
+from dlakit.lower import intref_kernels as K
+from dlakit.lower.qgraph import OutCvt, SdpChain, XUnit
+packed = K.pack(SdpChain(None, XUnit(mul=np.array([3]), truncate=2), None, c=OutCvt()), 8, 0, 99)
+acc = np.ones((1 << 16, 8), np.int32)
+out = np.empty(acc.shape, np.int8)
+K.chain(acc, out, *packed, parallel=True)
+def work(i):
+    for _ in range(50):
+        K.chain(acc[i << 15 : (i + 1) << 15], out[i << 15 : (i + 1) << 15], *packed,
+                parallel=False)
+threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+assert (out == 1).all()
+"""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
+    assert run.returncode == 0, run.stderr[-2000:]

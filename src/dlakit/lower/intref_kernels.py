@@ -14,6 +14,8 @@ per-channel operand rows; ``chain`` runs it on channels-last ``[pixels, K]`` vie
 
 from __future__ import annotations
 
+import types
+
 import numba
 import numpy as np
 
@@ -506,6 +508,19 @@ def _depthwise_chain(x, weight, geometry, out, wide, ew, cfg, rows32, rows64, th
                 _stages(t, n, rows32, rows64, cfg, last, ew, out, wide, p0, with_wide)
 
 
+def _compiled(func, signature: str, parallel: bool):
+    """``func`` compiled (cached) for ``signature``, on the thread pool or on the calling
+    thread. The serial one is compiled from a copy of ``func`` under a name of its own: numba's
+    cache keys an entry by the function and the signature, not by ``parallel``, so both would
+    share one entry and run whichever was compiled first (the pool's, which is not
+    thread-safe, or the serial one on the pool's layers)."""
+    if not parallel:
+        twin = types.FunctionType(func.__code__, func.__globals__, func.__name__ + "_serial")
+        twin.__qualname__ = func.__qualname__ + "_serial"
+        func = twin
+    return numba.njit(signature, cache=True, parallel=parallel, nogil=True)(func)
+
+
 _COMPILED: dict[tuple[str, bool], object] = {}
 # Below this many elements a layer's pass runs on the calling thread: waking the thread pool
 # costs more (0.1-0.5 ms a call measured, about the pass of 200k elements).
@@ -535,15 +550,17 @@ def chain(
     if kernel is None:
         signature = f"void({kind}[:, ::1], int8[:, ::1], float32[:, ::1], int8[:, ::1], "
         signature += "int64[::1], int32[:, ::1], int64[:, ::1], boolean, int64)"
-        compiled = numba.njit(signature, cache=True, parallel=parallel)(_chain)
+        compiled = _compiled(_chain, signature, parallel)
         kernel = _COMPILED[kind, parallel] = compiled
     channels = acc.shape[1]
     if ew is None:
         ew = np.zeros((1, channels), dtype=np.int8)
     if wide is None:
         wide = np.zeros((0, channels), dtype=np.float32)
-    # numba.get_num_threads() inside the kernel would keep it from being cached.
-    kernel(acc, out, wide, ew, cfg, rows32, rows64, clear, numba.get_num_threads())
+    # numba.get_num_threads() inside the kernel would keep it from being cached; on the
+    # calling thread the pool is not touched (the thread pool is not thread-safe).
+    threads = numba.get_num_threads() if parallel else 1
+    kernel(acc, out, wide, ew, cfg, rows32, rows64, clear, threads)
 
 
 _DEPTHWISE: dict[bool, object] = {}
@@ -570,14 +587,15 @@ def depthwise_chain(
         signature = "void(int8[:, :, :, ::1], int32[:, :, ::1], int64[::1], int8[:, ::1], "
         signature += "float32[:, ::1], int8[:, ::1], int64[::1], int32[:, ::1], int64[:, ::1], "
         signature += "int64)"
-        compiled = numba.njit(signature, cache=True, parallel=parallel)(_depthwise_chain)
+        compiled = _compiled(_depthwise_chain, signature, parallel)
         kernel = _DEPTHWISE[parallel] = compiled
     channels = out.shape[1]
     if ew is None:
         ew = np.zeros((1, channels), dtype=np.int8)
     if wide is None:
         wide = np.zeros((0, channels), dtype=np.float32)
-    kernel(x, weight, geometry, out, wide, ew, cfg, rows32, rows64, numba.get_num_threads())
+    threads = numba.get_num_threads() if parallel else 1
+    kernel(x, weight, geometry, out, wide, ew, cfg, rows32, rows64, threads)
 
 
 @numba.njit(cache=True, parallel=True)
