@@ -85,11 +85,24 @@ def test_conv_chain_matches_the_definition(seed):
     _both(graph, feeds)
 
 
+@pytest.fixture
+def two_torch_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("chunk_bytes", [intref.CHUNK_BYTES, 64])
 @pytest.mark.parametrize("seed", range(6))
-def test_pointwise_conv_by_int8_matmul_matches_the_definition(seed):
+def test_pointwise_conv_by_int8_matmul_matches_the_definition(
+    seed, chunk_bytes, monkeypatch, two_torch_threads
+):
     """A 1x1 convolution fed INT8 by the chain before it runs as ``torch._int_mm``; seeds 4-5
     take every input and weight to the INT8 extremes, with sums beyond 2^24 (float64 in the
-    definition) at 1100 channels."""
+    definition) at 1100 channels. With chunks of 64 bytes, the 60 pixels go through the
+    matrix product and the chain 8 at a time (the last one shorter), in two threads."""
+    monkeypatch.setattr(intref, "CHUNK_BYTES", chunk_bytes)
     rng = np.random.default_rng(200 + seed)
     c, k = (1100, 24) if seed >= 4 else (int(rng.integers(1, 40)), int(rng.integers(1, 40)))
     w = rng.integers(-128, 128, (k, c, 1, 1)).astype(np.int8)
@@ -118,6 +131,7 @@ def test_pointwise_conv_by_int8_matmul_matches_the_definition(seed):
     got = fast.run(feeds)["y"]
     assert fast._matrices["c"] is not None  # the matmul path ran
     assert "s" not in fast._copies  # and its input needed no float copy
+    assert torch.get_num_threads() == 2  # torch's threads back after the chunks
     assert np.array_equal(got, IntReference(graph, fused=False).run(feeds)["y"])
 
 
