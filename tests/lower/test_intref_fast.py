@@ -85,11 +85,24 @@ def test_conv_chain_matches_the_definition(seed):
     _both(graph, feeds)
 
 
+@pytest.fixture
+def two_torch_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("chunk_bytes", [intref.CHUNK_BYTES, 64])
 @pytest.mark.parametrize("seed", range(6))
-def test_pointwise_conv_by_int8_matmul_matches_the_definition(seed):
+def test_pointwise_conv_by_int8_matmul_matches_the_definition(
+    seed, chunk_bytes, monkeypatch, two_torch_threads
+):
     """A 1x1 convolution fed INT8 by the chain before it runs as ``torch._int_mm``; seeds 4-5
     take every input and weight to the INT8 extremes, with sums beyond 2^24 (float64 in the
-    definition) at 1100 channels."""
+    definition) at 1100 channels. With chunks of 64 bytes, the 60 pixels go through the
+    matrix product and the chain 8 at a time (the last one shorter), in two threads."""
+    monkeypatch.setattr(intref, "CHUNK_BYTES", chunk_bytes)
     rng = np.random.default_rng(200 + seed)
     c, k = (1100, 24) if seed >= 4 else (int(rng.integers(1, 40)), int(rng.integers(1, 40)))
     w = rng.integers(-128, 128, (k, c, 1, 1)).astype(np.int8)
@@ -118,6 +131,7 @@ def test_pointwise_conv_by_int8_matmul_matches_the_definition(seed):
     got = fast.run(feeds)["y"]
     assert fast._matrices["c"] is not None  # the matmul path ran
     assert "s" not in fast._copies  # and its input needed no float copy
+    assert torch.get_num_threads() == 2  # torch's threads back after the chunks
     assert np.array_equal(got, IntReference(graph, fused=False).run(feeds)["y"])
 
 
@@ -295,17 +309,24 @@ def test_compiled_pass_matches_the_definition(case):
         x = intref.cacc_output(x, truncate)
     e = torch.as_tensor(ew.T.reshape(x.shape))
     want = intref.sdp(x, chain, e).reshape(acc.shape[1], -1).T.numpy()
-    kind = np.int8 if truncate < 0 else np.float32 if bound < 2**24 else np.float64
-    out = np.empty(acc.shape, np.int8)
-    wide = np.empty(acc.shape, np.float32)
+    # Sums as the float convolution (float32 below 2^24, else float64) or the INT8 matrix
+    # product (int32) deliver them.
+    kinds = [np.int8] if truncate < 0 else [np.float32 if bound < 2**24 else np.float64]
+    if truncate >= 0 and bound < 2**31:
+        kinds.append(np.int32)
     packed = intref_kernels.pack(chain, acc.shape[1], truncate, bound)
-    for parallel in (False, True):  # on the calling thread, and on the pool
-        sums = acc.astype(kind)
-        clear = kind != np.int8
-        intref_kernels.chain(sums, out, *packed, ew.astype(np.int8), wide, clear, parallel)
-        assert np.array_equal(out, want)
-        assert np.array_equal(wide, want.astype(np.float32))
-        assert not clear or not sums.any()  # the sums it read set to 0
+    for kind in kinds:
+        # float sums are cleared (the shared accumulator) or not; int32 ones never are
+        for clear in [False, True] if kind in (np.float32, np.float64) else [False]:
+            for parallel in (False, True):  # on the calling thread, and on the pool
+                out = np.empty(acc.shape, np.int8)
+                wide = np.empty(acc.shape, np.float32)
+                sums = acc.astype(kind)
+                intref_kernels.chain(sums, out, *packed, ew.astype(np.int8), wide, clear,
+                                     parallel)  # fmt: skip
+                assert np.array_equal(out, want)
+                assert np.array_equal(wide, want.astype(np.float32))
+                assert not clear or not sums.any()  # the sums it read set to 0
 
 
 @pytest.mark.parametrize("bound", [2**10, 2**23])
@@ -323,3 +344,61 @@ def test_x1_folds_into_x2_only_where_its_saturation_cannot_clip(bound):
     assert np.array_equal(out, want)
     if bound == 2**23:
         assert out[:2, 0].tolist() == [32, -32]
+
+
+@pytest.mark.parametrize("kind", [np.int32, np.float32])
+@pytest.mark.parametrize("relu", [False, True])
+def test_one_pass_rounds_ties_and_saturates_like_the_definition(kind, relu):
+    """The lowering's requantization (X1 multiplier folded into X2's bias, multiplier,
+    truncate), with a Y SUM and a converter, runs in the one-pass loop (``_one_pass_unit``):
+    ties of the truncate round away from zero, and the Y sum saturates to 32 bits before a
+    converter whose offset sits at the top of the range would read it."""
+    k = 3
+    acc = np.array([[-3, -1, 1], [3, -5, 5], [2**30, 2**30, -(2**30)], [-7, 7, 0]], np.int64)
+    x1 = XUnit(mul=np.array([1, 1, -1]))
+    x2 = XUnit(alu="sum", alu_operand=np.array([0, 0, 1]), mul=np.array([1, 1, 1]),
+               truncate=1, relu=relu)  # fmt: skip
+    ew_unit = EwUnit("e", -(2**31), 32767, 0, "sum")
+    ew = np.array([[0, 0, 0], [0, 0, 0], [127, 127, -128], [0, 0, 0]], np.int64)
+    for c in (OutCvt(), OutCvt(2**31 - 2, 1, 0), OutCvt(-3, 5, 2)):
+        for y in (None, ew_unit):
+            chain = SdpChain(x1, x2, y, c=c)
+            cfg, *rows = intref_kernels.pack(chain, k, 0, 2**30)
+            assert intref_kernels._one_pass_unit(cfg, False) == 7  # X1 folded into X2
+            x = torch.as_tensor(acc.T.reshape(1, k, 1, -1))
+            e = torch.as_tensor(ew.T.reshape(x.shape))
+            want = intref.sdp(intref.cacc_output(x, 0), chain, e).reshape(k, -1).T.numpy()
+            out = np.empty(acc.shape, np.int8)
+            intref_kernels.chain(acc.astype(kind), out, cfg, *rows, ew.astype(np.int8))
+            assert np.array_equal(out, want), (c, y)
+
+
+def test_serial_pass_is_its_own_compilation(tmp_path):
+    """The serial pass never touches numba's thread pool (not thread-safe: concurrent use
+    aborts the process), also after the parallel one of the same signature was compiled and
+    cached, so Python threads can run it side by side. In a subprocess with a cache of its
+    own, since a failure aborts and the shared cache could hold either compilation."""
+    import os
+    import subprocess
+    import sys
+
+    script = """
+import threading, numpy as np
+from dlakit.lower import intref_kernels as K
+from dlakit.lower.qgraph import OutCvt, SdpChain, XUnit
+packed = K.pack(SdpChain(None, XUnit(mul=np.array([3]), truncate=2), None, c=OutCvt()), 8, 0, 99)
+acc = np.ones((1 << 16, 8), np.int32)
+out = np.empty(acc.shape, np.int8)
+K.chain(acc, out, *packed, parallel=True)
+def work(i):
+    for _ in range(50):
+        K.chain(acc[i << 15 : (i + 1) << 15], out[i << 15 : (i + 1) << 15], *packed,
+                parallel=False)
+threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+assert (out == 1).all()
+"""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
+    assert run.returncode == 0, run.stderr[-2000:]

@@ -12,7 +12,19 @@ from dlakit.graph import load_model, save_model
 from dlakit.lower import hwparams, intref
 from dlakit.lower.intref import IntReference
 from dlakit.lower.lowering import quantize_model
-from dlakit.lower.qgraph import QConv, QFloat, QGraph, QPool, QSdp, QTensor
+from dlakit.lower.qgraph import (
+    EwUnit,
+    OutCvt,
+    QConv,
+    QFloat,
+    QGraph,
+    QPool,
+    QReshape,
+    QSdp,
+    QTensor,
+    SdpChain,
+    XUnit,
+)
 
 
 def py_conv(x, w, stride, pads, dilation, groups, pad_value):
@@ -231,3 +243,37 @@ def test_standalone_sdp_ops_and_concat(tmp_path):
     assert q.tensors["r1"].scale == s_cat and q.tensors["c2"].scale == s_cat
     out = IntReference(q).run({"x": x})["y"]
     assert np.abs(out - ref["y"]).max() < 0.05 * np.abs(ref["y"]).max()
+
+
+def test_output_buffers_are_reused_only_after_their_last_use(residual):
+    """The compiled passes write into buffers that the reference frees after each tensor's last
+    use (views included) and reuses across layers and runs: a tensor read again after a view
+    of it (``ar``) and a skip connection (``a`` into ``c``'s Y) keep their values, every
+    output equals a reference that allocates afresh (``fused=False``), on runs of different
+    batch sizes, and later runs allocate no new buffer."""
+    shape = (1, 4, 5, 6)
+
+    def sdp(name, inputs, out, mul, y=False):
+        ew = EwUnit(inputs[-1], 0, 1, 0, "sum") if y else None
+        return QSdp(name, inputs, [out], sdp=SdpChain(XUnit(mul=np.array([mul]), truncate=1),
+                                                     None, ew, c=OutCvt()))  # fmt: skip
+
+    layers = [
+        sdp("s0", ["x"], "a", 3),
+        QReshape("r", ["a"], ["ar"], shape=shape),
+        sdp("s1", ["a"], "b", -5),  # the last use of a, not of its view ar
+        sdp("s2", ["b"], "c", 7),
+        sdp("s3", ["c", "ar"], "d", 1, y=True),
+        sdp("s4", ["d", "b"], "y", 1, y=True),
+    ]
+    tensors = {n: QTensor(n, shape, "int8", 1.0) for n in ["x", "a", "ar", "b", "c", "d", "y"]}
+    q = QGraph("t", "nv_full", layers, tensors, ["x"], ["y"])
+    rng = np.random.default_rng(5)
+    x = rng.integers(-128, 128, (9, *shape[1:])).astype(np.float32)
+    fast = IntReference(q)
+    counts = []
+    for batch in (x[:4], x[4:6], x[:4], x[5:9]):
+        got = fast.run({"x": batch})["y"]
+        assert np.array_equal(got, IntReference(q, fused=False).run({"x": batch})["y"])
+        counts.append(len(fast._outputs))
+    assert counts[0] >= 3 and counts[1:] == counts[:1] * 3

@@ -23,7 +23,9 @@ compiled depthwise pass), exact where the layer's bound is below 2^31.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import onnx
@@ -61,6 +63,9 @@ from dlakit.lower.qgraph import (
 from dlakit.system import int8_matmul_exact
 
 CACC_WIDTH = 34
+# Bytes of a pointwise layer's int32 sums per chunk: a quarter of the 2 MiB L2 cache per core
+# of the machine measured, leaving room for the chunk's INT8 input and output.
+CHUNK_BYTES = 1 << 19
 CACC_FRACTION_BITS = 16  # RTL keeps 16 fraction bits when truncating (nvdla.md §5.3)
 
 # ---------------------------------------------------------------- integer primitives (§5.0)
@@ -460,8 +465,15 @@ class IntReference:
         # (tensor, its float copy in the shared buffer) that the previous chain wrote.
         self._wide: tuple[str, torch.Tensor] | None = None
         self._sums: torch.Tensor | None = None  # zeros but while a layer's sums are in it
-        self._int_sums: torch.Tensor | None = None  # pointwise layers' int32 sums
+        # Per thread, int32 sums of a chunk of a pointwise layer's pixels, and the threads.
+        self._chunk_sums: list[torch.Tensor] = []
+        self._threads: tuple[int, ThreadPoolExecutor] | None = None
         self._matrices: dict[str, torch.Tensor | None] = {}
+        # INT8 buffers of the compiled passes' outputs, by storage address, and those free:
+        # a fresh multi-MiB output per layer costs a page fault per 4 KiB (and, under a fixed
+        # mmap threshold, an mmap and munmap), as long as the pass that fills it.
+        self._outputs: dict[int, torch.Tensor] = {}
+        self._free: list[torch.Tensor] = []
         self._filters: dict[str, np.ndarray | None] = {}
         self._copies = self._copying_chains() if self.fused else set()
         self._handlers: dict[type, Callable[[QLayer, dict[str, torch.Tensor]], None]] = {
@@ -492,16 +504,42 @@ class IntReference:
         last_use = self._last_use(keep)
         self._wide = None
         kept: dict[str, np.ndarray] = {}
+        # What a run returns are float copies: every output buffer is free when one starts.
+        self._free = list(self._outputs.values())
+        # Tensors (views included) alive per output buffer: at 0 the buffer is free again.
+        users: dict[int, int] = {}
         for index, layer in enumerate(self.graph.layers):
             self._handlers[type(layer)](layer, values)
             for name in layer.outputs:
+                address = values[name].untyped_storage().data_ptr()
+                if address in self._outputs:
+                    users[address] = users.get(address, 0) + 1
                 if name in keep:
                     kept[name] = self._as_float(name, values[name])
             for name in [n for n, last in last_use.items() if last == index]:
-                values.pop(name, None)
+                value = values.pop(name, None)
+                address = -1 if value is None else value.untyped_storage().data_ptr()
+                if address in users:
+                    users[address] -= 1
+                    if not users[address]:
+                        del users[address]
+                        self._free.append(self._outputs[address])
         for name in self.graph.outputs:
             kept[name] = self._as_float(name, values[name])
         return kept
+
+    def _output(self, shape: tuple[int, ...]) -> torch.Tensor:
+        """An INT8 [B, K, H, W] channels-last tensor in the smallest free output buffer that
+        holds it (a new one where none does); ``run`` frees it after its last use."""
+        batch, channels, height, width = shape
+        numel = batch * channels * height * width
+        fits = [i for i, b in enumerate(self._free) if b.numel() >= numel]
+        if fits:
+            buffer = self._free.pop(min(fits, key=lambda i: self._free[i].numel()))
+        else:
+            buffer = torch.empty(numel, dtype=torch.int8)
+            self._outputs[buffer.untyped_storage().data_ptr()] = buffer
+        return buffer[:numel].view(batch, height, width, channels).permute(0, 3, 1, 2)
 
     def _copying_chains(self) -> set[str]:
         """Layers whose compiled chain also writes its INT8 result as float32 into the shared
@@ -555,8 +593,7 @@ class IntReference:
             out = self._depthwise_chain(layer, x, depthwise, ew)
         elif matrix is not None and x.dtype == torch.int8:
             self._wide = None
-            acc = self._matmul_sums(_pixels(x), matrix, x.shape)
-            out = self._fused_chain(layer, acc, ew, layer.cacc_truncate)
+            out = self._matmul_chain(layer, x, matrix, ew)
         elif self.fused and _fusable(layer.sdp):
             weights = self._conv_weights(layer)
             wide, self._wide = self._wide, None
@@ -607,7 +644,7 @@ class IntReference:
                                   _accumulator_bounds(layer))  # fmt: skip
             self._packed[layer.name] = packed
         shape = (batch, channels, out_h, out_w)
-        out = torch.empty(shape, dtype=torch.int8, memory_format=torch.channels_last)
+        out = self._output(shape)
         operand = None
         if ew is not None:
             operand = _pixels(ew.reshape(shape).to(torch.int8)).numpy()
@@ -622,21 +659,80 @@ class IntReference:
             self._wide = (layer.outputs[0], wide.permute(0, 3, 1, 2))
         return out
 
-    def _matmul_sums(
-        self, pixels: torch.Tensor, matrix: torch.Tensor, shape: tuple[int, ...]
+    def _matmul_chain(
+        self, layer: QConv, x: torch.Tensor, matrix: torch.Tensor, ew: torch.Tensor | None
     ) -> torch.Tensor:
-        """A pointwise layer's sums, int32 [B, K, H, W] (channels last), of INT8 ``pixels``
-        [B * H * W, C]: ``torch._int_mm`` (INT8 products summed in int32, exact below the
-        layer's bound < 2^31) into the one int32 buffer such layers reuse, which it
-        overwrites: no page faults, no zeroing, and no float copy of its input."""
-        batch, _, height, width = shape
+        """INT8 [B, K, H, W] (channels last) of a pointwise layer of INT8 ``x`` and its chain:
+        ``torch._int_mm`` (INT8 products summed in int32, exact below the layer's bound
+        < 2^31) on chunks of pixels whose int32 sums stay in the L2 cache, each followed by
+        the compiled chain; one chunk after the other in each of ``torch.get_num_threads()``
+        Python threads, torch at one thread meanwhile. Sums through memory took twice as
+        long per element (measured), and no float copy of the input is made."""
+        kernels = _kernels()
+        batch, _, height, width = x.shape
         channels = matrix.shape[1]
-        numel = pixels.shape[0] * channels
-        if self._int_sums is None or self._int_sums.numel() < numel:
-            self._int_sums = torch.empty(numel, dtype=torch.int32)
-        out = self._int_sums[:numel].view(pixels.shape[0], channels)
-        torch._int_mm(pixels, matrix, out=out)
-        return out.view(batch, height, width, channels).permute(0, 3, 1, 2)
+        pixels = _pixels(x)
+        out = self._output((batch, channels, height, width))
+        flat = _pixels(out).numpy()
+        packed = self._pack(layer, channels, layer.cacc_truncate)
+        operand = None
+        if ew is not None:
+            operand = _pixels(ew.reshape(out.shape).to(torch.int8)).numpy()
+        wide = None
+        if layer.name in self._copies:
+            wide = self._buffer(torch.float32, (batch, height, width, channels))
+        wide_flat = None if wide is None else wide.view(-1, channels).numpy()
+        rows = pixels.shape[0]
+        per = max(8, CHUNK_BYTES // (4 * channels) // 8 * 8)
+        chunks = (rows + per - 1) // per
+        threads = torch.get_num_threads()
+        workers = max(1, min(threads, chunks))
+        while len(self._chunk_sums) < workers:
+            self._chunk_sums.append(torch.empty(0, dtype=torch.int32))
+        for w in range(workers):
+            if self._chunk_sums[w].numel() < per * channels:
+                self._chunk_sums[w] = torch.empty(per * channels, dtype=torch.int32)
+        order = itertools.count()
+
+        def work(worker: int) -> None:
+            sums = self._chunk_sums[worker][: per * channels].view(per, channels)
+            while (chunk := next(order)) < chunks:
+                r0, r1 = chunk * per, min(rows, chunk * per + per)
+                part = sums[: r1 - r0]
+                torch._int_mm(pixels[r0:r1], matrix, out=part)
+                kernels.chain(part.numpy(), flat[r0:r1], *packed,
+                              None if operand is None else operand[r0:r1],
+                              None if wide_flat is None else wide_flat[r0:r1], False,
+                              False)  # fmt: skip
+
+        torch.set_num_threads(1)
+        try:
+            helpers = [self._helper_threads(workers).submit(work, w) for w in range(1, workers)]
+            work(0)
+            for helper in helpers:
+                helper.result()
+        finally:
+            torch.set_num_threads(threads)
+        if wide is not None:
+            self._wide = (layer.outputs[0], wide.permute(0, 3, 1, 2))
+        return out
+
+    def _helper_threads(self, workers: int) -> ThreadPoolExecutor:
+        """The threads that run chunks of a layer beside the calling one."""
+        if self._threads is None or self._threads[0] < workers - 1:
+            self._threads = (workers - 1, ThreadPoolExecutor(max(1, workers - 1), "intref"))
+        return self._threads[1]
+
+    def _pack(self, layer: QConv | QSdp, channels: int, cacc_truncate: int) -> tuple:
+        """The layer's chain for the compiled pass (``intref_kernels.pack``), once."""
+        packed = self._packed.get(layer.name)
+        if packed is None:
+            bound = 128  # INT8 values
+            if isinstance(layer, QConv):
+                bound = _accumulator_bounds(layer)
+            packed = _kernels().pack(layer.sdp, channels, cacc_truncate, bound)
+            self._packed[layer.name] = packed
+        return packed
 
     def _buffer(self, dtype: torch.dtype, shape: tuple[int, ...]) -> torch.Tensor:
         """A C-contiguous ``shape`` view of the one float buffer of ``dtype`` every layer reuses
@@ -682,14 +778,8 @@ class IntReference:
         kernels = _kernels()
         assert kernels is not None
         batch, channels, height, width = x.shape
-        packed = self._packed.get(layer.name)
-        if packed is None:
-            bound = 128  # INT8 values
-            if isinstance(layer, QConv):
-                bound = _accumulator_bounds(layer)
-            packed = kernels.pack(layer.sdp, channels, cacc_truncate, bound)
-            self._packed[layer.name] = packed
-        out = torch.empty(x.shape, dtype=torch.int8, memory_format=torch.channels_last)
+        packed = self._pack(layer, channels, cacc_truncate)
+        out = self._output(tuple(x.shape))
         operand = None
         if ew is not None:
             operand = _pixels(ew.reshape(x.shape).to(torch.int8)).numpy()

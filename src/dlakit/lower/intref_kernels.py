@@ -14,6 +14,8 @@ per-channel operand rows; ``chain`` runs it on channels-last ``[pixels, K]`` vie
 
 from __future__ import annotations
 
+import types
+
 import numba
 import numpy as np
 
@@ -318,6 +320,86 @@ def _stages(t, n, rows32, rows64, cfg, last, ew, out, wide, p0, with_wide):
         _c_out_block(t, n, cfg, out, wide, p0, with_wide)
 
 
+@jit
+def _one_pass_unit(cfg, clear):
+    """The cfg offset (1 or 7) of the chain's one X unit, 0 where it has none, or -1 where
+    ``_one_pass`` cannot run it: a CACC round or a saturating load, sums to clear, two X units
+    (after folding), a MAX or MIN ALU, PReLU, a truncate >= 49, or Y's MAX or MIN."""
+    loads_plain = cfg[0] == -1 or (cfg[0] == 0 and cfg[20])
+    if clear or not loads_plain or (cfg[1] and cfg[7]) or cfg[13] > 1:
+        return -1
+    unit = 7 if cfg[7] else (1 if cfg[1] else 0)
+    if unit and (cfg[unit + 1] or cfg[unit + 4] or cfg[unit + 3] >= 49):
+        return -1
+    return unit
+
+
+@numba.njit(inline="always")
+def _one_pass_rows(acc, out, wide, ew, i0, i1, o, mul, add_mul, xr, floor, y, yr, c, cr, with_y,
+                   c_plain, with_wide):  # fmt: skip
+    # Every stage per element from the accumulator to the stores, in one loop: an X unit (SUM
+    # or no ALU, ``xr`` its ``_rounding``), the Y ALU's SUM (``y``: scale, offset * scale),
+    # the converter (``c`` likewise); with_y, c_plain and with_wide are constants per call.
+    lim = np.int64(1) << 31
+    lim17 = np.int64(1) << 16
+    for i in range(i0, i1):
+        for k in range(acc.shape[1]):
+            p = _wide(np.int32(acc[i, k])) * _wide(mul[k]) + add_mul[k]
+            x = min(max((p + xr[1] + ((p >> 63) & xr[2])) >> xr[0], floor), lim - 1)
+            if with_y:
+                op = _wide(np.int32(ew[o + i, k])) * y[0] - y[1]
+                x = min(max(x + _srr(op, yr[0], yr[1], yr[2], yr[3], lim), -lim), lim - 1)
+            if not c_plain:
+                x = _srr(x * c[0] - c[1], cr[0], cr[1], cr[2], cr[3], lim17)
+            v = np.int32(min(max(x, np.int64(-128)), np.int64(127)))
+            out[o + i, k] = np.int8(v)
+            if with_wide:
+                wide[o + i, k] = np.float32(v)
+
+
+@jit
+def _one_pass_span(acc, out, wide, ew, i0, i1, o, cfg, rows32, rows64, unit, with_wide):
+    """``_one_pass_rows`` on pixels ``i0:i1`` of ``acc`` (``o + i0:o + i1`` of the others) of a
+    chain ``_one_pass_unit`` accepts."""
+    channels = acc.shape[1]
+    if unit:
+        r = 3 * (unit // 7)
+        mul, add_mul = rows32[r + 2], rows64[2 * r // 3 + 1]
+        xr = _rounding(cfg[unit + 3], 49)
+        floor = np.int64(0) if cfg[unit + 5] else np.int64(_I32_MIN)
+    else:
+        mul, add_mul = np.ones(channels, np.int32), np.zeros(channels, np.int64)
+        xr = _rounding(0, 49)
+        floor = np.int64(_I32_MIN)
+    y = (np.int64(cfg[15]), cfg[14] * cfg[15])
+    yr = _rounding(cfg[16], 49)
+    c = (np.int64(cfg[18]), cfg[17] * cfg[18])
+    cr = _rounding(cfg[19], 49)
+    with_y = cfg[13] == 1
+    c_plain = cfg[17] == 0 and cfg[18] == 1 and cfg[19] == 0
+    a = (acc, out, wide, ew, i0, i1, o, mul, add_mul, xr, floor, y, yr, c, cr)
+    if with_y and c_plain:
+        _one_pass_wide(a, True, True, with_wide)
+    elif with_y:
+        _one_pass_wide(a, True, False, with_wide)
+    elif c_plain:
+        _one_pass_wide(a, False, True, with_wide)
+    else:
+        _one_pass_wide(a, False, False, with_wide)
+
+
+@numba.njit(inline="always")
+def _one_pass_wide(a, with_y, c_plain, with_wide):
+    # with_wide as a constant too: each of the eight calls is a loop of its own.
+    acc, out, wide, ew, i0, i1, o, mul, add_mul, xr, floor, y, yr, c, cr = a
+    if with_wide:
+        _one_pass_rows(acc, out, wide, ew, i0, i1, o, mul, add_mul, xr, floor, y, yr, c, cr,
+                       with_y, c_plain, True)  # fmt: skip
+    else:
+        _one_pass_rows(acc, out, wide, ew, i0, i1, o, mul, add_mul, xr, floor, y, yr, c, cr,
+                       with_y, c_plain, False)  # fmt: skip
+
+
 def _chain(acc, out, wide, ew, cfg, rows32, rows64, clear, threads):
     # The stages are functions of their own, compiled once for every input type; only the
     # loads below are compiled per type.
@@ -328,6 +410,12 @@ def _chain(acc, out, wide, ew, cfg, rows32, rows64, clear, threads):
     cacc, small = cfg[0], cfg[20]
     last = _last_unit(cfg)
     with_wide = wide.shape[0] == pixels
+    unit = _one_pass_unit(cfg, clear)
+    if unit >= 0:
+        for job in numba.prange(jobs):
+            i0, i1 = job * blocks // jobs * per, min((job + 1) * blocks // jobs * per, pixels)
+            _one_pass_span(acc, out, wide, ew, i0, i1, 0, cfg, rows32, rows64, unit, with_wide)
+        return
     for job in numba.prange(jobs):
         t = np.empty((per, channels), dtype=np.int32)  # every stage's result fits 32 bits
         for block in range(job * blocks // jobs, (job + 1) * blocks // jobs):
@@ -341,13 +429,53 @@ def _chain(acc, out, wide, ew, cfg, rows32, rows64, clear, threads):
             _stages(t, n, rows32, rows64, cfg, last, ew, out, wide, p0, with_wide)
 
 
+@numba.njit(inline="always")
+def _taps_3x3(sums, i, x, b, iy, ix, dh, dw, weight):
+    # The nine taps of a pixel whose window lies inside the input, summed in registers: one
+    # store per sum instead of a load and a store per tap.
+    r0, r1, r2 = x[b, iy], x[b, iy + dh], x[b, iy + 2 * dh]
+    c0, c1, c2 = ix, ix + dw, ix + 2 * dw
+    w0, w1, w2 = weight[0], weight[1], weight[2]
+    for k in range(sums.shape[1]):
+        s = np.int32(r0[c0, k]) * w0[0, k] + np.int32(r0[c1, k]) * w0[1, k]
+        s += np.int32(r0[c2, k]) * w0[2, k] + np.int32(r1[c0, k]) * w1[0, k]
+        s += np.int32(r1[c1, k]) * w1[1, k] + np.int32(r1[c2, k]) * w1[2, k]
+        s += np.int32(r2[c0, k]) * w2[0, k] + np.int32(r2[c1, k]) * w2[1, k]
+        sums[i, k] = s + np.int32(r2[c2, k]) * w2[2, k]
+
+
+@numba.njit(inline="always")
+def _taps(sums, i, x, b, oy, ox, geometry, weight):
+    # Every tap of one output pixel; taps outside the input read the pad value.
+    height, width, channels = x.shape[1], x.shape[2], x.shape[3]
+    taps_h, taps_w = weight.shape[0], weight.shape[1]
+    sh, sw, dh, dw, top, left, pad = geometry[:7]
+    iy0, ix0 = oy * sh - top, ox * sw - left
+    inside = iy0 >= 0 and ix0 >= 0
+    inside = inside and iy0 + dh * (taps_h - 1) < height and ix0 + dw * (taps_w - 1) < width
+    if inside and taps_h == 3 and taps_w == 3:
+        _taps_3x3(sums, i, x, b, iy0, ix0, dh, dw, weight)
+        return
+    for k in range(channels):
+        sums[i, k] = 0
+    for r in range(taps_h):
+        iy = iy0 + r * dh
+        for c in range(taps_w):
+            ix = ix0 + c * dw
+            if 0 <= iy < height and 0 <= ix < width:
+                for k in range(channels):
+                    sums[i, k] += np.int32(x[b, iy, ix, k]) * weight[r, c, k]
+            else:
+                for k in range(channels):
+                    sums[i, k] += np.int32(pad) * weight[r, c, k]
+
+
 def _depthwise_chain(x, weight, geometry, out, wide, ew, cfg, rows32, rows64, threads):
     # A depthwise convolution's sums, computed block by block into the L1 cache (int32: the
     # caller checks the layer's bound < 2^31), then the chain: no sums in memory, and the
     # INT8 input read as it is.
-    height, width, channels = x.shape[1], x.shape[2], x.shape[3]
-    taps_h, taps_w = weight.shape[0], weight.shape[1]
-    sh, sw, dh, dw, top, left, pad, out_h, out_w = geometry
+    channels = x.shape[3]
+    out_h, out_w = geometry[7], geometry[8]
     pixels = out.shape[0]
     per = max(1, BLOCK // channels)
     blocks = (pixels + per - 1) // per
@@ -355,6 +483,12 @@ def _depthwise_chain(x, weight, geometry, out, wide, ew, cfg, rows32, rows64, th
     cacc, small = cfg[0], cfg[20]
     last = _last_unit(cfg)
     with_wide = wide.shape[0] == pixels
+    # The sums are int32 in the L1 cache: the one-pass loop applies when the chain does
+    # (``cacc == -1`` stands for a plain load, the CACC stage checked below).
+    plain = cacc == 0 and small
+    unit = -1
+    if plain:
+        unit = _one_pass_unit(cfg, False)
     for job in numba.prange(jobs):
         t = np.empty((per, channels), dtype=np.int32)
         sums = np.empty((per, channels), dtype=np.int32)
@@ -365,20 +499,26 @@ def _depthwise_chain(x, weight, geometry, out, wide, ew, cfg, rows32, rows64, th
                 b = (p0 + i) // (out_h * out_w)
                 oy = (p0 + i) // out_w % out_h
                 ox = (p0 + i) % out_w
-                for k in range(channels):
-                    sums[i, k] = 0
-                for r in range(taps_h):
-                    iy = oy * sh - top + r * dh
-                    for c in range(taps_w):
-                        ix = ox * sw - left + c * dw
-                        if 0 <= iy < height and 0 <= ix < width:
-                            for k in range(channels):
-                                sums[i, k] += np.int32(x[b, iy, ix, k]) * weight[r, c, k]
-                        else:
-                            for k in range(channels):
-                                sums[i, k] += np.int32(pad) * weight[r, c, k]
-            _load(t, n, sums, 0, cacc, small)
-            _stages(t, n, rows32, rows64, cfg, last, ew, out, wide, p0, with_wide)
+                _taps(sums, i, x, b, oy, ox, geometry, weight)
+            if unit >= 0:
+                _one_pass_span(sums, out, wide, ew, 0, n, p0, cfg, rows32, rows64, unit,
+                               with_wide)  # fmt: skip
+            else:
+                _load(t, n, sums, 0, cacc, small)
+                _stages(t, n, rows32, rows64, cfg, last, ew, out, wide, p0, with_wide)
+
+
+def _compiled(func, signature: str, parallel: bool):
+    """``func`` compiled (cached) for ``signature``, on the thread pool or on the calling
+    thread. The serial one is compiled from a copy of ``func`` under a name of its own: numba's
+    cache keys an entry by the function and the signature, not by ``parallel``, so both would
+    share one entry and run whichever was compiled first (the pool's, which is not
+    thread-safe, or the serial one on the pool's layers)."""
+    if not parallel:
+        twin = types.FunctionType(func.__code__, func.__globals__, func.__name__ + "_serial")
+        twin.__qualname__ = func.__qualname__ + "_serial"
+        func = twin
+    return numba.njit(signature, cache=True, parallel=parallel, nogil=True)(func)
 
 
 _COMPILED: dict[tuple[str, bool], object] = {}
@@ -410,15 +550,17 @@ def chain(
     if kernel is None:
         signature = f"void({kind}[:, ::1], int8[:, ::1], float32[:, ::1], int8[:, ::1], "
         signature += "int64[::1], int32[:, ::1], int64[:, ::1], boolean, int64)"
-        compiled = numba.njit(signature, cache=True, parallel=parallel)(_chain)
+        compiled = _compiled(_chain, signature, parallel)
         kernel = _COMPILED[kind, parallel] = compiled
     channels = acc.shape[1]
     if ew is None:
         ew = np.zeros((1, channels), dtype=np.int8)
     if wide is None:
         wide = np.zeros((0, channels), dtype=np.float32)
-    # numba.get_num_threads() inside the kernel would keep it from being cached.
-    kernel(acc, out, wide, ew, cfg, rows32, rows64, clear, numba.get_num_threads())
+    # numba.get_num_threads() inside the kernel would keep it from being cached; on the
+    # calling thread the pool is not touched (the thread pool is not thread-safe).
+    threads = numba.get_num_threads() if parallel else 1
+    kernel(acc, out, wide, ew, cfg, rows32, rows64, clear, threads)
 
 
 _DEPTHWISE: dict[bool, object] = {}
@@ -445,14 +587,15 @@ def depthwise_chain(
         signature = "void(int8[:, :, :, ::1], int32[:, :, ::1], int64[::1], int8[:, ::1], "
         signature += "float32[:, ::1], int8[:, ::1], int64[::1], int32[:, ::1], int64[:, ::1], "
         signature += "int64)"
-        compiled = numba.njit(signature, cache=True, parallel=parallel)(_depthwise_chain)
+        compiled = _compiled(_depthwise_chain, signature, parallel)
         kernel = _DEPTHWISE[parallel] = compiled
     channels = out.shape[1]
     if ew is None:
         ew = np.zeros((1, channels), dtype=np.int8)
     if wide is None:
         wide = np.zeros((0, channels), dtype=np.float32)
-    kernel(x, weight, geometry, out, wide, ew, cfg, rows32, rows64, numba.get_num_threads())
+    threads = numba.get_num_threads() if parallel else 1
+    kernel(x, weight, geometry, out, wide, ew, cfg, rows32, rows64, threads)
 
 
 @numba.njit(cache=True, parallel=True)
