@@ -148,3 +148,23 @@ def test_a_loop_for_another_structure_is_caught(sim_engine):
     skipping = numba.njit(nk._CHAIN_ROWS_SIGNATURE, cache=True)(nk._chain_rows_for(tuple(flags)))
     _run(skipping, sums, params, wrong, ew)
     assert not np.array_equal(right, wrong)
+
+
+@pytest.mark.parametrize("channels", [3, 8, 13])
+def test_to_surface_fills_the_lanes_and_leaves_the_gaps(channels, sim_engine):
+    """A planar INT8 cube into a surface with gaps (how the runner writes a host tensor): each
+    channel in its lane, the lanes past the last channel zero, every other byte as it was."""
+    from dlakit.sim import numba_kernels as nk
+
+    if sim_engine != "replay":
+        pytest.skip("independent of the engine")
+    rng = np.random.default_rng(channels)
+    blocks, h, w = -(-channels // ATOM), 3, 5
+    memory = rng.integers(-128, 128, (BATCH, blocks + 1, h, w + 2, ATOM)).astype(np.int8)
+    planar = rng.integers(-128, 128, (BATCH, channels, h, w)).astype(np.int8)
+    expected = memory.copy()
+    lanes = np.zeros((BATCH, blocks * ATOM, h, w), dtype=np.int8)
+    lanes[:, :channels] = planar
+    expected[:, :blocks, :, :w] = lanes.reshape(BATCH, blocks, ATOM, h, w).transpose(0, 1, 3, 4, 2)
+    nk.to_surface(planar, memory[:, :blocks, :, :w])
+    assert np.array_equal(memory, expected)

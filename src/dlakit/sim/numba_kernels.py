@@ -185,6 +185,39 @@ def stage(src: np.ndarray, out: np.ndarray, top: int, left: int, value: int, cha
     kernel(src, out, top, left, out.dtype.type(value), channels)
 
 
+def _to_surface(src, out, ov):
+    # A planar INT8 cube [B, C, H, W] into a flat feature surface (``_flat``), the lanes past
+    # channel C zero: each line's pixels zeroed, then its channels' lanes filled.
+    batch, channels, height, width = src.shape
+    image, surface, line, pixel, atom = ov[0], ov[1], ov[2], ov[3], ov[4]
+    blocks = (channels + atom - 1) // atom
+    for job in numba.prange(batch * blocks * height):
+        b = job // (blocks * height)
+        cb = job // height % blocks
+        h = job % height
+        at = b * image + cb * surface + h * line
+        for w in range(width):
+            dst = out[at + w * pixel : at + w * pixel + atom]
+            for a in range(atom):
+                dst[a] = 0
+        for a in range(min(atom, channels - cb * atom)):
+            row = src[b, cb * atom + a, h]
+            dst = out[at + a : at + a + (width - 1) * pixel + 1]
+            for w in range(width):
+                dst[w * pixel] = row[w]
+
+
+def to_surface(src: np.ndarray, out: np.ndarray) -> None:
+    """The planar INT8 cube ``src`` [B, C, H, W] into the surface view ``out`` [B, C/a, H, W, a]
+    (the lanes past C zero; the gaps between pixels, lines and surfaces as they were)."""
+    kernel = _COMPILED.get("to_surface")
+    if kernel is None:
+        signature = "void(int8[:, :, :, :], int8[::1], int64[::1])"
+        kernel = _COMPILED["to_surface"] = numba.njit(signature, cache=True,
+                                                      parallel=True)(_to_surface)  # fmt: skip
+    kernel(src, *_flat(out))
+
+
 # ---------------------------------------------------------------- convolution + SDP, fused
 #
 # One output row per job. Its input rows are staged channels-last (padding included), so every
