@@ -539,15 +539,34 @@ def _conv_depthwise_for(flags: tuple):
                     slots[r] = slot
                 for p0 in range(0, out_w, block):
                     n = min(block, out_w - p0)
-                    sums[:, :] = 0
-                    for p in range(n):
-                        acc = sums[p]
-                        for r in range(taps_r):
-                            for s in range(taps_s):
-                                row = staged[slots[r], (p0 + p) * sx + s * dx]
-                                tap = taps[r, s]
-                                for c in range(channels):
-                                    acc[c] += row[c] * tap[c]
+                    if taps_r == 3 and taps_s == 3:
+                        # the nine taps of a pixel in one loop: its sums stay in registers
+                        t00, t01, t02 = taps[0, 0], taps[0, 1], taps[0, 2]
+                        t10, t11, t12 = taps[1, 0], taps[1, 1], taps[1, 2]
+                        t20, t21, t22 = taps[2, 0], taps[2, 1], taps[2, 2]
+                        for p in range(n):
+                            acc = sums[p]
+                            j = (p0 + p) * sx
+                            r0, r1, r2 = staged[slots[0]], staged[slots[1]], staged[slots[2]]
+                            a0, a1_, a2_ = r0[j], r0[j + dx], r0[j + 2 * dx]
+                            b0, b1, b2 = r1[j], r1[j + dx], r1[j + 2 * dx]
+                            c0_, c1, c2 = r2[j], r2[j + dx], r2[j + 2 * dx]
+                            for c in range(channels):
+                                acc[c] = (
+                                    a0[c] * t00[c] + a1_[c] * t01[c] + a2_[c] * t02[c]
+                                    + b0[c] * t10[c] + b1[c] * t11[c] + b2[c] * t12[c]
+                                    + c0_[c] * t20[c] + c1[c] * t21[c] + c2[c] * t22[c]
+                                )  # fmt: skip
+                    else:
+                        sums[:, :] = 0
+                        for p in range(n):
+                            acc = sums[p]
+                            for r in range(taps_r):
+                                for s in range(taps_s):
+                                    row = staged[slots[r], (p0 + p) * sx + s * dx]
+                                    tap = taps[r, s]
+                                    for c in range(channels):
+                                        acc[c] += row[c] * tap[c]
                     for p in range(n):
                         ow = p0 + p
                         if flags[18]:  # per-element Y operands
