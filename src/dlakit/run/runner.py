@@ -24,6 +24,7 @@ from dlakit.sim.batch import BatchedMemory
 from dlakit.sim.decode import ConvOp
 from dlakit.sim.nvdla import resolve_device
 from dlakit.sim.replay import Fallback, Program
+from dlakit.sim.sdp_fused import numba_kernels
 from dlakit.system import bound_host_heap, memory_budget
 
 FALLBACK_ENGINES = ("torch", "ort")
@@ -279,6 +280,10 @@ class Runner:
         # a zero-padded copy of the whole cube first costs several times more (an image's
         # 3-channel input fills 3 lanes of 32).
         planar = value.reshape(n, s.channels, h, w)
+        kernels = numba_kernels()
+        if kernels is not None and planar.dtype == torch.int8 and view.device.type == "cpu":
+            kernels.to_surface(planar.numpy(), view.numpy())
+            return
         for block in range(blocks):
             lanes = min(a, s.channels - block * a)
             part = planar[:, block * a : block * a + lanes].permute(0, 2, 3, 1)

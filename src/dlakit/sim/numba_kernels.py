@@ -7,6 +7,11 @@
 * ``conv_dense``, ``conv_depthwise``: a convolution and its SDP chain from the input surface to
   the output surface, integer sums (see below); a dense one with INT8 weights as INT8 GEMMs
   (torch) over the patches of a few MiB of output rows, each followed by the chain.
+
+The chain after a GEMM and after a depthwise convolution is compiled once per chain structure
+(``chain_structure``: which stages run, which shifts are 0), the structure's flags constants
+of the loop, so only the stages the chain has remain in it (int64 lanes are four to a vector
+register: every operation left out counts).
 """
 
 import numba
@@ -178,6 +183,39 @@ def stage(src: np.ndarray, out: np.ndarray, top: int, left: int, value: int, cha
         signature = _stage_signature(out.dtype.name)
         kernel = _COMPILED[kind] = numba.njit(signature, cache=True, parallel=True)(_stage)
     kernel(src, out, top, left, out.dtype.type(value), channels)
+
+
+def _to_surface(src, out, ov):
+    # A planar INT8 cube [B, C, H, W] into a flat feature surface (``_flat``), the lanes past
+    # channel C zero: each line's pixels zeroed, then its channels' lanes filled.
+    batch, channels, height, width = src.shape
+    image, surface, line, pixel, atom = ov[0], ov[1], ov[2], ov[3], ov[4]
+    blocks = (channels + atom - 1) // atom
+    for job in numba.prange(batch * blocks * height):
+        b = job // (blocks * height)
+        cb = job // height % blocks
+        h = job % height
+        at = b * image + cb * surface + h * line
+        for w in range(width):
+            dst = out[at + w * pixel : at + w * pixel + atom]
+            for a in range(atom):
+                dst[a] = 0
+        for a in range(min(atom, channels - cb * atom)):
+            row = src[b, cb * atom + a, h]
+            dst = out[at + a : at + a + (width - 1) * pixel + 1]
+            for w in range(width):
+                dst[w * pixel] = row[w]
+
+
+def to_surface(src: np.ndarray, out: np.ndarray) -> None:
+    """The planar INT8 cube ``src`` [B, C, H, W] into the surface view ``out`` [B, C/a, H, W, a]
+    (the lanes past C zero; the gaps between pixels, lines and surfaces as they were)."""
+    kernel = _COMPILED.get("to_surface")
+    if kernel is None:
+        signature = "void(int8[:, :, :, :], int8[::1], int64[::1])"
+        kernel = _COMPILED["to_surface"] = numba.njit(signature, cache=True,
+                                                      parallel=True)(_to_surface)  # fmt: skip
+    kernel(src, *_flat(out))
 
 
 # ---------------------------------------------------------------- convolution + SDP, fused
@@ -452,65 +490,93 @@ def _conv_dense(x, xv, w, out, ov, ew, ev, geo, cfg, chan):
                     _put_block(q, n, kg, c0, out, ov, b, oh, p0)
 
 
-def _conv_depthwise(x, xv, w, out, ov, ew, ev, geo, cfg, chan):
-    # One kernel per channel: each tap one loop over all channels of the staged rows.
-    # x, out, ew: flat surfaces (``_flat``); w [C/a, R, S, a] (float32, int32 or int64).
-    blocks, taps_r, taps_s, atom = w.shape
-    channels = blocks * atom
-    batch, out_h, out_w = ov[5], ov[6], ov[7]
-    sy, sx, dy, dx, top, left = geo[0], geo[1], geo[2], geo[3], geo[4], geo[5]
-    pad = np.int8(geo[6])
-    per_element = cfg[13] != 0 and cfg[17] != 0 and cfg[18] != 0
-    rows = _unit_rows(cfg, chan)
-    span = (out_w - 1) * sx + (taps_s - 1) * dx + 1
-    block = min(max(1, BLOCK // channels), out_w)
-    taps = np.empty((taps_r, taps_s, channels), dtype=w.dtype)
-    for cb in range(blocks):
-        for r in range(taps_r):
-            for s in range(taps_s):
-                for i in range(atom):
-                    taps[r, s, cb * atom + i] = w[cb, r, s, i]
-    jobs = batch * out_h
-    chunks = min(jobs, CHUNKS)
-    # Staged rows in a ring: the next output row of a chunk reuses the rows it shares with
-    # this one (each input row is staged once per chunk, not once per tap row).
-    ring = (taps_r - 1) * dy + 1
-    for chunk in numba.prange(chunks):
-        staged = np.empty((ring, span, channels), dtype=np.int8)
-        held_b = np.full(ring, -1, dtype=np.int64)  # the image and row each slot holds
-        held_h = np.zeros(ring, dtype=np.int64)
-        slots = np.empty(taps_r, dtype=np.int64)
-        sums = np.empty((block, channels), dtype=w.dtype)
-        v = np.empty((block, channels), dtype=np.int64)
-        q = np.empty((block, channels), dtype=np.int8)
-        e = np.zeros((block, channels), dtype=np.int8)
-        for job in range(chunk * jobs // chunks, (chunk + 1) * jobs // chunks):
-            b = job // out_h
-            oh = job % out_h
+def _conv_depthwise_for(flags: tuple):
+    """The depthwise convolution and the chain of structure ``flags`` (``chain_structure``)."""
+
+    def conv_depthwise(x, xv, w, out, ov, ew, ev, geo, cfg, chan):
+        # One kernel per channel: each tap one loop over all channels of the staged rows.
+        # x, out, ew: flat surfaces (``_flat``); w [C/a, R, S, a] (float32, int32 or int64).
+        blocks, taps_r, taps_s, atom = w.shape
+        channels = blocks * atom
+        batch, out_h, out_w = ov[5], ov[6], ov[7]
+        sy, sx, dy, dx, top, left = geo[0], geo[1], geo[2], geo[3], geo[4], geo[5]
+        pad = np.int8(geo[6])
+        a1, m1, a2, m2, my, ay = chan[0], chan[1], chan[2], chan[3], chan[4], chan[5]
+        image, surface, line, pixel = ov[0], ov[1], ov[2], ov[3]
+        e_image, e_surface, e_line, e_pixel = ev[0], ev[1], ev[2], ev[3]
+        span = (out_w - 1) * sx + (taps_s - 1) * dx + 1
+        block = min(max(1, BLOCK // channels), out_w)
+        taps = np.empty((taps_r, taps_s, channels), dtype=w.dtype)
+        for cb in range(blocks):
             for r in range(taps_r):
-                ih = oh * sy - top + r * dy
-                slot = ih % ring
-                if held_b[slot] != b or held_h[slot] != ih:
-                    _stage_rows(x, xv, b, ih, dy, 1, -left, span, channels, pad,
-                                staged[slot : slot + 1])  # fmt: skip
-                    held_b[slot], held_h[slot] = b, ih
-                slots[r] = slot
-            for p0 in range(0, out_w, block):
-                n = min(block, out_w - p0)
-                sums[:, :] = 0
-                for p in range(n):
-                    acc = sums[p]
-                    for r in range(taps_r):
-                        for s in range(taps_s):
-                            row = staged[slots[r], (p0 + p) * sx + s * dx]
-                            tap = taps[r, s]
+                for s in range(taps_s):
+                    for i in range(atom):
+                        taps[r, s, cb * atom + i] = w[cb, r, s, i]
+        jobs = batch * out_h
+        chunks = min(jobs, CHUNKS)
+        # Staged rows in a ring: the next output row of a chunk reuses the rows it shares with
+        # this one (each input row is staged once per chunk, not once per tap row).
+        ring = (taps_r - 1) * dy + 1
+        for chunk in numba.prange(chunks):
+            staged = np.empty((ring, span, channels), dtype=np.int8)
+            held_b = np.full(ring, -1, dtype=np.int64)  # the image and row each slot holds
+            held_h = np.zeros(ring, dtype=np.int64)
+            slots = np.empty(taps_r, dtype=np.int64)
+            sums = np.empty((block, channels), dtype=w.dtype)
+            q = np.empty(channels, dtype=np.int8)
+            e = np.zeros(channels, dtype=np.int8)
+            scalars = _chain_scalars(cfg)
+            for job in range(chunk * jobs // chunks, (chunk + 1) * jobs // chunks):
+                b = job // out_h
+                oh = job % out_h
+                for r in range(taps_r):
+                    ih = oh * sy - top + r * dy
+                    slot = ih % ring
+                    if held_b[slot] != b or held_h[slot] != ih:
+                        _stage_rows(x, xv, b, ih, dy, 1, -left, span, channels, pad,
+                                    staged[slot : slot + 1])  # fmt: skip
+                        held_b[slot], held_h[slot] = b, ih
+                    slots[r] = slot
+                for p0 in range(0, out_w, block):
+                    n = min(block, out_w - p0)
+                    if taps_r == 3 and taps_s == 3:
+                        # the nine taps of a pixel in one loop: its sums stay in registers
+                        t00, t01, t02 = taps[0, 0], taps[0, 1], taps[0, 2]
+                        t10, t11, t12 = taps[1, 0], taps[1, 1], taps[1, 2]
+                        t20, t21, t22 = taps[2, 0], taps[2, 1], taps[2, 2]
+                        for p in range(n):
+                            acc = sums[p]
+                            j = (p0 + p) * sx
+                            r0, r1, r2 = staged[slots[0]], staged[slots[1]], staged[slots[2]]
+                            a0, a1_, a2_ = r0[j], r0[j + dx], r0[j + 2 * dx]
+                            b0, b1, b2 = r1[j], r1[j + dx], r1[j + 2 * dx]
+                            c0_, c1, c2 = r2[j], r2[j + dx], r2[j + 2 * dx]
                             for c in range(channels):
-                                acc[c] += row[c] * tap[c]
-                _cacc_block(sums, n, channels, cfg[0], v)
-                if per_element:
-                    _get_block(ew, ev, b, oh, p0, n, channels, 0, e)
-                _chain_block(v, e, n, channels, 0, cfg, rows, q)
-                _put_block(q, n, channels, 0, out, ov, b, oh, p0)
+                                acc[c] = (
+                                    a0[c] * t00[c] + a1_[c] * t01[c] + a2_[c] * t02[c]
+                                    + b0[c] * t10[c] + b1[c] * t11[c] + b2[c] * t12[c]
+                                    + c0_[c] * t20[c] + c1[c] * t21[c] + c2[c] * t22[c]
+                                )  # fmt: skip
+                    else:
+                        sums[:, :] = 0
+                        for p in range(n):
+                            acc = sums[p]
+                            for r in range(taps_r):
+                                for s in range(taps_s):
+                                    row = staged[slots[r], (p0 + p) * sx + s * dx]
+                                    tap = taps[r, s]
+                                    for c in range(channels):
+                                        acc[c] += row[c] * tap[c]
+                    for p in range(n):
+                        ow = p0 + p
+                        if flags[18]:  # per-element Y operands
+                            _get_run(ew, b * e_image + oh * e_line + ow * e_pixel, e_surface,
+                                     ev[4], 0, e)  # fmt: skip
+                        _pixel_chain(sums, p, channels, q, e, a1, m1, a2, m2, my, ay, scalars,
+                                     flags)  # fmt: skip
+                        _put_run(q, out, b * image + oh * line + ow * pixel, surface, ov[4], 0)
+
+    return conv_depthwise
 
 
 def _patches(x, xv, geo, taps_r, taps_s, c0, cg, out_w, j0, patches):
@@ -548,26 +614,198 @@ def _patches(x, xv, geo, taps_r, taps_s, c0, cg, out_w, j0, patches):
                         i += run
 
 
-def _chain_rows(sums, j0, out_w, out_h, c0, cfg, chan, out, ov, ew, ev):
-    # The chain on the sums [t * out_w + ow, k] of output rows j0 + t = b * out_h + oh,
-    # channels c0.., INT8 into the flat surface ``out``.
-    channels = sums.shape[1]
-    per_element = cfg[13] != 0 and cfg[17] != 0 and cfg[18] != 0
-    rows = _unit_rows(cfg, chan)
-    block = min(max(1, BLOCK // channels), out_w)
-    for t in numba.prange(sums.shape[0] // out_w):
-        b = (j0 + t) // out_h
-        oh = (j0 + t) % out_h
-        v = np.empty((block, channels), dtype=np.int64)
-        q = np.empty((block, channels), dtype=np.int8)
-        e = np.zeros((block, channels), dtype=np.int8)
-        for p0 in range(0, out_w, block):
-            n = min(block, out_w - p0)
-            _cacc_block(sums[t * out_w + p0 :], n, channels, cfg[0], v)
-            if per_element:
-                _get_block(ew, ev, b, oh, p0, n, channels, c0, e)
-            _chain_block(v, e, n, channels, c0, cfg, rows, q)
-            _put_block(q, n, channels, c0, out, ov, b, oh, p0)
+@numba.njit(inline="always")
+def _get_run(src, base, surface, atom, c0, dst):
+    # dst[:] = channels c0.. of the pixel at ``base`` of a flat INT8 surface. Inlined, flat
+    # indices, runs of lanes counted on: a call, a slice (a reference count) or a division per
+    # run cost more than the copy (measured).
+    k = dst.shape[0]
+    at = base + (c0 // atom) * surface + c0 % atom
+    run = atom - c0 % atom
+    i = 0
+    while i < k:
+        run = min(run, k - i)
+        part, into = src[at : at + run], dst[i : i + run]
+        for j in range(run):
+            into[j] = part[j]
+        i += run
+        at += surface - atom + run
+        run = atom
+
+
+@numba.njit(inline="always")
+def _put_run(q, out, base, surface, atom, c0):
+    # q (INT8) into channels c0.. of the pixel at ``base`` of a flat surface (as _get_run)
+    k = q.shape[0]
+    at = base + (c0 // atom) * surface + c0 % atom
+    run = atom - c0 % atom
+    i = 0
+    while i < k:
+        run = min(run, k - i)
+        part, into = q[i : i + run], out[at : at + run]
+        for j in range(run):
+            into[j] = part[j]
+        i += run
+        at += surface - atom + run
+        run = atom
+
+
+def chain_structure(cfg: np.ndarray) -> tuple:
+    """What a chain's compiled loop specialises on: which units and stages run, and which
+    shifts are 0 (the rounding then only saturates), and whether C multiplies (offset 0 and
+    scale 1: it does not) or rounds. A stage left out would have left the value as it was, so
+    one loop per structure computes what ``_chain`` does in far fewer operations (int64 lanes
+    are four to a vector register: each operation counts)."""
+    c = [int(v) for v in cfg]
+
+    def unit(at: int) -> tuple:
+        on = c[at] != 0
+        mul = on and c[at + 2] != 0
+        return (on, c[at + 1] if on else 0, mul, mul and c[at + 4] != 0, on and c[at + 5] != 0,
+                on and c[at + 3] == 0)  # fmt: skip
+
+    y = c[13] != 0
+    y_mul = y and c[14] != 0
+    y_alu = c[17] if y else 0
+    per_element = y_alu != 0 and c[18] != 0
+    cvt = per_element and c[19] != 0
+    return (
+        c[0] >= 0,
+        c[0] == 0,
+        *unit(1),
+        *unit(7),
+        y,
+        y_mul,
+        y_mul and c[16] != 0,
+        y_alu,
+        per_element,
+        cvt,
+        cvt and c[22] == 0,
+        (c[23], c[24]) == (0, 1),
+        c[25] == 0,
+    )
+
+
+@numba.njit(inline="always")
+def _x_stage(x, op, mul, shift, half, sign, keep, alu, mul_on, prelu, relu, plain):
+    # ``x_unit`` with its flags compile-time constants: ALU, MUL, truncate (``plain``: shift 0,
+    # only the 32-bit saturation), PReLU (non-negative inputs pass unchanged, unsaturated), ReLU
+    lim = np.int64(1) << 31
+    if alu == 1:
+        x = x + op
+    elif alu == 2:
+        x = max(x, op)
+    elif alu == 3:
+        x = min(x, op)
+    y = x * mul if mul_on else x
+    y = min(max(y, -lim), lim - 1) if plain else _srr(y, shift, half, sign, keep, lim)
+    if mul_on and prelu:
+        m = ~(x >> 63)
+        y = (x & m) | (y & ~m)
+    if relu:
+        y = max(y, np.int64(0))
+    return y
+
+
+@numba.njit(inline="always")
+def _chain_scalars(cfg):
+    """The chain's scalars as the stages of ``_pixel_chain_for`` take them."""
+    shift = max(cfg[0], 0)
+    lo = max(shift - 16, 0)
+    width = shift - 1 - lo
+    sticky = (np.int64(1) << width) - 1 if width > 0 else np.int64(0)
+    cacc = (shift, lo, sticky, max(shift - 1, 0))
+    return (cacc, _rounding(cfg[4], 49), _rounding(cfg[10], 49), _rounding(cfg[15], 64),
+            _rounding(cfg[22], 49), (cfg[20], cfg[21], cfg[23], cfg[24]),
+            _rounding(cfg[25], 49))  # fmt: skip
+
+
+@numba.njit(inline="always")
+def _pixel_chain(sums, row, k, q, elem, a1, m1, a2, m2, my, ay, scalars, flags):
+    """The chain of ``_chain`` on one pixel's sums ``sums[row, :k]`` (channels of the operand
+    rows a1..ay), INT8 into ``q[:k]``, ``elem`` the per-element Y operands: one loop over the
+    channels, inlined into a caller whose ``flags`` (``chain_structure``) are constants, so
+    only their stages remain."""
+    (cacc_on, cacc_plain, x1, x1_alu, x1_mul, x1_prelu, x1_relu, x1_plain, x2, x2_alu, x2_mul,
+     x2_prelu, x2_relu, x2_plain, y, y_mul, y_prelu, y_alu, y_elem, y_cvt, cvt_plain,
+     c_unscaled, c_plain) = flags  # fmt: skip
+    lim = np.int64(1) << 31
+    (shift, lo, sticky_mask, guide), r1, r2, ry, re, (e_offset, e_scale, offset, scale), \
+        ro = scalars  # fmt: skip
+    for j in range(k):
+        x = np.int64(sums[row, j])
+        if cacc_on:
+            if not cacc_plain:
+                sticky = np.int64(((x >> lo) & sticky_mask) != 0)
+                x = (x >> shift) + ((x >> guide) & 1 & (np.int64(x >= 0) | sticky))
+            x = min(max(x, -lim), lim - 1)
+        if x1:
+            x = _x_stage(x, a1[j], m1[j], r1[0], r1[1], r1[2], r1[3], x1_alu, x1_mul,
+                         x1_prelu, x1_relu, x1_plain)  # fmt: skip
+        if x2:
+            x = _x_stage(x, a2[j], m2[j], r2[0], r2[1], r2[2], r2[3], x2_alu, x2_mul,
+                         x2_prelu, x2_relu, x2_plain)  # fmt: skip
+        if y:
+            if y_mul:
+                p = _srr(x * my[j], ry[0], ry[1], ry[2], ry[3], lim)
+                if y_prelu:
+                    m = ~(x >> 63)
+                    p = (x & m) | (p & ~m)
+                x = p
+            if y_alu:
+                if y_elem:
+                    op = np.int64(elem[j])
+                    if y_cvt:
+                        op = (op - e_offset) * e_scale
+                        if cvt_plain:
+                            op = min(max(op, -lim), lim - 1)
+                        else:
+                            op = _srr(op, re[0], re[1], re[2], re[3], lim)
+                else:
+                    op = ay[j]
+                if y_alu == 1:
+                    x = min(max(x + op, -lim), lim - 1)
+                elif y_alu == 2:
+                    x = max(x, op)
+                else:
+                    x = min(x, op)
+        if not c_unscaled:
+            x = (x - offset) * scale
+        if c_plain:
+            q[j] = np.int8(min(max(x, np.int64(-128)), np.int64(127)))
+        else:
+            q[j] = np.int8(_srr(x, ro[0], ro[1], ro[2], ro[3], 128))
+
+
+def _chain_rows_for(flags: tuple):
+    """The chain on the sums [t * out_w + ow, k] of output rows j0 + t = b * out_h + oh,
+    channels c0.., INT8 into the flat surface ``out``: each sum read once, each INT8 result
+    written once."""
+
+    def chain_rows(sums, j0, out_w, out_h, c0, cfg, chan, out, ov, ew, ev):
+        k = sums.shape[1]
+        image, surface, line, pixel_stride, atom = ov[0], ov[1], ov[2], ov[3], ov[4]
+        e_image, e_surface, e_line, e_pixel = ev[0], ev[1], ev[2], ev[3]
+        a1, m1, a2, m2 = chan[0, c0 : c0 + k], chan[1, c0 : c0 + k], chan[2, c0 : c0 + k], \
+            chan[3, c0 : c0 + k]  # fmt: skip
+        my, ay = chan[4, c0 : c0 + k], chan[5, c0 : c0 + k]
+        for t in numba.prange(sums.shape[0] // out_w):
+            b = (j0 + t) // out_h
+            oh = (j0 + t) % out_h
+            # a pixel's channels in one loop (runs of an atom's lanes are too short for the
+            # vector loop's set-up), INT8 into q, then q's runs of lanes into the surface
+            q = np.empty(k, dtype=np.int8)
+            elem = np.zeros(k, dtype=np.int8)
+            scalars = _chain_scalars(cfg)  # here: a parallel loop takes no tuples from outside
+            for ow in range(out_w):
+                if flags[18]:  # per-element Y operands
+                    _get_run(ew, b * e_image + oh * e_line + ow * e_pixel, e_surface, atom, c0,
+                             elem)  # fmt: skip
+                _pixel_chain(sums, t * out_w + ow, k, q, elem, a1, m1, a2, m2, my, ay, scalars,
+                             flags)  # fmt: skip
+                _put_run(q, out, b * image + oh * line + ow * pixel_stride, surface, atom, c0)
+
+    return chain_rows
 
 
 _FLAT = "int8[::1], int64[::1]"
@@ -575,10 +813,7 @@ _PATCHES_SIGNATURE = f"void({_FLAT}, int64[::1], {', '.join(['int64'] * 6)}, int
 _CHAIN_ROWS_SIGNATURE = (
     f"void(int32[:, ::1], {', '.join(['int64'] * 4)}, int64[::1], int64[:, ::1], {_FLAT}, {_FLAT})"
 )
-_GEMM_KERNELS = {
-    "patches": (_patches, _PATCHES_SIGNATURE),
-    "chain_rows": (_chain_rows, _CHAIN_ROWS_SIGNATURE),
-}
+_GEMM_KERNELS = {"patches": (_patches, _PATCHES_SIGNATURE)}
 
 
 def _gemm_kernel(name: str):
@@ -587,6 +822,31 @@ def _gemm_kernel(name: str):
         function, signature = _GEMM_KERNELS[name]
         kernel = _COMPILED[name] = numba.njit(signature, cache=True, parallel=True)(function)
     return kernel
+
+
+# One compiled chain per structure (a handful per model), each compiled or loaded from the
+# cache the first time a GEMM's sums need it: closures over their flags, which the cache keys.
+_CHAINED: dict[tuple, object] = {}
+_STRUCTURES: dict[int, tuple[np.ndarray, tuple]] = {}  # id(cfg) -> (cfg, its structure)
+
+
+def _structure(cfg: np.ndarray) -> tuple:
+    held = _STRUCTURES.get(id(cfg))
+    if held is None or held[0] is not cfg:
+        if len(_STRUCTURES) > 4096:
+            _STRUCTURES.clear()
+        held = _STRUCTURES[id(cfg)] = (cfg, chain_structure(cfg))
+    return held[1]
+
+
+def chain_rows(sums, j0, out_w, out_h, c0, cfg, chan, out, ov, ew, ev) -> None:
+    flags = _structure(cfg)
+    kernel = _CHAINED.get(("chain_rows", flags))
+    if kernel is None:
+        kernel = _CHAINED[("chain_rows", flags)] = numba.njit(
+            _CHAIN_ROWS_SIGNATURE, cache=True, parallel=True
+        )(_chain_rows_for(flags))
+    kernel(sums, j0, out_w, out_h, c0, cfg, chan, out, ov, ew, ev)
 
 
 # Patches and sums of one GEMM: a few MiB, so that the chain reads the sums from the cache.
@@ -626,7 +886,6 @@ def _conv_gemm(x, w8, w_shape, out, ew, geo, cfg, chan) -> None:
     jobs = batch * out_h
     per = max(1, min(jobs, GEMM_BYTES // (out_w * (cols + 4 * kg))))
     geo9 = np.array([*geo[:7], geo[7], out_h], dtype=np.int64)
-    chain_rows = _gemm_kernel("chain_rows")
     if _rows_are_patches(xv, w_shape, geo, out_h, out_w):
         # The input's rows of pixels are the patches: [pixels, atom] with the lanes past the
         # input channels multiplied by zero weights.
@@ -722,7 +981,16 @@ def conv_dense(x, w, out, ew, geo, cfg, chan) -> None:
 
 
 def conv_depthwise(x, w, out, ew, geo, cfg, chan) -> None:
-    _conv("conv_depthwise", _conv_depthwise, x, w, out, ew, geo, cfg, chan)
+    if x.size == 0 or out.size == 0:
+        return
+    flags = _structure(cfg)
+    key = ("conv_depthwise", w.dtype.name, flags)
+    kernel = _CHAINED.get(key)
+    if kernel is None:
+        signature = _conv_signature(w.dtype.name, w.ndim)
+        kernel = _CHAINED[key] = numba.njit(signature, cache=True,
+                                            parallel=True)(_conv_depthwise_for(flags))  # fmt: skip
+    kernel(*_flat(x), w, *_flat(out), *_flat(ew), geo, cfg, chan)
 
 
 # ---------------------------------------------------------------- PDP
