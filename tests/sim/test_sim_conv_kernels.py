@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from dlakit import system
+from dlakit.sim import numba_kernels as nk
 from dlakit.sim import replay
 from dlakit.sim.batch import BatchedMemory
 from dlakit.sim.decode import ConvOp, Cube, pack_weights_for_lanes
@@ -97,6 +98,25 @@ def test_compiled_convolution_equals_the_torch_path(case, seed, int8_matmul, sim
                                                     monkeypatch):  # fmt: skip
     if sim_engine != "replay":
         pytest.skip("independent of the engine")
+    _check_convolution(case, seed, int8_matmul, monkeypatch)
+
+
+@pytest.mark.parametrize("case", [0, 1, 2, 6])
+def test_gemm_chunks_in_two_threads_equal_the_torch_path(case, sim_engine, monkeypatch):
+    """A chunk per output row (or less), handed out to two threads in turn: a chunk skipped,
+    done twice or written to another's rows would show."""
+    if sim_engine != "replay":
+        pytest.skip("independent of the engine")
+    monkeypatch.setattr(nk, "CHUNK_BYTES", 1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        _check_convolution(case, 1, True, monkeypatch)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _check_convolution(case: int, seed: int, int8_matmul: bool, monkeypatch) -> None:
     groups, c, k, size, stride, dilation, pads, wmax, src_gap = CASES[case]
     if not int8_matmul:
         if groups == c:

@@ -14,6 +14,10 @@ of the loop, so only the stages the chain has remain in it (int64 lanes are four
 register: every operation left out counts).
 """
 
+import itertools
+import types
+from concurrent.futures import ThreadPoolExecutor
+
 import numba
 import numpy as np
 import torch
@@ -816,11 +820,22 @@ _CHAIN_ROWS_SIGNATURE = (
 _GEMM_KERNELS = {"patches": (_patches, _PATCHES_SIGNATURE)}
 
 
+def _serial(function, signature: str):
+    """``function`` compiled (cached) to run on the calling thread, the GIL released, under a
+    name of its own: numba's cache keys an entry by the function and the signature, not by
+    ``parallel``, so a parallel and a serial compilation of one function would share it."""
+    twin = types.FunctionType(function.__code__, function.__globals__,
+                              function.__name__ + "_serial", None,
+                              function.__closure__)  # fmt: skip
+    twin.__qualname__ = function.__qualname__ + "_serial"
+    return numba.njit(signature, cache=True, nogil=True)(twin)
+
+
 def _gemm_kernel(name: str):
     kernel = _COMPILED.get(name)
     if kernel is None:
         function, signature = _GEMM_KERNELS[name]
-        kernel = _COMPILED[name] = numba.njit(signature, cache=True, parallel=True)(function)
+        kernel = _COMPILED[name] = _serial(function, signature)
     return kernel
 
 
@@ -839,19 +854,26 @@ def _structure(cfg: np.ndarray) -> tuple:
     return held[1]
 
 
-def chain_rows(sums, j0, out_w, out_h, c0, cfg, chan, out, ov, ew, ev) -> None:
+def _chain_rows_kernel(cfg: np.ndarray):
+    """The chain on a GEMM's sums for ``cfg``'s structure, on the calling thread."""
     flags = _structure(cfg)
     kernel = _CHAINED.get(("chain_rows", flags))
     if kernel is None:
-        kernel = _CHAINED[("chain_rows", flags)] = numba.njit(
-            _CHAIN_ROWS_SIGNATURE, cache=True, parallel=True
-        )(_chain_rows_for(flags))
-    kernel(sums, j0, out_w, out_h, c0, cfg, chan, out, ov, ew, ev)
+        kernel = _CHAINED[("chain_rows", flags)] = _serial(_chain_rows_for(flags),
+                                                           _CHAIN_ROWS_SIGNATURE)  # fmt: skip
+    return kernel
 
 
-# Patches and sums of one GEMM: a few MiB, so that the chain reads the sums from the cache.
-GEMM_BYTES = 4 << 20
+def chain_rows(sums, j0, out_w, out_h, c0, cfg, chan, out, ov, ew, ev) -> None:
+    _chain_rows_kernel(cfg)(sums, j0, out_w, out_h, c0, cfg, chan, out, ov, ew, ev)
+
+
+# Patches and sums of one chunk of output rows: about half the L2 cache, so that the GEMM reads
+# the patches and the chain the sums from it (sums through memory took twice as long).
+CHUNK_BYTES = 1 << 20
 _INT8_WEIGHTS: dict[int, tuple[np.ndarray, torch.Tensor]] = {}
+_BUFFERS: list[tuple[np.ndarray, torch.Tensor]] = []  # per worker: patches, sums
+_HELPERS: list[ThreadPoolExecutor] = []
 
 
 def _int8_weights(w: np.ndarray) -> torch.Tensor | None:
@@ -873,46 +895,95 @@ def _int8_weights(w: np.ndarray) -> torch.Tensor | None:
     return w8
 
 
+def _buffers(worker: int, patch_bytes: int, sum_words: int) -> tuple[np.ndarray, torch.Tensor]:
+    """Worker ``worker``'s patch and sum buffers, at least as large as asked (kept: one
+    allocation per worker, not one per operation)."""
+    while len(_BUFFERS) <= worker:
+        _BUFFERS.append((np.zeros(0, dtype=np.int8), torch.empty(0, dtype=torch.int32)))
+    patches, sums = _BUFFERS[worker]
+    if patches.size < patch_bytes or sums.numel() < sum_words:
+        patches = np.zeros(max(patch_bytes, patches.size), dtype=np.int8)
+        sums = torch.empty(max(sum_words, sums.numel()), dtype=torch.int32)
+        _BUFFERS[worker] = (patches, sums)
+    return patches, sums
+
+
+def _in_threads(chunks: int, work) -> None:
+    """``work(worker, next_chunk)`` in torch.get_num_threads() Python threads (the compiled
+    kernels and torch release the GIL), torch at one thread meanwhile; ``next_chunk()`` hands
+    out 0 .. chunks - 1, then ``chunks``."""
+    threads = torch.get_num_threads()
+    workers = max(1, min(threads, chunks))
+    order = itertools.count()
+    handout = lambda: min(next(order), chunks)  # noqa: E731
+    if workers == 1:
+        work(0, handout)
+        return
+    if not _HELPERS or _HELPERS[0]._max_workers < workers - 1:
+        _HELPERS[:] = [ThreadPoolExecutor(workers - 1, "dlakit-gemm")]
+    torch.set_num_threads(1)
+    try:
+        helpers = [_HELPERS[0].submit(work, w, handout) for w in range(1, workers)]
+        work(0, handout)
+        for helper in helpers:
+            helper.result()
+    finally:
+        torch.set_num_threads(threads)
+
+
 def _conv_gemm(x, w8, w_shape, out, ew, geo, cfg, chan) -> None:
     """The dense convolution as GEMMs of INT8 patches of output rows by the INT8 weights
     (torch._int_mm: int32 sums, exact below 2**31, which the decoder's bound guarantees for
-    weights summed in float32 or int32), then the chain over each GEMM's sums."""
+    weights summed in float32 or int32), then the chain over each GEMM's sums: chunk after
+    chunk of output rows in each of a few threads (``_in_threads``)."""
     groups, r, s, cg, kg = w_shape
     xf, xv = _flat(x)
     of, ov = _flat(out)
     ef, ev = _flat(ew)
     batch, out_h, out_w = int(ov[5]), int(ov[6]), int(ov[7])
-    cols = r * s * cg
-    jobs = batch * out_h
-    per = max(1, min(jobs, GEMM_BYTES // (out_w * (cols + 4 * kg))))
-    geo9 = np.array([*geo[:7], geo[7], out_h], dtype=np.int64)
+    chain = _chain_rows_kernel(cfg)
     if _rows_are_patches(xv, w_shape, geo, out_h, out_w):
         # The input's rows of pixels are the patches: [pixels, atom] with the lanes past the
         # input channels multiplied by zero weights.
         atom = int(xv[4])
         w_atom = torch.zeros((atom, kg), dtype=torch.int8)
         w_atom[:cg] = w8[0]
-        per = max(1, min(out_h, GEMM_BYTES // (out_w * (atom + 4 * kg))))
-        sums = torch.empty((per * out_w, kg), dtype=torch.int32)
+        per = max(1, min(out_h, CHUNK_BYTES // (out_w * (atom + 4 * kg))))
+        per_image = -(-out_h // per)
         image, line = int(xv[0]), int(xv[2])
-        for b in range(batch):
-            for oh in range(0, out_h, per):
+
+        def rows_work(worker: int, next_chunk) -> None:
+            sums = _buffers(worker, 0, per * out_w * kg)[1]
+            while (chunk := next_chunk()) < batch * per_image:
+                b, oh = chunk // per_image, chunk % per_image * per
                 m = min(per, out_h - oh) * out_w
                 at = b * image + oh * line
                 rows = torch.from_numpy(xf[at : at + m * atom].reshape(m, atom))
-                torch._int_mm(rows, w_atom, out=sums[:m])
-                chain_rows(sums[:m].numpy(), b * out_h + oh, out_w, out_h, 0, cfg, chan, of, ov,
-                           ef, ev)  # fmt: skip
+                part = sums[: m * kg].view(m, kg)
+                torch._int_mm(rows, w_atom, out=part)
+                chain(part.numpy(), b * out_h + oh, out_w, out_h, 0, cfg, chan, of, ov, ef, ev)
+
+        _in_threads(batch * per_image, rows_work)
         return
-    patches = np.zeros((per * out_w, cols), dtype=np.int8)
-    sums = torch.empty((per * out_w, kg), dtype=torch.int32)
+    cols = r * s * cg
+    jobs = batch * out_h
+    per = max(1, min(jobs, CHUNK_BYTES // (out_w * (cols + 4 * kg))))
+    geo9 = np.array([*geo[:7], geo[7], out_h], dtype=np.int64)
     make = _gemm_kernel("patches")
-    for j0 in range(0, jobs, per):
-        m = min(per, jobs - j0) * out_w
-        for g in range(groups):
-            make(xf, xv, geo9, r, s, g * cg, cg, out_w, j0, patches[:m])
-            torch._int_mm(torch.from_numpy(patches[:m]), w8[g], out=sums[:m])
-            chain_rows(sums[:m].numpy(), j0, out_w, out_h, g * kg, cfg, chan, of, ov, ef, ev)
+
+    def patch_work(worker: int, next_chunk) -> None:
+        patch_buffer, sums = _buffers(worker, per * out_w * cols, per * out_w * kg)
+        patches = patch_buffer[: per * out_w * cols].reshape(per * out_w, cols)
+        while (chunk := next_chunk()) < -(-jobs // per):
+            j0 = chunk * per
+            m = min(per, jobs - j0) * out_w
+            part = sums[: m * kg].view(m, kg)
+            for g in range(groups):
+                make(xf, xv, geo9, r, s, g * cg, cg, out_w, j0, patches[:m])
+                torch._int_mm(torch.from_numpy(patches[:m]), w8[g], out=part)
+                chain(part.numpy(), j0, out_w, out_h, g * kg, cfg, chan, of, ov, ef, ev)
+
+    _in_threads(-(-jobs // per), patch_work)
 
 
 def _rows_are_patches(xv: np.ndarray, w_shape, geo: np.ndarray, out_h: int, out_w: int) -> bool:
