@@ -10,7 +10,17 @@ from hypothesis import strategies as st
 from dlakit import system
 from dlakit.lower import intref
 from dlakit.lower.intref import IntReference
-from dlakit.lower.qgraph import EwUnit, OutCvt, QConv, QGraph, QSdp, QTensor, SdpChain, XUnit
+from dlakit.lower.qgraph import (
+    EwUnit,
+    OutCvt,
+    QConv,
+    QGraph,
+    QPool,
+    QSdp,
+    QTensor,
+    SdpChain,
+    XUnit,
+)
 
 pytest.importorskip("numba")
 
@@ -402,3 +412,37 @@ assert (out == 1).all()
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
     assert run.returncode == 0, run.stderr[-2000:]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    kernel=st.tuples(st.integers(1, 8), st.integers(1, 8)),
+    stride=st.tuples(st.integers(1, 4), st.integers(1, 4)),
+    pads=st.tuples(*[st.integers(0, 3)] * 4),
+    pad_value=st.sampled_from([0, 1, -5, 127, -128, (1 << 18) - 1, -(1 << 18)]),
+    recips=st.tuples(
+        *[st.sampled_from([0x10000, 0x1FFFF, 0x8000, 0x18000, 0x5555, 0x2493, 1, 0])] * 2
+    ),
+    extreme=st.sampled_from([None, -128, 127]),
+    seed=st.integers(0, 2**16),
+)
+def test_compiled_average_pool_matches_the_definition(
+    kernel, stride, pads, pad_value, recips, extreme, seed
+):
+    """The compiled average pool equals ``intref.pool``: any window, stride, pads and pad
+    value, reciprocals with ties and saturation, INT8 extremes, also through the executor."""
+    rng = np.random.default_rng(seed)
+    c, h, w = int(rng.integers(1, 20)), kernel[0] + int(rng.integers(0, 6)), kernel[1] + 3
+    x = rng.integers(-128, 128, (2, c, h, w)).astype(np.int8)
+    if extreme is not None:
+        x[0] = extreme
+    layer = QPool("p", ["x"], ["y"], method="avg", kernel=kernel, stride=stride, pads=pads,
+                  pad_value=pad_value, recip_w=recips[0], recip_h=recips[1])  # fmt: skip
+    want = intref.pool(torch.as_tensor(x).to(torch.int64), layer)
+    graph = QGraph("t", "nv_full", [layer], {"x": QTensor("x", (1, c, h, w), "int8", 1.0),
+                   "y": QTensor("y", (1, *want.shape[1:]), "int8", 1.0)}, ["x"], ["y"])  # fmt: skip
+    reference = IntReference(graph, fused=True)
+    values = {"x": torch.as_tensor(x).contiguous(memory_format=torch.channels_last)}
+    reference._pool(layer, values)
+    assert values["y"].dtype == torch.int8
+    assert torch.equal(values["y"].to(torch.int64), want)

@@ -795,11 +795,29 @@ class IntReference:
 
     def _pool(self, layer: QLayer, values: dict[str, torch.Tensor]) -> None:
         assert isinstance(layer, QPool)
-        x = values[layer.inputs[0]].to(torch.int64)
+        x = values[layer.inputs[0]]
+        avg = layer.method == "avg" and layer.precision == "int8"
+        if self.fused and avg and x.ndim == 4 and x.dtype == torch.int8:
+            values[layer.outputs[0]] = self._average_pool(layer, x)
+            return
+        x = x.to(torch.int64)
         out = pool(x, layer)
         values[layer.outputs[0]] = out.reshape(self._shape(layer.outputs[0], x.shape[0])).to(
             torch.int8
         )
+
+    def _average_pool(self, layer: QPool, x: torch.Tensor) -> torch.Tensor:
+        """INT8 [B, K, H', W'] (channels last) of the compiled average pool of INT8 ``x``."""
+        batch, channels, height, width = x.shape
+        top, left, bottom, right = layer.pads
+        (kh, kw), (sh, sw) = layer.kernel, layer.stride
+        out_h, out_w = (height + top + bottom - kh) // sh + 1, (width + left + right - kw) // sw + 1
+        geometry = np.array([kh, kw, sh, sw, top, left, layer.pad_value, layer.recip_w,
+                             layer.recip_h], np.int64)  # fmt: skip
+        out = torch.empty((batch, out_h, out_w, channels), dtype=torch.int8)
+        nhwc = x.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1)
+        _kernels().average_pool(nhwc.numpy(), geometry, out.numpy())
+        return out.permute(0, 3, 1, 2).reshape(self._shape(layer.outputs[0], batch))
 
     def _lrn(self, layer: QLayer, values: dict[str, torch.Tensor]) -> None:
         assert isinstance(layer, QLrn)
