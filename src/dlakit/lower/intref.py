@@ -645,12 +645,7 @@ class IntReference:
             self._packed[layer.name] = packed
         shape = (batch, channels, out_h, out_w)
         out = self._output(shape)
-        operand = None
-        if ew is not None:
-            operand = _pixels(ew.reshape(shape).to(torch.int8)).numpy()
-        wide = None
-        if layer.name in self._copies:
-            wide = self._buffer(torch.float32, (batch, out_h, out_w, channels))
+        operand, wide = self._chain_operands(layer, shape, ew)
         nhwc = x.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1).numpy()
         flat = None if wide is None else wide.view(-1, channels).numpy()
         kernels.depthwise_chain(nhwc, weight, geometry, _pixels(out).numpy(), *packed, operand,
@@ -675,12 +670,7 @@ class IntReference:
         out = self._output((batch, channels, height, width))
         flat = _pixels(out).numpy()
         packed = self._pack(layer, channels, layer.cacc_truncate)
-        operand = None
-        if ew is not None:
-            operand = _pixels(ew.reshape(out.shape).to(torch.int8)).numpy()
-        wide = None
-        if layer.name in self._copies:
-            wide = self._buffer(torch.float32, (batch, height, width, channels))
+        operand, wide = self._chain_operands(layer, tuple(out.shape), ew)
         wide_flat = None if wide is None else wide.view(-1, channels).numpy()
         rows = pixels.shape[0]
         per = max(8, CHUNK_BYTES // (4 * channels) // 8 * 8)
@@ -716,6 +706,19 @@ class IntReference:
         if wide is not None:
             self._wide = (layer.outputs[0], wide.permute(0, 3, 1, 2))
         return out
+
+    def _chain_operands(
+        self, layer: QConv | QSdp, shape: tuple[int, ...], ew: torch.Tensor | None
+    ) -> tuple[np.ndarray | None, torch.Tensor | None]:
+        """A compiled chain's Y operand (INT8 [pixels, K] of ``ew``, or None) and, where the
+        next layer convolves the result (``_copies``), the shared float buffer [B, H, W, K] the
+        chain also fills, for an output of ``shape`` [B, K, H, W]."""
+        batch, channels, height, width = shape
+        operand = None if ew is None else _pixels(ew.reshape(shape).to(torch.int8)).numpy()
+        wide = None
+        if layer.name in self._copies:
+            wide = self._buffer(torch.float32, (batch, height, width, channels))
+        return operand, wide
 
     def _helper_threads(self, workers: int) -> ThreadPoolExecutor:
         """The threads that run chunks of a layer beside the calling one."""
@@ -777,15 +780,10 @@ class IntReference:
         cast into the shared float buffer when the next layer convolves it (``_copies``)."""
         kernels = _kernels()
         assert kernels is not None
-        batch, channels, height, width = x.shape
+        channels = x.shape[1]
         packed = self._pack(layer, channels, cacc_truncate)
         out = self._output(tuple(x.shape))
-        operand = None
-        if ew is not None:
-            operand = _pixels(ew.reshape(x.shape).to(torch.int8)).numpy()
-        wide = None
-        if layer.name in self._copies:
-            wide = self._buffer(torch.float32, (batch, height, width, channels))
+        operand, wide = self._chain_operands(layer, tuple(x.shape), ew)
         clear = self._sums is not None and x.data_ptr() == self._sums.data_ptr()
         kernels.chain(_pixels(x).numpy(), _pixels(out).numpy(), *packed, operand,
                       None if wide is None else wide.view(-1, channels).numpy(), clear)  # fmt: skip
