@@ -1,6 +1,7 @@
 """The torch runner of fallback segments: an element-wise graph (a segment's input
-quantization) runs in cache-sized pieces and gives onnxruntime's bytes, the same as in one
-piece; a graph with a per-channel constant runs whole."""
+quantization) runs as one compiled pass or, in torch, in cache-sized pieces, and gives
+onnxruntime's bytes, the same as in one piece; a graph with a per-channel constant runs
+whole."""
 
 import numpy as np
 import onnx
@@ -59,6 +60,8 @@ def test_elementwise_graph_runs_in_pieces_with_onnxruntimes_bytes(monkeypatch):
     (expected,) = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})
     graph = TorchGraph(model)
     assert graph.elementwise
+    np.testing.assert_array_equal(graph.run({"x": torch.from_numpy(x)})["y"].numpy(), expected)
+    graph.program = None  # the compiled pass (test_elementwise) gave those bytes; now torch's
     pieces = []
     run_piece = graph._run
     monkeypatch.setattr(graph, "_run", lambda feeds: pieces.append(1) or run_piece(feeds))

@@ -17,6 +17,7 @@ from onnx import numpy_helper
 
 from dlakit.errors import DlakitError
 from dlakit.graph.nodes import attrs as node_attrs
+from dlakit.run.elementwise import Program
 from dlakit.run.liveness import Liveness, drop
 
 _TORCH_DTYPES = {
@@ -25,6 +26,7 @@ _TORCH_DTYPES = {
     onnx.TensorProto.FLOAT16: torch.float16,
     onnx.TensorProto.INT8: torch.int8,
     onnx.TensorProto.UINT8: torch.uint8,
+    onnx.TensorProto.INT16: torch.int16,
     onnx.TensorProto.INT32: torch.int32,
     onnx.TensorProto.INT64: torch.int64,
     onnx.TensorProto.BOOL: torch.bool,
@@ -275,8 +277,17 @@ class TorchGraph:
             and all(n.op_type in ELEMENTWISE for n in g.node)
             and all(c.numel() == 1 for c in self.consts.values())
         )
+        # One compiled pass instead of a tensor-sized pass per op, where the graph allows it.
+        self.program = Program.of(model) if self.elementwise else None
 
     def run(self, feeds: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if self.program is not None:
+            (name,) = self.inputs
+            x = feeds[name]
+            if x.device.type == "cpu":
+                out = self.program.run(x.numpy())
+                if out is not None:
+                    return {self.outputs[0]: torch.from_numpy(out)}
         shapes = {feeds[name].shape for name in self.inputs}
         if self.elementwise and len(shapes) == 1:
             (shape,) = shapes
