@@ -475,6 +475,7 @@ class IntReference:
         self._outputs: dict[int, torch.Tensor] = {}
         self._free: list[torch.Tensor] = []
         self._filters: dict[str, np.ndarray | None] = {}
+        self._pairs: dict[str, np.ndarray] = {}  # the depthwise layers' int16 taps (``pairs``)
         self._copies = self._copying_chains() if self.fused else set()
         self._handlers: dict[type, Callable[[QLayer, dict[str, torch.Tensor]], None]] = {
             QConv: self._conv,
@@ -643,13 +644,16 @@ class IntReference:
             packed = kernels.pack(layer.sdp, channels, layer.cacc_truncate,
                                   _accumulator_bounds(layer))  # fmt: skip
             self._packed[layer.name] = packed
+        paired = self._pairs.get(layer.name)
+        if paired is None:
+            paired = self._pairs[layer.name] = kernels.pairs(weight, layer.pad_value)
         shape = (batch, channels, out_h, out_w)
         out = self._output(shape)
         operand, wide = self._chain_operands(layer, shape, ew)
         nhwc = x.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1).numpy()
         flat = None if wide is None else wide.view(-1, channels).numpy()
         kernels.depthwise_chain(nhwc, weight, geometry, _pixels(out).numpy(), *packed, operand,
-                                flat)  # fmt: skip
+                                flat, paired)  # fmt: skip
         if wide is not None:
             self._wide = (layer.outputs[0], wide.permute(0, 3, 1, 2))
         return out
