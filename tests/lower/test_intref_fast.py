@@ -147,6 +147,37 @@ def test_pointwise_conv_by_int8_matmul_matches_the_definition(
     assert np.array_equal(got, IntReference(graph, fused=False).run(feeds)["y"])
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_pointwise_conv_with_fp16_output_sums_by_int8_matmul(seed, monkeypatch):
+    """A pointwise layer whose chain the compiled pass does not cover (FP16 out, as a
+    classifier's) sums its INT8 input by the INT8 matrix product, then runs the definition's
+    SDP: the result of the float convolution, extremes included."""
+    rng = np.random.default_rng(600 + seed)
+    c, k = (1300, 17) if seed == 2 else (int(rng.integers(1, 60)), int(rng.integers(1, 60)))
+    w = rng.integers(-128, 128, (k, c, 1, 1)).astype(np.int8)
+    x = rng.integers(-128, 128, (5, c, 2, 1))
+    if seed == 2:
+        w[:] = -128
+        x[:] = -128
+        x[0, : c // 3] = 127
+    first = QSdp("s", ["x"], ["h"], sdp=SdpChain(None, None, None, c=OutCvt(0, 1, 0)))
+    bound = 128 * int(np.abs(w.astype(np.int64)).sum(axis=(1, 2, 3)).max())
+    shift = max(0, bound.bit_length() - 17)
+    chain = SdpChain(_x(rng, k), None, None, c=OutCvt(int(rng.integers(-99, 99)), 1, shift,
+                                                      precision="fp16"))  # fmt: skip
+    conv = QConv("c", ["h"], ["y"], weight=w, stride=(1, 1), pads=(0, 0, 0, 0), sdp=chain)
+    tensors = {n: QTensor(n, (1, c, 2, 1), "int8", 1.0) for n in ("x", "h")}
+    tensors["y"] = QTensor("y", (1, k, 2, 1), "fp16", None)
+    graph = QGraph("t", "nv_full", [first, conv], tensors, ["x"], ["y"])
+    feeds = {"x": x.astype(np.float32)}
+    products = []
+    int_mm = torch._int_mm
+    monkeypatch.setattr(torch, "_int_mm", lambda *a, **kw: products.append(1) or int_mm(*a, **kw))
+    got = IntReference(graph, fused=True).run(feeds)["y"]
+    assert products  # the INT8 product summed it
+    assert np.array_equal(got, IntReference(graph, fused=False).run(feeds)["y"])
+
+
 @pytest.mark.parametrize("seed", range(8))
 def test_depthwise_conv_in_the_compiled_pass_matches_the_definition(seed):
     """A depthwise convolution fed INT8 sums its taps in the compiled pass: strides,
