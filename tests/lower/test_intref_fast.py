@@ -338,6 +338,32 @@ def test_quantize_matches_the_definition_and_still_names_nan():
         IntReference(graph, fused=True).run({"x": x})
 
 
+def test_quantize_casts_the_first_convs_input_channels_last():
+    """A quantize whose result the next layer convolves with float sums (a model's first
+    convolution) also writes it as float32 channels-last, which that convolution reads; with
+    NaN in the input the definition still names the tensor."""
+    from dlakit.errors import DlakitError
+    from dlakit.lower.qgraph import QQuantize
+
+    rng = np.random.default_rng(8)
+    quantize = QQuantize("q", ["x"], ["h"], scale=0.02)
+    w = rng.integers(-128, 128, (6, 3, 3, 3)).astype(np.int8)
+    conv = QConv("c", ["h"], ["y"], weight=w, stride=(2, 2), pads=(1, 1, 0, 1),
+                 sdp=SdpChain(None, None, None, c=OutCvt(3, 1, 10)))  # fmt: skip
+    tensors = {"x": QTensor("x", (1, 3, 9, 8), "fp32"), "h": QTensor("h", (1, 3, 9, 8), "int8"),
+               "y": QTensor("y", (1, 6, 4, 4), "int8", 1.0)}  # fmt: skip
+    graph = QGraph("t", "nv_full", [quantize, conv], tensors, ["x"], ["y"])
+    x = (rng.normal(size=(3, 3, 9, 8)) * 2).astype(np.float32)
+    fast = IntReference(graph, fused=True)
+    assert "q" in fast._copies
+    assert np.array_equal(
+        fast.run({"x": x})["y"], IntReference(graph, fused=False).run({"x": x})["y"]
+    )
+    x[1, 2, 3, 4] = np.nan
+    with pytest.raises(DlakitError, match="tensor 'x' holds NaN"):
+        fast.run({"x": x})
+
+
 # ------------------------------------------------------------- the compiled pass, property-based
 
 INT16_EDGES = [-32768, -32767, -1, 0, 1, 2, 255, 32767]

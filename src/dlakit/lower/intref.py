@@ -543,12 +543,13 @@ class IntReference:
         return buffer[:numel].view(batch, height, width, channels).permute(0, 3, 1, 2)
 
     def _copying_chains(self) -> set[str]:
-        """Layers whose compiled chain also writes its INT8 result as float32 into the shared
-        buffer: those whose 4-D output the next layer convolves with float32 sums. That saves
-        the next convolution a pass that casts its input."""
+        """Layers whose compiled chain (or quantize) also writes its INT8 result as float32 into
+        the shared buffer: those whose 4-D output the next layer convolves with float32 sums.
+        That saves the next convolution a pass that casts its input."""
         names = set()
         for layer, consumer in zip(self.graph.layers, self.graph.layers[1:], strict=False):
-            if not isinstance(layer, QConv | QSdp) or not _fusable(layer.sdp):
+            quantize = isinstance(layer, QQuantize)  # a model's input, before its first conv
+            if not quantize and (not isinstance(layer, QConv | QSdp) or not _fusable(layer.sdp)):
                 continue
             if len(self.graph.tensors[layer.outputs[0]].shape) != 4:
                 continue
@@ -863,6 +864,13 @@ class IntReference:
             q = _kernels().quantize(x.numpy(), layer.scale)
             if q is not None:  # else NaN or infinities: the definition names the tensor
                 values[layer.outputs[0]] = torch.from_numpy(q)
+                if layer.name in self._copies:
+                    # The first convolution's float input, cast and made channels-last in one
+                    # pass instead of a channels-last copy and a cast.
+                    batch, channels, height, width = q.shape
+                    wide = self._buffer(torch.float32, (batch, height, width, channels))
+                    _kernels().widen_channels_last(q, wide.numpy())
+                    self._wide = (layer.outputs[0], wide.permute(0, 3, 1, 2))
                 return
         values[layer.outputs[0]] = quantize(x, layer.scale, layer.inputs[0]).to(torch.int8)
 

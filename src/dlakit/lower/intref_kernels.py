@@ -721,6 +721,21 @@ def widen_into(x: np.ndarray, out: np.ndarray) -> None:
     _widen(x.reshape(-1), out.reshape(-1))
 
 
+@numba.njit(cache=True, parallel=True)
+def _widen_channels_last(x, out):
+    for row in numba.prange(x.shape[0] * x.shape[2]):
+        b, y = row // x.shape[2], row % x.shape[2]
+        for c in range(x.shape[1]):
+            for i in range(x.shape[3]):
+                out[b, y, i, c] = x[b, c, y, i]
+
+
+def widen_channels_last(x: np.ndarray, out: np.ndarray) -> None:
+    """INT8 ``x`` [B, C, H, W] (C-contiguous) cast into float32 ``out`` [B, H, W, C]
+    (C-contiguous), in parallel."""
+    _widen_channels_last(x, out)
+
+
 @numba.njit(cache=True, nogil=True)
 def _average_pool(x, geometry, out):
     kh, kw, sh, sw, top, left, pad, recip_w, recip_h = geometry
