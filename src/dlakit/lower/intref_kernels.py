@@ -14,6 +14,7 @@ per-channel operand rows; ``chain`` runs it on channels-last ``[pixels, K]`` vie
 
 from __future__ import annotations
 
+import functools
 import types
 
 import numba
@@ -591,7 +592,16 @@ def _compiled(func, signature: str, parallel: bool):
     return numba.njit(signature, cache=True, parallel=parallel, nogil=True)(func)
 
 
-_COMPILED: dict[tuple[str, bool], object] = {}
+_COMPILED: dict[tuple[np.dtype, bool], object] = {}
+
+
+@functools.cache
+def _placeholders(channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """The Y operand and float copy a chain without them is passed (never written: the
+    kernels read ``ew`` only with a Y stage and write ``wide`` only with its pixels' rows)."""
+    return np.zeros((1, channels), dtype=np.int8), np.zeros((0, channels), dtype=np.float32)
+
+
 # Below this many elements a layer's pass runs on the calling thread: waking the thread pool
 # costs more (0.1-0.5 ms a call measured, about the pass of 200k elements).
 SERIAL_BELOW = 1 << 17
@@ -615,18 +625,19 @@ def chain(
     from the size) picks the thread pool or the calling thread."""
     if parallel is None:
         parallel = acc.size >= SERIAL_BELOW
-    kind = acc.dtype.name
-    kernel = _COMPILED.get((kind, parallel))
+    # Keyed by the dtype itself: a pointwise layer calls this once per chunk (hundreds of
+    # times a batch), and dtype.name and fresh placeholders cost as much as a small chunk.
+    kernel = _COMPILED.get((acc.dtype, parallel))
     if kernel is None:
+        kind = acc.dtype.name
         signature = f"void({kind}[:, ::1], int8[:, ::1], float32[:, ::1], int8[:, ::1], "
         signature += "int64[::1], int32[:, ::1], int64[:, ::1], boolean, int64)"
         compiled = _compiled(_chain, signature, parallel)
-        kernel = _COMPILED[kind, parallel] = compiled
-    channels = acc.shape[1]
-    if ew is None:
-        ew = np.zeros((1, channels), dtype=np.int8)
-    if wide is None:
-        wide = np.zeros((0, channels), dtype=np.float32)
+        kernel = _COMPILED[acc.dtype, parallel] = compiled
+    if ew is None or wide is None:
+        none_ew, none_wide = _placeholders(acc.shape[1])
+        ew = none_ew if ew is None else ew
+        wide = none_wide if wide is None else wide
     # numba.get_num_threads() inside the kernel would keep it from being cached; on the
     # calling thread the pool is not touched (the thread pool is not thread-safe).
     threads = numba.get_num_threads() if parallel else 1
