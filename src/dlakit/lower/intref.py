@@ -18,7 +18,9 @@ partial sum is an integer below 2^24 (float32) or 2^53 (float64): the code picks
 a per-layer bound and refuses layers whose accumulator could exceed 34 bits (where the RTL's
 per-step saturation would make the result depend on the summation order). The executor's
 compiled path sums pointwise and depthwise layers in int32 instead (INT8 matrix product,
-compiled depthwise pass), exact where the layer's bound is below 2^31.
+compiled depthwise pass), exact where the layer's bound is below 2^31; a 3x3 depthwise layer's
+taps go through int16 pairs first where no pair's sum can leave int16
+(:func:`dlakit.lower.intref_kernels.pairs`).
 """
 
 from __future__ import annotations
