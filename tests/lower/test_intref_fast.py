@@ -24,6 +24,8 @@ from dlakit.lower.qgraph import (
 
 pytest.importorskip("numba")
 
+import numba
+
 from dlakit.lower import intref_kernels  # needs numba
 
 
@@ -145,6 +147,37 @@ def test_pointwise_conv_by_int8_matmul_matches_the_definition(
     assert np.array_equal(got, IntReference(graph, fused=False).run(feeds)["y"])
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_pointwise_conv_with_fp16_output_sums_by_int8_matmul(seed, monkeypatch):
+    """A pointwise layer whose chain the compiled pass does not cover (FP16 out, as a
+    classifier's) sums its INT8 input by the INT8 matrix product, then runs the definition's
+    SDP: the result of the float convolution, extremes included."""
+    rng = np.random.default_rng(600 + seed)
+    c, k = (1300, 17) if seed == 2 else (int(rng.integers(1, 60)), int(rng.integers(1, 60)))
+    w = rng.integers(-128, 128, (k, c, 1, 1)).astype(np.int8)
+    x = rng.integers(-128, 128, (5, c, 2, 1))
+    if seed == 2:
+        w[:] = -128
+        x[:] = -128
+        x[0, : c // 3] = 127
+    first = QSdp("s", ["x"], ["h"], sdp=SdpChain(None, None, None, c=OutCvt(0, 1, 0)))
+    bound = 128 * int(np.abs(w.astype(np.int64)).sum(axis=(1, 2, 3)).max())
+    shift = max(0, bound.bit_length() - 17)
+    chain = SdpChain(_x(rng, k), None, None, c=OutCvt(int(rng.integers(-99, 99)), 1, shift,
+                                                      precision="fp16"))  # fmt: skip
+    conv = QConv("c", ["h"], ["y"], weight=w, stride=(1, 1), pads=(0, 0, 0, 0), sdp=chain)
+    tensors = {n: QTensor(n, (1, c, 2, 1), "int8", 1.0) for n in ("x", "h")}
+    tensors["y"] = QTensor("y", (1, k, 2, 1), "fp16", None)
+    graph = QGraph("t", "nv_full", [first, conv], tensors, ["x"], ["y"])
+    feeds = {"x": x.astype(np.float32)}
+    products = []
+    int_mm = torch._int_mm
+    monkeypatch.setattr(torch, "_int_mm", lambda *a, **kw: products.append(1) or int_mm(*a, **kw))
+    got = IntReference(graph, fused=True).run(feeds)["y"]
+    assert products  # the INT8 product summed it
+    assert np.array_equal(got, IntReference(graph, fused=False).run(feeds)["y"])
+
+
 @pytest.mark.parametrize("seed", range(8))
 def test_depthwise_conv_in_the_compiled_pass_matches_the_definition(seed):
     """A depthwise convolution fed INT8 sums its taps in the compiled pass: strides,
@@ -182,6 +215,77 @@ def test_depthwise_conv_in_the_compiled_pass_matches_the_definition(seed):
     got = fast.run(feeds)["y"]
     assert fast._filters["c"] is not None  # the compiled depthwise pass ran
     assert "s" not in fast._copies
+    assert np.array_equal(got, IntReference(graph, fused=False).run(feeds)["y"])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_depthwise_int16_pairs_give_the_exact_sums(seed):
+    """The 3x3 depthwise taps summed in int16 pairs (``pairs``) give the int64 sums of the
+    definition at every pixel, borders (the pad value) included, with the extremes that
+    bound a pair: inputs -128 and 127, weights +-127 and a -128 beside a 127."""
+    rng = np.random.default_rng(500 + seed)
+    c = int(rng.integers(2, 70))
+    stride, dilation = (1 + seed % 2, 1 + seed // 2 % 2), (1 + seed // 4, 1)
+    pads = tuple(int(v) for v in rng.integers(0, 3, 4))
+    w = rng.integers(-127, 128, (c, 1, 3, 3))
+    x = rng.integers(-128, 128, (2, c, 9, 8))
+    if seed >= 3:
+        w[:, :, :2] = rng.choice([-127, 127], (c, 1, 2, 3))
+        w[0, 0, 0] = [-128, 127, -127]  # a -128 whose pair partner is not -128
+        w[0, 0, 2, 2] = -128  # the ninth tap, alone
+        x[0] = -128
+        x[1, :, ::2] = 127
+    pad = int(rng.choice([-128, 127, int(rng.integers(-128, 128))]))
+    layer = QConv("c", ["x"], ["y"], weight=w.astype(np.int8), stride=stride, pads=pads,
+                  dilation=dilation, groups=c, pad_value=pad)  # fmt: skip
+    weight = intref.depthwise_weights(layer)
+    paired = intref_kernels.pairs(weight, pad)
+    assert paired.shape == (9, c)
+    want = intref.conv_accumulate(torch.as_tensor(x), layer).permute(0, 2, 3, 1).numpy()
+    top, left = pads[:2]
+    geometry = np.array([*stride, *dilation, top, left, pad, *want.shape[1:3]], np.int64)
+    nhwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1), dtype=np.int8)
+    assert np.array_equal(_pair_sums(nhwc, paired, geometry), want)
+
+
+@numba.njit
+def _pair_sums(x, paired, geometry):
+    out_h, out_w = geometry[7], geometry[8]
+    sums = np.empty((x.shape[0], out_h, out_w, x.shape[3]), np.int32)
+    pad_row = np.full(x.shape[3], geometry[6], dtype=np.int8)
+    for b in range(x.shape[0]):
+        for oy in range(out_h):
+            for ox in range(out_w):
+                intref_kernels._pair_pixel(sums[b, oy], ox, x, b, oy, ox, geometry, paired,
+                                           pad_row)  # fmt: skip
+    return sums
+
+
+def test_depthwise_pairs_refused_where_a_pair_could_leave_int16():
+    """Two -128 weights in one pair (128 * 128 * 2 = 2^15), a pad value outside INT8 or a
+    kernel other than 3x3 keep the int32 taps; the layer's result is the definition's."""
+    w = np.full((3, 3, 4), 127, dtype=np.int32)
+    assert intref_kernels.pairs(w, 0).shape == (9, 4)
+    assert intref_kernels.pairs(w, 128).shape == (0, 4)
+    assert intref_kernels.pairs(w[:2], 0).shape == (0, 4)
+    w[0, 0, 1] = w[0, 1, 1] = -128  # taps 0 and 1: one pair
+    assert intref_kernels.pairs(w, 0).shape == (0, 4)
+    w[0, 1, 1] = 127
+    w[2, 2, 1] = -128  # the ninth tap is summed alone
+    assert intref_kernels.pairs(w, 0).shape == (9, 4)
+    rng = np.random.default_rng(7)
+    weight = rng.integers(-127, 128, (16, 1, 3, 3)).astype(np.int8)
+    weight[3, 0, 1, 1] = weight[3, 0, 1, 2] = -128  # taps 4 and 5: one pair
+    conv = QConv("c", ["h"], ["y"], weight=weight, pads=(1, 1, 1, 1), groups=16, pad_value=-128,
+                 sdp=SdpChain(None, None, None, c=OutCvt(0, 1, 9)))  # fmt: skip
+    first = QSdp("s", ["x"], ["h"], sdp=SdpChain(None, None, None, c=OutCvt(0, 1, 0)))
+    shapes = {"x": (1, 16, 6, 7), "h": (1, 16, 6, 7), "y": (1, 16, 6, 7)}
+    tensors = {n: QTensor(n, s, "int8", 1.0) for n, s in shapes.items()}
+    graph = QGraph("t", "nv_full", [first, conv], tensors, ["x"], ["y"])
+    feeds = {"x": rng.choice([-128, 127], (2, 16, 6, 7)).astype(np.float32)}
+    fast = IntReference(graph, fused=True)
+    got = fast.run(feeds)["y"]
+    assert fast._pairs["c"].shape[0] == 0  # the int32 taps ran
     assert np.array_equal(got, IntReference(graph, fused=False).run(feeds)["y"])
 
 
@@ -232,6 +336,32 @@ def test_quantize_matches_the_definition_and_still_names_nan():
     x.reshape(-1)[3] = np.nan
     with pytest.raises(DlakitError, match="tensor 'x' holds NaN"):
         IntReference(graph, fused=True).run({"x": x})
+
+
+def test_quantize_casts_the_first_convs_input_channels_last():
+    """A quantize whose result the next layer convolves with float sums (a model's first
+    convolution) also writes it as float32 channels-last, which that convolution reads; with
+    NaN in the input the definition still names the tensor."""
+    from dlakit.errors import DlakitError
+    from dlakit.lower.qgraph import QQuantize
+
+    rng = np.random.default_rng(8)
+    quantize = QQuantize("q", ["x"], ["h"], scale=0.02)
+    w = rng.integers(-128, 128, (6, 3, 3, 3)).astype(np.int8)
+    conv = QConv("c", ["h"], ["y"], weight=w, stride=(2, 2), pads=(1, 1, 0, 1),
+                 sdp=SdpChain(None, None, None, c=OutCvt(3, 1, 10)))  # fmt: skip
+    tensors = {"x": QTensor("x", (1, 3, 9, 8), "fp32"), "h": QTensor("h", (1, 3, 9, 8), "int8"),
+               "y": QTensor("y", (1, 6, 4, 4), "int8", 1.0)}  # fmt: skip
+    graph = QGraph("t", "nv_full", [quantize, conv], tensors, ["x"], ["y"])
+    x = (rng.normal(size=(3, 3, 9, 8)) * 2).astype(np.float32)
+    fast = IntReference(graph, fused=True)
+    assert "q" in fast._copies
+    assert np.array_equal(
+        fast.run({"x": x})["y"], IntReference(graph, fused=False).run({"x": x})["y"]
+    )
+    x[1, 2, 3, 4] = np.nan
+    with pytest.raises(DlakitError, match="tensor 'x' holds NaN"):
+        fast.run({"x": x})
 
 
 # ------------------------------------------------------------- the compiled pass, property-based

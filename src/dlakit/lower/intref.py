@@ -18,7 +18,9 @@ partial sum is an integer below 2^24 (float32) or 2^53 (float64): the code picks
 a per-layer bound and refuses layers whose accumulator could exceed 34 bits (where the RTL's
 per-step saturation would make the result depend on the summation order). The executor's
 compiled path sums pointwise and depthwise layers in int32 instead (INT8 matrix product,
-compiled depthwise pass), exact where the layer's bound is below 2^31.
+compiled depthwise pass), exact where the layer's bound is below 2^31; a 3x3 depthwise layer's
+taps go through int16 pairs first where no pair's sum can leave int16
+(:func:`dlakit.lower.intref_kernels.pairs`).
 """
 
 from __future__ import annotations
@@ -475,6 +477,7 @@ class IntReference:
         self._outputs: dict[int, torch.Tensor] = {}
         self._free: list[torch.Tensor] = []
         self._filters: dict[str, np.ndarray | None] = {}
+        self._pairs: dict[str, np.ndarray] = {}  # the depthwise layers' int16 taps (``pairs``)
         self._copies = self._copying_chains() if self.fused else set()
         self._handlers: dict[type, Callable[[QLayer, dict[str, torch.Tensor]], None]] = {
             QConv: self._conv,
@@ -542,12 +545,13 @@ class IntReference:
         return buffer[:numel].view(batch, height, width, channels).permute(0, 3, 1, 2)
 
     def _copying_chains(self) -> set[str]:
-        """Layers whose compiled chain also writes its INT8 result as float32 into the shared
-        buffer: those whose 4-D output the next layer convolves with float32 sums. That saves
-        the next convolution a pass that casts its input."""
+        """Layers whose compiled chain (or quantize) also writes its INT8 result as float32 into
+        the shared buffer: those whose 4-D output the next layer convolves with float32 sums.
+        That saves the next convolution a pass that casts its input."""
         names = set()
         for layer, consumer in zip(self.graph.layers, self.graph.layers[1:], strict=False):
-            if not isinstance(layer, QConv | QSdp) or not _fusable(layer.sdp):
+            quantize = isinstance(layer, QQuantize)  # a model's input, before its first conv
+            if not quantize and (not isinstance(layer, QConv | QSdp) or not _fusable(layer.sdp)):
                 continue
             if len(self.graph.tensors[layer.outputs[0]].shape) != 4:
                 continue
@@ -603,6 +607,13 @@ class IntReference:
                 x = self._widened(x.contiguous(memory_format=torch.channels_last), weights.dtype)
             acc = conv_sums_into(x, layer, weights, self._zeros)
             out = self._fused_chain(layer, acc, ew, layer.cacc_truncate)
+        elif self.fused and x.dtype == torch.int8 and self._matrix(layer) is not None:
+            # A chain the compiled pass does not cover (a classifier's FP16 output): the INT8
+            # matrix product's sums (exact, as in _matmul_chain), then the definition's SDP.
+            # The float convolution of the 32 x 1280 x 1000 classifier took 5 times as long.
+            pixels = torch._int_mm(_pixels(x), self._matrix(layer))
+            sums = pixels.view(batch, x.shape[2], x.shape[3], -1).permute(0, 3, 1, 2)
+            out = sdp(cacc_output(sums.to(torch.int64), layer.cacc_truncate), layer.sdp, ew)
         else:
             # conv_accumulate with the weights cast once
             sums = conv_sums(x.to(torch.int64), layer, self._conv_weights(layer))
@@ -643,13 +654,16 @@ class IntReference:
             packed = kernels.pack(layer.sdp, channels, layer.cacc_truncate,
                                   _accumulator_bounds(layer))  # fmt: skip
             self._packed[layer.name] = packed
+        paired = self._pairs.get(layer.name)
+        if paired is None:
+            paired = self._pairs[layer.name] = kernels.pairs(weight, layer.pad_value)
         shape = (batch, channels, out_h, out_w)
         out = self._output(shape)
         operand, wide = self._chain_operands(layer, shape, ew)
         nhwc = x.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1).numpy()
         flat = None if wide is None else wide.view(-1, channels).numpy()
         kernels.depthwise_chain(nhwc, weight, geometry, _pixels(out).numpy(), *packed, operand,
-                                flat)  # fmt: skip
+                                flat, paired)  # fmt: skip
         if wide is not None:
             self._wide = (layer.outputs[0], wide.permute(0, 3, 1, 2))
         return out
@@ -852,6 +866,13 @@ class IntReference:
             q = _kernels().quantize(x.numpy(), layer.scale)
             if q is not None:  # else NaN or infinities: the definition names the tensor
                 values[layer.outputs[0]] = torch.from_numpy(q)
+                if layer.name in self._copies:
+                    # The first convolution's float input, cast and made channels-last in one
+                    # pass instead of a channels-last copy and a cast.
+                    batch, channels, height, width = q.shape
+                    wide = self._buffer(torch.float32, (batch, height, width, channels))
+                    _kernels().widen_channels_last(q, wide.numpy())
+                    self._wide = (layer.outputs[0], wide.permute(0, 3, 1, 2))
                 return
         values[layer.outputs[0]] = quantize(x, layer.scale, layer.inputs[0]).to(torch.int8)
 

@@ -14,6 +14,7 @@ per-channel operand rows; ``chain`` runs it on channels-last ``[pixels, K]`` vie
 
 from __future__ import annotations
 
+import functools
 import types
 
 import numba
@@ -470,7 +471,68 @@ def _taps(sums, i, x, b, oy, ox, geometry, weight):
                     sums[i, k] += np.int32(pad) * weight[r, c, k]
 
 
-def _depthwise_chain(x, weight, geometry, out, wide, ew, cfg, rows32, rows64, threads):
+@numba.njit(inline="always")
+def _pair_taps(sums, i, v0, v1, v2, v3, v4, v5, v6, v7, v8, w):
+    # The nine taps (INT8 rows v0..v8, weights int16 [9, K]) in int16 pairs, each widened to
+    # int32 once: 16-bit multiplies and adds where int32 ones do twice the work per lane.
+    # Exact where ``pairs`` accepted the weights (no pair's sum leaves int16).
+    for k in range(sums.shape[1]):
+        p = np.int16(np.int16(v0[k]) * w[0, k] + np.int16(v1[k]) * w[1, k])
+        q = np.int16(np.int16(v2[k]) * w[2, k] + np.int16(v3[k]) * w[3, k])
+        r = np.int16(np.int16(v4[k]) * w[4, k] + np.int16(v5[k]) * w[5, k])
+        s = np.int16(np.int16(v6[k]) * w[6, k] + np.int16(v7[k]) * w[7, k])
+        t = np.int16(np.int16(v8[k]) * w[8, k])
+        sums[i, k] = np.int32(p) + np.int32(q) + np.int32(r) + np.int32(s) + np.int32(t)
+
+
+@numba.njit(inline="always")
+def _pair_pixel(sums, i, x, b, oy, ox, geometry, w, pad_row):
+    # A 3x3 pixel's taps by ``_pair_taps``; taps outside the input read ``pad_row`` (the pad
+    # value in every channel), so border pixels take the same loop.
+    height, width = x.shape[1], x.shape[2]
+    sh, sw, dh, dw, top, left = geometry[:6]
+    iy0, ix0 = oy * sh - top, ox * sw - left
+    c0, c1, c2 = ix0, ix0 + dw, ix0 + 2 * dw
+    if iy0 >= 0 and ix0 >= 0 and iy0 + 2 * dh < height and c2 < width:
+        r0, r1, r2 = x[b, iy0], x[b, iy0 + dh], x[b, iy0 + 2 * dh]
+        _pair_taps(sums, i, r0[c0], r0[c1], r0[c2], r1[c0], r1[c1], r1[c2], r2[c0], r2[c1],
+                   r2[c2], w)  # fmt: skip
+        return
+    in0, in1, in2 = 0 <= c0 < width, 0 <= c1 < width, 0 <= c2 < width
+    iy1, iy2 = iy0 + dh, iy0 + 2 * dh
+    ok0, ok1, ok2 = 0 <= iy0 < height, 0 <= iy1 < height, 0 <= iy2 < height
+    v0 = x[b, iy0, c0] if ok0 and in0 else pad_row
+    v1 = x[b, iy0, c1] if ok0 and in1 else pad_row
+    v2 = x[b, iy0, c2] if ok0 and in2 else pad_row
+    v3 = x[b, iy1, c0] if ok1 and in0 else pad_row
+    v4 = x[b, iy1, c1] if ok1 and in1 else pad_row
+    v5 = x[b, iy1, c2] if ok1 and in2 else pad_row
+    v6 = x[b, iy2, c0] if ok2 and in0 else pad_row
+    v7 = x[b, iy2, c1] if ok2 and in1 else pad_row
+    v8 = x[b, iy2, c2] if ok2 and in2 else pad_row
+    _pair_taps(sums, i, v0, v1, v2, v3, v4, v5, v6, v7, v8, w)
+
+
+def pairs(weight: np.ndarray, pad: int) -> np.ndarray:
+    """A 3x3 depthwise layer's int32 weights [3, 3, K] as int16 [9, K] for ``_pair_taps``,
+    where every tap pair's sum of products with INT8 inputs and the pad value provably fits
+    int16 (it does unless both weights of a pair are -128, or the pad is not INT8); else an
+    empty [0, K] array, and the int32 taps run."""
+    channels = weight.shape[-1]
+    none = np.zeros((0, channels), dtype=np.int16)
+    if weight.shape[:2] != (3, 3) or not -128 <= pad <= 127:
+        return none
+    w = weight.reshape(9, channels).astype(np.int64)
+    high = np.maximum(127 * w, -128 * w)  # the largest product with an INT8 input
+    low = np.minimum(127 * w, -128 * w)
+    pair_high = np.concatenate([high[0:8:2] + high[1:8:2], high[8:]])
+    pair_low = np.concatenate([low[0:8:2] + low[1:8:2], low[8:]])
+    if pair_high.max() > 32767 or pair_low.min() < -32768:
+        return none
+    return np.ascontiguousarray(w, dtype=np.int16)
+
+
+def _depthwise_chain(x, weight, paired, geometry, out, wide, ew, cfg, rows32, rows64, threads):
     # A depthwise convolution's sums, computed row segment by row segment into the L1 cache
     # (int32: the caller checks the layer's bound < 2^31), then the chain: no sums in memory,
     # the INT8 input read as it is, and no index division per pixel (three of them cost as
@@ -491,9 +553,11 @@ def _depthwise_chain(x, weight, geometry, out, wide, ew, cfg, rows32, rows64, th
     unit = -1
     if plain:
         unit = _one_pass_unit(cfg, False)
+    with_pairs = paired.shape[0] == 9
     for job in numba.prange(jobs):
         t = np.empty((per, channels), dtype=np.int32)
         sums = np.empty((per, channels), dtype=np.int32)
+        pad_row = np.full(channels, geometry[6], dtype=np.int8)  # read only with_pairs
         for row in range(job * rows // jobs, (job + 1) * rows // jobs):
             b = row // out_h
             oy = row - b * out_h
@@ -501,8 +565,12 @@ def _depthwise_chain(x, weight, geometry, out, wide, ew, cfg, rows32, rows64, th
                 ox0 = segment * per
                 n = min(out_w - ox0, per)
                 p0 = row * out_w + ox0
-                for i in range(n):
-                    _taps(sums, i, x, b, oy, ox0 + i, geometry, weight)
+                if with_pairs:
+                    for i in range(n):
+                        _pair_pixel(sums, i, x, b, oy, ox0 + i, geometry, paired, pad_row)
+                else:
+                    for i in range(n):
+                        _taps(sums, i, x, b, oy, ox0 + i, geometry, weight)
                 if unit >= 0:
                     _one_pass_span(sums, out, wide, ew, 0, n, p0, cfg, rows32, rows64, unit,
                                    with_wide)  # fmt: skip
@@ -524,7 +592,16 @@ def _compiled(func, signature: str, parallel: bool):
     return numba.njit(signature, cache=True, parallel=parallel, nogil=True)(func)
 
 
-_COMPILED: dict[tuple[str, bool], object] = {}
+_COMPILED: dict[tuple[np.dtype, bool], object] = {}
+
+
+@functools.cache
+def _placeholders(channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """The Y operand and float copy a chain without them is passed (never written: the
+    kernels read ``ew`` only with a Y stage and write ``wide`` only with its pixels' rows)."""
+    return np.zeros((1, channels), dtype=np.int8), np.zeros((0, channels), dtype=np.float32)
+
+
 # Below this many elements a layer's pass runs on the calling thread: waking the thread pool
 # costs more (0.1-0.5 ms a call measured, about the pass of 200k elements).
 SERIAL_BELOW = 1 << 17
@@ -548,18 +625,19 @@ def chain(
     from the size) picks the thread pool or the calling thread."""
     if parallel is None:
         parallel = acc.size >= SERIAL_BELOW
-    kind = acc.dtype.name
-    kernel = _COMPILED.get((kind, parallel))
+    # Keyed by the dtype itself: a pointwise layer calls this once per chunk (hundreds of
+    # times a batch), and dtype.name and fresh placeholders cost as much as a small chunk.
+    kernel = _COMPILED.get((acc.dtype, parallel))
     if kernel is None:
+        kind = acc.dtype.name
         signature = f"void({kind}[:, ::1], int8[:, ::1], float32[:, ::1], int8[:, ::1], "
         signature += "int64[::1], int32[:, ::1], int64[:, ::1], boolean, int64)"
         compiled = _compiled(_chain, signature, parallel)
-        kernel = _COMPILED[kind, parallel] = compiled
-    channels = acc.shape[1]
-    if ew is None:
-        ew = np.zeros((1, channels), dtype=np.int8)
-    if wide is None:
-        wide = np.zeros((0, channels), dtype=np.float32)
+        kernel = _COMPILED[acc.dtype, parallel] = compiled
+    if ew is None or wide is None:
+        none_ew, none_wide = _placeholders(acc.shape[1])
+        ew = none_ew if ew is None else ew
+        wide = none_wide if wide is None else wide
     # numba.get_num_threads() inside the kernel would keep it from being cached; on the
     # calling thread the pool is not touched (the thread pool is not thread-safe).
     threads = numba.get_num_threads() if parallel else 1
@@ -579,15 +657,18 @@ def depthwise_chain(
     rows64: np.ndarray,
     ew: np.ndarray | None = None,
     wide: np.ndarray | None = None,
+    paired: np.ndarray | None = None,
 ) -> None:
     """``chain`` of a depthwise convolution's sums, computed in the pass: INT8 ``x``
     [B, H, W, K] (C-contiguous), int32 ``weight`` [R, S, K] whose sums stay below 2^31,
     ``geometry`` int64 (stride h, w, dilation h, w, pad top, left, pad value, output h, w);
-    ``out`` [B * out h * out w, K]."""
+    ``out`` [B * out h * out w, K]; ``paired``, if given, ``pairs`` of the weights and pad
+    value (the int16 taps where it is not empty)."""
     parallel = out.size >= SERIAL_BELOW
     kernel = _DEPTHWISE.get(parallel)
     if kernel is None:
-        signature = "void(int8[:, :, :, ::1], int32[:, :, ::1], int64[::1], int8[:, ::1], "
+        signature = "void(int8[:, :, :, ::1], int32[:, :, ::1], int16[:, ::1], int64[::1], "
+        signature += "int8[:, ::1], "
         signature += "float32[:, ::1], int8[:, ::1], int64[::1], int32[:, ::1], int64[:, ::1], "
         signature += "int64)"
         compiled = _compiled(_depthwise_chain, signature, parallel)
@@ -597,8 +678,10 @@ def depthwise_chain(
         ew = np.zeros((1, channels), dtype=np.int8)
     if wide is None:
         wide = np.zeros((0, channels), dtype=np.float32)
+    if paired is None:
+        paired = np.zeros((0, channels), dtype=np.int16)
     threads = numba.get_num_threads() if parallel else 1
-    kernel(x, weight, geometry, out, wide, ew, cfg, rows32, rows64, threads)
+    kernel(x, weight, paired, geometry, out, wide, ew, cfg, rows32, rows64, threads)
 
 
 @numba.njit(inline="always")
@@ -647,6 +730,21 @@ def widen_into(x: np.ndarray, out: np.ndarray) -> None:
     """``x`` (INT8, C-contiguous) cast into ``out`` (float32 or float64, C-contiguous, ``x``'s
     shape), in parallel (torch's and numpy's casts take one core)."""
     _widen(x.reshape(-1), out.reshape(-1))
+
+
+@numba.njit(cache=True, parallel=True)
+def _widen_channels_last(x, out):
+    for row in numba.prange(x.shape[0] * x.shape[2]):
+        b, y = row // x.shape[2], row % x.shape[2]
+        for c in range(x.shape[1]):
+            for i in range(x.shape[3]):
+                out[b, y, i, c] = x[b, c, y, i]
+
+
+def widen_channels_last(x: np.ndarray, out: np.ndarray) -> None:
+    """INT8 ``x`` [B, C, H, W] (C-contiguous) cast into float32 ``out`` [B, H, W, C]
+    (C-contiguous), in parallel."""
+    _widen_channels_last(x, out)
 
 
 @numba.njit(cache=True, nogil=True)
