@@ -719,15 +719,15 @@ def narrow_muls(flags: tuple, cfg: np.ndarray, chan: np.ndarray, lo: int, hi: in
 _NARROW: dict[tuple[int, int], tuple] = {}  # (id(w), id(chan)) -> (w, chan, cfg, its narrow)
 
 
-def _narrow(w: np.ndarray, cfg: np.ndarray, chan: np.ndarray, flags: tuple) -> tuple:
-    """``narrow_muls`` of a depthwise layer: its sums are within 128 * the largest sum of a
-    kernel's absolute weights (INT8 inputs), kept per weights and operands (a program runs the
-    same operations again)."""
+def _narrow(w, cfg: np.ndarray, chan: np.ndarray, weight_sum) -> tuple:
+    """``narrow_muls`` of a layer of weights ``w``: its sums are within 128 times the largest
+    sum of a kernel's absolute weights, ``weight_sum()`` (INT8 inputs); kept per weights and
+    operands (a program runs the same operations again)."""
     held = _NARROW.get((id(w), id(chan)))
     if held is not None and held[0] is w and held[1] is chan and held[2] is cfg:
         return held[3]
-    bound = 128 * int(np.abs(w.astype(np.int64)).sum(axis=(1, 2)).max()) if w.size else 0
-    narrow = narrow_muls(flags, cfg, chan, -bound, bound)
+    bound = 128 * int(weight_sum())
+    narrow = narrow_muls(_structure(cfg), cfg, chan, -bound, bound)
     if len(_NARROW) > 512:
         _NARROW.clear()
     _NARROW[(id(w), id(chan))] = (w, chan, cfg, narrow)
@@ -871,10 +871,10 @@ def _pixel_chain(sums, row, k, q, elem, a1, m1, a2, m2, my, ay, scalars, flags, 
             q[j] = np.int8(_srr(x, ro[0], ro[1], ro[2], ro[3], 128))
 
 
-def _chain_rows_for(flags: tuple):
+def _chain_rows_for(flags: tuple, narrow: tuple):
     """The chain on the sums [t * out_w + ow, k] of output rows j0 + t = b * out_h + oh,
     channels c0.., INT8 into the flat surface ``out``: each sum read once, each INT8 result
-    written once."""
+    written once; its multiplications ``narrow`` (``narrow_muls``)."""
 
     def chain_rows(sums, j0, out_w, out_h, c0, cfg, chan, out, ov, ew, ev):
         k = sums.shape[1]
@@ -896,7 +896,7 @@ def _chain_rows_for(flags: tuple):
                     _get_run(ew, b * e_image + oh * e_line + ow * e_pixel, e_surface, atom, c0,
                              elem)  # fmt: skip
                 _pixel_chain(sums, t * out_w + ow, k, q, elem, a1, m1, a2, m2, my, ay, scalars,
-                             flags, _WIDE)  # fmt: skip
+                             flags, narrow)  # fmt: skip
                 _put_run(q, out, b * image + oh * line + ow * pixel_stride, surface, atom, c0)
 
     return chain_rows
@@ -944,13 +944,13 @@ def _structure(cfg: np.ndarray) -> tuple:
     return held[1]
 
 
-def _chain_rows_kernel(cfg: np.ndarray):
+def _chain_rows_kernel(cfg: np.ndarray, narrow: tuple = _WIDE):
     """The chain on a GEMM's sums for ``cfg``'s structure, on the calling thread."""
-    flags = _structure(cfg)
-    kernel = _CHAINED.get(("chain_rows", flags))
+    key = ("chain_rows", _structure(cfg), narrow)
+    kernel = _CHAINED.get(key)
     if kernel is None:
-        kernel = _CHAINED[("chain_rows", flags)] = _serial(_chain_rows_for(flags),
-                                                           _CHAIN_ROWS_SIGNATURE)  # fmt: skip
+        function = _chain_rows_for(key[1], narrow)
+        kernel = _CHAINED[key] = _serial(function, _CHAIN_ROWS_SIGNATURE)
     return kernel
 
 
@@ -1031,7 +1031,9 @@ def _conv_gemm(x, w8, w_shape, out, ew, geo, cfg, chan) -> None:
     of, ov = _flat(out)
     ef, ev = _flat(ew)
     batch, out_h, out_w = int(ov[5]), int(ov[6]), int(ov[7])
-    chain = _chain_rows_kernel(cfg)
+    # sums of INT8 x INT8 products (the pad value too is INT8)
+    narrow = _narrow(w8, cfg, chan, lambda: w8.to(torch.int64).abs().sum(dim=1).max())
+    chain = _chain_rows_kernel(cfg, narrow)
     if _rows_are_patches(xv, w_shape, geo, out_h, out_w):
         # The input's rows of pixels are the patches: [pixels, atom] with the lanes past the
         # input channels multiplied by zero weights.
@@ -1145,7 +1147,7 @@ def conv_depthwise(x, w, out, ew, geo, cfg, chan) -> None:
     if x.size == 0 or out.size == 0:
         return
     flags = _structure(cfg)
-    narrow = _narrow(w, cfg, chan, flags)
+    narrow = _narrow(w, cfg, chan, lambda: np.abs(w.astype(np.int64)).sum(axis=(1, 2)).max())
     key = ("conv_depthwise", w.dtype.name, flags, narrow)
     kernel = _CHAINED.get(key)
     if kernel is None:
