@@ -94,9 +94,10 @@ def _definition(sums: np.ndarray, params: SdpParams, ew: np.ndarray) -> np.ndarr
     return _planar(chain_torch(acc5, params, torch.from_numpy(ew)).numpy())
 
 
+@pytest.mark.parametrize("narrow", [False, True])  # True: 32-bit MULs where narrow_muls allows
 @pytest.mark.parametrize("plain", [False, True])
 @pytest.mark.parametrize("seed", range(4))
-def test_chain_rows_equals_the_definition(seed, plain, sim_engine):
+def test_chain_rows_equals_the_definition(seed, plain, narrow, sim_engine):
     from dlakit.sim import numba_kernels as nk
 
     if sim_engine != "replay":
@@ -119,7 +120,9 @@ def test_chain_rows_equals_the_definition(seed, plain, sim_engine):
     _cube(expected)[...] = view.reshape(BATCH, OUT_H, OUT_W, CHANNELS // ATOM, ATOM).transpose(
         0, 3, 1, 2, 4
     )
-    _run(nk.chain_rows, sums, params, _cube(memory), ew)
+    cfg, chan = params.packed()
+    muls = nk.narrow_muls(nk.chain_structure(cfg), cfg, chan, -top, top) if narrow else nk._WIDE
+    _run(nk._chain_rows_kernel(cfg, muls), sums, params, _cube(memory), ew)
     assert np.array_equal(memory, expected)
     assert plain or nk.chain_structure(params.packed()[0])[-1] is False  # C rounds
 
@@ -145,8 +148,34 @@ def test_a_loop_for_another_structure_is_caught(sim_engine):
     _run(nk.chain_rows, sums, params, right, ew)
     flags = list(nk.chain_structure(params.packed()[0]))
     flags[8] = False  # X2 off
-    skipping = numba.njit(nk._CHAIN_ROWS_SIGNATURE, cache=True)(nk._chain_rows_for(tuple(flags)))
+    skipping = numba.njit(nk._CHAIN_ROWS_SIGNATURE, cache=True)(
+        nk._chain_rows_for(tuple(flags), nk._WIDE)
+    )
     _run(skipping, sums, params, wrong, ew)
+    assert not np.array_equal(right, wrong)
+
+
+def test_a_narrow_multiplication_beyond_int32_is_caught(sim_engine):
+    """32-bit MULs are not a no-op: on values past int32 (which ``narrow_muls`` rules out)
+    they give other bytes, so the comparison above would see a bound too loose."""
+    from dlakit.sim import numba_kernels as nk
+
+    if sim_engine != "replay":
+        pytest.skip("independent of the engine")
+    rng = np.random.default_rng(8)
+    x1 = XParams(1, np.full(CHANNELS, 2**31 - 2**10), True, rng.integers(1, 2**8, CHANNELS), 0,
+                 False, False)  # fmt: skip
+    params = SdpParams(channels=CHANNELS, cacc_shift=0, x1=x1, x2=None, y=None, cvt_offset=0,
+                       cvt_scale=1, cvt_shift=0)  # fmt: skip
+    cfg, chan = params.packed()
+    top = 2**20
+    assert nk.narrow_muls(nk.chain_structure(cfg), cfg, chan, -top, top) == nk._WIDE
+    sums = rng.integers(-top, top, (BATCH * OUT_H * OUT_W, K)).astype(np.int32)
+    ew = _cube(_memory(rng))
+    right = _cube(_memory(rng))
+    wrong = right.copy()
+    _run(nk._chain_rows_kernel(cfg), sums, params, right, ew)
+    _run(nk._chain_rows_kernel(cfg, (True, False, False)), sums, params, wrong, ew)
     assert not np.array_equal(right, wrong)
 
 

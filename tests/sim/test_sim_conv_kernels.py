@@ -175,3 +175,50 @@ def _check_convolution(case: int, seed: int, int8_matmul: bool, monkeypatch) -> 
         op = dataclasses.replace(op, chain=_chain(rng, k, per_element, wild=False))
     assert seed == 2 or len(torch.unique(reference)) > 8
     assert torch.equal(run(op), reference)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_narrow_multiplications_see_only_int32(seed):
+    """Where ``narrow_muls`` lets a MUL take 32-bit operands, every sum within the bound
+    (its ends included) brings it values and operands within int32: the chain followed value
+    by value, as ``x_unit`` computes it."""
+    rng = np.random.default_rng(seed)
+    k = 16
+    params = _chain(rng, k, per_element=False, wild=seed % 4 == 3)
+    cfg, chan = params.packed()
+    bound = int(rng.choice([2**10, 2**18, 2**24, 2**31, 2**33]))
+    narrow = nk.narrow_muls(nk.chain_structure(cfg), cfg, chan, -bound, bound)
+
+    def fits(v: int) -> bool:
+        return -(2**31) <= v < 2**31
+
+    for acc in [-bound, bound, 0, *rng.integers(-bound, bound + 1, 200).tolist()]:
+        for j in range(k):
+            x = int(nk.cacc(np.int64(acc), int(cfg[0]))) if cfg[0] >= 0 else acc
+            for unit, at in ((params.x1, 0), (params.x2, 1)):
+                if unit is None:
+                    continue
+                op = int(unit.alu_op[j])
+                v = (x, x + op, max(x, op), min(x, op))[unit.alu]
+                if unit.mul and narrow[at]:
+                    assert fits(v) and fits(int(unit.mul_op[j])), (acc, j, at)
+                x = int(nk.x_unit(np.int64(x), unit.alu, np.int64(op), unit.mul,
+                                  np.int64(unit.mul_op[j]), unit.shift, unit.prelu,
+                                  unit.relu))  # fmt: skip
+            if params.y is not None and params.y.mul and narrow[2]:
+                assert fits(x) and fits(int(params.y.mul_op[j])), (acc, j)
+
+
+def test_moderate_chains_multiply_narrow():
+    """A depthwise layer's chain as MobileNetV2's (bias, scale, ReLU6 clip, rescale) on sums
+    of INT8 x INT8 taps takes 32-bit multiplications in both X units."""
+    k = 8
+    clip = XParams(alu=3, alu_op=np.full(k, 467728), mul=True, mul_op=np.full(k, 18222),
+                   shift=26, prelu=False, relu=True)  # fmt: skip
+    bias = XParams(alu=1, alu_op=np.arange(k) - 4, mul=True, mul_op=np.full(k, 16), shift=0,
+                   prelu=False, relu=False)  # fmt: skip
+    params = SdpParams(channels=k, cacc_shift=0, x1=bias, x2=clip, y=None, cvt_offset=0,
+                       cvt_scale=1, cvt_shift=0)  # fmt: skip
+    cfg, chan = params.packed()
+    bound = 128 * 9 * 127
+    assert nk.narrow_muls(nk.chain_structure(cfg), cfg, chan, -bound, bound) == (True, True, False)

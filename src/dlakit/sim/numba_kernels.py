@@ -494,8 +494,9 @@ def _conv_dense(x, xv, w, out, ov, ew, ev, geo, cfg, chan):
                     _put_block(q, n, kg, c0, out, ov, b, oh, p0)
 
 
-def _conv_depthwise_for(flags: tuple):
-    """The depthwise convolution and the chain of structure ``flags`` (``chain_structure``)."""
+def _conv_depthwise_for(flags: tuple, narrow: tuple):
+    """The depthwise convolution and the chain of structure ``flags`` (``chain_structure``),
+    its multiplications ``narrow`` (``narrow_muls``)."""
 
     def conv_depthwise(x, xv, w, out, ov, ew, ev, geo, cfg, chan):
         # One kernel per channel: each tap one loop over all channels of the staged rows.
@@ -577,7 +578,7 @@ def _conv_depthwise_for(flags: tuple):
                             _get_run(ew, b * e_image + oh * e_line + ow * e_pixel, e_surface,
                                      ev[4], 0, e)  # fmt: skip
                         _pixel_chain(sums, p, channels, q, e, a1, m1, a2, m2, my, ay, scalars,
-                                     flags)  # fmt: skip
+                                     flags, narrow)  # fmt: skip
                         _put_run(q, out, b * image + oh * line + ow * pixel, surface, ov[4], 0)
 
     return conv_depthwise
@@ -654,6 +655,85 @@ def _put_run(q, out, base, surface, atom, c0):
         run = atom
 
 
+_WIDE = (False, False, False)  # every multiplication of the chain in 64 bits
+_INT32 = (-(1 << 31), (1 << 31) - 1)
+
+
+def narrow_muls(flags: tuple, cfg: np.ndarray, chan: np.ndarray, lo: int, hi: int) -> tuple:
+    """Which of the chain's MULs (X1, X2, Y) see only values and operands within int32, for
+    accumulator sums within [lo, hi] and the chain ``cfg`` of structure ``flags``
+    (``chain_structure``): each value's range followed through the stages, loosely (operand
+    rows of ``chan`` as ``SdpParams.packed`` lays them out)."""
+
+    def fits(a: int, b: int) -> bool:
+        return _INT32[0] <= a and b <= _INT32[1]
+
+    def span(row: np.ndarray) -> tuple[int, int]:
+        return (int(row.min()), int(row.max())) if row.size else (0, 0)
+
+    def saturate(a: int, b: int) -> tuple[int, int]:
+        return min(max(a, _INT32[0]), _INT32[1]), min(max(b, _INT32[0]), _INT32[1])
+
+    def rounded(a: int, b: int, shift: int) -> tuple[int, int]:
+        # a right shift that rounds (either way) gives floor(x / 2**shift) or one more; a
+        # shift past the width gives 0
+        if shift <= 0:
+            return a, b
+        return min(a >> shift, 0), max((b >> shift) + 1, 0)
+
+    if flags[0]:
+        lo, hi = saturate(*rounded(lo, hi, int(cfg[0])))
+    narrow = []
+    for at, shift, a, m in (
+        (2, int(cfg[4]), chan[0], chan[1]),
+        (8, int(cfg[10]), chan[2], chan[3]),
+    ):
+        on, alu, mul, prelu, relu = flags[at : at + 5]
+        if not on:
+            narrow.append(False)
+            continue
+        a_lo, a_hi = span(a)
+        if alu == 1:
+            lo, hi = lo + a_lo, hi + a_hi
+        elif alu == 2:
+            lo, hi = max(lo, a_lo), max(hi, a_hi)
+        elif alu == 3:
+            lo, hi = min(lo, a_lo), min(hi, a_hi)
+        x_hi = hi
+        if mul:
+            m_lo, m_hi = span(m)
+            narrow.append(fits(lo, hi) and fits(m_lo, m_hi))
+            ends = [lo * m_lo, lo * m_hi, hi * m_lo, hi * m_hi]
+            lo, hi = min(ends), max(ends)
+        else:
+            narrow.append(False)
+        lo, hi = saturate(*rounded(lo, hi, shift))
+        if mul and prelu:  # non-negative inputs pass unchanged, unsaturated
+            lo, hi = min(lo, 0), max(hi, x_hi, 0)
+        if relu:
+            lo, hi = max(lo, 0), max(hi, 0)
+    narrow.append(bool(flags[15]) and fits(lo, hi) and fits(*span(chan[4])))
+    return tuple(narrow)
+
+
+_NARROW: dict[tuple[int, int], tuple] = {}  # (id(w), id(chan)) -> (w, chan, cfg, its narrow)
+
+
+def _narrow(w, cfg: np.ndarray, chan: np.ndarray, weight_sum) -> tuple:
+    """``narrow_muls`` of a layer of weights ``w``: its sums are within 128 times the largest
+    sum of a kernel's absolute weights, ``weight_sum()`` (INT8 inputs); kept per weights and
+    operands (a program runs the same operations again)."""
+    held = _NARROW.get((id(w), id(chan)))
+    if held is not None and held[0] is w and held[1] is chan and held[2] is cfg:
+        return held[3]
+    bound = 128 * int(weight_sum())
+    narrow = narrow_muls(_structure(cfg), cfg, chan, -bound, bound)
+    if len(_NARROW) > 512:
+        _NARROW.clear()
+    _NARROW[(id(w), id(chan))] = (w, chan, cfg, narrow)
+    return narrow
+
+
 def chain_structure(cfg: np.ndarray) -> tuple:
     """What a chain's compiled loop specialises on: which units and stages run, and which
     shifts are 0 (the rounding then only saturates), and whether C multiplies (offset 0 and
@@ -691,9 +771,19 @@ def chain_structure(cfg: np.ndarray) -> tuple:
 
 
 @numba.njit(inline="always")
-def _x_stage(x, op, mul, shift, half, sign, keep, alu, mul_on, prelu, relu, plain):
+def _mul(x, m, narrow):
+    # int64 x int64, or where both fit 32 bits (``narrow``) said so to the compiler: it then
+    # multiplies 32 x 32 -> 64 bits (one instruction; a 64-bit product vector takes three)
+    if narrow:
+        return np.int64(np.int32(x)) * np.int64(np.int32(m))
+    return x * m
+
+
+@numba.njit(inline="always")
+def _x_stage(x, op, mul, shift, half, sign, keep, alu, mul_on, prelu, relu, plain, narrow):
     # ``x_unit`` with its flags compile-time constants: ALU, MUL, truncate (``plain``: shift 0,
-    # only the 32-bit saturation), PReLU (non-negative inputs pass unchanged, unsaturated), ReLU
+    # only the 32-bit saturation), PReLU (non-negative inputs pass unchanged, unsaturated), ReLU;
+    # ``narrow``: the MUL's operands are known to fit 32 bits (``narrow_muls``)
     lim = np.int64(1) << 31
     if alu == 1:
         x = x + op
@@ -701,7 +791,7 @@ def _x_stage(x, op, mul, shift, half, sign, keep, alu, mul_on, prelu, relu, plai
         x = max(x, op)
     elif alu == 3:
         x = min(x, op)
-    y = x * mul if mul_on else x
+    y = _mul(x, mul, narrow) if mul_on else x
     y = min(max(y, -lim), lim - 1) if plain else _srr(y, shift, half, sign, keep, lim)
     if mul_on and prelu:
         m = ~(x >> 63)
@@ -725,11 +815,11 @@ def _chain_scalars(cfg):
 
 
 @numba.njit(inline="always")
-def _pixel_chain(sums, row, k, q, elem, a1, m1, a2, m2, my, ay, scalars, flags):
+def _pixel_chain(sums, row, k, q, elem, a1, m1, a2, m2, my, ay, scalars, flags, narrow):
     """The chain of ``_chain`` on one pixel's sums ``sums[row, :k]`` (channels of the operand
     rows a1..ay), INT8 into ``q[:k]``, ``elem`` the per-element Y operands: one loop over the
-    channels, inlined into a caller whose ``flags`` (``chain_structure``) are constants, so
-    only their stages remain."""
+    channels, inlined into a caller whose ``flags`` (``chain_structure``) and ``narrow``
+    (``narrow_muls``) are constants, so only their stages remain."""
     (cacc_on, cacc_plain, x1, x1_alu, x1_mul, x1_prelu, x1_relu, x1_plain, x2, x2_alu, x2_mul,
      x2_prelu, x2_relu, x2_plain, y, y_mul, y_prelu, y_alu, y_elem, y_cvt, cvt_plain,
      c_unscaled, c_plain) = flags  # fmt: skip
@@ -745,13 +835,13 @@ def _pixel_chain(sums, row, k, q, elem, a1, m1, a2, m2, my, ay, scalars, flags):
             x = min(max(x, -lim), lim - 1)
         if x1:
             x = _x_stage(x, a1[j], m1[j], r1[0], r1[1], r1[2], r1[3], x1_alu, x1_mul,
-                         x1_prelu, x1_relu, x1_plain)  # fmt: skip
+                         x1_prelu, x1_relu, x1_plain, narrow[0])  # fmt: skip
         if x2:
             x = _x_stage(x, a2[j], m2[j], r2[0], r2[1], r2[2], r2[3], x2_alu, x2_mul,
-                         x2_prelu, x2_relu, x2_plain)  # fmt: skip
+                         x2_prelu, x2_relu, x2_plain, narrow[1])  # fmt: skip
         if y:
             if y_mul:
-                p = _srr(x * my[j], ry[0], ry[1], ry[2], ry[3], lim)
+                p = _srr(_mul(x, my[j], narrow[2]), ry[0], ry[1], ry[2], ry[3], lim)
                 if y_prelu:
                     m = ~(x >> 63)
                     p = (x & m) | (p & ~m)
@@ -781,10 +871,10 @@ def _pixel_chain(sums, row, k, q, elem, a1, m1, a2, m2, my, ay, scalars, flags):
             q[j] = np.int8(_srr(x, ro[0], ro[1], ro[2], ro[3], 128))
 
 
-def _chain_rows_for(flags: tuple):
+def _chain_rows_for(flags: tuple, narrow: tuple):
     """The chain on the sums [t * out_w + ow, k] of output rows j0 + t = b * out_h + oh,
     channels c0.., INT8 into the flat surface ``out``: each sum read once, each INT8 result
-    written once."""
+    written once; its multiplications ``narrow`` (``narrow_muls``)."""
 
     def chain_rows(sums, j0, out_w, out_h, c0, cfg, chan, out, ov, ew, ev):
         k = sums.shape[1]
@@ -806,7 +896,7 @@ def _chain_rows_for(flags: tuple):
                     _get_run(ew, b * e_image + oh * e_line + ow * e_pixel, e_surface, atom, c0,
                              elem)  # fmt: skip
                 _pixel_chain(sums, t * out_w + ow, k, q, elem, a1, m1, a2, m2, my, ay, scalars,
-                             flags)  # fmt: skip
+                             flags, narrow)  # fmt: skip
                 _put_run(q, out, b * image + oh * line + ow * pixel_stride, surface, atom, c0)
 
     return chain_rows
@@ -854,13 +944,13 @@ def _structure(cfg: np.ndarray) -> tuple:
     return held[1]
 
 
-def _chain_rows_kernel(cfg: np.ndarray):
+def _chain_rows_kernel(cfg: np.ndarray, narrow: tuple = _WIDE):
     """The chain on a GEMM's sums for ``cfg``'s structure, on the calling thread."""
-    flags = _structure(cfg)
-    kernel = _CHAINED.get(("chain_rows", flags))
+    key = ("chain_rows", _structure(cfg), narrow)
+    kernel = _CHAINED.get(key)
     if kernel is None:
-        kernel = _CHAINED[("chain_rows", flags)] = _serial(_chain_rows_for(flags),
-                                                           _CHAIN_ROWS_SIGNATURE)  # fmt: skip
+        function = _chain_rows_for(key[1], narrow)
+        kernel = _CHAINED[key] = _serial(function, _CHAIN_ROWS_SIGNATURE)
     return kernel
 
 
@@ -941,7 +1031,9 @@ def _conv_gemm(x, w8, w_shape, out, ew, geo, cfg, chan) -> None:
     of, ov = _flat(out)
     ef, ev = _flat(ew)
     batch, out_h, out_w = int(ov[5]), int(ov[6]), int(ov[7])
-    chain = _chain_rows_kernel(cfg)
+    # sums of INT8 x INT8 products (the pad value too is INT8)
+    narrow = _narrow(w8, cfg, chan, lambda: w8.to(torch.int64).abs().sum(dim=1).max())
+    chain = _chain_rows_kernel(cfg, narrow)
     if _rows_are_patches(xv, w_shape, geo, out_h, out_w):
         # The input's rows of pixels are the patches: [pixels, atom] with the lanes past the
         # input channels multiplied by zero weights.
@@ -1055,12 +1147,13 @@ def conv_depthwise(x, w, out, ew, geo, cfg, chan) -> None:
     if x.size == 0 or out.size == 0:
         return
     flags = _structure(cfg)
-    key = ("conv_depthwise", w.dtype.name, flags)
+    narrow = _narrow(w, cfg, chan, lambda: np.abs(w.astype(np.int64)).sum(axis=(1, 2)).max())
+    key = ("conv_depthwise", w.dtype.name, flags, narrow)
     kernel = _CHAINED.get(key)
     if kernel is None:
         signature = _conv_signature(w.dtype.name, w.ndim)
-        kernel = _CHAINED[key] = numba.njit(signature, cache=True,
-                                            parallel=True)(_conv_depthwise_for(flags))  # fmt: skip
+        function = _conv_depthwise_for(flags, narrow)
+        kernel = _CHAINED[key] = numba.njit(signature, cache=True, parallel=True)(function)
     kernel(*_flat(x), w, *_flat(out), *_flat(ew), geo, cfg, chan)
 
 
