@@ -674,10 +674,10 @@ def depthwise_chain(
         compiled = _compiled(_depthwise_chain, signature, parallel)
         kernel = _DEPTHWISE[parallel] = compiled
     channels = out.shape[1]
-    if ew is None:
-        ew = np.zeros((1, channels), dtype=np.int8)
-    if wide is None:
-        wide = np.zeros((0, channels), dtype=np.float32)
+    if ew is None or wide is None:
+        none_ew, none_wide = _placeholders(channels)
+        ew = none_ew if ew is None else ew
+        wide = none_wide if wide is None else wide
     if paired is None:
         paired = np.zeros((0, channels), dtype=np.int16)
     threads = numba.get_num_threads() if parallel else 1

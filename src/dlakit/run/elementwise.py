@@ -75,11 +75,10 @@ class Program:
         dtype = {inputs[0].name: in_type}
         constants: list[tuple[int, float]] = []
         rows: list[list[int]] = []
-        count = [1]
 
         def register() -> int:
-            count[0] += 1
-            return count[0] - 1
+            # every register after the input is a constant's or a row's destination
+            return 1 + len(constants) + len(rows)
 
         def const(value, kind: int) -> int:
             value = np.asarray(value)
@@ -150,7 +149,7 @@ class Program:
         return cls(
             np.array(rows, dtype=np.int64),
             np.array(constants, dtype=np.float64).reshape(-1, 2).T.copy(),
-            count[0],
+            register(),
             np.array([info.min, info.max], dtype=np.float64),
             _INPUTS[in_type],
             out_dtype,
