@@ -19,7 +19,7 @@ _UNARY = ["Abs", "Neg", "Floor", "Sign", "Relu", "Identity"]
 _INT = {TensorProto.INT8: 8, TensorProto.UINT8: 8, TensorProto.INT16: 16, TensorProto.INT32: 32}
 
 
-def _model(steps, float_type: int, out_type: int, consts: dict) -> onnx.ModelProto:
+def _model(steps, float_type: int, out_type: int, saturate: bool = True) -> onnx.ModelProto:
     nodes, inits, value = [], [], "x"
     nodes.append(helper.make_node("Cast", ["x"], ["v0"], to=float_type))
     value = "v0"
@@ -51,7 +51,7 @@ def _model(steps, float_type: int, out_type: int, consts: dict) -> onnx.ModelPro
     )
     inits += [numpy_helper.from_array(np.array(lo, np_type), "sat_lo"),
               numpy_helper.from_array(np.array(hi, np_type), "sat_hi")]  # fmt: skip
-    if consts.get("saturate", True):
+    if saturate:
         nodes.append(helper.make_node("Clip", [value, "sat_lo", "sat_hi"], ["sat"]))
         value = "sat"
     nodes.append(helper.make_node("Cast", [value], ["y"], to=out_type))
@@ -93,7 +93,7 @@ _STEP = st.tuples(
     seed=st.integers(0, 3),
 )
 def test_the_compiled_pass_gives_torchs_bytes_or_misses(steps, float_type, out_type, seed):
-    model = _model(steps, float_type, out_type, {})
+    model = _model(steps, float_type, out_type)
     program = Program.of(model)
     assert program is not None
     x = _input(seed)
@@ -105,7 +105,7 @@ def test_the_compiled_pass_gives_torchs_bytes_or_misses(steps, float_type, out_t
 
 
 def test_nan_or_an_unsaturated_cast_misses_and_torch_decides():
-    model = _model([("Mul", 3.0, False)], TensorProto.DOUBLE, TensorProto.INT8, {"saturate": False})
+    model = _model([("Mul", 3.0, False)], TensorProto.DOUBLE, TensorProto.INT8, saturate=False)
     program = Program.of(model)
     x = np.zeros(SHAPE, np.float32)
     assert program.run(x) is not None
@@ -120,7 +120,7 @@ def test_nan_or_an_unsaturated_cast_misses_and_torch_decides():
 
 
 def test_division_by_zero_misses():
-    model = _model([("Div", 2.0, True)], TensorProto.DOUBLE, TensorProto.INT8, {})
+    model = _model([("Div", 2.0, True)], TensorProto.DOUBLE, TensorProto.INT8)
     x = np.ones(SHAPE, np.float32)
     assert Program.of(model).run(x) is not None
     x.reshape(-1)[7] = -0.0  # 2 / -0 = -inf: the sign of a zero decides
@@ -128,7 +128,7 @@ def test_division_by_zero_misses():
 
 
 def test_a_value_of_another_type_misses():
-    model = _model([("Add", 1.0, False)], TensorProto.DOUBLE, TensorProto.INT8, {})
+    model = _model([("Add", 1.0, False)], TensorProto.DOUBLE, TensorProto.INT8)
     assert Program.of(model).run(np.zeros(SHAPE, np.float64)) is None
 
 
@@ -142,7 +142,7 @@ def _float_output(model: onnx.ModelProto) -> onnx.ModelProto:
 
 @pytest.mark.parametrize("change", ["float output", "wide constant", "vector constant"])
 def test_graphs_it_cannot_take_stay_with_torch(change):
-    model = _model([("Add", 1.0, False)], TensorProto.DOUBLE, TensorProto.INT8, {})
+    model = _model([("Add", 1.0, False)], TensorProto.DOUBLE, TensorProto.INT8)
     if change == "float output":  # the sign of a zero would reach the bytes
         model = _float_output(model)
     else:
